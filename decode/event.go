@@ -1,0 +1,63 @@
+package decode
+
+import (
+	"encoding/hex"
+
+	"github.com/discotrace/discotrace/ndjson"
+)
+
+// RecordEvent is the event a record shows as on its own, before any protocol decoding:
+// what `discotrace trace --raw` prints, and the base the decoder adds "disc" to.
+// withPayload adds the captured payload bytes, hex.
+func RecordEvent(r *Record, withPayload bool) *ndjson.Event {
+	ev := &ndjson.Event{Time: ndjson.Time(r.Time)}
+	switch r.Kind {
+	case Datagram:
+		switch r.Dir {
+		case DirOut:
+			ev.Type = ndjson.TypeSend
+		case DirIn:
+			ev.Type = ndjson.TypeRecv
+		default:
+			ev.Type = ndjson.TypePacket
+		}
+	case Read:
+		ev.Type = ndjson.TypeRead
+		ev.QueueNs = ndjson.Ptr(int64(r.QueueTime))
+	case ICMP:
+		ev.Type = ndjson.TypeICMP
+		ev.ICMPType, ev.ICMPCode = ndjson.Ptr(r.ICMPType), ndjson.Ptr(r.ICMPCode)
+		ev.QuotedSrc, ev.QuotedDst = ndjson.Addr(r.QuotedSrc), ndjson.Addr(r.QuotedDst)
+		switch r.Dir {
+		case DirIn:
+			ev.Dir = "in"
+		case DirOut:
+			ev.Dir = "out"
+		}
+		if r.HasNotified {
+			ev.Notified = ndjson.Ptr(r.Notified)
+		}
+	case Drop:
+		ev.Type = ndjson.TypeDrop
+		ev.Reason, ev.Location = r.Reason, r.Location
+	case Lost:
+		ev.Type = ndjson.TypeLost
+		ev.Count = ndjson.Ptr(r.Count)
+		return ev
+	}
+	ev.Src, ev.Dst = ndjson.Addr(r.Src), ndjson.Addr(r.Dst)
+	if r.Kind == Datagram || r.Kind == Read || r.Len > 0 {
+		ev.Len = ndjson.Ptr(r.Len)
+	}
+	if r.HasProc {
+		ev.PID, ev.TID, ev.Comm = ndjson.Ptr(r.PID), ndjson.Ptr(r.TID), r.Comm
+	}
+	ev.Cgroup, ev.NetNS, ev.Ifindex, ev.Cookie = r.Cgroup, r.NetNS, r.Ifindex, r.Cookie
+	if r.HasSendRet {
+		ev.Ret = ndjson.Ptr(r.SendRet)
+	}
+	if withPayload && len(r.Payload) > 0 {
+		ev.Payload = hex.EncodeToString(r.Payload)
+	}
+	return ev
+}

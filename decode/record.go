@@ -1,0 +1,84 @@
+// Package decode turns observed datagrams into discovery events: discv4 and discv5 wire
+// decoding, discv5 handshake and request tracking, and the root cause of failures.
+//
+// It is pure Go and never touches the kernel: the tracer and the pcap reader both feed it
+// Records, and the same input always gives the same output.
+package decode
+
+import (
+	"net/netip"
+	"time"
+)
+
+// RecordKind says what was observed.
+type RecordKind uint8
+
+const (
+	// Datagram is a UDP datagram with its payload: sent or received by this host (tracer)
+	// or seen on the wire (pcap).
+	Datagram RecordKind = iota + 1
+	// Read is the local application reading a datagram from its socket (tracer only).
+	Read
+	// ICMP is an ICMP or ICMPv6 error quoting a UDP datagram.
+	ICMP
+	// Drop is the kernel dropping a datagram or fragment (tracer; pcap for reassembly loss).
+	Drop
+	// Lost counts observations the capture could not deliver.
+	Lost
+)
+
+// Direction tells, for a Datagram or ICMP record, which way it went relative to this host.
+type Direction uint8
+
+const (
+	DirUnknown Direction = iota // a pcap: the decoder works it out from the local identity
+	DirOut                      // sent by this host
+	DirIn                       // received by this host
+)
+
+// Record is one observation. Fields that do not apply to Kind are zero.
+type Record struct {
+	Kind RecordKind
+	Time time.Time
+	Dir  Direction
+
+	// Src and Dst are the datagram's addresses; for ICMP, the error's own sender and receiver.
+	Src, Dst netip.AddrPort
+	// Len is the UDP payload length from the UDP header (never the padded frame).
+	Len int
+	// Payload holds the first bytes of the UDP payload (all of it from a pcap; up to the
+	// snap length from the tracer). len(Payload) < Len means it was truncated.
+	Payload []byte
+
+	// Process that sent or read it, when the kernel knows (HasProc).
+	HasProc bool
+	PID     uint32
+	TID     uint32
+	Comm    string
+	// Kernel context, zero when unknown.
+	Cgroup  uint64
+	NetNS   uint32
+	Ifindex uint32
+	Cookie  uint64
+
+	// SendRet is the send's return value (bytes or -errno), when HasSendRet.
+	HasSendRet bool
+	SendRet    int64
+	// QueueTime is, for a Read, how long the datagram waited in the socket queue.
+	QueueTime time.Duration
+
+	// ICMP errors: type and code, and the tuple of the UDP datagram the error quotes.
+	ICMPType, ICMPCode   uint8
+	QuotedSrc, QuotedDst netip.AddrPort
+	// Notified: the owning socket is told of the error (HasNotified when the hook knows).
+	HasNotified bool
+	Notified    bool
+
+	// Drops: the kernel's reason name (SOCKET_RCVBUFF, UDP_CSUM, NO_SOCKET,
+	// FRAG_REASM_TIMEOUT, ...) and where it happened.
+	Reason   string
+	Location string
+
+	// Lost: how many observations were lost.
+	Count uint64
+}

@@ -1,0 +1,117 @@
+// Package ndjson is discotrace's output format: one JSON object per line, the same schema
+// whether the events come from the kernel (trace) or from a capture file (decode).
+//
+// The schema is versioned: every line carries "v" (SchemaVersion). Fields are added in a
+// compatible way (new keys) within a version; renaming or changing the meaning of a key
+// bumps the version. Fields that do not apply to an event's type are left out.
+package ndjson
+
+// SchemaVersion is the version of the event schema written in every line as "v".
+const SchemaVersion = 1
+
+// Event types, the value of "type".
+const (
+	TypeSend      = "send"      // a datagram leaving a socket of this host (kernel)
+	TypeRecv      = "recv"      // a datagram reaching the UDP layer of this host (kernel)
+	TypeRead      = "read"      // the application reading a datagram (kernel)
+	TypeICMP      = "icmp"      // an ICMP/ICMPv6 error quoting a watched datagram
+	TypeDrop      = "drop"      // the kernel freeing a watched datagram or fragment
+	TypeLost      = "lost"      // events the kernel side could not deliver
+	TypePacket    = "packet"    // a datagram seen in a capture file
+	TypeHandshake = "handshake" // one discv5 handshake attempt
+	TypeExchange  = "exchange"  // one request and its response (or failure)
+	TypeAnomaly   = "anomaly"   // something wrong that is not a single failure
+)
+
+// Event is one line of the stream. Time is RFC 3339 with nanoseconds, addresses are
+// "ip:port" ("[v6]:port" for IPv6). Pointers mark fields whose zero value is meaningful
+// (a zero-length datagram, pid 0 for kernel context), so that "absent" and "zero" differ.
+type Event struct {
+	V    int    `json:"v"`
+	Type string `json:"type"`
+	Time string `json:"time"`
+
+	// Datagram fields (send, recv, read, packet; drop and icmp where known).
+	Src     string  `json:"src,omitempty"`
+	Dst     string  `json:"dst,omitempty"`
+	Len     *int    `json:"len,omitempty"`
+	PID     *uint32 `json:"pid,omitempty"`
+	TID     *uint32 `json:"tid,omitempty"`
+	Comm    string  `json:"comm,omitempty"`
+	Cgroup  uint64  `json:"cgroup,omitempty"`
+	NetNS   uint32  `json:"netns,omitempty"`
+	Ifindex uint32  `json:"ifindex,omitempty"`
+	Cookie  uint64  `json:"cookie,omitempty"`
+	// Ret is the send's return value (bytes sent or -errno) where the hook can tell.
+	Ret *int64 `json:"ret,omitempty"`
+	// QueueNs is, for a read, how long the datagram waited in the socket's receive queue.
+	QueueNs *int64 `json:"queue_ns,omitempty"`
+	// Payload is the captured UDP payload (up to the snap length), hex, when asked for.
+	Payload string `json:"payload,omitempty"`
+
+	// ICMP errors.
+	Dir       string `json:"dir,omitempty"` // "in" (received by this host) or "out" (sent)
+	ICMPType  *uint8 `json:"icmp_type,omitempty"`
+	ICMPCode  *uint8 `json:"icmp_code,omitempty"`
+	QuotedSrc string `json:"quoted_src,omitempty"`
+	QuotedDst string `json:"quoted_dst,omitempty"`
+	// Notified tells, for an incoming ICMP error, whether the owning socket is told
+	// (connected or IP_RECVERR sockets are; unconnected sockets without it are not).
+	Notified *bool `json:"notified,omitempty"`
+
+	// Drops.
+	Reason   string `json:"reason,omitempty"`   // the kernel's skb_drop_reason name, e.g. SOCKET_RCVBUFF
+	Location string `json:"location,omitempty"` // kernel function that dropped it, when known
+
+	// Lost events.
+	Count *uint64 `json:"count,omitempty"`
+
+	// Disc is the decoded discovery packet carried by a datagram event.
+	Disc *Disc `json:"disc,omitempty"`
+
+	// Handshake and exchange events.
+	Initiator      string `json:"initiator,omitempty"`
+	Recipient      string `json:"recipient,omitempty"`
+	InitiatorID    string `json:"initiator_id,omitempty"`
+	RecipientID    string `json:"recipient_id,omitempty"`
+	Req            string `json:"req,omitempty"`
+	Resp           string `json:"resp,omitempty"`
+	Outcome        string `json:"outcome,omitempty"` // established/failed, answered/failed, open
+	Cause          string `json:"cause,omitempty"`
+	Attempts       int    `json:"attempts,omitempty"`
+	WhoareyouRTTNs *int64 `json:"whoareyou_rtt_ns,omitempty"`
+	HandshakeRTTNs *int64 `json:"handshake_rtt_ns,omitempty"`
+	TotalNs        *int64 `json:"total_ns,omitempty"`
+	RTTNs          *int64 `json:"rtt_ns,omitempty"`
+
+	// Anomaly events.
+	Anomaly  string `json:"anomaly,omitempty"` // clock_skew, enr_seq_regression, endpoint_mismatch, whoareyou_storm
+	Peer     string `json:"peer,omitempty"`
+	PeerID   string `json:"peer_id,omitempty"`
+	OffsetNs *int64 `json:"offset_ns,omitempty"`
+	Detail   string `json:"detail,omitempty"`
+
+	// Evidence lists the observations that support a cause or an anomaly.
+	Evidence []Evidence `json:"evidence,omitempty"`
+}
+
+// Disc is a decoded discovery packet.
+type Disc struct {
+	Proto  string  `json:"proto"`             // discv4, discv5, unknown
+	Kind   string  `json:"kind,omitempty"`    // PING, PONG, ... / MESSAGE, WHOAREYOU, HANDSHAKE
+	Msg    string  `json:"msg,omitempty"`     // decrypted discv5 message type
+	ReqID  string  `json:"req_id,omitempty"`  // discv5 request id, hex
+	Nonce  string  `json:"nonce,omitempty"`   // discv5 nonce, hex
+	SrcID  string  `json:"src_id,omitempty"`  // node ID, hex
+	DstID  string  `json:"dst_id,omitempty"`  // node ID, hex
+	ENRSeq *uint64 `json:"enr_seq,omitempty"` // ENR sequence number carried by the packet
+	Nodes  *int    `json:"nodes,omitempty"`   // NEIGHBORS / NODES: how many records
+	Error  string  `json:"error,omitempty"`   // why decoding (or decryption) failed
+}
+
+// Evidence is one observation behind a cause or anomaly.
+type Evidence struct {
+	Time   string `json:"time"`
+	Type   string `json:"type"`             // the event type observed (send, icmp, drop, packet, ...)
+	Detail string `json:"detail,omitempty"` // e.g. "icmp 3/3 from 10.0.0.2", "SOCKET_RCVBUFF"
+}
