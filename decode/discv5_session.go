@@ -1,0 +1,201 @@
+package decode
+
+import (
+	"bytes"
+	"crypto/cipher"
+	"net/netip"
+
+	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
+	"github.com/ethereum/go-ethereum/p2p/enode"
+)
+
+// State the discv5 decoder keeps between packets: which node ID sits behind which
+// address, the challenges (WHOAREYOU) seen, and the session keys recovered from
+// handshakes. Everything is bounded so that a long capture with many peers cannot
+// grow memory without limit; the oldest entries are forgotten first.
+
+// Bounds of the decoder's state. A busy mainnet node talks to a few thousand peers;
+// the bounds keep the most recent of them.
+const (
+	v5MaxKnownIDs   = 4096  // IDs tried when nothing better is known (AES-block each)
+	v5MaxAddrs      = 16384 // address -> node ID
+	v5MaxSessions   = 8192  // (sender, recipient) -> keys
+	v5MaxChallenged = 4096  // challenged node -> recent WHOAREYOUs
+	v5MaxNonces     = 16384 // nonce of a message/handshake -> its sender and recipient
+	v5MaxPubkeys    = 16384 // node ID -> public key (from ENRs), for ID signatures
+	// v5ChallengesPerNode is how many distinct recent challenges to one node are kept:
+	// a handshake may answer an older one when two were in flight.
+	v5ChallengesPerNode = 4
+	// v5KeysPerDirection: the current session key and the one before, so that packets
+	// still in flight across a re-handshake decrypt.
+	v5KeysPerDirection = 2
+)
+
+// v5Bounded is a map that forgets its oldest insertions beyond max entries.
+// Deleting a key leaves its slot in the ring: a key deleted and added again may be
+// forgotten earlier than strictly necessary, never later, so the bound holds.
+type v5Bounded[K comparable, V any] struct {
+	m     map[K]V
+	order []K // insertion ring
+	next  int // slot the next insertion overwrites once the ring is full
+	max   int
+}
+
+func newV5Bounded[K comparable, V any](max int) *v5Bounded[K, V] {
+	return &v5Bounded[K, V]{m: make(map[K]V), max: max}
+}
+
+func (b *v5Bounded[K, V]) get(k K) (V, bool) {
+	v, ok := b.m[k]
+	return v, ok
+}
+
+func (b *v5Bounded[K, V]) put(k K, v V) {
+	if _, ok := b.m[k]; ok {
+		b.m[k] = v
+		return
+	}
+	if len(b.order) < b.max {
+		b.order = append(b.order, k)
+	} else {
+		delete(b.m, b.order[b.next])
+		b.order[b.next] = k
+		b.next = (b.next + 1) % b.max
+	}
+	b.m[k] = v
+}
+
+func (b *v5Bounded[K, V]) remove(k K) { delete(b.m, k) }
+
+// newestFirst calls fn for the live entries from the most recently inserted, until fn
+// returns false.
+func (b *v5Bounded[K, V]) newestFirst(fn func(K, V) bool) {
+	n := len(b.order)
+	newest := n - 1
+	if n == b.max {
+		newest = (b.next - 1 + n) % n
+	}
+	for i := 0; i < n; i++ {
+		k := b.order[(newest-i+n)%n]
+		v, ok := b.m[k]
+		if !ok {
+			continue
+		}
+		if !fn(k, v) {
+			return
+		}
+	}
+}
+
+// v5Direction is an ordered pair of nodes: packets from src to dst.
+type v5Direction struct{ src, dst enode.ID }
+
+// v5Key is one session key with its ready-to-use cipher.
+type v5Key struct {
+	raw  [v5KeySize]byte
+	aead cipher.AEAD
+}
+
+// v5KeyRing is the keys for one direction, newest first.
+type v5KeyRing [v5KeysPerDirection]*v5Key
+
+// v5Sent remembers a MESSAGE or HANDSHAKE by its nonce, so that the WHOAREYOU answering
+// it (which echoes the nonce but carries no sender ID) can be attributed.
+type v5Sent struct {
+	src, dst enode.ID
+}
+
+// v5Challenge is a WHOAREYOU as seen on the wire.
+type v5Challenge struct {
+	data             []byte         // masking-iv || static-header || authdata: the HKDF salt
+	challengerAddr   netip.AddrPort // where it came from: the handshake goes back there
+	challengerID     enode.ID
+	hasChallengerID  bool
+	requestNonce     v5wire.Nonce
+	challengedRecSeq uint64
+}
+
+// v5State is the decoder's memory.
+type v5State struct {
+	known      *v5Bounded[enode.ID, cipher.Block] // IDs to try, with their masking block
+	addrs      *v5Bounded[netip.AddrPort, enode.ID]
+	sessions   *v5Bounded[v5Direction, *v5KeyRing]
+	challenges *v5Bounded[enode.ID, []*v5Challenge] // by challenged node, newest first
+	nonces     *v5Bounded[v5wire.Nonce, v5Sent]
+	pubkeys    *v5Bounded[enode.ID, *enode.Node]
+}
+
+func newV5State() v5State {
+	return v5State{
+		known:      newV5Bounded[enode.ID, cipher.Block](v5MaxKnownIDs),
+		addrs:      newV5Bounded[netip.AddrPort, enode.ID](v5MaxAddrs),
+		sessions:   newV5Bounded[v5Direction, *v5KeyRing](v5MaxSessions),
+		challenges: newV5Bounded[enode.ID, []*v5Challenge](v5MaxChallenged),
+		nonces:     newV5Bounded[v5wire.Nonce, v5Sent](v5MaxNonces),
+		pubkeys:    newV5Bounded[enode.ID, *enode.Node](v5MaxPubkeys),
+	}
+}
+
+// storeSession records the keys of a handshake from initiator to recipient: the
+// initiator-key for packets the initiator sends, the recipient-key for the replies.
+func (s *v5State) storeSession(initiator, recipient enode.ID, keys v5SessionKeys) {
+	s.addKey(v5Direction{initiator, recipient}, keys.initiator)
+	s.addKey(v5Direction{recipient, initiator}, keys.recipient)
+}
+
+func (s *v5State) addKey(dir v5Direction, raw [v5KeySize]byte) {
+	ring, ok := s.sessions.get(dir)
+	if !ok {
+		ring = new(v5KeyRing)
+		s.sessions.put(dir, ring)
+	}
+	if ring[0] != nil && ring[0].raw == raw {
+		return
+	}
+	copy(ring[1:], ring[:len(ring)-1])
+	ring[0] = &v5Key{raw: raw, aead: v5NewAEAD(raw)}
+}
+
+// dropSession forgets the keys between two nodes: a handshake whose keys cannot be
+// derived replaced them, and decrypting with the old ones would mislead.
+func (s *v5State) dropSession(a, b enode.ID) {
+	s.sessions.remove(v5Direction{a, b})
+	s.sessions.remove(v5Direction{b, a})
+}
+
+// storeChallenge keeps a WHOAREYOU for the handshake that should answer it. An
+// identical resend (geth repeats a pending challenge byte for byte) is stored once.
+func (s *v5State) storeChallenge(challenged enode.ID, c *v5Challenge) {
+	list, _ := s.challenges.get(challenged)
+	for i, old := range list {
+		if bytes.Equal(old.data, c.data) && old.challengerAddr == c.challengerAddr {
+			if !old.hasChallengerID && c.hasChallengerID {
+				list[i] = c
+			}
+			return
+		}
+	}
+	next := make([]*v5Challenge, 0, v5ChallengesPerNode)
+	next = append(next, c)
+	for _, old := range list {
+		if len(next) == v5ChallengesPerNode {
+			break
+		}
+		next = append(next, old)
+	}
+	s.challenges.put(challenged, next)
+}
+
+// challengesFor returns the challenges a handshake from initiator to (recipientID at
+// recipientAddr) may answer, newest first: those sent by that node ID, or from that
+// address when the challenger's ID was not known.
+func (s *v5State) challengesFor(initiator, recipientID enode.ID, recipientAddr netip.AddrPort) []*v5Challenge {
+	list, _ := s.challenges.get(initiator)
+	var out []*v5Challenge
+	for _, c := range list {
+		if (c.hasChallengerID && c.challengerID == recipientID) || c.challengerAddr == recipientAddr {
+			out = append(out, c)
+		}
+	}
+	return out
+}
