@@ -1,0 +1,509 @@
+package decode
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
+	"github.com/ethereum/go-ethereum/p2p/enode"
+)
+
+// Keys of the discv5 spec test vectors: go-ethereum's testKeyA / testKeyB
+// (p2p/discover/v5wire/encoding_test.go). Node A is the vectors' sender, B the recipient.
+var (
+	v5TestKeyA = v5MustKey("eef77acb6c6a6eebc5b363a475ac583ec7eccdb42b6481424c60f59aa326547f")
+	v5TestKeyB = v5MustKey("66fb62bfbd66b9177a138c1e5cddbe4f7c30c343e94e68df8769459cb1cde628")
+	v5TestIDA  = enode.PubkeyToIDV4(&v5TestKeyA.PublicKey)
+	v5TestIDB  = enode.PubkeyToIDV4(&v5TestKeyB.PublicKey)
+
+	v5AddrA = netip.MustParseAddrPort("10.0.0.1:30303")
+	v5AddrB = netip.MustParseAddrPort("10.0.0.2:30303")
+)
+
+func v5MustKey(h string) *ecdsa.PrivateKey {
+	k, err := crypto.HexToECDSA(h)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+func v5Hex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.TrimPrefix(s, "0x"))
+	if err != nil {
+		t.Fatalf("bad hex %q: %v", s, err)
+	}
+	return b
+}
+
+// v5Vector is one spec test vector file: its "# name = value" inputs and the packet.
+type v5Vector struct {
+	in     map[string]string
+	packet []byte
+}
+
+func v5ReadVector(t testing.TB, name string) v5Vector {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", "discv5", name+".txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := v5Vector{in: make(map[string]string)}
+	var hexText strings.Builder
+	for _, line := range strings.Split(string(raw), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "#") {
+			if k, val, ok := strings.Cut(strings.TrimPrefix(line, "#"), "="); ok {
+				v.in[strings.TrimSpace(k)] = strings.TrimSpace(val)
+			}
+			continue
+		}
+		hexText.WriteString(line)
+	}
+	v.packet = v5Hex(t, hexText.String())
+	return v
+}
+
+func (v v5Vector) bytes(t testing.TB, key string) []byte {
+	t.Helper()
+	s, ok := v.in[key]
+	if !ok {
+		t.Fatalf("vector has no %q", key)
+	}
+	return v5Hex(t, s)
+}
+
+func v5Datagram(src, dst netip.AddrPort, payload []byte) *Record {
+	return &Record{Kind: Datagram, Time: time.Unix(1700000000, 0), Src: src, Dst: dst, Len: len(payload), Payload: payload}
+}
+
+func v5MustDecode(t *testing.T, d *V5Decoder, r *Record) Packet {
+	t.Helper()
+	p, ok := d.Decode(r)
+	if !ok {
+		t.Fatalf("packet %s -> %s (%d bytes) not recognised as discv5", r.Src, r.Dst, r.Len)
+	}
+	if p.Proto != ProtoV5 {
+		t.Fatalf("proto %q, want %q", p.Proto, ProtoV5)
+	}
+	return p
+}
+
+func v5CheckIDs(t *testing.T, p Packet, src *enode.ID, dst enode.ID) {
+	t.Helper()
+	if !p.HasDstID || p.DstID != dst {
+		t.Errorf("dst-id %v (known %v), want %v", p.DstID, p.HasDstID, dst)
+	}
+	switch {
+	case src == nil && p.HasSrcID:
+		t.Errorf("src-id %v, want unknown", p.SrcID)
+	case src != nil && (!p.HasSrcID || p.SrcID != *src):
+		t.Errorf("src-id %v (known %v), want %v", p.SrcID, p.HasSrcID, *src)
+	}
+}
+
+func v5CheckErr(t *testing.T, p Packet, want error) {
+	t.Helper()
+	if want == nil {
+		if p.Err != nil {
+			t.Errorf("error %q, want none", p.Err)
+		}
+		return
+	}
+	if !errors.Is(p.Err, want) {
+		t.Errorf("error %v, want %q", p.Err, want)
+	}
+}
+
+func v5CheckPing(t *testing.T, p Packet, reqID []byte, enrSeq uint64) {
+	t.Helper()
+	ping, ok := p.Msg.(*v5wire.Ping)
+	if !ok {
+		t.Fatalf("message %T, want *v5wire.Ping (err %v)", p.Msg, p.Err)
+	}
+	if !bytes.Equal(ping.ReqID, reqID) || ping.ENRSeq != enrSeq {
+		t.Errorf("PING req-id %x enr-seq %d, want %x %d", ping.ReqID, ping.ENRSeq, reqID, enrSeq)
+	}
+	if !p.HasENRSeq || p.ENRSeq != enrSeq {
+		t.Errorf("packet enr-seq %d (known %v), want %d", p.ENRSeq, p.HasENRSeq, enrSeq)
+	}
+}
+
+// The spec's WHOAREYOU vector: header fields, authdata and the challenge-data that the
+// handshake vectors use as HKDF salt.
+func TestV5VectorWhoareyou(t *testing.T) {
+	v := v5ReadVector(t, "v5.1-whoareyou")
+	d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+	p := v5MustDecode(t, d, v5Datagram(v5AddrA, v5AddrB, v.packet))
+	if p.Kind != KindWhoareyou {
+		t.Fatalf("kind %q, want %q", p.Kind, KindWhoareyou)
+	}
+	v5CheckIDs(t, p, nil, v5TestIDB) // WHOAREYOU carries no src-id and nothing was learned
+	v5CheckErr(t, p, nil)
+	if want := v.bytes(t, "whoareyou.request-nonce"); !bytes.Equal(p.Nonce, want) {
+		t.Errorf("nonce %x, want %x", p.Nonce, want)
+	}
+	if want := v.bytes(t, "whoareyou.id-nonce"); !bytes.Equal(p.IDNonce, want) {
+		t.Errorf("id-nonce %x, want %x", p.IDNonce, want)
+	}
+	if !p.HasENRSeq || p.ENRSeq != 0 {
+		t.Errorf("enr-seq %d (known %v), want 0", p.ENRSeq, p.HasENRSeq)
+	}
+	if want := v.bytes(t, "whoareyou.challenge-data"); !bytes.Equal(p.ChallengeData, want) {
+		t.Errorf("challenge-data\n got %x\nwant %x", p.ChallengeData, want)
+	}
+	if len(v.packet) != v5MinPacketSize {
+		t.Errorf("WHOAREYOU is %d bytes, want %d", len(v.packet), v5MinPacketSize)
+	}
+}
+
+// The spec's ordinary message vector: decrypts with the given read-key, and without it
+// still yields the header and says why it could not be decrypted.
+func TestV5VectorPingMessage(t *testing.T) {
+	v := v5ReadVector(t, "v5.1-ping-message")
+	if got := enode.HexID(v.in["src-node-id"]); got != v5TestIDA {
+		t.Fatalf("vector src-node-id %v is not testKeyA's %v", got, v5TestIDA)
+	}
+	rec := v5Datagram(v5AddrA, v5AddrB, v.packet)
+
+	t.Run("no session", func(t *testing.T) {
+		d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+		p := v5MustDecode(t, d, rec)
+		if p.Kind != KindMessage {
+			t.Fatalf("kind %q, want %q", p.Kind, KindMessage)
+		}
+		v5CheckIDs(t, p, &v5TestIDA, v5TestIDB)
+		v5CheckErr(t, p, errV5NoKey)
+		if errors.Is(p.Err, errV5RandomPacket) {
+			t.Errorf("a %d-byte message reported as a random packet", len(v.packet))
+		}
+		if p.Msg != nil {
+			t.Errorf("message %v decoded without a key", p.Msg)
+		}
+		if want := v.bytes(t, "nonce"); !bytes.Equal(p.Nonce, want) {
+			t.Errorf("nonce %x, want %x", p.Nonce, want)
+		}
+	})
+	t.Run("session key known", func(t *testing.T) {
+		d := NewV5Decoder(nil) // no node key at all: the session key is enough
+		var key [v5KeySize]byte
+		copy(key[:], v.bytes(t, "read-key"))
+		d.st.addKey(v5Direction{v5TestIDA, v5TestIDB}, key)
+		d.AddKnownID(v5TestIDB)
+		p := v5MustDecode(t, d, rec)
+		v5CheckIDs(t, p, &v5TestIDA, v5TestIDB)
+		v5CheckErr(t, p, nil)
+		v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 2)
+	})
+	t.Run("stale session key", func(t *testing.T) {
+		d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+		d.st.addKey(v5Direction{v5TestIDA, v5TestIDB}, [v5KeySize]byte{1})
+		p := v5MustDecode(t, d, rec)
+		v5CheckErr(t, p, errV5SessionMismatch)
+	})
+}
+
+// The two handshake vectors: authdata fields, key agreement from B's key with the
+// captured challenge-data (the derived key must be the vector's read-key), the
+// id-signature, the ENR, and the decrypted PING.
+func TestV5VectorHandshake(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		withENR bool
+	}{
+		{"v5.1-ping-handshake", false},
+		{"v5.1-ping-handshake-enr", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := v5ReadVector(t, tc.name)
+			rec := v5Datagram(v5AddrA, v5AddrB, v.packet)
+			challenge := v.bytes(t, "whoareyou.challenge-data")
+			newDecoder := func() *V5Decoder {
+				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+				// B sent the WHOAREYOU (from v5AddrB) that A's handshake answers.
+				d.st.storeChallenge(v5TestIDA, &v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true})
+				if !tc.withENR {
+					// Without an ENR in the handshake, A's key comes from a record known before.
+					d.AddNode(enode.NewV4(&v5TestKeyA.PublicKey, v5AddrA.Addr().AsSlice(), 0, int(v5AddrA.Port())))
+				}
+				return d
+			}
+
+			d := newDecoder()
+			p := v5MustDecode(t, d, rec)
+			if p.Kind != KindHandshake {
+				t.Fatalf("kind %q, want %q", p.Kind, KindHandshake)
+			}
+			v5CheckIDs(t, p, &v5TestIDA, v5TestIDB)
+			v5CheckErr(t, p, nil)
+			if want := v.bytes(t, "nonce"); !bytes.Equal(p.Nonce, want) {
+				t.Errorf("nonce %x, want %x", p.Nonce, want)
+			}
+			v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 1)
+
+			// The authdata, as left unmasked in the decoder's scratch header.
+			auth := d.hdr[v5StaticEnd:]
+			if got := enode.ID(auth[:32]); got != v5TestIDA {
+				t.Errorf("authdata src-id %v, want %v", got, v5TestIDA)
+			}
+			if auth[32] != 64 || auth[33] != 33 {
+				t.Errorf("sig-size %d eph-key-size %d, want 64 33", auth[32], auth[33])
+			}
+			if want := v.bytes(t, "ephemeral-pubkey"); !bytes.Equal(auth[34+64:34+64+33], want) {
+				t.Errorf("ephemeral-pubkey %x, want %x", auth[34+64:34+64+33], want)
+			}
+			// The session key B derived for A's packets is the vector's read-key.
+			ring, ok := d.st.sessions.get(v5Direction{v5TestIDA, v5TestIDB})
+			if !ok || ring[0] == nil {
+				t.Fatal("no session stored after the handshake")
+			}
+			if want := v.bytes(t, "read-key"); !bytes.Equal(ring[0].raw[:], want) {
+				t.Errorf("initiator-key %x, want read-key %x", ring[0].raw, want)
+			}
+			if _, ok := d.st.sessions.get(v5Direction{v5TestIDB, v5TestIDA}); !ok {
+				t.Error("no recipient-key stored for B's replies")
+			}
+
+			if tc.withENR {
+				if len(p.Records) != 1 || p.Records[0].ID() != v5TestIDA {
+					t.Fatalf("records %v, want A's ENR", p.Records)
+				}
+				if !p.HasENRSeq || p.ENRSeq != 1 { // PING's enr-seq and the record's are both 1
+					t.Errorf("enr-seq %d, want 1", p.ENRSeq)
+				}
+			} else if len(p.Records) != 0 {
+				t.Errorf("records %v, want none", p.Records)
+			}
+
+			t.Run("wrong initiator key", func(t *testing.T) {
+				d := newDecoder()
+				if tc.withENR {
+					t.Skip("the handshake's own ENR is authoritative")
+				}
+				other := enode.NewV4(&v5MustKey("4444444444444444444444444444444444444444444444444444444444444444").PublicKey, nil, 0, 0)
+				d.st.pubkeys.put(v5TestIDA, other)
+				p := v5MustDecode(t, d, rec)
+				v5CheckErr(t, p, errV5BadIDSignature)
+				v5CheckErr(t, p, errV5BadHandshake)
+				v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 1) // decrypted all the same
+			})
+			t.Run("challenge not captured", func(t *testing.T) {
+				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+				p := v5MustDecode(t, d, rec)
+				v5CheckErr(t, p, errV5NoChallenge)
+				v5CheckErr(t, p, errV5NoKey)
+				v5CheckIDs(t, p, &v5TestIDA, v5TestIDB)
+			})
+			t.Run("wrong challenge", func(t *testing.T) {
+				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+				bad := bytes.Clone(challenge)
+				bad[len(bad)-1] ^= 0x80
+				d.st.storeChallenge(v5TestIDA, &v5Challenge{data: bad, challengerAddr: v5AddrB})
+				p := v5MustDecode(t, d, rec)
+				v5CheckErr(t, p, errV5HandshakeDecrypt)
+			})
+			t.Run("recipient key unknown", func(t *testing.T) {
+				d := NewV5Decoder(nil)
+				d.AddKnownID(v5TestIDB)
+				p := v5MustDecode(t, d, rec)
+				v5CheckErr(t, p, errV5NoKey)
+				if errors.Is(p.Err, errV5InitiatorSide) {
+					t.Error("A's key was not given, yet the error blames the initiator side")
+				}
+			})
+			t.Run("initiator key only", func(t *testing.T) {
+				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyA})
+				d.AddKnownID(v5TestIDB)
+				p := v5MustDecode(t, d, rec)
+				v5CheckErr(t, p, errV5InitiatorSide)
+			})
+		})
+	}
+}
+
+// Key agreement, ECDH and ID signature against the spec's crypto vectors (go-ethereum
+// p2p/discover/v5wire/crypto_test.go).
+func TestV5VectorCrypto(t *testing.T) {
+	cdata := v5Hex(t, "000000000000000000000000000000006469736376350001010102030405060708090a0b0c00180102030405060708090a0b0c0d0e0f100000000000000000")
+	t.Run("ecdh", func(t *testing.T) {
+		priv := v5MustKey("fb757dc581730490a1d7a00deea65e9b1936924caaea8f44d476014856b68736")
+		pub, err := v5DecodeEphemeral(v5Hex(t, "039961e4c2356d61bedb83052c115d311acb3a96f5777296dcf297351130266231"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := v5Hex(t, "033b11a2a1f214567e1537ce5e509ffd9b21373247f2a3ff6841f4976f53165e7e")
+		if got := v5ECDH(priv, pub); !bytes.Equal(got, want) {
+			t.Errorf("shared secret %x, want %x", got, want)
+		}
+	})
+	t.Run("key derivation", func(t *testing.T) {
+		eph := v5MustKey("fb757dc581730490a1d7a00deea65e9b1936924caaea8f44d476014856b68736")
+		// Initiator side: ephemeral secret with B's static public key.
+		keys, ok := v5DeriveKeys(eph, &v5TestKeyB.PublicKey, v5TestIDA, v5TestIDB, cdata)
+		if !ok {
+			t.Fatal("key derivation failed")
+		}
+		if want := v5Hex(t, "dccc82d81bd610f4f76d3ebe97a40571"); !bytes.Equal(keys.initiator[:], want) {
+			t.Errorf("initiator-key %x, want %x", keys.initiator, want)
+		}
+		if want := v5Hex(t, "ac74bb8773749920b0d3a8881c173ec5"); !bytes.Equal(keys.recipient[:], want) {
+			t.Errorf("recipient-key %x, want %x", keys.recipient, want)
+		}
+		// Recipient side, what the decoder does: B's static key with the ephemeral public key.
+		again, ok := v5DeriveKeys(v5TestKeyB, &eph.PublicKey, v5TestIDA, v5TestIDB, cdata)
+		if !ok || again != keys {
+			t.Errorf("recipient-side keys %x differ from initiator-side %x", again, keys)
+		}
+	})
+	t.Run("id signature", func(t *testing.T) {
+		key := v5MustKey("fb757dc581730490a1d7a00deea65e9b1936924caaea8f44d476014856b68736")
+		destID := enode.HexID("0xbbbb9d047f0488c0b5a93c1c3f2d8bafc7c8ff337024a55434a0d0555de64db9")
+		ephPub := v5Hex(t, "039961e4c2356d61bedb83052c115d311acb3a96f5777296dcf297351130266231")
+		sig := v5Hex(t, "94852a1e2318c4e5e9d422c98eaf19d1d90d876b29cd06ca7cb7546d0fff7b484fe86c09a064fe72bdbef73ba8e9c34df0cd2b53e9d65528c2c7f336d5dfc6e6")
+		if !v5VerifyIDSignature(&key.PublicKey, sig, cdata, ephPub, destID) {
+			t.Error("the spec's id-signature does not verify")
+		}
+		if v5VerifyIDSignature(&key.PublicKey, sig, cdata, ephPub, v5TestIDA) {
+			t.Error("the id-signature verifies for another recipient")
+		}
+	})
+}
+
+// Masking must match cipher.NewCTR across block boundaries and counter carries.
+func TestV5MaskMatchesCTR(t *testing.T) {
+	block := v5NewMaskBlock(v5TestIDB)
+	for _, iv := range [][]byte{
+		make([]byte, 16),
+		bytes.Repeat([]byte{0xff}, 16),
+		append(bytes.Repeat([]byte{0}, 8), bytes.Repeat([]byte{0xff}, 8)...),
+	} {
+		for _, off := range []int{0, 5, 16, 23, 31, 32} {
+			buf := make([]byte, 300)
+			var m v5Mask
+			m.xor(block, iv, off, buf[off:])
+			want := make([]byte, 300)
+			v5StdCTR(block, iv, want)
+			if !bytes.Equal(buf[off:], want[off:]) {
+				t.Fatalf("iv %x offset %d: keystream differs from cipher.NewCTR", iv, off)
+			}
+		}
+	}
+}
+
+func TestV5NotDiscv5(t *testing.T) {
+	d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+	d.AddKnownID(v5TestIDA)
+	v := v5ReadVector(t, "v5.1-ping-message")
+	for name, payload := range map[string][]byte{
+		"empty":           nil,
+		"62 bytes":        v.packet[:62],
+		"zeros":           make([]byte, 200),
+		"masked for C":    v5Remask(v.packet, v5TestIDB, enode.ID{0xcc}),
+		"other protocol":  v5Remask(v5WithByte(v5Remask(v.packet, v5TestIDB, enode.ID{}), 16, 'X'), enode.ID{}, v5TestIDB),
+		"discv4-ish ping": append(bytes.Repeat([]byte{0xab}, 97), 0x01, 0xc0),
+	} {
+		if p, ok := d.Decode(v5Datagram(v5AddrA, v5AddrB, payload)); ok {
+			t.Errorf("%s: decoded as discv5: %+v", name, p)
+		}
+	}
+	if _, ok := d.Decode(&Record{Kind: ICMP, Payload: v.packet, Len: len(v.packet)}); ok {
+		t.Error("an ICMP record decoded as discv5")
+	}
+}
+
+// Broken headers still come back as discv5 (the protocol-id unmasked) with a named error.
+func TestV5MalformedHeaders(t *testing.T) {
+	v := v5ReadVector(t, "v5.1-ping-message")
+	plain := v5Remask(v.packet, v5TestIDB, enode.ID{})
+	for _, tc := range []struct {
+		name string
+		edit func([]byte) []byte // on the unmasked packet
+		want error
+	}{
+		{"version 2", func(b []byte) []byte { return v5WithByte(b, 23, 2) }, errV5BadVersion},
+		{"flag 3", func(b []byte) []byte { return v5WithByte(b, 24, 3) }, errV5BadFlag},
+		{"authsize beyond packet", func(b []byte) []byte { return v5WithByte(b, 37, 0xff) }, errV5AuthSize},
+		{"message authsize 31", func(b []byte) []byte { return v5WithByte(b, 38, 31) }, errV5AuthSize},
+		{"too short", func(b []byte) []byte { return b[:v5StaticEnd+40] }, errV5TooShort},
+		{"whoareyou authsize 32", func(b []byte) []byte { return v5WithByte(b, 24, v5FlagWhoareyou) }, errV5AuthSize},
+		{"handshake sizes beyond authdata", func(b []byte) []byte { return v5WithByte(b, 24, v5FlagHandshake) }, errV5AuthSize},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+			pkt := v5Remask(tc.edit(bytes.Clone(plain)), enode.ID{}, v5TestIDB)
+			p := v5MustDecode(t, d, v5Datagram(v5AddrA, v5AddrB, pkt))
+			v5CheckErr(t, p, tc.want)
+			if !p.HasDstID || p.DstID != v5TestIDB || len(p.Nonce) != 12 {
+				t.Errorf("header fields lost: %+v", p)
+			}
+		})
+	}
+	t.Run("truncated capture", func(t *testing.T) {
+		d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+		r := v5Datagram(v5AddrA, v5AddrB, v.packet[:80])
+		r.Len = len(v.packet)
+		p := v5MustDecode(t, d, r)
+		v5CheckErr(t, p, errV5Truncated)
+		v5CheckIDs(t, p, &v5TestIDA, v5TestIDB)
+	})
+}
+
+// v5StdCTR is the reference keystream: the standard library's CTR.
+func v5StdCTR(block interface{ Encrypt(dst, src []byte) }, iv, buf []byte) {
+	ctr := make([]byte, 16)
+	copy(ctr, iv)
+	ks := make([]byte, 16)
+	for off := 0; off < len(buf); off += 16 {
+		block.Encrypt(ks, ctr)
+		for i := 0; i < 16 && off+i < len(buf); i++ {
+			buf[off+i] ^= ks[i]
+		}
+		for i := 15; i >= 0; i-- {
+			ctr[i]++
+			if ctr[i] != 0 {
+				break
+			}
+		}
+	}
+}
+
+// v5Remask removes the header mask of from and applies the one of to; the zero ID
+// stands for "no mask" (a plain header).
+func v5Remask(pkt []byte, from, to enode.ID) []byte {
+	out := bytes.Clone(pkt)
+	var m v5Mask
+	if from != (enode.ID{}) {
+		m.xor(v5NewMaskBlock(from), out[:v5IVSize], 0, out[v5IVSize:v5StaticEnd])
+		v5XORAuthdata(&m, from, out)
+	}
+	if to != (enode.ID{}) {
+		v5XORAuthdata(&m, to, out) // reads the size while the static header is plain
+		m.xor(v5NewMaskBlock(to), out[:v5IVSize], 0, out[v5IVSize:v5StaticEnd])
+	}
+	return out
+}
+
+// v5XORAuthdata applies id's keystream to the authdata whose size the (plain) static
+// header declares, as far as the packet goes.
+func v5XORAuthdata(m *v5Mask, id enode.ID, pkt []byte) {
+	size := int(binary.BigEndian.Uint16(pkt[v5StaticEnd-2 : v5StaticEnd]))
+	end := min(v5StaticEnd+size, len(pkt))
+	m.xor(v5NewMaskBlock(id), pkt[:v5IVSize], v5StaticEnd-v5IVSize, pkt[v5StaticEnd:end])
+}
+
+func v5WithByte(b []byte, i int, v byte) []byte {
+	out := bytes.Clone(b)
+	out[i] = v
+	return out
+}
