@@ -1,0 +1,291 @@
+package decode
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
+	"github.com/ethereum/go-ethereum/p2p/enode"
+	"github.com/ethereum/go-ethereum/rlp"
+)
+
+// discv4 packet kinds, the value of disc.kind.
+const (
+	KindV4Ping        = "PING"
+	KindV4Pong        = "PONG"
+	KindV4Findnode    = "FINDNODE"
+	KindV4Neighbors   = "NEIGHBORS"
+	KindV4ENRRequest  = "ENRREQUEST"
+	KindV4ENRResponse = "ENRRESPONSE"
+)
+
+// Why a hash-valid discv4 packet could not be decoded completely. Decode wraps them with
+// detail; match them with errors.Is.
+var (
+	// ErrV4BadSignature: the signature does not recover a public key, so the sender is unknown.
+	ErrV4BadSignature = errors.New("discv4: signature does not recover a public key")
+	// ErrV4UnknownType: the packet-type byte is none of the six discv4 types.
+	ErrV4UnknownType = errors.New("discv4: unknown packet type")
+	// ErrV4Malformed: the RLP body does not decode as the packet type says.
+	ErrV4Malformed = errors.New("discv4: malformed packet body")
+	// ErrV4BadRecord: an ENRRESPONSE carries a record whose signature or identity scheme is invalid.
+	ErrV4BadRecord = errors.New("discv4: invalid ENR in ENRRESPONSE")
+	// ErrV4RecordNotSender: an ENRRESPONSE carries a valid record of another node than its
+	// sender (geth rejects these: a node answers with its own record).
+	ErrV4RecordNotSender = errors.New("discv4: ENRRESPONSE record belongs to another node than its sender")
+	// ErrV4BadNeighbor: a NEIGHBORS entry's public key is not a point on secp256k1.
+	ErrV4BadNeighbor = errors.New("discv4: NEIGHBORS entry with an invalid public key")
+)
+
+// discv4 framing: hash || signature || packet-type || RLP body.
+const (
+	v4HashSize = 32
+	v4SigSize  = crypto.SignatureLength
+	v4HeadSize = v4HashSize + v4SigSize
+)
+
+// v4CacheGeneration is how many packets one cache generation holds. Two generations are
+// kept (see V4Decoder), so the cache holds between one and two generations' worth: enough
+// for the retransmits and send/receive pairs of a busy node over several seconds, while
+// bounding memory to a few MiB.
+const v4CacheGeneration = 4096
+
+// V4Decoder decodes discv4 packets, caching signature recovery by packet hash (retransmits are common). Not safe for concurrent use.
+//
+// The cache keeps the whole decoded Packet: the packet hash covers every byte after it,
+// so a packet whose hash checks out and is already cached decodes to the same value.
+// Slices in returned Packets (Hash, ReplyTok, Target, Records) are shared between calls
+// for the same packet and must be treated as read-only.
+type V4Decoder struct {
+	// The cache is two generations of maps: lookups check both, inserts go to cur, and
+	// when cur is full it becomes prev and the old prev is dropped. Entries used in the
+	// last generation survive (they are moved to cur on a hit), which approximates LRU at
+	// the cost of a map swap instead of list bookkeeping on every hit.
+	cur, prev map[[v4HashSize]byte]Packet
+	genSize   int // entries per generation; 0 disables the cache
+
+	keccak crypto.KeccakState
+	digest [v4HashSize]byte
+	stream *rlp.Stream
+	reader bytes.Reader
+}
+
+// NewV4Decoder returns a decoder with a signature-recovery cache of up to
+// 2×4096 packets.
+func NewV4Decoder() *V4Decoder {
+	return newV4Decoder(v4CacheGeneration)
+}
+
+// newV4Decoder returns a decoder whose cache holds genSize packets per generation;
+// genSize 0 disables the cache (benchmarks of the recovery path use it).
+func newV4Decoder(genSize int) *V4Decoder {
+	d := &V4Decoder{genSize: genSize, keccak: crypto.NewKeccakState()}
+	if genSize > 0 {
+		d.cur = make(map[[v4HashSize]byte]Packet, genSize)
+	}
+	d.stream = rlp.NewStream(&d.reader, 0)
+	return d
+}
+
+// Decode decodes r's payload as a discv4 packet.
+// It returns false when the payload is not discv4: shorter than hash, signature and type
+// byte, or the first 32 bytes are not keccak256 of the rest (discv5 and random data fail
+// this check). A truncated payload (len(Payload) < Len) cannot be checked and also gives
+// false. A hash-valid packet always gives true; when it cannot be decoded further
+// (bad signature, unknown type, RLP error, invalid record) Packet.Err says why and
+// wraps one of the ErrV4 values.
+func (d *V4Decoder) Decode(r *Record) (Packet, bool) {
+	buf := r.Payload
+	if len(buf) < v4HeadSize+1 || len(buf) < r.Len {
+		return Packet{}, false
+	}
+	d.keccak.Reset()
+	d.keccak.Write(buf[v4HashSize:])
+	d.keccak.Read(d.digest[:])
+	if !bytes.Equal(d.digest[:], buf[:v4HashSize]) {
+		return Packet{}, false
+	}
+	key := d.digest
+	if d.genSize > 0 {
+		if p, ok := d.cur[key]; ok {
+			return p, true
+		}
+		if p, ok := d.prev[key]; ok {
+			d.remember(key, p)
+			return p, true
+		}
+	}
+	p := d.decodeVerified(buf)
+	if d.genSize > 0 {
+		d.remember(key, p)
+	}
+	return p, true
+}
+
+// remember puts p into the current cache generation, retiring the previous one when full.
+func (d *V4Decoder) remember(key [v4HashSize]byte, p Packet) {
+	if len(d.cur) >= d.genSize {
+		d.prev = d.cur
+		d.cur = make(map[[v4HashSize]byte]Packet, d.genSize)
+	}
+	d.cur[key] = p
+}
+
+// decodeVerified decodes a packet whose hash has been checked. Every slice it returns is
+// a copy: buf belongs to the caller and may be reused after Decode returns.
+func (d *V4Decoder) decodeVerified(buf []byte) Packet {
+	p := Packet{Proto: ProtoV4, Hash: bytes.Clone(buf[:v4HashSize])}
+	sig, sigdata := buf[v4HashSize:v4HeadSize], buf[v4HeadSize:]
+
+	d.keccak.Reset()
+	d.keccak.Write(sigdata)
+	var sighash [v4HashSize]byte
+	d.keccak.Read(sighash[:])
+	pub, err := crypto.Ecrecover(sighash[:], sig)
+	if err != nil {
+		p.Err = fmt.Errorf("%w: %w", ErrV4BadSignature, err)
+		return p
+	}
+	var sender v4wire.Pubkey
+	copy(sender[:], pub[1:]) // drop the 0x04 uncompressed-point prefix
+	p.HasSrcID, p.SrcID = true, sender.ID()
+
+	ptype, body := sigdata[0], sigdata[1:]
+	switch ptype {
+	case v4wire.PingPacket:
+		p.Kind = KindV4Ping
+		var req v4wire.Ping
+		if p.Err = d.decodeBody(body, &req); p.Err != nil {
+			return p
+		}
+		p.From, p.To = v4Endpoint(req.From), v4Endpoint(req.To)
+		p.Expiration = v4Time(req.Expiration)
+		// ENRSeq is optional (EIP-868): a zero value cannot tell "absent" from "0", the
+		// number of list elements can.
+		if v4ListLen(body) >= 5 {
+			p.HasENRSeq, p.ENRSeq = true, req.ENRSeq
+		}
+	case v4wire.PongPacket:
+		p.Kind = KindV4Pong
+		var resp v4wire.Pong
+		if p.Err = d.decodeBody(body, &resp); p.Err != nil {
+			return p
+		}
+		p.To = v4Endpoint(resp.To)
+		p.ReplyTok = bytes.Clone(resp.ReplyTok)
+		p.Expiration = v4Time(resp.Expiration)
+		if v4ListLen(body) >= 4 {
+			p.HasENRSeq, p.ENRSeq = true, resp.ENRSeq
+		}
+	case v4wire.FindnodePacket:
+		p.Kind = KindV4Findnode
+		var req v4wire.Findnode
+		if p.Err = d.decodeBody(body, &req); p.Err != nil {
+			return p
+		}
+		p.Target = bytes.Clone(req.Target[:])
+		p.Expiration = v4Time(req.Expiration)
+	case v4wire.NeighborsPacket:
+		p.Kind = KindV4Neighbors
+		var resp v4wire.Neighbors
+		if p.Err = d.decodeBody(body, &resp); p.Err != nil {
+			return p
+		}
+		p.Expiration = v4Time(resp.Expiration)
+		p.HasNodes, p.Nodes = true, len(resp.Nodes)
+		p.Records = make([]*enode.Node, 0, len(resp.Nodes))
+		bad := 0
+		for _, rn := range resp.Nodes {
+			pk, err := v4wire.DecodePubkey(crypto.S256(), rn.ID)
+			if err != nil {
+				bad++
+				continue
+			}
+			var ip net.IP
+			if addr, ok := netip.AddrFromSlice(rn.IP); ok {
+				ip = net.IP(addr.Unmap().AsSlice())
+			}
+			p.Records = append(p.Records, enode.NewV4(pk, ip, int(rn.TCP), int(rn.UDP)))
+		}
+		if bad > 0 {
+			p.Err = fmt.Errorf("%w: %d of %d entries", ErrV4BadNeighbor, bad, len(resp.Nodes))
+		}
+	case v4wire.ENRRequestPacket:
+		p.Kind = KindV4ENRRequest
+		var req v4wire.ENRRequest
+		if p.Err = d.decodeBody(body, &req); p.Err != nil {
+			return p
+		}
+		p.Expiration = v4Time(req.Expiration)
+	case v4wire.ENRResponsePacket:
+		p.Kind = KindV4ENRResponse
+		var resp v4wire.ENRResponse
+		if p.Err = d.decodeBody(body, &resp); p.Err != nil {
+			return p
+		}
+		p.ReplyTok = bytes.Clone(resp.ReplyTok)
+		p.HasNodes, p.Nodes = true, 1
+		n, err := enode.New(enode.ValidSchemes, &resp.Record)
+		if err != nil {
+			p.Err = fmt.Errorf("%w: %w", ErrV4BadRecord, err)
+			return p
+		}
+		p.HasENRSeq, p.ENRSeq = true, n.Seq()
+		p.Records = []*enode.Node{n}
+		if n.ID() != p.SrcID {
+			p.Err = fmt.Errorf("%w: record of %v", ErrV4RecordNotSender, n.ID())
+		}
+	default:
+		p.Err = fmt.Errorf("%w %d", ErrV4UnknownType, ptype)
+	}
+	return p
+}
+
+// decodeBody decodes the RLP body into v the way geth does: trailing data after the list
+// is allowed (forward compatibility), and so are extra list elements (the types' "tail").
+func (d *V4Decoder) decodeBody(body []byte, v any) error {
+	d.reader.Reset(body)
+	d.stream.Reset(&d.reader, uint64(len(body)))
+	if err := d.stream.Decode(v); err != nil {
+		return fmt.Errorf("%w: %w", ErrV4Malformed, err)
+	}
+	return nil
+}
+
+// v4ListLen is the number of elements in the RLP list at the start of body, or -1.
+func v4ListLen(body []byte) int {
+	content, _, err := rlp.SplitList(body)
+	if err != nil {
+		return -1
+	}
+	n, err := rlp.CountValues(content)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// v4Endpoint turns a wire endpoint into its UDP address; the zero AddrPort when the IP
+// is neither 4 nor 16 bytes long (geth sends an empty IP when it does not know its own).
+func v4Endpoint(e v4wire.Endpoint) netip.AddrPort {
+	addr, ok := netip.AddrFromSlice(e.IP)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(addr.Unmap(), e.UDP)
+}
+
+// v4Time converts a discv4 expiration (Unix seconds) to a time, saturating values that do
+// not fit an int64 instead of letting them wrap into the past.
+func v4Time(ts uint64) time.Time {
+	if ts > math.MaxInt64 {
+		ts = math.MaxInt64
+	}
+	return time.Unix(int64(ts), 0)
+}

@@ -1,0 +1,853 @@
+package decode
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// Errors ReadCapture returns about the file itself; match them with errors.Is.
+var (
+	// ErrNotCapture: the input is not a pcap or pcapng file, or its file header is cut short.
+	// Nothing was emitted.
+	ErrNotCapture = errors.New("not a pcap or pcapng capture file")
+	// ErrUnsupportedLink: the capture's link type carries no IP this reader can find.
+	// Nothing was emitted.
+	ErrUnsupportedLink = errors.New("capture link type not supported")
+	// ErrCaptureDamaged: the file breaks off or is corrupt after its header (a capture
+	// whose writer was killed, a file cut short by a copy). Every record before the damage
+	// has been emitted, and the incomplete fragmented datagrams have been reported.
+	ErrCaptureDamaged = errors.New("capture file damaged")
+)
+
+// Where a pcap's fragment reassembly gave up, the Location of its Drop records. The
+// Reason is always the kernel's FRAG_REASM_TIMEOUT, the name consumers look for; the
+// Location tells the three cases apart.
+const (
+	// PcapFragTimeout: the reassembly timeout (Linux's: 30 s for IPv4, 60 s for IPv6)
+	// passed in capture time without the missing fragments; the record's Time is when it
+	// expired.
+	PcapFragTimeout = "pcap: reassembly timed out"
+	// PcapFragEndOfCapture: the capture ended with the datagram still incomplete (it may
+	// have been completed after the capture stopped); Time is the capture's last packet.
+	PcapFragEndOfCapture = "pcap: capture ended before the datagram was complete"
+	// PcapFragEvicted: too many incomplete datagrams were pending (pcapMaxPendingFrags);
+	// the oldest was given up, as the kernel does under fragment memory pressure.
+	PcapFragEvicted = "pcap: too many incomplete datagrams, oldest given up"
+)
+
+// ReasonFragReasmTimeout is the kernel's drop reason for a datagram whose fragments never
+// all arrived (SKB_DROP_REASON_FRAG_REASM_TIMEOUT); the pcap reader uses it too.
+const ReasonFragReasmTimeout = "FRAG_REASM_TIMEOUT"
+
+// Reassembly limits, as the Linux defaults.
+const (
+	pcapFragTimeoutV4   = 30 * time.Second // net.ipv4.ipfrag_time
+	pcapFragTimeoutV6   = 60 * time.Second // net.ipv6.ip6frag_time
+	pcapMaxPendingFrags = 256              // at most 256×64 KiB of fragments held
+	pcapMaxIPPayload    = 65535
+)
+
+// CaptureStats counts what ReadCaptureStats found in a capture. Every frame read is
+// counted once in Datagrams, ICMPErrors, Fragments, Other, Malformed or UnsupportedLink,
+// and so is every datagram reassembled from fragments (also counted in Reassembled):
+// Frames + Reassembled == Datagrams + ICMPErrors + Fragments + Other + Malformed + UnsupportedLink.
+type CaptureStats struct {
+	Frames     int // packets read from the file
+	Datagrams  int // UDP datagrams emitted (Kind Datagram), reassembled ones included
+	ICMPErrors int // ICMP/ICMPv6 errors quoting a UDP datagram emitted (Kind ICMP)
+
+	Fragments     int // IP fragments of UDP or ICMP datagrams, held for reassembly
+	Reassembled   int // datagrams completed from fragments (also counted in Datagrams/ICMPErrors)
+	FragmentDrops int // datagrams never completed, emitted as Kind Drop
+	// DuplicateFragments: fragments that repeated or overlapped one already held (the
+	// first copy is kept); counted in Fragments.
+	DuplicateFragments int
+
+	Other           int // IP traffic that is neither UDP nor an ICMP error quoting UDP (TCP, ARP, echo, ...)
+	Malformed       int // frames whose link, IP, UDP or ICMP headers are invalid or cut off
+	UnsupportedLink int // pcapng packets from interfaces of a link type without IP
+}
+
+// ReadCapture reads a pcap or pcapng stream and calls emit for each UDP datagram (Kind
+// Datagram, Dir DirUnknown), ICMP/ICMPv6 error quoting a UDP datagram (Kind ICMP, Dir
+// DirUnknown, ICMPType/Code, Src/Dst = the error's own IPs with port 0, QuotedSrc/
+// QuotedDst = the quoted UDP tuple, Len and Payload = the quoted datagram's UDP length and
+// whatever of its payload the error carries) and IPv4/IPv6 datagram never reassembled
+// from its fragments (Kind Drop, Reason FRAG_REASM_TIMEOUT, Location one of PcapFrag*,
+// the UDP tuple, Len and payload prefix when the first fragment was seen).
+//
+// Records come in capture order, each owning its Payload. Time is the capture's time
+// stamp. Len is the UDP payload length from the UDP header, never from the (possibly
+// padded) frame; Payload is clamped to what was captured. UDP checksums are not checked:
+// captures on the sending host see them before the NIC fills them in.
+//
+// Supported: pcap (micro- and nanosecond, either byte order) and pcapng, gzip-compressed
+// or not; link types Ethernet (with 802.1Q/802.1ad tags), Linux cooked SLL and SLL2, raw
+// IP (101, 12, 14, 228, 229) and BSD null/loopback.
+//
+// It returns an error only when the file itself cannot be read: ErrNotCapture or
+// ErrUnsupportedLink (nothing emitted), ErrCaptureDamaged (everything before the damage
+// emitted), or the first error emit returns (as is). Malformed packets inside a readable
+// capture are skipped and counted (see ReadCaptureStats), never fatal.
+func ReadCapture(r io.Reader, emit func(*Record) error) error {
+	_, err := ReadCaptureStats(r, emit)
+	return err
+}
+
+// ReadCaptureStats is ReadCapture, also telling what the capture held; the stats are
+// valid up to where reading stopped, error or not.
+func ReadCaptureStats(r io.Reader, emit func(*Record) error) (CaptureStats, error) {
+	src, err := pcapOpen(r)
+	if err != nil {
+		return CaptureStats{}, err
+	}
+	p := &pcapParser{emit: emit, frags: make(map[pcapFragKey]*pcapFragQueue)}
+	for {
+		data, ci, err := src.ZeroCopyReadPacketData()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if ferr := p.flushFragments(); ferr != nil {
+				return p.stats, ferr
+			}
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return p.stats, fmt.Errorf("%w: the file ends in the middle of packet %d (the capture was cut short); the %d packets before it were read", ErrCaptureDamaged, p.stats.Frames+1, p.stats.Frames)
+			}
+			return p.stats, fmt.Errorf("%w: cannot read packet %d (%v); the %d packets before it were read", ErrCaptureDamaged, p.stats.Frames+1, err, p.stats.Frames)
+		}
+		link := src.LinkType()
+		if len(ci.AncillaryData) > 0 { // pcapng with interfaces of several link types
+			if lt, ok := ci.AncillaryData[0].(layers.LinkType); ok {
+				link = lt
+			}
+		}
+		if err := p.frame(link, data, ci.Timestamp); err != nil {
+			return p.stats, err
+		}
+	}
+	return p.stats, p.flushFragments()
+}
+
+// pcapSource is what pcapgo's pcap and pcapng readers have in common.
+type pcapSource interface {
+	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	LinkType() layers.LinkType
+}
+
+// File magics, as the first four bytes appear in the file.
+var (
+	pcapMagics = [][]byte{
+		{0xd4, 0xc3, 0xb2, 0xa1}, {0xa1, 0xb2, 0xc3, 0xd4}, // microseconds, little/big endian
+		{0x4d, 0x3c, 0xb2, 0xa1}, {0xa1, 0xb2, 0x3c, 0x4d}, // nanoseconds
+	}
+	pcapngMagic = []byte{0x0a, 0x0d, 0x0d, 0x0a} // section header block type
+	gzipMagic   = []byte{0x1f, 0x8b}
+)
+
+// pcapOpen detects the format by its magic and reads the file header.
+func pcapOpen(r io.Reader) (pcapSource, error) {
+	br := bufio.NewReader(r)
+	head, _ := br.Peek(4)
+	if bytes.HasPrefix(head, gzipMagic) {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("%w: gzip-compressed, but %v", ErrNotCapture, err)
+		}
+		br = bufio.NewReader(zr)
+		head, _ = br.Peek(4)
+	}
+	if len(head) == 0 {
+		return nil, fmt.Errorf("%w: the file is empty (was the capture stopped before it wrote its header?)", ErrNotCapture)
+	}
+	var src pcapSource
+	switch {
+	case bytes.Equal(head, pcapngMagic):
+		// Mixed link types: tcpdump -i any and dumpcap write one interface block per device.
+		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+		if err != nil {
+			return nil, fmt.Errorf("%w: bad pcapng section header: %v", ErrNotCapture, err)
+		}
+		src = ng
+	case pcapIsPcapMagic(head):
+		pr, err := pcapgo.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("%w: bad pcap file header: %v", ErrNotCapture, err)
+		}
+		src = pr
+	default:
+		return nil, fmt.Errorf("%w: it starts with %x, neither a pcap nor a pcapng magic; write captures with tcpdump -w, dumpcap or Wireshark", ErrNotCapture, head)
+	}
+	if !pcapLinkSupported(src.LinkType()) {
+		return nil, fmt.Errorf("%w: %v (%d); capture on an Ethernet, loopback or \"any\" interface, or as raw IP", ErrUnsupportedLink, src.LinkType(), int(src.LinkType()))
+	}
+	return src, nil
+}
+
+func pcapIsPcapMagic(head []byte) bool {
+	for _, m := range pcapMagics {
+		if bytes.Equal(head, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// Raw IP link types: LINKTYPE_RAW, and the DLT_RAW values some systems write (12, 14).
+const (
+	pcapLinkRaw12 layers.LinkType = 12
+	pcapLinkRaw14 layers.LinkType = 14
+)
+
+func pcapLinkSupported(lt layers.LinkType) bool {
+	switch lt {
+	case layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2,
+		layers.LinkTypeRaw, pcapLinkRaw12, pcapLinkRaw14, layers.LinkTypeIPv4, layers.LinkTypeIPv6,
+		layers.LinkTypeNull, layers.LinkTypeLoop:
+		return true
+	}
+	return false
+}
+
+// pcapParser turns frames into records. Its layers are reused from frame to frame.
+type pcapParser struct {
+	emit  func(*Record) error
+	stats CaptureStats
+
+	// Fragmented datagrams being reassembled: the map finds them, fragOrder keeps them in
+	// the order their first fragment arrived, so that expiry is deterministic.
+	frags     map[pcapFragKey]*pcapFragQueue
+	fragOrder []*pcapFragQueue
+	lastTime  time.Time // the latest capture time seen
+
+	eth   layers.Ethernet
+	dot1q layers.Dot1Q
+	sll   layers.LinuxSLL
+	sll2  layers.LinuxSLL2
+	loop  layers.Loopback
+	ip4   layers.IPv4
+	ip6   layers.IPv6
+	udp   layers.UDP
+	icmp4 layers.ICMPv4
+	icmp6 layers.ICMPv6
+}
+
+// pcapIP is one IP packet's addressing: what the transport layer needs.
+type pcapIP struct {
+	src, dst netip.Addr
+	v6       bool
+}
+
+// frame handles one captured frame.
+func (p *pcapParser) frame(link layers.LinkType, data []byte, ts time.Time) error {
+	p.stats.Frames++
+	if ts.After(p.lastTime) {
+		p.lastTime = ts
+	}
+	if err := p.expireFragments(); err != nil {
+		return err
+	}
+	if !pcapLinkSupported(link) {
+		p.stats.UnsupportedLink++
+		return nil
+	}
+	version, pkt, ok := p.network(link, data)
+	if !ok {
+		return nil
+	}
+	switch version {
+	case 4:
+		return p.ipv4(pkt, ts)
+	case 6:
+		return p.ipv6(pkt, ts)
+	}
+	p.stats.Other++
+	return nil
+}
+
+// network strips the link header: the IP version and the IP packet, or ok=false (counted)
+// when there is none.
+func (p *pcapParser) network(link layers.LinkType, data []byte) (version int, pkt []byte, ok bool) {
+	df := gopacket.NilDecodeFeedback
+	var etype layers.EthernetType
+	switch link {
+	case layers.LinkTypeEthernet:
+		if err := p.eth.DecodeFromBytes(data, df); err != nil {
+			p.stats.Malformed++
+			return 0, nil, false
+		}
+		etype, pkt = p.eth.EthernetType, p.eth.Payload
+		for etype == layers.EthernetTypeDot1Q || etype == layers.EthernetTypeQinQ {
+			if err := p.dot1q.DecodeFromBytes(pkt, df); err != nil {
+				p.stats.Malformed++
+				return 0, nil, false
+			}
+			etype, pkt = p.dot1q.Type, p.dot1q.Payload
+		}
+	case layers.LinkTypeLinuxSLL:
+		if err := p.sll.DecodeFromBytes(data, df); err != nil {
+			p.stats.Malformed++
+			return 0, nil, false
+		}
+		etype, pkt = p.sll.EthernetType, p.sll.Payload
+	case layers.LinkTypeLinuxSLL2:
+		if err := p.sll2.DecodeFromBytes(data, df); err != nil {
+			p.stats.Malformed++
+			return 0, nil, false
+		}
+		etype, pkt = p.sll2.ProtocolType, p.sll2.Payload
+	case layers.LinkTypeNull, layers.LinkTypeLoop:
+		if err := p.loop.DecodeFromBytes(data, df); err != nil {
+			p.stats.Malformed++
+			return 0, nil, false
+		}
+		switch p.loop.Family {
+		case layers.ProtocolFamilyIPv4:
+			return 4, p.loop.Payload, true
+		case layers.ProtocolFamilyIPv6BSD, layers.ProtocolFamilyIPv6FreeBSD,
+			layers.ProtocolFamilyIPv6Darwin, layers.ProtocolFamilyIPv6Linux:
+			return 6, p.loop.Payload, true
+		}
+		p.stats.Other++
+		return 0, nil, false
+	case layers.LinkTypeIPv4:
+		return 4, data, true
+	case layers.LinkTypeIPv6:
+		return 6, data, true
+	default: // raw IP: the version nibble tells
+		if len(data) == 0 {
+			p.stats.Malformed++
+			return 0, nil, false
+		}
+		switch data[0] >> 4 {
+		case 4:
+			return 4, data, true
+		case 6:
+			return 6, data, true
+		}
+		p.stats.Malformed++
+		return 0, nil, false
+	}
+	switch etype {
+	case layers.EthernetTypeIPv4:
+		return 4, pkt, true
+	case layers.EthernetTypeIPv6:
+		return 6, pkt, true
+	}
+	p.stats.Other++
+	return 0, nil, false
+}
+
+// ipv4 handles an IPv4 packet: transport directly, or through reassembly.
+func (p *pcapParser) ipv4(pkt []byte, ts time.Time) error {
+	if err := p.ip4.DecodeFromBytes(pkt, gopacket.NilDecodeFeedback); err != nil || p.ip4.Version != 4 {
+		p.stats.Malformed++
+		return nil
+	}
+	ip := pcapIP{src: pcapAddr(p.ip4.SrcIP), dst: pcapAddr(p.ip4.DstIP)}
+	proto := p.ip4.Protocol
+	declared := int(p.ip4.Length) - int(p.ip4.IHL)*4 // the IP payload length the header claims
+	if p.ip4.Flags&layers.IPv4MoreFragments != 0 || p.ip4.FragOffset != 0 {
+		if proto != layers.IPProtocolUDP && proto != layers.IPProtocolICMPv4 {
+			p.stats.Other++
+			return nil
+		}
+		key := pcapFragKey{src: ip.src, dst: ip.dst, id: uint32(p.ip4.Id), proto: uint8(proto)}
+		frag := pcapFrag{off: int(p.ip4.FragOffset) * 8, end: int(p.ip4.FragOffset)*8 + declared, data: p.ip4.Payload}
+		whole, total, done, err := p.addFragment(key, frag, p.ip4.Flags&layers.IPv4MoreFragments != 0, ts)
+		if !done || err != nil {
+			return err
+		}
+		return p.transport(ip, proto, whole, total, ts)
+	}
+	return p.transport(ip, proto, p.ip4.Payload, declared, ts)
+}
+
+// ipv6 handles an IPv6 packet: extension headers, then transport or reassembly.
+func (p *pcapParser) ipv6(pkt []byte, ts time.Time) error {
+	if err := p.ip6.DecodeFromBytes(pkt, gopacket.NilDecodeFeedback); err != nil || p.ip6.Version != 6 {
+		p.stats.Malformed++
+		return nil
+	}
+	ip := pcapIP{src: pcapAddr(p.ip6.SrcIP), dst: pcapAddr(p.ip6.DstIP), v6: true}
+	next, rest := p.ip6.NextHeader, p.ip6.Payload
+	declared := int(p.ip6.Length)
+	if p.ip6.HopByHop != nil {
+		next = p.ip6.HopByHop.NextHeader
+		declared -= p.ip6.HopByHop.ActualLength
+	}
+	if p.ip6.Length == 0 { // jumbogram: the payload is whatever the hop-by-hop option said
+		declared = len(rest)
+	}
+	proto, upper, fh, consumed, ok := pcapIPv6Walk(next, rest)
+	if !ok {
+		p.stats.Malformed++
+		return nil
+	}
+	declared -= consumed
+	if fh == nil {
+		return p.transport(ip, proto, upper, declared, ts)
+	}
+	// A fragment: upper starts at the fragmentable part, whose first header is fh.next.
+	if fh.next != layers.IPProtocolUDP && fh.next != layers.IPProtocolICMPv6 &&
+		!pcapIPv6IsExtension(fh.next) {
+		p.stats.Other++
+		return nil
+	}
+	key := pcapFragKey{src: ip.src, dst: ip.dst, id: fh.id, proto: uint8(fh.next), v6: true}
+	frag := pcapFrag{off: fh.off, end: fh.off + declared, data: upper}
+	whole, total, done, err := p.addFragment(key, frag, fh.more, ts)
+	if !done || err != nil {
+		return err
+	}
+	proto, upper, fh, consumed, ok = pcapIPv6Walk(layers.IPProtocol(key.proto), whole)
+	if !ok || fh != nil { // a fragment header inside a reassembled datagram is invalid
+		p.stats.Malformed++
+		return nil
+	}
+	return p.transport(ip, proto, upper, total-consumed, ts)
+}
+
+// pcapIPv6Frag is an IPv6 fragment header.
+type pcapIPv6Frag struct {
+	next layers.IPProtocol
+	off  int // in bytes
+	more bool
+	id   uint32
+}
+
+// pcapIPv6Walk skips IPv6 extension headers starting with next: it returns the upper-layer
+// protocol and its bytes, or stops at a fragment header (fh set, upper = the fragment's
+// data); consumed is how many bytes the headers took.
+func pcapIPv6Walk(next layers.IPProtocol, data []byte) (proto layers.IPProtocol, upper []byte, fh *pcapIPv6Frag, consumed int, ok bool) {
+	for range 16 { // bound the walk: no real packet chains more headers
+		switch next {
+		case layers.IPProtocolIPv6Fragment:
+			if len(data) < 8 {
+				return 0, nil, nil, 0, false
+			}
+			v := binary.BigEndian.Uint16(data[2:4])
+			fh = &pcapIPv6Frag{
+				next: layers.IPProtocol(data[0]),
+				off:  int(v &^ 7),
+				more: v&1 != 0,
+				id:   binary.BigEndian.Uint32(data[4:8]),
+			}
+			return next, data[8:], fh, consumed + 8, true
+		case layers.IPProtocolIPv6HopByHop, layers.IPProtocolIPv6Routing, layers.IPProtocolIPv6Destination,
+			layers.IPProtocolAH, pcapIPProtoMobility, pcapIPProtoHIP, pcapIPProtoShim6:
+			if len(data) < 8 {
+				return 0, nil, nil, 0, false
+			}
+			n := (int(data[1]) + 1) * 8
+			if next == layers.IPProtocolAH {
+				n = (int(data[1]) + 2) * 4
+			}
+			if n > len(data) {
+				return 0, nil, nil, 0, false
+			}
+			next, data, consumed = layers.IPProtocol(data[0]), data[n:], consumed+n
+		default:
+			return next, data, nil, consumed, true
+		}
+	}
+	return 0, nil, nil, 0, false
+}
+
+// IPv6 extension headers gopacket has no constant for.
+const (
+	pcapIPProtoMobility layers.IPProtocol = 135
+	pcapIPProtoHIP      layers.IPProtocol = 139
+	pcapIPProtoShim6    layers.IPProtocol = 140
+)
+
+func pcapIPv6IsExtension(p layers.IPProtocol) bool {
+	switch p {
+	case layers.IPProtocolIPv6HopByHop, layers.IPProtocolIPv6Routing, layers.IPProtocolIPv6Destination,
+		layers.IPProtocolAH, pcapIPProtoMobility, pcapIPProtoHIP, pcapIPProtoShim6:
+		return true
+	}
+	return false
+}
+
+// transport handles a whole (possibly reassembled) IP payload: data is what was captured
+// of it, declared its length by the IP header.
+func (p *pcapParser) transport(ip pcapIP, proto layers.IPProtocol, data []byte, declared int, ts time.Time) error {
+	switch {
+	case proto == layers.IPProtocolUDP:
+		src, dst, n, payload, ok := pcapUDP(&p.udp, data, declared)
+		if !ok {
+			p.stats.Malformed++
+			return nil
+		}
+		p.stats.Datagrams++
+		return p.emit(&Record{
+			Kind:    Datagram,
+			Time:    ts,
+			Src:     netip.AddrPortFrom(ip.src, src),
+			Dst:     netip.AddrPortFrom(ip.dst, dst),
+			Len:     n,
+			Payload: bytes.Clone(payload),
+		})
+	case proto == layers.IPProtocolICMPv4 && !ip.v6:
+		return p.icmpv4(ip, data, ts)
+	case proto == layers.IPProtocolICMPv6 && ip.v6:
+		return p.icmpv6(ip, data, ts)
+	}
+	p.stats.Other++
+	return nil
+}
+
+// pcapUDP reads a UDP header: ports, the payload length it declares and the captured part
+// of the payload. declared is the IP payload length, -1 when unknown (a quoted datagram).
+// ok is false when the header is cut off or its length is impossible.
+func pcapUDP(udp *layers.UDP, data []byte, declared int) (src, dst uint16, n int, payload []byte, ok bool) {
+	if err := udp.DecodeFromBytes(data, gopacket.NilDecodeFeedback); err != nil {
+		return 0, 0, 0, nil, false
+	}
+	// Length 0 is only valid for IPv6 jumbograms (RFC 2675), whose length comes from IP.
+	switch {
+	case udp.Length == 0 && declared > pcapMaxIPPayload:
+		n = declared - 8
+	case udp.Length < 8 || (declared >= 0 && int(udp.Length) > declared):
+		return 0, 0, 0, nil, false
+	default:
+		n = int(udp.Length) - 8
+	}
+	payload = udp.Payload
+	if len(payload) > n {
+		payload = payload[:n]
+	}
+	return uint16(udp.SrcPort), uint16(udp.DstPort), n, payload, true
+}
+
+// icmpv4 emits an ICMP error that quotes a UDP datagram.
+func (p *pcapParser) icmpv4(ip pcapIP, data []byte, ts time.Time) error {
+	if err := p.icmp4.DecodeFromBytes(data, gopacket.NilDecodeFeedback); err != nil {
+		p.stats.Malformed++
+		return nil
+	}
+	typ, code := p.icmp4.TypeCode.Type(), p.icmp4.TypeCode.Code()
+	switch typ {
+	case layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4TypeSourceQuench, layers.ICMPv4TypeRedirect,
+		layers.ICMPv4TypeTimeExceeded, layers.ICMPv4TypeParameterProblem:
+	default:
+		p.stats.Other++ // echo, timestamp, ...: not an error
+		return nil
+	}
+	// The quoted IPv4 header and at least 8 bytes of what followed it (RFC 792).
+	q := p.icmp4.Payload
+	if len(q) < 20 || q[0]>>4 != 4 {
+		p.stats.Malformed++
+		return nil
+	}
+	ihl := int(q[0]&0x0f) * 4
+	if ihl < 20 || len(q) < ihl {
+		p.stats.Malformed++
+		return nil
+	}
+	if layers.IPProtocol(q[9]) != layers.IPProtocolUDP || binary.BigEndian.Uint16(q[6:8])&0x1fff != 0 {
+		p.stats.Other++ // quotes TCP, or a non-first fragment: no UDP ports to match
+		return nil
+	}
+	quoted := q[ihl:]
+	if total := int(binary.BigEndian.Uint16(q[2:4])); total >= ihl && total-ihl < len(quoted) {
+		quoted = quoted[:total-ihl] // the error itself may be padded
+	}
+	qsrc, qdst := netip.AddrFrom4([4]byte(q[12:16])), netip.AddrFrom4([4]byte(q[16:20]))
+	return p.emitICMP(ip, uint8(typ), uint8(code), qsrc, qdst, quoted, ts)
+}
+
+// icmpv6 emits an ICMPv6 error that quotes a UDP datagram.
+func (p *pcapParser) icmpv6(ip pcapIP, data []byte, ts time.Time) error {
+	if err := p.icmp6.DecodeFromBytes(data, gopacket.NilDecodeFeedback); err != nil {
+		p.stats.Malformed++
+		return nil
+	}
+	typ, code := p.icmp6.TypeCode.Type(), p.icmp6.TypeCode.Code()
+	switch typ {
+	case layers.ICMPv6TypeDestinationUnreachable, layers.ICMPv6TypePacketTooBig,
+		layers.ICMPv6TypeTimeExceeded, layers.ICMPv6TypeParameterProblem:
+	default:
+		p.stats.Other++ // echo, neighbour discovery, ...: not an error
+		return nil
+	}
+	// 4 more bytes (unused, MTU or pointer), then the quoted IPv6 packet (RFC 4443).
+	q := p.icmp6.Payload
+	if len(q) < 4+40 || q[4]>>4 != 6 {
+		p.stats.Malformed++
+		return nil
+	}
+	q = q[4:]
+	proto, quoted, fh, _, ok := pcapIPv6Walk(layers.IPProtocol(q[6]), q[40:])
+	if ok && fh != nil {
+		if fh.off != 0 {
+			p.stats.Other++ // a non-first fragment: no UDP ports to match
+			return nil
+		}
+		proto, quoted, _, _, ok = pcapIPv6Walk(fh.next, quoted)
+	}
+	if !ok {
+		p.stats.Malformed++
+		return nil
+	}
+	if proto != layers.IPProtocolUDP {
+		p.stats.Other++
+		return nil
+	}
+	qsrc, qdst := netip.AddrFrom16([16]byte(q[8:24])), netip.AddrFrom16([16]byte(q[24:40]))
+	return p.emitICMP(ip, uint8(typ), uint8(code), qsrc, qdst, quoted, ts)
+}
+
+// emitICMP emits an ICMP error record for the quoted UDP datagram that starts at udp.
+func (p *pcapParser) emitICMP(ip pcapIP, typ, code uint8, qsrc, qdst netip.Addr, udp []byte, ts time.Time) error {
+	// The quote is usually cut (RFC 792 requires only 8 bytes after the IP header; Linux
+	// quotes up to 576 bytes in all): the header's length still tells the datagram's size.
+	if len(udp) < 8 {
+		p.stats.Malformed++
+		return nil
+	}
+	sport, dport, n, payload, ok := pcapUDP(&p.udp, udp, -1)
+	if !ok {
+		p.stats.Malformed++
+		return nil
+	}
+	p.stats.ICMPErrors++
+	return p.emit(&Record{
+		Kind:      ICMP,
+		Time:      ts,
+		Src:       netip.AddrPortFrom(ip.src, 0),
+		Dst:       netip.AddrPortFrom(ip.dst, 0),
+		ICMPType:  typ,
+		ICMPCode:  code,
+		QuotedSrc: netip.AddrPortFrom(qsrc, sport),
+		QuotedDst: netip.AddrPortFrom(qdst, dport),
+		Len:       n,
+		Payload:   bytes.Clone(payload),
+	})
+}
+
+// pcapAddr converts a 4- or 16-byte IP from a decoded layer.
+func pcapAddr(b []byte) netip.Addr {
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// IP fragment reassembly. The kernel's rules, simplified where a capture cannot know
+// better: fragments are grouped by (src, dst, id, protocol); the timer starts with the
+// first fragment and is not restarted; a repeated or overlapping fragment is ignored (the
+// first copy wins); a fragment that contradicts the datagram's end, is not a multiple of
+// 8 bytes while more follow, or reaches past 64 KiB is malformed and ignored.
+
+// pcapFragKey identifies the datagram a fragment belongs to.
+type pcapFragKey struct {
+	src, dst netip.Addr
+	id       uint32
+	proto    uint8 // IPv4 protocol; IPv6: the fragment header's next header
+	v6       bool
+}
+
+// pcapFrag is one fragment: it covers [off, end) of the datagram's IP payload, of which
+// data holds what was captured (shorter than end-off when the capture snapped it).
+type pcapFrag struct {
+	off, end int
+	data     []byte
+}
+
+// pcapFragQueue is one datagram being reassembled.
+type pcapFragQueue struct {
+	key      pcapFragKey
+	first    time.Time  // capture time of its first fragment: the kernel's timer starts there
+	deadline time.Time  // first + the reassembly timeout
+	frags    []pcapFrag // sorted by off, never overlapping
+	total    int        // the datagram's IP payload length, -1 until the last fragment arrives
+	closed   bool       // completed or given up; fragOrder drops it lazily
+}
+
+// addFragment adds a fragment; when it completes its datagram it returns the datagram's
+// IP payload (what was captured of it: the prefix up to the first snapped fragment) and
+// the length the fragments declare.
+func (p *pcapParser) addFragment(key pcapFragKey, f pcapFrag, more bool, ts time.Time) (whole []byte, total int, done bool, err error) {
+	size := f.end - f.off
+	if size < 0 || f.end > pcapMaxIPPayload || (more && (size == 0 || size%8 != 0)) {
+		p.stats.Malformed++
+		return nil, 0, false, nil
+	}
+	q := p.frags[key]
+	if q == nil {
+		if len(p.frags) >= pcapMaxPendingFrags {
+			if err := p.evictOldestFragments(ts); err != nil {
+				return nil, 0, false, err
+			}
+		}
+		timeout := pcapFragTimeoutV4
+		if key.v6 {
+			timeout = pcapFragTimeoutV6
+		}
+		q = &pcapFragQueue{key: key, first: ts, deadline: ts.Add(timeout), total: -1}
+		p.frags[key] = q
+		p.fragOrder = append(p.fragOrder, q)
+	}
+	if !more {
+		if (q.total >= 0 && q.total != f.end) || (len(q.frags) > 0 && q.frags[len(q.frags)-1].end > f.end) {
+			p.stats.Malformed++ // a second, different end, or data already past this end
+			return nil, 0, false, nil
+		}
+	} else if q.total >= 0 && f.end > q.total {
+		p.stats.Malformed++
+		return nil, 0, false, nil
+	}
+	// Insert sorted by offset, refusing overlaps.
+	i := 0
+	for i < len(q.frags) && q.frags[i].off < f.off {
+		i++
+	}
+	if (i > 0 && q.frags[i-1].end > f.off) || (i < len(q.frags) && q.frags[i].off < f.end) ||
+		(i < len(q.frags) && q.frags[i].off == f.off) {
+		p.stats.Fragments++
+		p.stats.DuplicateFragments++
+		return nil, 0, false, nil
+	}
+	if len(f.data) > size {
+		f.data = f.data[:size]
+	}
+	f.data = bytes.Clone(f.data) // the frame buffer is reused for the next packet
+	q.frags = append(q.frags, pcapFrag{})
+	copy(q.frags[i+1:], q.frags[i:])
+	q.frags[i] = f
+	p.stats.Fragments++
+	if !more {
+		q.total = f.end
+	}
+	if q.total < 0 || q.frags[0].off != 0 {
+		return nil, 0, false, nil
+	}
+	for j := 1; j < len(q.frags); j++ {
+		if q.frags[j].off != q.frags[j-1].end {
+			return nil, 0, false, nil
+		}
+	}
+	if q.frags[len(q.frags)-1].end != q.total {
+		return nil, 0, false, nil
+	}
+	p.closeFragments(q)
+	p.stats.Reassembled++
+	return q.capturedPrefix(), q.total, true, nil
+}
+
+// capturedPrefix is the datagram's IP payload from offset 0 up to the first byte the
+// capture does not have.
+func (q *pcapFragQueue) capturedPrefix() []byte {
+	var buf []byte
+	at := 0
+	for _, f := range q.frags {
+		if f.off != at {
+			break
+		}
+		buf = append(buf, f.data...)
+		if len(f.data) < f.end-f.off {
+			break
+		}
+		at = f.end
+	}
+	return buf
+}
+
+func (p *pcapParser) closeFragments(q *pcapFragQueue) {
+	q.closed = true
+	delete(p.frags, q.key)
+}
+
+// expireFragments gives up the datagrams whose reassembly timeout passed by the latest
+// capture time, oldest first.
+func (p *pcapParser) expireFragments() error {
+	if len(p.frags) == 0 {
+		p.fragOrder = p.fragOrder[:0]
+		return nil
+	}
+	kept := p.fragOrder[:0]
+	for _, q := range p.fragOrder {
+		if q.closed {
+			continue
+		}
+		if p.lastTime.After(q.deadline) {
+			if err := p.dropFragments(q, q.deadline, PcapFragTimeout); err != nil {
+				return err
+			}
+			continue
+		}
+		kept = append(kept, q)
+	}
+	clear(p.fragOrder[len(kept):])
+	p.fragOrder = kept
+	return nil
+}
+
+// evictOldestFragments gives up the oldest pending datagram to make room.
+func (p *pcapParser) evictOldestFragments(ts time.Time) error {
+	for _, q := range p.fragOrder {
+		if !q.closed {
+			return p.dropFragments(q, ts, PcapFragEvicted)
+		}
+	}
+	return nil
+}
+
+// flushFragments reports the datagrams still incomplete at the end of the capture.
+func (p *pcapParser) flushFragments() error {
+	for _, q := range p.fragOrder {
+		if q.closed {
+			continue
+		}
+		if err := p.dropFragments(q, p.lastTime, PcapFragEndOfCapture); err != nil {
+			return err
+		}
+	}
+	p.fragOrder = p.fragOrder[:0]
+	return nil
+}
+
+// dropFragments emits a Drop record for an incomplete datagram. When its first fragment
+// was captured, the record has the UDP ports, length and payload prefix, so that the
+// decoder can tell which discovery packet was lost.
+func (p *pcapParser) dropFragments(q *pcapFragQueue, at time.Time, where string) error {
+	p.closeFragments(q)
+	p.stats.FragmentDrops++
+	rec := &Record{
+		Kind:     Drop,
+		Time:     at,
+		Src:      netip.AddrPortFrom(q.key.src, 0),
+		Dst:      netip.AddrPortFrom(q.key.dst, 0),
+		Reason:   ReasonFragReasmTimeout,
+		Location: where,
+	}
+	prefix := q.capturedPrefix()
+	proto, upper := layers.IPProtocol(q.key.proto), prefix
+	if q.key.v6 {
+		var ok bool
+		if proto, upper, _, _, ok = pcapIPv6Walk(proto, prefix); !ok {
+			proto = 0
+		}
+	}
+	if proto == layers.IPProtocolUDP && len(upper) >= 8 {
+		sport, dport := binary.BigEndian.Uint16(upper[0:2]), binary.BigEndian.Uint16(upper[2:4])
+		rec.Src = netip.AddrPortFrom(q.key.src, sport)
+		rec.Dst = netip.AddrPortFrom(q.key.dst, dport)
+		if n := int(binary.BigEndian.Uint16(upper[4:6])); n >= 8 {
+			rec.Len = n - 8
+			rec.Payload = upper[8:min(len(upper), n)]
+		}
+	}
+	return p.emit(rec)
+}
