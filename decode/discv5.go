@@ -87,6 +87,8 @@ var (
 	errV5NoChallenge = &v5Error{"no session key: the WHOAREYOU this handshake answers was not captured, and its challenge-data is needed to derive the keys", errV5NoKey}
 	// errV5SessionMismatch: keys are known but do not fit.
 	errV5SessionMismatch = errors.New("cannot decrypt with the session keys seen in the capture: the sender lost its session or a newer handshake was not captured")
+	// errV5OtherAddress comes with the decrypted message.
+	errV5OtherAddress = errors.New("decrypted with the keys of a session these nodes set up at other addresses: go-ethereum binds sessions to the address, so the recipient will answer WHOAREYOU")
 
 	errV5BadHandshake = errors.New("invalid handshake")
 	// The following are cases of errV5BadHandshake.
@@ -248,7 +250,7 @@ func (d *V5Decoder) Decode(r *Record) (Packet, bool) {
 			p.Err = errV5Truncated
 			return p, true
 		}
-		d.decryptMessage(&p, src, dst, nonce, hdr, msg)
+		d.decryptMessage(&p, r, src, dst, nonce, hdr, msg)
 	case v5FlagHandshake:
 		d.decodeHandshake(&p, r, dst, nonce, auth, hdr, msg, truncated)
 	}
@@ -368,7 +370,7 @@ func (d *V5Decoder) decodeHandshake(p *Packet, r *Record, dst enode.ID, nonce v5
 	recipient := d.local(dst)
 	if recipient == nil {
 		// The keys cannot be derived, and whatever session the two had is replaced.
-		d.st.dropSession(src, dst)
+		d.st.dropSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst))
 		if d.local(src) != nil {
 			setErr(p, errV5InitiatorSide)
 		} else {
@@ -378,13 +380,13 @@ func (d *V5Decoder) decodeHandshake(p *Packet, r *Record, dst enode.ID, nonce v5
 	}
 	eph, err := v5DecodeEphemeral(ephKey)
 	if err != nil {
-		d.st.dropSession(src, dst)
+		d.st.dropSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst))
 		setErr(p, err)
 		return
 	}
 	challenges := d.st.challengesFor(src, dst, v5Normalize(r.Dst))
 	if len(challenges) == 0 {
-		d.st.dropSession(src, dst)
+		d.st.dropSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst))
 		setErr(p, errV5NoChallenge)
 		return
 	}
@@ -397,29 +399,32 @@ func (d *V5Decoder) decodeHandshake(p *Packet, r *Record, dst enode.ID, nonce v5
 		if err != nil {
 			continue
 		}
-		d.st.storeSession(src, dst, keys)
+		d.st.storeSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst), keys)
 		if pub := d.pubkey(src, node); pub != nil && !v5VerifyIDSignature(pub, sig, c.data, ephKey, dst) {
 			setErr(p, errV5BadIDSignature)
 		}
 		d.setMessage(p, pt)
 		return
 	}
-	d.st.dropSession(src, dst)
+	d.st.dropSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst))
 	setErr(p, errV5HandshakeDecrypt)
 }
 
-// decryptMessage opens an ordinary message with the keys of its direction.
-func (d *V5Decoder) decryptMessage(p *Packet, src, dst enode.ID, nonce v5wire.Nonce, hdr, msg []byte) {
-	ring, haveKeys := d.st.sessions.get(v5Direction{src, dst})
-	if haveKeys {
-		for _, k := range ring {
-			if k == nil {
-				continue
-			}
-			if pt, err := k.aead.Open(nil, nonce[:], msg, hdr); err == nil {
-				d.setMessage(p, pt)
-				return
-			}
+// decryptMessage opens an ordinary message with the keys of its direction: those of
+// the session between these two endpoints, else those the two nodes set up at other
+// endpoints (the message is then shown, with errV5OtherAddress: its recipient, if it
+// is go-ethereum, will not find that session and answers WHOAREYOU).
+func (d *V5Decoder) decryptMessage(p *Packet, r *Record, src, dst enode.ID, nonce v5wire.Nonce, hdr, msg []byte) {
+	sid := v5SessionID{v5Direction{src, dst}, v5Normalize(r.Src), v5Normalize(r.Dst)}
+	ring, haveKeys := d.st.sessions.get(sid)
+	if haveKeys && d.openWith(p, ring, nil, nonce, hdr, msg) {
+		return
+	}
+	if pair, ok := d.st.pairs.get(sid.dir); ok {
+		haveKeys = true
+		if d.openWith(p, pair, ring, nonce, hdr, msg) {
+			setErr(p, errV5OtherAddress)
+			return
 		}
 	}
 	switch {
@@ -430,6 +435,21 @@ func (d *V5Decoder) decryptMessage(p *Packet, src, dst enode.ID, nonce v5wire.No
 	default:
 		p.Err = errV5NoKey
 	}
+}
+
+// openWith tries the keys of ring (skipping those of tried) and decodes the message
+// with the first that opens it.
+func (d *V5Decoder) openWith(p *Packet, ring, tried *v5KeyRing, nonce v5wire.Nonce, hdr, msg []byte) bool {
+	for _, k := range ring {
+		if k == nil || tried.has(k) {
+			continue
+		}
+		if pt, err := k.aead.Open(nil, nonce[:], msg, hdr); err == nil {
+			d.setMessage(p, pt)
+			return true
+		}
+	}
+	return false
 }
 
 // setMessage decodes a decrypted message (type byte || RLP) with go-ethereum's

@@ -19,7 +19,7 @@ import (
 const (
 	v5MaxKnownIDs   = 4096  // IDs tried when nothing better is known (AES-block each)
 	v5MaxAddrs      = 16384 // address -> node ID
-	v5MaxSessions   = 8192  // (sender, recipient) -> keys
+	v5MaxSessions   = 8192  // (sender, recipient, their endpoints) -> keys
 	v5MaxChallenged = 4096  // challenged node -> recent WHOAREYOUs
 	v5MaxNonces     = 16384 // nonce of a message/handshake -> its sender and recipient
 	v5MaxPubkeys    = 16384 // node ID -> public key (from ENRs), for ID signatures
@@ -119,7 +119,8 @@ type v5Challenge struct {
 type v5State struct {
 	known      *v5Bounded[enode.ID, cipher.Block] // IDs to try, with their masking block
 	addrs      *v5Bounded[netip.AddrPort, enode.ID]
-	sessions   *v5Bounded[v5Direction, *v5KeyRing]
+	sessions   *v5Bounded[v5SessionID, *v5KeyRing]
+	pairs      *v5Bounded[v5Direction, *v5KeyRing]  // the same keys by node pair, any endpoints
 	challenges *v5Bounded[enode.ID, []*v5Challenge] // by challenged node, newest first
 	nonces     *v5Bounded[v5wire.Nonce, v5Sent]
 	pubkeys    *v5Bounded[enode.ID, *enode.Node]
@@ -129,38 +130,75 @@ func newV5State() v5State {
 	return v5State{
 		known:      newV5Bounded[enode.ID, cipher.Block](v5MaxKnownIDs),
 		addrs:      newV5Bounded[netip.AddrPort, enode.ID](v5MaxAddrs),
-		sessions:   newV5Bounded[v5Direction, *v5KeyRing](v5MaxSessions),
+		sessions:   newV5Bounded[v5SessionID, *v5KeyRing](v5MaxSessions),
+		pairs:      newV5Bounded[v5Direction, *v5KeyRing](v5MaxSessions),
 		challenges: newV5Bounded[enode.ID, []*v5Challenge](v5MaxChallenged),
 		nonces:     newV5Bounded[v5wire.Nonce, v5Sent](v5MaxNonces),
 		pubkeys:    newV5Bounded[enode.ID, *enode.Node](v5MaxPubkeys),
 	}
 }
 
-// storeSession records the keys of a handshake from initiator to recipient: the
-// initiator-key for packets the initiator sends, the recipient-key for the replies.
-func (s *v5State) storeSession(initiator, recipient enode.ID, keys v5SessionKeys) {
-	s.addKey(v5Direction{initiator, recipient}, keys.initiator)
-	s.addKey(v5Direction{recipient, initiator}, keys.recipient)
+// v5SessionID is one direction of a session as go-ethereum binds it: both node IDs
+// and both endpoints. geth looks sessions up by (remote ID, remote address) on each
+// side, so keys set up between two endpoints do not serve a packet from or to another
+// address: that node answers WHOAREYOU instead.
+type v5SessionID struct {
+	dir              v5Direction
+	srcAddr, dstAddr netip.AddrPort
 }
 
-func (s *v5State) addKey(dir v5Direction, raw [v5KeySize]byte) {
-	ring, ok := s.sessions.get(dir)
+// storeSession records the keys of a handshake from initiator to recipient: the
+// initiator-key for packets the initiator sends, the recipient-key for the replies.
+func (s *v5State) storeSession(initiator, recipient enode.ID, initiatorAddr, recipientAddr netip.AddrPort, keys v5SessionKeys) {
+	s.addKey(v5SessionID{v5Direction{initiator, recipient}, initiatorAddr, recipientAddr}, keys.initiator)
+	s.addKey(v5SessionID{v5Direction{recipient, initiator}, recipientAddr, initiatorAddr}, keys.recipient)
+}
+
+// addKey makes raw the newest key of a direction, both for these endpoints and for
+// the node pair at any endpoints.
+func (s *v5State) addKey(id v5SessionID, raw [v5KeySize]byte) {
+	k := &v5Key{raw: raw, aead: v5NewAEAD(raw)}
+	ring, ok := s.sessions.get(id)
 	if !ok {
 		ring = new(v5KeyRing)
-		s.sessions.put(dir, ring)
+		s.sessions.put(id, ring)
 	}
-	if ring[0] != nil && ring[0].raw == raw {
+	ring.push(k)
+	pair, ok := s.pairs.get(id.dir)
+	if !ok {
+		pair = new(v5KeyRing)
+		s.pairs.put(id.dir, pair)
+	}
+	pair.push(k)
+}
+
+func (r *v5KeyRing) has(k *v5Key) bool {
+	if r == nil {
+		return false
+	}
+	for _, x := range r {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *v5KeyRing) push(k *v5Key) {
+	if r[0] != nil && r[0].raw == k.raw {
 		return
 	}
-	copy(ring[1:], ring[:len(ring)-1])
-	ring[0] = &v5Key{raw: raw, aead: v5NewAEAD(raw)}
+	copy(r[1:], r[:len(r)-1])
+	r[0] = k
 }
 
 // dropSession forgets the keys between two nodes: a handshake whose keys cannot be
 // derived replaced them, and decrypting with the old ones would mislead.
-func (s *v5State) dropSession(a, b enode.ID) {
-	s.sessions.remove(v5Direction{a, b})
-	s.sessions.remove(v5Direction{b, a})
+func (s *v5State) dropSession(a, b enode.ID, addrA, addrB netip.AddrPort) {
+	s.sessions.remove(v5SessionID{v5Direction{a, b}, addrA, addrB})
+	s.sessions.remove(v5SessionID{v5Direction{b, a}, addrB, addrA})
+	s.pairs.remove(v5Direction{a, b})
+	s.pairs.remove(v5Direction{b, a})
 }
 
 // storeChallenge keeps a WHOAREYOU for the handshake that should answer it. An

@@ -199,16 +199,25 @@ func TestV5VectorPingMessage(t *testing.T) {
 		d := NewV5Decoder(nil) // no node key at all: the session key is enough
 		var key [v5KeySize]byte
 		copy(key[:], v.bytes(t, "read-key"))
-		d.st.addKey(v5Direction{v5TestIDA, v5TestIDB}, key)
+		d.st.addKey(v5SessionID{v5Direction{v5TestIDA, v5TestIDB}, v5AddrA, v5AddrB}, key)
 		d.AddKnownID(v5TestIDB)
 		p := v5MustDecode(t, d, rec)
 		v5CheckIDs(t, p, &v5TestIDA, v5TestIDB)
 		v5CheckErr(t, p, nil)
 		v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 2)
 	})
+	t.Run("session set up at another address", func(t *testing.T) {
+		d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+		var key [v5KeySize]byte
+		copy(key[:], v.bytes(t, "read-key"))
+		d.st.addKey(v5SessionID{v5Direction{v5TestIDA, v5TestIDB}, netip.MustParseAddrPort("10.0.0.9:30303"), v5AddrB}, key)
+		p := v5MustDecode(t, d, rec)
+		v5CheckErr(t, p, errV5OtherAddress)
+		v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 2)
+	})
 	t.Run("stale session key", func(t *testing.T) {
 		d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-		d.st.addKey(v5Direction{v5TestIDA, v5TestIDB}, [v5KeySize]byte{1})
+		d.st.addKey(v5SessionID{v5Direction{v5TestIDA, v5TestIDB}, v5AddrA, v5AddrB}, [v5KeySize]byte{1})
 		p := v5MustDecode(t, d, rec)
 		v5CheckErr(t, p, errV5SessionMismatch)
 	})
@@ -264,14 +273,14 @@ func TestV5VectorHandshake(t *testing.T) {
 				t.Errorf("ephemeral-pubkey %x, want %x", auth[34+64:34+64+33], want)
 			}
 			// The session key B derived for A's packets is the vector's read-key.
-			ring, ok := d.st.sessions.get(v5Direction{v5TestIDA, v5TestIDB})
+			ring, ok := d.st.sessions.get(v5SessionID{v5Direction{v5TestIDA, v5TestIDB}, v5AddrA, v5AddrB})
 			if !ok || ring[0] == nil {
 				t.Fatal("no session stored after the handshake")
 			}
 			if want := v.bytes(t, "read-key"); !bytes.Equal(ring[0].raw[:], want) {
 				t.Errorf("initiator-key %x, want read-key %x", ring[0].raw, want)
 			}
-			if _, ok := d.st.sessions.get(v5Direction{v5TestIDB, v5TestIDA}); !ok {
+			if _, ok := d.st.sessions.get(v5SessionID{v5Direction{v5TestIDB, v5TestIDA}, v5AddrB, v5AddrA}); !ok {
 				t.Error("no recipient-key stored for B's replies")
 			}
 
