@@ -1,0 +1,300 @@
+package decode
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
+	"github.com/ethereum/go-ethereum/p2p/enode"
+
+	"github.com/discotrace/discotrace/ndjson"
+)
+
+// Anomaly names, the value of "anomaly".
+const (
+	AnomalyClockSkew        = "clock_skew"
+	AnomalyENRSeqRegression = "enr_seq_regression"
+	AnomalyEndpointMismatch = "endpoint_mismatch"
+	AnomalyWhoareyouStorm   = "whoareyou_storm"
+)
+
+// v4ExpirationWindow is how far in the future go-ethereum sets discv4 expirations. The
+// offset of a sender's clock is estimated as expiration - window - capture time.
+const v4ExpirationWindow = 20 * time.Second
+
+// Clock offset estimation: the median of up to skewSamples packets per peer, reported
+// once per peer when at least skewMinSamples agree (one deliberately expired packet is
+// a test, not a clock).
+const (
+	skewSamples    = 9
+	skewMinSamples = 2
+)
+
+type skewState struct {
+	samples  []time.Duration
+	reported bool
+	last     time.Time
+}
+
+type seqClaim struct {
+	seq      uint64
+	t        time.Time
+	peer     netip.AddrPort
+	reported bool
+}
+
+type stormState struct {
+	times    []time.Time
+	reported bool
+}
+
+// anomalies detects what is wrong without being one failure: clock skew (discv4
+// expirations), ENR sequence numbers going down, NAT rewriting our endpoint (PONG's
+// "to"), and WHOAREYOU storms.
+type anomalies struct {
+	d        *Decoder
+	skew     map[string]*skewState
+	seqs     map[enode.ID]*seqClaim
+	mismatch map[[2]netip.AddrPort]time.Time
+	storms   map[flowKey]*stormState
+}
+
+func (an *anomalies) init(d *Decoder) {
+	an.d = d
+	an.skew = make(map[string]*skewState)
+	an.seqs = make(map[enode.ID]*seqClaim)
+	an.mismatch = make(map[[2]netip.AddrPort]time.Time)
+	an.storms = make(map[flowKey]*stormState)
+}
+
+func (an *anomalies) sweep() {
+	cut := an.d.now.Add(-idRetention)
+	for k, s := range an.skew {
+		if s.last.Before(cut) {
+			delete(an.skew, k)
+		}
+	}
+	for k, c := range an.seqs {
+		if c.t.Before(cut) {
+			delete(an.seqs, k)
+		}
+	}
+	for k, t := range an.mismatch {
+		if t.Before(cut) {
+			delete(an.mismatch, k)
+		}
+	}
+	stormCut := an.d.now.Add(-an.d.cfg.StormWindow)
+	for k, s := range an.storms {
+		if len(s.times) == 0 || s.times[len(s.times)-1].Before(stormCut) {
+			delete(an.storms, k)
+		}
+	}
+}
+
+// packet checks one decoded packet.
+func (an *anomalies) packet(r *Record, p *Packet, emit func(*ndjson.Event)) {
+	if p.Err != nil {
+		return
+	}
+	switch p.Proto {
+	case ProtoV4:
+		an.clockSkew(r, p, emit)
+		switch p.Kind {
+		case KindV4Ping, KindV4Pong:
+			if p.HasENRSeq && p.HasSrcID {
+				an.enrSeq(r, p.SrcID, p.ENRSeq, p.Kind, emit)
+			}
+		case KindV4ENRResponse:
+			for _, n := range p.Records {
+				if n.ID() == p.SrcID {
+					an.enrSeq(r, n.ID(), n.Seq(), "ENRRESPONSE", emit)
+				}
+			}
+		}
+		if p.Kind == KindV4Pong {
+			an.endpoint(r, p.To, "PONG", emit)
+		}
+	case ProtoV5:
+		if !p.HasSrcID || p.Kind == KindWhoareyou {
+			return // a WHOAREYOU's enr-seq is the challenger's copy of the OTHER node's record
+		}
+		for _, n := range p.Records {
+			if n.ID() == p.SrcID {
+				an.enrSeq(r, n.ID(), n.Seq(), "HANDSHAKE record", emit)
+			}
+		}
+		switch m := p.Msg.(type) {
+		case *v5wire.Ping:
+			an.enrSeq(r, p.SrcID, m.ENRSeq, m.Name(), emit)
+		case *v5wire.Pong:
+			an.enrSeq(r, p.SrcID, m.ENRSeq, m.Name(), emit)
+			if ip, ok := netip.AddrFromSlice(m.ToIP); ok {
+				an.endpoint(r, netip.AddrPortFrom(ip.Unmap(), m.ToPort), m.Name(), emit)
+			}
+		}
+	}
+}
+
+func (an *anomalies) event(r *Record, kind string, peer netip.AddrPort) *ndjson.Event {
+	return &ndjson.Event{Type: ndjson.TypeAnomaly, Time: ndjson.Time(r.Time), Anomaly: kind, Peer: ndjson.Addr(peer)}
+}
+
+func (an *anomalies) evidence(r *Record, p string) ndjson.Evidence {
+	typ := ndjson.TypePacket
+	switch r.Dir {
+	case DirIn:
+		typ = ndjson.TypeRecv
+	case DirOut:
+		typ = ndjson.TypeSend
+	}
+	return ndjson.Evidence{Time: ndjson.Time(r.Time), Type: typ, Detail: p}
+}
+
+// clockSkew estimates a remote sender's clock offset from a discv4 expiration.
+func (an *anomalies) clockSkew(r *Record, p *Packet, emit func(*ndjson.Event)) {
+	if p.Expiration.IsZero() || r.Dir == DirOut || an.d.isLocal(r.Src) {
+		return // the local clock is the capture's clock
+	}
+	key := ndjson.Addr(r.Src)
+	if p.HasSrcID {
+		key = p.SrcID.String()
+	}
+	s := an.skew[key]
+	if s == nil {
+		s = &skewState{}
+		an.skew[key] = s
+	}
+	s.last = r.Time
+	if s.reported {
+		return
+	}
+	// Expirations are whole seconds, truncated: +0.5 s centres the estimate.
+	off := p.Expiration.Add(500*time.Millisecond).Sub(r.Time) - v4ExpirationWindow
+	if len(s.samples) < skewSamples {
+		s.samples = append(s.samples, off)
+	}
+	if len(s.samples) < skewMinSamples {
+		return
+	}
+	sorted := slices.Clone(s.samples)
+	slices.Sort(sorted)
+	median := sorted[len(sorted)/2]
+	if median.Abs() < an.d.cfg.ClockSkewThreshold {
+		return
+	}
+	s.reported = true
+	ev := an.event(r, AnomalyClockSkew, r.Src)
+	if p.HasSrcID {
+		ev.PeerID = p.SrcID.String()
+	}
+	ev.OffsetNs = nsPtr(median)
+	dir := "ahead of"
+	if median < 0 {
+		dir = "behind"
+	}
+	ev.Detail = fmt.Sprintf("the peer's clock is about %s %s the capture's (median of %d discv4 expirations, assuming go-ethereum's %s expiration window)",
+		median.Abs().Round(time.Second), dir, len(s.samples), v4ExpirationWindow)
+	if median <= -v4ExpirationWindow {
+		ev.Detail += "; its packets arrive already expired and are ignored"
+	}
+	ev.Evidence = []ndjson.Evidence{an.evidence(r, fmt.Sprintf("%s expiration %s", p.Kind, p.Expiration.UTC().Format(time.RFC3339)))}
+	emit(ev)
+}
+
+// enrSeq records a node's own claim of its ENR sequence number and reports when it
+// goes down. Only first-hand claims count: a NEIGHBORS or NODES entry may be stale.
+func (an *anomalies) enrSeq(r *Record, id enode.ID, seq uint64, from string, emit func(*ndjson.Event)) {
+	if seq == 0 {
+		return // "no record" (test tools send it), not a claim about one
+	}
+	c := an.seqs[id]
+	if c == nil {
+		an.seqs[id] = &seqClaim{seq: seq, t: r.Time, peer: r.Src}
+		return
+	}
+	if seq >= c.seq {
+		c.seq, c.t, c.peer = seq, r.Time, r.Src
+		return
+	}
+	if c.reported {
+		return // once per node: the evidence of one drop is enough
+	}
+	c.reported = true
+	ev := an.event(r, AnomalyENRSeqRegression, r.Src)
+	ev.PeerID = id.String()
+	ev.Detail = fmt.Sprintf("ENR sequence number went down from %d to %d (%s): the node lost its record and restarted from an older one, or two nodes share a key", c.seq, seq, from)
+	ev.Evidence = []ndjson.Evidence{
+		{Time: ndjson.Time(c.t), Type: ndjson.TypePacket, Detail: fmt.Sprintf("seq %d from %s", c.seq, ndjson.Addr(c.peer))},
+		an.evidence(r, fmt.Sprintf("seq %d from %s in %s", seq, ndjson.Addr(r.Src), from)),
+	}
+	emit(ev)
+}
+
+// endpoint compares the address a peer says it saw us at (PONG's "to") with the address
+// its answer was sent to here: different means something rewrites our address (NAT).
+func (an *anomalies) endpoint(r *Record, reported netip.AddrPort, what string, emit func(*ndjson.Event)) {
+	if !reported.IsValid() || reported.Addr().IsUnspecified() {
+		return
+	}
+	if r.Dir == DirOut || r.Dir == DirUnknown && len(an.d.localAddrs) > 0 && !an.d.isLocal(r.Dst) {
+		return // a PONG the local node sends: the peer's address, not ours
+	}
+	local := unmapAP(r.Dst)
+	reported = unmapAP(reported)
+	if reported == local {
+		return
+	}
+	k := [2]netip.AddrPort{local, reported}
+	if _, done := an.mismatch[k]; done {
+		an.mismatch[k] = r.Time
+		return
+	}
+	an.mismatch[k] = r.Time
+	ev := an.event(r, AnomalyEndpointMismatch, r.Src)
+	if id, ok := an.d.idAt(r.Src); ok {
+		ev.PeerID = id.String()
+	}
+	ev.Detail = fmt.Sprintf("%s from %s says it reached us at %s, but we are at %s: something rewrites our address (NAT); peers will record %s",
+		what, ndjson.Addr(r.Src), ndjson.Addr(reported), ndjson.Addr(local), ndjson.Addr(reported))
+	ev.Evidence = []ndjson.Evidence{an.evidence(r, fmt.Sprintf("%s to=%s", what, ndjson.Addr(reported)))}
+	emit(ev)
+}
+
+// whoareyou counts challenges from one node to one peer; StormThreshold of them within
+// StormWindow is a storm, reported once until the rate falls again.
+func (an *anomalies) whoareyou(r *Record, emit func(*ndjson.Event)) {
+	k := flowOf(r.Src, r.Dst)
+	s := an.storms[k]
+	if s == nil {
+		s = &stormState{}
+		an.storms[k] = s
+	}
+	cut := r.Time.Add(-an.d.cfg.StormWindow)
+	i := 0
+	for i < len(s.times) && !s.times[i].After(cut) {
+		i++
+	}
+	s.times = append(s.times[:0], s.times[i:]...)
+	s.times = append(s.times, r.Time)
+	if len(s.times) < an.d.cfg.StormThreshold {
+		s.reported = false
+		return
+	}
+	if s.reported {
+		return
+	}
+	s.reported = true
+	ev := an.event(r, AnomalyWhoareyouStorm, r.Dst)
+	if id, ok := an.d.idAt(r.Dst); ok {
+		ev.PeerID = id.String()
+	}
+	ev.Detail = fmt.Sprintf("%d WHOAREYOU from %s to %s within %s: the peer keeps failing or losing its sessions",
+		len(s.times), ndjson.Addr(r.Src), ndjson.Addr(r.Dst), an.d.cfg.StormWindow)
+	for _, t := range s.times {
+		ev.Evidence = append(ev.Evidence, an.evidence(&Record{Time: t, Dir: r.Dir}, "WHOAREYOU"))
+	}
+	emit(ev)
+}

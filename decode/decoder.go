@@ -1,0 +1,524 @@
+package decode
+
+import (
+	"bytes"
+	"container/heap"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/ethereum/go-ethereum/p2p/enode"
+
+	"github.com/discotrace/discotrace/ndjson"
+)
+
+// Defaults, like go-ethereum's.
+const (
+	DefaultV4Timeout        = 500 * time.Millisecond // discv4 respTimeout
+	DefaultV5Timeout        = 700 * time.Millisecond // discv5 respTimeoutV5
+	DefaultHandshakeTimeout = time.Second            // discv5 handshakeTimeout
+	// DefaultSettleDelay is how long an answer waits for an ICMP error or a drop saying
+	// it never reached the application (a local firewall rejecting it, a full buffer).
+	// Both come from the receiving host itself, so within microseconds of the answer.
+	DefaultSettleDelay        = 100 * time.Millisecond
+	DefaultClockSkewThreshold = 10 * time.Second
+	DefaultStormThreshold     = 5
+	DefaultStormWindow        = 10 * time.Second
+)
+
+// Config configures a Decoder. Zero values take the defaults.
+type Config struct {
+	Identity Identity
+
+	V4Timeout        time.Duration // a discv4 request's answer
+	V5Timeout        time.Duration // a discv5 request's answer, and a WHOAREYOU or response to a handshake
+	HandshakeTimeout time.Duration // a discv5 challenge's HANDSHAKE
+	SettleDelay      time.Duration
+
+	// ClockSkewThreshold: how far a peer's estimated clock offset may be before a
+	// clock_skew anomaly.
+	ClockSkewThreshold time.Duration
+	// StormThreshold WHOAREYOUs to one peer within StormWindow make a whoareyou_storm.
+	StormThreshold int
+	StormWindow    time.Duration
+
+	// WithPayload adds the captured payload, hex, to datagram events.
+	WithPayload bool
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.V4Timeout, DefaultV4Timeout)
+	def(&c.V5Timeout, DefaultV5Timeout)
+	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&c.SettleDelay, DefaultSettleDelay)
+	def(&c.ClockSkewThreshold, DefaultClockSkewThreshold)
+	def(&c.StormWindow, DefaultStormWindow)
+	if c.StormThreshold <= 0 {
+		c.StormThreshold = DefaultStormThreshold
+	}
+}
+
+// ErrNotDiscovery is disc.error for a datagram that is neither discv4 nor discv5.
+var ErrNotDiscovery = errors.New("not a discv4 or discv5 packet (hash check and header unmasking both failed)")
+
+// Bounds on learned state. Everything else expires with record time.
+const (
+	maxLocalAddrs = 64
+	idRetention   = time.Hour
+	sweepEvery    = time.Second
+)
+
+// Decoder turns Records into ndjson Events: one event per record, plus the handshake,
+// exchange and anomaly events the records complete. Time is record time: timeouts fire
+// when a later record (or Flush) passes them, never on the wall clock, so the same input
+// gives the same output. Not safe for concurrent use.
+type Decoder struct {
+	cfg Config
+	v4  *V4Decoder
+	v5  *V5Decoder
+
+	now       time.Time // the latest record time
+	nextSweep time.Time
+	retention time.Duration // how long datagrams stay matchable by ICMP, drops and reads
+
+	timers timerHeap
+	seq    uint64
+
+	flows map[ipPair][]*seenDatagram
+
+	localIDs   map[enode.ID]bool
+	localAddrs map[netip.AddrPort]bool
+	ids        map[netip.AddrPort]learnedID
+
+	ex exchanges
+	hs handshakes
+	an anomalies
+}
+
+// NewDecoder returns a Decoder for cfg.
+func NewDecoder(cfg Config) *Decoder {
+	cfg.setDefaults()
+	d := &Decoder{
+		cfg:        cfg,
+		v4:         NewV4Decoder(),
+		v5:         NewV5Decoder(cfg.Identity.Keys),
+		flows:      make(map[ipPair][]*seenDatagram),
+		localIDs:   make(map[enode.ID]bool),
+		localAddrs: make(map[netip.AddrPort]bool),
+		ids:        make(map[netip.AddrPort]learnedID),
+	}
+	longest := max(cfg.V4Timeout, cfg.V5Timeout, cfg.HandshakeTimeout)
+	d.retention = max(2*longest+cfg.SettleDelay, 5*time.Second)
+	d.ex.init(d)
+	d.hs.init(d)
+	d.an.init(d)
+	for _, id := range cfg.Identity.AllIDs() {
+		d.localIDs[id] = true
+		d.v5.AddKnownID(id)
+	}
+	for _, n := range cfg.Identity.Nodes {
+		if n == nil {
+			continue
+		}
+		d.v5.AddNode(n)
+		if ep, ok := n.UDPEndpoint(); ok {
+			d.addLocal(ep)
+		}
+	}
+	return d
+}
+
+// Feed decodes one record and emits its event, preceded by whatever timed out before
+// the record's time and followed by whatever it completes.
+func (d *Decoder) Feed(r *Record, emit func(*ndjson.Event)) {
+	if r.Time.After(d.now) {
+		d.now = r.Time
+	}
+	d.fire(emit, false)
+	d.sweep()
+	switch r.Kind {
+	case Datagram:
+		d.feedDatagram(r, emit)
+	case Read:
+		d.feedRead(r, emit)
+	case ICMP:
+		d.feedICMP(r, emit)
+	case Drop:
+		d.feedDrop(r, emit)
+	default:
+		emit(RecordEvent(r, d.cfg.WithPayload))
+	}
+}
+
+// Flush reports everything still open at the end of input: answers still settling as
+// answered or established, requests and handshakes still waiting as open (or failed,
+// when an ICMP error, a drop or a rejection already decided them), in deadline order.
+func (d *Decoder) Flush(emit func(*ndjson.Event)) {
+	d.fire(emit, true)
+}
+
+// ---- timers ----
+
+// timer is a deadline in record time. fire runs when a record later than at arrives
+// (atEnd false) or at Flush (atEnd true: at may not have passed).
+type timer struct {
+	at   time.Time
+	seq  uint64
+	fire func(emit func(*ndjson.Event), atEnd bool)
+}
+
+type timerHeap []timer
+
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)   { *h = append(*h, x.(timer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = timer{}
+	*h = old[:len(old)-1]
+	return t
+}
+
+// after schedules fn at t. Timers of finished items stay in the heap until they pass and
+// then do nothing: cheaper than removal, and bounded by the longest timeout.
+func (d *Decoder) after(t time.Time, fn func(emit func(*ndjson.Event), atEnd bool)) {
+	d.seq++
+	heap.Push(&d.timers, timer{at: t, seq: d.seq, fire: fn})
+}
+
+// fire runs the timers whose time has passed (all of them atEnd), earliest first.
+func (d *Decoder) fire(emit func(*ndjson.Event), atEnd bool) {
+	for d.timers.Len() > 0 {
+		t := d.timers[0]
+		if !atEnd && !t.at.Before(d.now) {
+			return
+		}
+		heap.Pop(&d.timers)
+		t.fire(emit, atEnd && !t.at.Before(d.now))
+	}
+}
+
+// ---- datagrams seen, for ICMP errors, drops and reads to refer to ----
+
+// ipPair keys datagrams by addresses only: fragment drops may not know the ports.
+type ipPair struct{ src, dst netip.Addr }
+
+func pairOf(src, dst netip.AddrPort) ipPair {
+	return ipPair{src.Addr().Unmap(), dst.Addr().Unmap()}
+}
+
+// quoteLen is how many payload bytes identify a datagram in an ICMP quote: the discv4
+// hash or the discv5 masking IV, both unique per packet.
+const quoteLen = 16
+
+type seenDatagram struct {
+	t        time.Time
+	src, dst netip.AddrPort
+	n        int
+	head     []byte
+	evType   string
+	disc     *ndjson.Disc
+	inbound  bool // may be queued on a local socket (Dir in, or unknown)
+	read     bool
+	owners   []*tracked
+}
+
+func (sd *seenDatagram) own(t *tracked) {
+	for _, o := range sd.owners {
+		if o == t {
+			return
+		}
+	}
+	sd.owners = append(sd.owners, t)
+}
+
+func (d *Decoder) remember(r *Record, evType string, disc *ndjson.Disc) *seenDatagram {
+	sd := &seenDatagram{
+		t: r.Time, src: r.Src, dst: r.Dst, n: r.Len, evType: evType, disc: disc,
+		inbound: r.Dir != DirOut,
+		head:    bytes.Clone(r.Payload[:min(len(r.Payload), quoteLen)]),
+	}
+	k := pairOf(r.Src, r.Dst)
+	d.flows[k] = append(d.flows[k], sd)
+	return sd
+}
+
+// sweep forgets datagrams and learned state too old to matter, once per sweepEvery of
+// record time, so memory follows the traffic rate, not the capture length.
+func (d *Decoder) sweep() {
+	if d.now.Before(d.nextSweep) {
+		return
+	}
+	d.nextSweep = d.now.Add(sweepEvery)
+	cut := d.now.Add(-d.retention)
+	for k, list := range d.flows {
+		i := 0
+		for i < len(list) && list[i].t.Before(cut) {
+			list[i] = nil
+			i++
+		}
+		if i == len(list) {
+			delete(d.flows, k)
+		} else if i > 0 {
+			d.flows[k] = append(list[:0:0], list[i:]...)
+		}
+	}
+	idCut := d.now.Add(-idRetention)
+	for a, l := range d.ids {
+		if l.t.Before(idCut) {
+			delete(d.ids, a)
+		}
+	}
+	d.hs.sweep(cut)
+	d.an.sweep()
+}
+
+// ---- identity learning ----
+
+type learnedID struct {
+	id enode.ID
+	t  time.Time
+}
+
+func (d *Decoder) addLocal(a netip.AddrPort) {
+	a = unmapAP(a)
+	if a.IsValid() && !d.localAddrs[a] && len(d.localAddrs) < maxLocalAddrs {
+		d.localAddrs[a] = true
+	}
+}
+
+func (d *Decoder) isLocal(a netip.AddrPort) bool { return d.localAddrs[unmapAP(a)] }
+
+func unmapAP(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+func (d *Decoder) learnID(a netip.AddrPort, id enode.ID, t time.Time) {
+	if a.IsValid() {
+		d.ids[unmapAP(a)] = learnedID{id, t}
+	}
+}
+
+// idAt returns the node ID last seen at a, if any.
+func (d *Decoder) idAt(a netip.AddrPort) (enode.ID, bool) {
+	l, ok := d.ids[unmapAP(a)]
+	return l.id, ok
+}
+
+// learn takes what a decoded packet tells about node IDs, addresses and the local side,
+// and hands it to the discv5 decoder so that later headers unmask cheaply.
+func (d *Decoder) learn(r *Record, p *Packet) {
+	switch r.Dir {
+	case DirOut:
+		d.addLocal(r.Src)
+	case DirIn:
+		d.addLocal(r.Dst)
+	}
+	if p.HasSrcID && p.Kind != KindWhoareyou {
+		d.learnID(r.Src, p.SrcID, r.Time)
+		if p.Proto == ProtoV4 {
+			d.v5.LearnAddr(p.SrcID, r.Src)
+		}
+		if d.localIDs[p.SrcID] {
+			d.addLocal(r.Src)
+		}
+	}
+	if p.HasDstID {
+		d.learnID(r.Dst, p.DstID, r.Time)
+		if d.localIDs[p.DstID] {
+			d.addLocal(r.Dst)
+		}
+	}
+	for _, n := range p.Records {
+		if n == nil {
+			continue
+		}
+		d.v5.AddNode(n)
+		if ep, ok := n.UDPEndpoint(); ok {
+			if _, known := d.idAt(ep); !known || n.ID() == p.SrcID {
+				d.learnID(ep, n.ID(), r.Time)
+			}
+		}
+	}
+}
+
+// ---- per record kind ----
+
+func (d *Decoder) decodePacket(r *Record) Packet {
+	if p, ok := d.v4.Decode(r); ok {
+		return p
+	}
+	if p, ok := d.v5.Decode(r); ok {
+		return p
+	}
+	p := Packet{Proto: ProtoUnknown, Err: ErrNotDiscovery}
+	if len(r.Payload) < r.Len {
+		p.Err = fmt.Errorf("%w; the payload was truncated to %d of %d bytes by the capture", ErrNotDiscovery, len(r.Payload), r.Len)
+	}
+	return p
+}
+
+func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
+	p := d.decodePacket(r)
+	d.learn(r, &p)
+	ev := RecordEvent(r, d.cfg.WithPayload)
+	ev.Disc = discOf(r, &p)
+	sd := d.remember(r, ev.Type, ev.Disc)
+	emit(ev)
+	switch p.Proto {
+	case ProtoV4:
+		d.ex.v4(r, &p, sd, emit)
+	case ProtoV5:
+		d.hs.packet(r, &p, sd, emit)
+		d.ex.v5(r, &p, sd, emit)
+	}
+	d.an.packet(r, &p, emit)
+}
+
+// discOf is the "disc" object of a decoded packet.
+func discOf(r *Record, p *Packet) *ndjson.Disc {
+	disc := &ndjson.Disc{Proto: p.Proto, Kind: p.Kind}
+	if p.Msg != nil {
+		disc.Msg = p.Msg.Name()
+		if id := p.Msg.RequestID(); len(id) > 0 {
+			disc.ReqID = hex.EncodeToString(id)
+		}
+	}
+	if len(p.Nonce) > 0 {
+		disc.Nonce = hex.EncodeToString(p.Nonce)
+	}
+	if p.HasSrcID {
+		disc.SrcID = p.SrcID.String()
+	}
+	if p.HasDstID {
+		disc.DstID = p.DstID.String()
+	}
+	if p.HasENRSeq {
+		disc.ENRSeq = ndjson.Ptr(p.ENRSeq)
+	}
+	if p.HasNodes {
+		disc.Nodes = ndjson.Ptr(p.Nodes)
+	}
+	switch {
+	case p.Err != nil:
+		disc.Error = p.Err.Error()
+	case expiredOnArrival(r, p):
+		disc.Error = fmt.Sprintf("expired on arrival: expiration %s is %s before the capture time; the receiver ignores it",
+			p.Expiration.UTC().Format(time.RFC3339), r.Time.Sub(p.Expiration).Round(time.Millisecond))
+	}
+	return disc
+}
+
+// expiredOnArrival reports whether a discv4 packet's expiration had passed when it was
+// captured: its receiver drops it unanswered.
+func expiredOnArrival(r *Record, p *Packet) bool {
+	// Compare Unix seconds: an expiration near the int64 limit overflows time.Time's
+	// internal representation and would compare as long past.
+	return p.Proto == ProtoV4 && !p.Expiration.IsZero() && p.Expiration.Unix() < r.Time.Unix()
+}
+
+// feedRead attaches to a read the decoded packet it reads (the oldest unread datagram
+// of the flow with its length: the socket queue is FIFO), and records that the local
+// application got it.
+func (d *Decoder) feedRead(r *Record, emit func(*ndjson.Event)) {
+	ev := RecordEvent(r, d.cfg.WithPayload)
+	for _, sd := range d.flows[pairOf(r.Src, r.Dst)] {
+		if sd.read || !sd.inbound || sd.t.After(r.Time) || sd.src != r.Src && unmapAP(sd.src) != unmapAP(r.Src) ||
+			!sameEndpoint(sd.dst, r.Dst) || r.Len > 0 && sd.n != r.Len {
+			continue
+		}
+		sd.read = true
+		ev.Disc = sd.disc
+		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeRead, Detail: readDetail(r)}
+		for _, o := range sd.owners {
+			if !o.done && o.awaiting == sd {
+				o.read = &e
+			}
+		}
+		break
+	}
+	emit(ev)
+}
+
+// feedICMP attributes an ICMP error to the datagram it quotes: the one whose first bytes
+// match the quoted payload when the record carries it, else the latest one of the quoted
+// flow sent before the error.
+func (d *Decoder) feedICMP(r *Record, emit func(*ndjson.Event)) {
+	ev := RecordEvent(r, d.cfg.WithPayload)
+	if r.Dir == DirUnknown {
+		switch {
+		case d.isLocal(r.Dst):
+			ev.Dir = "in"
+		case d.isLocal(r.Src):
+			ev.Dir = "out"
+		}
+	}
+	emit(ev)
+	list := d.flows[pairOf(r.QuotedSrc, r.QuotedDst)]
+	for i := len(list) - 1; i >= 0; i-- {
+		sd := list[i]
+		if sd.t.After(r.Time) || !sameEndpoint(sd.src, r.QuotedSrc) || !sameEndpoint(sd.dst, r.QuotedDst) {
+			continue
+		}
+		if n := min(len(r.Payload), len(sd.head)); n > 0 && !bytes.Equal(r.Payload[:n], sd.head[:n]) {
+			continue
+		}
+		cause := icmpCause(r)
+		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeICMP, Detail: icmpDetail(r)}
+		for _, o := range sd.owners {
+			o.network(cause, e, o.answer == sd)
+		}
+		return
+	}
+}
+
+// feedDrop attributes a kernel drop to the items waiting on its flow: a request dropped
+// on its way in, or an answer dropped before the application could read it.
+func (d *Decoder) feedDrop(r *Record, emit func(*ndjson.Event)) {
+	emit(RecordEvent(r, d.cfg.WithPayload))
+	if !r.Src.Addr().IsValid() || !r.Dst.Addr().IsValid() {
+		return
+	}
+	cause := dropCause(r.Reason)
+	e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeDrop, Detail: dropDetail(r)}
+	window := r.Time.Add(-d.retention / 2)
+	// Either direction of the flow: the dropped datagram is a request of an item
+	// (same direction) or the answer it waits for (reverse direction).
+	for _, k := range []ipPair{pairOf(r.Src, r.Dst), pairOf(r.Dst, r.Src)} {
+		reverse := k != pairOf(r.Src, r.Dst)
+		for _, sd := range d.flows[k] {
+			if sd.t.After(r.Time) || sd.t.Before(window) {
+				continue
+			}
+			if reverse {
+				if !sameEndpoint(sd.src, r.Dst) || !sameEndpoint(sd.dst, r.Src) {
+					continue
+				}
+			} else if !sameEndpoint(sd.src, r.Src) || !sameEndpoint(sd.dst, r.Dst) {
+				continue
+			}
+			for _, o := range sd.owners {
+				switch {
+				case o.answer == sd && !reverse && (r.Len == 0 || r.Len == sd.n):
+					o.network(cause, e, true) // the answer itself, seen and then dropped
+				case o.answer == nil && o.awaiting == sd:
+					o.network(cause, e, false)
+				}
+			}
+		}
+	}
+}

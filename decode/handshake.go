@@ -1,0 +1,397 @@
+package decode
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/ethereum/go-ethereum/p2p/enode"
+
+	"github.com/discotrace/discotrace/ndjson"
+)
+
+// discv5 handshake reconstruction, from the wire alone:
+//
+//	initiator → recipient  MESSAGE (nonce N; random bytes when there is no session)
+//	recipient → initiator  WHOAREYOU (echoes N; resent identically while it is pending)
+//	initiator → recipient  HANDSHAKE (id proof, ephemeral key, ENR, the message again)
+//	recipient → initiator  MESSAGE (the first response: the recipient accepted)
+//
+// A different WHOAREYOU answering the HANDSHAKE means the recipient could not verify
+// it (rejected). A MESSAGE that nothing answers is a failed handshake when it was a
+// handshake's first packet (random: go-ethereum sends 20 random bytes when it has no
+// session), or when nothing suggests it answered something itself.
+
+type attemptState uint8
+
+const (
+	stateChallenged    attemptState = iota + 1 // WHOAREYOU seen, HANDSHAKE awaited
+	stateHandshakeSent                         // HANDSHAKE seen, response awaited
+	stateEstablished                           // response seen, settling
+)
+
+// attempt is one handshake: one challenge (with its identical resends) and what answered it.
+type attempt struct {
+	tracked
+	initiator, recipient       netip.AddrPort
+	initID, recipID            enode.ID
+	hasInitID, hasRecipID      bool
+	state                      attemptState
+	start                      time.Time // the packet the first challenge answers
+	hasStart                   bool
+	challengeT, hsT, respT     time.Time
+	hasChallenge, hasHandshake bool
+	challenge                  []byte // the first WHOAREYOU's challenge-data
+	challenges                 int    // the first WHOAREYOU and its identical resends
+	hsNonce                    []byte
+}
+
+// v5Msg is a MESSAGE nothing has answered yet.
+type v5Msg struct {
+	tracked
+	t         time.Time
+	nonce     []byte
+	random    bool // undecryptable by design: a handshake's first packet
+	decrypted bool
+	inSession bool // sent after a handshake of the same pair
+	// peerRecent says the peer sent a discv5 packet to the sender shortly before: an
+	// undecryptable message is then more likely a response than a request.
+	peerRecent bool
+	srcID      enode.ID
+	hasSrcID   bool
+	dstID      enode.ID
+	hasDstID   bool
+}
+
+// pairState is what is pending from one initiator to one recipient.
+type pairState struct {
+	msgs []*v5Msg // oldest first
+	att  *attempt
+	last time.Time // the latest discv5 packet from initiator to recipient
+}
+
+type handshakes struct {
+	d     *Decoder
+	pairs map[flowKey]*pairState
+}
+
+func (h *handshakes) init(d *Decoder) {
+	h.d = d
+	h.pairs = make(map[flowKey]*pairState)
+}
+
+func (h *handshakes) pair(from, to netip.AddrPort) *pairState {
+	k := flowOf(from, to)
+	st := h.pairs[k]
+	if st == nil {
+		st = &pairState{}
+		h.pairs[k] = st
+	}
+	return st
+}
+
+// sweep forgets pairs with nothing pending and no recent traffic.
+func (h *handshakes) sweep(cut time.Time) {
+	for k, st := range h.pairs {
+		if len(st.msgs) == 0 && (st.att == nil || st.att.done) && st.last.Before(cut) {
+			delete(h.pairs, k)
+		}
+	}
+}
+
+// packet tracks one discv5 packet.
+func (h *handshakes) packet(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
+	fwd := h.pair(r.Src, r.Dst)
+	rev := h.pair(r.Dst, r.Src)
+	prevFromPeer := rev.last
+	defer func() {
+		if r.Time.After(fwd.last) {
+			fwd.last = r.Time
+		}
+	}()
+	switch p.Kind {
+	case KindMessage:
+		h.message(r, p, sd, fwd, rev, prevFromPeer, emit)
+	case KindWhoareyou:
+		h.whoareyou(r, p, sd, rev, emit)
+	case KindHandshake:
+		h.handshake(r, p, sd, fwd, emit)
+	}
+}
+
+func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *pairState, prevFromPeer time.Time, emit func(*ndjson.Event)) {
+	// As an answer: the recipient of a handshake responds, or a peer in session answers.
+	if a := rev.att; a != nil && !a.done && a.state == stateHandshakeSent {
+		a.state, a.respT = stateEstablished, r.Time
+		a.answer = sd
+		sd.own(&a.tracked)
+		if p.HasSrcID {
+			a.recipID, a.hasRecipID = p.SrcID, true
+		}
+		h.d.after(r.Time.Add(h.d.cfg.SettleDelay), func(emit func(*ndjson.Event), _ bool) {
+			if a.done {
+				return
+			}
+			if a.answerLost {
+				h.emit(a, OutcomeFailed, emit)
+				return
+			}
+			h.emit(a, OutcomeEstablished, emit)
+		})
+	}
+	for _, m := range rev.msgs {
+		if !m.t.After(r.Time) {
+			m.done = true // answered in session
+		}
+	}
+	rev.msgs = compactMsgs(rev.msgs)
+
+	// As a request.
+	m := &v5Msg{
+		t: r.Time, nonce: p.Nonce, decrypted: p.Msg != nil,
+		random:     errors.Is(p.Err, errV5RandomPacket),
+		peerRecent: !prevFromPeer.IsZero() && r.Time.Sub(prevFromPeer) < h.d.cfg.V5Timeout,
+		srcID:      p.SrcID, hasSrcID: p.HasSrcID, dstID: p.DstID, hasDstID: p.HasDstID,
+	}
+	if a := fwd.att; a != nil && (a.state == stateHandshakeSent || a.state == stateEstablished) &&
+		r.Time.Sub(a.hsT) < h.d.retention {
+		m.inSession = true
+	}
+	m.addSent(sd, "MESSAGE to "+ndjson.Addr(r.Dst))
+	m.awaiting = sd
+	sd.own(&m.tracked)
+	fwd.msgs = append(fwd.msgs, m)
+	initiator, recipient := r.Src, r.Dst
+	h.d.after(r.Time.Add(h.d.cfg.V5Timeout), func(emit func(*ndjson.Event), atEnd bool) {
+		if m.done {
+			return
+		}
+		m.done = true
+		fwd.msgs = compactMsgs(fwd.msgs)
+		if !m.random {
+			if !m.decrypted && !m.inSession && !m.peerRecent {
+				// A request in a session this capture cannot decrypt: not a handshake,
+				// but an exchange nothing answered.
+				h.d.ex.undecrypted(m, initiator, recipient, atEnd, emit)
+			}
+			return // a decrypted message's exchange reports it
+		}
+		a := &attempt{
+			tracked: m.tracked, initiator: initiator, recipient: recipient,
+			initID: m.srcID, hasInitID: m.hasSrcID, recipID: m.dstID, hasRecipID: m.hasDstID,
+			start: m.t, hasStart: true,
+		}
+		a.done = false // the attempt takes over the message's evidence
+		if atEnd && !a.decisive() {
+			h.emit(a, OutcomeOpen, emit)
+			return
+		}
+		h.emit(a, OutcomeFailed, emit)
+	})
+}
+
+// compactMsgs drops finished messages, keeping order.
+func compactMsgs(list []*v5Msg) []*v5Msg {
+	out := list[:0]
+	for _, m := range list {
+		if !m.done {
+			out = append(out, m)
+		}
+	}
+	for i := len(out); i < len(list); i++ {
+		list[i] = nil
+	}
+	return out
+}
+
+// whoareyou handles a challenge from the recipient (r.Src) to the initiator (r.Dst);
+// st is the initiator→recipient pair.
+func (h *handshakes) whoareyou(r *Record, p *Packet, sd *seenDatagram, st *pairState, emit func(*ndjson.Event)) {
+	h.d.an.whoareyou(r, emit)
+	if a := st.att; a != nil && !a.done && a.state != stateEstablished && bytes.Equal(a.challenge, p.ChallengeData) {
+		// An identical resend: the recipient repeats its pending challenge to every new
+		// packet of the initiator. Those packets belong to this attempt.
+		a.challenges++
+		a.addSent(sd, "WHOAREYOU resent")
+		sd.own(&a.tracked)
+		if a.state == stateChallenged {
+			a.awaiting, a.read = sd, nil
+		}
+		for _, m := range st.msgs {
+			if !m.t.After(r.Time) && m.t.After(a.challengeT) {
+				m.done = true
+			}
+		}
+		st.msgs = compactMsgs(st.msgs)
+		return
+	}
+	var start time.Time
+	hasStart := false
+	if a := st.att; a != nil && !a.done {
+		switch a.state {
+		case stateHandshakeSent:
+			// A new challenge instead of a response: the recipient could not use the
+			// handshake.
+			a.rejected = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
+				Detail: "a new WHOAREYOU answered the HANDSHAKE"}
+			h.emit(a, OutcomeFailed, emit)
+			if bytes.Equal(a.hsNonce, p.Nonce) {
+				start, hasStart = a.hsT, true
+			}
+		case stateChallenged:
+			// A new challenge while the old one was never answered.
+			h.emit(a, OutcomeFailed, emit)
+		}
+	}
+	a := &attempt{
+		initiator: r.Dst, recipient: r.Src, state: stateChallenged,
+		challengeT: r.Time, hasChallenge: true, challenge: p.ChallengeData, challenges: 1,
+		start: start, hasStart: hasStart,
+	}
+	if p.HasDstID {
+		a.initID, a.hasInitID = p.DstID, true
+	}
+	if p.HasSrcID {
+		a.recipID, a.hasRecipID = p.SrcID, true
+	} else {
+		a.recipID, a.hasRecipID = h.d.idAt(r.Src)
+	}
+	for _, m := range st.msgs {
+		if bytes.Equal(m.nonce, p.Nonce) {
+			// A request the recipient could not decrypt: it has no session (any more).
+			if m.awaiting != nil {
+				for _, o := range m.awaiting.owners {
+					if o != &m.tracked && !o.done && o.answer == nil {
+						o.rejected = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
+							Detail: "the recipient answered the request with WHOAREYOU: it has no session with the sender"}
+					}
+				}
+			}
+			a.start, a.hasStart = m.t, true
+			a.sent = append(a.sent, m.sent...)
+			a.netEv, a.netCause = m.netEv, m.netCause
+			if !a.hasRecipID && m.hasDstID {
+				a.recipID, a.hasRecipID = m.dstID, true
+			}
+			m.done = true
+		}
+	}
+	st.msgs = compactMsgs(st.msgs)
+	a.addSent(sd, "WHOAREYOU to "+ndjson.Addr(r.Dst))
+	a.awaiting = sd
+	sd.own(&a.tracked)
+	st.att = a
+	h.d.after(r.Time.Add(h.d.cfg.HandshakeTimeout), func(emit func(*ndjson.Event), atEnd bool) {
+		if a.done || a.state != stateChallenged {
+			return
+		}
+		if atEnd && !a.decisive() {
+			h.emit(a, OutcomeOpen, emit)
+			return
+		}
+		h.emit(a, OutcomeFailed, emit)
+	})
+}
+
+// handshake handles a HANDSHAKE from the initiator (r.Src); st is initiator→recipient.
+func (h *handshakes) handshake(r *Record, p *Packet, sd *seenDatagram, st *pairState, emit func(*ndjson.Event)) {
+	a := st.att
+	if a == nil || a.done || a.state != stateChallenged {
+		if a != nil && !a.done && a.state == stateHandshakeSent {
+			h.emit(a, OutcomeFailed, emit) // a second HANDSHAKE without a new challenge
+		}
+		// The challenge was not captured.
+		a = &attempt{initiator: r.Src, recipient: r.Dst}
+		st.att = a
+	}
+	a.state, a.hsT, a.hasHandshake, a.hsNonce = stateHandshakeSent, r.Time, true, p.Nonce
+	if p.HasSrcID {
+		a.initID, a.hasInitID = p.SrcID, true
+	}
+	if p.HasDstID {
+		a.recipID, a.hasRecipID = p.DstID, true
+	}
+	a.addSent(sd, "HANDSHAKE to "+ndjson.Addr(r.Dst))
+	if p.Err != nil && !errors.Is(p.Err, errV5NoKey) && !errors.Is(p.Err, errV5Truncated) {
+		// The recipient's own checks fail on these bytes (bad id-signature, record or
+		// message): it drops the HANDSHAKE and will not answer.
+		a.rejected = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
+			Detail: "the recipient cannot accept this HANDSHAKE: " + p.Err.Error()}
+	}
+	a.awaiting, a.read = sd, nil
+	sd.own(&a.tracked)
+	h.d.after(r.Time.Add(h.d.cfg.V5Timeout), func(emit func(*ndjson.Event), atEnd bool) {
+		if a.done || a.state != stateHandshakeSent || a.hsT != r.Time {
+			return
+		}
+		if atEnd && !a.decisive() {
+			h.emit(a, OutcomeOpen, emit)
+			return
+		}
+		h.emit(a, OutcomeFailed, emit)
+	})
+}
+
+// emit reports an attempt. Its time is when it started: the packet the first challenge
+// answers, else the challenge, else the HANDSHAKE.
+func (h *handshakes) emit(a *attempt, outcome string, emit func(*ndjson.Event)) {
+	a.done = true
+	t := a.start
+	switch {
+	case a.hasStart:
+	case a.hasChallenge:
+		t = a.challengeT
+	default:
+		t = a.hsT
+	}
+	ev := &ndjson.Event{
+		Type:      ndjson.TypeHandshake,
+		Time:      ndjson.Time(t),
+		Initiator: ndjson.Addr(a.initiator),
+		Recipient: ndjson.Addr(a.recipient),
+		Outcome:   outcome,
+		Attempts:  a.challenges,
+	}
+	if a.hasInitID {
+		ev.InitiatorID = a.initID.String()
+	}
+	if a.hasRecipID {
+		ev.RecipientID = a.recipID.String()
+	}
+	if a.hasStart && a.hasChallenge {
+		ev.WhoareyouRTTNs = nsPtr(a.challengeT.Sub(a.start))
+	}
+	if a.state == stateEstablished {
+		ev.HandshakeRTTNs = nsPtr(a.respT.Sub(a.hsT))
+		if a.hasStart {
+			ev.TotalNs = nsPtr(a.respT.Sub(a.start))
+		} else if a.hasChallenge {
+			ev.TotalNs = nsPtr(a.respT.Sub(a.challengeT))
+		}
+	}
+	switch outcome {
+	case OutcomeFailed:
+		ev.Cause, ev.Evidence = a.verdict()
+		if ev.Cause == CauseNoResponse {
+			ev.Evidence = append(ev.Evidence, ndjson.Evidence{Time: ndjson.Time(t), Type: ndjson.TypeHandshake, Detail: a.stalled()})
+		}
+	case OutcomeOpen:
+		ev.Evidence = append(ev.Evidence, a.sent...)
+	}
+	emit(ev)
+}
+
+// stalled says at which step a handshake stopped.
+func (a *attempt) stalled() string {
+	switch a.state {
+	case stateChallenged:
+		return fmt.Sprintf("the initiator %s never answered the challenge", ndjson.Addr(a.initiator))
+	case stateHandshakeSent:
+		return fmt.Sprintf("the recipient %s never answered the HANDSHAKE", ndjson.Addr(a.recipient))
+	case stateEstablished:
+		return "the response never reached the initiator"
+	}
+	return fmt.Sprintf("the recipient %s never answered the first MESSAGE", ndjson.Addr(a.recipient))
+}
