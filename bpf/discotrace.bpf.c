@@ -1,0 +1,909 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * discotrace kernel side: UDP datagrams of watched ports, at socket level, and what the
+ * kernel does to them that the application never learns (ICMP errors, drops).
+ *
+ * Hook plan (backend "tracepoint": tracepoints and skb-level programs; see
+ * /work/shared/docs/kernel-hooks.md for what each hook was measured to give):
+ *   send      cgroup_skb/egress on the cgroup v2 root: every datagram a socket sends, in the
+ *             sender's task (pid, comm), with tuple and payload
+ *   send ret  tp_btf/sock_send_length: sends that failed (ret < 0), with what the socket knows
+ *   recv      cgroup_skb/ingress on the cgroup v2 root: datagrams reaching a socket
+ *   read      tp_btf/sock_recv_length: the reader's pid/comm; queue time from rx_queues
+ *   icmp out  cgroup_skb/egress: the kernel's own ICMP/ICMPv6 errors quoting a watched port
+ *   icmp in   tp_btf/consume_skb at the end of icmp_rcv/icmpv6_rcv, plus
+ *             tp_btf/inet_sk_error_report to tell whether the socket was notified
+ *   drop      tp_btf/kfree_skb with the kernel's drop reason
+ *
+ * Every program leaves at once for traffic of unwatched ports: one bitmap lookup per port.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "discotrace.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Keep the exported types in BTF so bpf2go can generate their Go twins. */
+const struct dt_event *unused_event __attribute__((unused));
+const enum dt_kind *unused_kind __attribute__((unused));
+const enum dt_flag *unused_flag __attribute__((unused));
+const enum dt_icmp_dir *unused_icmp_dir __attribute__((unused));
+const enum dt_limits *unused_limits __attribute__((unused));
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_ICMP_ 1
+#define IPPROTO_UDP_ 17
+#define IPPROTO_ICMPV6_ 58
+#define IPV6_FRAGMENT_HDR 44
+#define MSG_PEEK_ 2
+#define MSG_ERRQUEUE_ 0x2000
+#define AF_INET_ 2
+#define AF_INET6_ 10
+
+/* ---- configuration, fixed at load time (the verifier treats these as constants) ---- */
+
+const volatile __u32 cfg_snap_len = DT_MAX_SNAP_LEN;
+const volatile __u32 cfg_netns = 0; /* only this network namespace inode, 0 = all */
+const volatile __u32 cfg_pid = 0;   /* only this tgid for task events, 0 = all */
+/* Wake the reader once this much data is pending; below it, the reader's own periodic
+ * deadline collects events, so a busy ring costs few wakeups and a quiet one stays prompt. */
+const volatile __u64 cfg_wakeup_bytes = 256 << 10;
+/* Kernel text ranges [lo, hi) from /proc/kallsyms, 0 when unknown. */
+const volatile __u64 cfg_icmp_rcv_lo = 0, cfg_icmp_rcv_hi = 0;
+const volatile __u64 cfg_icmpv6_rcv_lo = 0, cfg_icmpv6_rcv_hi = 0;
+/* Frees at socket close (a queued datagram nobody read): not network drops. */
+const volatile __u64 cfg_close_free_lo[2] = {}, cfg_close_free_hi[2] = {};
+/* enum skb_drop_reason values of drops that happen after cgroup ingress saw the datagram
+ * (read from the kernel's BTF by user space; ~0 when the kernel lacks one). */
+const volatile __u32 cfg_reason_rcvbuff = ~0U;
+const volatile __u32 cfg_reason_proto_mem = ~0U;
+const volatile __u32 cfg_reason_socket_filter = ~0U;
+
+/* ---- maps ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* set by user space from Config.RingSize */
+} events SEC(".maps");
+
+/* Events that did not fit in the ring buffer, per CPU: reported as "lost", never hidden. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost_events SEC(".maps");
+
+/* Watched UDP ports as a bitmap: bit (port & 63) of word (port >> 6). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536 / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} watched_ports SEC(".maps");
+
+/*
+ * Datagrams waiting in a watched socket's receive queue, oldest first, keyed by socket
+ * cookie. This is how a read is linked to its recv: sock_recv_length has no skb, but UDP
+ * queues are FIFO, so the n-th datagram cgroup ingress hands to a socket is the n-th one
+ * its reader gets. Ingress appends; a drop after ingress (receive buffer full, protocol
+ * memory, socket filter: kfree_skb with rx_sk) takes the newest back; a read pops the
+ * oldest (a MSG_PEEK read looks without popping). When more datagrams queue than the ring
+ * holds, the queue is marked overflowed and reads carry no queue time until the socket's
+ * queue is seen empty again: a queue time is either right or absent.
+ */
+#define RXQ_SLOTS 256
+struct rxq_slot {
+	__u64 time_ns;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u16 len;
+	__u8 family;
+	__u8 _pad;
+};
+
+struct rx_queue {
+	__u32 head; /* next slot to read */
+	__u32 tail; /* next slot to fill */
+	__u32 overflow;
+	__u32 _pad;
+	struct rxq_slot slot[RXQ_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64);
+	__type(value, struct rx_queue);
+} rx_queues SEC(".maps");
+
+/* All zero: the initial value of a new rx_queues entry (too big for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rx_queue);
+} rx_queue_zero SEC(".maps");
+
+/*
+ * The last error report to a watched UDP socket on this CPU. The kernel handles an
+ * incoming ICMP error synchronously in icmp_rcv: __udp4_lib_err reports it to the socket
+ * (sk_error_report) only for connected or IP_RECVERR sockets, then icmp_rcv frees the
+ * ICMP packet (consume_skb). The consume_skb program reads this to tell "notified".
+ */
+struct error_report {
+	__u64 time_ns;
+	__u64 cookie;
+	__u16 lport;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct error_report);
+} last_error_report SEC(".maps");
+
+/* A report older than this when the ICMP packet is freed belongs to something else. */
+#define ERROR_REPORT_MAX_AGE_NS 1000000ULL
+
+/*
+ * IP fragments of watched datagrams that the kernel dropped: only the first fragment
+ * carries the UDP ports, so later fragments of the same datagram (same addresses and IP
+ * id) are recognised through this map. On reassembly timeout the kernel frees the first
+ * fragment before the others (ip_expire, then inet_frag_rbtree_purge).
+ */
+struct frag_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 id;
+	__u32 family;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct frag_key);
+	__type(value, __u8);
+} watched_frags SEC(".maps");
+
+/* ---- helpers ---- */
+
+static __always_inline bool port_watched(__u16 port)
+{
+	__u32 word = port >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&watched_ports, &word);
+
+	return bits && ((*bits >> (port & 63)) & 1);
+}
+
+static __always_inline bool tuple_watched(__u16 sport, __u16 dport)
+{
+	return port_watched(sport) || port_watched(dport);
+}
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&lost_events, &zero);
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+static __always_inline void *reserve(__u32 size)
+{
+	void *e = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!e)
+		count_lost();
+	return e;
+}
+
+static __always_inline void submit(void *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+static __always_inline void zero_header(struct dt_event *e)
+{
+	__builtin_memset(e, 0, sizeof(*e));
+}
+
+static __always_inline void set_task(struct dt_event *e)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->flags |= DT_FLAG_PROC;
+}
+
+static __always_inline bool pid_passes(void)
+{
+	return !cfg_pid || (bpf_get_current_pid_tgid() >> 32) == cfg_pid;
+}
+
+static __always_inline __u32 sock_netns(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/*
+ * The kernel address of a cgroup_skb program's socket, as a plain number, so that
+ * BPF_CORE_READ can follow its fields (the verifier allows no arithmetic on a bpf_sock).
+ */
+static __always_inline const struct sock *sock_address(struct bpf_sock *bsk)
+{
+	struct bpf_sock *volatile spilled = bsk;
+	__u64 addr = 0;
+
+	bpf_probe_read_kernel(&addr, sizeof(addr), (const void *)&spilled);
+	return (const struct sock *)addr;
+}
+
+/* Bytes of a packet whose IP header is at offset 0: from an skb (cgroup_skb) or from
+ * kernel memory at ip (tracing programs). from_skb is a constant after inlining. */
+static __always_inline int load(bool from_skb, void *ctx, const void *ip, __u32 off, void *dst,
+				__u32 len)
+{
+	if (from_skb)
+		return bpf_skb_load_bytes((struct __sk_buff *)ctx, off, dst, len);
+	return bpf_probe_read_kernel(dst, len, ip + off);
+}
+
+static __always_inline __u16 be16_at(const __u8 *b)
+{
+	return ((__u16)b[0] << 8) | b[1];
+}
+
+/* What the IP header says about a packet. */
+struct ip_info {
+	__u8 family; /* 4 or 6, 0 when not IP */
+	__u8 proto;  /* transport protocol, after an IPv6 fragment header */
+	bool fragment;
+	bool first_fragment;
+	__u32 frag_id;
+	__u32 l4_off; /* offset of the transport header from the IP header */
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* Parses the IP header at offset 0. Returns 0 on success. */
+static __always_inline int parse_ip(bool from_skb, void *ctx, const void *ip, __u16 l3proto,
+				    struct ip_info *info)
+{
+	__u8 b[40];
+
+	if (l3proto == bpf_htons(ETH_P_IP)) {
+		if (load(from_skb, ctx, ip, 0, b, 20))
+			return -1;
+		if ((b[0] >> 4) != 4)
+			return -1;
+		__u16 frag = be16_at(&b[6]);
+
+		info->family = 4;
+		info->proto = b[9];
+		info->l4_off = (b[0] & 0xf) * 4;
+		info->fragment = (frag & 0x3fff) != 0; /* MF or an offset */
+		info->first_fragment = (frag & 0x1fff) == 0;
+		info->frag_id = be16_at(&b[4]);
+		__builtin_memcpy(info->saddr, &b[12], 4);
+		__builtin_memcpy(info->daddr, &b[16], 4);
+		return info->l4_off >= 20 ? 0 : -1;
+	}
+	if (l3proto == bpf_htons(ETH_P_IPV6)) {
+		if (load(from_skb, ctx, ip, 0, b, 40))
+			return -1;
+		if ((b[0] >> 4) != 6)
+			return -1;
+		info->family = 6;
+		info->proto = b[6];
+		info->l4_off = 40;
+		info->first_fragment = true;
+		__builtin_memcpy(info->saddr, &b[8], 16);
+		__builtin_memcpy(info->daddr, &b[24], 16);
+		if (info->proto == IPV6_FRAGMENT_HDR) {
+			__u8 fh[8];
+
+			if (load(from_skb, ctx, ip, 40, fh, 8))
+				return -1;
+			info->proto = fh[0];
+			info->l4_off = 48;
+			info->fragment = true;
+			info->first_fragment = (be16_at(&fh[2]) & 0xfff8) == 0;
+			info->frag_id = ((__u32)fh[4] << 24) | ((__u32)fh[5] << 16) |
+					((__u32)fh[6] << 8) | fh[7];
+		}
+		return 0;
+	}
+	return -1;
+}
+
+/* The UDP header of a packet parse_ip found to be a (first fragment of a) UDP datagram. */
+struct udp_info {
+	__u16 sport;
+	__u16 dport;
+	__u16 len; /* payload length, from the UDP header */
+};
+
+static __always_inline int parse_udp(bool from_skb, void *ctx, const void *ip,
+				     const struct ip_info *info, struct udp_info *udp)
+{
+	__u8 b[8];
+
+	if (load(from_skb, ctx, ip, info->l4_off, b, 8))
+		return -1;
+	udp->sport = be16_at(&b[0]);
+	udp->dport = be16_at(&b[2]);
+	__u16 ulen = be16_at(&b[4]);
+	udp->len = ulen >= 8 ? ulen - 8 : 0;
+	return 0;
+}
+
+/* An ICMP/ICMPv6 error and the UDP datagram it quotes. */
+struct icmp_info {
+	__u8 type;
+	__u8 code;
+	struct ip_info quoted;
+	struct udp_info quoted_udp;
+};
+
+static __always_inline bool is_icmp_error(__u8 family, __u8 type)
+{
+	if (family == 4) /* unreachable, source quench, time exceeded, parameter problem */
+		return type == 3 || type == 4 || type == 11 || type == 12;
+	/* unreachable, packet too big, time exceeded, parameter problem */
+	return type >= 1 && type <= 4;
+}
+
+/* Parses an ICMP error packet whose outer header parse_ip has read. Returns 0 when it
+ * quotes a UDP datagram of a watched port. */
+static __always_inline int parse_icmp_error(bool from_skb, void *ctx, const void *ip,
+					    const struct ip_info *outer, struct icmp_info *icmp)
+{
+	__u8 b[8];
+
+	if (outer->proto != (outer->family == 4 ? IPPROTO_ICMP_ : IPPROTO_ICMPV6_) ||
+	    !outer->first_fragment)
+		return -1;
+	if (load(from_skb, ctx, ip, outer->l4_off, b, 2))
+		return -1;
+	icmp->type = b[0];
+	icmp->code = b[1];
+	if (!is_icmp_error(outer->family, icmp->type))
+		return -1;
+	/* The quoted datagram starts after the 8-byte ICMP header; parse it as a packet of
+	 * its own by moving the base past the outer headers. */
+	__u32 qoff = outer->l4_off + 8;
+	__u8 q[40];
+
+	if (outer->family == 4) {
+		if (load(from_skb, ctx, ip, qoff, q, 20) || (q[0] >> 4) != 4 || q[9] != IPPROTO_UDP_)
+			return -1;
+		if (be16_at(&q[6]) & 0x1fff) /* a later fragment: no ports quoted */
+			return -1;
+		icmp->quoted.family = 4;
+		icmp->quoted.l4_off = qoff + (q[0] & 0xf) * 4;
+		__builtin_memcpy(icmp->quoted.saddr, &q[12], 4);
+		__builtin_memcpy(icmp->quoted.daddr, &q[16], 4);
+	} else {
+		if (load(from_skb, ctx, ip, qoff, q, 40) || (q[0] >> 4) != 6)
+			return -1;
+		__u32 l4 = qoff + 40;
+
+		if (q[6] == IPV6_FRAGMENT_HDR) {
+			if (load(from_skb, ctx, ip, l4, b, 8) || b[0] != IPPROTO_UDP_ ||
+			    (be16_at(&b[2]) & 0xfff8))
+				return -1;
+			l4 += 8;
+		} else if (q[6] != IPPROTO_UDP_) {
+			return -1;
+		}
+		icmp->quoted.family = 6;
+		icmp->quoted.l4_off = l4;
+		__builtin_memcpy(icmp->quoted.saddr, &q[8], 16);
+		__builtin_memcpy(icmp->quoted.daddr, &q[24], 16);
+	}
+	if (parse_udp(from_skb, ctx, ip, &icmp->quoted, &icmp->quoted_udp))
+		return -1;
+	return tuple_watched(icmp->quoted_udp.sport, icmp->quoted_udp.dport) ? 0 : -1;
+}
+
+static __always_inline void copy_addrs(struct dt_event *e, const struct ip_info *info)
+{
+	e->family = info->family;
+	__builtin_memcpy(e->saddr, info->saddr, 16);
+	__builtin_memcpy(e->daddr, info->daddr, 16);
+}
+
+static __always_inline void fill_icmp(struct dt_event *e, const struct ip_info *outer,
+				      const struct icmp_info *icmp, __u8 dir)
+{
+	e->kind = DT_KIND_ICMP;
+	e->time_ns = bpf_ktime_get_ns();
+	copy_addrs(e, outer);
+	e->icmp_type = icmp->type;
+	e->icmp_code = icmp->code;
+	e->icmp_dir = dir;
+	e->quoted_family = icmp->quoted.family;
+	__builtin_memcpy(e->quoted_saddr, icmp->quoted.saddr, 16);
+	__builtin_memcpy(e->quoted_daddr, icmp->quoted.daddr, 16);
+	e->quoted_sport = icmp->quoted_udp.sport;
+	e->quoted_dport = icmp->quoted_udp.dport;
+	e->len = icmp->quoted_udp.len;
+}
+
+/* ---- send, recv, icmp out: cgroup_skb on the cgroup v2 root ---- */
+
+/* Emits a send or recv event with up to capacity payload bytes. The ring buffer needs a
+ * constant size per reservation, so records come in a few size classes. */
+static __always_inline void emit_datagram_class(struct __sk_buff *skb, const struct ip_info *ip,
+						const struct udp_info *udp, __u8 kind,
+						__u32 netns, __u32 cap, const __u32 capacity)
+{
+	struct dt_event *e = reserve(sizeof(struct dt_event) + capacity);
+
+	if (!e)
+		return;
+	zero_header(e);
+	e->kind = kind;
+	e->time_ns = bpf_ktime_get_ns();
+	e->cookie = bpf_get_socket_cookie(skb);
+	e->cgroup_id = bpf_skb_cgroup_id(skb);
+	e->netns = netns;
+	e->ifindex = skb->ifindex;
+	copy_addrs(e, ip);
+	e->sport = udp->sport;
+	e->dport = udp->dport;
+	e->len = udp->len;
+	if (kind == DT_KIND_SEND)
+		set_task(e);
+	if (cap > capacity)
+		cap = capacity;
+	if (cap > 0 && bpf_skb_load_bytes(skb, ip->l4_off + 8, e->payload, cap) == 0)
+		e->cap_len = cap;
+	submit(e);
+}
+
+static __always_inline void emit_datagram(struct __sk_buff *skb, const struct ip_info *ip,
+					  const struct udp_info *udp, __u8 kind, __u32 netns)
+{
+	__u32 cap = udp->len;
+
+	if (cap > cfg_snap_len)
+		cap = cfg_snap_len;
+	if (cap <= 64)
+		emit_datagram_class(skb, ip, udp, kind, netns, cap, 64);
+	else if (cap <= 256)
+		emit_datagram_class(skb, ip, udp, kind, netns, cap, 256);
+	else if (cap <= 640)
+		emit_datagram_class(skb, ip, udp, kind, netns, cap, 640);
+	else
+		emit_datagram_class(skb, ip, udp, kind, netns, cap, DT_MAX_SNAP_LEN);
+}
+
+/* Appends a datagram a socket is about to queue to that socket's rx_queues entry. */
+static __always_inline void rxq_push(__u64 cookie, const struct ip_info *ip,
+				     const struct udp_info *udp)
+{
+	struct rx_queue *q = bpf_map_lookup_elem(&rx_queues, &cookie);
+
+	if (!q) {
+		__u32 zero = 0;
+		struct rx_queue *init = bpf_map_lookup_elem(&rx_queue_zero, &zero);
+
+		if (!init)
+			return;
+		bpf_map_update_elem(&rx_queues, &cookie, init, BPF_NOEXIST);
+		q = bpf_map_lookup_elem(&rx_queues, &cookie);
+		if (!q)
+			return;
+	}
+	if (q->overflow)
+		return;
+	__u32 tail = __sync_fetch_and_add(&q->tail, 1);
+
+	if (tail - q->head >= RXQ_SLOTS) {
+		q->overflow = 1;
+		return;
+	}
+	struct rxq_slot *s = &q->slot[tail & (RXQ_SLOTS - 1)];
+
+	s->time_ns = bpf_ktime_get_ns();
+	__builtin_memcpy(s->saddr, ip->saddr, 16);
+	__builtin_memcpy(s->daddr, ip->daddr, 16);
+	s->sport = udp->sport;
+	s->dport = udp->dport;
+	s->len = udp->len;
+	s->family = ip->family;
+}
+
+static __always_inline int handle_skb(struct __sk_buff *skb, bool egress)
+{
+	struct ip_info ip = {};
+	struct udp_info udp;
+
+	if (parse_ip(true, skb, NULL, skb->protocol, &ip))
+		return 1;
+	if (ip.proto == IPPROTO_UDP_) {
+		if (!ip.first_fragment || parse_udp(true, skb, NULL, &ip, &udp) ||
+		    !tuple_watched(udp.sport, udp.dport))
+			return 1;
+		if (egress && !pid_passes())
+			return 1;
+		struct bpf_sock *bsk = skb->sk;
+		__u32 netns = 0;
+
+		if (bsk)
+			netns = sock_netns(sock_address(bsk));
+		if (cfg_netns && netns != cfg_netns)
+			return 1;
+		emit_datagram(skb, &ip, &udp, egress ? DT_KIND_SEND : DT_KIND_RECV, netns);
+		if (!egress)
+			rxq_push(bpf_get_socket_cookie(skb), &ip, &udp);
+		return 1;
+	}
+	if (!egress)
+		return 1;
+	/* The kernel's own ICMP errors leave through its control socket: icmp out. */
+	struct icmp_info icmp = {};
+
+	if (parse_icmp_error(true, skb, NULL, &ip, &icmp))
+		return 1;
+	__u32 netns = 0;
+	struct bpf_sock *bsk = skb->sk;
+
+	if (bsk)
+		netns = sock_netns(sock_address(bsk));
+	if (cfg_netns && netns != cfg_netns)
+		return 1;
+	struct dt_event *e = reserve(sizeof(*e));
+
+	if (!e)
+		return 1;
+	zero_header(e);
+	fill_icmp(e, &ip, &icmp, DT_ICMP_OUT);
+	e->netns = netns;
+	e->ifindex = skb->ifindex;
+	submit(e);
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int dt_egress(struct __sk_buff *skb)
+{
+	return handle_skb(skb, true);
+}
+
+SEC("cgroup_skb/ingress")
+int dt_ingress(struct __sk_buff *skb)
+{
+	return handle_skb(skb, false);
+}
+
+/* ---- socket-level tracepoints ---- */
+
+static __always_inline bool udp_sock_watched(const struct sock *sk, __u16 *lport, __u16 *rport)
+{
+	if (sk->sk_protocol != IPPROTO_UDP_)
+		return false;
+	*lport = sk->__sk_common.skc_num;
+	*rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	return tuple_watched(*lport, *rport);
+}
+
+/* The addresses a socket knows: local as dst (a read) or src (a send), peer if connected. */
+static __always_inline void sock_addrs(struct dt_event *e, const struct sock *sk, bool local_is_src)
+{
+	__u8 *local = local_is_src ? e->saddr : e->daddr;
+	__u8 *peer = local_is_src ? e->daddr : e->saddr;
+
+	if (sk->__sk_common.skc_family == AF_INET6_) {
+		e->family = 6;
+		BPF_CORE_READ_INTO(local, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(peer, sk, __sk_common.skc_v6_daddr);
+	} else {
+		e->family = 4;
+		__builtin_memcpy(local, &sk->__sk_common.skc_rcv_saddr, 4);
+		__builtin_memcpy(peer, &sk->__sk_common.skc_daddr, 4);
+	}
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(dt_send_result, struct sock *sk, int ret, int flags)
+{
+	__u16 lport, rport;
+
+	/* Successful sends were reported by cgroup egress with their tuple and payload. */
+	if (ret >= 0 || !udp_sock_watched(sk, &lport, &rport) || !pid_passes())
+		return 0;
+	__u32 netns = sock_netns(sk);
+
+	if (cfg_netns && netns != cfg_netns)
+		return 0;
+	struct dt_event *e = reserve(sizeof(*e));
+
+	if (!e)
+		return 0;
+	zero_header(e);
+	e->kind = DT_KIND_SEND;
+	e->time_ns = bpf_ktime_get_ns();
+	e->cookie = bpf_get_socket_cookie(sk);
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->netns = netns;
+	sock_addrs(e, sk, true);
+	e->sport = lport;
+	e->dport = rport;
+	e->ret = ret;
+	e->flags |= DT_FLAG_RET;
+	set_task(e);
+	submit(e);
+	return 0;
+}
+
+/* Datagrams still in a socket's queues (UDP moves sk_receive_queue to reader_queue). */
+static __always_inline __u32 queued_datagrams(const struct sock *sk)
+{
+	const struct udp_sock *up = (const struct udp_sock *)sk;
+
+	return BPF_CORE_READ(sk, sk_receive_queue.qlen) + BPF_CORE_READ(up, reader_queue.qlen);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(dt_read, struct sock *sk, int ret, int flags)
+{
+	__u16 lport, rport;
+
+	/* ret < 0: no datagram was read (EAGAIN, a pending ICMP error, ...). */
+	if (ret < 0 || (flags & MSG_ERRQUEUE_) || !udp_sock_watched(sk, &lport, &rport))
+		return 0;
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	__u64 now = bpf_ktime_get_ns();
+	bool peek = flags & MSG_PEEK_;
+	struct rx_queue *q = bpf_map_lookup_elem(&rx_queues, &cookie);
+	struct rxq_slot found = {};
+	bool have = false;
+
+	if (q && !q->overflow) {
+		__u32 head = q->head;
+
+		if (head != q->tail) {
+			found = q->slot[head & (RXQ_SLOTS - 1)];
+			have = true;
+			if (!peek)
+				q->head = head + 1;
+		}
+	}
+	if (q && !peek && queued_datagrams(sk) == 0) {
+		/* The socket queue is empty, so every entry left is a datagram in flight between
+		 * ingress and the queue (microseconds old) or one that never reached the queue:
+		 * forget the latter, and end an overflow. */
+		if (q->overflow) {
+			q->head = q->tail;
+			q->overflow = 0;
+		} else {
+			for (int i = 0; i < 8; i++) {
+				__u32 head = q->head;
+
+				if (head == q->tail ||
+				    now - q->slot[head & (RXQ_SLOTS - 1)].time_ns < 10000000ULL)
+					break;
+				q->head = head + 1;
+			}
+		}
+	}
+	if (!pid_passes())
+		return 0;
+	__u32 netns = sock_netns(sk);
+
+	if (cfg_netns && netns != cfg_netns)
+		return 0;
+	struct dt_event *e = reserve(sizeof(*e));
+
+	if (!e)
+		return 0;
+	zero_header(e);
+	e->kind = DT_KIND_READ;
+	e->time_ns = now;
+	e->cookie = cookie;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->netns = netns;
+	e->len = ret;
+	if (have) {
+		e->family = found.family;
+		__builtin_memcpy(e->saddr, found.saddr, 16);
+		__builtin_memcpy(e->daddr, found.daddr, 16);
+		e->sport = found.sport;
+		e->dport = found.dport;
+		e->queue_ns = now > found.time_ns ? now - found.time_ns : 0;
+		e->flags |= DT_FLAG_QUEUE_TIME;
+	} else {
+		sock_addrs(e, sk, false);
+		e->sport = rport;
+		e->dport = lport;
+	}
+	set_task(e);
+	submit(e);
+	return 0;
+}
+
+SEC("tp_btf/inet_sk_error_report")
+int BPF_PROG(dt_error_report, const struct sock *sk)
+{
+	__u16 lport, rport;
+
+	if (!udp_sock_watched(sk, &lport, &rport))
+		return 0;
+	__u32 zero = 0;
+	struct error_report *r = bpf_map_lookup_elem(&last_error_report, &zero);
+
+	if (!r)
+		return 0;
+	r->time_ns = bpf_ktime_get_ns();
+	r->cookie = bpf_get_socket_cookie((struct sock *)sk);
+	r->lport = lport;
+	return 0;
+}
+
+/* ---- icmp in: the ICMP packet freed at the end of icmp_rcv / icmpv6_rcv ---- */
+
+static __always_inline bool in_range(__u64 addr, __u64 lo, __u64 hi)
+{
+	return addr >= lo && addr < hi;
+}
+
+static __always_inline const void *network_header(const struct sk_buff *skb)
+{
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+
+	if (nh == (__u16)~0U)
+		return NULL;
+	return BPF_CORE_READ(skb, head) + nh;
+}
+
+static __always_inline __u32 skb_netns(const struct sk_buff *skb)
+{
+	return BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+}
+
+SEC("tp_btf/consume_skb")
+int BPF_PROG(dt_icmp_in, struct sk_buff *skb, void *location)
+{
+	__u64 loc = (__u64)location;
+
+	/* Without kallsyms (both ranges 0) every consumed packet is parsed: correct, slower. */
+	if (cfg_icmp_rcv_hi && !in_range(loc, cfg_icmp_rcv_lo, cfg_icmp_rcv_hi) &&
+	    !in_range(loc, cfg_icmpv6_rcv_lo, cfg_icmpv6_rcv_hi))
+		return 0;
+	const void *iph = network_header(skb);
+
+	if (!iph)
+		return 0;
+	struct ip_info ip = {};
+	struct icmp_info icmp = {};
+
+	if (parse_ip(false, NULL, iph, skb->protocol, &ip) ||
+	    parse_icmp_error(false, NULL, iph, &ip, &icmp))
+		return 0;
+	__u32 netns = skb_netns(skb);
+
+	if (cfg_netns && netns != cfg_netns)
+		return 0;
+	struct dt_event *e = reserve(sizeof(*e));
+
+	if (!e)
+		return 0;
+	zero_header(e);
+	fill_icmp(e, &ip, &icmp, DT_ICMP_IN);
+	e->netns = netns;
+	e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
+	e->flags |= DT_FLAG_NOTIFIED_KNOWN;
+
+	__u32 zero = 0;
+	struct error_report *r = bpf_map_lookup_elem(&last_error_report, &zero);
+
+	/* The error concerns a datagram this host sent: its local port is the quoted source. */
+	if (r && r->time_ns && e->time_ns - r->time_ns < ERROR_REPORT_MAX_AGE_NS &&
+	    r->lport == icmp.quoted_udp.sport) {
+		e->flags |= DT_FLAG_NOTIFIED;
+		e->cookie = r->cookie;
+		r->time_ns = 0;
+	}
+	submit(e);
+	return 0;
+}
+
+/* ---- drops ---- */
+
+static __always_inline void rxq_unpush(__u64 cookie)
+{
+	struct rx_queue *q = bpf_map_lookup_elem(&rx_queues, &cookie);
+
+	if (q && !q->overflow && q->tail != q->head)
+		__sync_fetch_and_add(&q->tail, -1);
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason,
+	     struct sock *rx_sk)
+{
+	__u64 loc = (__u64)location;
+
+	if (in_range(loc, cfg_close_free_lo[0], cfg_close_free_hi[0]) ||
+	    in_range(loc, cfg_close_free_lo[1], cfg_close_free_hi[1]))
+		return 0;
+	__u16 l3proto = skb->protocol;
+
+	if (l3proto != bpf_htons(ETH_P_IP) && l3proto != bpf_htons(ETH_P_IPV6))
+		return 0;
+	const void *iph = network_header(skb);
+
+	if (!iph)
+		return 0;
+	struct ip_info ip = {};
+	struct udp_info udp = {};
+
+	if (parse_ip(false, NULL, iph, l3proto, &ip) || ip.proto != IPPROTO_UDP_)
+		return 0;
+	struct frag_key fk = {};
+
+	if (ip.fragment) {
+		__builtin_memcpy(fk.saddr, ip.saddr, 16);
+		__builtin_memcpy(fk.daddr, ip.daddr, 16);
+		fk.id = ip.frag_id;
+		fk.family = ip.family;
+	}
+	if (ip.first_fragment) {
+		if (parse_udp(false, NULL, iph, &ip, &udp) || !tuple_watched(udp.sport, udp.dport))
+			return 0;
+		if (ip.fragment) {
+			__u8 one = 1;
+
+			bpf_map_update_elem(&watched_frags, &fk, &one, BPF_ANY);
+		}
+	} else if (!bpf_map_lookup_elem(&watched_frags, &fk)) {
+		return 0;
+	}
+	__u64 cookie = 0;
+
+	if (rx_sk) {
+		cookie = bpf_get_socket_cookie(rx_sk);
+		if (reason == cfg_reason_rcvbuff || reason == cfg_reason_proto_mem ||
+		    reason == cfg_reason_socket_filter)
+			rxq_unpush(cookie);
+	}
+	__u32 netns = rx_sk ? sock_netns(rx_sk) : skb_netns(skb);
+
+	if (cfg_netns && netns != cfg_netns)
+		return 0;
+	struct dt_event *e = reserve(sizeof(*e));
+
+	if (!e)
+		return 0;
+	zero_header(e);
+	e->kind = DT_KIND_DROP;
+	e->time_ns = bpf_ktime_get_ns();
+	e->cookie = cookie;
+	e->netns = netns;
+	e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
+	copy_addrs(e, &ip);
+	e->sport = udp.sport;
+	e->dport = udp.dport;
+	e->len = udp.len;
+	e->reason = reason;
+	e->location = loc;
+	submit(e);
+	return 0;
+}
