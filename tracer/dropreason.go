@@ -1,0 +1,49 @@
+package tracer
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/cilium/ebpf/btf"
+)
+
+// dropReasons maps the running kernel's enum skb_drop_reason values to their names without
+// the SKB_DROP_REASON_ prefix, read from the kernel's own BTF: the kernel adds and
+// renumbers reasons between versions, so a copied table would lie.
+type dropReasons map[uint32]string
+
+func loadDropReasons() (dropReasons, error) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("load kernel BTF (is /sys/kernel/btf/vmlinux there?): %w", err)
+	}
+	var enum *btf.Enum
+	if err := spec.TypeByName("skb_drop_reason", &enum); err != nil {
+		return nil, fmt.Errorf("find enum skb_drop_reason in kernel BTF: %w", err)
+	}
+	reasons := make(dropReasons, len(enum.Values))
+	for _, v := range enum.Values {
+		reasons[uint32(v.Value)] = strings.TrimPrefix(v.Name, "SKB_DROP_REASON_")
+	}
+	return reasons, nil
+}
+
+// value returns the enum value of a reason name, or ^0 (never a reason) when the kernel
+// does not have it.
+func (r dropReasons) value(name string) uint32 {
+	for v, n := range r {
+		if n == name {
+			return v
+		}
+	}
+	return ^uint32(0)
+}
+
+// name returns the reason's name; an unknown value (a kernel subsystem's own reason
+// range) is shown as a number.
+func (r dropReasons) name(v uint32) string {
+	if n, ok := r[v]; ok {
+		return n
+	}
+	return fmt.Sprintf("REASON_%d", v)
+}

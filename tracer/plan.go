@@ -1,0 +1,144 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+)
+
+// Backend names, best first: each event class uses the first one available.
+const (
+	backendFentry = "fentry"
+	backendKprobe = "kprobe"
+)
+
+// HookChoice is how one event class is captured: the backend chosen, the programs and
+// where they attach, and why each better backend was not used.
+type HookChoice struct {
+	Class    string      // send, recv, read, icmp-in, icmp-out, drop
+	Backend  string      // the backend used, e.g. "tracepoint"
+	Hooks    []string    // "program: attach point"
+	Rejected []Rejection // better backends not used, best first
+}
+
+// Rejection is a backend not used for an event class, and why.
+type Rejection struct {
+	Backend string
+	Reason  string
+}
+
+func (h HookChoice) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s (%s)", h.Class, h.Backend, strings.Join(h.Hooks, ", "))
+	for _, r := range h.Rejected {
+		fmt.Fprintf(&b, "; not %s: %s", r.Backend, r.Reason)
+	}
+	return b.String()
+}
+
+// hookClass is an event class with its kernel functions for the fentry and kprobe
+// backends (issue 4), and the tracepoint backend's programs.
+type hookClass struct {
+	name      string
+	functions []string // fentry/kprobe targets; none when only a tracepoint exists
+	programs  []string // tracepoint backend: program names (see attachPoints)
+}
+
+var hookClasses = []hookClass{
+	{"send", []string{"udp_sendmsg", "udpv6_sendmsg"}, []string{"dt_egress", "dt_send_result"}},
+	{"recv", []string{"udp_queue_rcv_one_skb", "udpv6_queue_rcv_one_skb"}, []string{"dt_ingress"}},
+	{"read", []string{"udp_recvmsg", "udpv6_recvmsg"}, []string{"dt_read"}},
+	{"icmp-in", []string{"__udp4_lib_err", "__udp6_lib_err"}, []string{"dt_icmp_in", "dt_error_report"}},
+	{"icmp-out", []string{"__icmp_send", "icmp6_send"}, []string{"dt_egress"}},
+	{"drop", nil, []string{"dt_drop"}},
+}
+
+// probeFentry tries to attach an empty fentry program to fn. It returns why it cannot.
+func probeFentry(fn string) error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:       "dt_probe_fentry",
+		Type:       ebpf.Tracing,
+		AttachType: ebpf.AttachTraceFEntry,
+		AttachTo:   fn,
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadImm(asm.R0, 0, asm.DWord),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("load fentry/%s: %w", fn, err)
+	}
+	defer prog.Close()
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		return fmt.Errorf("attach fentry/%s: %w", fn, err)
+	}
+	return l.Close()
+}
+
+// probeKprobe tries to attach an empty kprobe program to fn. It returns why it cannot.
+func probeKprobe(fn string) error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:    "dt_probe_kprobe",
+		Type:    ebpf.Kprobe,
+		License: "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadImm(asm.R0, 0, asm.DWord),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("load kprobe: %w", err)
+	}
+	defer prog.Close()
+	l, err := link.Kprobe(fn, prog, nil)
+	if err != nil {
+		return fmt.Errorf("attach kprobe/%s: %w", fn, err)
+	}
+	return l.Close()
+}
+
+// errNotInBuild is why an available backend is still not used.
+var errNotInBuild = errors.New("the kernel supports it, but this build has no programs for it")
+
+// makePlan decides each class's backend. With backend "auto" it probes fentry and kprobe
+// once (on the first class's function) and gives the result as the reason; with
+// "tracepoint" it does not probe.
+func makePlan(backend string, attachPoints map[string]string) []HookChoice {
+	var fentryErr, kprobeErr error
+	if backend == BackendAuto {
+		if fentryErr = probeFentry("udp_sendmsg"); fentryErr == nil {
+			fentryErr = errNotInBuild
+		}
+		if kprobeErr = probeKprobe("udp_sendmsg"); kprobeErr == nil {
+			kprobeErr = errNotInBuild
+		}
+	}
+	plan := make([]HookChoice, 0, len(hookClasses))
+	for _, c := range hookClasses {
+		h := HookChoice{Class: c.name, Backend: BackendTracepoint}
+		for _, p := range c.programs {
+			h.Hooks = append(h.Hooks, p+": "+attachPoints[p])
+		}
+		for _, b := range []struct {
+			name string
+			err  error
+		}{{backendFentry, fentryErr}, {backendKprobe, kprobeErr}} {
+			reason := "not requested (backend " + backend + ")"
+			switch {
+			case len(c.functions) == 0:
+				reason = "no kernel function serves this class better than its tracepoint"
+			case b.err != nil:
+				reason = b.err.Error()
+			}
+			h.Rejected = append(h.Rejected, Rejection{Backend: b.name, Reason: reason})
+		}
+		plan = append(plan, h)
+	}
+	return plan
+}

@@ -1,0 +1,309 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// ErrClosed is returned by Read once the Tracer is closed.
+var ErrClosed = errors.New("tracer closed")
+
+// pollInterval bounds how long an event waits in the ring buffer when traffic is too low
+// to reach the kernel side's wakeup threshold (cfg_wakeup_bytes).
+const pollInterval = 100 * time.Millisecond
+
+// maxWakeupBytes caps the pending data that makes the kernel side wake the reader.
+const maxWakeupBytes = 256 << 10
+
+// Tracer is an attached set of programs and the ring buffer they fill.
+type Tracer struct {
+	cfg     Config
+	plan    []HookChoice
+	objs    discotraceObjects
+	links   []link.Link
+	reader  *ringbuf.Reader
+	clock   monoClock
+	reasons dropReasons
+	symbols *kernelSymbols
+
+	readMu        sync.Mutex // held by Read; Close takes it to free what Read uses
+	rec           ringbuf.Record
+	nextLostCheck time.Time
+	lostReported  uint64
+	lostPerCPU    []uint64
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open loads the programs, fills the watched ports, attaches every hook of the plan and
+// starts the ring buffer reader. On error nothing stays loaded or attached.
+func Open(cfg Config) (*Tracer, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckPrivileges(); err != nil {
+		return nil, err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raise RLIMIT_MEMLOCK for BPF maps: %w", err)
+	}
+	t := &Tracer{cfg: cfg, clock: newMonoClock()}
+	if t.reasons, err = loadDropReasons(); err != nil {
+		return nil, err
+	}
+	// Without symbols drops carry no location and the ICMP-in program parses every
+	// consumed packet instead of only icmp_rcv's: slower, still correct.
+	t.symbols, _ = loadKernelSymbols()
+
+	cgroupRoot, err := cgroup2Root()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := loadDiscotrace()
+	if err != nil {
+		return nil, fmt.Errorf("read the embedded BPF object: %w", err)
+	}
+	spec.Maps["events"].MaxEntries = uint32(cfg.RingSize)
+	if err := t.setConstants(spec); err != nil {
+		return nil, err
+	}
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("the kernel rejected the BPF programs: %+v", verr)
+		}
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("load BPF programs: %w: run as root or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN", err)
+		}
+		return nil, fmt.Errorf("load BPF programs: %w", err)
+	}
+	if err := t.watchPorts(); err != nil {
+		t.objs.Close()
+		return nil, err
+	}
+	attachPoints, err := t.attach(cgroupRoot)
+	if err != nil {
+		t.detach()
+		t.objs.Close()
+		return nil, err
+	}
+	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
+		t.detach()
+		t.objs.Close()
+		return nil, fmt.Errorf("open ring buffer reader: %w", err)
+	}
+	t.rec.RawSample = make([]byte, 0, recordBufferSize)
+	t.plan = makePlan(cfg.Backend, attachPoints)
+	t.nextLostCheck = time.Now().Add(cfg.LostInterval)
+	return t, nil
+}
+
+func (t *Tracer) setConstants(spec *ebpf.CollectionSpec) error {
+	wakeup := uint64(t.cfg.RingSize / 4)
+	if wakeup > maxWakeupBytes {
+		wakeup = maxWakeupBytes
+	}
+	consts := map[string]any{
+		"cfg_snap_len":             t.cfg.snapLen(),
+		"cfg_netns":                t.cfg.NetNS,
+		"cfg_pid":                  t.cfg.PID,
+		"cfg_wakeup_bytes":         wakeup,
+		"cfg_reason_rcvbuff":       t.reasons.value("SOCKET_RCVBUFF"),
+		"cfg_reason_proto_mem":     t.reasons.value("PROTO_MEM"),
+		"cfg_reason_socket_filter": t.reasons.value("SOCKET_FILTER"),
+	}
+	if lo, hi, ok := t.symbols.span("icmp_rcv"); ok {
+		consts["cfg_icmp_rcv_lo"], consts["cfg_icmp_rcv_hi"] = lo, hi
+		if lo6, hi6, ok := t.symbols.span("icmpv6_rcv"); ok {
+			consts["cfg_icmpv6_rcv_lo"], consts["cfg_icmpv6_rcv_hi"] = lo6, hi6
+		}
+	}
+	// Frees of a socket's leftover packets when it closes: not network drops.
+	var closeLo, closeHi [2]uint64
+	for i, fn := range []string{"udp_destruct_common", "inet_sock_destruct"} {
+		closeLo[i], closeHi[i], _ = t.symbols.span(fn)
+	}
+	consts["cfg_close_free_lo"], consts["cfg_close_free_hi"] = closeLo, closeHi
+	for name, v := range consts {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no variable %s: regenerate it (make generate)", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// watchPorts fills the watched-port bitmap.
+func (t *Tracer) watchPorts() error {
+	var words [65536 / 64]uint64
+	for _, p := range t.cfg.Ports {
+		words[p>>6] |= 1 << (p & 63)
+	}
+	for i, w := range words {
+		if w == 0 {
+			continue
+		}
+		if err := t.objs.WatchedPorts.Put(uint32(i), w); err != nil {
+			return fmt.Errorf("fill watched ports map: %w", err)
+		}
+	}
+	return nil
+}
+
+// attach links every program; it returns each program's attach point for the plan.
+func (t *Tracer) attach(cgroupRoot string) (map[string]string, error) {
+	points := map[string]string{}
+	cg, err := os.Open(cgroupRoot)
+	if err != nil {
+		return nil, fmt.Errorf("open cgroup v2 root %s: %w", cgroupRoot, err)
+	}
+	defer cg.Close()
+	for _, c := range []struct {
+		name   string
+		prog   *ebpf.Program
+		attach ebpf.AttachType
+	}{
+		{"dt_egress", t.objs.DtEgress, ebpf.AttachCGroupInetEgress},
+		{"dt_ingress", t.objs.DtIngress, ebpf.AttachCGroupInetIngress},
+	} {
+		// A BPF link, never the legacy attach: it goes away with this process.
+		l, err := link.AttachRawLink(link.RawLinkOptions{Target: int(cg.Fd()), Program: c.prog, Attach: c.attach})
+		if err != nil {
+			return nil, fmt.Errorf("attach %s to cgroup %s: %w", c.name, cgroupRoot, err)
+		}
+		t.links = append(t.links, l)
+		points[c.name] = fmt.Sprintf("cgroup_skb/%s on %s", map[ebpf.AttachType]string{
+			ebpf.AttachCGroupInetEgress: "egress", ebpf.AttachCGroupInetIngress: "ingress"}[c.attach], cgroupRoot)
+	}
+	for _, c := range []struct {
+		name, tracepoint string
+		prog             *ebpf.Program
+	}{
+		{"dt_send_result", "sock_send_length", t.objs.DtSendResult},
+		{"dt_read", "sock_recv_length", t.objs.DtRead},
+		{"dt_error_report", "inet_sk_error_report", t.objs.DtErrorReport},
+		{"dt_icmp_in", "consume_skb", t.objs.DtIcmpIn},
+		{"dt_drop", "kfree_skb", t.objs.DtDrop},
+	} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: c.prog})
+		if err != nil {
+			return nil, fmt.Errorf("attach %s to tracepoint %s: %w", c.name, c.tracepoint, err)
+		}
+		t.links = append(t.links, l)
+		points[c.name] = "tp_btf/" + c.tracepoint
+	}
+	return points, nil
+}
+
+func (t *Tracer) detach() error {
+	var errs []error
+	for _, l := range t.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	t.links = nil
+	return errors.Join(errs...)
+}
+
+// cgroup2Root finds the cgroup v2 hierarchy's mount point: /sys/fs/cgroup on unified
+// systems, /sys/fs/cgroup/unified in hybrid mode.
+func cgroup2Root() (string, error) {
+	mounts, err := os.ReadFile("/proc/mounts")
+	if err != nil {
+		return "", fmt.Errorf("find the cgroup v2 mount: %w", err)
+	}
+	if root, ok := cgroup2Mount(string(mounts)); ok {
+		return root, nil
+	}
+	return "", errors.New("no cgroup v2 filesystem in /proc/mounts: mount one (mount -t cgroup2 none /sys/fs/cgroup/unified)")
+}
+
+// Plan returns the hook chosen for each event class, and why others were not.
+func (t *Tracer) Plan() []HookChoice {
+	return append([]HookChoice(nil), t.plan...)
+}
+
+// Read returns the next event, blocking until there is one. It returns ErrClosed once the
+// tracer is closed. Lost events are reported as KindLost events among the others.
+func (t *Tracer) Read() (Event, error) {
+	t.readMu.Lock()
+	defer t.readMu.Unlock()
+	for {
+		if t.closed.Load() {
+			return Event{}, ErrClosed
+		}
+		now := time.Now()
+		if !now.Before(t.nextLostCheck) {
+			t.nextLostCheck = now.Add(t.cfg.LostInterval)
+			lost, err := t.lostSinceLastReport()
+			if err != nil {
+				return Event{}, err
+			}
+			if lost > 0 {
+				return Event{Kind: KindLost, Time: now, Lost: lost}, nil
+			}
+		}
+		deadline := now.Add(pollInterval)
+		if t.nextLostCheck.Before(deadline) {
+			deadline = t.nextLostCheck
+		}
+		t.reader.SetDeadline(deadline)
+		err := t.reader.ReadInto(&t.rec)
+		switch {
+		case err == nil:
+			return t.decode(t.rec.RawSample)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+			return Event{}, ErrClosed
+		default:
+			return Event{}, fmt.Errorf("read ring buffer: %w", err)
+		}
+	}
+}
+
+// lostSinceLastReport sums the per-CPU lost counters and returns the growth since the
+// last report.
+func (t *Tracer) lostSinceLastReport() (uint64, error) {
+	if err := t.objs.LostEvents.Lookup(uint32(0), &t.lostPerCPU); err != nil {
+		return 0, fmt.Errorf("read lost event counters: %w", err)
+	}
+	var total uint64
+	for _, n := range t.lostPerCPU {
+		total += n
+	}
+	delta := total - t.lostReported
+	t.lostReported = total
+	return delta, nil
+}
+
+// Close detaches every program and frees the ring buffer. A Read blocked in another
+// goroutine returns ErrClosed. Events not read yet are discarded.
+func (t *Tracer) Close() error {
+	t.closeOnce.Do(func() {
+		t.closed.Store(true)
+		errs := []error{t.detach()}
+		errs = append(errs, t.reader.Close())
+		t.readMu.Lock() // wait for Read to let go of the maps
+		errs = append(errs, t.objs.Close())
+		t.readMu.Unlock()
+		t.closeErr = errors.Join(errs...)
+	})
+	return t.closeErr
+}
