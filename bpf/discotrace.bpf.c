@@ -612,8 +612,8 @@ static __always_inline void sock_addrs(struct dt_event *e, const struct sock *sk
 
 	if (sk->__sk_common.skc_family == AF_INET6_) {
 		e->family = 6;
-		BPF_CORE_READ_INTO(local, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(peer, sk, __sk_common.skc_v6_daddr);
+		bpf_core_read(local, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(peer, 16, &sk->__sk_common.skc_v6_daddr);
 	} else {
 		e->family = 4;
 		__builtin_memcpy(local, &sk->__sk_common.skc_rcv_saddr, 4);

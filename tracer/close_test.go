@@ -1,0 +1,163 @@
+package tracer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// programIDs returns the kernel IDs of the tracer's programs.
+func (t *Tracer) programIDs() ([]ebpf.ProgramID, error) {
+	var ids []ebpf.ProgramID
+	for _, p := range []*ebpf.Program{t.objs.DtEgress, t.objs.DtIngress, t.objs.DtSendResult, t.objs.DtRead,
+		t.objs.DtErrorReport, t.objs.DtIcmpIn, t.objs.DtDrop} {
+		info, err := p.Info()
+		if err != nil {
+			return nil, err
+		}
+		id, ok := info.ID()
+		if !ok {
+			return nil, errors.New("kernel gives no program IDs")
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// linksTo lists the links in the whole system that attach one of the programs.
+func linksTo(t *testing.T, progs []ebpf.ProgramID) []string {
+	t.Helper()
+	want := map[ebpf.ProgramID]bool{}
+	for _, id := range progs {
+		want[id] = true
+	}
+	var found []string
+	it := new(link.Iterator)
+	defer it.Close()
+	for it.Next() {
+		info, err := it.Link.Info()
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if want[info.Program] {
+			found = append(found, fmt.Sprintf("link %d (%v) -> program %d", info.ID, info.Type, info.Program))
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatalf("iterate links: %v", err)
+	}
+	return found
+}
+
+// checkGone checks that no link attaches the programs, and that the programs are freed
+// within a few seconds (the kernel frees detached tracing programs after an RCU grace
+// period).
+func checkGone(t *testing.T, progs []ebpf.ProgramID) {
+	t.Helper()
+	if l := linksTo(t, progs); len(l) != 0 {
+		t.Errorf("still attached: %v", l)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, id := range progs {
+		for {
+			p, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				break
+			}
+			p.Close()
+			if time.Now().After(deadline) {
+				t.Errorf("program %d still exists 5s after", id)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func TestCloseDetachesEverything(t *testing.T) {
+	requireRoot(t)
+	tr, err := Open(Config{Ports: []uint16{freePort(t, "udp4")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	progs, err := tr.programIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := linksTo(t, progs); len(l) != len(progs) {
+		t.Fatalf("before Close: %d links to the tracer's %d programs, want one each: %v", len(l), len(progs), l)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := tr.Read(); err != ErrClosed {
+		t.Errorf("Read after Close: %v, want ErrClosed", err)
+	}
+	checkGone(t, progs)
+}
+
+// A tracer killed with SIGKILL leaves nothing attached: its links die with its files.
+func TestKilledProcessLeavesNothingAttached(t *testing.T) {
+	requireRoot(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperTracerProcess$")
+	cmd.Env = append(os.Environ(), "DISCOTRACE_HELPER_TRACER=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		t.Fatalf("helper gave no program IDs: %v", err)
+	}
+	var progs []ebpf.ProgramID
+	for _, f := range strings.Fields(strings.TrimPrefix(line, "programs:")) {
+		id, err := strconv.ParseUint(f, 10, 32)
+		if err != nil {
+			t.Fatalf("helper said %q", line)
+		}
+		progs = append(progs, ebpf.ProgramID(id))
+	}
+	if l := linksTo(t, progs); len(l) != len(progs) {
+		t.Fatalf("helper running: %d links to its %d programs, want one each: %v", len(l), len(progs), l)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	checkGone(t, progs)
+}
+
+// TestHelperTracerProcess is TestKilledProcessLeavesNothingAttached's child: it opens a
+// tracer, prints its program IDs and waits to be killed.
+func TestHelperTracerProcess(t *testing.T) {
+	if os.Getenv("DISCOTRACE_HELPER_TRACER") != "1" {
+		t.Skip("helper process of TestKilledProcessLeavesNothingAttached")
+	}
+	tr, err := Open(Config{Ports: []uint16{freePort(t, "udp4")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	progs, err := tr.programIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Print("programs:")
+	for _, id := range progs {
+		fmt.Print(" ", id)
+	}
+	fmt.Println()
+	time.Sleep(time.Minute)
+}
