@@ -180,11 +180,14 @@ func (d *V5Decoder) Decode(r *Record) (Packet, bool) {
 	if size < v5MinPacketSize || len(data) < v5StaticEnd {
 		return Packet{}, false
 	}
-	dst, block, ok := d.findDestination(v5Normalize(r.Dst), data)
+	dstAddr := v5Normalize(r.Dst)
+	dst, block, ok := d.findDestination(dstAddr, data)
 	if !ok {
 		return Packet{}, false
 	}
-	d.learnAddr(r.Dst, dst)
+	if known, ok := d.st.addrs.get(dstAddr); !ok || known != dst {
+		d.learnAddr(dstAddr, dst)
+	}
 
 	// Unmask the static header into scratch space: the payload is never modified.
 	iv := data[:v5IVSize]
@@ -279,22 +282,16 @@ func (d *V5Decoder) findDestination(dstAddr netip.AddrPort, data []byte) (enode.
 			return l.id, l.block, true
 		}
 	}
-	var (
-		found      bool
-		foundID    enode.ID
-		foundBlock cipher.Block
-	)
-	d.st.known.newestFirst(func(id enode.ID, block cipher.Block) bool {
-		if triedOne && id == tried {
-			return true
+	for i := range d.st.known.ids {
+		c := d.st.known.newest(i)
+		if triedOne && c.id == tried {
+			continue
 		}
-		if d.unmasks(block, data) {
-			found, foundID, foundBlock = true, id, block
-			return false
+		if d.unmasks(c.block, data) {
+			return c.id, c.block, true
 		}
-		return true
-	})
-	return foundID, foundBlock, found
+	}
+	return enode.ID{}, nil, false
 }
 
 // unmasks reports whether block's first keystream block turns the masked protocol-id
@@ -535,12 +532,7 @@ func (d *V5Decoder) blockFor(id enode.ID) cipher.Block {
 	if l := d.local(id); l != nil {
 		return l.block
 	}
-	if block, ok := d.st.known.get(id); ok {
-		return block
-	}
-	block := v5NewMaskBlock(id)
-	d.st.known.put(id, block)
-	return block
+	return d.st.known.add(id)
 }
 
 func (d *V5Decoder) learnAddr(addr netip.AddrPort, id enode.ID) {

@@ -67,24 +67,49 @@ func (b *v5Bounded[K, V]) put(k K, v V) {
 
 func (b *v5Bounded[K, V]) remove(k K) { delete(b.m, k) }
 
-// newestFirst calls fn for the live entries from the most recently inserted, until fn
-// returns false.
-func (b *v5Bounded[K, V]) newestFirst(fn func(K, V) bool) {
-	n := len(b.order)
-	newest := n - 1
-	if n == b.max {
-		newest = (b.next - 1 + n) % n
+// v5KnownIDs are the candidate destinations with their masking blocks, in a ring so
+// that trying them all walks a slice from the newest, without map lookups.
+type v5KnownIDs struct {
+	ids   []v5Candidate
+	index map[enode.ID]int
+	next  int // slot of the next insertion
+}
+
+type v5Candidate struct {
+	id    enode.ID
+	block cipher.Block
+}
+
+func (k *v5KnownIDs) get(id enode.ID) (cipher.Block, bool) {
+	if i, ok := k.index[id]; ok {
+		return k.ids[i].block, true
 	}
-	for i := 0; i < n; i++ {
-		k := b.order[(newest-i+n)%n]
-		v, ok := b.m[k]
-		if !ok {
-			continue
-		}
-		if !fn(k, v) {
-			return
-		}
+	return nil, false
+}
+
+// add makes id a candidate, forgetting the oldest beyond v5MaxKnownIDs.
+func (k *v5KnownIDs) add(id enode.ID) cipher.Block {
+	if block, ok := k.get(id); ok {
+		return block
 	}
+	c := v5Candidate{id: id, block: v5NewMaskBlock(id)}
+	if len(k.ids) < v5MaxKnownIDs {
+		k.ids = append(k.ids, c)
+		k.index[id] = len(k.ids) - 1
+		k.next = len(k.ids) % v5MaxKnownIDs
+		return c.block
+	}
+	delete(k.index, k.ids[k.next].id)
+	k.ids[k.next] = c
+	k.index[id] = k.next
+	k.next = (k.next + 1) % v5MaxKnownIDs
+	return c.block
+}
+
+// newest returns the i-th most recently added candidate, 0 <= i < len(k.ids).
+func (k *v5KnownIDs) newest(i int) *v5Candidate {
+	n := len(k.ids)
+	return &k.ids[((k.next-1-i)%n+n)%n]
 }
 
 // v5Direction is an ordered pair of nodes: packets from src to dst.
@@ -117,7 +142,7 @@ type v5Challenge struct {
 
 // v5State is the decoder's memory.
 type v5State struct {
-	known      *v5Bounded[enode.ID, cipher.Block] // IDs to try, with their masking block
+	known      v5KnownIDs // IDs to try, with their masking block
 	addrs      *v5Bounded[netip.AddrPort, enode.ID]
 	sessions   *v5Bounded[v5SessionID, *v5KeyRing]
 	pairs      *v5Bounded[v5Direction, *v5KeyRing]  // the same keys by node pair, any endpoints
@@ -128,7 +153,7 @@ type v5State struct {
 
 func newV5State() v5State {
 	return v5State{
-		known:      newV5Bounded[enode.ID, cipher.Block](v5MaxKnownIDs),
+		known:      v5KnownIDs{index: make(map[enode.ID]int)},
 		addrs:      newV5Bounded[netip.AddrPort, enode.ID](v5MaxAddrs),
 		sessions:   newV5Bounded[v5SessionID, *v5KeyRing](v5MaxSessions),
 		pairs:      newV5Bounded[v5Direction, *v5KeyRing](v5MaxSessions),
