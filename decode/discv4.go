@@ -287,5 +287,5 @@ func v4Time(ts uint64) time.Time {
 	if ts > math.MaxInt64 {
 		ts = math.MaxInt64
 	}
-	return time.Unix(int64(ts), 0)
+	return time.Unix(int64(ts), 0).UTC()
 }
