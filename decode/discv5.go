@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
@@ -53,6 +54,9 @@ const (
 	v5MsgAuthSize     = 32 // src-id
 	v5WhoareyouAuth   = 24 // id-nonce(16) enr-seq(8)
 	v5HandshakeAuthHd = 34 // src-id(32) sig-size(1) eph-key-size(1)
+	// v5HandshakeTimeout is how long go-ethereum keeps a WHOAREYOU it sent: a handshake
+	// arriving later is dropped (v5wire handshakeTimeout).
+	v5HandshakeTimeout = time.Second
 	// v5RandomMessageSize is how many random bytes go-ethereum sends as the message of a
 	// packet that asks for a handshake (v5wire randomPacketMsgSize).
 	v5RandomMessageSize = 20
@@ -96,6 +100,9 @@ var (
 	errV5BadRecord        = &v5Error{"invalid handshake: bad ENR", errV5BadHandshake}
 	errV5BadEphemeralKey  = &v5Error{"invalid handshake: bad ephemeral public key", errV5BadHandshake}
 	errV5HandshakeDecrypt = &v5Error{"invalid handshake: the message does not decrypt with the keys derived from the captured challenge", errV5BadHandshake}
+
+	// errV5LateHandshake comes with the decrypted message.
+	errV5LateHandshake = errors.New("handshake answers a WHOAREYOU sent more than 1s before: go-ethereum has dropped that challenge and ignores the handshake")
 
 	errV5BadVersion = errors.New("unsupported discv5 header version")
 	errV5BadFlag    = errors.New("invalid discv5 header flag")
@@ -323,12 +330,11 @@ func (d *V5Decoder) decodeWhoareyou(p *Packet, r *Record, nonce v5wire.Nonce, au
 		p.SrcID, p.HasSrcID = id, true
 	}
 	d.st.storeChallenge(p.DstID, &v5Challenge{
-		data:             p.ChallengeData,
-		challengerAddr:   v5Normalize(r.Src),
-		challengerID:     p.SrcID,
-		hasChallengerID:  p.HasSrcID,
-		requestNonce:     nonce,
-		challengedRecSeq: p.ENRSeq,
+		data:            p.ChallengeData,
+		challengerAddr:  v5Normalize(r.Src),
+		challengerID:    p.SrcID,
+		hasChallengerID: p.HasSrcID,
+		sent:            r.Time,
 	})
 }
 
@@ -397,6 +403,9 @@ func (d *V5Decoder) decodeHandshake(p *Packet, r *Record, dst enode.ID, nonce v5
 			continue
 		}
 		d.st.storeSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst), keys)
+		if !c.sent.IsZero() && !r.Time.IsZero() && r.Time.Sub(c.sent) > v5HandshakeTimeout {
+			setErr(p, errV5LateHandshake)
+		}
 		if pub := d.pubkey(src, node); pub != nil && !v5VerifyIDSignature(pub, sig, c.data, ephKey, dst) {
 			setErr(p, errV5BadIDSignature)
 		}

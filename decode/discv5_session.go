@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/cipher"
 	"net/netip"
+	"time"
 
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
@@ -132,12 +133,13 @@ type v5Sent struct {
 
 // v5Challenge is a WHOAREYOU as seen on the wire.
 type v5Challenge struct {
-	data             []byte         // masking-iv || static-header || authdata: the HKDF salt
-	challengerAddr   netip.AddrPort // where it came from: the handshake goes back there
-	challengerID     enode.ID
-	hasChallengerID  bool
-	requestNonce     v5wire.Nonce
-	challengedRecSeq uint64
+	data            []byte         // masking-iv || static-header || authdata: the HKDF salt
+	challengerAddr  netip.AddrPort // where it came from: the handshake goes back there
+	challengerID    enode.ID
+	hasChallengerID bool
+	// sent is when it was first seen: an identical resend does not restart
+	// go-ethereum's handshake timeout, so it does not update this either.
+	sent time.Time
 }
 
 // v5State is the decoder's memory.

@@ -306,6 +306,17 @@ func TestV5VectorHandshake(t *testing.T) {
 					v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 1) // decrypted all the same
 				})
 			}
+			t.Run("late handshake", func(t *testing.T) {
+				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+				d.st.storeChallenge(v5TestIDA, &v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true, sent: rec.Time.Add(-1001 * time.Millisecond)})
+				p := v5MustDecode(t, d, rec)
+				v5CheckErr(t, p, errV5LateHandshake)
+				v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 1)
+
+				d = NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+				d.st.storeChallenge(v5TestIDA, &v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true, sent: rec.Time.Add(-time.Second)})
+				v5CheckErr(t, v5MustDecode(t, d, rec), nil) // exactly 1s is still in time
+			})
 			t.Run("challenge not captured", func(t *testing.T) {
 				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
 				p := v5MustDecode(t, d, rec)
