@@ -155,7 +155,7 @@ func (an *anomalies) evidence(r *Record, p string) ndjson.Evidence {
 
 // clockSkew estimates a remote sender's clock offset from a discv4 expiration.
 func (an *anomalies) clockSkew(r *Record, p *Packet, emit func(*ndjson.Event)) {
-	if p.Expiration.IsZero() || r.Dir == DirOut || an.d.isLocal(r.Src) {
+	if p.Expiration.IsZero() || v4ExpirationNegative(p) || r.Dir == DirOut || an.d.isLocal(r.Src) {
 		return // the local clock is the capture's clock
 	}
 	key := ndjson.Addr(r.Src)

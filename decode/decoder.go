@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"time"
 
@@ -303,6 +304,17 @@ func (d *Decoder) addLocal(a netip.AddrPort) {
 
 func (d *Decoder) isLocal(a netip.AddrPort) bool { return d.localAddrs[unmapAP(a)] }
 
+// isLocalIP reports whether a local node uses the IP of a (ICMP errors have no ports).
+func (d *Decoder) isLocalIP(a netip.AddrPort) bool {
+	ip := a.Addr().Unmap()
+	for l := range d.localAddrs {
+		if l.Addr() == ip {
+			return true
+		}
+	}
+	return false
+}
+
 func unmapAP(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
@@ -416,6 +428,8 @@ func discOf(r *Record, p *Packet) *ndjson.Disc {
 	switch {
 	case p.Err != nil:
 		disc.Error = p.Err.Error()
+	case v4ExpirationNegative(p):
+		disc.Error = "expired on arrival: the expiration is 2^63 or more, negative as a signed Unix time; go-ethereum ignores the packet"
 	case expiredOnArrival(r, p):
 		disc.Error = fmt.Sprintf("expired on arrival: expiration %s is %s before the capture time; the receiver ignores it",
 			p.Expiration.UTC().Format(time.RFC3339), r.Time.Sub(p.Expiration).Round(time.Millisecond))
@@ -426,9 +440,20 @@ func discOf(r *Record, p *Packet) *ndjson.Disc {
 // expiredOnArrival reports whether a discv4 packet's expiration had passed when it was
 // captured: its receiver drops it unanswered.
 func expiredOnArrival(r *Record, p *Packet) bool {
-	// Compare Unix seconds: an expiration near the int64 limit overflows time.Time's
-	// internal representation and would compare as long past.
-	return p.Proto == ProtoV4 && !p.Expiration.IsZero() && p.Expiration.Unix() < r.Time.Unix()
+	if p.Proto != ProtoV4 || p.Expiration.IsZero() {
+		return false
+	}
+	// Compare Unix seconds: times near the int64 limit overflow time.Time's internal
+	// representation and compare wrongly.
+	return v4ExpirationNegative(p) || p.Expiration.Unix() < r.Time.Unix()
+}
+
+// v4ExpirationNegative reports an expiration of 2^63 or more (the discv4 decoder
+// saturates those to the int64 limit): go-ethereum converts expirations to int64, so for
+// it they lie before 1970 and the packet is expired. The devp2p suite sends such values
+// on purpose.
+func v4ExpirationNegative(p *Packet) bool {
+	return p.Expiration.Unix() == math.MaxInt64
 }
 
 // feedRead attaches to a read the decoded packet it reads (the oldest unread datagram
@@ -461,9 +486,9 @@ func (d *Decoder) feedICMP(r *Record, emit func(*ndjson.Event)) {
 	ev := RecordEvent(r, d.cfg.WithPayload)
 	if r.Dir == DirUnknown {
 		switch {
-		case d.isLocal(r.Dst):
+		case d.isLocalIP(r.Dst):
 			ev.Dir = "in"
-		case d.isLocal(r.Src):
+		case d.isLocalIP(r.Src):
 			ev.Dir = "out"
 		}
 	}

@@ -142,8 +142,11 @@ func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *p
 		})
 	}
 	for _, m := range rev.msgs {
-		if !m.t.After(r.Time) {
-			m.done = true // answered in session
+		// A message from the peer answers the sender's earlier messages when they were
+		// in a session; a random first packet wants a WHOAREYOU, and nothing else
+		// answers it.
+		if !m.random && !m.t.After(r.Time) {
+			m.done = true
 		}
 	}
 	rev.msgs = compactMsgs(rev.msgs)

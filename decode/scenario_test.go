@@ -1,0 +1,642 @@
+package decode
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"encoding/json"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common/mclock"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
+	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
+	"github.com/ethereum/go-ethereum/p2p/enode"
+	"github.com/ethereum/go-ethereum/p2p/enr"
+
+	"github.com/discotrace/discotrace/ndjson"
+)
+
+// Synthetic scenarios: real discv4 and discv5 bytes from go-ethereum's own encoders,
+// fed through the Decoder as a capture or the tracer would, one story per test.
+
+// scT0 is a whole second, so that discv4 expirations (whole seconds) are exact.
+var scT0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+// scNet is a simulated capture: a clock, a Decoder and the events it emitted.
+type scNet struct {
+	t      *testing.T
+	seq    uint64 // makes each PING unique: geth's are, by their expiration
+	now    time.Time
+	dec    *Decoder
+	events []*ndjson.Event
+}
+
+func newScNet(t *testing.T, cfg Config) *scNet {
+	return &scNet{t: t, now: scT0, dec: NewDecoder(cfg)}
+}
+
+func (s *scNet) after(d time.Duration) { s.now = s.now.Add(d) }
+
+func (s *scNet) emit(ev *ndjson.Event) { s.events = append(s.events, ev) }
+
+func (s *scNet) feed(r *Record) {
+	r.Time = s.now
+	s.dec.Feed(r, s.emit)
+}
+
+func (s *scNet) flush() { s.dec.Flush(s.emit) }
+
+func (s *scNet) ofType(typ string) []*ndjson.Event {
+	var out []*ndjson.Event
+	for _, ev := range s.events {
+		if ev.Type == typ {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// only returns the one event of typ, failing the test when there is not exactly one.
+func (s *scNet) only(typ string) *ndjson.Event {
+	s.t.Helper()
+	evs := s.ofType(typ)
+	if len(evs) != 1 {
+		s.t.Fatalf("%d %s events, want 1:\n%s", len(evs), typ, s.dump())
+	}
+	return evs[0]
+}
+
+func (s *scNet) dump() string {
+	var b strings.Builder
+	for _, ev := range s.events {
+		j, _ := json.Marshal(ev)
+		b.Write(j)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// scNode is a node with a key, an address and, for discv5, go-ethereum's codec.
+type scNode struct {
+	key   *ecdsa.PrivateKey
+	addr  netip.AddrPort
+	ln    *enode.LocalNode
+	codec *v5wire.Codec
+}
+
+func newScNode(t *testing.T, keyHex, addr string) *scNode {
+	t.Helper()
+	key, err := crypto.HexToECDSA(keyHex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.MustParseAddrPort(addr)
+	db, err := enode.OpenDB("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	ln := enode.NewLocalNode(db, key)
+	ln.SetStaticIP(net.IP(ap.Addr().AsSlice()))
+	ln.Set(enr.UDP(ap.Port()))
+	return &scNode{key: key, addr: ap, ln: ln, codec: v5wire.NewCodec(ln, key, mclock.System{}, nil)}
+}
+
+func (n *scNode) id() enode.ID { return n.ln.ID() }
+
+const (
+	scKeyA = "1111111111111111111111111111111111111111111111111111111111111111"
+	scKeyB = "3333333333333333333333333333333333333333333333333333333333333333"
+	scKeyC = "4444444444444444444444444444444444444444444444444444444444444444"
+)
+
+// datagram is a record of payload from one node to another, as a pcap shows it.
+func scDatagram(from, to netip.AddrPort, payload []byte, dir Direction) *Record {
+	return &Record{Kind: Datagram, Dir: dir, Src: from, Dst: to, Len: len(payload), Payload: payload}
+}
+
+// v4 sends a discv4 packet and returns its bytes.
+func (s *scNet) v4(from, to *scNode, p v4wire.Packet, dir Direction) []byte {
+	s.t.Helper()
+	b, _, err := v4wire.Encode(from.key, p)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.feed(scDatagram(from.addr, to.addr, bytes.Clone(b), dir))
+	return b
+}
+
+func (s *scNet) exp() uint64 { return uint64(s.now.Add(20 * time.Second).Unix()) }
+
+func (s *scNet) ping(from, to *scNode, dir Direction) []byte {
+	s.seq++
+	return s.v4(from, to, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(from.addr, 0), To: v4wire.NewEndpoint(to.addr, 0), Expiration: s.exp(), ENRSeq: s.seq}, dir)
+}
+
+// tick moves record time on with a datagram no tracker cares about.
+func (s *scNet) tick(d time.Duration) {
+	s.after(d)
+	s.feed(scDatagram(netip.MustParseAddrPort("10.9.9.9:9"), netip.MustParseAddrPort("10.9.9.8:9"), []byte("tick"), DirUnknown))
+}
+
+func (s *scNet) pong(from, to *scNode, ping []byte, dir Direction) []byte {
+	return s.v4(from, to, &v4wire.Pong{To: v4wire.NewEndpoint(to.addr, 0), ReplyTok: ping[:32], Expiration: s.exp()}, dir)
+}
+
+// v5 sends a discv5 packet through the sender's codec, has the receiver's codec decode
+// it (so both move through the real protocol states), and returns what the receiver
+// decoded.
+func (s *scNet) v5(from, to *scNode, p v5wire.Packet, challenge *v5wire.Whoareyou) v5wire.Packet {
+	s.t.Helper()
+	b, _, err := from.codec.Encode(to.id(), to.addr.String(), p, challenge)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	b = bytes.Clone(b)
+	s.feed(scDatagram(from.addr, to.addr, bytes.Clone(b), DirUnknown))
+	_, _, got, err := to.codec.Decode(b, from.addr.String())
+	if err != nil {
+		s.t.Fatalf("go-ethereum could not decode its own %s: %v", p.Name(), err)
+	}
+	return got
+}
+
+// challenge runs a's random first packet and b's WHOAREYOU, returning the challenge a
+// answers with a HANDSHAKE.
+func (s *scNet) challenge(a, b *scNode, req v5wire.Packet) *v5wire.Whoareyou {
+	s.t.Helper()
+	unknown, ok := s.v5(a, b, req, nil).(*v5wire.Unknown)
+	if !ok {
+		s.t.Fatal("the first packet was not random")
+	}
+	s.after(time.Millisecond)
+	w, ok := s.v5(b, a, &v5wire.Whoareyou{Nonce: unknown.Nonce, IDNonce: [16]byte{7}}, nil).(*v5wire.Whoareyou)
+	if !ok {
+		s.t.Fatal("the challenge did not decode as WHOAREYOU")
+	}
+	w.Node = b.ln.Node()
+	return w
+}
+
+func icmpRec(from, to netip.AddrPort, typ, code uint8, quoted *Record) *Record {
+	return &Record{
+		Kind: ICMP, Src: netip.AddrPortFrom(from.Addr(), 0), Dst: netip.AddrPortFrom(to.Addr(), 0),
+		ICMPType: typ, ICMPCode: code, QuotedSrc: quoted.Src, QuotedDst: quoted.Dst,
+		Len: quoted.Len, Payload: quoted.Payload,
+	}
+}
+
+func checkFailed(t *testing.T, ev *ndjson.Event, cause string, evidence ...string) {
+	t.Helper()
+	if ev.Outcome != OutcomeFailed || ev.Cause != cause {
+		t.Fatalf("outcome %q cause %q, want failed %q: %+v", ev.Outcome, ev.Cause, cause, ev)
+	}
+	for _, want := range evidence {
+		found := false
+		for _, e := range ev.Evidence {
+			if strings.Contains(e.Type+" "+e.Detail, want) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no evidence %q in %+v", want, ev.Evidence)
+		}
+	}
+}
+
+func TestScenarioPingAnswered(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, DirUnknown)
+	s.after(3 * time.Millisecond)
+	s.pong(b, a, ping, DirUnknown)
+	s.flush()
+	ex := s.only(ndjson.TypeExchange)
+	if ex.Outcome != OutcomeAnswered || ex.Req != "PING/v4" || ex.Resp != "PONG/v4" || *ex.RTTNs != int64(3*time.Millisecond) {
+		t.Fatalf("exchange %+v", ex)
+	}
+	if ex.InitiatorID != a.id().String() || ex.RecipientID != b.id().String() || ex.Initiator != "10.0.0.1:30303" {
+		t.Fatalf("ids %+v", ex)
+	}
+	if len(s.ofType(ndjson.TypePacket)) != 2 {
+		t.Fatalf("want 2 packets:\n%s", s.dump())
+	}
+}
+
+// A peer that never answers: the timeout fires on record time, before the next record.
+func TestScenarioNoResponseTimesOutOnRecordTime(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b, c := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303"), newScNode(t, scKeyC, "10.0.0.3:30303")
+	s.ping(a, b, DirUnknown)
+	s.after(499 * time.Millisecond)
+	s.ping(a, c, DirUnknown) // still within b's 500 ms
+	if n := len(s.ofType(ndjson.TypeExchange)); n != 0 {
+		t.Fatalf("%d exchanges before the timeout", n)
+	}
+	s.after(2 * time.Millisecond)
+	s.ping(c, a, DirUnknown)
+	if got := s.events[len(s.events)-2]; got.Type != ndjson.TypeExchange {
+		t.Fatalf("the timeout should come before the record that passes it:\n%s", s.dump())
+	}
+	checkFailed(t, s.only(ndjson.TypeExchange), CauseNoResponse, "PING/v4 to 10.0.0.2:30303")
+	// At the end of input, what has not timed out yet is open.
+	s.flush()
+	exs := s.ofType(ndjson.TypeExchange)
+	if len(exs) != 3 || exs[1].Outcome != OutcomeOpen || exs[2].Outcome != OutcomeOpen || exs[1].Cause != "" {
+		t.Fatalf("after flush:\n%s", s.dump())
+	}
+}
+
+// A peer behind a REJECT rule: the ICMP error quoting our PING is the cause.
+func TestScenarioPeerBehindRejectRule(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, DirOut)
+	req := scDatagram(a.addr, b.addr, ping, DirOut)
+	s.after(100 * time.Microsecond)
+	s.feed(icmpRec(b.addr, a.addr, 3, 3, req))
+	s.after(time.Second)
+	s.flush()
+	ex := s.only(ndjson.TypeExchange)
+	checkFailed(t, ex, CauseICMPUnreachable, "send PING/v4 to 10.0.0.2:30303", "icmp 3/3 port unreachable from 10.0.0.2 quoting 10.0.0.1:30303 > 10.0.0.2:30303")
+	if ex.RTTNs != nil || ex.Resp != "" {
+		t.Fatalf("a failed request has no rtt or response: %+v", ex)
+	}
+}
+
+// Our firewall rejects the answer: the PONG is on the wire, but the application never
+// gets it.
+func TestScenarioAnswerRejectedByLocalFirewall(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, DirUnknown)
+	s.after(time.Millisecond)
+	pong := s.pong(b, a, ping, DirUnknown)
+	s.after(20 * time.Microsecond)
+	s.feed(icmpRec(a.addr, b.addr, 3, 3, scDatagram(b.addr, a.addr, pong, DirUnknown)))
+	s.after(time.Second)
+	s.feed(scDatagram(b.addr, a.addr, []byte("later"), DirUnknown))
+	ex := s.only(ndjson.TypeExchange)
+	checkFailed(t, ex, CauseICMPUnreachable, "quoting 10.0.0.2:30303 > 10.0.0.1:30303")
+	if ex.Resp != "PONG/v4" || *ex.RTTNs != int64(time.Millisecond) {
+		t.Fatalf("the answer seen on the wire should still be reported: %+v", ex)
+	}
+}
+
+// The answer reached the host and the kernel dropped it: full receive buffer.
+func TestScenarioFullReceiveBuffer(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s.ping(a, b, DirOut)
+	s.after(2 * time.Millisecond)
+	s.feed(&Record{Kind: Drop, Src: b.addr, Dst: a.addr, Len: 154, Reason: "SOCKET_RCVBUFF", Location: "__udp_enqueue_schedule_skb"})
+	s.flush()
+	checkFailed(t, s.only(ndjson.TypeExchange), CauseKernelDrop, "drop SOCKET_RCVBUFF in __udp_enqueue_schedule_skb")
+}
+
+// A fragmented answer loses a fragment: the reassembly drop has no ports.
+func TestScenarioLostFragment(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s.ping(a, b, DirUnknown)
+	s.after(30 * time.Millisecond)
+	s.feed(&Record{Kind: Drop, Src: netip.AddrPortFrom(b.addr.Addr(), 0), Dst: netip.AddrPortFrom(a.addr.Addr(), 0), Reason: ReasonFragReasmTimeout})
+	s.after(time.Second)
+	s.flush()
+	checkFailed(t, s.only(ndjson.TypeExchange), CauseFragmentLoss, "FRAG_REASM_TIMEOUT")
+}
+
+// The path needs a smaller packet: ICMP fragmentation needed quoting the request.
+func TestScenarioFragmentationNeeded(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, DirUnknown)
+	s.feed(icmpRec(netip.MustParseAddrPort("10.0.0.254:0"), a.addr, 3, 4, scDatagram(a.addr, b.addr, ping, DirUnknown)))
+	s.flush()
+	checkFailed(t, s.only(ndjson.TypeExchange), CauseFragmentLoss, "icmp 3/4 fragmentation needed from 10.0.0.254")
+}
+
+// The local application read the request and never answered (tracer only).
+func TestScenarioApplicationReadButNeverAnswered(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	ping := s.ping(b, a, DirIn)
+	s.after(300 * time.Microsecond)
+	s.feed(&Record{Kind: Read, Src: b.addr, Dst: a.addr, Len: len(ping), HasProc: true, PID: 4242, Comm: "geth", QueueTime: 250 * time.Microsecond})
+	s.tick(time.Second)
+	read := s.only(ndjson.TypeRead)
+	if read.Disc == nil || read.Disc.Kind != KindV4Ping {
+		t.Fatalf("the read should carry the decoded packet it read: %+v", read)
+	}
+	checkFailed(t, s.only(ndjson.TypeExchange), CauseAppDrop, "read read by pid 4242 (geth) after 250µs")
+}
+
+func TestScenarioFindnodeAnsweredByTwoNeighbors(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	c := newScNode(t, scKeyC, "10.0.0.3:30303")
+	s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&c.key.PublicKey), Expiration: s.exp()}, DirUnknown)
+	s.after(2 * time.Millisecond)
+	nb := v4wire.Node{IP: net.IP{10, 0, 0, 3}, UDP: 30303, TCP: 30303, ID: v4wire.EncodePubkey(&c.key.PublicKey)}
+	s.v4(b, a, &v4wire.Neighbors{Nodes: []v4wire.Node{nb, nb}, Expiration: s.exp()}, DirUnknown)
+	s.after(time.Millisecond)
+	s.v4(b, a, &v4wire.Neighbors{Nodes: []v4wire.Node{nb}, Expiration: s.exp()}, DirUnknown)
+	s.flush()
+	ex := s.only(ndjson.TypeExchange)
+	if ex.Outcome != OutcomeAnswered || ex.Req != "FINDNODE/v4" || ex.Resp != "NEIGHBORS/v4" || *ex.RTTNs != int64(2*time.Millisecond) {
+		t.Fatalf("exchange %+v", ex)
+	}
+	// The NEIGHBORS entries teach the decoder c's ID at its address.
+	if id, ok := s.dec.idAt(c.addr); !ok || id != c.id() {
+		t.Fatalf("c's ID not learned from NEIGHBORS")
+	}
+}
+
+func TestScenarioENRRequest(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	req := s.v4(a, b, &v4wire.ENRRequest{Expiration: s.exp()}, DirUnknown)
+	s.after(400 * time.Microsecond)
+	s.v4(b, a, &v4wire.ENRResponse{ReplyTok: req[:32], Record: *b.ln.Node().Record()}, DirUnknown)
+	s.flush()
+	ex := s.only(ndjson.TypeExchange)
+	if ex.Outcome != OutcomeAnswered || ex.Resp != "ENRRESPONSE/v4" || *ex.RTTNs != int64(400*time.Microsecond) {
+		t.Fatalf("exchange %+v", ex)
+	}
+}
+
+// A full discv5 handshake with go-ethereum's codec: random packet, WHOAREYOU (resent
+// once, identically), HANDSHAKE with PING, PONG.
+func TestScenarioV5HandshakeEstablished(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.key}}})
+	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: a.ln.Seq()}
+	w := s.challenge(a, b, ping)
+	// a sends a second request before answering; b repeats its challenge, byte for byte.
+	s.after(time.Millisecond)
+	s.v5(a, b, &v5wire.Findnode{ReqID: []byte{9}, Distances: []uint{256}}, nil)
+	s.after(time.Millisecond)
+	s.v5(b, a, w, nil)
+	s.after(time.Millisecond)
+	s.v5(a, b, ping, w)
+	s.after(500 * time.Microsecond)
+	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: b.ln.Seq(), ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.after(time.Second)
+	s.flush()
+
+	hs := s.only(ndjson.TypeHandshake)
+	if hs.Outcome != OutcomeEstablished || hs.Attempts != 2 || hs.Cause != "" {
+		t.Fatalf("handshake %+v\n%s", hs, s.dump())
+	}
+	if hs.Initiator != "10.0.0.1:30303" || hs.Recipient != "10.0.0.2:30303" || hs.InitiatorID != a.id().String() || hs.RecipientID != b.id().String() {
+		t.Fatalf("who: %+v", hs)
+	}
+	if *hs.WhoareyouRTTNs != int64(time.Millisecond) || *hs.HandshakeRTTNs != int64(500*time.Microsecond) || *hs.TotalNs != int64(4500*time.Microsecond) {
+		t.Fatalf("rtts: whoareyou %d handshake %d total %d", *hs.WhoareyouRTTNs, *hs.HandshakeRTTNs, *hs.TotalNs)
+	}
+	ex := s.only(ndjson.TypeExchange)
+	if ex.Req != "PING/v5" || ex.Resp != "PONG/v5" || ex.Outcome != OutcomeAnswered || *ex.RTTNs != int64(500*time.Microsecond) {
+		t.Fatalf("exchange %+v", ex)
+	}
+	if hs.Time != ndjson.Time(scT0) {
+		t.Fatalf("the handshake starts with the random packet, at %s; got %s", ndjson.Time(scT0), hs.Time)
+	}
+}
+
+// The recipient challenges the HANDSHAKE again: rejected; the next attempt succeeds.
+func TestScenarioV5HandshakeRejected(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	// Only b's ID is given: its inbound headers unmask, and a's ID comes from src-id.
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
+	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
+	w := s.challenge(a, b, ping)
+	s.after(time.Millisecond)
+	// b's codec forgets the challenge (as a restarted node does) and challenges the
+	// HANDSHAKE itself.
+	b.codec = v5wire.NewCodec(b.ln, b.key, mclock.System{}, nil)
+	hsPkt, hsNonce, err := a.codec.Encode(b.id(), b.addr.String(), ping, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(hsPkt), DirUnknown))
+	s.after(time.Millisecond)
+	w2, ok := s.v5(b, a, &v5wire.Whoareyou{Nonce: hsNonce, IDNonce: [16]byte{8}}, nil).(*v5wire.Whoareyou)
+	if !ok {
+		t.Fatal("second challenge")
+	}
+	w2.Node = b.ln.Node()
+	s.after(time.Millisecond)
+	s.v5(a, b, ping, w2)
+	s.after(time.Millisecond)
+	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.flush()
+
+	hss := s.ofType(ndjson.TypeHandshake)
+	if len(hss) != 2 {
+		t.Fatalf("want 2 handshake attempts:\n%s", s.dump())
+	}
+	checkFailed(t, hss[0], CauseRejected, "a new WHOAREYOU answered the HANDSHAKE")
+	if hss[1].Outcome != OutcomeEstablished || *hss[1].WhoareyouRTTNs != int64(time.Millisecond) || hss[1].Time != ndjson.Time(scT0.Add(2*time.Millisecond)) {
+		t.Fatalf("second attempt starts with the rejected HANDSHAKE: %+v", hss[1])
+	}
+}
+
+// A random first packet to a peer whose port is closed.
+func TestScenarioV5FirstPacketUnreachable(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	b2 := newScNode(t, scKeyC, "10.0.0.3:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
+	s.dec.v5.AddKnownID(b2.id()) // as if learned from a NEIGHBORS
+	enc, _, err := a.codec.Encode(b.id(), b.addr.String(), &v5wire.Ping{ReqID: []byte{1}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := scDatagram(a.addr, b.addr, bytes.Clone(enc), DirUnknown)
+	s.feed(req)
+	s.after(50 * time.Microsecond)
+	s.feed(icmpRec(b.addr, a.addr, 3, 3, req))
+	// And one to a peer that stays silent.
+	enc, _, err = a.codec.Encode(b2.id(), b2.addr.String(), &v5wire.Ping{ReqID: []byte{2}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(a.addr, b2.addr, bytes.Clone(enc), DirUnknown))
+	s.tick(time.Second)
+	hss := s.ofType(ndjson.TypeHandshake)
+	if len(hss) != 2 {
+		t.Fatalf("want 2 failed handshakes:\n%s", s.dump())
+	}
+	checkFailed(t, hss[0], CauseICMPUnreachable, "icmp 3/3 port unreachable from 10.0.0.2")
+	checkFailed(t, hss[1], CauseNoResponse, "never answered the first MESSAGE")
+	if hss[0].RecipientID != b.id().String() || hss[0].Attempts != 0 || hss[0].WhoareyouRTTNs != nil {
+		t.Fatalf("unchallenged attempt: %+v", hss[0])
+	}
+	// With b's ID given, the ICMP error's direction is known: b's host sent it.
+	if icmp := s.only(ndjson.TypeICMP); icmp.Dir != "out" {
+		t.Fatalf("icmp dir %q, want out", icmp.Dir)
+	}
+}
+
+func TestScenarioV5InitiatorNeverAnswersChallenge(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{HandshakeTimeout: 300 * time.Millisecond, Identity: Identity{IDs: []enode.ID{b.id()}}})
+	s.challenge(a, b, &v5wire.Ping{ReqID: []byte{1}})
+	s.after(301 * time.Millisecond)
+	s.feed(scDatagram(a.addr, b.addr, []byte("not discovery"), DirUnknown))
+	hs := s.only(ndjson.TypeHandshake)
+	checkFailed(t, hs, CauseNoResponse, "the initiator 10.0.0.1:30303 never answered the challenge")
+	if hs.Attempts != 1 || *hs.WhoareyouRTTNs != int64(time.Millisecond) {
+		t.Fatalf("%+v", hs)
+	}
+	unknown := s.ofType(ndjson.TypePacket)[2]
+	if unknown.Disc.Proto != ProtoUnknown || !strings.Contains(unknown.Disc.Error, "not a discv4 or discv5 packet") {
+		t.Fatalf("unknown datagram: %+v", unknown.Disc)
+	}
+}
+
+// A peer whose clock is 40 s behind: its PINGs arrive already expired.
+func TestScenarioClockSkew(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	for i := 0; i < 4; i++ {
+		behind := uint64(s.now.Add(-40 * time.Second).Add(20 * time.Second).Unix())
+		s.v4(b, a, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(b.addr, 0), To: v4wire.NewEndpoint(a.addr, 0), Expiration: behind}, DirIn)
+		s.after(time.Second)
+	}
+	an := s.only(ndjson.TypeAnomaly)
+	if an.Anomaly != AnomalyClockSkew || an.PeerID != b.id().String() || an.Peer != "10.0.0.2:30303" {
+		t.Fatalf("anomaly %+v", an)
+	}
+	if *an.OffsetNs != int64(-39500*time.Millisecond) {
+		t.Fatalf("offset %v, want -39.5s (whole-second expirations, centred)", time.Duration(*an.OffsetNs))
+	}
+	if an.Time != ndjson.Time(scT0.Add(time.Second)) {
+		t.Fatalf("reported at %s, want at the second packet", an.Time)
+	}
+	if p := s.ofType(ndjson.TypeRecv)[0]; !strings.HasPrefix(p.Disc.Error, "expired on arrival") {
+		t.Fatalf("disc.error %q", p.Disc.Error)
+	}
+	// One deliberately expired packet from another peer is not a skewed clock.
+	c := newScNode(t, scKeyC, "10.0.0.3:30303")
+	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: 1}, DirIn)
+	if len(s.ofType(ndjson.TypeAnomaly)) != 1 {
+		t.Fatalf("one sample reported as skew:\n%s", s.dump())
+	}
+}
+
+func TestScenarioENRSeqRegression(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	for _, seq := range []uint64{5, 7, 0, 7, 3, 2} {
+		s.v4(b, a, &v4wire.Ping{Version: 4, Expiration: s.exp(), ENRSeq: seq}, DirUnknown)
+		s.after(time.Second)
+	}
+	an := s.only(ndjson.TypeAnomaly)
+	if an.Anomaly != AnomalyENRSeqRegression || an.PeerID != b.id().String() || !strings.Contains(an.Detail, "from 7 to 3") {
+		t.Fatalf("anomaly %+v", an)
+	}
+	if len(an.Evidence) != 2 || an.Evidence[0].Time != ndjson.Time(scT0.Add(3*time.Second)) {
+		t.Fatalf("evidence %+v", an.Evidence)
+	}
+}
+
+// A NAT: the peer saw us at our public address.
+func TestScenarioEndpointMismatch(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "192.168.1.10:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.key}}})
+	public := netip.MustParseAddrPort("203.0.113.7:41000")
+	for i := 0; i < 2; i++ {
+		ping := s.ping(a, b, DirUnknown)
+		s.after(time.Millisecond)
+		s.v4(b, a, &v4wire.Pong{To: v4wire.NewEndpoint(public, 0), ReplyTok: ping[:32], Expiration: s.exp()}, DirUnknown)
+		s.after(time.Second)
+	}
+	// b pinging a and a answering is the other direction: no anomaly about b.
+	ping := s.ping(b, a, DirUnknown)
+	s.pong(a, b, ping, DirUnknown)
+	an := s.only(ndjson.TypeAnomaly)
+	if an.Anomaly != AnomalyEndpointMismatch || an.Peer != "10.0.0.2:30303" || !strings.Contains(an.Detail, "reached us at 203.0.113.7:41000, but we are at 192.168.1.10:30303") {
+		t.Fatalf("anomaly %+v", an)
+	}
+}
+
+func TestScenarioWhoareyouStorm(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{StormThreshold: 4, StormWindow: 5 * time.Second, Identity: Identity{IDs: []enode.ID{b.id()}}})
+	for i := 0; i < 6; i++ {
+		s.challenge(a, b, &v5wire.Ping{ReqID: []byte{byte(i)}})
+		a.codec = v5wire.NewCodec(a.ln, a.key, mclock.System{}, nil) // a forgets, and starts over
+		b.codec = v5wire.NewCodec(b.ln, b.key, mclock.System{}, nil)
+		s.after(time.Second)
+	}
+	an := s.only(ndjson.TypeAnomaly)
+	if an.Anomaly != AnomalyWhoareyouStorm || an.Peer != "10.0.0.1:30303" || len(an.Evidence) != 4 {
+		t.Fatalf("anomaly %+v", an)
+	}
+	if an.Time != ndjson.Time(scT0.Add(3*1001*time.Millisecond+time.Millisecond)) { // the 4th challenge
+		t.Fatalf("storm reported at %s", an.Time)
+	}
+	s.flush()
+	hss := s.ofType(ndjson.TypeHandshake)
+	if len(hss) != 6 || hss[4].Cause != CauseNoResponse || hss[5].Outcome != OutcomeOpen {
+		t.Fatalf("%d handshakes, want 5 failed and the last one open:\n%s", len(hss), s.dump())
+	}
+}
+
+// The same records give the same events, byte for byte.
+func TestScenarioDeterministic(t *testing.T) {
+	run := func() string {
+		s := newScNet(t, Config{})
+		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+		for i := 0; i < 20; i++ {
+			s.ping(a, b, DirUnknown)
+			s.ping(b, a, DirUnknown)
+			s.after(10 * time.Millisecond)
+		}
+		s.flush()
+		var b2 strings.Builder
+		for _, ev := range s.events {
+			if ev.Type == ndjson.TypeExchange {
+				j, _ := json.Marshal(ev)
+				b2.Write(j)
+				b2.WriteByte('\n')
+			}
+		}
+		return b2.String()
+	}
+	first, second := run(), run()
+	if first != second || strings.Count(first, "\n") != 40 {
+		t.Fatalf("runs differ or miss exchanges:\n%s\n---\n%s", first, second)
+	}
+}
+
+// State follows the traffic rate, not the length of the capture.
+func TestScenarioBoundedState(t *testing.T) {
+	s := newScNet(t, Config{})
+	a := newScNode(t, scKeyA, "10.0.0.1:30303")
+	peers := []*scNode{newScNode(t, scKeyB, "10.0.0.2:30303"), newScNode(t, scKeyC, "10.0.0.3:30303")}
+	maxHeld := 0
+	for i := 0; i < 3000; i++ { // 300 s at 10 packets/s
+		s.ping(a, peers[i%2], DirUnknown)
+		s.after(100 * time.Millisecond)
+		held := 0
+		for _, l := range s.dec.flows {
+			held += len(l)
+		}
+		maxHeld = max(maxHeld, held)
+	}
+	// retention (5 s) + one sweep interval (1 s), 10 datagrams a second.
+	if maxHeld > 61 {
+		t.Fatalf("up to %d datagrams held", maxHeld)
+	}
+	if n := len(s.dec.ex.byHash); n > 6 {
+		t.Fatalf("%d requests still indexed", n)
+	}
+	if n := s.dec.timers.Len(); n > 6 {
+		t.Fatalf("%d timers pending", n)
+	}
+}
