@@ -499,7 +499,7 @@ func TestV4SharedCaptures(t *testing.T) {
 					}
 				}
 			}
-			if !equalCounts(kinds, tc.kinds) || notV4 != tc.notV4 || errs != tc.errs || strayPongs != tc.strayPongs {
+			if !v4EqualCounts(kinds, tc.kinds) || notV4 != tc.notV4 || errs != tc.errs || strayPongs != tc.strayPongs {
 				t.Errorf("kinds %v not-v4 %d errors %d stray PONGs %d, want %v %d %d %d",
 					kinds, notV4, errs, strayPongs, tc.kinds, tc.notV4, tc.errs, tc.strayPongs)
 			}
@@ -507,7 +507,7 @@ func TestV4SharedCaptures(t *testing.T) {
 	}
 }
 
-func equalCounts(a, b map[string]int) bool {
+func v4EqualCounts(a, b map[string]int) bool {
 	if len(a) != len(b) {
 		return false
 	}

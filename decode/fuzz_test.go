@@ -53,11 +53,11 @@ func FuzzV4Decode(f *testing.F) {
 				t.Fatalf("%d records of %d nodes", len(p.Records), p.Nodes)
 			}
 			again, _ := d.Decode(v4Rec(bytes.Clone(pkt)))
-			if again.Kind != p.Kind || again.SrcID != p.SrcID || errString(again.Err) != errString(p.Err) {
+			if again.Kind != p.Kind || again.SrcID != p.SrcID || v4ErrString(again.Err) != v4ErrString(p.Err) {
 				t.Fatalf("cached %+v, first %+v", again, p)
 			}
 		}
-		hashOK := len(payload) > v4HeadSize && bytes.Equal(payload[:v4HashSize], keccak(payload[v4HashSize:]))
+		hashOK := len(payload) > v4HeadSize && bytes.Equal(payload[:v4HashSize], v4Keccak(payload[v4HashSize:]))
 		check(payload, hashOK)
 		if len(payload) > v4HeadSize {
 			fixed := bytes.Clone(payload)
@@ -67,14 +67,14 @@ func FuzzV4Decode(f *testing.F) {
 	})
 }
 
-func errString(err error) string {
+func v4ErrString(err error) string {
 	if err == nil {
 		return ""
 	}
 	return err.Error()
 }
 
-func keccak(b []byte) []byte {
+func v4Keccak(b []byte) []byte {
 	d := newV4Decoder(0)
 	d.keccak.Write(b)
 	out := make([]byte, v4HashSize)
