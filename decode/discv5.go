@@ -172,9 +172,11 @@ func (d *V5Decoder) AddNode(n *enode.Node) {
 // Decode decodes r's payload as a discv5 packet. It returns false when r is not discv5:
 // too short, or the header does not unmask to "discv5" with any candidate node ID.
 // When true, the Packet has every field decoded before a failure, and Err says why
-// decoding (most often decryption) stopped.
+// decoding (most often decryption) stopped. Datagram and Read records are decoded
+// (decoding the Read of a datagram already decoded changes no state); others are not
+// discv5.
 func (d *V5Decoder) Decode(r *Record) (Packet, bool) {
-	if r == nil || r.Kind != Datagram {
+	if r == nil || (r.Kind != Datagram && r.Kind != Read) {
 		return Packet{}, false
 	}
 	data, size := r.Payload, r.Len

@@ -207,6 +207,22 @@ func TestV5GethExchange(t *testing.T) {
 		d := NewV5Decoder([]*ecdsa.PrivateKey{a.key, b.key})
 		v5CheckExchange(t, d, x, recipientView)
 	})
+	t.Run("each datagram followed by its read", func(t *testing.T) {
+		// The tracer reports the application's read of a datagram after its arrival;
+		// decoding both must give the same result as decoding the datagram once.
+		d := NewV5Decoder([]*ecdsa.PrivateKey{b.key})
+		y := new(v5Exchange)
+		var doubled []v5Want
+		for i, r := range x.recs {
+			read := *r
+			read.Kind = Read
+			y.recs = append(y.recs, r, &read)
+			y.what = append(y.what, x.what[i], x.what[i]+" read")
+			y.nonce = append(y.nonce, x.nonce[i], x.nonce[i])
+			doubled = append(doubled, recipientView[i], recipientView[i])
+		}
+		v5CheckExchange(t, d, y, doubled)
+	})
 	t.Run("key of A, B's ID known", func(t *testing.T) {
 		// A is the initiator: its handshake keys come from an ephemeral secret, so the
 		// session stays closed; every header still decodes.
