@@ -3,8 +3,8 @@
 //
 //	vmtest/run.sh [KEY=VALUE ...] -- TARGET [ARGS ...]
 //
-// TARGET is a Go package directory (built with `go test -c`, CGO_ENABLED=0) or a static
-// binary. Keys:
+// TARGET is a Go package directory (built with `go test -c`, or `go build` for a command
+// without tests; CGO_ENABLED=0) or a static binary. Keys:
 //
 //	KERNEL=6.1,6.12   names from vmtest/kernels.conf, full package names, or "host"
 //	                  (default: every kernel in kernels.conf)
@@ -368,14 +368,29 @@ func prepareTarget(cfg *config, buildDir string) (bin, hostDir, guestDir string,
 		if err != nil {
 			return "", "", "", err
 		}
+		// A command without tests (such as vmtest/probe) is built as itself, anything
+		// else as its test binary.
+		list := exec.Command("go", "list", "-f", "{{.Name}} {{len .TestGoFiles}} {{len .XTestGoFiles}}", ".")
+		list.Dir = hostDir
+		list.Stderr = os.Stderr
+		out, err := list.Output()
+		if err != nil {
+			return "", "", "", fmt.Errorf("go list %s: %w", cfg.target, err)
+		}
+		build := []string{"test", "-c"}
 		bin = filepath.Join(buildDir, filepath.Base(hostDir)+".test")
-		fmt.Fprintf(os.Stderr, "=== vmtest: go test -c %s (CGO_ENABLED=0)\n", cfg.target)
-		cmd := exec.Command("go", "test", "-c", "-o", bin, ".")
+		if strings.TrimSpace(string(out)) == "main 0 0" {
+			build = []string{"build"}
+			bin = filepath.Join(buildDir, filepath.Base(hostDir))
+		}
+		fmt.Fprintf(os.Stderr, "=== vmtest: go %s %s (CGO_ENABLED=0)\n", strings.Join(build, " "), cfg.target)
+		os.Remove(bin)
+		cmd := exec.Command("go", append(build, "-o", bin, ".")...)
 		cmd.Dir = hostDir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
-			return "", "", "", fmt.Errorf("go test -c %s: %w", cfg.target, err)
+			return "", "", "", fmt.Errorf("go %s %s: %w", strings.Join(build, " "), cfg.target, err)
 		}
 		if _, err := os.Stat(bin); err != nil {
 			return "", "", "", fmt.Errorf("%s has no tests: go test -c wrote no binary", cfg.target)
