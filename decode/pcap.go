@@ -97,8 +97,9 @@ type CaptureStats struct {
 // IP (101, 12, 14, 228, 229) and BSD null/loopback.
 //
 // It returns an error only when the file itself cannot be read: ErrNotCapture or
-// ErrUnsupportedLink (nothing emitted), ErrCaptureDamaged (everything before the damage
-// emitted), or the first error emit returns (as is). Malformed packets inside a readable
+// ErrUnsupportedLink (nothing emitted; for pcapng, every packet came from interfaces
+// without IP), ErrCaptureDamaged (everything before the damage emitted), or the first
+// error emit returns (as is). Malformed packets inside a readable
 // capture are skipped and counted (see ReadCaptureStats), never fatal.
 func ReadCapture(r io.Reader, emit func(*Record) error) error {
 	_, err := ReadCaptureStats(r, emit)
@@ -137,7 +138,14 @@ func ReadCaptureStats(r io.Reader, emit func(*Record) error) (CaptureStats, erro
 			return p.stats, err
 		}
 	}
-	return p.stats, p.flushFragments()
+	if err := p.flushFragments(); err != nil {
+		return p.stats, err
+	}
+	if p.stats.Frames > 0 && p.stats.UnsupportedLink == p.stats.Frames {
+		// A pcapng file whose every packet came from interfaces without IP.
+		return p.stats, pcapUnsupportedLinkError(p.firstUnsupported)
+	}
+	return p.stats, nil
 }
 
 // pcapSource is what pcapgo's pcap and pcapng readers have in common.
@@ -171,7 +179,6 @@ func pcapOpen(r io.Reader) (pcapSource, error) {
 	if len(head) == 0 {
 		return nil, fmt.Errorf("%w: the file is empty (was the capture stopped before it wrote its header?)", ErrNotCapture)
 	}
-	var src pcapSource
 	switch {
 	case bytes.Equal(head, pcapngMagic):
 		// Mixed link types: tcpdump -i any and dumpcap write one interface block per device.
@@ -179,20 +186,24 @@ func pcapOpen(r io.Reader) (pcapSource, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: bad pcapng section header: %v", ErrNotCapture, err)
 		}
-		src = ng
+		// Each packet names its interface's link type (see ReadCaptureStats), so a file
+		// can only be refused for its link types once all its packets were read.
+		return ng, nil
 	case pcapIsPcapMagic(head):
 		pr, err := pcapgo.NewReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("%w: bad pcap file header: %v", ErrNotCapture, err)
 		}
-		src = pr
-	default:
-		return nil, fmt.Errorf("%w: it starts with %x, neither a pcap nor a pcapng magic; write captures with tcpdump -w, dumpcap or Wireshark", ErrNotCapture, head)
+		if !pcapLinkSupported(pr.LinkType()) {
+			return nil, pcapUnsupportedLinkError(pr.LinkType())
+		}
+		return pr, nil
 	}
-	if !pcapLinkSupported(src.LinkType()) {
-		return nil, fmt.Errorf("%w: %v (%d); capture on an Ethernet, loopback or \"any\" interface, or as raw IP", ErrUnsupportedLink, src.LinkType(), int(src.LinkType()))
-	}
-	return src, nil
+	return nil, fmt.Errorf("%w: it starts with %x, neither a pcap nor a pcapng magic; write captures with tcpdump -w, dumpcap or Wireshark", ErrNotCapture, head)
+}
+
+func pcapUnsupportedLinkError(lt layers.LinkType) error {
+	return fmt.Errorf("%w: %v (%d); capture on an Ethernet, loopback or \"any\" interface, or as raw IP", ErrUnsupportedLink, lt, int(lt))
 }
 
 func pcapIsPcapMagic(head []byte) bool {
@@ -231,6 +242,8 @@ type pcapParser struct {
 	fragOrder []*pcapFragQueue
 	lastTime  time.Time // the latest capture time seen
 
+	firstUnsupported layers.LinkType // the first link type counted in UnsupportedLink
+
 	eth   layers.Ethernet
 	dot1q layers.Dot1Q
 	sll   layers.LinuxSLL
@@ -259,6 +272,9 @@ func (p *pcapParser) frame(link layers.LinkType, data []byte, ts time.Time) erro
 		return err
 	}
 	if !pcapLinkSupported(link) {
+		if p.stats.UnsupportedLink == 0 {
+			p.firstUnsupported = link
+		}
 		p.stats.UnsupportedLink++
 		return nil
 	}

@@ -333,14 +333,14 @@ func TestReadCaptureMicrosecondPcap(t *testing.T) {
 	}
 }
 
-// tcpdump -i any with pcapng writes one interface per device; an interface whose link
-// type has no IP (here 802.11) is counted, not fatal.
+// dumpcap and tcpdump write one pcapng interface per device; an interface whose link
+// type has no IP (here 802.11, even as the first one) is counted, not fatal.
 func TestReadCapturePcapngMixedInterfaces(t *testing.T) {
 	a, b := netip.MustParseAddrPort("10.0.0.1:30303"), netip.MustParseAddrPort("10.0.0.2:30303")
-	file := pcapngWrite(t, []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL2, layers.LinkTypeIEEE802_11},
-		pcapFrame{ts: pcapT0, data: pcapEthernet(layers.EthernetTypeIPv4, pcapUDPPacket(t, a, b, []byte("one"))), iface: 0},
-		pcapFrame{ts: pcapT0.Add(time.Millisecond), data: []byte{0x08, 0x02, 0, 0}, iface: 2},
-		pcapFrame{ts: pcapT0.Add(2 * time.Millisecond), data: pcapSLL2(pcapUDPPacket(t, b, a, []byte("two"))), iface: 1},
+	file := pcapngWrite(t, []layers.LinkType{layers.LinkTypeIEEE802_11, layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL2},
+		pcapFrame{ts: pcapT0, data: pcapEthernet(layers.EthernetTypeIPv4, pcapUDPPacket(t, a, b, []byte("one"))), iface: 1},
+		pcapFrame{ts: pcapT0.Add(time.Millisecond), data: []byte{0x08, 0x02, 0, 0}, iface: 0},
+		pcapFrame{ts: pcapT0.Add(2 * time.Millisecond), data: pcapSLL2(pcapUDPPacket(t, b, a, []byte("two"))), iface: 2},
 	)
 	recs, st, err := pcapReadAll(t, file)
 	if err != nil {
@@ -708,6 +708,8 @@ func TestReadCaptureRejectsWhatIsNotACapture(t *testing.T) {
 		{"pcapng header cut short", string(ngHeader[:12]), ErrNotCapture, "pcapng section header"},
 		{"gzip of text", gzGarbage.String(), ErrNotCapture, "neither a pcap nor a pcapng"},
 		{"802.11 capture", string(pcapWrite(t, layers.LinkTypeIEEE802_11)), ErrUnsupportedLink, "802.11"},
+		{"802.11 pcapng", string(pcapngWrite(t, []layers.LinkType{layers.LinkTypeIEEE802_11},
+			pcapFrame{ts: pcapT0, data: []byte{0x08, 0x02, 0, 0}})), ErrUnsupportedLink, "802.11"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			emitted := 0
