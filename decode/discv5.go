@@ -405,11 +405,13 @@ func (d *V5Decoder) decodeHandshake(p *Packet, r *Record, dst enode.ID, nonce v5
 			continue
 		}
 		d.st.storeSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst), keys)
-		if !c.sent.IsZero() && !r.Time.IsZero() && r.Time.Sub(c.sent) > v5HandshakeTimeout {
-			setErr(p, errV5LateHandshake)
-		}
+		// Checked only when the initiator's key is known (its ENR in the handshake, a
+		// record seen before, or a local key); one ECDSA verification per handshake.
 		if pub := d.pubkey(src, node); pub != nil && !v5VerifyIDSignature(pub, sig, c.data, ephKey, dst) {
 			setErr(p, errV5BadIDSignature)
+		}
+		if !c.sent.IsZero() && !r.Time.IsZero() && r.Time.Sub(c.sent) > v5HandshakeTimeout {
+			setErr(p, errV5LateHandshake)
 		}
 		d.setMessage(p, pt)
 		return
