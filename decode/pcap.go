@@ -99,8 +99,8 @@ type CaptureStats struct {
 // It returns an error only when the file itself cannot be read: ErrNotCapture or
 // ErrUnsupportedLink (nothing emitted; for pcapng, every packet came from interfaces
 // without IP), ErrCaptureDamaged (everything before the damage emitted), or the first
-// error emit returns (as is). Malformed packets inside a readable
-// capture are skipped and counted (see ReadCaptureStats), never fatal.
+// error emit returns (as is). Malformed packets inside a readable capture are skipped
+// and counted (see ReadCaptureStats), never fatal.
 func ReadCapture(r io.Reader, emit func(*Record) error) error {
 	_, err := ReadCaptureStats(r, emit)
 	return err
