@@ -142,7 +142,8 @@ func ParseNodeID(s string) (enode.ID, error) {
 	}
 	h := strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
 	if len(h) != 64 || !looksHex(h) {
-		return enode.ID{}, fmt.Errorf("%w, got %q", ErrNodeID, s)
+		// Not quoted: a private key pasted here by mistake must not be printed.
+		return enode.ID{}, fmt.Errorf("%w, got %d characters", ErrNodeID, len(s))
 	}
 	var id enode.ID
 	if _, err := hex.Decode(id[:], []byte(h)); err != nil {

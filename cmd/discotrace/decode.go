@@ -128,7 +128,7 @@ func runDecode(out io.Writer, path string, f *decodeFlags) error {
 		if errors.As(err, &pe) {
 			return fmt.Errorf("cannot read the capture: %w", err)
 		}
-		return fmt.Errorf("cannot read the capture %s: %w (is it a pcap or pcapng file?)", path, err)
+		return fmt.Errorf("cannot read the capture %s: %w", path, err)
 	}
 	dec.Flush(emit)
 	if writeErr != nil {

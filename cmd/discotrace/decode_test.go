@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"github.com/discotrace/discotrace/ndjson"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const testKeyA = "1111111111111111111111111111111111111111111111111111111111111111"
+
+func testCapture(t *testing.T, name string) string {
+	t.Helper()
+	for _, dir := range []string{os.Getenv("DISCOTRACE_TESTDATA"), "../../../shared/testdata", "/work/shared/testdata"} {
+		if dir == "" {
+			continue
+		}
+		if p := filepath.Join(dir, "pcap", name); fileExists(p) {
+			return p
+		}
+	}
+	t.Skipf("capture %s not found: set DISCOTRACE_TESTDATA to the shared testdata folder", name)
+	return ""
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// runCLI runs a fresh decode command (flags start from their defaults) with args,
+// returning its stdout and the error main would print.
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := newDecodeCmd()
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func TestDecodeCommandIsDeterministic(t *testing.T) {
+	path := testCapture(t, "devp2p-discovery.pcap")
+	first, err := runCLI(t, path, "--nodekey", testKeyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := runCLI(t, path, "--nodekey", testKeyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first != second {
+		t.Fatal("two runs of the same capture differ")
+	}
+	counts := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(first))
+	for sc.Scan() {
+		var ev ndjson.Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("not NDJSON: %q: %v", sc.Text(), err)
+		}
+		if ev.V != ndjson.SchemaVersion {
+			t.Fatalf("schema version %d", ev.V)
+		}
+		counts[ev.Type]++
+	}
+	if counts["packet"] != 20 || counts["exchange"] != 8 || counts["handshake"] != 2 || len(counts) != 3 {
+		t.Fatalf("event counts %v", counts)
+	}
+	if strings.Contains(first, testKeyA) {
+		t.Fatal("the output contains the node key")
+	}
+}
+
+func TestDecodeCommandFlags(t *testing.T) {
+	path := testCapture(t, "devp2p-discovery.pcap")
+	out, err := runCLI(t, path, "--v4-timeout", "100us", "--payload", "--nodekey", testKeyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out, `"payload":"`); n != 20 {
+		t.Errorf("--payload: %d datagrams with a payload, want 20", n)
+	}
+	// The six discv4 answers take 262µs to 5.3ms: a 100µs timeout fails them all.
+	if n := strings.Count(out, `/v4","outcome":"failed","cause":"no_response"`); n != 6 {
+		t.Errorf("%d failed discv4 exchanges with a 100µs timeout, want 6", n)
+	}
+	if n := strings.Count(out, `"outcome":"answered"`); n != 2 {
+		t.Errorf("%d answered exchanges, want the 2 discv5 ones", n)
+	}
+}
+
+func TestDecodeCommandErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.pcap")
+	if err := os.WriteFile(garbage, []byte("this is not a capture file at all"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secret := "1111111111111111111111111111111111111111111111111111111111111z" // a mistyped key
+	cases := []struct {
+		args []string
+		want string
+		code int
+	}{
+		{[]string{filepath.Join(dir, "missing.pcap")}, "cannot open the capture", 1},
+		{[]string{garbage}, "cannot read the capture", 1},
+		{[]string{garbage, "--nodekey", secret}, "--nodekey #1: node key", 2},
+		{[]string{garbage, "--node-id", "abc"}, "--node-id: node ID", 2},
+		{[]string{garbage, "--enr", "enode://x"}, "--enr: ENR", 2},
+		{[]string{garbage, "--v5-timeout", "0s"}, "--v5-timeout must be positive", 2},
+	}
+	for _, c := range cases {
+		_, err := runCLI(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want %q", c.args, err, c.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), secret[:20]) {
+			t.Errorf("%v: error %q is not one clean line", c.args, err)
+		}
+		code := 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		}
+		if code != c.code {
+			t.Errorf("%v: exit code %d, want %d", c.args, code, c.code)
+		}
+	}
+}
