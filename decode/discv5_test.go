@@ -526,3 +526,51 @@ func v5WithByte(b []byte, i int, v byte) []byte {
 	out[i] = v
 	return out
 }
+
+// The decoder's memory is bounded: beyond the limit, the oldest entries go first.
+func TestV5StateBounds(t *testing.T) {
+	b := newV5Bounded[int, int](4)
+	for i := 0; i < 10; i++ {
+		b.put(i, i)
+	}
+	b.put(9, 90) // an update does not evict
+	if len(b.m) != 4 {
+		t.Fatalf("%d entries, want 4", len(b.m))
+	}
+	for i := 0; i < 10; i++ {
+		v, ok := b.get(i)
+		if want := i >= 6; ok != want {
+			t.Errorf("entry %d present %v, want %v", i, ok, want)
+		}
+		if i == 9 && v != 90 {
+			t.Errorf("entry 9 = %d, want the update 90", v)
+		}
+	}
+
+	var k v5KnownIDs
+	k.index = make(map[enode.ID]int)
+	id := func(i int) enode.ID { return enode.ID{byte(i >> 8), byte(i), 1} }
+	for i := 0; i < v5MaxKnownIDs+5; i++ {
+		k.add(id(i))
+	}
+	k.add(id(v5MaxKnownIDs)) // already known: no change
+	if len(k.ids) != v5MaxKnownIDs || len(k.index) != v5MaxKnownIDs {
+		t.Fatalf("%d candidates (%d indexed), want %d", len(k.ids), len(k.index), v5MaxKnownIDs)
+	}
+	for i := 0; i < 5; i++ {
+		if _, ok := k.get(id(i)); ok {
+			t.Errorf("oldest ID %d still a candidate", i)
+		}
+	}
+	if got := k.newest(0).id; got != id(v5MaxKnownIDs+4) {
+		t.Errorf("newest candidate %v, want the last added", got)
+	}
+	if got := k.newest(v5MaxKnownIDs - 1).id; got != id(5) {
+		t.Errorf("oldest candidate %v, want ID 5", got)
+	}
+	for i, c := range k.ids {
+		if k.index[c.id] != i {
+			t.Fatalf("index of %v is %d, want %d", c.id, k.index[c.id], i)
+		}
+	}
+}
