@@ -102,6 +102,9 @@ func newV4Decoder(genSize int) *V4Decoder {
 // wraps one of the ErrV4 values.
 func (d *V4Decoder) Decode(r *Record) (Packet, bool) {
 	buf := r.Payload
+	if r.Len > 0 && r.Len < len(buf) { // a producer's buffer longer than the datagram
+		buf = buf[:r.Len]
+	}
 	if len(buf) < v4HeadSize+1 || len(buf) < r.Len {
 		return Packet{}, false
 	}

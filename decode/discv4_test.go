@@ -225,11 +225,12 @@ func TestV4RejectsWhatIsNotDiscv4(t *testing.T) {
 	flipped[len(flipped)-1] ^= 1
 	d := NewV4Decoder()
 	for name, r := range map[string]*Record{
-		"empty":                    v4Rec(nil),
-		"shorter than the header":  v4Rec(valid[:v4HeadSize]),
-		"body changed, hash stale": v4Rec(flipped),
-		"zeros":                    v4Rec(make([]byte, 200)),
-		"snapped payload":          {Kind: Datagram, Len: len(valid) + 10, Payload: valid},
+		"empty":                                 v4Rec(nil),
+		"shorter than the header":               v4Rec(valid[:v4HeadSize]),
+		"body changed, hash stale":              v4Rec(flipped),
+		"zeros":                                 v4Rec(make([]byte, 200)),
+		"snapped payload":                       {Kind: Datagram, Len: len(valid) + 10, Payload: valid},
+		"datagram shorter than its buffer, cut": {Kind: Datagram, Len: len(valid) - 1, Payload: valid},
 	} {
 		if p, ok := d.Decode(r); ok {
 			t.Errorf("%s: decoded as discv4: %+v", name, p)
@@ -237,6 +238,10 @@ func TestV4RejectsWhatIsNotDiscv4(t *testing.T) {
 	}
 	if _, ok := d.Decode(v4Rec(valid)); !ok {
 		t.Fatal("the valid packet is not recognised")
+	}
+	// A buffer longer than the datagram it holds: only the first Len bytes count.
+	if _, ok := d.Decode(&Record{Kind: Datagram, Len: len(valid), Payload: append(bytes.Clone(valid), 0, 0, 0)}); !ok {
+		t.Error("datagram in a longer buffer not recognised")
 	}
 	// A packet carrying a cached packet's hash but other content must not hit the cache.
 	forged := bytes.Clone(flipped)

@@ -781,3 +781,23 @@ func TestReadCaptureStopsOnEmitError(t *testing.T) {
 		t.Errorf("error %v after %d calls, want the emit error after 3", err, calls)
 	}
 }
+
+// BenchmarkReadCapture reads the largest shared capture from memory.
+// Run: go test -bench BenchmarkReadCapture -run '^$' ./decode
+func BenchmarkReadCapture(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join(pcapDir(b), "suites-devp2p.pcap"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	frames := 0
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		st, err := ReadCaptureStats(bytes.NewReader(data), func(*Record) error { return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		frames += st.Frames
+	}
+	b.ReportMetric(float64(frames)/b.Elapsed().Seconds(), "frames/s")
+}
