@@ -1,0 +1,54 @@
+package main
+
+import (
+	"github.com/discotrace/discotrace/decode"
+	"github.com/discotrace/discotrace/tracer"
+)
+
+// recordOf turns a kernel event into the decoder's observation, the same shape a pcap
+// gives, so that `trace` and `decode` print and decode alike.
+func recordOf(ev *tracer.Event) decode.Record {
+	r := decode.Record{
+		Time:    ev.Time,
+		Src:     ev.Src,
+		Dst:     ev.Dst,
+		Len:     ev.Len,
+		Payload: ev.Payload,
+		HasProc: ev.HasProc,
+		PID:     ev.PID,
+		TID:     ev.TID,
+		Comm:    ev.Comm,
+		Cgroup:  ev.CgroupID,
+		NetNS:   ev.NetNS,
+		Ifindex: ev.Ifindex,
+		Cookie:  ev.Cookie,
+	}
+	switch ev.Kind {
+	case tracer.KindSend:
+		r.Kind, r.Dir = decode.Datagram, decode.DirOut
+		r.HasSendRet, r.SendRet = ev.HasRet, ev.Ret
+	case tracer.KindRecv:
+		r.Kind, r.Dir = decode.Datagram, decode.DirIn
+	case tracer.KindRead:
+		r.Kind = decode.Read
+		r.QueueTime = ev.QueueTime
+	case tracer.KindICMP:
+		r.Kind = decode.ICMP
+		switch ev.ICMPDir {
+		case tracer.ICMPIn:
+			r.Dir = decode.DirIn
+		case tracer.ICMPOut:
+			r.Dir = decode.DirOut
+		}
+		r.ICMPType, r.ICMPCode = ev.ICMPType, ev.ICMPCode
+		r.QuotedSrc, r.QuotedDst = ev.QuotedSrc, ev.QuotedDst
+		r.HasNotified, r.Notified = ev.HasNotified, ev.Notified
+	case tracer.KindDrop:
+		r.Kind = decode.Drop
+		r.Reason, r.Location = ev.Reason, ev.Location
+	case tracer.KindLost:
+		r.Kind = decode.Lost
+		r.Count = ev.Lost
+	}
+	return r
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/discotrace/discotrace/decode"
+	"github.com/discotrace/discotrace/ndjson"
+	"github.com/discotrace/discotrace/tracer"
+)
+
+// traceFlags are the options of `discotrace trace`.
+type traceFlags struct {
+	raw      bool
+	ports    []uint
+	duration time.Duration
+	snapLen  int
+	ringSize int
+	backend  string
+	payload  bool
+	netns    uint32
+	pid      uint32
+}
+
+func newTraceCmd() *cobra.Command {
+	var f traceFlags
+	cmd := &cobra.Command{
+		Use:   "trace --raw",
+		Short: "Trace discovery traffic in the kernel and print its events as NDJSON",
+		Long: `Trace attaches BPF programs to the running kernel and prints, one NDJSON object per line
+on stdout, every UDP datagram of the watched ports as the kernel sees it: send, recv (reaching
+the socket), read (by the application, with the time it waited), icmp (errors quoting a
+watched datagram, in and out), drop (with the kernel's reason) and lost (events the ring
+buffer could not take). Traffic of every network namespace (containers) is seen.
+
+--raw prints these kernel events themselves; it is the only mode of this command for now
+and must be given. The hooks chosen and the attach time go to stderr.
+
+Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
+		Example: `  sudo discotrace trace --raw
+  sudo discotrace trace --raw --port 30303 --port 30304 --duration 1m --payload`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !f.raw {
+				return &exitError{code: 2, err: errors.New("give --raw: trace prints the raw kernel events, its only mode for now")}
+			}
+			return runTrace(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), &f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&f.raw, "raw", false, "print the kernel events as they come (the only mode for now; required)")
+	fl.UintSliceVar(&f.ports, "port", []uint{30303}, "UDP port to watch (repeatable)")
+	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
+	fl.IntVar(&f.snapLen, "snaplen", tracer.MaxSnapLen, fmt.Sprintf("payload bytes captured per datagram (0-%d)", tracer.MaxSnapLen))
+	fl.IntVar(&f.ringSize, "ringbuf-size", tracer.DefaultRingSize, "ring buffer size in bytes: a power of two, at least a page")
+	fl.StringVar(&f.backend, "backend", tracer.BackendAuto, `hooks to use: "auto" (best available per event class) or "tracepoint"`)
+	fl.BoolVar(&f.payload, "payload", false, "add each datagram's captured payload, hex, to its event")
+	fl.Uint32Var(&f.netns, "netns", 0, "only this network namespace (inode, as `ls -Li /proc/PID/ns/net` shows)")
+	fl.Uint32Var(&f.pid, "pid", 0, "only sends and reads of this process")
+	return cmd
+}
+
+func init() { rootCmd.AddCommand(newTraceCmd()) }
+
+// config turns the flags into a tracer configuration; bad values are usage errors.
+func (f *traceFlags) config() (tracer.Config, error) {
+	cfg := tracer.Config{
+		SnapLen:  f.snapLen,
+		RingSize: f.ringSize,
+		Backend:  f.backend,
+		NetNS:    f.netns,
+		PID:      f.pid,
+	}
+	for _, p := range f.ports {
+		if p == 0 || p > 65535 {
+			return cfg, &exitError{code: 2, err: fmt.Errorf("--port %d: give a UDP port from 1 to 65535", p)}
+		}
+		cfg.Ports = append(cfg.Ports, uint16(p))
+	}
+	if f.snapLen == 0 {
+		cfg.SnapLen = tracer.NoPayload
+	}
+	if f.duration < 0 {
+		return cfg, &exitError{code: 2, err: fmt.Errorf("--duration %v is negative", f.duration)}
+	}
+	return cfg, nil
+}
+
+func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) error {
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	if err := checkTracePrivileges(); err != nil {
+		return err
+	}
+	start := time.Now()
+	tr, err := tracer.Open(cfg)
+	if err != nil {
+		var perr *tracer.PrivilegeError
+		if errors.As(err, &perr) {
+			return &exitError{code: 2, err: err}
+		}
+		return fmt.Errorf("start tracing: %w", err)
+	}
+	defer tr.Close()
+	fmt.Fprintf(stderr, "discotrace: watching UDP ports %s; hooks attached in %v\n", portList(cfg.Ports), time.Since(start).Round(time.Millisecond))
+	printPlan(stderr, tr.Plan())
+
+	if f.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.duration)
+		defer cancel()
+	}
+	go func() {
+		<-ctx.Done()
+		tr.Close()
+	}()
+	return streamRaw(tr, stdout, f.payload)
+}
+
+// streamRaw prints events until the tracer is closed. A reader goroutine feeds a buffered
+// channel; lines are flushed whenever it runs empty, so a burst is written in one go and a
+// lone event appears at once.
+func streamRaw(tr *tracer.Tracer, stdout io.Writer, withPayload bool) error {
+	events := make(chan tracer.Event, 1024)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(events)
+		for {
+			ev, err := tr.Read()
+			if err != nil {
+				readErr <- err
+				return
+			}
+			events <- ev
+		}
+	}()
+	enc := ndjson.NewEncoder(stdout)
+	for ev := range events {
+		r := recordOf(&ev)
+		if err := enc.Encode(decode.RecordEvent(&r, withPayload)); err != nil {
+			tr.Close()
+			return fmt.Errorf("write events: %w", err)
+		}
+		if len(events) == 0 {
+			if err := enc.Flush(); err != nil {
+				tr.Close()
+				return fmt.Errorf("write events: %w", err)
+			}
+		}
+	}
+	if err := enc.Flush(); err != nil {
+		return fmt.Errorf("write events: %w", err)
+	}
+	if err := <-readErr; !errors.Is(err, tracer.ErrClosed) {
+		return fmt.Errorf("read kernel events: %w", err)
+	}
+	return nil
+}
+
+// printPlan shows each event class's hooks, then each distinct reason a better backend was
+// not used, once, with the classes it applies to.
+func printPlan(w io.Writer, plan []tracer.HookChoice) {
+	var reasons []string
+	classes := map[string][]string{}
+	for _, h := range plan {
+		fmt.Fprintf(w, "discotrace: %-8s %s: %s\n", h.Class, h.Backend, strings.Join(h.Hooks, ", "))
+		for _, r := range h.Rejected {
+			key := r.Backend + "\x00" + r.Reason
+			if classes[key] == nil {
+				reasons = append(reasons, key)
+			}
+			classes[key] = append(classes[key], h.Class)
+		}
+	}
+	for _, key := range reasons {
+		backend, reason, _ := strings.Cut(key, "\x00")
+		fmt.Fprintf(w, "discotrace: %s not used for %s: %s\n", backend, strings.Join(classes[key], ", "), reason)
+	}
+}
+
+func portList(ports []uint16) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = fmt.Sprint(p)
+	}
+	return strings.Join(s, ", ")
+}
