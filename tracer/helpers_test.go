@@ -31,11 +31,25 @@ type collector struct {
 
 func openCollector(t *testing.T, cfg Config) *collector {
 	t.Helper()
+	c := openIdle(t, cfg)
+	c.start()
+	return c
+}
+
+// openIdle opens a tracer whose events nobody reads until start.
+func openIdle(t *testing.T, cfg Config) *collector {
+	t.Helper()
 	tr, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("Open(%+v): %v", cfg, err)
 	}
 	c := &collector{tr: tr, done: make(chan struct{})}
+	t.Cleanup(func() { c.close(t) })
+	return c
+}
+
+func (c *collector) start() {
+	tr := c.tr
 	go func() {
 		defer close(c.done)
 		for {
@@ -50,8 +64,6 @@ func openCollector(t *testing.T, cfg Config) *collector {
 			c.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() { c.close(t) })
-	return c
 }
 
 // close closes the tracer and checks that Read ended with ErrClosed.

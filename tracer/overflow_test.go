@@ -7,14 +7,14 @@ import (
 	"time"
 )
 
-// A burst into a one-page ring buffer: most events cannot be delivered. Each one the
-// kernel side could not deliver must be counted and reported as lost, so that delivered
-// events plus lost ones add up to exactly what the traffic produced.
+// A burst into a one-page ring buffer that nobody reads meanwhile: most events cannot be
+// delivered. Each one the kernel side could not deliver must be counted and reported as
+// lost, so that delivered events plus lost ones add up to exactly what the traffic made.
 func TestRingOverflowIsCounted(t *testing.T) {
 	requireRoot(t)
 	const n = 300
 	port := freePort(t, "udp4")
-	c := openCollector(t, Config{Ports: []uint16{port}, RingSize: os.Getpagesize(), LostInterval: 20 * time.Millisecond})
+	c := openIdle(t, Config{Ports: []uint16{port}, RingSize: os.Getpagesize(), LostInterval: 20 * time.Millisecond})
 	node := listen(t, "udp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
 	peer := listen(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"))
 	// The node reads as fast as it can; whatever its queue cannot hold is dropped. Either
@@ -39,6 +39,7 @@ func TestRingOverflowIsCounted(t *testing.T) {
 		}
 	}
 	reads := <-readDone
+	c.start()
 	evs := c.settle(200*time.Millisecond, 200*time.Millisecond, 10*time.Second, onPort(port))
 	var delivered, lost uint64
 	for _, ev := range evs {

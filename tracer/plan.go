@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Backend names, best first: each event class uses the first one available.
@@ -70,6 +71,11 @@ func probeFentry(fn string) error {
 			asm.Return(),
 		},
 	})
+	if errors.Is(err, unix.EPERM) {
+		// cilium/ebpf's hint about MEMLOCK does not apply: root is refused fentry when
+		// kernel lockdown forbids it.
+		return fmt.Errorf("the kernel refuses fentry/%s with EPERM (kernel lockdown?)", fn)
+	}
 	if err != nil {
 		return fmt.Errorf("load fentry/%s: %w", fn, err)
 	}
@@ -82,7 +88,7 @@ func probeFentry(fn string) error {
 }
 
 // probeKprobe tries to attach an empty kprobe program to fn. It returns why it cannot.
-func probeKprobe(fn string) error {
+func probeKprobe(fn string, ks *kernelSymbols) error {
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:    "dt_probe_kprobe",
 		Type:    ebpf.Kprobe,
@@ -98,9 +104,21 @@ func probeKprobe(fn string) error {
 	defer prog.Close()
 	l, err := link.Kprobe(fn, prog, nil)
 	if err != nil {
+		if !kprobesBuiltIn(ks) {
+			return errors.New("kprobes are not built into this kernel (no register_kprobe in /proc/kallsyms)")
+		}
 		return fmt.Errorf("attach kprobe/%s: %w", fn, err)
 	}
 	return l.Close()
+}
+
+// kprobesBuiltIn tells whether the kernel has kprobes at all (CONFIG_KPROBES).
+func kprobesBuiltIn(ks *kernelSymbols) bool {
+	if len(ks.names) == 0 {
+		return true // cannot tell: report the attach error itself
+	}
+	_, _, ok := ks.span("register_kprobe")
+	return ok
 }
 
 // errNotInBuild is why an available backend is still not used.
@@ -109,13 +127,13 @@ var errNotInBuild = errors.New("the kernel supports it, but this build has no pr
 // makePlan decides each class's backend. With backend "auto" it probes fentry and kprobe
 // once (on the first class's function) and gives the result as the reason; with
 // "tracepoint" it does not probe.
-func makePlan(backend string, attachPoints map[string]string) []HookChoice {
+func makePlan(backend string, attachPoints map[string]string, ks *kernelSymbols) []HookChoice {
 	var fentryErr, kprobeErr error
 	if backend == BackendAuto {
 		if fentryErr = probeFentry("udp_sendmsg"); fentryErr == nil {
 			fentryErr = errNotInBuild
 		}
-		if kprobeErr = probeKprobe("udp_sendmsg"); kprobeErr == nil {
+		if kprobeErr = probeKprobe("udp_sendmsg", ks); kprobeErr == nil {
 			kprobeErr = errNotInBuild
 		}
 	}

@@ -106,7 +106,7 @@ func Open(cfg Config) (*Tracer, error) {
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
 	t.rec.RawSample = make([]byte, 0, recordBufferSize)
-	t.plan = makePlan(cfg.Backend, attachPoints)
+	t.plan = makePlan(cfg.Backend, attachPoints, t.symbols)
 	t.nextLostCheck = time.Now().Add(cfg.LostInterval)
 	return t, nil
 }
