@@ -45,6 +45,9 @@ type seqClaim struct {
 	reported bool
 }
 
+// maxStormTimes bounds the challenge times kept per pair (and listed as evidence).
+const maxStormTimes = 64
+
 type stormState struct {
 	times    []time.Time
 	reported bool
@@ -278,6 +281,9 @@ func (an *anomalies) whoareyou(r *Record, emit func(*ndjson.Event)) {
 		i++
 	}
 	s.times = append(s.times[:0], s.times[i:]...)
+	if len(s.times) >= maxStormTimes {
+		s.times = append(s.times[:0], s.times[1:]...)
+	}
 	s.times = append(s.times, r.Time)
 	if len(s.times) < an.d.cfg.StormThreshold {
 		s.reported = false

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/ethereum/go-ethereum/p2p/enode"
@@ -93,6 +94,7 @@ type Decoder struct {
 	seq    uint64
 
 	flows map[ipPair][]*seenDatagram
+	lost  []lostMark
 
 	localIDs   map[enode.ID]bool
 	localAddrs map[netip.AddrPort]bool
@@ -153,9 +155,48 @@ func (d *Decoder) Feed(r *Record, emit func(*ndjson.Event)) {
 		d.feedICMP(r, emit)
 	case Drop:
 		d.feedDrop(r, emit)
+	case Lost:
+		d.lost = append(d.lost, lostMark{r.Time, r.Count})
+		emit(RecordEvent(r, d.cfg.WithPayload))
 	default:
 		emit(RecordEvent(r, d.cfg.WithPayload))
 	}
+}
+
+// lostMark is a count of observations the tracer could not deliver.
+type lostMark struct {
+	t     time.Time
+	count uint64
+}
+
+// lostEvidence says how many observations were lost while an item waited: a
+// no_response verdict may then be wrong (the answer may be among them).
+func (d *Decoder) lostEvidence(from, to time.Time) []ndjson.Evidence {
+	var n uint64
+	var last time.Time
+	for _, l := range d.lost {
+		if !l.t.Before(from) && !l.t.After(to) {
+			n += l.count
+			last = l.t
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return []ndjson.Evidence{{Time: ndjson.Time(last), Type: ndjson.TypeLost,
+		Detail: fmt.Sprintf("%d observations lost by the tracer meanwhile: the answer may be among them", n)}}
+}
+
+// Advance moves record time to t without a record and emits what times out before it.
+// A live tracer calls it when no record has come for a while, with the current kernel
+// time, so that answers settle and timeouts fire while the network is quiet. Offline
+// decoding never needs it. A t before the latest record time does nothing.
+func (d *Decoder) Advance(t time.Time, emit func(*ndjson.Event)) {
+	if t.After(d.now) {
+		d.now = t
+	}
+	d.fire(emit, false)
+	d.sweep()
 }
 
 // Flush reports everything still open at the end of input: answers still settling as
@@ -284,6 +325,11 @@ func (d *Decoder) sweep() {
 			delete(d.ids, a)
 		}
 	}
+	i := 0
+	for i < len(d.lost) && d.lost[i].t.Before(cut) {
+		i++
+	}
+	d.lost = append(d.lost[:0], d.lost[i:]...)
 	d.hs.sweep(cut)
 	d.an.sweep()
 }
@@ -399,6 +445,33 @@ func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
 		d.ex.v5(r, &p, sd, emit)
 	}
 	d.an.packet(r, &p, emit)
+	if r.HasSendRet && r.SendRet < 0 {
+		// The kernel refused to send it (a local firewall's EPERM, no route...): the
+		// peer never saw it.
+		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ev.Type, Detail: sendErrDetail(r.SendRet)}
+		cause := sendErrCause(r.SendRet)
+		for _, o := range sd.owners {
+			o.network(cause, e, o.answer == sd)
+		}
+	}
+}
+
+// sendErrCause classifies a failed send: ECONNREFUSED is an earlier ICMP port
+// unreachable reported on a connected socket, EMSGSIZE a path MTU too small for the
+// datagram; anything else is the local kernel refusing it.
+func sendErrCause(ret int64) string {
+	switch syscall.Errno(-ret) {
+	case syscall.ECONNREFUSED:
+		return CauseICMPUnreachable
+	case syscall.EMSGSIZE:
+		return CauseFragmentLoss
+	}
+	return CauseKernelDrop
+}
+
+// sendErrDetail describes a failed send: "send failed: operation not permitted (-1)".
+func sendErrDetail(ret int64) string {
+	return fmt.Sprintf("send failed: %s (%d)", syscall.Errno(-ret).Error(), ret)
 }
 
 // discOf is the "disc" object of a decoded packet.

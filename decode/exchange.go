@@ -121,7 +121,7 @@ func (x *exchanges) v5(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 			// request ID: the same exchange, tried again.
 			ex.attempts++
 			ex.addSent(sd, p.Kind+" "+p.Msg.Name())
-			ex.awaiting, ex.read = sd, nil
+			ex.awaiting, ex.read, ex.rejected = sd, nil, nil // the challenge was answered
 			sd.own(&ex.tracked)
 			return
 		}
@@ -214,6 +214,9 @@ func (x *exchanges) emit(ex *exchange, outcome string, emit func(*ndjson.Event))
 	}
 	if outcome == OutcomeFailed {
 		ev.Cause, ev.Evidence = ex.verdict()
+		if ev.Cause == CauseNoResponse {
+			ev.Evidence = append(ev.Evidence, x.d.lostEvidence(ex.t, ex.t.Add(ex.timeout))...)
+		}
 	} else if outcome == OutcomeOpen {
 		ev.Evidence = append(ev.Evidence, ex.sent...)
 	}

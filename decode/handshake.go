@@ -379,6 +379,7 @@ func (h *handshakes) emit(a *attempt, outcome string, emit func(*ndjson.Event)) 
 		ev.Cause, ev.Evidence = a.verdict()
 		if ev.Cause == CauseNoResponse {
 			ev.Evidence = append(ev.Evidence, ndjson.Evidence{Time: ndjson.Time(t), Type: ndjson.TypeHandshake, Detail: a.stalled()})
+			ev.Evidence = append(ev.Evidence, h.d.lostEvidence(t, h.d.now)...)
 		}
 	case OutcomeOpen:
 		ev.Evidence = append(ev.Evidence, a.sent...)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -638,5 +639,69 @@ func TestScenarioBoundedState(t *testing.T) {
 	}
 	if n := s.dec.timers.Len(); n > 6 {
 		t.Fatalf("%d timers pending", n)
+	}
+}
+
+// The tracer sees sends fail: a local firewall (EPERM), a path MTU (EMSGSIZE), an
+// earlier ICMP error surfacing on a connected socket (ECONNREFUSED).
+func TestScenarioFailedSends(t *testing.T) {
+	for _, c := range []struct {
+		errno  syscall.Errno
+		cause  string
+		detail string
+	}{
+		{syscall.EPERM, CauseKernelDrop, "send failed: operation not permitted (-1)"},
+		{syscall.EMSGSIZE, CauseFragmentLoss, "send failed: message too long (-90)"},
+		{syscall.ECONNREFUSED, CauseICMPUnreachable, "send failed: connection refused (-111)"},
+	} {
+		s := newScNet(t, Config{})
+		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+		b2, _, _ := v4wire.Encode(a.key, &v4wire.Ping{Version: 4, Expiration: s.exp()})
+		r := scDatagram(a.addr, b.addr, b2, DirOut)
+		r.HasSendRet, r.SendRet = true, -int64(c.errno)
+		s.feed(r)
+		s.flush()
+		checkFailed(t, s.only(ndjson.TypeExchange), c.cause, "send "+c.detail)
+		if ret := s.only(ndjson.TypeSend).Ret; ret == nil || *ret != -int64(c.errno) {
+			t.Errorf("send event ret %v", ret)
+		}
+	}
+}
+
+// Events the tracer lost while a request waited are shown beside no_response.
+func TestScenarioLostEventsQualifyNoResponse(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s.ping(a, b, DirOut)
+	s.after(10 * time.Millisecond)
+	s.feed(&Record{Kind: Lost, Count: 7})
+	s.after(5 * time.Millisecond)
+	s.feed(&Record{Kind: Lost, Count: 3})
+	s.tick(time.Second)
+	checkFailed(t, s.only(ndjson.TypeExchange), CauseNoResponse, "lost 10 observations lost by the tracer meanwhile")
+	if l := s.ofType(ndjson.TypeLost); len(l) != 2 || *l[0].Count != 7 {
+		t.Fatalf("lost events %+v", l)
+	}
+}
+
+// A quiet network: Advance fires the settle delay and the timeouts without a record.
+func TestScenarioAdvanceWithoutRecords(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, DirOut)
+	s.after(time.Millisecond)
+	s.pong(b, a, ping, DirIn)
+	s.ping(a, b, DirOut)
+	s.dec.Advance(s.now.Add(99*time.Millisecond), s.emit)
+	if n := len(s.ofType(ndjson.TypeExchange)); n != 0 {
+		t.Fatalf("%d exchanges before the answer settled", n)
+	}
+	s.dec.Advance(s.now.Add(101*time.Millisecond), s.emit)
+	if ex := s.only(ndjson.TypeExchange); ex.Outcome != OutcomeAnswered {
+		t.Fatalf("%+v", ex)
+	}
+	s.dec.Advance(s.now.Add(501*time.Millisecond), s.emit)
+	if exs := s.ofType(ndjson.TypeExchange); len(exs) != 2 || exs[1].Cause != CauseNoResponse {
+		t.Fatalf("second ping should have timed out:\n%s", s.dump())
 	}
 }

@@ -1,0 +1,98 @@
+package decode
+
+import (
+	"crypto/ecdsa"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
+
+	"github.com/discotrace/discotrace/ndjson"
+)
+
+// captureRecords reads a shared capture's records.
+func captureRecords(tb testing.TB, name string) []*Record {
+	tb.Helper()
+	f, err := os.Open(capturePath(tb, name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	var recs []*Record
+	if err := ReadCapture(f, func(r *Record) error { recs = append(recs, r); return nil }); err != nil {
+		tb.Fatal(err)
+	}
+	return recs
+}
+
+// FuzzDecoderFeed feeds arbitrary payloads, both ways, with an ICMP error and a drop
+// quoting them: whatever the bytes, every record gives exactly one event of its own and
+// nothing panics. Run: go test ./decode -fuzz FuzzDecoderFeed -fuzztime 30s
+func FuzzDecoderFeed(f *testing.F) {
+	key, _ := crypto.HexToECDSA(capKeyA)
+	ping, _, _ := v4wire.Encode(key, &v4wire.Ping{Version: 4, Expiration: 1 << 40})
+	f.Add(ping, []byte{}, uint8(3), uint8(3))
+	for _, name := range []string{"devp2p-discovery.pcap", "suites-devp2p.pcap"} {
+		if p := os.Getenv("DISCOTRACE_TESTDATA"); p != "" || fileExists("/work/shared/testdata/pcap/"+name) {
+			recs := captureRecords(f, name)
+			for i := 0; i+1 < len(recs); i += 7 {
+				f.Add(recs[i].Payload, recs[i+1].Payload, uint8(3), uint8(4))
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, a, b []byte, typ, code uint8) {
+		d := NewDecoder(Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{key}}})
+		x, y := netip.MustParseAddrPort("10.0.0.1:30303"), netip.MustParseAddrPort("10.0.0.2:30303")
+		now := time.Unix(1_800_000_000, 0)
+		recs := []*Record{
+			{Kind: Datagram, Src: x, Dst: y, Len: len(a), Payload: a},
+			{Kind: Datagram, Src: y, Dst: x, Len: len(b), Payload: b},
+			{Kind: ICMP, Src: netip.AddrPortFrom(y.Addr(), 0), Dst: netip.AddrPortFrom(x.Addr(), 0), ICMPType: typ, ICMPCode: code, QuotedSrc: x, QuotedDst: y, Len: len(a), Payload: a},
+			{Kind: Datagram, Src: x, Dst: y, Len: len(a) + 1, Payload: a, Dir: DirOut, HasSendRet: true, SendRet: -int64(code)},
+			{Kind: Read, Src: y, Dst: x, Len: len(b)},
+			{Kind: Drop, Src: y, Dst: x, Reason: "SOCKET_RCVBUFF"},
+			{Kind: Datagram, Src: y, Dst: x, Len: len(a), Payload: a},
+		}
+		own := 0
+		emit := func(ev *ndjson.Event) {
+			switch ev.Type {
+			case ndjson.TypeHandshake, ndjson.TypeExchange, ndjson.TypeAnomaly:
+			default:
+				own++
+			}
+		}
+		for i, r := range recs {
+			r.Time = now.Add(time.Duration(i) * 300 * time.Millisecond)
+			d.Feed(r, emit)
+		}
+		d.Flush(emit)
+		if own != len(recs) {
+			t.Fatalf("%d record events for %d records", own, len(recs))
+		}
+	})
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// BenchmarkDecoderCapture decodes the conformance-suite capture end to end (wire
+// decoding, signature recovery, discv5 decryption, tracking), a fresh Decoder per
+// pass so that no cache carries over. It prints packets/s.
+func BenchmarkDecoderCapture(b *testing.B) {
+	recs := captureRecords(b, "suites-devp2p.pcap")
+	key, _ := crypto.HexToECDSA(capKeyA)
+	events := 0
+	emit := func(*ndjson.Event) { events++ }
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d := NewDecoder(Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{key}}})
+		for _, r := range recs {
+			d.Feed(r, emit)
+		}
+		d.Flush(emit)
+	}
+	b.ReportMetric(float64(len(recs)*b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(events)/float64(b.N), "events/pass")
+}
