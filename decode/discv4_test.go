@@ -456,7 +456,8 @@ func TestV4SharedCaptures(t *testing.T) {
 			d := NewV4Decoder()
 			kinds := map[string]int{}
 			notV4, errs, strayPongs := 0, 0, 0
-			pings := map[string]enode.ID{} // PING hash -> sender
+			pings := map[string]enode.ID{}           // PING hash -> sender
+			senders := map[netip.AddrPort]enode.ID{} // each socket signs with one key
 			for _, r := range recs {
 				if r.Kind != Datagram {
 					continue
@@ -476,6 +477,10 @@ func TestV4SharedCaptures(t *testing.T) {
 				if !p.HasSrcID {
 					t.Errorf("%v %s: no sender", r.Time, p.Kind)
 				}
+				if id, ok := senders[r.Src]; ok && p.SrcID != id {
+					t.Errorf("%v %s from %v: sender %v, earlier packets from there %v", r.Time, p.Kind, r.Src, p.SrcID, id)
+				}
+				senders[r.Src] = p.SrcID
 				if want, ok := tc.known[r.Src.Addr().String()]; ok && p.SrcID != want {
 					t.Errorf("%v %s from %v: sender %v, want %v", r.Time, p.Kind, r.Src, p.SrcID, want)
 				}
