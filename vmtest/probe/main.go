@@ -123,9 +123,14 @@ func probeFeatures() {
 	report("features.map.ringbuf", features.HaveMapType(ebpf.RingBuf), "")
 	report("features.helper.kprobe.get_func_ip", features.HaveProgramHelper(ebpf.Kprobe, asm.FnGetFuncIp), "")
 	report("features.helper.cgroup_skb.get_current_pid_tgid", features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnGetCurrentPidTgid), "")
+	report("features.helper.cgroup_skb.get_current_comm", features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnGetCurrentComm), "")
+	report("features.helper.cgroup_skb.get_socket_cookie", features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnGetSocketCookie), "")
 	report("features.link.kprobe_multi", features.HaveBPFLinkKprobeMulti(), "")
 	report("features.bounded_loops", features.HaveBoundedLoops(), "")
 }
+
+// kernelBTF is the running kernel's BTF, nil if it has none.
+var kernelBTF *btf.Spec
 
 func probeBTF() {
 	spec, err := btf.LoadKernelSpec()
@@ -133,6 +138,7 @@ func probeBTF() {
 	if err != nil {
 		return
 	}
+	kernelBTF = spec
 	var reasons *btf.Enum
 	err = spec.TypeByName("skb_drop_reason", &reasons)
 	detail := ""
@@ -428,10 +434,61 @@ func probeAttachPoints() {
 		report("kprobe/"+fn, tryKprobe(fn), "")
 	}
 	for _, tp := range tracepoints {
-		report("tp_btf/"+tp, tryTracing(ebpf.AttachTraceRawTp, tp), "")
+		report("tp_btf/"+tp, tryTracing(ebpf.AttachTraceRawTp, tp), tracepointArgs(tp))
 	}
 	report("kprobe_multi/udp_*", tryKprobeMulti(udpFunctions), "")
 	report("tcx/lo", tryTCX("lo"), "")
+}
+
+// tracepointArgs names a BTF tracepoint's arguments (from the kernel's btf_trace_<name>
+// typedef): they differ between kernels (kfree_skb gained rx_sk after 6.1), and a program
+// reading an argument the kernel lacks is rejected.
+func tracepointArgs(tp string) string {
+	if kernelBTF == nil {
+		return ""
+	}
+	var td *btf.Typedef
+	if err := kernelBTF.TypeByName("btf_trace_"+tp, &td); err != nil {
+		return ""
+	}
+	ptr, ok := td.Type.(*btf.Pointer)
+	if !ok {
+		return ""
+	}
+	proto, ok := ptr.Target.(*btf.FuncProto)
+	if !ok || len(proto.Params) == 0 {
+		return ""
+	}
+	var names []string
+	for _, p := range proto.Params[1:] { // the first is the tracepoint's void *__data
+		names = append(names, typeName(p.Type))
+	}
+	return fmt.Sprintf("%d args: %s", len(names), strings.Join(names, ", "))
+}
+
+// typeName spells a BTF type the way C declares it (BTF keeps no tracepoint argument names).
+func typeName(t btf.Type) string {
+	switch t := t.(type) {
+	case *btf.Pointer:
+		return typeName(t.Target) + " *"
+	case *btf.Const:
+		return "const " + typeName(t.Type)
+	case *btf.Volatile:
+		return typeName(t.Type)
+	case *btf.Struct:
+		return "struct " + t.Name
+	case *btf.Union:
+		return "union " + t.Name
+	case *btf.Enum:
+		return "enum " + t.Name
+	case *btf.Void:
+		return "void"
+	default:
+		if name := t.TypeName(); name != "" {
+			return name
+		}
+		return fmt.Sprintf("%T", t)
+	}
 }
 
 func trivial(pt ebpf.ProgramType, at ebpf.AttachType, attachTo string) (*ebpf.Program, error) {
