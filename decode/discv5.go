@@ -320,9 +320,9 @@ func (d *V5Decoder) decodeWhoareyou(p *Packet, r *Record, nonce v5wire.Nonce, au
 		p.Err = fmt.Errorf("%w: %d for a WHOAREYOU, want %d", errV5AuthSize, len(auth), v5WhoareyouAuth)
 		return
 	}
-	p.IDNonce = bytes.Clone(auth[:16])
-	p.HasENRSeq, p.ENRSeq = true, binary.BigEndian.Uint64(auth[16:24])
 	p.ChallengeData = bytes.Clone(hdr)
+	p.IDNonce = p.ChallengeData[v5StaticEnd : v5StaticEnd+16 : v5StaticEnd+16] // shares the one allocation
+	p.HasENRSeq, p.ENRSeq = true, binary.BigEndian.Uint64(auth[16:24])
 
 	// WHOAREYOU has no src-id. It echoes the nonce of the packet it answers, whose
 	// recipient is the challenger; failing that, the node last seen at its address.
@@ -331,7 +331,7 @@ func (d *V5Decoder) decodeWhoareyou(p *Packet, r *Record, nonce v5wire.Nonce, au
 	} else if id, ok := d.st.addrs.get(v5Normalize(r.Src)); ok {
 		p.SrcID, p.HasSrcID = id, true
 	}
-	d.st.storeChallenge(p.DstID, &v5Challenge{
+	d.st.storeChallenge(p.DstID, v5Challenge{
 		data:            p.ChallengeData,
 		challengerAddr:  v5Normalize(r.Src),
 		challengerID:    p.SrcID,

@@ -72,7 +72,7 @@ func BenchmarkV5Unmask(b *testing.B) {
 	// A handshake with key recovery (ECDH, HKDF, id-signature check): rare, costly.
 	b.Run("handshake decrypted", func(b *testing.B) {
 		d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-		d.st.storeChallenge(v5TestIDA, &v5Challenge{data: hs.bytes(b, "whoareyou.challenge-data"), challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true})
+		d.st.storeChallenge(v5TestIDA, v5Challenge{data: hs.bytes(b, "whoareyou.challenge-data"), challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true})
 		d.AddNode(enode.NewV4(&v5TestKeyA.PublicKey, v5AddrA.Addr().AsSlice(), 0, int(v5AddrA.Port())))
 		run(b, d, v5Datagram(v5AddrA, v5AddrB, hs.packet), true)
 	})

@@ -304,7 +304,7 @@ func TestV5GethWhoareyouResend(t *testing.T) {
 	// list: the decoder must fall back to the older one.
 	for i, r := range x.recs {
 		if i == 3 {
-			d.st.storeChallenge(a.id(), &v5Challenge{data: bytes.Repeat([]byte{7}, 63), challengerAddr: b.addr, challengerID: b.id(), hasChallengerID: true})
+			d.st.storeChallenge(a.id(), v5Challenge{data: bytes.Repeat([]byte{7}, 63), challengerAddr: b.addr, challengerID: b.id(), hasChallengerID: true})
 		}
 		p, ok := d.Decode(r)
 		if !ok {

@@ -28,7 +28,7 @@ func FuzzV5Header(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
 		d.AddKnownID(v5TestIDA)
-		d.st.storeChallenge(v5TestIDA, &v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true})
+		d.st.storeChallenge(v5TestIDA, v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true})
 		var key [v5KeySize]byte
 		copy(key[:], readKey)
 		d.st.addKey(v5SessionID{v5Direction{v5TestIDA, v5TestIDB}, v5AddrA, v5AddrB}, key)

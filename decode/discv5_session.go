@@ -230,25 +230,27 @@ func (s *v5State) dropSession(a, b enode.ID, addrA, addrB netip.AddrPort) {
 
 // storeChallenge keeps a WHOAREYOU for the handshake that should answer it. An
 // identical resend (geth repeats a pending challenge byte for byte) is stored once.
-func (s *v5State) storeChallenge(challenged enode.ID, c *v5Challenge) {
+func (s *v5State) storeChallenge(challenged enode.ID, c v5Challenge) {
 	list, _ := s.challenges.get(challenged)
-	for i, old := range list {
+	for _, old := range list {
 		if bytes.Equal(old.data, c.data) && old.challengerAddr == c.challengerAddr {
 			if !old.hasChallengerID && c.hasChallengerID {
-				list[i] = c
+				old.challengerID, old.hasChallengerID = c.challengerID, true
 			}
-			return
+			return // keeps the first sighting's time, as geth keeps its timer
 		}
 	}
-	next := make([]*v5Challenge, 0, v5ChallengesPerNode)
-	next = append(next, c)
-	for _, old := range list {
-		if len(next) == v5ChallengesPerNode {
-			break
-		}
-		next = append(next, old)
+	if list == nil {
+		list = make([]*v5Challenge, 0, v5ChallengesPerNode)
 	}
-	s.challenges.put(challenged, next)
+	if len(list) < v5ChallengesPerNode {
+		list = append(list, nil)
+	}
+	copy(list[1:], list[:len(list)-1])
+	stored := new(v5Challenge) // allocated only for a new challenge, not per resend
+	*stored = c
+	list[0] = stored
+	s.challenges.put(challenged, list)
 }
 
 // challengesFor returns the challenges a handshake from initiator to (recipientID at

@@ -241,7 +241,7 @@ func TestV5VectorHandshake(t *testing.T) {
 			newDecoder := func() *V5Decoder {
 				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
 				// B sent the WHOAREYOU (from v5AddrB) that A's handshake answers.
-				d.st.storeChallenge(v5TestIDA, &v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true})
+				d.st.storeChallenge(v5TestIDA, v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true})
 				if !tc.withENR {
 					// Without an ENR in the handshake, A's key comes from a record known before.
 					d.AddNode(enode.NewV4(&v5TestKeyA.PublicKey, v5AddrA.Addr().AsSlice(), 0, int(v5AddrA.Port())))
@@ -308,13 +308,13 @@ func TestV5VectorHandshake(t *testing.T) {
 			}
 			t.Run("late handshake", func(t *testing.T) {
 				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-				d.st.storeChallenge(v5TestIDA, &v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true, sent: rec.Time.Add(-1001 * time.Millisecond)})
+				d.st.storeChallenge(v5TestIDA, v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true, sent: rec.Time.Add(-1001 * time.Millisecond)})
 				p := v5MustDecode(t, d, rec)
 				v5CheckErr(t, p, errV5LateHandshake)
 				v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 1)
 
 				d = NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-				d.st.storeChallenge(v5TestIDA, &v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true, sent: rec.Time.Add(-time.Second)})
+				d.st.storeChallenge(v5TestIDA, v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true, sent: rec.Time.Add(-time.Second)})
 				v5CheckErr(t, v5MustDecode(t, d, rec), nil) // exactly 1s is still in time
 			})
 			t.Run("challenge not captured", func(t *testing.T) {
@@ -328,7 +328,7 @@ func TestV5VectorHandshake(t *testing.T) {
 				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
 				bad := bytes.Clone(challenge)
 				bad[len(bad)-1] ^= 0x80
-				d.st.storeChallenge(v5TestIDA, &v5Challenge{data: bad, challengerAddr: v5AddrB})
+				d.st.storeChallenge(v5TestIDA, v5Challenge{data: bad, challengerAddr: v5AddrB})
 				p := v5MustDecode(t, d, rec)
 				v5CheckErr(t, p, errV5HandshakeDecrypt)
 			})
