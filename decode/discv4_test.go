@@ -376,19 +376,22 @@ func TestV4CacheIsBoundedAndServesRepeats(t *testing.T) {
 	}
 }
 
-// pcapDir finds the shared test captures: $DISCOTRACE_PCAPS, the repository's
-// testdata/pcap, or the team's shared copy beside the checkout.
+// pcapDir finds the shared test captures: $DISCOTRACE_TESTDATA/pcap (the variable the
+// package's other tests use), the repository's testdata/pcap, or the team's shared copy
+// beside the checkout. It fails rather than skips: the exact counts are the point.
 func pcapDir(t testing.TB) string {
 	t.Helper()
-	for _, dir := range []string{os.Getenv("DISCOTRACE_PCAPS"), filepath.Join("..", "testdata", "pcap"), filepath.Join("..", "..", "shared", "testdata", "pcap")} {
-		if dir == "" {
-			continue
-		}
+	var dirs []string
+	if env := os.Getenv("DISCOTRACE_TESTDATA"); env != "" {
+		dirs = append(dirs, filepath.Join(env, "pcap"))
+	}
+	dirs = append(dirs, filepath.Join("..", "testdata", "pcap"), filepath.Join("..", "..", "shared", "testdata", "pcap"))
+	for _, dir := range dirs {
 		if _, err := os.Stat(filepath.Join(dir, "devp2p-discovery.pcap")); err == nil {
 			return dir
 		}
 	}
-	t.Fatal("shared test captures not found: set DISCOTRACE_PCAPS to the folder holding devp2p-discovery.pcap")
+	t.Fatalf("shared test captures not found in %v: set DISCOTRACE_TESTDATA to the folder holding pcap/devp2p-discovery.pcap", dirs)
 	return ""
 }
 

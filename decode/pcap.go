@@ -50,7 +50,7 @@ const (
 // all arrived (SKB_DROP_REASON_FRAG_REASM_TIMEOUT); the pcap reader uses it too.
 const ReasonFragReasmTimeout = "FRAG_REASM_TIMEOUT"
 
-// Reassembly limits, as the Linux defaults.
+// Reassembly limits: Linux's default timeouts, and a bound on the memory held.
 const (
 	pcapFragTimeoutV4   = 30 * time.Second // net.ipv4.ipfrag_time
 	pcapFragTimeoutV6   = 60 * time.Second // net.ipv6.ip6frag_time
