@@ -275,8 +275,39 @@ type seenDatagram struct {
 	evType   string
 	disc     *ndjson.Disc
 	inbound  bool // may be queued on a local socket (Dir in, or unknown)
+	sent     bool // Dir out: a local send
 	read     bool
 	owners   []*tracked
+	// twin is, for the receive of a datagram sent by this same host (both ends local),
+	// the send record: one datagram, observed twice.
+	twin *seenDatagram
+}
+
+// is reports whether sd is x or x's other observation.
+func (sd *seenDatagram) is(x *seenDatagram) bool {
+	return x != nil && (sd == x || sd.twin == x || x.twin == sd)
+}
+
+// maxTwinDelay is how long after its send a local datagram's receive may be seen.
+const maxTwinDelay = time.Second
+
+// twinOf returns the send record of the datagram r receives, when this host sent it.
+func (d *Decoder) twinOf(r *Record) *seenDatagram {
+	if r.Dir != DirIn {
+		return nil
+	}
+	list := d.flows[pairOf(r.Src, r.Dst)]
+	for i := len(list) - 1; i >= 0; i-- {
+		sd := list[i]
+		if r.Time.Sub(sd.t) > maxTwinDelay {
+			break
+		}
+		if sd.sent && sd.twin == nil && sd.n == r.Len && unmapAP(sd.src) == unmapAP(r.Src) && unmapAP(sd.dst) == unmapAP(r.Dst) &&
+			bytes.Equal(sd.head, r.Payload[:min(len(r.Payload), quoteLen)]) {
+			return sd
+		}
+	}
+	return nil
 }
 
 func (sd *seenDatagram) own(t *tracked) {
@@ -291,8 +322,8 @@ func (sd *seenDatagram) own(t *tracked) {
 func (d *Decoder) remember(r *Record, evType string, disc *ndjson.Disc) *seenDatagram {
 	sd := &seenDatagram{
 		t: r.Time, src: r.Src, dst: r.Dst, n: r.Len, evType: evType, disc: disc,
-		inbound: r.Dir != DirOut,
-		head:    bytes.Clone(r.Payload[:min(len(r.Payload), quoteLen)]),
+		inbound: r.Dir != DirOut, sent: r.Dir == DirOut,
+		head: bytes.Clone(r.Payload[:min(len(r.Payload), quoteLen)]),
 	}
 	k := pairOf(r.Src, r.Dst)
 	d.flows[k] = append(d.flows[k], sd)
@@ -431,6 +462,17 @@ func (d *Decoder) decodePacket(r *Record) Packet {
 }
 
 func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
+	if out := d.twinOf(r); out != nil {
+		// This host sent it: the same datagram, already decoded and tracked. Decoding
+		// it again would count it twice (a duplicate request, a resent challenge).
+		ev := RecordEvent(r, d.cfg.WithPayload)
+		ev.Disc = out.disc
+		in := d.remember(r, ev.Type, ev.Disc)
+		in.twin, out.twin = out, in
+		in.owners = out.owners
+		emit(ev)
+		return
+	}
 	p := d.decodePacket(r)
 	d.learn(r, &p)
 	ev := RecordEvent(r, d.cfg.WithPayload)
@@ -451,7 +493,7 @@ func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
 		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ev.Type, Detail: sendErrDetail(r.SendRet)}
 		cause := sendErrCause(r.SendRet)
 		for _, o := range sd.owners {
-			o.network(cause, e, o.answer == sd)
+			o.network(cause, e, sd.is(o.answer))
 		}
 	}
 }
@@ -535,7 +577,7 @@ func v4ExpirationNegative(p *Packet) bool {
 func (d *Decoder) feedRead(r *Record, emit func(*ndjson.Event)) {
 	ev := RecordEvent(r, d.cfg.WithPayload)
 	for _, sd := range d.flows[pairOf(r.Src, r.Dst)] {
-		if sd.read || !sd.inbound || sd.t.After(r.Time) || sd.src != r.Src && unmapAP(sd.src) != unmapAP(r.Src) ||
+		if sd.read || !sd.inbound || sd.t.After(r.Time) || unmapAP(sd.src) != unmapAP(r.Src) ||
 			!sameEndpoint(sd.dst, r.Dst) || r.Len > 0 && sd.n != r.Len {
 			continue
 		}
@@ -543,7 +585,7 @@ func (d *Decoder) feedRead(r *Record, emit func(*ndjson.Event)) {
 		ev.Disc = sd.disc
 		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeRead, Detail: readDetail(r)}
 		for _, o := range sd.owners {
-			if !o.done && o.awaiting == sd {
+			if !o.done && sd.is(o.awaiting) {
 				o.read = &e
 			}
 		}
@@ -578,7 +620,7 @@ func (d *Decoder) feedICMP(r *Record, emit func(*ndjson.Event)) {
 		cause := icmpCause(r)
 		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeICMP, Detail: icmpDetail(r)}
 		for _, o := range sd.owners {
-			o.network(cause, e, o.answer == sd)
+			o.network(cause, e, sd.is(o.answer))
 		}
 		return
 	}
@@ -611,9 +653,9 @@ func (d *Decoder) feedDrop(r *Record, emit func(*ndjson.Event)) {
 			}
 			for _, o := range sd.owners {
 				switch {
-				case o.answer == sd && !reverse && (r.Len == 0 || r.Len == sd.n):
+				case sd.is(o.answer) && !reverse && (r.Len == 0 || r.Len == sd.n):
 					o.network(cause, e, true) // the answer itself, seen and then dropped
-				case o.answer == nil && o.awaiting == sd:
+				case o.answer == nil && sd.is(o.awaiting):
 					o.network(cause, e, false)
 				}
 			}

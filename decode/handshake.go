@@ -123,7 +123,9 @@ func (h *handshakes) packet(r *Record, p *Packet, sd *seenDatagram, emit func(*n
 
 func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *pairState, prevFromPeer time.Time, emit func(*ndjson.Event)) {
 	// As an answer: the recipient of a handshake responds, or a peer in session answers.
-	if a := rev.att; a != nil && !a.done && a.state == stateHandshakeSent {
+	// A random packet answers nothing: its sender has no session.
+	random := errors.Is(p.Err, errV5RandomPacket)
+	if a := rev.att; a != nil && !random && !a.done && a.state == stateHandshakeSent {
 		a.state, a.respT = stateEstablished, r.Time
 		a.answer = sd
 		sd.own(&a.tracked)
@@ -145,7 +147,7 @@ func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *p
 		// A message from the peer answers the sender's earlier messages when they were
 		// in a session; a random first packet wants a WHOAREYOU, and nothing else
 		// answers it.
-		if !m.random && !m.t.After(r.Time) {
+		if !random && !m.random && !m.t.After(r.Time) {
 			m.done = true
 		}
 	}
@@ -154,7 +156,7 @@ func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *p
 	// As a request.
 	m := &v5Msg{
 		t: r.Time, nonce: p.Nonce, decrypted: p.Msg != nil,
-		random:     errors.Is(p.Err, errV5RandomPacket),
+		random:     random,
 		peerRecent: !prevFromPeer.IsZero() && r.Time.Sub(prevFromPeer) < h.d.cfg.V5Timeout,
 		srcID:      p.SrcID, hasSrcID: p.HasSrcID, dstID: p.DstID, hasDstID: p.HasDstID,
 	}
@@ -213,9 +215,13 @@ func compactMsgs(list []*v5Msg) []*v5Msg {
 // st is the initiator→recipient pair.
 func (h *handshakes) whoareyou(r *Record, p *Packet, sd *seenDatagram, st *pairState, emit func(*ndjson.Event)) {
 	h.d.an.whoareyou(r, emit)
-	if a := st.att; a != nil && !a.done && a.state != stateEstablished && bytes.Equal(a.challenge, p.ChallengeData) {
+	if a := st.att; a != nil && len(p.ChallengeData) > 0 && bytes.Equal(a.challenge, p.ChallengeData) {
 		// An identical resend: the recipient repeats its pending challenge to every new
-		// packet of the initiator. Those packets belong to this attempt.
+		// packet of the initiator. Those packets belong to this attempt (and a copy
+		// arriving after the attempt ended changes nothing).
+		if a.done || a.state == stateEstablished {
+			return
+		}
 		a.challenges++
 		a.addSent(sd, "WHOAREYOU resent")
 		sd.own(&a.tracked)

@@ -705,3 +705,54 @@ func TestScenarioAdvanceWithoutRecords(t *testing.T) {
 		t.Fatalf("second ping should have timed out:\n%s", s.dump())
 	}
 }
+
+// Both nodes on this host (loopback, or two namespaces): the tracer sees every datagram
+// sent and then received. One datagram, one decoding, one count.
+func TestScenarioBothEndsLocal(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "127.0.0.1:30303"), newScNode(t, scKeyB, "127.0.0.1:30304")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.key, b.key}}})
+	// Feed each datagram as the send, then as the receive 30 µs later.
+	twice := func(from, to *scNode, p v5wire.Packet, challenge *v5wire.Whoareyou) v5wire.Packet {
+		enc, _, err := from.codec.Encode(to.id(), to.addr.String(), p, challenge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc = bytes.Clone(enc)
+		s.feed(scDatagram(from.addr, to.addr, bytes.Clone(enc), DirOut))
+		s.after(30 * time.Microsecond)
+		s.feed(scDatagram(from.addr, to.addr, bytes.Clone(enc), DirIn))
+		s.after(time.Millisecond)
+		_, _, got, err := to.codec.Decode(enc, from.addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
+	unknown := twice(a, b, ping, nil).(*v5wire.Unknown)
+	w := twice(b, a, &v5wire.Whoareyou{Nonce: unknown.Nonce, IDNonce: [16]byte{3}}, nil).(*v5wire.Whoareyou)
+	w.Node = b.ln.Node()
+	twice(a, b, ping, w)
+	twice(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{127, 0, 0, 1}, ToPort: 30303}, nil)
+	s.tick(time.Second)
+
+	hs := s.only(ndjson.TypeHandshake)
+	if hs.Outcome != OutcomeEstablished || hs.Attempts != 1 {
+		t.Fatalf("handshake %+v", hs)
+	}
+	if ex := s.only(ndjson.TypeExchange); ex.Outcome != OutcomeAnswered || ex.Attempts != 0 || ex.Req != "PING/v5" {
+		t.Fatalf("exchange %+v", ex)
+	}
+	sends, recvs := s.ofType(ndjson.TypeSend), s.ofType(ndjson.TypeRecv)
+	if len(sends) != 4 || len(recvs) != 4 {
+		t.Fatalf("%d sends, %d receives", len(sends), len(recvs))
+	}
+	for i := range sends {
+		if recvs[i].Disc != sends[i].Disc || sends[i].Disc.Kind == "" {
+			t.Errorf("receive %d does not carry its send's decoding: %+v / %+v", i, recvs[i].Disc, sends[i].Disc)
+		}
+	}
+	if recvs[2].Disc.Msg != "PING/v5" || recvs[3].Disc.Msg != "PONG/v5" {
+		t.Errorf("decrypted: %q %q", recvs[2].Disc.Msg, recvs[3].Disc.Msg)
+	}
+}
