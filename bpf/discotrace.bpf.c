@@ -530,11 +530,41 @@ static __always_inline void rxq_push(__u64 cookie, const struct ip_info *ip,
 	s->family = ip->family;
 }
 
+/*
+ * The fast exit for the packets these programs see most, all of them not ours: reads the
+ * IP and UDP headers in place (no helper call) and says whether the packet may concern a
+ * watched port. Packets whose headers are not in the linear data, IP options, IPv6
+ * extension headers and ICMP errors (egress) go to the full parse.
+ */
+static __always_inline bool maybe_watched(struct __sk_buff *skb, bool egress)
+{
+	const __u8 *b = (const __u8 *)(long)skb->data;
+	const __u8 *end = (const __u8 *)(long)skb->data_end;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (b + 28 > end)
+			return true;
+		if (b[9] == IPPROTO_UDP_ && b[0] == 0x45 && !(be16_at(&b[6]) & 0x1fff))
+			return tuple_watched(be16_at(&b[20]), be16_at(&b[22]));
+		return b[0] != 0x45 || (egress && b[9] == IPPROTO_ICMP_);
+	}
+	if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (b + 48 > end)
+			return true;
+		if (b[6] == IPPROTO_UDP_)
+			return tuple_watched(be16_at(&b[40]), be16_at(&b[42]));
+		return b[6] == IPV6_FRAGMENT_HDR || (egress && b[6] == IPPROTO_ICMPV6_);
+	}
+	return false;
+}
+
 static __always_inline int handle_skb(struct __sk_buff *skb, bool egress)
 {
 	struct ip_info ip = {};
 	struct udp_info udp;
 
+	if (!maybe_watched(skb, egress))
+		return 1;
 	if (parse_ip(true, skb, NULL, skb->protocol, &ip))
 		return 1;
 	if (ip.proto == IPPROTO_UDP_) {
