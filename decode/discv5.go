@@ -529,8 +529,8 @@ func (d *V5Decoder) pubkey(id enode.ID, fromHandshake *enode.Node) *ecdsa.Public
 	if fromHandshake != nil {
 		return fromHandshake.Pubkey()
 	}
-	if n, ok := d.st.pubkeys.get(id); ok {
-		return n.Pubkey()
+	if pub, ok := d.st.pubkeys.get(id); ok {
+		return pub
 	}
 	if l := d.local(id); l != nil {
 		return &l.key.PublicKey
@@ -566,8 +566,8 @@ func (d *V5Decoder) learnSender(addr netip.AddrPort, src, dst enode.ID, nonce v5
 }
 
 func (d *V5Decoder) learnNode(n *enode.Node) {
-	if n.Pubkey() != nil {
-		d.st.pubkeys.put(n.ID(), n)
+	if pub := n.Pubkey(); pub != nil {
+		d.st.pubkeys.put(n.ID(), pub)
 	}
 	d.blockFor(n.ID())
 	if ep, ok := n.UDPEndpoint(); ok {

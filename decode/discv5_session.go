@@ -3,6 +3,7 @@ package decode
 import (
 	"bytes"
 	"crypto/cipher"
+	"crypto/ecdsa"
 	"net/netip"
 	"time"
 
@@ -150,7 +151,7 @@ type v5State struct {
 	pairs      *v5Bounded[v5Direction, *v5KeyRing]  // the same keys by node pair, any endpoints
 	challenges *v5Bounded[enode.ID, []*v5Challenge] // by challenged node, newest first
 	nonces     *v5Bounded[v5wire.Nonce, v5Sent]
-	pubkeys    *v5Bounded[enode.ID, *enode.Node]
+	pubkeys    *v5Bounded[enode.ID, *ecdsa.PublicKey]
 }
 
 func newV5State() v5State {
@@ -161,7 +162,7 @@ func newV5State() v5State {
 		pairs:      newV5Bounded[v5Direction, *v5KeyRing](v5MaxSessions),
 		challenges: newV5Bounded[enode.ID, []*v5Challenge](v5MaxChallenged),
 		nonces:     newV5Bounded[v5wire.Nonce, v5Sent](v5MaxNonces),
-		pubkeys:    newV5Bounded[enode.ID, *enode.Node](v5MaxPubkeys),
+		pubkeys:    newV5Bounded[enode.ID, *ecdsa.PublicKey](v5MaxPubkeys),
 	}
 }
 

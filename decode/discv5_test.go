@@ -299,7 +299,7 @@ func TestV5VectorHandshake(t *testing.T) {
 				t.Run("wrong initiator key", func(t *testing.T) {
 					d := newDecoder()
 					other := enode.NewV4(&v5MustKey("4444444444444444444444444444444444444444444444444444444444444444").PublicKey, nil, 0, 0)
-					d.st.pubkeys.put(v5TestIDA, other)
+					d.st.pubkeys.put(v5TestIDA, other.Pubkey())
 					p := v5MustDecode(t, d, rec)
 					v5CheckErr(t, p, errV5BadIDSignature)
 					v5CheckErr(t, p, errV5BadHandshake)
