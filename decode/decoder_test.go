@@ -96,3 +96,43 @@ func BenchmarkDecoderCapture(b *testing.B) {
 	b.ReportMetric(float64(len(recs)*b.N)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(events)/float64(b.N), "events/pass")
 }
+
+// BenchmarkDecoderTrackingV4 measures what the Decoder adds to wire decoding: PING/PONG
+// pairs whose signatures the discv4 cache already holds (as for retransmits and both
+// directions of a traced host), so the figure is pairing, timers, evidence and events.
+func BenchmarkDecoderTrackingV4(b *testing.B) {
+	keys := []string{capKeyA, capKeyB}
+	var recs []*Record
+	now := time.Unix(1_800_000_000, 0)
+	warm := NewV4Decoder()
+	for i := 0; i < 1000; i++ {
+		ka, _ := crypto.HexToECDSA(keys[i%2])
+		kb, _ := crypto.HexToECDSA(keys[(i+1)%2])
+		x := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 30303)
+		y := netip.MustParseAddrPort("10.99.0.1:30303")
+		ping, hash, _ := v4wire.Encode(ka, &v4wire.Ping{Version: 4, Expiration: uint64(now.Unix()) + 20, ENRSeq: uint64(i)})
+		pong, _, _ := v4wire.Encode(kb, &v4wire.Pong{ReplyTok: hash, Expiration: uint64(now.Unix()) + 20})
+		t := now.Add(time.Duration(i) * time.Millisecond)
+		recs = append(recs,
+			&Record{Kind: Datagram, Time: t, Src: x, Dst: y, Len: len(ping), Payload: ping},
+			&Record{Kind: Datagram, Time: t.Add(300 * time.Microsecond), Src: y, Dst: x, Len: len(pong), Payload: pong})
+	}
+	for _, r := range recs {
+		warm.Decode(r)
+	}
+	events := 0
+	emit := func(*ndjson.Event) { events++ }
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d := NewDecoder(Config{})
+		d.v4 = warm
+		for _, r := range recs {
+			d.Feed(r, emit)
+		}
+		d.Flush(emit)
+	}
+	b.ReportMetric(float64(len(recs)*b.N)/b.Elapsed().Seconds(), "records/s")
+	if events != b.N*3000 {
+		b.Fatalf("%d events, want 3000 per pass (2000 packets, 1000 exchanges)", events/b.N)
+	}
+}
