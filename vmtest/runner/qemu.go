@@ -112,6 +112,10 @@ func bootVM(ctx context.Context, vmlinuz, initrd string, opt vmOptions, prefix s
 		}
 	}
 	waitErr := cmd.Wait()
+	lastLines := "(none)"
+	if len(tail) > 0 {
+		lastLines = "\n\t" + strings.Join(tail, "\n\t")
+	}
 	res.Wall = time.Since(start)
 
 	var exitErr *exec.ExitError
@@ -123,8 +127,8 @@ func bootVM(ctx context.Context, vmlinuz, initrd string, opt vmOptions, prefix s
 	}
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		res.Err = fmt.Errorf("timed out after %s (TIMEOUT=%s); qemu killed. Last console lines:\n\t%s",
-			time.Since(start).Round(time.Second), opt.Timeout, strings.Join(tail, "\n\t"))
+		res.Err = fmt.Errorf("timed out after %s (TIMEOUT=%s); qemu killed. Last console lines: %s",
+			time.Since(start).Round(time.Second), opt.Timeout, lastLines)
 	case ctx.Err() != nil:
 		res.Err = fmt.Errorf("interrupted; qemu killed")
 	case marker:
@@ -138,8 +142,7 @@ func bootVM(ctx context.Context, vmlinuz, initrd string, opt vmOptions, prefix s
 		res.Status = code >> 1
 		res.Err = nil
 	case code == 0:
-		res.Err = fmt.Errorf("the guest stopped without reporting a status (kernel panic, or /init crashed). Last console lines:\n\t%s",
-			strings.Join(tail, "\n\t"))
+		res.Err = fmt.Errorf("the guest stopped without reporting a status (kernel panic, or /init crashed). Last console lines: %s", lastLines)
 	default:
 		res.Err = fmt.Errorf("%s failed with exit code %d before the guest reported: %s", qemuBinary, code, strings.TrimSpace(stderr.String()))
 	}
