@@ -151,8 +151,16 @@ func icmpDetail(r *Record) string {
 	if name != "" {
 		name = " " + name
 	}
-	return fmt.Sprintf("icmp %d/%d%s from %s quoting %s > %s", r.ICMPType, r.ICMPCode, name,
+	s := fmt.Sprintf("icmp %d/%d%s from %s quoting %s > %s", r.ICMPType, r.ICMPCode, name,
 		r.Src.Addr().Unmap(), ndjson.Addr(r.QuotedSrc), ndjson.Addr(r.QuotedDst))
+	if r.HasNotified {
+		if r.Notified {
+			s += "; the socket was told"
+		} else {
+			s += "; the socket was not told: the application only sees a timeout"
+		}
+	}
+	return s
 }
 
 func icmpName(r *Record) string {

@@ -16,6 +16,22 @@ import (
 	"github.com/discotrace/discotrace/ndjson"
 )
 
+// How the Decoder reports (the contract the NDJSON stream follows):
+//
+//   - Every record gives one event of its own, in input order: packet (pcap), send, recv,
+//     read, icmp, drop or lost; datagram events carry "disc", and a read carries the
+//     "disc" of the datagram it read.
+//   - Handshake and exchange events come when they are decided: at the answer plus
+//     SettleDelay (an ICMP error or drop quoting the answer still turns it into a
+//     failure), at the timeout, or at Flush ("open" when the input ended first and
+//     nothing decisive was seen). Their "time" is when they started, so the stream is
+//     ordered by decision, not by "time".
+//   - Timeouts fire before the first record later than them: record time, not the
+//     wall clock; Advance moves it on without a record.
+//   - "attempts" counts, on a handshake, the WHOAREYOU challenges (the first and its
+//     identical resends); on an exchange, identical copies of the request (same bytes,
+//     or a discv5 request resent in the HANDSHAKE with its request ID), when more than one.
+
 // Defaults, like go-ethereum's.
 const (
 	DefaultV4Timeout        = 500 * time.Millisecond // discv4 respTimeout

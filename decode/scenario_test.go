@@ -259,11 +259,14 @@ func TestScenarioPeerBehindRejectRule(t *testing.T) {
 	ping := s.ping(a, b, DirOut)
 	req := scDatagram(a.addr, b.addr, ping, DirOut)
 	s.after(100 * time.Microsecond)
-	s.feed(icmpRec(b.addr, a.addr, 3, 3, req))
+	icmp := icmpRec(b.addr, a.addr, 3, 3, req)
+	icmp.Dir, icmp.HasNotified = DirIn, true // the tracer: received, and the unconnected socket not told
+	s.feed(icmp)
 	s.after(time.Second)
 	s.flush()
 	ex := s.only(ndjson.TypeExchange)
-	checkFailed(t, ex, CauseICMPUnreachable, "send PING/v4 to 10.0.0.2:30303", "icmp 3/3 port unreachable from 10.0.0.2 quoting 10.0.0.1:30303 > 10.0.0.2:30303")
+	checkFailed(t, ex, CauseICMPUnreachable, "send PING/v4 to 10.0.0.2:30303",
+		"icmp 3/3 port unreachable from 10.0.0.2 quoting 10.0.0.1:30303 > 10.0.0.2:30303; the socket was not told: the application only sees a timeout")
 	if ex.RTTNs != nil || ex.Resp != "" {
 		t.Fatalf("a failed request has no rtt or response: %+v", ex)
 	}
