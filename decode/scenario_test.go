@@ -759,3 +759,34 @@ func TestScenarioBothEndsLocal(t *testing.T) {
 		t.Errorf("decrypted: %q %q", recvs[2].Disc.Msg, recvs[3].Disc.Msg)
 	}
 }
+
+// IPv6: ICMPv6 packet too big is fragment trouble, destination unreachable is not; a
+// drop spelled with IPv4-mapped addresses still matches an IPv4 flow.
+func TestScenarioIPv6AndMappedAddresses(t *testing.T) {
+	for _, c := range []struct {
+		typ, code uint8
+		cause     string
+		detail    string
+	}{
+		{2, 0, CauseFragmentLoss, "icmp 2/0 packet too big from 2001:db8::fe"},
+		{1, 4, CauseICMPUnreachable, "icmp 1/4 port unreachable from 2001:db8::fe"},
+		{3, 1, CauseFragmentLoss, "icmp 3/1 time exceeded from 2001:db8::fe"},
+	} {
+		s := newScNet(t, Config{})
+		a, b := newScNode(t, scKeyA, "[2001:db8::1]:30303"), newScNode(t, scKeyB, "[2001:db8::2]:30303")
+		ping := s.ping(a, b, DirUnknown)
+		s.feed(icmpRec(netip.MustParseAddrPort("[2001:db8::fe]:0"), a.addr, c.typ, c.code, scDatagram(a.addr, b.addr, ping, DirUnknown)))
+		s.flush()
+		ex := s.only(ndjson.TypeExchange)
+		checkFailed(t, ex, c.cause, c.detail)
+		if ex.Initiator != "[2001:db8::1]:30303" {
+			t.Errorf("initiator %q", ex.Initiator)
+		}
+	}
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s.ping(a, b, DirOut)
+	s.feed(&Record{Kind: Drop, Src: netip.MustParseAddrPort("[::ffff:10.0.0.2]:30303"), Dst: netip.MustParseAddrPort("[::ffff:10.0.0.1]:30303"), Reason: "UDP_CSUM"})
+	s.flush()
+	checkFailed(t, s.only(ndjson.TypeExchange), CauseKernelDrop, "UDP_CSUM: 10.0.0.2:30303 > 10.0.0.1:30303")
+}
