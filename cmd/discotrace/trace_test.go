@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,12 +28,17 @@ func TestTraceRawPrintsKernelEvents(t *testing.T) {
 	port := c.LocalAddr().(*net.UDPAddr).Port
 	c.Close() // now nothing listens on it
 
-	var stdout, stderr bytes.Buffer
+	var stdout bytes.Buffer
+	stderr := &statusWriter{attached: make(chan struct{})}
 	f := &traceFlags{raw: true, ports: []uint{uint(port)}, duration: 2 * time.Second, snapLen: 1280,
 		ringSize: 8 << 20, backend: "auto", payload: true}
 	done := make(chan error, 1)
-	go func() { done <- runTrace(context.Background(), &stdout, &stderr, f) }()
-	time.Sleep(time.Second) // attach
+	go func() { done <- runTrace(context.Background(), &stdout, stderr, f) }()
+	select { // the duration counts from the attach
+	case <-stderr.attached:
+	case err := <-done:
+		t.Fatalf("trace ended before attaching: %v (stderr: %s)", err, stderr.String())
+	}
 	peer, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
 		t.Fatal(err)
@@ -66,4 +72,29 @@ func TestTraceRawPrintsKernelEvents(t *testing.T) {
 	if !strings.Contains(stderr.String(), "hooks attached in") || !strings.Contains(stderr.String(), "cgroup_skb/egress") {
 		t.Errorf("stderr does not show the attach time and hooks:\n%s", stderr.String())
 	}
+}
+
+// statusWriter collects trace's stderr and signals when the hooks are attached.
+type statusWriter struct {
+	mu       sync.Mutex
+	buf      bytes.Buffer
+	attached chan struct{} // closed once, when the attach line is written
+	signaled bool
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if !w.signaled && strings.Contains(w.buf.String(), "hooks attached in") {
+		close(w.attached)
+		w.signaled = true
+	}
+	return len(p), nil
+}
+
+func (w *statusWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
