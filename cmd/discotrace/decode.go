@@ -26,9 +26,10 @@ func newDecodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "decode FILE",
 		Short: "Decode a pcap or pcapng capture of discovery traffic into NDJSON events",
-		Long: `Decode reads a capture file (pcap or pcapng: Ethernet, Linux cooked SLL/SLL2 or raw IP)
-and prints one NDJSON event per datagram, ICMP error and fragment loss, followed by the
-discv5 handshakes, request/response exchanges and anomalies they make up.
+		Long: `Decode reads a capture file (pcap or pcapng: Ethernet, Linux cooked SLL/SLL2 or raw IP;
+"-" reads standard input, e.g. tcpdump -w - udp port 30303 | discotrace decode -) and
+prints one NDJSON event per datagram, ICMP error and fragment loss and, as they are
+decided, the discv5 handshakes, request/response exchanges and anomalies they make up.
 
 Give the local node's key (--nodekey, as geth keeps it in <datadir>/geth/nodekey) to
 decrypt the discv5 sessions it answered; --node-id and --enr tell which side is local
@@ -91,11 +92,15 @@ func runDecode(out io.Writer, path string, f *decodeFlags) error {
 	if err != nil {
 		return err
 	}
-	file, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("cannot open the capture: %w", err)
+	var in io.Reader = os.Stdin
+	if path != "-" {
+		file, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("cannot open the capture: %w", err)
+		}
+		defer file.Close()
+		in = file
 	}
-	defer file.Close()
 
 	dec := decode.NewDecoder(decode.Config{
 		Identity:         id,
@@ -111,7 +116,7 @@ func runDecode(out io.Writer, path string, f *decodeFlags) error {
 			writeErr = enc.Encode(ev)
 		}
 	}
-	err = decode.ReadCapture(file, func(r *decode.Record) error {
+	err = decode.ReadCapture(in, func(r *decode.Record) error {
 		dec.Feed(r, emit)
 		return writeErr
 	})
@@ -127,6 +132,9 @@ func runDecode(out io.Writer, path string, f *decodeFlags) error {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			return fmt.Errorf("cannot read the capture: %w", err)
+		}
+		if path == "-" {
+			path = "from standard input"
 		}
 		return fmt.Errorf("cannot read the capture %s: %w", path, err)
 	}

@@ -133,3 +133,26 @@ func TestDecodeCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeCommandReadsStandardInput(t *testing.T) {
+	path := testCapture(t, "devp2p-discovery.pcap")
+	fromFile, err := runCLI(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	stdin := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = stdin }()
+	fromStdin, err := runCLI(t, "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fromStdin != fromFile || fromFile == "" {
+		t.Fatal("standard input and the file decode differently")
+	}
+}
