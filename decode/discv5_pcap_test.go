@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
@@ -16,10 +17,25 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 )
 
-// The shared captures (../shared/testdata, README there): real go-ethereum v1.17.10
-// traffic between node A (10.99.0.1, key 11..11) and the devp2p tool as node B
-// (10.99.0.2, key 33..33).
-const v5SharedPcaps = "../../shared/testdata/pcap/"
+// The shared captures (README beside them): real go-ethereum v1.17.10 traffic between
+// node A (10.99.0.1, key 11..11) and the devp2p tool as node B (10.99.0.2, key 33..33).
+// They are found through $DISCOTRACE_TESTDATA, as in the package's other tests, or
+// beside the checkout.
+func v5PcapPath(t *testing.T, name string) string {
+	t.Helper()
+	dirs := []string{filepath.Join("..", "..", "shared", "testdata")}
+	if env := os.Getenv("DISCOTRACE_TESTDATA"); env != "" {
+		dirs = append([]string{env}, dirs...)
+	}
+	for _, dir := range dirs {
+		p := filepath.Join(dir, "pcap", name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("capture %s not found in %v: set DISCOTRACE_TESTDATA to the folder holding pcap/%s", name, dirs, name)
+	return ""
+}
 
 var (
 	v5PcapKeyA = v5MustKey("1111111111111111111111111111111111111111111111111111111111111111")
@@ -31,9 +47,9 @@ var (
 // UDP header's length: small frames carry Ethernet padding.
 func v5ReadPcap(t *testing.T, name string) []*Record {
 	t.Helper()
-	f, err := os.Open(v5SharedPcaps + name)
+	f, err := os.Open(v5PcapPath(t, name))
 	if err != nil {
-		t.Skipf("shared capture not available: %v", err)
+		t.Fatal(err)
 	}
 	defer f.Close()
 	r, err := pcapgo.NewReader(f)
