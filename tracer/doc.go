@@ -41,6 +41,14 @@
 // Traffic of other network namespaces is seen from the root one: the tracepoints fire in
 // every namespace, and cgroup membership does not depend on the namespace.
 //
+// Event fields beyond tracer.Event's own comments: a send event with HasRet (Ret < 0) is
+// a failed sendmsg, not a datagram: it carries what the socket knows (its own address, the
+// peer's if connected) and no payload; if the failure came after the datagram left the
+// socket layer (ENOBUFS from a full queue, reported with IP_RECVERR), that datagram also
+// has its own send event. For icmp events, Len is the UDP payload length the quoted
+// datagram's header declares. A read's Src and Dst are the datagram's when the read was
+// linked to it (HasQueueTime), otherwise what the socket knows.
+//
 // Known blind spots of this backend: a send that fails on an unconnected socket whose own
 // port is not watched (sock_send_length does not know the destination) is not reported;
 // a later IP fragment of a watched datagram is recognised only after its first fragment

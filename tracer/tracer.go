@@ -61,13 +61,18 @@ func Open(cfg Config) (*Tracer, error) {
 		return nil, fmt.Errorf("raise RLIMIT_MEMLOCK for BPF maps: %w", err)
 	}
 	t := &Tracer{cfg: cfg, clock: newMonoClock()}
+	// Reading /proc/kallsyms takes the kernel a good part of Open's time: do it meanwhile.
+	// Without symbols drops carry no location and the ICMP-in program parses every
+	// consumed packet instead of only icmp_rcv's: slower, still correct.
+	symbolsRead := make(chan struct{})
+	go func() {
+		defer close(symbolsRead)
+		t.symbols, _ = loadKernelSymbols()
+	}()
+	defer func() { <-symbolsRead }() // never leave it running, whatever Open returns
 	if t.reasons, err = loadDropReasons(); err != nil {
 		return nil, err
 	}
-	// Without symbols drops carry no location and the ICMP-in program parses every
-	// consumed packet instead of only icmp_rcv's: slower, still correct.
-	t.symbols, _ = loadKernelSymbols()
-
 	cgroupRoot, err := cgroup2Root()
 	if err != nil {
 		return nil, err
@@ -76,6 +81,7 @@ func Open(cfg Config) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the embedded BPF object: %w", err)
 	}
+	<-symbolsRead
 	spec.Maps["events"].MaxEntries = uint32(cfg.RingSize)
 	if err := t.setConstants(spec); err != nil {
 		return nil, err
