@@ -124,16 +124,24 @@ func (an *anomalies) packet(r *Record, p *Packet, emit func(*ndjson.Event)) {
 		if !p.HasSrcID || p.Kind == KindWhoareyou {
 			return // a WHOAREYOU's enr-seq is the challenger's copy of the OTHER node's record
 		}
+		ownRecord := false
 		for _, n := range p.Records {
 			if n.ID() == p.SrcID {
 				an.enrSeq(r, n.ID(), n.Seq(), "HANDSHAKE record", emit)
+				ownRecord = true
 			}
 		}
+		// A signed record in the packet outranks the message's enr-seq beside it
+		// (which test tools fill from a stale copy).
 		switch m := p.Msg.(type) {
 		case *v5wire.Ping:
-			an.enrSeq(r, p.SrcID, m.ENRSeq, m.Name(), emit)
+			if !ownRecord {
+				an.enrSeq(r, p.SrcID, m.ENRSeq, m.Name(), emit)
+			}
 		case *v5wire.Pong:
-			an.enrSeq(r, p.SrcID, m.ENRSeq, m.Name(), emit)
+			if !ownRecord {
+				an.enrSeq(r, p.SrcID, m.ENRSeq, m.Name(), emit)
+			}
 			if ip, ok := netip.AddrFromSlice(m.ToIP); ok {
 				an.endpoint(r, netip.AddrPortFrom(ip.Unmap(), m.ToPort), m.Name(), emit)
 			}

@@ -790,3 +790,21 @@ func TestScenarioIPv6AndMappedAddresses(t *testing.T) {
 	s.flush()
 	checkFailed(t, s.only(ndjson.TypeExchange), CauseKernelDrop, "UDP_CSUM: 10.0.0.2:30303 > 10.0.0.1:30303")
 }
+
+// A HANDSHAKE's own record outranks the enr-seq of the PING inside it.
+func TestScenarioHandshakeRecordOutranksMessageSeq(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.key}}})
+	stale := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: a.ln.Seq() - 1}
+	w := s.challenge(a, b, stale)
+	w.RecordSeq = 0 // b has no record of a: a sends it
+	s.after(time.Millisecond)
+	s.v5(a, b, stale, w)
+	s.flush()
+	if n := len(s.ofType(ndjson.TypeAnomaly)); n != 0 {
+		t.Fatalf("%d anomalies:\n%s", n, s.dump())
+	}
+	if hs := s.ofType(ndjson.TypePacket)[2]; hs.Disc.Kind != KindHandshake || *hs.Disc.ENRSeq == 0 {
+		t.Fatalf("the HANDSHAKE should carry a's record: %+v", hs.Disc)
+	}
+}
