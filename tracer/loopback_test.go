@@ -133,3 +133,30 @@ func TestUnwatchedPortIsSilent(t *testing.T) {
 		t.Fatalf("got %d events with only unused port %d watched, want none:\n%s", len(all), watched, dumpEvents(all))
 	}
 }
+
+// A datagram still queued when its socket closes is freed by the close, not dropped by
+// the network: no drop event.
+func TestUnreadDatagramAtCloseIsNoDrop(t *testing.T) {
+	requireRoot(t)
+	for _, network := range []string{"udp4", "udp6"} {
+		t.Run(network, func(t *testing.T) {
+			host := netip.MustParseAddr("127.0.0.1")
+			if network == "udp6" {
+				host = netip.IPv6Loopback()
+			}
+			port := freePort(t, network)
+			c := openCollector(t, Config{Ports: []uint16{port}})
+			node := listen(t, network, netip.AddrPortFrom(host, port))
+			peer := listen(t, network, netip.AddrPortFrom(host, 0))
+			if _, err := peer.WriteToUDPAddrPort([]byte("never read"), localAddrPort(node)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond)
+			node.Close()
+			evs := c.settle(300*time.Millisecond, 300*time.Millisecond, 5*time.Second, onPort(port))
+			if len(evs) != 2 || len(ofKind(evs, KindSend)) != 1 || len(ofKind(evs, KindRecv)) != 1 {
+				t.Fatalf("got %d events, want one send and one recv:\n%s", len(evs), dumpEvents(evs))
+			}
+		})
+	}
+}
