@@ -808,3 +808,23 @@ func TestScenarioHandshakeRecordOutranksMessageSeq(t *testing.T) {
 		t.Fatalf("the HANDSHAKE should carry a's record: %+v", hs.Disc)
 	}
 }
+
+// The local node (b) reads a handshake's first packet and never challenges it: a
+// stuck discovery loop, seen only because the tracer saw the read.
+func TestScenarioV5ReadButNeverChallenged(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.key}}})
+	enc, _, err := a.codec.Encode(b.id(), b.addr.String(), &v5wire.Ping{ReqID: []byte{1}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(enc), DirIn))
+	s.after(40 * time.Microsecond)
+	s.feed(&Record{Kind: Read, Src: a.addr, Dst: b.addr, Len: len(enc), HasProc: true, PID: 77, Comm: "geth", QueueTime: 35 * time.Microsecond})
+	s.tick(time.Second)
+	hs := s.only(ndjson.TypeHandshake)
+	checkFailed(t, hs, CauseAppDrop, "read read by pid 77 (geth) after 35µs in the socket queue, never answered")
+	if read := s.only(ndjson.TypeRead); read.Disc == nil || read.Disc.Kind != KindMessage {
+		t.Fatalf("read %+v", read)
+	}
+}
