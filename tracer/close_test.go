@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -84,12 +86,20 @@ func checkGone(t *testing.T, progs []ebpf.ProgramID) {
 	}
 }
 
+// Close detaches everything, and the events still in the ring buffer stay readable.
 func TestCloseDetachesEverything(t *testing.T) {
 	requireRoot(t)
-	tr, err := Open(Config{Ports: []uint16{freePort(t, "udp4")}})
+	port := freePort(t, "udp4")
+	tr, err := Open(Config{Ports: []uint16{port}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Four events nobody reads before Close: send, icmp out, icmp in, drop.
+	peer := listen(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"))
+	if _, err := peer.WriteToUDPAddrPort([]byte("ping"), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
 	progs, err := tr.programIDs()
 	if err != nil {
 		t.Fatal(err)
@@ -100,10 +110,25 @@ func TestCloseDetachesEverything(t *testing.T) {
 	if err := tr.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if _, err := tr.Read(); err != ErrClosed {
-		t.Errorf("Read after Close: %v, want ErrClosed", err)
-	}
 	checkGone(t, progs)
+	var kinds []string
+	for {
+		ev, err := tr.Read()
+		if err == ErrClosed {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Read after Close: %v", err)
+		}
+		kinds = append(kinds, ev.Kind.String())
+	}
+	sort.Strings(kinds)
+	if got := strings.Join(kinds, " "); got != "drop icmp icmp send" {
+		t.Errorf("Read after Close gave %q, want the four events left in the ring buffer", got)
+	}
+	if _, err := tr.Read(); err != ErrClosed {
+		t.Errorf("Read after the last event: %v, want ErrClosed", err)
+	}
 }
 
 // A tracer killed with SIGKILL leaves nothing attached: its links die with its files.

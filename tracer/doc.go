@@ -8,12 +8,13 @@
 //	defer tr.Close()
 //	for _, h := range tr.Plan() { ... }          // which hook serves each event class, and why
 //	for {
-//		ev, err := tr.Read()                   // blocks; returns ErrClosed after Close
+//		ev, err := tr.Read()                   // blocks; ErrClosed once closed and drained
 //		...
 //	}
 //
-// Read is meant for one goroutine; Close may be called from any goroutine, and makes a
-// blocked Read return ErrClosed. Events still in the ring buffer at Close are discarded.
+// Read is meant for one goroutine; Close may be called from any goroutine. Close detaches
+// at once; the events still in the ring buffer and a last lost report stay readable, so
+// Read returns them and then ErrClosed (a blocked Read wakes up to do so).
 // Events the kernel side could not deliver because the ring buffer was full are counted
 // per CPU and reported by Read as KindLost events (every Config.LostInterval, when the
 // count grew), never hidden.

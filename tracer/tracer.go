@@ -41,6 +41,9 @@ type Tracer struct {
 	nextLostCheck time.Time
 	lostReported  uint64
 	lostPerCPU    []uint64
+	drainDone     bool    // the ring buffer was emptied into drained after Close
+	drained       []Event // what Read returns after Close, before ErrClosed
+	undecodable   uint64  // drained records that did not decode, reported as lost
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -246,14 +249,21 @@ func (t *Tracer) Plan() []HookChoice {
 	return append([]HookChoice(nil), t.plan...)
 }
 
-// Read returns the next event, blocking until there is one. It returns ErrClosed once the
-// tracer is closed. Lost events are reported as KindLost events among the others.
+// Read returns the next event, blocking until there is one. Lost events are reported as
+// KindLost events among the others. After Close, it returns the events that were still in
+// the ring buffer and a last lost report, then ErrClosed.
 func (t *Tracer) Read() (Event, error) {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()
 	for {
 		if t.closed.Load() {
-			return Event{}, ErrClosed
+			t.drainLocked()
+			if len(t.drained) == 0 {
+				return Event{}, ErrClosed
+			}
+			ev := t.drained[0]
+			t.drained = t.drained[1:]
+			return ev, nil
 		}
 		now := time.Now()
 		if !now.Before(t.nextLostCheck) {
@@ -275,12 +285,33 @@ func (t *Tracer) Read() (Event, error) {
 		switch {
 		case err == nil:
 			return t.decode(t.rec.RawSample)
-		case errors.Is(err, os.ErrDeadlineExceeded):
-		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
-			return Event{}, ErrClosed
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
+			// Woken by the deadline, or by Close to drain.
 		default:
 			return Event{}, fmt.Errorf("read ring buffer: %w", err)
 		}
+	}
+}
+
+// drainLocked, once the programs are detached, moves what is left in the ring buffer and
+// the last lost count into t.drained, for Read to hand out after Close. Called with
+// readMu held, by whichever of Read and Close comes first.
+func (t *Tracer) drainLocked() {
+	if t.drainDone {
+		return
+	}
+	t.drainDone = true
+	t.reader.SetDeadline(time.Now()) // no waiting: only what is there
+	for t.reader.ReadInto(&t.rec) == nil {
+		// A record that does not decode cannot be delivered: count it as lost.
+		if ev, err := t.decode(t.rec.RawSample); err == nil {
+			t.drained = append(t.drained, ev)
+		} else {
+			t.undecodable++
+		}
+	}
+	if lost, err := t.lostSinceLastReport(); err == nil && lost+t.undecodable > 0 {
+		t.drained = append(t.drained, Event{Kind: KindLost, Time: time.Now(), Lost: lost + t.undecodable})
 	}
 }
 
@@ -299,15 +330,17 @@ func (t *Tracer) lostSinceLastReport() (uint64, error) {
 	return delta, nil
 }
 
-// Close detaches every program and frees the ring buffer. A Read blocked in another
-// goroutine returns ErrClosed. Events not read yet are discarded.
+// Close detaches every program at once and frees the kernel objects. Events already in
+// the ring buffer are kept: Read returns them and a last lost report, then ErrClosed. A
+// Read blocked in another goroutine wakes up to do so.
 func (t *Tracer) Close() error {
 	t.closeOnce.Do(func() {
+		errs := []error{t.detach()} // no new events from here on
 		t.closed.Store(true)
-		errs := []error{t.detach()}
-		errs = append(errs, t.reader.Close())
-		t.readMu.Lock() // wait for Read to let go of the maps
-		errs = append(errs, t.objs.Close())
+		errs = append(errs, t.reader.Flush()) // wake a blocked Read
+		t.readMu.Lock()
+		t.drainLocked()
+		errs = append(errs, t.reader.Close(), t.objs.Close())
 		t.readMu.Unlock()
 		t.closeErr = errors.Join(errs...)
 	})
