@@ -292,6 +292,7 @@ type seenDatagram struct {
 	disc     *ndjson.Disc
 	inbound  bool // may be queued on a local socket (Dir in, or unknown)
 	sent     bool // Dir out: a local send
+	recv     bool // Dir in: a local receive
 	read     bool
 	owners   []*tracked
 	// twin is, for the receive of a datagram sent by this same host (both ends local),
@@ -307,9 +308,11 @@ func (sd *seenDatagram) is(x *seenDatagram) bool {
 // maxTwinDelay is how long after its send a local datagram's receive may be seen.
 const maxTwinDelay = time.Second
 
-// twinOf returns the send record of the datagram r receives, when this host sent it.
+// twinOf returns the other observation of the datagram r is, when this host both sent
+// and received it: the send for a receive, or the receive for a send (per-CPU buffers
+// may deliver the receive first).
 func (d *Decoder) twinOf(r *Record) *seenDatagram {
-	if r.Dir != DirIn {
+	if r.Dir == DirUnknown {
 		return nil
 	}
 	list := d.flows[pairOf(r.Src, r.Dst)]
@@ -318,7 +321,8 @@ func (d *Decoder) twinOf(r *Record) *seenDatagram {
 		if r.Time.Sub(sd.t) > maxTwinDelay {
 			break
 		}
-		if sd.sent && sd.twin == nil && sd.n == r.Len && unmapAP(sd.src) == unmapAP(r.Src) && unmapAP(sd.dst) == unmapAP(r.Dst) &&
+		other := sd.sent && r.Dir == DirIn || sd.recv && r.Dir == DirOut
+		if other && sd.twin == nil && sd.n == r.Len && unmapAP(sd.src) == unmapAP(r.Src) && unmapAP(sd.dst) == unmapAP(r.Dst) &&
 			bytes.Equal(sd.head, r.Payload[:min(len(r.Payload), quoteLen)]) {
 			return sd
 		}
@@ -338,7 +342,7 @@ func (sd *seenDatagram) own(t *tracked) {
 func (d *Decoder) remember(r *Record, evType string, disc *ndjson.Disc) *seenDatagram {
 	sd := &seenDatagram{
 		t: r.Time, src: r.Src, dst: r.Dst, n: r.Len, evType: evType, disc: disc,
-		inbound: r.Dir != DirOut, sent: r.Dir == DirOut,
+		inbound: r.Dir != DirOut, sent: r.Dir == DirOut, recv: r.Dir == DirIn,
 		head: bytes.Clone(r.Payload[:min(len(r.Payload), quoteLen)]),
 	}
 	k := pairOf(r.Src, r.Dst)
@@ -478,14 +482,15 @@ func (d *Decoder) decodePacket(r *Record) Packet {
 }
 
 func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
-	if out := d.twinOf(r); out != nil {
-		// This host sent it: the same datagram, already decoded and tracked. Decoding
-		// it again would count it twice (a duplicate request, a resent challenge).
+	if first := d.twinOf(r); first != nil {
+		// This host sent and received it: the same datagram, already decoded and
+		// tracked. Decoding it again would count it twice (a duplicate request, a
+		// resent challenge).
 		ev := RecordEvent(r, d.cfg.WithPayload)
-		ev.Disc = out.disc
-		in := d.remember(r, ev.Type, ev.Disc)
-		in.twin, out.twin = out, in
-		in.owners = out.owners
+		ev.Disc = first.disc
+		second := d.remember(r, ev.Type, ev.Disc)
+		second.twin, first.twin = first, second
+		second.owners = first.owners
 		emit(ev)
 		return
 	}
