@@ -156,3 +156,20 @@ func TestDecodeCommandReadsStandardInput(t *testing.T) {
 		t.Fatal("standard input and the file decode differently")
 	}
 }
+
+// A well-formed capture of broken packets (the conformance suites send malformed ones on
+// purpose) decodes without error: the damage is in the events, not the exit code.
+func TestDecodeCommandBrokenPacketsAreNotErrors(t *testing.T) {
+	out, err := runCLI(t, testCapture(t, "suites-devp2p.pcap"), "--nodekey", testKeyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"error":"discv4: unknown packet type 66"`, `"error":"malformed discv5 message`, `"proto":"unknown"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %s in the output", want)
+		}
+	}
+	if n := strings.Count(out, "\n"); n != 152+2+19+61 {
+		t.Errorf("%d lines, want 152 packets, 2 icmp, 19 handshakes and 61 exchanges", n)
+	}
+}
