@@ -217,6 +217,14 @@ func runJob(j *job.Job) int {
 func finish(status int) {
 	unix.Sync()
 	fmt.Println(job.ExitLine(status))
+	// The console is a UART the kernel drains by interrupt: qemu exits at the port write,
+	// dropping whatever the tty still holds (the job's last lines and the marker). Wait
+	// until the tty has sent everything (tcdrain).
+	for _, fd := range []int{1, 2} {
+		if err := unix.IoctlSetInt(fd, unix.TCSBRK, 1); err != nil && fd == 1 {
+			logf("draining the console: %v", err)
+		}
+	}
 	if err := debugExit(job.DebugExitValue(status)); err != nil {
 		logf("%v; powering off instead (the runner then relies on the console marker)", err)
 	}

@@ -125,6 +125,10 @@ func probeFeatures() {
 	report("features.helper.cgroup_skb.get_current_pid_tgid", features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnGetCurrentPidTgid), "")
 	report("features.helper.cgroup_skb.get_current_comm", features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnGetCurrentComm), "")
 	report("features.helper.cgroup_skb.get_socket_cookie", features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnGetSocketCookie), "")
+	report("features.helper.cgroup_skb.get_current_task", features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnGetCurrentTask), "")
+	report("features.helper.cgroup_skb.get_current_task_btf", features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnGetCurrentTaskBtf), "")
+	report("features.helper.cgroup_skb.probe_read_kernel", features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnProbeReadKernel), "")
+	report("features.helper.cgroup_skb.sk_storage_get", features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnSkStorageGet), "")
 	report("features.link.kprobe_multi", features.HaveBPFLinkKprobeMulti(), "")
 	report("features.bounded_loops", features.HaveBoundedLoops(), "")
 }

@@ -474,8 +474,8 @@ func addTestdata(c *cpioWriter, hostDir, guestDir string) error {
 	})
 }
 
-// buildBaseArchive builds the fixed part of every initramfs: the static /init and the
-// console node the kernel opens for it.
+// buildBaseArchive builds the fixed part of every initramfs: the static /init, the console
+// node the kernel opens for it, and /etc/hosts.
 func buildBaseArchive(root, buildDir string) (string, error) {
 	initBin := filepath.Join(buildDir, "init")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", initBin, "./vmtest/init")
@@ -488,6 +488,9 @@ func buildBaseArchive(root, buildDir string) (string, error) {
 	return buildArchive(filepath.Join(buildDir, "base.cpio"), func(c *cpioWriter) error {
 		c.CharDev("/dev/console", 0o600, 5, 1)
 		c.File("/init", initBin, 0o755)
+		// Go's resolver reads /etc/hosts: without it "localhost" would go to DNS,
+		// which the guest has none of.
+		c.Bytes("/etc/hosts", 0o644, []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"))
 		return nil
 	})
 }

@@ -143,6 +143,11 @@ func bootVM(ctx context.Context, vmlinuz, initrd string, opt vmOptions, prefix s
 		res.Err = nil
 	case code == 0:
 		res.Err = fmt.Errorf("the guest stopped without reporting a status (kernel panic, or /init crashed). Last console lines: %s", lastLines)
+	case code == 1 && res.BootTime > 0:
+		// isa-debug-exit with 0 and a qemu error both exit 1: without the marker, the
+		// run cannot count as a pass.
+		res.Err = fmt.Errorf("qemu exited with 1 (the guest's status 0, or a qemu error: %q) but the console carried no %q marker; last console lines: %s",
+			strings.TrimSpace(stderr.String()), job.ExitPrefix, lastLines)
 	default:
 		res.Err = fmt.Errorf("%s failed with exit code %d before the guest reported: %s", qemuBinary, code, strings.TrimSpace(stderr.String()))
 	}
