@@ -2,16 +2,17 @@ package decode
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/netip"
 	"time"
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
+	"github.com/ethereum/go-ethereum/p2p/enr"
 	"github.com/ethereum/go-ethereum/rlp"
 )
 
@@ -210,11 +211,7 @@ func (d *V4Decoder) decodeVerified(buf []byte) Packet {
 				bad++
 				continue
 			}
-			var ip net.IP
-			if addr, ok := netip.AddrFromSlice(rn.IP); ok {
-				ip = net.IP(addr.Unmap().AsSlice())
-			}
-			p.Records = append(p.Records, enode.NewV4(pk, ip, int(rn.TCP), int(rn.UDP)))
+			p.Records = append(p.Records, v4NeighborNode(rn, pk))
 		}
 		if bad > 0 {
 			p.Err = fmt.Errorf("%w: %d of %d entries", ErrV4BadNeighbor, bad, len(resp.Nodes))
@@ -248,6 +245,34 @@ func (d *V4Decoder) decodeVerified(buf []byte) Packet {
 		p.Err = fmt.Errorf("%w %d", ErrV4UnknownType, ptype)
 	}
 	return p
+}
+
+// v4NeighborNode is a NEIGHBORS entry as a node: its ID, public key and endpoint.
+//
+// enode.NewV4 would build the same node with the "v4" compatibility scheme, but it
+// decompresses the public key three times (about 25 µs per entry on a 2 GHz core, 12
+// entries per packet: more than the packet's signature recovery). The record here says
+// the same with the "null" scheme, which carries the ID as computed from the key
+// (keccak256 of it, as for every v4 node) instead of deriving it again: ID, Pubkey,
+// IPAddr, UDP and TCP are those NewV4 would give.
+func v4NeighborNode(rn v4wire.Node, pk *ecdsa.PublicKey) *enode.Node {
+	var r enr.Record
+	if addr, ok := netip.AddrFromSlice(rn.IP); ok {
+		addr = addr.Unmap()
+		if addr.Is4() {
+			r.Set(enr.IPv4Addr(addr))
+		} else {
+			r.Set(enr.IPv6Addr(addr))
+		}
+	}
+	if rn.UDP != 0 {
+		r.Set(enr.UDP(rn.UDP))
+	}
+	if rn.TCP != 0 {
+		r.Set(enr.TCP(rn.TCP))
+	}
+	r.Set((*enode.Secp256k1)(pk))
+	return enode.SignNull(&r, rn.ID.ID())
 }
 
 // decodeBody decodes the RLP body into v the way geth does: trailing data after the list

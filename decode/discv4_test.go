@@ -125,7 +125,8 @@ func TestV4DecodesEveryPacketType(t *testing.T) {
 				t.Fatalf("got %+v", p)
 			}
 			n0, n1 := p.Records[0], p.Records[1]
-			if n0.ID() != v4ID(t, v4TestKeyA) || n0.IPAddr() != netip.MustParseAddr("10.0.0.1") || n0.UDP() != 30303 || n0.TCP() != 30303 {
+			if n0.ID() != v4ID(t, v4TestKeyA) || n0.IPAddr() != netip.MustParseAddr("10.0.0.1") || n0.UDP() != 30303 || n0.TCP() != 30303 ||
+				!n0.Pubkey().Equal(&keyA.PublicKey) {
 				t.Errorf("record 0: %v %v %d %d", n0.ID(), n0.IPAddr(), n0.UDP(), n0.TCP())
 			}
 			if n1.ID() != idB || n1.IPAddr() != netip.MustParseAddr("2001:db8::2") || n1.UDP() != 30305 {
@@ -164,6 +165,29 @@ func TestV4DecodesEveryPacketType(t *testing.T) {
 			}
 			tc.check(t, p)
 		})
+	}
+}
+
+// NEIGHBORS entries are built without enode.NewV4's repeated key decompression; they must
+// still read exactly as NewV4's nodes do.
+func TestV4NeighborNodeMatchesNewV4(t *testing.T) {
+	key := v4Key(t, v4TestKeyA)
+	for _, tc := range []struct {
+		ip       net.IP
+		udp, tcp uint16
+	}{
+		{net.IP{10, 0, 0, 1}, 30303, 30303},
+		{net.ParseIP("10.0.0.2"), 30304, 0}, // 16-byte form of an IPv4 address
+		{net.ParseIP("2001:db8::7"), 9000, 9001},
+		{nil, 0, 0},
+	} {
+		rn := v4wire.Node{IP: tc.ip, UDP: tc.udp, TCP: tc.tcp, ID: v4wire.EncodePubkey(&key.PublicKey)}
+		got, want := v4NeighborNode(rn, &key.PublicKey), enode.NewV4(&key.PublicKey, tc.ip, int(tc.tcp), int(tc.udp))
+		if got.ID() != want.ID() || !got.Pubkey().Equal(want.Pubkey()) || got.IPAddr() != want.IPAddr() ||
+			got.UDP() != want.UDP() || got.TCP() != want.TCP() || got.Seq() != want.Seq() {
+			t.Errorf("%v: got %v %v %d %d, NewV4 gives %v %v %d %d", tc.ip, got.ID(), got.IPAddr(), got.UDP(), got.TCP(),
+				want.ID(), want.IPAddr(), want.UDP(), want.TCP())
+		}
 	}
 }
 
@@ -581,6 +605,25 @@ func BenchmarkV4(b *testing.B) {
 				b.Fatal(err)
 			}
 			i++
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
+	})
+	b.Run("neighbors-12", func(b *testing.B) {
+		// A full NEIGHBORS packet: signature recovery and twelve nodes built.
+		var nodes []v4wire.Node
+		for range v4wire.MaxNeighbors {
+			k, err := crypto.GenerateKey()
+			if err != nil {
+				b.Fatal(err)
+			}
+			nodes = append(nodes, v4wire.Node{IP: net.IP{10, 0, 0, 1}, UDP: 30303, TCP: 30303, ID: v4wire.EncodePubkey(&k.PublicKey)})
+		}
+		r := v4Rec(v4Encode(b, v4Key(b, v4TestKeyB), &v4wire.Neighbors{Nodes: nodes, Expiration: 1}))
+		d := newV4Decoder(0)
+		for b.Loop() {
+			if p, _ := d.Decode(r); p.Err != nil || len(p.Records) != v4wire.MaxNeighbors {
+				b.Fatalf("%+v", p)
+			}
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
 	})
