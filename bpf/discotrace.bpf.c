@@ -49,9 +49,10 @@ const enum dt_limits *unused_limits __attribute__((unused));
 const volatile __u32 cfg_snap_len = DT_MAX_SNAP_LEN;
 const volatile __u32 cfg_netns = 0; /* only this network namespace inode, 0 = all */
 const volatile __u32 cfg_pid = 0;   /* only this tgid for task events, 0 = all */
-/* Wake the reader once this much data is pending; below it, the reader's own periodic
- * deadline collects events, so a busy ring costs few wakeups and a quiet one stays prompt. */
-const volatile __u64 cfg_wakeup_bytes = 256 << 10;
+/* Wake the reader once a CPU has written this much since it last did; below it, the
+ * reader's own periodic deadline collects events, so a busy ring costs few wakeups and a
+ * quiet one stays prompt. */
+const volatile __u64 cfg_wakeup_bytes = 64 << 10;
 /* Kernel text ranges [lo, hi) from /proc/kallsyms, 0 when unknown. */
 const volatile __u64 cfg_icmp_rcv_lo = 0, cfg_icmp_rcv_hi = 0;
 const volatile __u64 cfg_icmpv6_rcv_lo = 0, cfg_icmpv6_rcv_hi = 0;
@@ -77,6 +78,15 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } lost_events SEC(".maps");
+
+/* Bytes this CPU submitted since it last woke the reader. Counted here rather than asking
+ * the ring (BPF_RB_AVAIL_DATA), which reads the consumer's cache line on every event. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} unwoken_bytes SEC(".maps");
 
 /* Watched UDP ports as a bitmap: bit (port & 63) of word (port >> 6). */
 struct {
@@ -206,12 +216,20 @@ static __always_inline void *reserve(__u32 size)
 	return e;
 }
 
-static __always_inline void submit(void *e)
+/* Submits a record of size bytes, waking the reader only past the batching threshold. */
+static __always_inline void submit(void *e, __u32 size)
 {
+	__u32 zero = 0;
+	__u64 *unwoken = bpf_map_lookup_elem(&unwoken_bytes, &zero);
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
+	if (unwoken) {
+		*unwoken += size;
+		if (*unwoken >= cfg_wakeup_bytes) {
+			*unwoken = 0;
+			flags = BPF_RB_FORCE_WAKEUP;
+		}
+	}
 	bpf_ringbuf_submit(e, flags);
 }
 
@@ -235,9 +253,16 @@ static __always_inline bool pid_passes(void)
 	return !cfg_pid || (bpf_get_current_pid_tgid() >> 32) == cfg_pid;
 }
 
+/* The netns of a socket known only by its address (cgroup_skb programs). */
 static __always_inline __u32 sock_netns(const struct sock *sk)
 {
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* The netns of a socket the tracing program got typed (BTF): direct loads, no helper. */
+static __always_inline __u32 sock_netns_btf(const struct sock *sk)
+{
+	return sk->__sk_common.skc_net.net->ns.inum;
 }
 
 /*
@@ -474,7 +499,7 @@ static __always_inline void emit_datagram_class(struct __sk_buff *skb, const str
 		cap = capacity;
 	if (cap > 0 && bpf_skb_load_bytes(skb, ip->l4_off + 8, e->payload, cap) == 0)
 		e->cap_len = cap;
-	submit(e);
+	submit(e, sizeof(*e) + capacity);
 }
 
 static __always_inline void emit_datagram(struct __sk_buff *skb, const struct ip_info *ip,
@@ -607,7 +632,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, bool egress)
 	fill_icmp(e, &ip, &icmp, DT_ICMP_OUT);
 	e->netns = netns;
 	e->ifindex = skb->ifindex;
-	submit(e);
+	submit(e, sizeof(*e));
 	return 1;
 }
 
@@ -627,11 +652,10 @@ int dt_ingress(struct __sk_buff *skb)
 
 static __always_inline bool udp_sock_watched(const struct sock *sk, __u16 *lport, __u16 *rport)
 {
-	if (sk->sk_protocol != IPPROTO_UDP_)
-		return false;
+	/* Ports first: they share the socket's first cache line, sk_protocol does not. */
 	*lport = sk->__sk_common.skc_num;
 	*rport = bpf_ntohs(sk->__sk_common.skc_dport);
-	return tuple_watched(*lport, *rport);
+	return tuple_watched(*lport, *rport) && sk->sk_protocol == IPPROTO_UDP_;
 }
 
 /* The addresses a socket knows: local as dst (a read) or src (a send), peer if connected. */
@@ -659,7 +683,7 @@ int BPF_PROG(dt_send_result, struct sock *sk, int ret, int flags)
 	/* Successful sends were reported by cgroup egress with their tuple and payload. */
 	if (ret >= 0 || !udp_sock_watched(sk, &lport, &rport) || !pid_passes())
 		return 0;
-	__u32 netns = sock_netns(sk);
+	__u32 netns = sock_netns_btf(sk);
 
 	if (cfg_netns && netns != cfg_netns)
 		return 0;
@@ -679,7 +703,7 @@ int BPF_PROG(dt_send_result, struct sock *sk, int ret, int flags)
 	e->ret = ret;
 	e->flags |= DT_FLAG_RET;
 	set_task(e);
-	submit(e);
+	submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -688,7 +712,7 @@ static __always_inline __u32 queued_datagrams(const struct sock *sk)
 {
 	const struct udp_sock *up = (const struct udp_sock *)sk;
 
-	return BPF_CORE_READ(sk, sk_receive_queue.qlen) + BPF_CORE_READ(up, reader_queue.qlen);
+	return sk->sk_receive_queue.qlen + BPF_CORE_READ(up, reader_queue.qlen);
 }
 
 SEC("tp_btf/sock_recv_length")
@@ -736,7 +760,7 @@ int BPF_PROG(dt_read, struct sock *sk, int ret, int flags)
 	}
 	if (!pid_passes())
 		return 0;
-	__u32 netns = sock_netns(sk);
+	__u32 netns = sock_netns_btf(sk);
 
 	if (cfg_netns && netns != cfg_netns)
 		return 0;
@@ -765,7 +789,7 @@ int BPF_PROG(dt_read, struct sock *sk, int ret, int flags)
 		e->dport = lport;
 	}
 	set_task(e);
-	submit(e);
+	submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -796,16 +820,16 @@ static __always_inline bool in_range(__u64 addr, __u64 lo, __u64 hi)
 
 static __always_inline const void *network_header(const struct sk_buff *skb)
 {
-	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 nh = skb->network_header;
 
 	if (nh == (__u16)~0U)
 		return NULL;
-	return BPF_CORE_READ(skb, head) + nh;
+	return skb->head + nh;
 }
 
 static __always_inline __u32 skb_netns(const struct sk_buff *skb)
 {
-	return BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	return skb->dev->nd_net.net->ns.inum; /* dev NULL: the load yields 0 */
 }
 
 SEC("tp_btf/consume_skb")
@@ -838,7 +862,7 @@ int BPF_PROG(dt_icmp_in, struct sk_buff *skb, void *location)
 	zero_header(e);
 	fill_icmp(e, &ip, &icmp, DT_ICMP_IN);
 	e->netns = netns;
-	e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
+	e->ifindex = skb->dev->ifindex;
 	e->flags |= DT_FLAG_NOTIFIED_KNOWN;
 
 	__u32 zero = 0;
@@ -851,7 +875,7 @@ int BPF_PROG(dt_icmp_in, struct sk_buff *skb, void *location)
 		e->cookie = r->cookie;
 		r->time_ns = 0;
 	}
-	submit(e);
+	submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -914,7 +938,7 @@ int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 		    reason == cfg_reason_socket_filter)
 			rxq_unpush(cookie);
 	}
-	__u32 netns = rx_sk ? sock_netns(rx_sk) : skb_netns(skb);
+	__u32 netns = rx_sk ? sock_netns_btf(rx_sk) : skb_netns(skb);
 
 	if (cfg_netns && netns != cfg_netns)
 		return 0;
@@ -927,13 +951,13 @@ int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 	e->time_ns = bpf_ktime_get_ns();
 	e->cookie = cookie;
 	e->netns = netns;
-	e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
+	e->ifindex = skb->dev->ifindex;
 	copy_addrs(e, &ip);
 	e->sport = udp.sport;
 	e->dport = udp.dport;
 	e->len = udp.len;
 	e->reason = reason;
 	e->location = loc;
-	submit(e);
+	submit(e, sizeof(*e));
 	return 0;
 }

@@ -125,6 +125,7 @@ const (
 	discotraceMapLostEvents            = "lost_events"
 	discotraceMapRxQueueZero           = "rx_queue_zero"
 	discotraceMapRxQueues              = "rx_queues"
+	discotraceMapUnwokenBytes          = "unwoken_bytes"
 	discotraceMapWatchedFrags          = "watched_frags"
 	discotraceMapWatchedPorts          = "watched_ports"
 	discotraceProgDtDrop               = "dt_drop"
@@ -214,6 +215,7 @@ type discotraceMapSpecs struct {
 	LostEvents      *ebpf.MapSpec `ebpf:"lost_events"`
 	RxQueueZero     *ebpf.MapSpec `ebpf:"rx_queue_zero"`
 	RxQueues        *ebpf.MapSpec `ebpf:"rx_queues"`
+	UnwokenBytes    *ebpf.MapSpec `ebpf:"unwoken_bytes"`
 	WatchedFrags    *ebpf.MapSpec `ebpf:"watched_frags"`
 	WatchedPorts    *ebpf.MapSpec `ebpf:"watched_ports"`
 }
@@ -267,6 +269,7 @@ type discotraceMaps struct {
 	LostEvents      *ebpf.Map `ebpf:"lost_events"`
 	RxQueueZero     *ebpf.Map `ebpf:"rx_queue_zero"`
 	RxQueues        *ebpf.Map `ebpf:"rx_queues"`
+	UnwokenBytes    *ebpf.Map `ebpf:"unwoken_bytes"`
 	WatchedFrags    *ebpf.Map `ebpf:"watched_frags"`
 	WatchedPorts    *ebpf.Map `ebpf:"watched_ports"`
 }
@@ -278,6 +281,7 @@ func (m *discotraceMaps) Close() error {
 		m.LostEvents,
 		m.RxQueueZero,
 		m.RxQueues,
+		m.UnwokenBytes,
 		m.WatchedFrags,
 		m.WatchedPorts,
 	)

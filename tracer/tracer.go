@@ -22,8 +22,8 @@ var ErrClosed = errors.New("tracer closed")
 // to reach the kernel side's wakeup threshold (cfg_wakeup_bytes).
 const pollInterval = 100 * time.Millisecond
 
-// maxWakeupBytes caps the pending data that makes the kernel side wake the reader.
-const maxWakeupBytes = 256 << 10
+// maxWakeupBytes caps the data one CPU writes before it wakes the reader.
+const maxWakeupBytes = 1 << 20
 
 // Tracer is an attached set of programs and the ring buffer they fill.
 type Tracer struct {
@@ -121,10 +121,14 @@ func Open(cfg Config) (*Tracer, error) {
 }
 
 func (t *Tracer) setConstants(spec *ebpf.CollectionSpec) error {
-	wakeup := uint64(t.cfg.RingSize / 4)
-	if wakeup > maxWakeupBytes {
-		wakeup = maxWakeupBytes
+	// Each CPU wakes the reader after writing its share of a quarter of the ring, so the
+	// ring is at most about a quarter full when the reader is woken.
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("count CPUs: %w", err)
 	}
+	wakeup := uint64(t.cfg.RingSize / 4 / cpus)
+	wakeup = max(min(wakeup, maxWakeupBytes), 1)
 	consts := map[string]any{
 		"cfg_snap_len":             t.cfg.snapLen(),
 		"cfg_netns":                t.cfg.NetNS,
