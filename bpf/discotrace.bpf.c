@@ -58,6 +58,11 @@ const volatile __u64 cfg_icmp_rcv_lo = 0, cfg_icmp_rcv_hi = 0;
 const volatile __u64 cfg_icmpv6_rcv_lo = 0, cfg_icmpv6_rcv_hi = 0;
 /* Frees at socket close (a queued datagram nobody read): not network drops. */
 const volatile __u64 cfg_close_free_lo[2] = {}, cfg_close_free_hi[2] = {};
+/* Tracepoint arguments newer kernels added (user space reads the kernel's BTF). */
+const volatile bool cfg_consume_skb_has_location = true;
+const volatile bool cfg_kfree_skb_has_rx_sk = true;
+/* dt_error_report runs (inet_sk_error_report exists): icmp in can say "notified". */
+const volatile bool cfg_error_reports_seen = true;
 /* enum skb_drop_reason values of drops that happen after cgroup ingress saw the datagram
  * (read from the kernel's BTF by user space; ~0 when the kernel lacks one). */
 const volatile __u32 cfg_reason_rcvbuff = ~0U;
@@ -833,14 +838,18 @@ static __always_inline __u32 skb_netns(const struct sk_buff *skb)
 }
 
 SEC("tp_btf/consume_skb")
-int BPF_PROG(dt_icmp_in, struct sk_buff *skb, void *location)
+int BPF_PROG(dt_icmp_in, struct sk_buff *skb)
 {
-	__u64 loc = (__u64)location;
+	/* Without kallsyms (both ranges 0) or without the tracepoint's location argument
+	 * (before Linux 6.3) every consumed packet is parsed: correct, slower. The argument
+	 * is read only when the kernel has it: the verifier skips the dead branch. */
+	if (cfg_consume_skb_has_location && cfg_icmp_rcv_hi) {
+		__u64 loc = ctx[1];
 
-	/* Without kallsyms (both ranges 0) every consumed packet is parsed: correct, slower. */
-	if (cfg_icmp_rcv_hi && !in_range(loc, cfg_icmp_rcv_lo, cfg_icmp_rcv_hi) &&
-	    !in_range(loc, cfg_icmpv6_rcv_lo, cfg_icmpv6_rcv_hi))
-		return 0;
+		if (!in_range(loc, cfg_icmp_rcv_lo, cfg_icmp_rcv_hi) &&
+		    !in_range(loc, cfg_icmpv6_rcv_lo, cfg_icmpv6_rcv_hi))
+			return 0;
+	}
 	const void *iph = network_header(skb);
 
 	if (!iph)
@@ -863,13 +872,13 @@ int BPF_PROG(dt_icmp_in, struct sk_buff *skb, void *location)
 	fill_icmp(e, &ip, &icmp, DT_ICMP_IN);
 	e->netns = netns;
 	e->ifindex = skb->dev->ifindex;
-	e->flags |= DT_FLAG_NOTIFIED_KNOWN;
-
 	__u32 zero = 0;
 	struct error_report *r = bpf_map_lookup_elem(&last_error_report, &zero);
 
+	if (cfg_error_reports_seen)
+		e->flags |= DT_FLAG_NOTIFIED_KNOWN;
 	/* The error concerns a datagram this host sent: its local port is the quoted source. */
-	if (r && r->time_ns && e->time_ns - r->time_ns < ERROR_REPORT_MAX_AGE_NS &&
+	if (cfg_error_reports_seen && r && r->time_ns && e->time_ns - r->time_ns < ERROR_REPORT_MAX_AGE_NS &&
 	    r->lport == icmp.quoted_udp.sport) {
 		e->flags |= DT_FLAG_NOTIFIED;
 		e->cookie = r->cookie;
@@ -890,10 +899,14 @@ static __always_inline void rxq_unpush(__u64 cookie)
 }
 
 SEC("tp_btf/kfree_skb")
-int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason,
-	     struct sock *rx_sk)
+int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
 	__u64 loc = (__u64)location;
+	/* The receiving socket, an argument since Linux 6.11: read only when there. */
+	struct sock *rx_sk = NULL;
+
+	if (cfg_kfree_skb_has_rx_sk)
+		rx_sk = (struct sock *)ctx[3];
 
 	if (in_range(loc, cfg_close_free_lo[0], cfg_close_free_hi[0]) ||
 	    in_range(loc, cfg_close_free_lo[1], cfg_close_free_hi[1]))

@@ -21,8 +21,7 @@ import (
 // programIDs returns the kernel IDs of the tracer's programs.
 func (t *Tracer) programIDs() ([]ebpf.ProgramID, error) {
 	var ids []ebpf.ProgramID
-	for _, p := range []*ebpf.Program{t.objs.DtEgress, t.objs.DtIngress, t.objs.DtSendResult, t.objs.DtRead,
-		t.objs.DtErrorReport, t.objs.DtIcmpIn, t.objs.DtDrop} {
+	for _, p := range t.coll.Programs {
 		info, err := p.Info()
 		if err != nil {
 			return nil, err
@@ -157,8 +156,15 @@ func TestKilledProcessLeavesNothingAttached(t *testing.T) {
 		}
 		progs = append(progs, ebpf.ProgramID(id))
 	}
-	if l := linksTo(t, progs); len(l) != len(progs) {
-		t.Fatalf("helper running: %d links to its %d programs, want one each: %v", len(l), len(progs), l)
+	// Iterating the system's links races with other processes creating and closing
+	// theirs; look again before calling a count wrong.
+	deadline := time.Now().Add(3 * time.Second)
+	for l := linksTo(t, progs); len(l) != len(progs); l = linksTo(t, progs) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("helper running: %d links to its %d programs, want one each: %v", len(l), len(progs), l)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()

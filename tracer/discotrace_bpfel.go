@@ -120,39 +120,42 @@ type discotraceRxQueue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	discotraceMapEvents                = "events"
-	discotraceMapLastErrorReport       = "last_error_report"
-	discotraceMapLostEvents            = "lost_events"
-	discotraceMapRxQueueZero           = "rx_queue_zero"
-	discotraceMapRxQueues              = "rx_queues"
-	discotraceMapUnwokenBytes          = "unwoken_bytes"
-	discotraceMapWatchedFrags          = "watched_frags"
-	discotraceMapWatchedPorts          = "watched_ports"
-	discotraceProgDtDrop               = "dt_drop"
-	discotraceProgDtEgress             = "dt_egress"
-	discotraceProgDtErrorReport        = "dt_error_report"
-	discotraceProgDtIcmpIn             = "dt_icmp_in"
-	discotraceProgDtIngress            = "dt_ingress"
-	discotraceProgDtRead               = "dt_read"
-	discotraceProgDtSendResult         = "dt_send_result"
-	discotraceVarCfgCloseFreeHi        = "cfg_close_free_hi"
-	discotraceVarCfgCloseFreeLo        = "cfg_close_free_lo"
-	discotraceVarCfgIcmpRcvHi          = "cfg_icmp_rcv_hi"
-	discotraceVarCfgIcmpRcvLo          = "cfg_icmp_rcv_lo"
-	discotraceVarCfgIcmpv6RcvHi        = "cfg_icmpv6_rcv_hi"
-	discotraceVarCfgIcmpv6RcvLo        = "cfg_icmpv6_rcv_lo"
-	discotraceVarCfgNetns              = "cfg_netns"
-	discotraceVarCfgPid                = "cfg_pid"
-	discotraceVarCfgReasonProtoMem     = "cfg_reason_proto_mem"
-	discotraceVarCfgReasonRcvbuff      = "cfg_reason_rcvbuff"
-	discotraceVarCfgReasonSocketFilter = "cfg_reason_socket_filter"
-	discotraceVarCfgSnapLen            = "cfg_snap_len"
-	discotraceVarCfgWakeupBytes        = "cfg_wakeup_bytes"
-	discotraceVarUnusedEvent           = "unused_event"
-	discotraceVarUnusedFlag            = "unused_flag"
-	discotraceVarUnusedIcmpDir         = "unused_icmp_dir"
-	discotraceVarUnusedKind            = "unused_kind"
-	discotraceVarUnusedLimits          = "unused_limits"
+	discotraceMapEvents                   = "events"
+	discotraceMapLastErrorReport          = "last_error_report"
+	discotraceMapLostEvents               = "lost_events"
+	discotraceMapRxQueueZero              = "rx_queue_zero"
+	discotraceMapRxQueues                 = "rx_queues"
+	discotraceMapUnwokenBytes             = "unwoken_bytes"
+	discotraceMapWatchedFrags             = "watched_frags"
+	discotraceMapWatchedPorts             = "watched_ports"
+	discotraceProgDtDrop                  = "dt_drop"
+	discotraceProgDtEgress                = "dt_egress"
+	discotraceProgDtErrorReport           = "dt_error_report"
+	discotraceProgDtIcmpIn                = "dt_icmp_in"
+	discotraceProgDtIngress               = "dt_ingress"
+	discotraceProgDtRead                  = "dt_read"
+	discotraceProgDtSendResult            = "dt_send_result"
+	discotraceVarCfgCloseFreeHi           = "cfg_close_free_hi"
+	discotraceVarCfgCloseFreeLo           = "cfg_close_free_lo"
+	discotraceVarCfgConsumeSkbHasLocation = "cfg_consume_skb_has_location"
+	discotraceVarCfgErrorReportsSeen      = "cfg_error_reports_seen"
+	discotraceVarCfgIcmpRcvHi             = "cfg_icmp_rcv_hi"
+	discotraceVarCfgIcmpRcvLo             = "cfg_icmp_rcv_lo"
+	discotraceVarCfgIcmpv6RcvHi           = "cfg_icmpv6_rcv_hi"
+	discotraceVarCfgIcmpv6RcvLo           = "cfg_icmpv6_rcv_lo"
+	discotraceVarCfgKfreeSkbHasRxSk       = "cfg_kfree_skb_has_rx_sk"
+	discotraceVarCfgNetns                 = "cfg_netns"
+	discotraceVarCfgPid                   = "cfg_pid"
+	discotraceVarCfgReasonProtoMem        = "cfg_reason_proto_mem"
+	discotraceVarCfgReasonRcvbuff         = "cfg_reason_rcvbuff"
+	discotraceVarCfgReasonSocketFilter    = "cfg_reason_socket_filter"
+	discotraceVarCfgSnapLen               = "cfg_snap_len"
+	discotraceVarCfgWakeupBytes           = "cfg_wakeup_bytes"
+	discotraceVarUnusedEvent              = "unused_event"
+	discotraceVarUnusedFlag               = "unused_flag"
+	discotraceVarUnusedIcmpDir            = "unused_icmp_dir"
+	discotraceVarUnusedKind               = "unused_kind"
+	discotraceVarUnusedLimits             = "unused_limits"
 )
 
 // loadDiscotrace returns the embedded CollectionSpec for discotrace.
@@ -224,24 +227,27 @@ type discotraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type discotraceVariableSpecs struct {
-	CfgCloseFreeHi        *ebpf.VariableSpec `ebpf:"cfg_close_free_hi"`
-	CfgCloseFreeLo        *ebpf.VariableSpec `ebpf:"cfg_close_free_lo"`
-	CfgIcmpRcvHi          *ebpf.VariableSpec `ebpf:"cfg_icmp_rcv_hi"`
-	CfgIcmpRcvLo          *ebpf.VariableSpec `ebpf:"cfg_icmp_rcv_lo"`
-	CfgIcmpv6RcvHi        *ebpf.VariableSpec `ebpf:"cfg_icmpv6_rcv_hi"`
-	CfgIcmpv6RcvLo        *ebpf.VariableSpec `ebpf:"cfg_icmpv6_rcv_lo"`
-	CfgNetns              *ebpf.VariableSpec `ebpf:"cfg_netns"`
-	CfgPid                *ebpf.VariableSpec `ebpf:"cfg_pid"`
-	CfgReasonProtoMem     *ebpf.VariableSpec `ebpf:"cfg_reason_proto_mem"`
-	CfgReasonRcvbuff      *ebpf.VariableSpec `ebpf:"cfg_reason_rcvbuff"`
-	CfgReasonSocketFilter *ebpf.VariableSpec `ebpf:"cfg_reason_socket_filter"`
-	CfgSnapLen            *ebpf.VariableSpec `ebpf:"cfg_snap_len"`
-	CfgWakeupBytes        *ebpf.VariableSpec `ebpf:"cfg_wakeup_bytes"`
-	UnusedEvent           *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedFlag            *ebpf.VariableSpec `ebpf:"unused_flag"`
-	UnusedIcmpDir         *ebpf.VariableSpec `ebpf:"unused_icmp_dir"`
-	UnusedKind            *ebpf.VariableSpec `ebpf:"unused_kind"`
-	UnusedLimits          *ebpf.VariableSpec `ebpf:"unused_limits"`
+	CfgCloseFreeHi           *ebpf.VariableSpec `ebpf:"cfg_close_free_hi"`
+	CfgCloseFreeLo           *ebpf.VariableSpec `ebpf:"cfg_close_free_lo"`
+	CfgConsumeSkbHasLocation *ebpf.VariableSpec `ebpf:"cfg_consume_skb_has_location"`
+	CfgErrorReportsSeen      *ebpf.VariableSpec `ebpf:"cfg_error_reports_seen"`
+	CfgIcmpRcvHi             *ebpf.VariableSpec `ebpf:"cfg_icmp_rcv_hi"`
+	CfgIcmpRcvLo             *ebpf.VariableSpec `ebpf:"cfg_icmp_rcv_lo"`
+	CfgIcmpv6RcvHi           *ebpf.VariableSpec `ebpf:"cfg_icmpv6_rcv_hi"`
+	CfgIcmpv6RcvLo           *ebpf.VariableSpec `ebpf:"cfg_icmpv6_rcv_lo"`
+	CfgKfreeSkbHasRxSk       *ebpf.VariableSpec `ebpf:"cfg_kfree_skb_has_rx_sk"`
+	CfgNetns                 *ebpf.VariableSpec `ebpf:"cfg_netns"`
+	CfgPid                   *ebpf.VariableSpec `ebpf:"cfg_pid"`
+	CfgReasonProtoMem        *ebpf.VariableSpec `ebpf:"cfg_reason_proto_mem"`
+	CfgReasonRcvbuff         *ebpf.VariableSpec `ebpf:"cfg_reason_rcvbuff"`
+	CfgReasonSocketFilter    *ebpf.VariableSpec `ebpf:"cfg_reason_socket_filter"`
+	CfgSnapLen               *ebpf.VariableSpec `ebpf:"cfg_snap_len"`
+	CfgWakeupBytes           *ebpf.VariableSpec `ebpf:"cfg_wakeup_bytes"`
+	UnusedEvent              *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedFlag               *ebpf.VariableSpec `ebpf:"unused_flag"`
+	UnusedIcmpDir            *ebpf.VariableSpec `ebpf:"unused_icmp_dir"`
+	UnusedKind               *ebpf.VariableSpec `ebpf:"unused_kind"`
+	UnusedLimits             *ebpf.VariableSpec `ebpf:"unused_limits"`
 }
 
 // discotraceObjects contains all objects after they have been loaded into the kernel.
@@ -291,24 +297,27 @@ func (m *discotraceMaps) Close() error {
 //
 // It can be passed to loadDiscotraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type discotraceVariables struct {
-	CfgCloseFreeHi        *ebpf.Variable `ebpf:"cfg_close_free_hi"`
-	CfgCloseFreeLo        *ebpf.Variable `ebpf:"cfg_close_free_lo"`
-	CfgIcmpRcvHi          *ebpf.Variable `ebpf:"cfg_icmp_rcv_hi"`
-	CfgIcmpRcvLo          *ebpf.Variable `ebpf:"cfg_icmp_rcv_lo"`
-	CfgIcmpv6RcvHi        *ebpf.Variable `ebpf:"cfg_icmpv6_rcv_hi"`
-	CfgIcmpv6RcvLo        *ebpf.Variable `ebpf:"cfg_icmpv6_rcv_lo"`
-	CfgNetns              *ebpf.Variable `ebpf:"cfg_netns"`
-	CfgPid                *ebpf.Variable `ebpf:"cfg_pid"`
-	CfgReasonProtoMem     *ebpf.Variable `ebpf:"cfg_reason_proto_mem"`
-	CfgReasonRcvbuff      *ebpf.Variable `ebpf:"cfg_reason_rcvbuff"`
-	CfgReasonSocketFilter *ebpf.Variable `ebpf:"cfg_reason_socket_filter"`
-	CfgSnapLen            *ebpf.Variable `ebpf:"cfg_snap_len"`
-	CfgWakeupBytes        *ebpf.Variable `ebpf:"cfg_wakeup_bytes"`
-	UnusedEvent           *ebpf.Variable `ebpf:"unused_event"`
-	UnusedFlag            *ebpf.Variable `ebpf:"unused_flag"`
-	UnusedIcmpDir         *ebpf.Variable `ebpf:"unused_icmp_dir"`
-	UnusedKind            *ebpf.Variable `ebpf:"unused_kind"`
-	UnusedLimits          *ebpf.Variable `ebpf:"unused_limits"`
+	CfgCloseFreeHi           *ebpf.Variable `ebpf:"cfg_close_free_hi"`
+	CfgCloseFreeLo           *ebpf.Variable `ebpf:"cfg_close_free_lo"`
+	CfgConsumeSkbHasLocation *ebpf.Variable `ebpf:"cfg_consume_skb_has_location"`
+	CfgErrorReportsSeen      *ebpf.Variable `ebpf:"cfg_error_reports_seen"`
+	CfgIcmpRcvHi             *ebpf.Variable `ebpf:"cfg_icmp_rcv_hi"`
+	CfgIcmpRcvLo             *ebpf.Variable `ebpf:"cfg_icmp_rcv_lo"`
+	CfgIcmpv6RcvHi           *ebpf.Variable `ebpf:"cfg_icmpv6_rcv_hi"`
+	CfgIcmpv6RcvLo           *ebpf.Variable `ebpf:"cfg_icmpv6_rcv_lo"`
+	CfgKfreeSkbHasRxSk       *ebpf.Variable `ebpf:"cfg_kfree_skb_has_rx_sk"`
+	CfgNetns                 *ebpf.Variable `ebpf:"cfg_netns"`
+	CfgPid                   *ebpf.Variable `ebpf:"cfg_pid"`
+	CfgReasonProtoMem        *ebpf.Variable `ebpf:"cfg_reason_proto_mem"`
+	CfgReasonRcvbuff         *ebpf.Variable `ebpf:"cfg_reason_rcvbuff"`
+	CfgReasonSocketFilter    *ebpf.Variable `ebpf:"cfg_reason_socket_filter"`
+	CfgSnapLen               *ebpf.Variable `ebpf:"cfg_snap_len"`
+	CfgWakeupBytes           *ebpf.Variable `ebpf:"cfg_wakeup_bytes"`
+	UnusedEvent              *ebpf.Variable `ebpf:"unused_event"`
+	UnusedFlag               *ebpf.Variable `ebpf:"unused_flag"`
+	UnusedIcmpDir            *ebpf.Variable `ebpf:"unused_icmp_dir"`
+	UnusedKind               *ebpf.Variable `ebpf:"unused_kind"`
+	UnusedLimits             *ebpf.Variable `ebpf:"unused_limits"`
 }
 
 // discotracePrograms contains all programs after they have been loaded into the kernel.

@@ -12,13 +12,9 @@ import (
 // renumbers reasons between versions, so a copied table would lie.
 type dropReasons map[uint32]string
 
-func loadDropReasons() (dropReasons, error) {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return nil, fmt.Errorf("load kernel BTF (is /sys/kernel/btf/vmlinux there?): %w", err)
-	}
+func loadDropReasons(kernel *btf.Spec) (dropReasons, error) {
 	var enum *btf.Enum
-	if err := spec.TypeByName("skb_drop_reason", &enum); err != nil {
+	if err := kernel.TypeByName("skb_drop_reason", &enum); err != nil {
 		return nil, fmt.Errorf("find enum skb_drop_reason in kernel BTF: %w", err)
 	}
 	reasons := make(dropReasons, len(enum.Values))

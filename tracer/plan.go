@@ -21,10 +21,14 @@ const (
 // where they attach, and why each better backend was not used.
 type HookChoice struct {
 	Class    string      // send, recv, read, icmp-in, icmp-out, drop
-	Backend  string      // the backend used, e.g. "tracepoint"
+	Backend  string      // the backend used, e.g. "tracepoint"; BackendNone when none can
 	Hooks    []string    // "program: attach point"
+	Missing  []string    // hooks of the backend this kernel lacks, and what that costs
 	Rejected []Rejection // better backends not used, best first
 }
+
+// BackendNone is HookChoice.Backend for an event class this kernel cannot capture.
+const BackendNone = "none"
 
 // Rejection is a backend not used for an event class, and why.
 type Rejection struct {
@@ -35,6 +39,9 @@ type Rejection struct {
 func (h HookChoice) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s (%s)", h.Class, h.Backend, strings.Join(h.Hooks, ", "))
+	for _, m := range h.Missing {
+		fmt.Fprintf(&b, "; without %s", m)
+	}
 	for _, r := range h.Rejected {
 		fmt.Fprintf(&b, "; not %s: %s", r.Backend, r.Reason)
 	}
@@ -46,16 +53,20 @@ func (h HookChoice) String() string {
 type hookClass struct {
 	name      string
 	functions []string // fentry/kprobe targets; none when only a tracepoint exists
-	programs  []string // tracepoint backend: program names (see attachPoints)
+	programs  []string // tracepoint backend: the programs (see programs), essential first
+	// without says what the class loses without each non-essential program.
+	without map[string]string
 }
 
 var hookClasses = []hookClass{
-	{"send", []string{"udp_sendmsg", "udpv6_sendmsg"}, []string{"dt_egress", "dt_send_result"}},
-	{"recv", []string{"udp_queue_rcv_one_skb", "udpv6_queue_rcv_one_skb"}, []string{"dt_ingress"}},
-	{"read", []string{"udp_recvmsg", "udpv6_recvmsg"}, []string{"dt_read"}},
-	{"icmp-in", []string{"__udp4_lib_err", "__udp6_lib_err"}, []string{"dt_icmp_in", "dt_error_report"}},
-	{"icmp-out", []string{"__icmp_send", "icmp6_send"}, []string{"dt_egress"}},
-	{"drop", nil, []string{"dt_drop"}},
+	{"send", []string{"udp_sendmsg", "udpv6_sendmsg"}, []string{"dt_egress", "dt_send_result"},
+		map[string]string{"dt_send_result": "failed sends are not reported"}},
+	{"recv", []string{"udp_queue_rcv_one_skb", "udpv6_queue_rcv_one_skb"}, []string{"dt_ingress"}, nil},
+	{"read", []string{"udp_recvmsg", "udpv6_recvmsg"}, []string{"dt_read"}, nil},
+	{"icmp-in", []string{"__udp4_lib_err", "__udp6_lib_err"}, []string{"dt_icmp_in", "dt_error_report"},
+		map[string]string{"dt_error_report": "whether the socket was notified is unknown"}},
+	{"icmp-out", []string{"__icmp_send", "icmp6_send"}, []string{"dt_egress"}, nil},
+	{"drop", nil, []string{"dt_drop"}, nil},
 }
 
 // probeFentry tries to attach an empty fentry program to fn. It returns why it cannot.
@@ -127,7 +138,7 @@ var errNotInBuild = errors.New("the kernel supports it, but this build has no pr
 // makePlan decides each class's backend. With backend "auto" it probes fentry and kprobe
 // once (on the first class's function) and gives the result as the reason; with
 // "tracepoint" it does not probe.
-func makePlan(backend string, attachPoints map[string]string, ks *kernelSymbols) []HookChoice {
+func makePlan(backend string, attachPoints, missing map[string]string, ks *kernelSymbols) []HookChoice {
 	var fentryErr, kprobeErr error
 	if backend == BackendAuto {
 		if fentryErr = probeFentry("udp_sendmsg"); fentryErr == nil {
@@ -140,7 +151,18 @@ func makePlan(backend string, attachPoints map[string]string, ks *kernelSymbols)
 	plan := make([]HookChoice, 0, len(hookClasses))
 	for _, c := range hookClasses {
 		h := HookChoice{Class: c.name, Backend: BackendTracepoint}
-		for _, p := range c.programs {
+		for i, p := range c.programs {
+			if why, ok := missing[p]; ok {
+				if i == 0 { // the essential program: the class cannot be captured
+					h.Backend = BackendNone
+				}
+				cost := c.without[p]
+				if cost == "" {
+					cost = "no " + c.name + " events"
+				}
+				h.Missing = append(h.Missing, fmt.Sprintf("%s (%s): %s", p, why, cost))
+				continue
+			}
 			h.Hooks = append(h.Hooks, p+": "+attachPoints[p])
 		}
 		for _, b := range []struct {

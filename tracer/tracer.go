@@ -27,14 +27,17 @@ const maxWakeupBytes = 1 << 20
 
 // Tracer is an attached set of programs and the ring buffer they fill.
 type Tracer struct {
-	cfg     Config
-	plan    []HookChoice
-	objs    discotraceObjects
-	links   []link.Link
-	reader  *ringbuf.Reader
-	clock   monoClock
-	reasons dropReasons
-	symbols *kernelSymbols
+	cfg          Config
+	plan         []HookChoice
+	coll         *ebpf.Collection // the programs this kernel can run, and the maps
+	events       *ebpf.Map
+	lostEvents   *ebpf.Map
+	watchedPorts *ebpf.Map
+	links        []link.Link
+	reader       *ringbuf.Reader
+	clock        monoClock
+	reasons      dropReasons
+	symbols      *kernelSymbols
 
 	readMu        sync.Mutex // held by Read; Close takes it to free what Read uses
 	rec           ringbuf.Record
@@ -73,9 +76,14 @@ func Open(cfg Config) (*Tracer, error) {
 		t.symbols, _ = loadKernelSymbols()
 	}()
 	defer func() { <-symbolsRead }() // never leave it running, whatever Open returns
-	if t.reasons, err = loadDropReasons(); err != nil {
+	kernel, err := loadKernelBTF()
+	if err != nil {
 		return nil, err
 	}
+	if t.reasons, err = loadDropReasons(kernel); err != nil {
+		return nil, err
+	}
+	tpArgs := tracepointArgs(kernel)
 	cgroupRoot, err := cgroup2Root()
 	if err != nil {
 		return nil, err
@@ -86,10 +94,16 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	<-symbolsRead
 	spec.Maps["events"].MaxEntries = uint32(cfg.RingSize)
-	if err := t.setConstants(spec); err != nil {
+	// A program whose tracepoint this kernel lacks is left out; the plan says what that
+	// costs. The rest must load.
+	missing := unavailable(tpArgs)
+	if err := t.setConstants(spec, tpArgs, missing); err != nil {
 		return nil, err
 	}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+	for name := range missing {
+		delete(spec.Programs, name)
+	}
+	if t.coll, err = ebpf.NewCollection(spec); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("the kernel rejected the BPF programs: %+v", verr)
@@ -99,28 +113,29 @@ func Open(cfg Config) (*Tracer, error) {
 		}
 		return nil, fmt.Errorf("load BPF programs: %w", err)
 	}
+	t.events, t.lostEvents, t.watchedPorts = t.coll.Maps["events"], t.coll.Maps["lost_events"], t.coll.Maps["watched_ports"]
 	if err := t.watchPorts(); err != nil {
-		t.objs.Close()
+		t.coll.Close()
 		return nil, err
 	}
 	attachPoints, err := t.attach(cgroupRoot)
 	if err != nil {
 		t.detach()
-		t.objs.Close()
+		t.coll.Close()
 		return nil, err
 	}
-	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
+	if t.reader, err = ringbuf.NewReader(t.events); err != nil {
 		t.detach()
-		t.objs.Close()
+		t.coll.Close()
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
 	t.rec.RawSample = make([]byte, 0, recordBufferSize)
-	t.plan = makePlan(cfg.Backend, attachPoints, t.symbols)
+	t.plan = makePlan(cfg.Backend, attachPoints, missing, t.symbols)
 	t.nextLostCheck = time.Now().Add(cfg.LostInterval)
 	return t, nil
 }
 
-func (t *Tracer) setConstants(spec *ebpf.CollectionSpec) error {
+func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, missing map[string]string) error {
 	// Each CPU wakes the reader after writing its share of a quarter of the ring, so the
 	// ring is at most about a quarter full when the reader is woken.
 	cpus, err := ebpf.PossibleCPU()
@@ -137,6 +152,10 @@ func (t *Tracer) setConstants(spec *ebpf.CollectionSpec) error {
 		"cfg_reason_rcvbuff":       t.reasons.value("SOCKET_RCVBUFF"),
 		"cfg_reason_proto_mem":     t.reasons.value("PROTO_MEM"),
 		"cfg_reason_socket_filter": t.reasons.value("SOCKET_FILTER"),
+		// (skb, location) since Linux 6.3; (skb, location, reason, rx_sk) since 6.11.
+		"cfg_consume_skb_has_location": tpArgs["consume_skb"] >= 2,
+		"cfg_kfree_skb_has_rx_sk":      tpArgs["kfree_skb"] >= 4,
+		"cfg_error_reports_seen":       missing["dt_error_report"] == "",
 	}
 	if lo, hi, ok := t.symbols.span("icmp_rcv"); ok {
 		consts["cfg_icmp_rcv_lo"], consts["cfg_icmp_rcv_hi"] = lo, hi
@@ -172,14 +191,14 @@ func (t *Tracer) watchPorts() error {
 		if w == 0 {
 			continue
 		}
-		if err := t.objs.WatchedPorts.Put(uint32(i), w); err != nil {
+		if err := t.watchedPorts.Put(uint32(i), w); err != nil {
 			return fmt.Errorf("fill watched ports map: %w", err)
 		}
 	}
 	return nil
 }
 
-// attach links every program; it returns each program's attach point for the plan.
+// attach links every loaded program; it returns each one's attach point for the plan.
 func (t *Tracer) attach(cgroupRoot string) (map[string]string, error) {
 	points := map[string]string{}
 	cg, err := os.Open(cgroupRoot)
@@ -187,39 +206,31 @@ func (t *Tracer) attach(cgroupRoot string) (map[string]string, error) {
 		return nil, fmt.Errorf("open cgroup v2 root %s: %w", cgroupRoot, err)
 	}
 	defer cg.Close()
-	for _, c := range []struct {
-		name   string
-		prog   *ebpf.Program
-		attach ebpf.AttachType
-	}{
-		{"dt_egress", t.objs.DtEgress, ebpf.AttachCGroupInetEgress},
-		{"dt_ingress", t.objs.DtIngress, ebpf.AttachCGroupInetIngress},
-	} {
-		// A BPF link, never the legacy attach: it goes away with this process.
-		l, err := link.AttachRawLink(link.RawLinkOptions{Target: int(cg.Fd()), Program: c.prog, Attach: c.attach})
-		if err != nil {
-			return nil, fmt.Errorf("attach %s to cgroup %s: %w", c.name, cgroupRoot, err)
+	for _, p := range programs {
+		prog := t.coll.Programs[p.name]
+		if prog == nil {
+			continue // this kernel cannot run it
+		}
+		var l link.Link
+		if p.tracepoint != "" {
+			l, err = link.AttachTracing(link.TracingOptions{Program: prog})
+			if err != nil {
+				return nil, fmt.Errorf("attach %s to tracepoint %s: %w", p.name, p.tracepoint, err)
+			}
+			points[p.name] = "tp_btf/" + p.tracepoint
+		} else {
+			// A BPF link, never the legacy attach: it goes away with this process.
+			l, err = link.AttachRawLink(link.RawLinkOptions{Target: int(cg.Fd()), Program: prog, Attach: p.cgroup})
+			if err != nil {
+				return nil, fmt.Errorf("attach %s to cgroup %s: %w", p.name, cgroupRoot, err)
+			}
+			dir := "ingress"
+			if p.cgroup == ebpf.AttachCGroupInetEgress {
+				dir = "egress"
+			}
+			points[p.name] = "cgroup_skb/" + dir + " on " + cgroupRoot
 		}
 		t.links = append(t.links, l)
-		points[c.name] = fmt.Sprintf("cgroup_skb/%s on %s", map[ebpf.AttachType]string{
-			ebpf.AttachCGroupInetEgress: "egress", ebpf.AttachCGroupInetIngress: "ingress"}[c.attach], cgroupRoot)
-	}
-	for _, c := range []struct {
-		name, tracepoint string
-		prog             *ebpf.Program
-	}{
-		{"dt_send_result", "sock_send_length", t.objs.DtSendResult},
-		{"dt_read", "sock_recv_length", t.objs.DtRead},
-		{"dt_error_report", "inet_sk_error_report", t.objs.DtErrorReport},
-		{"dt_icmp_in", "consume_skb", t.objs.DtIcmpIn},
-		{"dt_drop", "kfree_skb", t.objs.DtDrop},
-	} {
-		l, err := link.AttachTracing(link.TracingOptions{Program: c.prog})
-		if err != nil {
-			return nil, fmt.Errorf("attach %s to tracepoint %s: %w", c.name, c.tracepoint, err)
-		}
-		t.links = append(t.links, l)
-		points[c.name] = "tp_btf/" + c.tracepoint
 	}
 	return points, nil
 }
@@ -322,7 +333,7 @@ func (t *Tracer) drainLocked() {
 // lostSinceLastReport sums the per-CPU lost counters and returns the growth since the
 // last report.
 func (t *Tracer) lostSinceLastReport() (uint64, error) {
-	if err := t.objs.LostEvents.Lookup(uint32(0), &t.lostPerCPU); err != nil {
+	if err := t.lostEvents.Lookup(uint32(0), &t.lostPerCPU); err != nil {
 		return 0, fmt.Errorf("read lost event counters: %w", err)
 	}
 	var total uint64
@@ -344,7 +355,8 @@ func (t *Tracer) Close() error {
 		errs = append(errs, t.reader.Flush()) // wake a blocked Read
 		t.readMu.Lock()
 		t.drainLocked()
-		errs = append(errs, t.reader.Close(), t.objs.Close())
+		errs = append(errs, t.reader.Close())
+		t.coll.Close()
 		t.readMu.Unlock()
 		t.closeErr = errors.Join(errs...)
 	})

@@ -1,0 +1,73 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+)
+
+// program is one BPF program of the tracepoint backend and where it attaches.
+type program struct {
+	name       string
+	cgroup     ebpf.AttachType // cgroup_skb programs: egress or ingress, on the cgroup v2 root
+	tracepoint string          // tp_btf programs: the tracepoint
+	since      string          // the Linux version that added the tracepoint, for messages
+}
+
+var programs = []program{
+	{name: "dt_egress", cgroup: ebpf.AttachCGroupInetEgress},
+	{name: "dt_ingress", cgroup: ebpf.AttachCGroupInetIngress},
+	{name: "dt_send_result", tracepoint: "sock_send_length", since: "6.3"},
+	{name: "dt_read", tracepoint: "sock_recv_length", since: "6.3"},
+	{name: "dt_error_report", tracepoint: "inet_sk_error_report", since: "5.14"},
+	{name: "dt_icmp_in", tracepoint: "consume_skb"},
+	{name: "dt_drop", tracepoint: "kfree_skb"},
+}
+
+// tracepointArgs returns how many arguments each tracepoint the programs use takes on the
+// running kernel (from its BTF, btf_trace_<name>); a tracepoint the kernel lacks is absent.
+func tracepointArgs(kernel *btf.Spec) map[string]int {
+	args := map[string]int{}
+	for _, p := range programs {
+		if p.tracepoint == "" {
+			continue
+		}
+		var td *btf.Typedef
+		if err := kernel.TypeByName("btf_trace_"+p.tracepoint, &td); err != nil {
+			continue
+		}
+		ptr, ok := td.Type.(*btf.Pointer)
+		if !ok {
+			continue
+		}
+		if proto, ok := ptr.Target.(*btf.FuncProto); ok {
+			args[p.tracepoint] = len(proto.Params) - 1 // the first is the tracepoint's context
+		}
+	}
+	return args
+}
+
+// unavailable returns, per program, why the running kernel cannot run it.
+func unavailable(args map[string]int) map[string]string {
+	missing := map[string]string{}
+	for _, p := range programs {
+		if _, ok := args[p.tracepoint]; p.tracepoint != "" && !ok {
+			missing[p.name] = fmt.Sprintf("no tracepoint %s in this kernel (Linux %s+)", p.tracepoint, p.since)
+		}
+	}
+	return missing
+}
+
+// loadKernelBTF loads the running kernel's BTF, which CO-RE and the drop reasons need.
+func loadKernelBTF() (*btf.Spec, error) {
+	spec, err := btf.LoadKernelSpec()
+	if errors.Is(err, btf.ErrNotSupported) {
+		return nil, fmt.Errorf("this kernel has no BTF (/sys/kernel/btf/vmlinux): it needs CONFIG_DEBUG_INFO_BTF=y: %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load kernel BTF from /sys/kernel/btf/vmlinux: %w", err)
+	}
+	return spec, nil
+}
