@@ -61,6 +61,10 @@ const volatile __u64 cfg_close_free_lo[2] = {}, cfg_close_free_hi[2] = {};
 /* Tracepoint arguments newer kernels added (user space reads the kernel's BTF). */
 const volatile bool cfg_consume_skb_has_location = true;
 const volatile bool cfg_kfree_skb_has_rx_sk = true;
+/* Helpers cgroup_skb programs may call on this kernel (task helpers since Linux 6.x):
+ * without them sends carry no process and the netns of send/recv is unknown (0). */
+const volatile bool cfg_skb_task_helpers = true;
+const volatile bool cfg_skb_probe_read = true;
 /* dt_error_report runs (inet_sk_error_report exists): icmp in can say "notified". */
 const volatile bool cfg_error_reports_seen = true;
 /* enum skb_drop_reason values of drops that happen after cgroup ingress saw the datagram
@@ -498,7 +502,7 @@ static __always_inline void emit_datagram_class(struct __sk_buff *skb, const str
 	e->sport = udp->sport;
 	e->dport = udp->dport;
 	e->len = udp->len;
-	if (kind == DT_KIND_SEND)
+	if (kind == DT_KIND_SEND && cfg_skb_task_helpers)
 		set_task(e);
 	if (cap > capacity)
 		cap = capacity;
@@ -601,12 +605,12 @@ static __always_inline int handle_skb(struct __sk_buff *skb, bool egress)
 		if (!ip.first_fragment || parse_udp(true, skb, NULL, &ip, &udp) ||
 		    !tuple_watched(udp.sport, udp.dport))
 			return 1;
-		if (egress && !pid_passes())
+		if (egress && cfg_skb_task_helpers && !pid_passes())
 			return 1;
 		struct bpf_sock *bsk = skb->sk;
 		__u32 netns = 0;
 
-		if (bsk)
+		if (bsk && cfg_skb_probe_read)
 			netns = sock_netns(sock_address(bsk));
 		if (cfg_netns && netns != cfg_netns)
 			return 1;
@@ -625,7 +629,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, bool egress)
 	__u32 netns = 0;
 	struct bpf_sock *bsk = skb->sk;
 
-	if (bsk)
+	if (bsk && cfg_skb_probe_read)
 		netns = sock_netns(sock_address(bsk));
 	if (cfg_netns && netns != cfg_netns)
 		return 1;

@@ -149,6 +149,8 @@ const (
 	discotraceVarCfgReasonProtoMem        = "cfg_reason_proto_mem"
 	discotraceVarCfgReasonRcvbuff         = "cfg_reason_rcvbuff"
 	discotraceVarCfgReasonSocketFilter    = "cfg_reason_socket_filter"
+	discotraceVarCfgSkbProbeRead          = "cfg_skb_probe_read"
+	discotraceVarCfgSkbTaskHelpers        = "cfg_skb_task_helpers"
 	discotraceVarCfgSnapLen               = "cfg_snap_len"
 	discotraceVarCfgWakeupBytes           = "cfg_wakeup_bytes"
 	discotraceVarUnusedEvent              = "unused_event"
@@ -241,6 +243,8 @@ type discotraceVariableSpecs struct {
 	CfgReasonProtoMem        *ebpf.VariableSpec `ebpf:"cfg_reason_proto_mem"`
 	CfgReasonRcvbuff         *ebpf.VariableSpec `ebpf:"cfg_reason_rcvbuff"`
 	CfgReasonSocketFilter    *ebpf.VariableSpec `ebpf:"cfg_reason_socket_filter"`
+	CfgSkbProbeRead          *ebpf.VariableSpec `ebpf:"cfg_skb_probe_read"`
+	CfgSkbTaskHelpers        *ebpf.VariableSpec `ebpf:"cfg_skb_task_helpers"`
 	CfgSnapLen               *ebpf.VariableSpec `ebpf:"cfg_snap_len"`
 	CfgWakeupBytes           *ebpf.VariableSpec `ebpf:"cfg_wakeup_bytes"`
 	UnusedEvent              *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -311,6 +315,8 @@ type discotraceVariables struct {
 	CfgReasonProtoMem        *ebpf.Variable `ebpf:"cfg_reason_proto_mem"`
 	CfgReasonRcvbuff         *ebpf.Variable `ebpf:"cfg_reason_rcvbuff"`
 	CfgReasonSocketFilter    *ebpf.Variable `ebpf:"cfg_reason_socket_filter"`
+	CfgSkbProbeRead          *ebpf.Variable `ebpf:"cfg_skb_probe_read"`
+	CfgSkbTaskHelpers        *ebpf.Variable `ebpf:"cfg_skb_task_helpers"`
 	CfgSnapLen               *ebpf.Variable `ebpf:"cfg_snap_len"`
 	CfgWakeupBytes           *ebpf.Variable `ebpf:"cfg_wakeup_bytes"`
 	UnusedEvent              *ebpf.Variable `ebpf:"unused_event"`

@@ -176,3 +176,30 @@ func isOwnThread(tid uint32) bool {
 	_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid))
 	return err == nil
 }
+
+// requireHooks skips the test when the running kernel cannot run one of the programs it
+// checks (the plan reports such a kernel; this test has nothing to verify there).
+func requireHooks(t *testing.T, tr *Tracer, programs ...string) {
+	t.Helper()
+	for _, p := range programs {
+		if tr.coll.Programs[p] == nil {
+			for _, h := range tr.Plan() {
+				for _, m := range h.Missing {
+					if strings.HasPrefix(m, p+" ") {
+						t.Skipf("this kernel cannot run %s: %s", p, m)
+					}
+				}
+			}
+			t.Skipf("this kernel cannot run %s", p)
+		}
+	}
+}
+
+// requireSenderProcess skips the test when cgroup_skb programs cannot name the sending
+// process on this kernel (the plan says so).
+func requireSenderProcess(t *testing.T, tr *Tracer) {
+	t.Helper()
+	if !tr.helpers.task {
+		t.Skip("cgroup_skb programs cannot call the task helpers on this kernel: sends carry no process")
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
 )
 
 // program is one BPF program of the tracepoint backend and where it attaches.
@@ -70,4 +72,37 @@ func loadKernelBTF() (*btf.Spec, error) {
 		return nil, fmt.Errorf("load kernel BTF from /sys/kernel/btf/vmlinux: %w", err)
 	}
 	return spec, nil
+}
+
+// skbHelpers says which helpers beyond the basics the cgroup_skb programs may call on the
+// running kernel: the task helpers (sender pid/comm) came to cgroup_skb late.
+type skbHelpers struct {
+	task      bool // bpf_get_current_pid_tgid and bpf_get_current_comm
+	probeRead bool // bpf_probe_read_kernel (the socket's network namespace)
+}
+
+func probeSkbHelpers() skbHelpers {
+	// Only ErrNotSupported is a conclusive no; on any other probe failure the load itself
+	// will tell.
+	has := func(fn asm.BuiltinFunc) bool {
+		return !errors.Is(features.HaveProgramHelper(ebpf.CGroupSKB, fn), ebpf.ErrNotSupported)
+	}
+	return skbHelpers{
+		task:      has(asm.FnGetCurrentPidTgid) && has(asm.FnGetCurrentComm),
+		probeRead: has(asm.FnProbeReadKernel),
+	}
+}
+
+// limits says, per event class, what these helpers' absence costs.
+func (h skbHelpers) limits() map[string][]string {
+	l := map[string][]string{}
+	if !h.task {
+		l["send"] = append(l["send"], "the sender's pid and comm (cgroup_skb cannot call bpf_get_current_pid_tgid on this kernel; a pid filter does not apply to sends)")
+	}
+	if !h.probeRead {
+		for _, c := range []string{"send", "recv", "icmp-out"} {
+			l[c] = append(l[c], "the network namespace (cgroup_skb cannot call bpf_probe_read_kernel on this kernel; a netns filter drops these events)")
+		}
+	}
+	return l
 }

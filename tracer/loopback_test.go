@@ -31,6 +31,8 @@ func testLoopbackExchange(t *testing.T, network string, nodeAddr netip.Addr) {
 	const wait = 20 * time.Millisecond
 	port := freePort(t, network)
 	c := openCollector(t, Config{Ports: []uint16{port}})
+	requireHooks(t, c.tr, "dt_read")
+	requireSenderProcess(t, c.tr)
 	node := listen(t, network, netip.AddrPortFrom(nodeAddr, port))
 	peer := listen(t, network, netip.AddrPortFrom(nodeAddr, 0))
 	nodeAP, peerAP := localAddrPort(node), localAddrPort(peer)

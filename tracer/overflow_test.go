@@ -15,6 +15,7 @@ func TestRingOverflowIsCounted(t *testing.T) {
 	const n = 300
 	port := freePort(t, "udp4")
 	c := openIdle(t, Config{Ports: []uint16{port}, RingSize: os.Getpagesize(), LostInterval: 20 * time.Millisecond})
+	requireHooks(t, c.tr, "dt_read")
 	node := listen(t, "udp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
 	peer := listen(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"))
 	// The node reads as fast as it can; whatever its queue cannot hold is dropped. Either

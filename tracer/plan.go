@@ -138,7 +138,7 @@ var errNotInBuild = errors.New("the kernel supports it, but this build has no pr
 // makePlan decides each class's backend. With backend "auto" it probes fentry and kprobe
 // once (on the first class's function) and gives the result as the reason; with
 // "tracepoint" it does not probe.
-func makePlan(backend string, attachPoints, missing map[string]string, ks *kernelSymbols) []HookChoice {
+func makePlan(backend string, attachPoints, missing map[string]string, limits map[string][]string, ks *kernelSymbols) []HookChoice {
 	var fentryErr, kprobeErr error
 	if backend == BackendAuto {
 		if fentryErr = probeFentry("udp_sendmsg"); fentryErr == nil {
@@ -165,6 +165,7 @@ func makePlan(backend string, attachPoints, missing map[string]string, ks *kerne
 			}
 			h.Hooks = append(h.Hooks, p+": "+attachPoints[p])
 		}
+		h.Missing = append(h.Missing, limits[c.name]...)
 		for _, b := range []struct {
 			name string
 			err  error

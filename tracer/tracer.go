@@ -30,6 +30,7 @@ type Tracer struct {
 	cfg          Config
 	plan         []HookChoice
 	coll         *ebpf.Collection // the programs this kernel can run, and the maps
+	helpers      skbHelpers       // what the cgroup_skb programs may call here
 	events       *ebpf.Map
 	lostEvents   *ebpf.Map
 	watchedPorts *ebpf.Map
@@ -97,7 +98,8 @@ func Open(cfg Config) (*Tracer, error) {
 	// A program whose tracepoint this kernel lacks is left out; the plan says what that
 	// costs. The rest must load.
 	missing := unavailable(tpArgs)
-	if err := t.setConstants(spec, tpArgs, missing); err != nil {
+	t.helpers = probeSkbHelpers()
+	if err := t.setConstants(spec, tpArgs, missing, t.helpers); err != nil {
 		return nil, err
 	}
 	for name := range missing {
@@ -130,12 +132,12 @@ func Open(cfg Config) (*Tracer, error) {
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
 	t.rec.RawSample = make([]byte, 0, recordBufferSize)
-	t.plan = makePlan(cfg.Backend, attachPoints, missing, t.symbols)
+	t.plan = makePlan(cfg.Backend, attachPoints, missing, t.helpers.limits(), t.symbols)
 	t.nextLostCheck = time.Now().Add(cfg.LostInterval)
 	return t, nil
 }
 
-func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, missing map[string]string) error {
+func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, missing map[string]string, helpers skbHelpers) error {
 	// Each CPU wakes the reader after writing its share of a quarter of the ring, so the
 	// ring is at most about a quarter full when the reader is woken.
 	cpus, err := ebpf.PossibleCPU()
@@ -156,6 +158,8 @@ func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, 
 		"cfg_consume_skb_has_location": tpArgs["consume_skb"] >= 2,
 		"cfg_kfree_skb_has_rx_sk":      tpArgs["kfree_skb"] >= 4,
 		"cfg_error_reports_seen":       missing["dt_error_report"] == "",
+		"cfg_skb_task_helpers":         helpers.task,
+		"cfg_skb_probe_read":           helpers.probeRead,
 	}
 	if lo, hi, ok := t.symbols.span("icmp_rcv"); ok {
 		consts["cfg_icmp_rcv_lo"], consts["cfg_icmp_rcv_hi"] = lo, hi
