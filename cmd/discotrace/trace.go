@@ -172,6 +172,9 @@ func printPlan(w io.Writer, plan []tracer.HookChoice) {
 	classes := map[string][]string{}
 	for _, h := range plan {
 		fmt.Fprintf(w, "discotrace: %-8s %s: %s\n", h.Class, h.Backend, strings.Join(h.Hooks, ", "))
+		for _, m := range h.Missing {
+			fmt.Fprintf(w, "discotrace: %-8s without %s\n", h.Class, m)
+		}
 		for _, r := range h.Rejected {
 			key := r.Backend + "\x00" + r.Reason
 			if classes[key] == nil {
