@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // kernelSpec is one line of vmtest/kernels.conf.
@@ -92,8 +93,26 @@ func (a aptConfig) command(tool string, args ...string) *exec.Cmd {
 	return exec.Command(tool, append(all, args...)...)
 }
 
-func (a aptConfig) update(cacheDir string) error {
+// privateListsMaxAge is how long the private apt lists are trusted before the next update.
+const privateListsMaxAge = 12 * time.Hour
+
+// update runs apt-get update for the private configuration, unless its lists are younger than
+// privateListsMaxAge and than the sources list itself.
+func (a aptConfig) update(cacheDir, sourcesList string) error {
 	base := filepath.Join(cacheDir, "apt")
+	if src, err := os.Stat(sourcesList); err == nil {
+		if lists, err := os.ReadDir(filepath.Join(base, "lists")); err == nil {
+			var newest time.Time
+			for _, e := range lists {
+				if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.ModTime().After(newest) {
+					newest = info.ModTime()
+				}
+			}
+			if time.Since(newest) < privateListsMaxAge && newest.After(src.ModTime()) {
+				return nil
+			}
+		}
+	}
 	for _, d := range []string{"sources.list.d", "lists/partial", "cache/archives/partial"} {
 		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
 			return err
@@ -163,7 +182,7 @@ func resolveKernel(spec kernelSpec, cacheDir, sourcesList string) (*kernel, erro
 	if len(pkgs) == 0 {
 		logf("no %s in %s; trying %s", spec.Pattern, systemApt.name, sourcesList)
 		apt = privateApt(cacheDir, sourcesList)
-		if err := apt.update(cacheDir); err != nil {
+		if err := apt.update(cacheDir, sourcesList); err != nil {
 			logf("%v", err)
 		} else if pkgs, err = apt.candidates(spec.Pattern); err != nil {
 			logf("%v", err)
@@ -175,18 +194,31 @@ func resolveKernel(spec kernelSpec, cacheDir, sourcesList string) (*kernel, erro
 			return k, nil
 		}
 		return nil, fmt.Errorf("kernel %s: no package matching %s in %s nor in %s, and none cached in %s.\n"+
-			"Debian ships the 6.1 cloud kernels in bookworm and bookworm-security and the 6.12 ones (+deb12) in bookworm-security: "+
-			"add `deb http://deb.debian.org/debian-security bookworm-security main` (and bookworm) to the apt sources, run `apt-get update`, "+
-			"and check the name with `apt-cache search cloud-amd64-unsigned`",
+			"Debian ships the 6.1 cloud kernels in bookworm and bookworm-security, the 6.12 ones (+deb12) in bookworm-security and 5.10 in bullseye(-security): "+
+			"check that deb.debian.org is reachable, or add `deb http://deb.debian.org/debian-security bookworm-security main` (and bookworm) to the apt sources, "+
+			"run `apt-get update`, and check the name with `apt-cache search cloud-amd64-unsigned`",
 			spec.Name, spec.Pattern, systemApt.name, sourcesList, filepath.Join(cacheDir, "kernels"))
 	}
-	best := pkgs[0]
-	dir := filepath.Join(cacheDir, "kernels", best.Name+"_"+best.Version)
-	if k, err := loadCachedKernel(dir); err == nil {
-		return k, nil
+	// Newest first; a mirror that lists a version but cannot serve it yet (404) falls back
+	// to the next one, loudly.
+	var errs []string
+	for _, p := range pkgs {
+		dir := filepath.Join(cacheDir, "kernels", p.Name+"_"+p.Version)
+		if k, err := loadCachedKernel(dir); err == nil {
+			return k, nil
+		}
+		logf("kernel %s: fetching %s %s from %s", spec.Name, p.Name, p.Version, apt.name)
+		k, err := fetchKernel(apt, p, dir)
+		if err == nil {
+			return k, nil
+		}
+		logf("kernel %s: %v; trying the next older package", spec.Name, err)
+		errs = append(errs, err.Error())
+		if len(errs) == 8 {
+			break
+		}
 	}
-	logf("kernel %s: fetching %s %s from %s", spec.Name, best.Name, best.Version, apt.name)
-	return fetchKernel(apt, best, dir)
+	return nil, fmt.Errorf("kernel %s: no package matching %s could be fetched:\n\t%s", spec.Name, spec.Pattern, strings.Join(errs, "\n\t"))
 }
 
 func loadCachedKernel(dir string) (*kernel, error) {
