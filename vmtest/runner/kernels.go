@@ -295,11 +295,18 @@ func fetchKernel(apt aptConfig, pkg aptPackage, dir string) (*kernel, error) {
 	if err := os.WriteFile(filepath.Join(root, "kernel.json"), append(meta, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, err
-	}
 	if err := os.Rename(root, dir); err != nil {
-		return nil, err
+		// A parallel run may have finished the same fetch first.
+		if cached, cerr := loadCachedKernel(dir); cerr == nil {
+			return cached, nil
+		}
+		// Or an interrupted older layout is in the way: replace it.
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(root, dir); err != nil {
+			return nil, err
+		}
 	}
 	k.dir = dir
 	return k, nil

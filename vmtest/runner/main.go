@@ -185,10 +185,16 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	buildDir := filepath.Join(cacheDir, "build")
-	if err := os.MkdirAll(buildDir, 0o755); err != nil {
+	// Each invocation builds in a directory of its own, so parallel runs (say the probe
+	// and the tracer's tests) do not overwrite each other's archives.
+	if err := os.MkdirAll(filepath.Join(cacheDir, "build"), 0o755); err != nil {
 		return false, err
 	}
+	buildDir, err := os.MkdirTemp(filepath.Join(cacheDir, "build"), "run-")
+	if err != nil {
+		return false, err
+	}
+	defer os.RemoveAll(buildDir)
 
 	testBin, hostDir, guestDir, err := prepareTarget(cfg, buildDir)
 	if err != nil {
