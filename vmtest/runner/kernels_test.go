@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // cachedKernels returns the kernels a previous vmtest run left in the repository's cache;
@@ -96,6 +97,28 @@ func TestParseArgs(t *testing.T) {
 	} {
 		if _, err := parseArgs(bad); err == nil {
 			t.Errorf("parseArgs(%q) accepted bad input", bad)
+		}
+	}
+}
+
+func TestWithTestTimeout(t *testing.T) {
+	cases := []struct {
+		bin     string
+		args    []string
+		timeout string
+		want    string
+	}{
+		{"tracer.test", []string{"-test.v"}, "20m", "-test.timeout=18m0s -test.v"},
+		{"tracer.test", nil, "2m", "-test.timeout=1m30s"},
+		{"tracer.test", []string{"-test.timeout=5m"}, "20m", "-test.timeout=5m"},
+		{"tracer.test", []string{"--test.timeout", "5m"}, "20m", "--test.timeout 5m"},
+		{"tracer.test", nil, "20s", ""},
+		{"probe", []string{"-require", "fentry"}, "20m", "-require fentry"},
+	}
+	for _, c := range cases {
+		d, _ := time.ParseDuration(c.timeout)
+		if got := strings.Join(withTestTimeout(c.bin, c.args, d), " "); got != c.want {
+			t.Errorf("withTestTimeout(%s, %q, %s) = %q, want %q", c.bin, c.args, c.timeout, got, c.want)
 		}
 	}
 }

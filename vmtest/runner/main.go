@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/discotrace/discotrace/vmtest/internal/job"
+	"golang.org/x/sys/unix"
 )
 
 type config struct {
@@ -200,6 +201,7 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	cfg.args = withTestTimeout(testBin, cfg.args, cfg.timeout)
 
 	var base, tools, payload string
 	if needVM {
@@ -246,10 +248,10 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 		}
 		fmt.Fprintf(os.Stderr, "=== vmtest %s: %s %s\n", r, cfg.target, strings.Join(cfg.args, " "))
 		if r.kernel == "host" {
-			var uts syscall.Utsname
-			_ = syscall.Uname(&uts)
+			var uts unix.Utsname
+			_ = unix.Uname(&uts)
 			res := runOnHost(ctx, append([]string{testBin}, cfg.args...), hostDir, env, cfg.timeout)
-			outcomes = append(outcomes, outcome{spec: r, what: "host " + utsString(uts.Release[:]), res: res})
+			outcomes = append(outcomes, outcome{spec: r, what: "host " + unix.ByteSliceToString(uts.Release[:]), res: res})
 			continue
 		}
 		spec, err := findSpec(specs, r.kernel)
@@ -329,17 +331,6 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 		fmt.Fprintf(os.Stderr, "interrupted: %d of %d runs not done\n", len(runs)-len(outcomes), len(runs))
 	}
 	return allOK, nil
-}
-
-func utsString(b []int8) string {
-	var s strings.Builder
-	for _, c := range b {
-		if c == 0 {
-			break
-		}
-		s.WriteByte(byte(c))
-	}
-	return s.String()
 }
 
 func findSpec(specs []kernelSpec, name string) (kernelSpec, error) {
@@ -427,6 +418,29 @@ func prepareTarget(cfg *config, buildDir string) (bin, hostDir, guestDir string,
 		guestDir = filepath.ToSlash(filepath.Join("/src", rel))
 	}
 	return bin, hostDir, guestDir, nil
+}
+
+// withTestTimeout gives a Go test binary a -test.timeout shorter than the run's TIMEOUT
+// (unless the arguments set one), so a hung test ends with the testing package's goroutine
+// dump on the console instead of a silent kill of the VM.
+func withTestTimeout(bin string, args []string, timeout time.Duration) []string {
+	if !strings.HasSuffix(bin, ".test") {
+		return args
+	}
+	for _, a := range args {
+		if strings.HasPrefix(strings.TrimLeft(a, "-"), "test.timeout") {
+			return args
+		}
+	}
+	// The boot and the guest's setup take seconds; leave the testing package a margin.
+	inner := timeout - timeout/10
+	if timeout-inner < 30*time.Second {
+		inner = timeout - 30*time.Second
+	}
+	if inner <= 0 {
+		return args
+	}
+	return append([]string{"-test.timeout=" + inner.String()}, args...)
 }
 
 // checkStatic refuses dynamically linked binaries: the guest has no libc for them.
