@@ -69,6 +69,7 @@ const volatile bool cfg_skb_probe_read = true;
 const volatile bool cfg_error_reports_seen = true;
 /* enum skb_drop_reason values of drops that happen after cgroup ingress saw the datagram
  * (read from the kernel's BTF by user space; ~0 when the kernel lacks one). */
+const volatile __u32 cfg_reason_not_specified = ~0U;
 const volatile __u32 cfg_reason_rcvbuff = ~0U;
 const volatile __u32 cfg_reason_proto_mem = ~0U;
 const volatile __u32 cfg_reason_socket_filter = ~0U;
@@ -504,10 +505,20 @@ static __always_inline void emit_datagram_class(struct __sk_buff *skb, const str
 	e->len = udp->len;
 	if (kind == DT_KIND_SEND && cfg_skb_task_helpers)
 		set_task(e);
-	if (cap > capacity)
-		cap = capacity;
-	if (cap > 0 && bpf_skb_load_bytes(skb, ip->l4_off + 8, e->payload, cap) == 0)
-		e->cap_len = cap;
+	/* Hide what clang knows of cap (it would drop the clamp below as redundant), then
+	 * spell the bounds so that older verifiers (Linux 6.1), which do not learn n >= 1
+	 * from a != 0 test, can see 1 <= n <= capacity: n == cap for 1 <= cap <= 2048. */
+	asm volatile("" : "+r"(cap));
+	if (cap == 0)
+		goto out;
+	__u64 n = ((cap - 1) & 0x7ff) + 1;
+
+	asm volatile("" : "+r"(n)); /* compare n itself, not cap - 1 (same reason) */
+	if (n > capacity)
+		n = capacity;
+	if (bpf_skb_load_bytes(skb, ip->l4_off + 8, e->payload, n) == 0)
+		e->cap_len = n;
+out:
 	submit(e, sizeof(*e) + capacity);
 }
 
@@ -841,19 +852,9 @@ static __always_inline __u32 skb_netns(const struct sk_buff *skb)
 	return skb->dev->nd_net.net->ns.inum; /* dev NULL: the load yields 0 */
 }
 
-SEC("tp_btf/consume_skb")
-int BPF_PROG(dt_icmp_in, struct sk_buff *skb)
+/* Reports an ICMP/ICMPv6 error the kernel has just handled, if it quotes a watched port. */
+static __always_inline int icmp_in(struct sk_buff *skb)
 {
-	/* Without kallsyms (both ranges 0) or without the tracepoint's location argument
-	 * (before Linux 6.3) every consumed packet is parsed: correct, slower. The argument
-	 * is read only when the kernel has it: the verifier skips the dead branch. */
-	if (cfg_consume_skb_has_location && cfg_icmp_rcv_hi) {
-		__u64 loc = ctx[1];
-
-		if (!in_range(loc, cfg_icmp_rcv_lo, cfg_icmp_rcv_hi) &&
-		    !in_range(loc, cfg_icmpv6_rcv_lo, cfg_icmpv6_rcv_hi))
-			return 0;
-	}
 	const void *iph = network_header(skb);
 
 	if (!iph)
@@ -892,6 +893,22 @@ int BPF_PROG(dt_icmp_in, struct sk_buff *skb)
 	return 0;
 }
 
+SEC("tp_btf/consume_skb")
+int BPF_PROG(dt_icmp_in, struct sk_buff *skb)
+{
+	/* Without kallsyms (both ranges 0) or without the tracepoint's location argument
+	 * (before Linux 6.3) every consumed packet is parsed: correct, slower. The argument
+	 * is read only when the kernel has it: the verifier skips the dead branch. */
+	if (cfg_consume_skb_has_location && cfg_icmp_rcv_hi) {
+		__u64 loc = ctx[1];
+
+		if (!in_range(loc, cfg_icmp_rcv_lo, cfg_icmp_rcv_hi) &&
+		    !in_range(loc, cfg_icmpv6_rcv_lo, cfg_icmpv6_rcv_hi))
+			return 0;
+	}
+	return icmp_in(skb);
+}
+
 /* ---- drops ---- */
 
 static __always_inline void rxq_unpush(__u64 cookie)
@@ -915,6 +932,12 @@ int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 	if (in_range(loc, cfg_close_free_lo[0], cfg_close_free_hi[0]) ||
 	    in_range(loc, cfg_close_free_lo[1], cfg_close_free_hi[1]))
 		return 0;
+	/* Before Linux 6.x icmpv6_rcv frees every ICMPv6 error it handled with kfree_skb
+	 * (NOT_SPECIFIED, "assume failure"): that is an icmp in, not a drop. */
+	if (reason == cfg_reason_not_specified &&
+	    (in_range(loc, cfg_icmpv6_rcv_lo, cfg_icmpv6_rcv_hi) ||
+	     in_range(loc, cfg_icmp_rcv_lo, cfg_icmp_rcv_hi)))
+		return icmp_in(skb);
 	__u16 l3proto = skb->protocol;
 
 	if (l3proto != bpf_htons(ETH_P_IP) && l3proto != bpf_htons(ETH_P_IPV6))

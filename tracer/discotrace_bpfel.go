@@ -146,6 +146,7 @@ const (
 	discotraceVarCfgKfreeSkbHasRxSk       = "cfg_kfree_skb_has_rx_sk"
 	discotraceVarCfgNetns                 = "cfg_netns"
 	discotraceVarCfgPid                   = "cfg_pid"
+	discotraceVarCfgReasonNotSpecified    = "cfg_reason_not_specified"
 	discotraceVarCfgReasonProtoMem        = "cfg_reason_proto_mem"
 	discotraceVarCfgReasonRcvbuff         = "cfg_reason_rcvbuff"
 	discotraceVarCfgReasonSocketFilter    = "cfg_reason_socket_filter"
@@ -240,6 +241,7 @@ type discotraceVariableSpecs struct {
 	CfgKfreeSkbHasRxSk       *ebpf.VariableSpec `ebpf:"cfg_kfree_skb_has_rx_sk"`
 	CfgNetns                 *ebpf.VariableSpec `ebpf:"cfg_netns"`
 	CfgPid                   *ebpf.VariableSpec `ebpf:"cfg_pid"`
+	CfgReasonNotSpecified    *ebpf.VariableSpec `ebpf:"cfg_reason_not_specified"`
 	CfgReasonProtoMem        *ebpf.VariableSpec `ebpf:"cfg_reason_proto_mem"`
 	CfgReasonRcvbuff         *ebpf.VariableSpec `ebpf:"cfg_reason_rcvbuff"`
 	CfgReasonSocketFilter    *ebpf.VariableSpec `ebpf:"cfg_reason_socket_filter"`
@@ -312,6 +314,7 @@ type discotraceVariables struct {
 	CfgKfreeSkbHasRxSk       *ebpf.Variable `ebpf:"cfg_kfree_skb_has_rx_sk"`
 	CfgNetns                 *ebpf.Variable `ebpf:"cfg_netns"`
 	CfgPid                   *ebpf.Variable `ebpf:"cfg_pid"`
+	CfgReasonNotSpecified    *ebpf.Variable `ebpf:"cfg_reason_not_specified"`
 	CfgReasonProtoMem        *ebpf.Variable `ebpf:"cfg_reason_proto_mem"`
 	CfgReasonRcvbuff         *ebpf.Variable `ebpf:"cfg_reason_rcvbuff"`
 	CfgReasonSocketFilter    *ebpf.Variable `ebpf:"cfg_reason_socket_filter"`

@@ -22,11 +22,12 @@ func requireRoot(t *testing.T) {
 
 // collector reads a tracer's events in the background.
 type collector struct {
-	tr     *Tracer
-	mu     sync.Mutex
-	events []Event
-	err    error
-	done   chan struct{}
+	tr      *Tracer
+	mu      sync.Mutex
+	events  []Event
+	err     error
+	done    chan struct{}
+	started bool
 }
 
 func openCollector(t *testing.T, cfg Config) *collector {
@@ -49,6 +50,7 @@ func openIdle(t *testing.T, cfg Config) *collector {
 }
 
 func (c *collector) start() {
+	c.started = true
 	tr := c.tr
 	go func() {
 		defer close(c.done)
@@ -71,6 +73,9 @@ func (c *collector) close(t *testing.T) {
 	t.Helper()
 	if err := c.tr.Close(); err != nil {
 		t.Errorf("Close: %v", err)
+	}
+	if !c.started {
+		return
 	}
 	<-c.done
 	if c.err != ErrClosed {
@@ -192,14 +197,5 @@ func requireHooks(t *testing.T, tr *Tracer, programs ...string) {
 			}
 			t.Skipf("this kernel cannot run %s", p)
 		}
-	}
-}
-
-// requireSenderProcess skips the test when cgroup_skb programs cannot name the sending
-// process on this kernel (the plan says so).
-func requireSenderProcess(t *testing.T, tr *Tracer) {
-	t.Helper()
-	if !tr.helpers.task {
-		t.Skip("cgroup_skb programs cannot call the task helpers on this kernel: sends carry no process")
 	}
 }
