@@ -695,34 +695,49 @@ static __always_inline void sock_addrs(struct dt_event *e, const struct sock *sk
 	}
 }
 
+/* Reserves an event of a socket hook that runs in the owning task (send result, read),
+ * with what all of them carry; NULL when the filters drop it or the ring is full. */
+static __always_inline struct dt_event *task_sock_event(const struct sock *sk, __u8 kind,
+							 __u64 cookie, __u64 now)
+{
+	if (!pid_passes())
+		return NULL;
+	__u32 netns = sock_netns_btf(sk);
+
+	if (cfg_netns && netns != cfg_netns)
+		return NULL;
+	struct dt_event *e = reserve(sizeof(*e));
+
+	if (!e)
+		return NULL;
+	zero_header(e);
+	e->kind = kind;
+	e->time_ns = now;
+	e->cookie = cookie;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->netns = netns;
+	set_task(e);
+	return e;
+}
+
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(dt_send_result, struct sock *sk, int ret, int flags)
 {
 	__u16 lport, rport;
 
 	/* Successful sends were reported by cgroup egress with their tuple and payload. */
-	if (ret >= 0 || !udp_sock_watched(sk, &lport, &rport) || !pid_passes())
+	if (ret >= 0 || !udp_sock_watched(sk, &lport, &rport))
 		return 0;
-	__u32 netns = sock_netns_btf(sk);
-
-	if (cfg_netns && netns != cfg_netns)
-		return 0;
-	struct dt_event *e = reserve(sizeof(*e));
+	struct dt_event *e =
+		task_sock_event(sk, DT_KIND_SEND, bpf_get_socket_cookie(sk), bpf_ktime_get_ns());
 
 	if (!e)
 		return 0;
-	zero_header(e);
-	e->kind = DT_KIND_SEND;
-	e->time_ns = bpf_ktime_get_ns();
-	e->cookie = bpf_get_socket_cookie(sk);
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->netns = netns;
 	sock_addrs(e, sk, true);
 	e->sport = lport;
 	e->dport = rport;
 	e->ret = ret;
 	e->flags |= DT_FLAG_RET;
-	set_task(e);
 	submit(e, sizeof(*e));
 	return 0;
 }
@@ -778,22 +793,10 @@ int BPF_PROG(dt_read, struct sock *sk, int ret, int flags)
 			}
 		}
 	}
-	if (!pid_passes())
-		return 0;
-	__u32 netns = sock_netns_btf(sk);
-
-	if (cfg_netns && netns != cfg_netns)
-		return 0;
-	struct dt_event *e = reserve(sizeof(*e));
+	struct dt_event *e = task_sock_event(sk, DT_KIND_READ, cookie, now);
 
 	if (!e)
 		return 0;
-	zero_header(e);
-	e->kind = DT_KIND_READ;
-	e->time_ns = now;
-	e->cookie = cookie;
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->netns = netns;
 	e->len = ret;
 	if (have) {
 		e->family = found.family;
@@ -808,7 +811,6 @@ int BPF_PROG(dt_read, struct sock *sk, int ret, int flags)
 		e->sport = rport;
 		e->dport = lport;
 	}
-	set_task(e);
 	submit(e, sizeof(*e));
 	return 0;
 }

@@ -9,22 +9,26 @@ import (
 	"time"
 )
 
+// unreachableCases are the loopback variants of "nothing listens": the ICMP error each
+// family answers with and the kernel function that drops the datagram.
+var unreachableCases = []struct {
+	name, network string
+	host          netip.Addr
+	icmpType      uint8
+	icmpCode      uint8
+	location      string
+}{
+	{"ipv4", "udp4", netip.MustParseAddr("127.0.0.1"), 3, 3, "__udp4_lib_rcv"},
+	{"ipv6", "udp6", netip.IPv6Loopback(), 1, 4, "__udp6_lib_rcv"},
+}
+
 // A peer sends to a node's watched port where nothing listens. For each datagram the
 // kernel answers with an ICMP port unreachable (icmp out), receives it back (icmp in,
 // quoting the datagram; the unconnected sender is not told) and drops the datagram
 // (NO_SOCKET).
 func TestPortUnreachable(t *testing.T) {
 	requireRoot(t)
-	for _, tc := range []struct {
-		name, network string
-		host          netip.Addr
-		icmpType      uint8
-		icmpCode      uint8
-		location      string
-	}{
-		{"ipv4", "udp4", netip.MustParseAddr("127.0.0.1"), 3, 3, "__udp4_lib_rcv"},
-		{"ipv6", "udp6", netip.IPv6Loopback(), 1, 4, "__udp6_lib_rcv"},
-	} {
+	for _, tc := range unreachableCases {
 		t.Run(tc.name, func(t *testing.T) {
 			const n = 3
 			port := freePort(t, tc.network)
@@ -91,16 +95,7 @@ func checkUnreachable(t *testing.T, evs []Event, n int, peerAP, nodeAP netip.Add
 // ECONNREFUSED before leaving the socket: a send event with the return value, no egress.
 func TestPortUnreachableConnected(t *testing.T) {
 	requireRoot(t)
-	for _, tc := range []struct {
-		name, network string
-		host          netip.Addr
-		icmpType      uint8
-		icmpCode      uint8
-		location      string
-	}{
-		{"ipv4", "udp4", netip.MustParseAddr("127.0.0.1"), 3, 3, "__udp4_lib_rcv"},
-		{"ipv6", "udp6", netip.IPv6Loopback(), 1, 4, "__udp6_lib_rcv"},
-	} {
+	for _, tc := range unreachableCases {
 		t.Run(tc.name, func(t *testing.T) {
 			port := freePort(t, tc.network)
 			c := openCollector(t, Config{Ports: []uint16{port}})
