@@ -39,6 +39,12 @@
 //	icmp out  cgroup_skb/egress: the kernel's own ICMP/ICMPv6 errors
 //	drop      tp_btf/kfree_skb, reason names from the kernel's BTF enum skb_drop_reason
 //
+// On older kernels Open leaves out what the kernel cannot run and Plan says so, per class
+// (HookChoice.Missing, or backend "none"): measured under vmtest, Debian's 6.12 cannot
+// name the sending process in cgroup_skb; 6.1 also has no sock_send_length and
+// sock_recv_length (no read events, no failed sends) and frees handled ICMPv6 errors
+// with kfree_skb, which is recognised.
+//
 // Traffic of other network namespaces is seen from the root one: the tracepoints fire in
 // every namespace, and cgroup membership does not depend on the namespace.
 //
