@@ -15,11 +15,11 @@ func TestRingOverflowIsCounted(t *testing.T) {
 	const n = 300
 	port := freePort(t, "udp4")
 	c := openIdle(t, Config{Ports: []uint16{port}, RingSize: os.Getpagesize(), LostInterval: 20 * time.Millisecond})
-	requireHooks(t, c.tr, "dt_read")
 	node := listen(t, "udp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
 	peer := listen(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"))
 	// The node reads as fast as it can; whatever its queue cannot hold is dropped. Either
-	// way each datagram makes exactly three events: send, recv, and read or drop.
+	// way each datagram makes exactly three events: send, recv, and read or drop (reads
+	// only where the kernel has sock_recv_length).
 	readDone := make(chan int)
 	go func() {
 		buf := make([]byte, 64)
@@ -54,8 +54,12 @@ func TestRingOverflowIsCounted(t *testing.T) {
 	if lost == 0 {
 		t.Fatalf("no event lost with a %d-byte ring and a burst of %d datagrams: the test did not overflow it", os.Getpagesize(), n)
 	}
-	if delivered+lost != 3*n {
-		t.Fatalf("delivered %d + lost %d = %d events, want %d (3 per datagram)", delivered, lost, delivered+lost, 3*n)
+	want := uint64(3 * n)
+	if c.tr.coll.Programs["dt_read"] == nil { // a kernel without read events (the plan says)
+		want -= uint64(reads)
+	}
+	if delivered+lost != want {
+		t.Fatalf("delivered %d + lost %d = %d events, want %d (send, recv, and read or drop per datagram)", delivered, lost, delivered+lost, want)
 	}
 }
 
