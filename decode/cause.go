@@ -235,6 +235,9 @@ func readDetail(r *Record) string {
 	if r.HasProc {
 		who = fmt.Sprintf("pid %d (%s)", r.PID, r.Comm)
 	}
+	if !r.HasQueueTime {
+		return fmt.Sprintf("read by %s, never answered", who)
+	}
 	return fmt.Sprintf("read by %s after %s in the socket queue, never answered", who, r.QueueTime)
 }
 

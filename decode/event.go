@@ -23,7 +23,9 @@ func RecordEvent(r *Record, withPayload bool) *ndjson.Event {
 		}
 	case Read:
 		ev.Type = ndjson.TypeRead
-		ev.QueueNs = ndjson.Ptr(int64(r.QueueTime))
+		if r.HasQueueTime {
+			ev.QueueNs = ndjson.Ptr(int64(r.QueueTime))
+		}
 	case ICMP:
 		ev.Type = ndjson.TypeICMP
 		ev.ICMPType, ev.ICMPCode = ndjson.Ptr(r.ICMPType), ndjson.Ptr(r.ICMPCode)

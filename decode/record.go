@@ -64,8 +64,10 @@ type Record struct {
 	// SendRet is the send's return value (bytes or -errno), when HasSendRet.
 	HasSendRet bool
 	SendRet    int64
-	// QueueTime is, for a Read, how long the datagram waited in the socket queue.
-	QueueTime time.Duration
+	// QueueTime is, for a Read, how long the datagram waited in the socket queue, when
+	// HasQueueTime (the tracer cannot always link a read to its datagram).
+	HasQueueTime bool
+	QueueTime    time.Duration
 
 	// ICMP errors: type and code, and the tuple of the UDP datagram the error quotes.
 	ICMPType, ICMPCode   uint8

@@ -330,7 +330,7 @@ func TestScenarioApplicationReadButNeverAnswered(t *testing.T) {
 	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
 	ping := s.ping(b, a, DirIn)
 	s.after(300 * time.Microsecond)
-	s.feed(&Record{Kind: Read, Src: b.addr, Dst: a.addr, Len: len(ping), HasProc: true, PID: 4242, Comm: "geth", QueueTime: 250 * time.Microsecond})
+	s.feed(&Record{Kind: Read, Src: b.addr, Dst: a.addr, Len: len(ping), HasProc: true, PID: 4242, Comm: "geth", HasQueueTime: true, QueueTime: 250 * time.Microsecond})
 	s.tick(time.Second)
 	read := s.only(ndjson.TypeRead)
 	if read.Disc == nil || read.Disc.Kind != KindV4Ping {
@@ -824,7 +824,7 @@ func TestScenarioV5ReadButNeverChallenged(t *testing.T) {
 	}
 	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(enc), DirIn))
 	s.after(40 * time.Microsecond)
-	s.feed(&Record{Kind: Read, Src: a.addr, Dst: b.addr, Len: len(enc), HasProc: true, PID: 77, Comm: "geth", QueueTime: 35 * time.Microsecond})
+	s.feed(&Record{Kind: Read, Src: a.addr, Dst: b.addr, Len: len(enc), HasProc: true, PID: 77, Comm: "geth", HasQueueTime: true, QueueTime: 35 * time.Microsecond})
 	s.tick(time.Second)
 	hs := s.only(ndjson.TypeHandshake)
 	checkFailed(t, hs, CauseAppDrop, "read read by pid 77 (geth) after 35µs in the socket queue, never answered")

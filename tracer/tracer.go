@@ -22,6 +22,10 @@ var ErrClosed = errors.New("tracer closed")
 // to reach the kernel side's wakeup threshold (cfg_wakeup_bytes).
 const pollInterval = 100 * time.Millisecond
 
+// MaxDeliveryDelay bounds how long after it happened an event is returned by Read (while
+// the reader keeps up): consumers that judge timeouts by the wall clock allow for it.
+const MaxDeliveryDelay = pollInterval
+
 // maxWakeupBytes caps the data one CPU writes before it wakes the reader.
 const maxWakeupBytes = 1 << 20
 

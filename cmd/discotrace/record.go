@@ -31,7 +31,7 @@ func recordOf(ev *tracer.Event) decode.Record {
 		r.Kind, r.Dir = decode.Datagram, decode.DirIn
 	case tracer.KindRead:
 		r.Kind = decode.Read
-		r.QueueTime = ev.QueueTime
+		r.HasQueueTime, r.QueueTime = ev.HasQueueTime, ev.QueueTime
 	case tracer.KindICMP:
 		r.Kind = decode.ICMP
 		switch ev.ICMPDir {

@@ -17,13 +17,13 @@ import (
 
 // traceFlags are the options of `discotrace trace`.
 type traceFlags struct {
+	decoderFlags
 	raw      bool
 	ports    []uint
 	duration time.Duration
 	snapLen  int
 	ringSize int
 	backend  string
-	payload  bool
 	netns    uint32
 	pid      uint32
 }
@@ -31,7 +31,7 @@ type traceFlags struct {
 func newTraceCmd() *cobra.Command {
 	var f traceFlags
 	cmd := &cobra.Command{
-		Use:   "trace --raw",
+		Use:   "trace",
 		Short: "Trace discovery traffic in the kernel and print its events as NDJSON",
 		Long: `Trace attaches BPF programs to the running kernel and prints, one NDJSON object per line
 on stdout, every UDP datagram of the watched ports as the kernel sees it: send, recv (reaching
@@ -39,28 +39,28 @@ the socket), read (by the application, with the time it waited), icmp (errors qu
 watched datagram, in and out), drop (with the kernel's reason) and lost (events the ring
 buffer could not take). Traffic of every network namespace (containers) is seen.
 
---raw prints these kernel events themselves; it is the only mode of this command for now
-and must be given. The hooks chosen and the attach time go to stderr.
+Each datagram's event carries the decoded discovery packet ("disc"), and the decoder adds
+the discv5 handshakes, request/response exchanges and anomalies it reconstructs, with the
+cause of each failure (as ` + "`discotrace decode`" + ` does for a capture file). Give the local
+node's key (--nodekey) to decrypt the discv5 sessions it answers. --raw prints the kernel
+events alone, without decoding. The hooks chosen and the attach time go to stderr.
 
 Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
-		Example: `  sudo discotrace trace --raw
+		Example: `  sudo discotrace trace --nodekey /var/lib/geth/geth/nodekey
   sudo discotrace trace --raw --port 30303 --port 30304 --duration 1m --payload`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !f.raw {
-				return &exitError{code: 2, err: errors.New("give --raw: trace prints the raw kernel events, its only mode for now")}
-			}
 			return runTrace(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), &f)
 		},
 	}
 	fl := cmd.Flags()
-	fl.BoolVar(&f.raw, "raw", false, "print the kernel events as they come (the only mode for now; required)")
+	fl.BoolVar(&f.raw, "raw", false, "print the kernel events alone, without decoding")
+	f.decoderFlags.register(fl)
 	fl.UintSliceVar(&f.ports, "port", []uint{30303}, "UDP port to watch (repeatable)")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fl.IntVar(&f.snapLen, "snaplen", tracer.MaxSnapLen, fmt.Sprintf("payload bytes captured per datagram (0-%d)", tracer.MaxSnapLen))
 	fl.IntVar(&f.ringSize, "ringbuf-size", tracer.DefaultRingSize, "ring buffer size in bytes: a power of two, at least a page")
 	fl.StringVar(&f.backend, "backend", tracer.BackendAuto, `hooks to use: "auto" (best available per event class) or "tracepoint"`)
-	fl.BoolVar(&f.payload, "payload", false, "add each datagram's captured payload, hex, to its event")
 	fl.Uint32Var(&f.netns, "netns", 0, "only this network namespace (inode, as `ls -Li /proc/PID/ns/net` shows)")
 	fl.Uint32Var(&f.pid, "pid", 0, "only sends and reads of this process")
 	return cmd
@@ -97,6 +97,14 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	if err != nil {
 		return err
 	}
+	var dec *decode.Decoder
+	if !f.raw {
+		dcfg, err := f.decoderFlags.config()
+		if err != nil {
+			return err
+		}
+		dec = decode.NewDecoder(dcfg)
+	}
 	if err := checkTracePrivileges(); err != nil {
 		return err
 	}
@@ -122,13 +130,15 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return streamRaw(tr, stdout, f.payload)
+	return stream(tr, stdout, dec, f.payload)
 }
 
-// streamRaw prints events until the tracer is closed. A reader goroutine feeds a buffered
+// stream prints events until the tracer is closed: the kernel events themselves when dec
+// is nil (--raw), else what the decoder makes of them. A reader goroutine feeds a buffered
 // channel; lines are flushed whenever it runs empty, so a burst is written in one go and a
-// lone event appears at once.
-func streamRaw(tr *tracer.Tracer, stdout io.Writer, withPayload bool) error {
+// lone event appears at once. Decoder timeouts follow the wall clock between events, so a
+// request that is never answered is reported while the host is quiet too.
+func stream(tr *tracer.Tracer, stdout io.Writer, dec *decode.Decoder, withPayload bool) error {
 	events := make(chan tracer.Event, 1024)
 	readErr := make(chan error, 1)
 	go func() {
@@ -143,27 +153,56 @@ func streamRaw(tr *tracer.Tracer, stdout io.Writer, withPayload bool) error {
 		}
 	}()
 	enc := ndjson.NewEncoder(stdout)
-	for ev := range events {
-		r := recordOf(&ev)
-		if err := enc.Encode(decode.RecordEvent(&r, withPayload)); err != nil {
-			tr.Close()
-			return fmt.Errorf("write events: %w", err)
-		}
-		if len(events) == 0 {
-			if err := enc.Flush(); err != nil {
-				tr.Close()
-				return fmt.Errorf("write events: %w", err)
-			}
+	var writeErr error
+	emit := func(ev *ndjson.Event) {
+		if writeErr == nil {
+			writeErr = enc.Encode(ev)
 		}
 	}
-	if err := enc.Flush(); err != nil {
-		return fmt.Errorf("write events: %w", err)
+	tick := time.NewTicker(decoderTick)
+	defer tick.Stop()
+	for open := true; open && writeErr == nil; {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				open = false
+				break
+			}
+			r := recordOf(&ev)
+			if dec == nil {
+				emit(decode.RecordEvent(&r, withPayload))
+			} else {
+				dec.Feed(&r, emit)
+			}
+		case now := <-tick.C:
+			if dec != nil {
+				// Events up to MaxDeliveryDelay old may still be in the ring: judge
+				// timeouts as of then, so a late answer is not called missing.
+				dec.Advance(now.Add(-tracer.MaxDeliveryDelay), emit)
+			}
+		}
+		if len(events) == 0 && writeErr == nil {
+			writeErr = enc.Flush()
+		}
+	}
+	if dec != nil && writeErr == nil {
+		dec.Flush(emit)
+	}
+	if writeErr == nil {
+		writeErr = enc.Flush()
+	}
+	if writeErr != nil {
+		tr.Close()
+		return fmt.Errorf("write events: %w", writeErr)
 	}
 	if err := <-readErr; !errors.Is(err, tracer.ErrClosed) {
 		return fmt.Errorf("read kernel events: %w", err)
 	}
 	return nil
 }
+
+// decoderTick is how often the decoder's timeouts are checked while no event comes.
+const decoderTick = 100 * time.Millisecond
 
 // printPlan shows each event class's hooks, then each distinct reason a better backend was
 // not used, once, with the classes it applies to.

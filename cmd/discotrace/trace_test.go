@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
+
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -31,7 +34,7 @@ func TestTraceRawPrintsKernelEvents(t *testing.T) {
 	var stdout bytes.Buffer
 	stderr := &statusWriter{attached: make(chan struct{})}
 	f := &traceFlags{raw: true, ports: []uint{uint(port)}, duration: 2 * time.Second, snapLen: 1280,
-		ringSize: 8 << 20, backend: "auto", payload: true}
+		ringSize: 8 << 20, backend: "auto", decoderFlags: decoderFlags{payload: true}}
 	done := make(chan error, 1)
 	go func() { done <- runTrace(context.Background(), &stdout, stderr, f) }()
 	select { // the duration counts from the attach
@@ -71,6 +74,83 @@ func TestTraceRawPrintsKernelEvents(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "hooks attached in") || !strings.Contains(stderr.String(), "cgroup_skb/egress") {
 		t.Errorf("stderr does not show the attach time and hooks:\n%s", stderr.String())
+	}
+}
+
+// `discotrace trace` (decoded) on a node whose peer is gone: a discv4 PING sent to a watched
+// port where nothing listens shows as a decoded PING send, and the exchange it starts fails
+// with cause icmp_unreachable, the ICMP error as evidence: what the node itself only sees as
+// a timeout.
+func TestTraceDecodesAPingToAGonePeer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to load and attach BPF programs: run `sudo go test ./cmd/discotrace/`")
+	}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	c.Close() // the peer is gone
+
+	var stdout bytes.Buffer
+	stderr := &statusWriter{attached: make(chan struct{})}
+	f := &traceFlags{ports: []uint{uint(port)}, duration: 2 * time.Second, snapLen: 1280,
+		ringSize: 8 << 20, backend: "auto", decoderFlags: decoderFlags{
+			v4Timeout: 500 * time.Millisecond, v5Timeout: 700 * time.Millisecond, handshakeTimeout: time.Second}}
+	done := make(chan error, 1)
+	go func() { done <- runTrace(context.Background(), &stdout, stderr, f) }()
+	select {
+	case <-stderr.attached:
+	case err := <-done:
+		t.Fatalf("trace ended before attaching: %v (stderr: %s)", err, stderr.String())
+	}
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	from := node.LocalAddr().(*net.UDPAddr)
+	ping := &v4wire.Ping{
+		Version:    4,
+		From:       v4wire.Endpoint{IP: from.IP, UDP: uint16(from.Port)},
+		To:         v4wire.Endpoint{IP: net.IPv4(127, 0, 0, 1), UDP: uint16(port)},
+		Expiration: uint64(time.Now().Add(20 * time.Second).Unix()),
+	}
+	packet, _, err := v4wire.Encode(key, ping)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.Write(packet); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("trace: %v (stderr: %s)", err, stderr.String())
+	}
+	var sends, exchanges int
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var ev ndjson.Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		switch ev.Type {
+		case "send":
+			sends++
+			if ev.Disc == nil || ev.Disc.Proto != "discv4" || ev.Disc.Kind != "PING" {
+				t.Errorf("send line %q: want a decoded discv4 PING", line)
+			}
+		case "exchange":
+			exchanges++
+			if ev.Req != "PING/v4" || ev.Outcome != "failed" || ev.Cause != "icmp_unreachable" || len(ev.Evidence) == 0 {
+				t.Errorf("exchange line %q: want PING/v4 failed with cause icmp_unreachable and evidence", line)
+			}
+		}
+	}
+	if sends != 1 || exchanges != 1 {
+		t.Errorf("got %d send and %d exchange lines, want 1 and 1:\n%s", sends, exchanges, stdout.String())
 	}
 }
 

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/discotrace/discotrace/decode"
+)
+
+// decoderFlags are the options that set up a decoder, shared by `decode` and `trace`.
+type decoderFlags struct {
+	nodeKeys, nodeIDs, enrs []string
+	v4Timeout, v5Timeout    time.Duration
+	handshakeTimeout        time.Duration
+	payload                 bool
+}
+
+func (f *decoderFlags) register(fl *pflag.FlagSet) {
+	fl.StringArrayVar(&f.nodeKeys, "nodekey", nil, "local node private key: 64 hex characters or a file holding them (repeatable)")
+	fl.StringArrayVar(&f.nodeIDs, "node-id", nil, "local node ID: 64 hex characters or an enode:// URL (repeatable)")
+	fl.StringArrayVar(&f.enrs, "enr", nil, `local node record, "enr:..." (repeatable)`)
+	fl.DurationVar(&f.v4Timeout, "v4-timeout", decode.DefaultV4Timeout, "how long a discv4 request waits for its answer")
+	fl.DurationVar(&f.v5Timeout, "v5-timeout", decode.DefaultV5Timeout, "how long a discv5 request or handshake step waits for its answer")
+	fl.DurationVar(&f.handshakeTimeout, "handshake-timeout", decode.DefaultHandshakeTimeout, "how long a discv5 challenge (WHOAREYOU) waits for the HANDSHAKE")
+	fl.BoolVar(&f.payload, "payload", false, "add each datagram's payload, hex, to its event")
+}
+
+// config checks the flags and builds the decoder's configuration. Bad values are usage
+// errors (exit 2); key material is never quoted.
+func (f *decoderFlags) config() (decode.Config, error) {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--v4-timeout", f.v4Timeout}, {"--v5-timeout", f.v5Timeout}, {"--handshake-timeout", f.handshakeTimeout}} {
+		if d.v <= 0 {
+			return decode.Config{}, &exitError{code: 2, err: fmt.Errorf("%s must be positive, got %s", d.name, d.v)}
+		}
+	}
+	id, err := f.identity()
+	if err != nil {
+		return decode.Config{}, err
+	}
+	return decode.Config{
+		Identity:         id,
+		V4Timeout:        f.v4Timeout,
+		V5Timeout:        f.v5Timeout,
+		HandshakeTimeout: f.handshakeTimeout,
+		WithPayload:      f.payload,
+	}, nil
+}
+
+// identity parses the identity flags.
+func (f *decoderFlags) identity() (decode.Identity, error) {
+	var id decode.Identity
+	for i, s := range f.nodeKeys {
+		k, err := decode.ParseNodeKey(s)
+		if err != nil {
+			return id, &exitError{code: 2, err: fmt.Errorf("--nodekey #%d: %w", i+1, err)}
+		}
+		id.Keys = append(id.Keys, k)
+	}
+	for _, s := range f.nodeIDs {
+		n, err := decode.ParseNodeID(s)
+		if err != nil {
+			return id, &exitError{code: 2, err: fmt.Errorf("--node-id: %w", err)}
+		}
+		id.IDs = append(id.IDs, n)
+	}
+	for _, s := range f.enrs {
+		n, err := decode.ParseENR(s)
+		if err != nil {
+			return id, &exitError{code: 2, err: fmt.Errorf("--enr: %w", err)}
+		}
+		id.Nodes = append(id.Nodes, n)
+	}
+	return id, nil
+}
