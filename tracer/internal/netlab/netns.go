@@ -107,14 +107,17 @@ func (ns *Netns) Close() error {
 func (ns *Netns) Do(fn func() error) error {
 	result := make(chan error, 1)
 	go func() {
-		// The thread is never unlocked: when this goroutine ends, the Go runtime ends
-		// the thread too, so no other goroutine ever runs in the namespace by accident.
 		runtime.LockOSThread()
-		defer func() {
-			if r := recover(); r != nil {
-				result <- fmt.Errorf("panic inside namespace %s: %v", ns.Name, r)
-			}
-		}()
+		// The thread goes back to its own namespace afterwards and is unlocked only if
+		// that worked; otherwise it stays locked and the Go runtime ends it with this
+		// goroutine. (Ending is not enough by itself: the process's main thread is never
+		// ended, only parked, and /proc/self/... would show the namespace it was left in.)
+		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			result <- fmt.Errorf("open this thread's namespace: %w", err)
+			return
+		}
+		defer unix.Close(home)
 		fd, err := unix.Open(ns.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			result <- fmt.Errorf("open namespace %s: %w", ns.path, err)
@@ -126,6 +129,16 @@ func (ns *Netns) Do(fn func() error) error {
 			result <- fmt.Errorf("join namespace %s: %w", ns.Name, err)
 			return
 		}
+		defer func() {
+			if unix.Setns(home, unix.CLONE_NEWNET) == nil {
+				runtime.UnlockOSThread()
+			}
+		}()
+		defer func() {
+			if r := recover(); r != nil {
+				result <- fmt.Errorf("panic inside namespace %s: %v", ns.Name, r)
+			}
+		}()
 		result <- fn()
 	}()
 	return <-result

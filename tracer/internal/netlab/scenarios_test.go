@@ -91,6 +91,33 @@ func TestNamespacesAreSeparate(t *testing.T) {
 	}
 }
 
+// Do leaves no thread behind in the namespace, the process's main thread included
+// (which /proc/self/ns/net shows, and which the Go runtime never ends).
+func TestDoLeavesEveryThreadHome(t *testing.T) {
+	RequireRoot(t)
+	ns := NewNetns(t)
+	var before unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &before); err != nil {
+		t.Fatal(err)
+	}
+	for range 200 {
+		doIn(t, ns, func() error { return nil })
+	}
+	threads, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, th := range threads {
+		var st unix.Stat_t
+		if err := unix.Stat("/proc/self/task/"+th.Name()+"/ns/net", &st); err != nil {
+			continue // the thread ended meanwhile
+		}
+		if st.Ino != before.Ino {
+			t.Errorf("thread %s is in netns %d after Do, the process in %d", th.Name(), st.Ino, before.Ino)
+		}
+	}
+}
+
 func TestVethCarriesDatagrams(t *testing.T) {
 	RequireRoot(t)
 	v := Pair(t)
