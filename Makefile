@@ -2,7 +2,7 @@
 # `make build` and `make test` need only Go; `make generate` needs clang-19 and llvm-strip-19.
 GO ?= go
 
-.PHONY: all generate check-generate build test vmlinux
+.PHONY: all generate check-generate build test test-host fuzz bench vmlinux
 
 all: build
 
@@ -17,10 +17,34 @@ check-generate: generate
 build:
 	$(GO) build -o bin/discotrace ./cmd/discotrace
 
-# The kernel tests need root; without it they skip and say so.
-test:
+# The shared captures the decoder's tests read (shared/ beside the checkout).
+export DISCOTRACE_TESTDATA ?= $(abspath $(CURDIR)/../shared/testdata)
+
+# Everything CI runs: the tests on this machine's kernel, bounded fuzzing, and the tracer's
+# tests on stock Debian kernels under qemu. Run as root: the kernel tests skip without it.
+test: test-host fuzz vmtest
+
+# vet, then every package's tests on the running kernel. -p 1: the kernel tests of
+# different packages compare host-wide counters (/proc/net/snmp), so they must not overlap.
+test-host:
 	$(GO) vet ./...
-	$(GO) test ./...
+	$(GO) test -p 1 -count=1 ./...
+
+# Each fuzz target for FUZZTIME (they must never panic on any input).
+FUZZTIME ?= 20s
+FUZZ_TARGETS = FuzzV5Header FuzzV4Decode FuzzReadCapture FuzzDecoderFeed
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./decode/ || exit 1; \
+	done
+
+# Speed and cost figures (printed, never asserted): decoder rates, then what tracing costs.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./decode/
+	bench/run.sh
+
+include vmtest/vmtest.mk
 
 # Refresh the CO-RE kernel types from the running kernel (rarely needed: see bpf/headers/README.md).
 vmlinux:
