@@ -77,6 +77,29 @@ func openReceiver() (*receiver, error) {
 	return &receiver{fd: fd, port: uint16(sa.(*unix.SockaddrInet4).Port), cookie: cookie}, nil
 }
 
+// pinCPUs, when set, keeps the sender on CPU 0 and the reader on CPU 1 (of a machine
+// with at least two): the scheduler moving them around is most of the noise otherwise.
+var pinCPUs = flag.Bool("pin", true, "pin the sender to CPU 0 and the reader to CPU 1")
+
+// pin binds the calling (locked) thread to cpu.
+func pin(cpu int) {
+	if !*pinCPUs || runtime.NumCPU() < 2 {
+		return
+	}
+	var set unix.CPUSet
+	set.Set(cpu)
+	unix.SchedSetaffinity(0, &set)
+}
+
+// unpin lets the calling thread run on every CPU again, before it goes back to the pool.
+func unpin() {
+	var set unix.CPUSet
+	for i := range runtime.NumCPU() {
+		set.Set(i)
+	}
+	unix.SchedSetaffinity(0, &set)
+}
+
 // measurement is one burst: how many datagrams arrived and how long from the first send
 // to the last read.
 type measurement struct {
@@ -108,6 +131,8 @@ func blast(rx *receiver, n, size int) (measurement, error) {
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
+		pin(1)
+		defer unpin()
 		buf := make([]byte, 65536)
 		var r readResult
 		close(ready)
@@ -130,6 +155,8 @@ func blast(rx *receiver, n, size int) (measurement, error) {
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	pin(0)
+	defer unpin()
 	payload := make([]byte, size)
 	start := time.Now()
 	for i := 0; i < n; {
