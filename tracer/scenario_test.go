@@ -405,6 +405,40 @@ func TestScenarioABadChecksum(t *testing.T) {
 				t.Errorf("want one UDP_CSUM drop for %v -> %v, got %d; all events of the port:\n%s",
 					d.Src, d.Dst, len(drops), dump(c.snapshot(t)))
 			}
+
+			// The next good datagram, from another port, is read as itself: its read
+			// event names its own source and a queue time shorter than the time since
+			// it was sent, not the dropped datagram's (which waited through the read
+			// above).
+			good := d
+			good.Src = netip.AddrPortFrom(d.Src.Addr(), d.Src.Port()+1)
+			sentAt := time.Now()
+			mustDo(t, v.A, func() error {
+				raw, err := netlab.OpenRawIPv4()
+				if err != nil {
+					return err
+				}
+				defer raw.Close()
+				p, err := good.Packet()
+				if err != nil {
+					return err
+				}
+				return raw.Send(p)
+			})
+			mustDo(t, v.B, func() (err error) {
+				n, err = netlab.Drain(rx, 200*time.Millisecond)
+				return err
+			})
+			sinceSent := time.Since(sentAt)
+			if n != 1 {
+				t.Fatalf("the node read %d good datagrams, want 1", n)
+			}
+			reads := c.waitFor(t, 1, 2*time.Second, in(tracer.KindRead, v.B.Inode))
+			if len(reads) != 1 || reads[0].Src != good.Src || reads[0].Len != len(good.Payload) ||
+				!reads[0].HasQueueTime || reads[0].QueueTime > sinceSent {
+				t.Errorf("want one read of %v -> %v, %d bytes, queued less than %v; got:\n%s",
+					good.Src, good.Dst, len(good.Payload), sinceSent, dump(c.snapshot(t)))
+			}
 		})
 	}
 }
