@@ -243,7 +243,22 @@ func TestScenarioAFullReceiveBuffer(t *testing.T) {
 	if other := filter(c.snapshot(t), in(tracer.KindDrop, ns.Inode, func(ev tracer.Event) bool { return ev.Reason != "SOCKET_RCVBUFF" })); len(other) != 0 {
 		t.Errorf("drops with other reasons while the buffer overflowed:\n%s", dump(other))
 	}
-	t.Logf("burst of %d: %d dropped for a full buffer, matching the kernel's count", burst, dropped)
+
+	// What stayed queued is read by the node, each read naming the burst's flow.
+	var queued int
+	mustDo(t, ns, func() (err error) {
+		queued, err = full.Drain(100 * time.Millisecond)
+		return err
+	})
+	if queued+dropped != burst {
+		t.Fatalf("the node read %d datagrams and the kernel dropped %d, of %d sent", queued, dropped, burst)
+	}
+	reads := c.waitFor(t, queued, 2*time.Second, in(tracer.KindRead, ns.Inode))
+	if got := filter(reads, flow(full.From, dst)); len(reads) != queued || len(got) != queued {
+		t.Errorf("the node read %d datagrams of %v -> %v; want as many read events naming that flow, got:\n%s",
+			queued, full.From, dst, dump(reads))
+	}
+	t.Logf("burst of %d: %d dropped for a full buffer, matching the kernel's count; %d read", burst, dropped, queued)
 }
 
 // lostFragmentScenario is a peer A sending a fragmented datagram to a node in B across a
