@@ -21,27 +21,10 @@ import (
 // `discotrace trace --raw` on a watched port: a datagram sent to it where nothing listens
 // shows as one send, one icmp out, one icmp in and one drop line, valid NDJSON.
 func TestTraceRawPrintsKernelEvents(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to load and attach BPF programs: run `sudo go test ./cmd/discotrace/`")
-	}
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close() // now nothing listens on it
-
-	var stdout bytes.Buffer
-	stderr := &statusWriter{attached: make(chan struct{})}
+	port := portWithNoListener(t)
 	f := &traceFlags{raw: true, ports: []uint{uint(port)}, duration: 2 * time.Second, snapLen: 1280,
 		ringSize: 8 << 20, backend: "auto", decoderFlags: decoderFlags{payload: true}}
-	done := make(chan error, 1)
-	go func() { done <- runTrace(context.Background(), &stdout, stderr, f) }()
-	select { // the duration counts from the attach
-	case <-stderr.attached:
-	case err := <-done:
-		t.Fatalf("trace ended before attaching: %v (stderr: %s)", err, stderr.String())
-	}
+	stdout, stderr, done := startTrace(t, f)
 	peer, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
 		t.Fatal(err)
@@ -82,28 +65,11 @@ func TestTraceRawPrintsKernelEvents(t *testing.T) {
 // with cause icmp_unreachable, the ICMP error as evidence: what the node itself only sees as
 // a timeout.
 func TestTraceDecodesAPingToAGonePeer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to load and attach BPF programs: run `sudo go test ./cmd/discotrace/`")
-	}
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close() // the peer is gone
-
-	var stdout bytes.Buffer
-	stderr := &statusWriter{attached: make(chan struct{})}
+	port := portWithNoListener(t) // the peer is gone
 	f := &traceFlags{ports: []uint{uint(port)}, duration: 2 * time.Second, snapLen: 1280,
 		ringSize: 8 << 20, backend: "auto", decoderFlags: decoderFlags{
 			v4Timeout: 500 * time.Millisecond, v5Timeout: 700 * time.Millisecond, handshakeTimeout: time.Second}}
-	done := make(chan error, 1)
-	go func() { done <- runTrace(context.Background(), &stdout, stderr, f) }()
-	select {
-	case <-stderr.attached:
-	case err := <-done:
-		t.Fatalf("trace ended before attaching: %v (stderr: %s)", err, stderr.String())
-	}
+	stdout, stderr, done := startTrace(t, f)
 	key, err := crypto.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +118,37 @@ func TestTraceDecodesAPingToAGonePeer(t *testing.T) {
 	if sends != 1 || exchanges != 1 {
 		t.Errorf("got %d send and %d exchange lines, want 1 and 1:\n%s", sends, exchanges, stdout.String())
 	}
+}
+
+// portWithNoListener returns a loopback UDP port that was just in use and now has no
+// socket, skipping the test when it cannot attach BPF programs.
+func portWithNoListener(t *testing.T) int {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to load and attach BPF programs: run `sudo go test ./cmd/discotrace/`")
+	}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// startTrace runs the trace command in the background and returns once its hooks are
+// attached (its --duration counts from there); done yields its result.
+func startTrace(t *testing.T, f *traceFlags) (stdout *bytes.Buffer, stderr *statusWriter, done chan error) {
+	t.Helper()
+	stdout = new(bytes.Buffer)
+	stderr = &statusWriter{attached: make(chan struct{})}
+	done = make(chan error, 1)
+	go func() { done <- runTrace(context.Background(), stdout, stderr, f) }()
+	select {
+	case <-stderr.attached:
+	case err := <-done:
+		t.Fatalf("trace ended before attaching: %v (stderr: %s)", err, stderr.String())
+	}
+	return stdout, stderr, done
 }
 
 // statusWriter collects trace's stderr and signals when the hooks are attached.
