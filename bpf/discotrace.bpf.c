@@ -58,6 +58,9 @@ const volatile __u64 cfg_icmp_rcv_lo = 0, cfg_icmp_rcv_hi = 0;
 const volatile __u64 cfg_icmpv6_rcv_lo = 0, cfg_icmpv6_rcv_hi = 0;
 /* Frees at socket close (a queued datagram nobody read): not network drops. */
 const volatile __u64 cfg_close_free_lo[2] = {}, cfg_close_free_hi[2] = {};
+/* udp_recvmsg and udpv6_recvmsg: a free there is a datagram the reader's task took off the
+ * socket's queue and dropped (checksum checked when read), with no socket or device. */
+const volatile __u64 cfg_recvmsg_lo[2] = {}, cfg_recvmsg_hi[2] = {};
 /* Tracepoint arguments newer kernels added (user space reads the kernel's BTF). */
 const volatile bool cfg_consume_skb_has_location = true;
 const volatile bool cfg_kfree_skb_has_rx_sk = true;
@@ -186,12 +189,41 @@ struct frag_key {
 	__u32 family;
 };
 
+/* Where the first fragment was: later fragments freed by inet_frag_rbtree_purge often
+ * have no device (and never a socket), so they take the netns and device from here. */
+struct frag_origin {
+	__u32 netns;
+	__u32 ifindex;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct frag_key);
-	__type(value, __u8);
+	__type(value, struct frag_origin);
 } watched_frags SEC(".maps");
+
+/*
+ * Watched datagrams a thread's recvmsg took off a socket queue and dropped (checksum
+ * checked when read), keyed by pid_tgid. kfree_skb there has no socket, so it cannot take
+ * them out of rx_queues itself; the read hook at the end of the same recvmsg does (even
+ * when recvmsg fails, as it does with -EAGAIN after such a drop). The dropped datagrams
+ * are consecutive in the queue (udp_recvmsg retries with the next one), the first is
+ * identified by its tuple and length.
+ */
+struct read_drops {
+	__u32 count;
+	__u16 sport;
+	__u16 len;
+	__u8 saddr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct read_drops);
+} read_drops SEC(".maps");
 
 /* ---- helpers ---- */
 
@@ -750,18 +782,59 @@ static __always_inline __u32 queued_datagrams(const struct sock *sk)
 	return sk->sk_receive_queue.qlen + BPF_CORE_READ(up, reader_queue.qlen);
 }
 
+static __always_inline bool same_source(const struct rxq_slot *s, const struct read_drops *d)
+{
+	const __u64 *a = (const __u64 *)s->saddr, *b = (const __u64 *)d->saddr;
+
+	return s->sport == d->sport && s->len == d->len && a[0] == b[0] && a[1] == b[1];
+}
+
+/* Takes the datagrams this thread's recvmsg dropped (dt_drop noted them) out of the
+ * socket's queue: entries older than them were read or never queued (FIFO), so the head
+ * moves past them. */
+static __always_inline void rxq_forget_read_drops(struct rx_queue *q)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct read_drops *d = bpf_map_lookup_elem(&read_drops, &id);
+
+	if (!d)
+		return;
+	if (!q->overflow) {
+		__u32 head = q->head, tail = q->tail;
+
+		for (__u32 i = 0; i < 8; i++) {
+			__u32 h = head + i;
+
+			if (h == tail)
+				break;
+			if (same_source(&q->slot[h & (RXQ_SLOTS - 1)], d)) {
+				__u32 past = h + d->count;
+
+				q->head = past - head > tail - head ? tail : past;
+				break;
+			}
+		}
+	}
+	bpf_map_delete_elem(&read_drops, &id);
+}
+
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(dt_read, struct sock *sk, int ret, int flags)
 {
 	__u16 lport, rport;
 
-	/* ret < 0: no datagram was read (EAGAIN, a pending ICMP error, ...). */
-	if (ret < 0 || (flags & MSG_ERRQUEUE_) || !udp_sock_watched(sk, &lport, &rport))
+	if ((flags & MSG_ERRQUEUE_) || !udp_sock_watched(sk, &lport, &rport))
 		return 0;
 	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct rx_queue *q = bpf_map_lookup_elem(&rx_queues, &cookie);
+
+	if (q)
+		rxq_forget_read_drops(q);
+	/* ret < 0: no datagram was read (EAGAIN, a pending ICMP error, ...). */
+	if (ret < 0)
+		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	bool peek = flags & MSG_PEEK_;
-	struct rx_queue *q = bpf_map_lookup_elem(&rx_queues, &cookie);
 	struct rxq_slot found = {};
 	bool have = false;
 
@@ -961,27 +1034,59 @@ int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 		fk.id = ip.frag_id;
 		fk.family = ip.family;
 	}
+	struct frag_origin *origin = NULL;
+
 	if (ip.first_fragment) {
 		if (parse_udp(false, NULL, iph, &ip, &udp) || !tuple_watched(udp.sport, udp.dport))
 			return 0;
-		if (ip.fragment) {
-			__u8 one = 1;
-
-			bpf_map_update_elem(&watched_frags, &fk, &one, BPF_ANY);
-		}
-	} else if (!bpf_map_lookup_elem(&watched_frags, &fk)) {
-		return 0;
+	} else {
+		origin = bpf_map_lookup_elem(&watched_frags, &fk);
+		if (!origin)
+			return 0;
 	}
 	__u64 cookie = 0;
+	__u32 netns = 0, ifindex = 0;
 
 	if (rx_sk) {
 		cookie = bpf_get_socket_cookie(rx_sk);
 		if (reason == cfg_reason_rcvbuff || reason == cfg_reason_proto_mem ||
 		    reason == cfg_reason_socket_filter)
 			rxq_unpush(cookie);
+		netns = sock_netns_btf(rx_sk);
+	} else {
+		netns = skb_netns(skb);
 	}
-	__u32 netns = rx_sk ? sock_netns_btf(rx_sk) : skb_netns(skb);
+	ifindex = skb->dev->ifindex; /* dev NULL: the load yields 0 */
+	if (origin) {
+		if (!netns)
+			netns = origin->netns;
+		if (!ifindex)
+			ifindex = origin->ifindex;
+	} else if (ip.fragment) {
+		struct frag_origin o = {.netns = netns, .ifindex = ifindex};
 
+		bpf_map_update_elem(&watched_frags, &fk, &o, BPF_ANY);
+	}
+	if (in_range(loc, cfg_recvmsg_lo[0], cfg_recvmsg_hi[0]) ||
+	    in_range(loc, cfg_recvmsg_lo[1], cfg_recvmsg_hi[1])) {
+		/* Freed by the reader's recvmsg: this task's netns is the socket's, and the
+		 * datagram must leave the socket's rx_queues entry (dt_read does it). */
+		struct task_struct *task = bpf_get_current_task_btf();
+
+		if (!netns)
+			netns = task->nsproxy->net_ns->ns.inum; /* NULL pointers load 0 */
+		__u64 id = bpf_get_current_pid_tgid();
+		struct read_drops *d = bpf_map_lookup_elem(&read_drops, &id);
+
+		if (d) {
+			d->count++;
+		} else {
+			struct read_drops nd = {.count = 1, .sport = udp.sport, .len = udp.len};
+
+			__builtin_memcpy(nd.saddr, ip.saddr, 16);
+			bpf_map_update_elem(&read_drops, &id, &nd, BPF_ANY);
+		}
+	}
 	if (cfg_netns && netns != cfg_netns)
 		return 0;
 	struct dt_event *e = reserve(sizeof(*e));
@@ -993,7 +1098,7 @@ int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 	e->time_ns = bpf_ktime_get_ns();
 	e->cookie = cookie;
 	e->netns = netns;
-	e->ifindex = skb->dev->ifindex;
+	e->ifindex = ifindex;
 	copy_addrs(e, &ip);
 	e->sport = udp.sport;
 	e->dport = udp.dport;

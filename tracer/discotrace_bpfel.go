@@ -97,6 +97,20 @@ type discotraceFragKey struct {
 	Family uint32
 }
 
+type discotraceFragOrigin struct {
+	_       structs.HostLayout
+	Netns   uint32
+	Ifindex uint32
+}
+
+type discotraceReadDrops struct {
+	_     structs.HostLayout
+	Count uint32
+	Sport uint16
+	Len   uint16
+	Saddr [16]uint8
+}
+
 type discotraceRxQueue struct {
 	_        structs.HostLayout
 	Head     uint32
@@ -123,6 +137,7 @@ const (
 	discotraceMapEvents                   = "events"
 	discotraceMapLastErrorReport          = "last_error_report"
 	discotraceMapLostEvents               = "lost_events"
+	discotraceMapReadDrops                = "read_drops"
 	discotraceMapRxQueueZero              = "rx_queue_zero"
 	discotraceMapRxQueues                 = "rx_queues"
 	discotraceMapUnwokenBytes             = "unwoken_bytes"
@@ -150,6 +165,8 @@ const (
 	discotraceVarCfgReasonProtoMem        = "cfg_reason_proto_mem"
 	discotraceVarCfgReasonRcvbuff         = "cfg_reason_rcvbuff"
 	discotraceVarCfgReasonSocketFilter    = "cfg_reason_socket_filter"
+	discotraceVarCfgRecvmsgHi             = "cfg_recvmsg_hi"
+	discotraceVarCfgRecvmsgLo             = "cfg_recvmsg_lo"
 	discotraceVarCfgSkbProbeRead          = "cfg_skb_probe_read"
 	discotraceVarCfgSkbTaskHelpers        = "cfg_skb_task_helpers"
 	discotraceVarCfgSnapLen               = "cfg_snap_len"
@@ -219,6 +236,7 @@ type discotraceMapSpecs struct {
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	LastErrorReport *ebpf.MapSpec `ebpf:"last_error_report"`
 	LostEvents      *ebpf.MapSpec `ebpf:"lost_events"`
+	ReadDrops       *ebpf.MapSpec `ebpf:"read_drops"`
 	RxQueueZero     *ebpf.MapSpec `ebpf:"rx_queue_zero"`
 	RxQueues        *ebpf.MapSpec `ebpf:"rx_queues"`
 	UnwokenBytes    *ebpf.MapSpec `ebpf:"unwoken_bytes"`
@@ -245,6 +263,8 @@ type discotraceVariableSpecs struct {
 	CfgReasonProtoMem        *ebpf.VariableSpec `ebpf:"cfg_reason_proto_mem"`
 	CfgReasonRcvbuff         *ebpf.VariableSpec `ebpf:"cfg_reason_rcvbuff"`
 	CfgReasonSocketFilter    *ebpf.VariableSpec `ebpf:"cfg_reason_socket_filter"`
+	CfgRecvmsgHi             *ebpf.VariableSpec `ebpf:"cfg_recvmsg_hi"`
+	CfgRecvmsgLo             *ebpf.VariableSpec `ebpf:"cfg_recvmsg_lo"`
 	CfgSkbProbeRead          *ebpf.VariableSpec `ebpf:"cfg_skb_probe_read"`
 	CfgSkbTaskHelpers        *ebpf.VariableSpec `ebpf:"cfg_skb_task_helpers"`
 	CfgSnapLen               *ebpf.VariableSpec `ebpf:"cfg_snap_len"`
@@ -279,6 +299,7 @@ type discotraceMaps struct {
 	Events          *ebpf.Map `ebpf:"events"`
 	LastErrorReport *ebpf.Map `ebpf:"last_error_report"`
 	LostEvents      *ebpf.Map `ebpf:"lost_events"`
+	ReadDrops       *ebpf.Map `ebpf:"read_drops"`
 	RxQueueZero     *ebpf.Map `ebpf:"rx_queue_zero"`
 	RxQueues        *ebpf.Map `ebpf:"rx_queues"`
 	UnwokenBytes    *ebpf.Map `ebpf:"unwoken_bytes"`
@@ -291,6 +312,7 @@ func (m *discotraceMaps) Close() error {
 		m.Events,
 		m.LastErrorReport,
 		m.LostEvents,
+		m.ReadDrops,
 		m.RxQueueZero,
 		m.RxQueues,
 		m.UnwokenBytes,
@@ -318,6 +340,8 @@ type discotraceVariables struct {
 	CfgReasonProtoMem        *ebpf.Variable `ebpf:"cfg_reason_proto_mem"`
 	CfgReasonRcvbuff         *ebpf.Variable `ebpf:"cfg_reason_rcvbuff"`
 	CfgReasonSocketFilter    *ebpf.Variable `ebpf:"cfg_reason_socket_filter"`
+	CfgRecvmsgHi             *ebpf.Variable `ebpf:"cfg_recvmsg_hi"`
+	CfgRecvmsgLo             *ebpf.Variable `ebpf:"cfg_recvmsg_lo"`
 	CfgSkbProbeRead          *ebpf.Variable `ebpf:"cfg_skb_probe_read"`
 	CfgSkbTaskHelpers        *ebpf.Variable `ebpf:"cfg_skb_task_helpers"`
 	CfgSnapLen               *ebpf.Variable `ebpf:"cfg_snap_len"`

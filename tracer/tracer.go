@@ -178,6 +178,13 @@ func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, 
 		closeLo[i], closeHi[i], _ = t.symbols.span(fn)
 	}
 	consts["cfg_close_free_lo"], consts["cfg_close_free_hi"] = closeLo, closeHi
+	// Frees inside recvmsg (checksum checked when read): the reader's netns, and the
+	// datagram leaves the socket's queue of arrivals.
+	var recvLo, recvHi [2]uint64
+	for i, fn := range []string{"udp_recvmsg", "udpv6_recvmsg"} {
+		recvLo[i], recvHi[i], _ = t.symbols.span(fn)
+	}
+	consts["cfg_recvmsg_lo"], consts["cfg_recvmsg_hi"] = recvLo, recvHi
 	for name, v := range consts {
 		vs, ok := spec.Variables[name]
 		if !ok {
