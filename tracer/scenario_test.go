@@ -31,6 +31,21 @@ type capture struct {
 	done    chan struct{}
 }
 
+// readsTraced says whether this kernel runs dt_read (sock_recv_length, Linux 6.3+): without
+// it there are no read events to check, and the tracer's plan says so to the operator.
+func (c *capture) readsTraced(t *testing.T) bool {
+	t.Helper()
+	for _, h := range c.tr.Plan() {
+		for _, m := range h.Missing {
+			if strings.HasPrefix(m, "dt_read ") {
+				t.Logf("no read events to check on this kernel: %s", m)
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func startCapture(t *testing.T, ports ...uint16) *capture {
 	t.Helper()
 	tr, err := tracer.Open(tracer.Config{Ports: ports})
@@ -253,10 +268,12 @@ func TestScenarioAFullReceiveBuffer(t *testing.T) {
 	if queued+dropped != burst {
 		t.Fatalf("the node read %d datagrams and the kernel dropped %d, of %d sent", queued, dropped, burst)
 	}
-	reads := c.waitFor(t, queued, 2*time.Second, in(tracer.KindRead, ns.Inode))
-	if got := filter(reads, flow(full.From, dst)); len(reads) != queued || len(got) != queued {
-		t.Errorf("the node read %d datagrams of %v -> %v; want as many read events naming that flow, got:\n%s",
-			queued, full.From, dst, dump(reads))
+	if c.readsTraced(t) {
+		reads := c.waitFor(t, queued, 2*time.Second, in(tracer.KindRead, ns.Inode))
+		if got := filter(reads, flow(full.From, dst)); len(reads) != queued || len(got) != queued {
+			t.Errorf("the node read %d datagrams of %v -> %v; want as many read events naming that flow, got:\n%s",
+				queued, full.From, dst, dump(reads))
+		}
 	}
 	t.Logf("burst of %d: %d dropped for a full buffer, matching the kernel's count; %d read", burst, dropped, queued)
 }
@@ -448,6 +465,9 @@ func TestScenarioABadChecksum(t *testing.T) {
 			if n != 1 {
 				t.Fatalf("the node read %d good datagrams, want 1", n)
 			}
+			if !c.readsTraced(t) {
+				return
+			}
 			reads := c.waitFor(t, 1, 2*time.Second, in(tracer.KindRead, v.B.Inode))
 			if len(reads) != 1 || reads[0].Src != good.Src || reads[0].Len != len(good.Payload) ||
 				!reads[0].HasQueueTime || reads[0].QueueTime > sinceSent {
@@ -511,7 +531,9 @@ func TestScenarioTrafficBetweenNamespaces(t *testing.T) {
 	}
 	check(tracer.KindSend, v.A.Inode, 0)
 	check(tracer.KindRecv, v.B.Inode, v.BIndex)
-	check(tracer.KindRead, v.B.Inode, 0)
+	if c.readsTraced(t) {
+		check(tracer.KindRead, v.B.Inode, 0)
+	}
 	if stray := filter(c.snapshot(t), func(ev tracer.Event) bool { return ev.NetNS == root }); len(stray) != 0 {
 		t.Errorf("events attributed to the root namespace:\n%s", dump(stray))
 	}
