@@ -105,13 +105,10 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		}
 		dec = decode.NewDecoder(dcfg)
 	}
-	if err := checkTracePrivileges(); err != nil {
-		return err
-	}
 	start := time.Now()
 	tr, err := tracer.Open(cfg)
 	if err != nil {
-		var perr *tracer.PrivilegeError
+		var perr *tracer.PrivilegeError // Open checks capabilities before loading anything
 		if errors.As(err, &perr) {
 			return &exitError{code: 2, err: err}
 		}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -174,4 +176,36 @@ func (w *statusWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.String()
+}
+
+// Without the capabilities to trace, `discotrace trace` says in one line what is missing
+// and exits with status 2. The test binary re-runs itself as nobody, with no capabilities.
+func TestTraceWithoutPrivilegesExits2(t *testing.T) {
+	if os.Getenv("DISCOTRACE_TEST_UNPRIVILEGED") == "1" {
+		os.Args = []string{"discotrace", "trace", "--raw", "--duration", "1s"}
+		main() // exits
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to drop to an unprivileged user: run `sudo go test ./cmd/discotrace/`")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) is not installed")
+	}
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+		os.Args[0], "-test.run=^TestTraceWithoutPrivilegesExits2$")
+	cmd.Env = append(os.Environ(), "DISCOTRACE_TEST_UNPRIVILEGED=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("unprivileged trace: %v, want exit status 2; stderr:\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "missing CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN") ||
+		!strings.Contains(lines[0], "run as root") {
+		t.Errorf("stderr %q: want one line naming the missing capabilities and what to do", stderr.String())
+	}
 }
