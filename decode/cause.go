@@ -64,6 +64,25 @@ type tracked struct {
 	rejected *ndjson.Evidence
 }
 
+// settleAnswer records sd as the datagram that completed the item and decides the item
+// after the settle delay, not at once: an ICMP error or a drop quoting the answer may still
+// show it never reached the application (answerLost), which makes the item failed rather
+// than ok. decide emits the item with the outcome.
+func (t *tracked) settleAnswer(d *Decoder, sd *seenDatagram, at time.Time, ok string, decide func(outcome string, emit func(*ndjson.Event))) {
+	t.answer = sd
+	sd.own(t)
+	d.after(at.Add(d.cfg.SettleDelay), func(emit func(*ndjson.Event), _ bool) {
+		if t.done {
+			return
+		}
+		outcome := ok
+		if t.answerLost {
+			outcome = OutcomeFailed
+		}
+		decide(outcome, emit)
+	})
+}
+
 // addSent records one of the item's datagrams as evidence.
 func (t *tracked) addSent(sd *seenDatagram, detail string) {
 	if len(t.sent) >= maxSentEvidence {

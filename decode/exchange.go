@@ -175,17 +175,8 @@ func (x *exchanges) answer(ex *exchange, r *Record, p *Packet, sd *seenDatagram,
 	if p.HasSrcID {
 		ex.toID, ex.hasTo = p.SrcID, true
 	}
-	ex.answer = sd
-	sd.own(&ex.tracked)
-	x.d.after(r.Time.Add(x.d.cfg.SettleDelay), func(emit func(*ndjson.Event), _ bool) {
-		if ex.done {
-			return
-		}
-		if ex.answerLost {
-			x.emit(ex, OutcomeFailed, emit)
-			return
-		}
-		x.emit(ex, OutcomeAnswered, emit)
+	ex.settleAnswer(x.d, sd, r.Time, OutcomeAnswered, func(outcome string, emit func(*ndjson.Event)) {
+		x.emit(ex, outcome, emit)
 	})
 }
 

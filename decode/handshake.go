@@ -127,20 +127,11 @@ func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *p
 	random := errors.Is(p.Err, errV5RandomPacket)
 	if a := rev.att; a != nil && !random && !a.done && a.state == stateHandshakeSent {
 		a.state, a.respT = stateEstablished, r.Time
-		a.answer = sd
-		sd.own(&a.tracked)
 		if p.HasSrcID {
 			a.recipID, a.hasRecipID = p.SrcID, true
 		}
-		h.d.after(r.Time.Add(h.d.cfg.SettleDelay), func(emit func(*ndjson.Event), _ bool) {
-			if a.done {
-				return
-			}
-			if a.answerLost {
-				h.emit(a, OutcomeFailed, emit)
-				return
-			}
-			h.emit(a, OutcomeEstablished, emit)
+		a.settleAnswer(h.d, sd, r.Time, OutcomeEstablished, func(outcome string, emit func(*ndjson.Event)) {
+			h.emit(a, outcome, emit)
 		})
 	}
 	for _, m := range rev.msgs {
