@@ -320,6 +320,17 @@ static __always_inline const struct sock *sock_address(struct bpf_sock *bsk)
 	return (const struct sock *)addr;
 }
 
+/* The network namespace of a cgroup_skb packet's socket, or 0 where the kernel cannot
+ * read it from this program type (cfg_skb_probe_read off) or there is no socket. */
+static __always_inline __u32 skb_sock_netns(struct __sk_buff *skb)
+{
+	struct bpf_sock *bsk = skb->sk;
+
+	if (!bsk || !cfg_skb_probe_read)
+		return 0;
+	return sock_netns(sock_address(bsk));
+}
+
 /* Bytes of a packet whose IP header is at offset 0: from an skb (cgroup_skb) or from
  * kernel memory at ip (tracing programs). from_skb is a constant after inlining. */
 static __always_inline int load(bool from_skb, void *ctx, const void *ip, __u32 off, void *dst,
@@ -512,6 +523,25 @@ static __always_inline void fill_icmp(struct dt_event *e, const struct ip_info *
 	e->len = icmp->quoted_udp.len;
 }
 
+/* Reserves and fills an icmp event, or returns NULL when the netns filter excludes it or
+ * the ring buffer is full (counted as lost). The caller submits it. */
+static __always_inline struct dt_event *reserve_icmp(const struct ip_info *outer,
+						     const struct icmp_info *icmp, __u8 dir,
+						     __u32 netns, __u32 ifindex)
+{
+	if (cfg_netns && netns != cfg_netns)
+		return NULL;
+	struct dt_event *e = reserve(sizeof(*e));
+
+	if (!e)
+		return NULL;
+	zero_header(e);
+	fill_icmp(e, outer, icmp, dir);
+	e->netns = netns;
+	e->ifindex = ifindex;
+	return e;
+}
+
 /* ---- send, recv, icmp out: cgroup_skb on the cgroup v2 root ---- */
 
 /* Emits a send or recv event with up to capacity payload bytes. The ring buffer needs a
@@ -650,11 +680,8 @@ static __always_inline int handle_skb(struct __sk_buff *skb, bool egress)
 			return 1;
 		if (egress && cfg_skb_task_helpers && !pid_passes())
 			return 1;
-		struct bpf_sock *bsk = skb->sk;
-		__u32 netns = 0;
+		__u32 netns = skb_sock_netns(skb);
 
-		if (bsk && cfg_skb_probe_read)
-			netns = sock_netns(sock_address(bsk));
 		if (cfg_netns && netns != cfg_netns)
 			return 1;
 		emit_datagram(skb, &ip, &udp, egress ? DT_KIND_SEND : DT_KIND_RECV, netns);
@@ -669,22 +696,10 @@ static __always_inline int handle_skb(struct __sk_buff *skb, bool egress)
 
 	if (parse_icmp_error(true, skb, NULL, &ip, &icmp))
 		return 1;
-	__u32 netns = 0;
-	struct bpf_sock *bsk = skb->sk;
+	struct dt_event *e = reserve_icmp(&ip, &icmp, DT_ICMP_OUT, skb_sock_netns(skb), skb->ifindex);
 
-	if (bsk && cfg_skb_probe_read)
-		netns = sock_netns(sock_address(bsk));
-	if (cfg_netns && netns != cfg_netns)
-		return 1;
-	struct dt_event *e = reserve(sizeof(*e));
-
-	if (!e)
-		return 1;
-	zero_header(e);
-	fill_icmp(e, &ip, &icmp, DT_ICMP_OUT);
-	e->netns = netns;
-	e->ifindex = skb->ifindex;
-	submit(e, sizeof(*e));
+	if (e)
+		submit(e, sizeof(*e));
 	return 1;
 }
 
@@ -940,18 +955,10 @@ static __always_inline int icmp_in(struct sk_buff *skb)
 	if (parse_ip(false, NULL, iph, skb->protocol, &ip) ||
 	    parse_icmp_error(false, NULL, iph, &ip, &icmp))
 		return 0;
-	__u32 netns = skb_netns(skb);
-
-	if (cfg_netns && netns != cfg_netns)
-		return 0;
-	struct dt_event *e = reserve(sizeof(*e));
+	struct dt_event *e = reserve_icmp(&ip, &icmp, DT_ICMP_IN, skb_netns(skb), skb->dev->ifindex);
 
 	if (!e)
 		return 0;
-	zero_header(e);
-	fill_icmp(e, &ip, &icmp, DT_ICMP_IN);
-	e->netns = netns;
-	e->ifindex = skb->dev->ifindex;
 	__u32 zero = 0;
 	struct error_report *r = bpf_map_lookup_elem(&last_error_report, &zero);
 
