@@ -70,6 +70,13 @@ const volatile bool cfg_skb_task_helpers = true;
 const volatile bool cfg_skb_probe_read = true;
 /* dt_error_report runs (inet_sk_error_report exists): icmp in can say "notified". */
 const volatile bool cfg_error_reports_seen = true;
+/* The tracepoint backend serves icmp in: the ICMP packet's free (consume_skb, or on older
+ * kernels kfree_skb in icmpv6_rcv) reports it. Off when fexit or a kretprobe on the UDP
+ * error handlers does, so that each error is reported once. */
+const volatile bool cfg_icmp_in_by_free = true;
+/* udp_recvmsg and udpv6_recvmsg take (sk, msg, len, noblock, flags, addr_len) before
+ * Linux 5.19, (sk, msg, len, flags, addr_len) since. */
+const volatile bool cfg_recvmsg_has_noblock = false;
 /* enum skb_drop_reason values of drops that happen after cgroup ingress saw the datagram
  * (read from the kernel's BTF by user space; ~0 when the kernel lacks one). */
 const volatile __u32 cfg_reason_not_specified = ~0U;
@@ -173,8 +180,10 @@ struct {
 	__type(value, struct error_report);
 } last_error_report SEC(".maps");
 
-/* A report older than this when the ICMP packet is freed belongs to something else. */
-#define ERROR_REPORT_MAX_AGE_NS 1000000ULL
+/* A report older than this when the ICMP packet is freed belongs to something else (it
+ * must also name the quoted source port). Natively the two are microseconds apart; under
+ * emulation (qemu TCG) and with other tracers attached, over a millisecond was seen. */
+#define ERROR_REPORT_MAX_AGE_NS 20000000ULL
 
 /*
  * IP fragments of watched datagrams that the kernel dropped: only the first fragment
@@ -715,41 +724,60 @@ int dt_ingress(struct __sk_buff *skb)
 	return handle_skb(skb, false);
 }
 
-/* ---- socket-level tracepoints ---- */
+/* ---- socket level: shared by the tracepoint, fentry and kprobe backends ---- */
 
-static __always_inline bool udp_sock_watched(const struct sock *sk, __u16 *lport, __u16 *rport)
+/*
+ * A field of a kernel object: a direct load where the program got the pointer typed (BTF:
+ * tp_btf, fentry/fexit), a CO-RE probe read where it is a plain number (kprobes). btf is a
+ * constant after inlining, so each program keeps one of the two.
+ */
+#define KREAD(btf, p, field) ((btf) ? (p)->field : BPF_CORE_READ(p, field))
+
+static __always_inline bool udp_sock_watched(const struct sock *sk, bool btf, __u16 *lport,
+					     __u16 *rport)
 {
 	/* Ports first: they share the socket's first cache line, sk_protocol does not. */
-	*lport = sk->__sk_common.skc_num;
-	*rport = bpf_ntohs(sk->__sk_common.skc_dport);
-	return tuple_watched(*lport, *rport) && sk->sk_protocol == IPPROTO_UDP_;
+	*lport = KREAD(btf, sk, __sk_common.skc_num);
+	*rport = bpf_ntohs(KREAD(btf, sk, __sk_common.skc_dport));
+	return tuple_watched(*lport, *rport) && KREAD(btf, sk, sk_protocol) == IPPROTO_UDP_;
+}
+
+/* The socket's cookie. Kprobe programs may not call bpf_get_socket_cookie; they read the
+ * cookie the kernel keeps once anyone asked for it (cgroup ingress does, for every socket
+ * a watched datagram reached), else 0. */
+static __always_inline __u64 sock_cookie(const struct sock *sk, bool btf)
+{
+	if (btf)
+		return bpf_get_socket_cookie((struct sock *)sk);
+	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 }
 
 /* The addresses a socket knows: local as dst (a read) or src (a send), peer if connected. */
-static __always_inline void sock_addrs(struct dt_event *e, const struct sock *sk, bool local_is_src)
+static __always_inline void sock_addrs(struct dt_event *e, const struct sock *sk, bool local_is_src,
+				       bool btf)
 {
 	__u8 *local = local_is_src ? e->saddr : e->daddr;
 	__u8 *peer = local_is_src ? e->daddr : e->saddr;
 
-	if (sk->__sk_common.skc_family == AF_INET6_) {
+	if (KREAD(btf, sk, __sk_common.skc_family) == AF_INET6_) {
 		e->family = 6;
 		bpf_core_read(local, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(peer, 16, &sk->__sk_common.skc_v6_daddr);
 	} else {
 		e->family = 4;
-		__builtin_memcpy(local, &sk->__sk_common.skc_rcv_saddr, 4);
-		__builtin_memcpy(peer, &sk->__sk_common.skc_daddr, 4);
+		bpf_core_read(local, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(peer, 4, &sk->__sk_common.skc_daddr);
 	}
 }
 
 /* Reserves an event of a socket hook that runs in the owning task (send result, read),
  * with what all of them carry; NULL when the filters drop it or the ring is full. */
-static __always_inline struct dt_event *task_sock_event(const struct sock *sk, __u8 kind,
+static __always_inline struct dt_event *task_sock_event(const struct sock *sk, bool btf, __u8 kind,
 							 __u64 cookie, __u64 now)
 {
 	if (!pid_passes())
 		return NULL;
-	__u32 netns = sock_netns_btf(sk);
+	__u32 netns = btf ? sock_netns_btf(sk) : sock_netns(sk);
 
 	if (cfg_netns && netns != cfg_netns)
 		return NULL;
@@ -767,34 +795,122 @@ static __always_inline struct dt_event *task_sock_event(const struct sock *sk, _
 	return e;
 }
 
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(dt_send_result, struct sock *sk, int ret, int flags)
+/* The destination a sendmsg named (msg_name): a sockaddr_in or sockaddr_in6 in kernel
+ * memory (the system call copied it there). */
+struct named_dest {
+	__u16 family; /* AF_INET_ or AF_INET6_; 0 when the call named none (connected socket) */
+	__u16 port;   /* host order */
+	__u8 addr[16];
+};
+
+static __always_inline void msg_dest(const struct msghdr *msg, bool btf, struct named_dest *d)
 {
+	struct {
+		__u16 family;
+		__u16 port;
+		__u8 v4[4]; /* sockaddr_in's address; sockaddr_in6's flowinfo */
+		__u8 v6[16];
+	} sa = {};
+	void *name = msg ? KREAD(btf, msg, msg_name) : NULL;
+
+	if (!name || bpf_probe_read_kernel(&sa, sizeof(sa), name))
+		return;
+	if (sa.family == AF_INET_)
+		__builtin_memcpy(d->addr, sa.v4, 4);
+	else if (sa.family == AF_INET6_)
+		__builtin_memcpy(d->addr, sa.v6, 16);
+	else
+		return;
+	d->family = sa.family;
+	d->port = bpf_ntohs(sa.port);
+}
+
+static __always_inline bool is_v4_mapped(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff);
+}
+
+/*
+ * Whether a sendmsg concerns a watched port: the socket's own, its peer's, or the
+ * destination the call named. v6fn: the hook is udpv6_sendmsg, which hands sends to an
+ * IPv4-mapped destination on to udp_sendmsg: those are left to that hook, so that each
+ * failure is reported once.
+ */
+static __always_inline bool send_watched(const struct sock *sk, const struct named_dest *d,
+					 bool btf, bool v6fn, __u16 *lport, __u16 *rport)
+{
+	if (d->family) {
+		*lport = KREAD(btf, sk, __sk_common.skc_num);
+		*rport = d->port;
+		if (!tuple_watched(*lport, *rport))
+			return false;
+		if (v6fn && d->family == AF_INET6_ && is_v4_mapped(d->addr))
+			return false;
+		return KREAD(btf, sk, sk_protocol) == IPPROTO_UDP_;
+	}
+	if (!udp_sock_watched(sk, btf, lport, rport))
+		return false;
+	if (v6fn) {
+		__u8 daddr[16];
+
+		bpf_core_read(daddr, 16, &sk->__sk_common.skc_v6_daddr);
+		return !is_v4_mapped(daddr);
+	}
+	return true;
+}
+
+/*
+ * A failed sendmsg (ret < 0) on a watched UDP socket: what the socket and the call knew.
+ * msg is NULL for the tracepoint backend (sock_send_length does not have it). Successful
+ * sends are reported by cgroup egress with their tuple and payload.
+ */
+static __always_inline void send_failed(const struct sock *sk, const struct msghdr *msg, int ret,
+					bool btf, bool v6fn)
+{
+	struct named_dest d = {};
 	__u16 lport, rport;
 
-	/* Successful sends were reported by cgroup egress with their tuple and payload. */
-	if (ret >= 0 || !udp_sock_watched(sk, &lport, &rport))
-		return 0;
+	if (ret >= 0)
+		return;
+	msg_dest(msg, btf, &d);
+	if (!send_watched(sk, &d, btf, v6fn, &lport, &rport))
+		return;
 	struct dt_event *e =
-		task_sock_event(sk, DT_KIND_SEND, bpf_get_socket_cookie(sk), bpf_ktime_get_ns());
+		task_sock_event(sk, btf, DT_KIND_SEND, sock_cookie(sk, btf), bpf_ktime_get_ns());
 
 	if (!e)
-		return 0;
-	sock_addrs(e, sk, true);
+		return;
+	sock_addrs(e, sk, true, btf);
+	if (d.family == AF_INET6_ || (d.family == AF_INET_ && e->family == 4)) {
+		__builtin_memcpy(e->daddr, d.addr, 16);
+	} else if (d.family == AF_INET_) {
+		/* An IPv6 socket sending to an IPv4-mapped address: keep one family. */
+		__builtin_memset(e->daddr, 0, 10);
+		e->daddr[10] = e->daddr[11] = 0xff;
+		__builtin_memcpy(&e->daddr[12], d.addr, 4);
+	}
 	e->sport = lport;
 	e->dport = rport;
 	e->ret = ret;
 	e->flags |= DT_FLAG_RET;
 	submit(e, sizeof(*e));
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(dt_send_result, struct sock *sk, int ret, int flags)
+{
+	send_failed(sk, NULL, ret, true, false);
 	return 0;
 }
 
 /* Datagrams still in a socket's queues (UDP moves sk_receive_queue to reader_queue). */
-static __always_inline __u32 queued_datagrams(const struct sock *sk)
+static __always_inline __u32 queued_datagrams(const struct sock *sk, bool btf)
 {
 	const struct udp_sock *up = (const struct udp_sock *)sk;
 
-	return sk->sk_receive_queue.qlen + BPF_CORE_READ(up, reader_queue.qlen);
+	return KREAD(btf, sk, sk_receive_queue.qlen) + BPF_CORE_READ(up, reader_queue.qlen);
 }
 
 static __always_inline bool same_source(const struct rxq_slot *s, const struct read_drops *d)
@@ -833,21 +949,27 @@ static __always_inline void rxq_forget_read_drops(struct rx_queue *q)
 	bpf_map_delete_elem(&read_drops, &id);
 }
 
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(dt_read, struct sock *sk, int ret, int flags)
+static __always_inline bool read_watched(const struct sock *sk, int flags, bool btf, __u16 *lport,
+					 __u16 *rport)
+{
+	return !(flags & MSG_ERRQUEUE_) && udp_sock_watched(sk, btf, lport, rport);
+}
+
+/* A recvmsg on a UDP socket has returned ret (bytes read, or -errno). */
+static __always_inline void on_read(const struct sock *sk, int ret, int flags, bool btf)
 {
 	__u16 lport, rport;
 
-	if ((flags & MSG_ERRQUEUE_) || !udp_sock_watched(sk, &lport, &rport))
-		return 0;
-	__u64 cookie = bpf_get_socket_cookie(sk);
+	if (!read_watched(sk, flags, btf, &lport, &rport))
+		return;
+	__u64 cookie = sock_cookie(sk, btf);
 	struct rx_queue *q = bpf_map_lookup_elem(&rx_queues, &cookie);
 
 	if (q)
 		rxq_forget_read_drops(q);
 	/* ret < 0: no datagram was read (EAGAIN, a pending ICMP error, ...). */
 	if (ret < 0)
-		return 0;
+		return;
 	__u64 now = bpf_ktime_get_ns();
 	bool peek = flags & MSG_PEEK_;
 	struct rxq_slot found = {};
@@ -863,7 +985,7 @@ int BPF_PROG(dt_read, struct sock *sk, int ret, int flags)
 				q->head = head + 1;
 		}
 	}
-	if (q && !peek && queued_datagrams(sk) == 0) {
+	if (q && !peek && queued_datagrams(sk, btf) == 0) {
 		/* The socket queue is empty, so every entry left is a datagram in flight between
 		 * ingress and the queue (microseconds old) or one that never reached the queue:
 		 * forget the latter, and end an overflow. */
@@ -881,10 +1003,10 @@ int BPF_PROG(dt_read, struct sock *sk, int ret, int flags)
 			}
 		}
 	}
-	struct dt_event *e = task_sock_event(sk, DT_KIND_READ, cookie, now);
+	struct dt_event *e = task_sock_event(sk, btf, DT_KIND_READ, cookie, now);
 
 	if (!e)
-		return 0;
+		return;
 	e->len = ret;
 	if (have) {
 		e->family = found.family;
@@ -895,11 +1017,17 @@ int BPF_PROG(dt_read, struct sock *sk, int ret, int flags)
 		e->queue_ns = now > found.time_ns ? now - found.time_ns : 0;
 		e->flags |= DT_FLAG_QUEUE_TIME;
 	} else {
-		sock_addrs(e, sk, false);
+		sock_addrs(e, sk, false, btf);
 		e->sport = rport;
 		e->dport = lport;
 	}
 	submit(e, sizeof(*e));
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(dt_read, struct sock *sk, int ret, int flags)
+{
+	on_read(sk, ret, flags, true);
 	return 0;
 }
 
@@ -908,7 +1036,7 @@ int BPF_PROG(dt_error_report, const struct sock *sk)
 {
 	__u16 lport, rport;
 
-	if (!udp_sock_watched(sk, &lport, &rport))
+	if (!udp_sock_watched(sk, true, &lport, &rport))
 		return 0;
 	__u32 zero = 0;
 	struct error_report *r = bpf_map_lookup_elem(&last_error_report, &zero);
@@ -928,34 +1056,45 @@ static __always_inline bool in_range(__u64 addr, __u64 lo, __u64 hi)
 	return addr >= lo && addr < hi;
 }
 
-static __always_inline const void *network_header(const struct sk_buff *skb)
+static __always_inline const void *network_header(const struct sk_buff *skb, bool btf)
 {
-	__u16 nh = skb->network_header;
+	__u16 nh = KREAD(btf, skb, network_header);
 
 	if (nh == (__u16)~0U)
 		return NULL;
-	return skb->head + nh;
+	return KREAD(btf, skb, head) + nh;
 }
 
-static __always_inline __u32 skb_netns(const struct sk_buff *skb)
+static __always_inline __u32 skb_netns(const struct sk_buff *skb, bool btf)
 {
-	return skb->dev->nd_net.net->ns.inum; /* dev NULL: the load yields 0 */
+	if (btf)
+		return skb->dev->nd_net.net->ns.inum; /* dev NULL: the load yields 0 */
+	return BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
 }
 
-/* Reports an ICMP/ICMPv6 error the kernel has just handled, if it quotes a watched port. */
-static __always_inline int icmp_in(struct sk_buff *skb)
+static __always_inline __u32 skb_ifindex(const struct sk_buff *skb, bool btf)
 {
-	const void *iph = network_header(skb);
+	if (btf)
+		return skb->dev->ifindex; /* dev NULL: the load yields 0 */
+	return BPF_CORE_READ(skb, dev, ifindex);
+}
+
+/* Reports an ICMP/ICMPv6 error the kernel has just handled, if it quotes a watched port.
+ * The skb's network header is the outer IP header, its transport header the ICMP one. */
+static __always_inline int icmp_in(const struct sk_buff *skb, bool btf)
+{
+	const void *iph = network_header(skb, btf);
 
 	if (!iph)
 		return 0;
 	struct ip_info ip = {};
 	struct icmp_info icmp = {};
 
-	if (parse_ip(false, NULL, iph, skb->protocol, &ip) ||
+	if (parse_ip(false, NULL, iph, KREAD(btf, skb, protocol), &ip) ||
 	    parse_icmp_error(false, NULL, iph, &ip, &icmp))
 		return 0;
-	struct dt_event *e = reserve_icmp(&ip, &icmp, DT_ICMP_IN, skb_netns(skb), skb->dev->ifindex);
+	struct dt_event *e =
+		reserve_icmp(&ip, &icmp, DT_ICMP_IN, skb_netns(skb, btf), skb_ifindex(skb, btf));
 
 	if (!e)
 		return 0;
@@ -988,7 +1127,7 @@ int BPF_PROG(dt_icmp_in, struct sk_buff *skb)
 		    !in_range(loc, cfg_icmpv6_rcv_lo, cfg_icmpv6_rcv_hi))
 			return 0;
 	}
-	return icmp_in(skb);
+	return icmp_in(skb, true);
 }
 
 /* ---- drops ---- */
@@ -1019,12 +1158,12 @@ int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 	if (reason == cfg_reason_not_specified &&
 	    (in_range(loc, cfg_icmpv6_rcv_lo, cfg_icmpv6_rcv_hi) ||
 	     in_range(loc, cfg_icmp_rcv_lo, cfg_icmp_rcv_hi)))
-		return icmp_in(skb);
+		return cfg_icmp_in_by_free ? icmp_in(skb, true) : 0;
 	__u16 l3proto = skb->protocol;
 
 	if (l3proto != bpf_htons(ETH_P_IP) && l3proto != bpf_htons(ETH_P_IPV6))
 		return 0;
-	const void *iph = network_header(skb);
+	const void *iph = network_header(skb, true);
 
 	if (!iph)
 		return 0;
@@ -1061,9 +1200,9 @@ int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 			rxq_unpush(cookie);
 		netns = sock_netns_btf(rx_sk);
 	} else {
-		netns = skb_netns(skb);
+		netns = skb_netns(skb, true);
 	}
-	ifindex = skb->dev->ifindex; /* dev NULL: the load yields 0 */
+	ifindex = skb_ifindex(skb, true);
 	if (origin) {
 		if (!netns)
 			netns = origin->netns;
@@ -1114,4 +1253,246 @@ int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 	e->location = loc;
 	submit(e, sizeof(*e));
 	return 0;
+}
+
+/*
+ * ---- fentry backend: fexit on the UDP functions themselves ----
+ *
+ * Preferred where the kernel has BPF trampolines: these run only for UDP (the tracepoints
+ * above fire for every socket), get their arguments typed, see the destination a failed
+ * sendmsg named, and exist on kernels older than sock_send_length/sock_recv_length (6.3).
+ * Each program is loaded only when the plan picks its backend for its class.
+ */
+
+SEC("fexit/udp_sendmsg")
+int BPF_PROG(dt_send_fexit, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	send_failed(sk, msg, ret, true, false);
+	return 0;
+}
+
+SEC("fexit/udpv6_sendmsg")
+int BPF_PROG(dt_send6_fexit, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	send_failed(sk, msg, ret, true, true);
+	return 0;
+}
+
+/* The Linux 5.19+ argument list; user space does not pick fexit for older kernels. */
+SEC("fexit/udp_recvmsg")
+int BPF_PROG(dt_read_fexit, struct sock *sk, struct msghdr *msg, size_t len, int flags,
+	     int *addr_len, int ret)
+{
+	on_read(sk, ret, flags, true);
+	return 0;
+}
+
+SEC("fexit/udpv6_recvmsg")
+int BPF_PROG(dt_read6_fexit, struct sock *sk, struct msghdr *msg, size_t len, int flags,
+	     int *addr_len, int ret)
+{
+	on_read(sk, ret, flags, true);
+	return 0;
+}
+
+/* An ICMP error reaching UDP: by the time these return, the socket was told or not
+ * (dt_error_report), and the skb, still the ICMP packet, is not yet freed. */
+SEC("fexit/__udp4_lib_err")
+int BPF_PROG(dt_icmp_err_fexit, struct sk_buff *skb)
+{
+	icmp_in(skb, true);
+	return 0;
+}
+
+SEC("fexit/__udp6_lib_err")
+int BPF_PROG(dt_icmp_err6_fexit, struct sk_buff *skb)
+{
+	icmp_in(skb, true);
+	return 0;
+}
+
+/*
+ * ---- kprobe backend: the same functions, for kernels without BPF trampolines ----
+ *
+ * A kprobe sees the arguments, its kretprobe the return value: the entry program keeps
+ * what the return needs, for watched sockets only. sendmsg and recvmsg may sleep and move
+ * CPUs, so their calls are keyed by thread; the UDP error handlers run in softirq, which
+ * does not nest on a CPU, so a per-CPU slot does.
+ */
+
+/* Argument registers, whatever the architecture: CO-RE picks the running kernel's layout
+ * of struct pt_regs (x86-64: di, si, dx, cx, r8; arm64: regs[0..]), so the one object
+ * serves both. Read with bpf_probe_read_kernel, as libbpf's PT_REGS_PARM*_CORE do: clang
+ * may fold the choice of register into the address, and the verifier allows no load
+ * through a context pointer moved by a register. */
+struct pt_regs___x86 {
+	unsigned long di, si, dx, cx, r8, ax;
+} __attribute__((preserve_access_index));
+
+struct pt_regs___arm64 {
+	unsigned long regs[31];
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 kprobe_arg(struct pt_regs *ctx, const int n)
+{
+	struct pt_regs___x86 *x86 = (void *)ctx;
+	struct pt_regs___arm64 *arm64 = (void *)ctx;
+	__u64 v = 0;
+
+	if (!bpf_core_field_exists(x86->di))
+		bpf_core_read(&v, sizeof(v), &arm64->regs[n]);
+	else if (n == 0)
+		bpf_core_read(&v, sizeof(v), &x86->di);
+	else if (n == 1)
+		bpf_core_read(&v, sizeof(v), &x86->si);
+	else if (n == 2)
+		bpf_core_read(&v, sizeof(v), &x86->dx);
+	else if (n == 3)
+		bpf_core_read(&v, sizeof(v), &x86->cx);
+	else
+		bpf_core_read(&v, sizeof(v), &x86->r8);
+	return v;
+}
+
+static __always_inline long kprobe_ret(struct pt_regs *ctx)
+{
+	struct pt_regs___x86 *x86 = (void *)ctx;
+	struct pt_regs___arm64 *arm64 = (void *)ctx;
+	__u64 v = 0;
+
+	if (bpf_core_field_exists(x86->ax))
+		bpf_core_read(&v, sizeof(v), &x86->ax);
+	else
+		bpf_core_read(&v, sizeof(v), &arm64->regs[0]);
+	return v;
+}
+
+/* A watched call in progress: its socket and its msghdr (send) or flags (read). */
+struct call_args {
+	__u64 sk;
+	__u64 arg;
+	__u64 v6fn;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct call_args);
+} calls SEC(".maps");
+
+static __always_inline void call_begin(__u64 sk, __u64 arg, bool v6fn)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call_args a = {.sk = sk, .arg = arg, .v6fn = v6fn};
+
+	bpf_map_update_elem(&calls, &id, &a, BPF_ANY);
+}
+
+/* Takes the calling thread's watched call, if it has one. */
+static __always_inline bool call_end(struct call_args *a)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call_args *p = bpf_map_lookup_elem(&calls, &id);
+
+	if (!p)
+		return false;
+	*a = *p;
+	bpf_map_delete_elem(&calls, &id);
+	return true;
+}
+
+static __always_inline int send_entry(struct pt_regs *ctx, bool v6fn)
+{
+	const struct sock *sk = (const struct sock *)kprobe_arg(ctx, 0);
+	const struct msghdr *msg = (const struct msghdr *)kprobe_arg(ctx, 1);
+	struct named_dest d = {};
+	__u16 lport, rport;
+
+	msg_dest(msg, false, &d);
+	if (send_watched(sk, &d, false, v6fn, &lport, &rport))
+		call_begin((__u64)sk, (__u64)msg, v6fn);
+	return 0;
+}
+
+SEC("kprobe/udp_sendmsg")
+int dt_send_kprobe(struct pt_regs *ctx)
+{
+	return send_entry(ctx, false);
+}
+
+SEC("kprobe/udpv6_sendmsg")
+int dt_send6_kprobe(struct pt_regs *ctx)
+{
+	return send_entry(ctx, true);
+}
+
+/* Attached to the returns of udp_sendmsg and udpv6_sendmsg. The msghdr is still the
+ * caller's: udpv6_sendmsg restores its msg_name only after udp_sendmsg returned. */
+SEC("kretprobe/udp_sendmsg")
+int dt_send_kretprobe(struct pt_regs *ctx)
+{
+	struct call_args a;
+
+	if (call_end(&a))
+		send_failed((const struct sock *)a.sk, (const struct msghdr *)a.arg,
+			    (int)kprobe_ret(ctx), false, a.v6fn);
+	return 0;
+}
+
+/* Attached to udp_recvmsg and udpv6_recvmsg: the same arguments. */
+SEC("kprobe/udp_recvmsg")
+int dt_read_kprobe(struct pt_regs *ctx)
+{
+	const struct sock *sk = (const struct sock *)kprobe_arg(ctx, 0);
+	int flags = (int)(cfg_recvmsg_has_noblock ? kprobe_arg(ctx, 4) : kprobe_arg(ctx, 3));
+	__u16 lport, rport;
+
+	if (read_watched(sk, flags, false, &lport, &rport))
+		call_begin((__u64)sk, (__u64)flags, false);
+	return 0;
+}
+
+SEC("kretprobe/udp_recvmsg")
+int dt_read_kretprobe(struct pt_regs *ctx)
+{
+	struct call_args a;
+
+	if (call_end(&a))
+		on_read((const struct sock *)a.sk, (int)kprobe_ret(ctx), (int)a.arg, false);
+	return 0;
+}
+
+/* The ICMP packet __udp4_lib_err/__udp6_lib_err is handling on this CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} icmp_err_skb SEC(".maps");
+
+/* Attached to __udp4_lib_err and __udp6_lib_err: the skb comes first in both. */
+SEC("kprobe/__udp4_lib_err")
+int dt_icmp_err_kprobe(struct pt_regs *ctx)
+{
+	__u32 zero = 0;
+	__u64 *slot = bpf_map_lookup_elem(&icmp_err_skb, &zero);
+
+	if (slot)
+		*slot = kprobe_arg(ctx, 0);
+	return 0;
+}
+
+SEC("kretprobe/__udp4_lib_err")
+int dt_icmp_err_kretprobe(struct pt_regs *ctx)
+{
+	__u32 zero = 0;
+	__u64 *slot = bpf_map_lookup_elem(&icmp_err_skb, &zero);
+
+	if (!slot || !*slot)
+		return 0;
+	const struct sk_buff *skb = (const struct sk_buff *)*slot;
+
+	*slot = 0;
+	return icmp_in(skb, false);
 }

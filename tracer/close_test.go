@@ -89,7 +89,7 @@ func checkGone(t *testing.T, progs []ebpf.ProgramID) {
 func TestCloseDetachesEverything(t *testing.T) {
 	requireRoot(t)
 	port := freePort(t, "udp4")
-	tr, err := Open(Config{Ports: []uint16{port}})
+	tr, err := Open(Config{Ports: []uint16{port}, Backend: testBackend()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestHelperTracerProcess(t *testing.T) {
 	if os.Getenv("DISCOTRACE_HELPER_TRACER") != "1" {
 		t.Skip("helper process of TestKilledProcessLeavesNothingAttached")
 	}
-	tr, err := Open(Config{Ports: []uint16{freePort(t, "udp4")}})
+	tr, err := Open(Config{Ports: []uint16{freePort(t, "udp4")}, Backend: testBackend()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,8 +20,11 @@ type Config struct {
 	// RingSize is the ring buffer size in bytes: a power of two and a multiple of the page
 	// size. 0 means 8 MiB.
 	RingSize int
-	// Backend chooses the hooks: "auto" (the default: best available per event class) or
-	// "tracepoint".
+	// Backend chooses the hooks: "auto" (the default: per event class the best this
+	// kernel offers, fentry, then kprobe, then tracepoint), or one of "fentry", "kprobe"
+	// and "tracepoint" for every class that has programs of that backend (Open fails if
+	// the kernel cannot run them). Classes only skb-level programs and tracepoints serve
+	// (recv, icmp-out, drop) use them whatever the backend.
 	Backend string
 	// NetNS, when not 0, keeps only events of the network namespace with this inode
 	// (as in `ls -L -i /proc/PID/ns/net`).
@@ -43,6 +46,8 @@ const (
 	DefaultLostInterval = time.Second
 
 	BackendAuto       = "auto"
+	BackendFentry     = "fentry"
+	BackendKprobe     = "kprobe"
 	BackendTracepoint = "tracepoint"
 )
 
@@ -73,9 +78,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	switch cfg.Backend {
 	case "":
 		cfg.Backend = BackendAuto
-	case BackendAuto, BackendTracepoint:
+	case BackendAuto, BackendFentry, BackendKprobe, BackendTracepoint:
 	default:
-		return cfg, fmt.Errorf("unknown backend %q: use %q or %q (fentry and kprobe programs are not part of this build)", cfg.Backend, BackendAuto, BackendTracepoint)
+		return cfg, fmt.Errorf("unknown backend %q: use %q, %q, %q or %q", cfg.Backend, BackendAuto, BackendFentry, BackendKprobe, BackendTracepoint)
 	}
 	if cfg.LostInterval == 0 {
 		cfg.LostInterval = DefaultLostInterval

@@ -32,7 +32,7 @@ func TestConfigErrorsSayWhatToDo(t *testing.T) {
 		{Config{Ports: []uint16{1}, SnapLen: -2}, "give 0-1280 bytes"},
 		{Config{Ports: []uint16{1}, RingSize: 3 * page}, "give a power of two"},
 		{Config{Ports: []uint16{1}, RingSize: page / 2}, "give a power of two"},
-		{Config{Ports: []uint16{1}, Backend: "fentry"}, `use "auto" or "tracepoint"`},
+		{Config{Ports: []uint16{1}, Backend: "ebpf"}, `use "auto", "fentry", "kprobe" or "tracepoint"`},
 		{Config{Ports: []uint16{1}, LostInterval: -time.Second}, "negative"},
 	} {
 		_, err := tc.cfg.withDefaults()

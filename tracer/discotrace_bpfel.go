@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type discotraceCallArgs struct {
+	_    structs.HostLayout
+	Sk   uint64
+	Arg  uint64
+	V6fn uint64
+}
+
 type discotraceDtEvent struct {
 	_            structs.HostLayout
 	TimeNs       uint64
@@ -134,7 +141,9 @@ type discotraceRxQueue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	discotraceMapCalls                    = "calls"
 	discotraceMapEvents                   = "events"
+	discotraceMapIcmpErrSkb               = "icmp_err_skb"
 	discotraceMapLastErrorReport          = "last_error_report"
 	discotraceMapLostEvents               = "lost_events"
 	discotraceMapReadDrops                = "read_drops"
@@ -146,14 +155,28 @@ const (
 	discotraceProgDtDrop                  = "dt_drop"
 	discotraceProgDtEgress                = "dt_egress"
 	discotraceProgDtErrorReport           = "dt_error_report"
+	discotraceProgDtIcmpErr6Fexit         = "dt_icmp_err6_fexit"
+	discotraceProgDtIcmpErrFexit          = "dt_icmp_err_fexit"
+	discotraceProgDtIcmpErrKprobe         = "dt_icmp_err_kprobe"
+	discotraceProgDtIcmpErrKretprobe      = "dt_icmp_err_kretprobe"
 	discotraceProgDtIcmpIn                = "dt_icmp_in"
 	discotraceProgDtIngress               = "dt_ingress"
 	discotraceProgDtRead                  = "dt_read"
+	discotraceProgDtRead6Fexit            = "dt_read6_fexit"
+	discotraceProgDtReadFexit             = "dt_read_fexit"
+	discotraceProgDtReadKprobe            = "dt_read_kprobe"
+	discotraceProgDtReadKretprobe         = "dt_read_kretprobe"
+	discotraceProgDtSend6Fexit            = "dt_send6_fexit"
+	discotraceProgDtSend6Kprobe           = "dt_send6_kprobe"
+	discotraceProgDtSendFexit             = "dt_send_fexit"
+	discotraceProgDtSendKprobe            = "dt_send_kprobe"
+	discotraceProgDtSendKretprobe         = "dt_send_kretprobe"
 	discotraceProgDtSendResult            = "dt_send_result"
 	discotraceVarCfgCloseFreeHi           = "cfg_close_free_hi"
 	discotraceVarCfgCloseFreeLo           = "cfg_close_free_lo"
 	discotraceVarCfgConsumeSkbHasLocation = "cfg_consume_skb_has_location"
 	discotraceVarCfgErrorReportsSeen      = "cfg_error_reports_seen"
+	discotraceVarCfgIcmpInByFree          = "cfg_icmp_in_by_free"
 	discotraceVarCfgIcmpRcvHi             = "cfg_icmp_rcv_hi"
 	discotraceVarCfgIcmpRcvLo             = "cfg_icmp_rcv_lo"
 	discotraceVarCfgIcmpv6RcvHi           = "cfg_icmpv6_rcv_hi"
@@ -165,6 +188,7 @@ const (
 	discotraceVarCfgReasonProtoMem        = "cfg_reason_proto_mem"
 	discotraceVarCfgReasonRcvbuff         = "cfg_reason_rcvbuff"
 	discotraceVarCfgReasonSocketFilter    = "cfg_reason_socket_filter"
+	discotraceVarCfgRecvmsgHasNoblock     = "cfg_recvmsg_has_noblock"
 	discotraceVarCfgRecvmsgHi             = "cfg_recvmsg_hi"
 	discotraceVarCfgRecvmsgLo             = "cfg_recvmsg_lo"
 	discotraceVarCfgSkbProbeRead          = "cfg_skb_probe_read"
@@ -220,20 +244,35 @@ type discotraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type discotraceProgramSpecs struct {
-	DtDrop        *ebpf.ProgramSpec `ebpf:"dt_drop"`
-	DtEgress      *ebpf.ProgramSpec `ebpf:"dt_egress"`
-	DtErrorReport *ebpf.ProgramSpec `ebpf:"dt_error_report"`
-	DtIcmpIn      *ebpf.ProgramSpec `ebpf:"dt_icmp_in"`
-	DtIngress     *ebpf.ProgramSpec `ebpf:"dt_ingress"`
-	DtRead        *ebpf.ProgramSpec `ebpf:"dt_read"`
-	DtSendResult  *ebpf.ProgramSpec `ebpf:"dt_send_result"`
+	DtDrop             *ebpf.ProgramSpec `ebpf:"dt_drop"`
+	DtEgress           *ebpf.ProgramSpec `ebpf:"dt_egress"`
+	DtErrorReport      *ebpf.ProgramSpec `ebpf:"dt_error_report"`
+	DtIcmpErr6Fexit    *ebpf.ProgramSpec `ebpf:"dt_icmp_err6_fexit"`
+	DtIcmpErrFexit     *ebpf.ProgramSpec `ebpf:"dt_icmp_err_fexit"`
+	DtIcmpErrKprobe    *ebpf.ProgramSpec `ebpf:"dt_icmp_err_kprobe"`
+	DtIcmpErrKretprobe *ebpf.ProgramSpec `ebpf:"dt_icmp_err_kretprobe"`
+	DtIcmpIn           *ebpf.ProgramSpec `ebpf:"dt_icmp_in"`
+	DtIngress          *ebpf.ProgramSpec `ebpf:"dt_ingress"`
+	DtRead             *ebpf.ProgramSpec `ebpf:"dt_read"`
+	DtRead6Fexit       *ebpf.ProgramSpec `ebpf:"dt_read6_fexit"`
+	DtReadFexit        *ebpf.ProgramSpec `ebpf:"dt_read_fexit"`
+	DtReadKprobe       *ebpf.ProgramSpec `ebpf:"dt_read_kprobe"`
+	DtReadKretprobe    *ebpf.ProgramSpec `ebpf:"dt_read_kretprobe"`
+	DtSend6Fexit       *ebpf.ProgramSpec `ebpf:"dt_send6_fexit"`
+	DtSend6Kprobe      *ebpf.ProgramSpec `ebpf:"dt_send6_kprobe"`
+	DtSendFexit        *ebpf.ProgramSpec `ebpf:"dt_send_fexit"`
+	DtSendKprobe       *ebpf.ProgramSpec `ebpf:"dt_send_kprobe"`
+	DtSendKretprobe    *ebpf.ProgramSpec `ebpf:"dt_send_kretprobe"`
+	DtSendResult       *ebpf.ProgramSpec `ebpf:"dt_send_result"`
 }
 
 // discotraceMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type discotraceMapSpecs struct {
+	Calls           *ebpf.MapSpec `ebpf:"calls"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
+	IcmpErrSkb      *ebpf.MapSpec `ebpf:"icmp_err_skb"`
 	LastErrorReport *ebpf.MapSpec `ebpf:"last_error_report"`
 	LostEvents      *ebpf.MapSpec `ebpf:"lost_events"`
 	ReadDrops       *ebpf.MapSpec `ebpf:"read_drops"`
@@ -252,6 +291,7 @@ type discotraceVariableSpecs struct {
 	CfgCloseFreeLo           *ebpf.VariableSpec `ebpf:"cfg_close_free_lo"`
 	CfgConsumeSkbHasLocation *ebpf.VariableSpec `ebpf:"cfg_consume_skb_has_location"`
 	CfgErrorReportsSeen      *ebpf.VariableSpec `ebpf:"cfg_error_reports_seen"`
+	CfgIcmpInByFree          *ebpf.VariableSpec `ebpf:"cfg_icmp_in_by_free"`
 	CfgIcmpRcvHi             *ebpf.VariableSpec `ebpf:"cfg_icmp_rcv_hi"`
 	CfgIcmpRcvLo             *ebpf.VariableSpec `ebpf:"cfg_icmp_rcv_lo"`
 	CfgIcmpv6RcvHi           *ebpf.VariableSpec `ebpf:"cfg_icmpv6_rcv_hi"`
@@ -263,6 +303,7 @@ type discotraceVariableSpecs struct {
 	CfgReasonProtoMem        *ebpf.VariableSpec `ebpf:"cfg_reason_proto_mem"`
 	CfgReasonRcvbuff         *ebpf.VariableSpec `ebpf:"cfg_reason_rcvbuff"`
 	CfgReasonSocketFilter    *ebpf.VariableSpec `ebpf:"cfg_reason_socket_filter"`
+	CfgRecvmsgHasNoblock     *ebpf.VariableSpec `ebpf:"cfg_recvmsg_has_noblock"`
 	CfgRecvmsgHi             *ebpf.VariableSpec `ebpf:"cfg_recvmsg_hi"`
 	CfgRecvmsgLo             *ebpf.VariableSpec `ebpf:"cfg_recvmsg_lo"`
 	CfgSkbProbeRead          *ebpf.VariableSpec `ebpf:"cfg_skb_probe_read"`
@@ -296,7 +337,9 @@ func (o *discotraceObjects) Close() error {
 //
 // It can be passed to loadDiscotraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type discotraceMaps struct {
+	Calls           *ebpf.Map `ebpf:"calls"`
 	Events          *ebpf.Map `ebpf:"events"`
+	IcmpErrSkb      *ebpf.Map `ebpf:"icmp_err_skb"`
 	LastErrorReport *ebpf.Map `ebpf:"last_error_report"`
 	LostEvents      *ebpf.Map `ebpf:"lost_events"`
 	ReadDrops       *ebpf.Map `ebpf:"read_drops"`
@@ -309,7 +352,9 @@ type discotraceMaps struct {
 
 func (m *discotraceMaps) Close() error {
 	return _DiscotraceClose(
+		m.Calls,
 		m.Events,
+		m.IcmpErrSkb,
 		m.LastErrorReport,
 		m.LostEvents,
 		m.ReadDrops,
@@ -329,6 +374,7 @@ type discotraceVariables struct {
 	CfgCloseFreeLo           *ebpf.Variable `ebpf:"cfg_close_free_lo"`
 	CfgConsumeSkbHasLocation *ebpf.Variable `ebpf:"cfg_consume_skb_has_location"`
 	CfgErrorReportsSeen      *ebpf.Variable `ebpf:"cfg_error_reports_seen"`
+	CfgIcmpInByFree          *ebpf.Variable `ebpf:"cfg_icmp_in_by_free"`
 	CfgIcmpRcvHi             *ebpf.Variable `ebpf:"cfg_icmp_rcv_hi"`
 	CfgIcmpRcvLo             *ebpf.Variable `ebpf:"cfg_icmp_rcv_lo"`
 	CfgIcmpv6RcvHi           *ebpf.Variable `ebpf:"cfg_icmpv6_rcv_hi"`
@@ -340,6 +386,7 @@ type discotraceVariables struct {
 	CfgReasonProtoMem        *ebpf.Variable `ebpf:"cfg_reason_proto_mem"`
 	CfgReasonRcvbuff         *ebpf.Variable `ebpf:"cfg_reason_rcvbuff"`
 	CfgReasonSocketFilter    *ebpf.Variable `ebpf:"cfg_reason_socket_filter"`
+	CfgRecvmsgHasNoblock     *ebpf.Variable `ebpf:"cfg_recvmsg_has_noblock"`
 	CfgRecvmsgHi             *ebpf.Variable `ebpf:"cfg_recvmsg_hi"`
 	CfgRecvmsgLo             *ebpf.Variable `ebpf:"cfg_recvmsg_lo"`
 	CfgSkbProbeRead          *ebpf.Variable `ebpf:"cfg_skb_probe_read"`
@@ -357,13 +404,26 @@ type discotraceVariables struct {
 //
 // It can be passed to loadDiscotraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type discotracePrograms struct {
-	DtDrop        *ebpf.Program `ebpf:"dt_drop"`
-	DtEgress      *ebpf.Program `ebpf:"dt_egress"`
-	DtErrorReport *ebpf.Program `ebpf:"dt_error_report"`
-	DtIcmpIn      *ebpf.Program `ebpf:"dt_icmp_in"`
-	DtIngress     *ebpf.Program `ebpf:"dt_ingress"`
-	DtRead        *ebpf.Program `ebpf:"dt_read"`
-	DtSendResult  *ebpf.Program `ebpf:"dt_send_result"`
+	DtDrop             *ebpf.Program `ebpf:"dt_drop"`
+	DtEgress           *ebpf.Program `ebpf:"dt_egress"`
+	DtErrorReport      *ebpf.Program `ebpf:"dt_error_report"`
+	DtIcmpErr6Fexit    *ebpf.Program `ebpf:"dt_icmp_err6_fexit"`
+	DtIcmpErrFexit     *ebpf.Program `ebpf:"dt_icmp_err_fexit"`
+	DtIcmpErrKprobe    *ebpf.Program `ebpf:"dt_icmp_err_kprobe"`
+	DtIcmpErrKretprobe *ebpf.Program `ebpf:"dt_icmp_err_kretprobe"`
+	DtIcmpIn           *ebpf.Program `ebpf:"dt_icmp_in"`
+	DtIngress          *ebpf.Program `ebpf:"dt_ingress"`
+	DtRead             *ebpf.Program `ebpf:"dt_read"`
+	DtRead6Fexit       *ebpf.Program `ebpf:"dt_read6_fexit"`
+	DtReadFexit        *ebpf.Program `ebpf:"dt_read_fexit"`
+	DtReadKprobe       *ebpf.Program `ebpf:"dt_read_kprobe"`
+	DtReadKretprobe    *ebpf.Program `ebpf:"dt_read_kretprobe"`
+	DtSend6Fexit       *ebpf.Program `ebpf:"dt_send6_fexit"`
+	DtSend6Kprobe      *ebpf.Program `ebpf:"dt_send6_kprobe"`
+	DtSendFexit        *ebpf.Program `ebpf:"dt_send_fexit"`
+	DtSendKprobe       *ebpf.Program `ebpf:"dt_send_kprobe"`
+	DtSendKretprobe    *ebpf.Program `ebpf:"dt_send_kretprobe"`
+	DtSendResult       *ebpf.Program `ebpf:"dt_send_result"`
 }
 
 func (p *discotracePrograms) Close() error {
@@ -371,9 +431,22 @@ func (p *discotracePrograms) Close() error {
 		p.DtDrop,
 		p.DtEgress,
 		p.DtErrorReport,
+		p.DtIcmpErr6Fexit,
+		p.DtIcmpErrFexit,
+		p.DtIcmpErrKprobe,
+		p.DtIcmpErrKretprobe,
 		p.DtIcmpIn,
 		p.DtIngress,
 		p.DtRead,
+		p.DtRead6Fexit,
+		p.DtReadFexit,
+		p.DtReadKprobe,
+		p.DtReadKretprobe,
+		p.DtSend6Fexit,
+		p.DtSend6Kprobe,
+		p.DtSendFexit,
+		p.DtSendKprobe,
+		p.DtSendKretprobe,
 		p.DtSendResult,
 	)
 }

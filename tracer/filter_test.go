@@ -34,7 +34,7 @@ func TestDualStackSocketReadsIPv4(t *testing.T) {
 	const n = 3
 	port := freePort(t, "udp")
 	c := openCollector(t, Config{Ports: []uint16{port}})
-	requireHooks(t, c.tr, "dt_read")
+	requireClass(t, c.tr, "read")
 	peer := exchange(t, "udp", netip.AddrPortFrom(netip.IPv6Unspecified(), port), netip.MustParseAddr("127.0.0.1"), n)
 	evs := c.settle(300*time.Millisecond, 300*time.Millisecond, 5*time.Second, onPort(port))
 	if len(evs) != 3*n {
@@ -58,7 +58,7 @@ func TestPIDFilter(t *testing.T) {
 	port := freePort(t, "udp4")
 	other := uint32(1) // init: never the test
 	c := openCollector(t, Config{Ports: []uint16{port}, PID: other})
-	requireHooks(t, c.tr, "dt_read")
+	requireClass(t, c.tr, "read")
 	exchange(t, "udp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), netip.MustParseAddr("127.0.0.1"), n)
 	evs := c.settle(300*time.Millisecond, 300*time.Millisecond, 5*time.Second, onPort(port))
 	// recv has no process to filter on; nor have sends where cgroup_skb cannot tell.
@@ -93,7 +93,7 @@ func TestNetNSFilter(t *testing.T) {
 	}{{own, 3}, {own + 1, 0}} {
 		port := freePort(t, "udp4")
 		c := openCollector(t, Config{Ports: []uint16{port}, NetNS: tc.netns})
-		requireHooks(t, c.tr, "dt_read")
+		requireClass(t, c.tr, "read")
 		exchange(t, "udp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), netip.MustParseAddr("127.0.0.1"), 1)
 		evs := c.settle(300*time.Millisecond, 300*time.Millisecond, 5*time.Second, onPort(port))
 		if len(evs) != tc.want {

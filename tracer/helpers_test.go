@@ -40,6 +40,9 @@ func openCollector(t *testing.T, cfg Config) *collector {
 // openIdle opens a tracer whose events nobody reads until start.
 func openIdle(t *testing.T, cfg Config) *collector {
 	t.Helper()
+	if cfg.Backend == "" {
+		cfg.Backend = testBackend()
+	}
 	tr, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("Open(%+v): %v", cfg, err)
@@ -182,20 +185,36 @@ func isOwnThread(tid uint32) bool {
 	return err == nil
 }
 
-// requireHooks skips the test when the running kernel cannot run one of the programs it
-// checks (the plan reports such a kernel; this test has nothing to verify there).
-func requireHooks(t *testing.T, tr *Tracer, programs ...string) {
+// requireClass skips the test when the running kernel cannot capture a class's events, or
+// lacks a program the test needs of that class (lacking: program names, as the plan's
+// Missing entries start with them). The plan reports such a kernel; the test has nothing
+// to verify there.
+func requireClass(t *testing.T, tr *Tracer, class string, lacking ...string) {
 	t.Helper()
-	for _, p := range programs {
-		if tr.coll.Programs[p] == nil {
-			for _, h := range tr.Plan() {
-				for _, m := range h.Missing {
-					if strings.HasPrefix(m, p+" ") {
-						t.Skipf("this kernel cannot run %s: %s", p, m)
-					}
+	for _, h := range tr.Plan() {
+		if h.Class != class {
+			continue
+		}
+		if h.Backend == BackendNone {
+			t.Skipf("this kernel cannot capture %s events: %s", class, strings.Join(h.Missing, "; "))
+		}
+		for _, m := range h.Missing {
+			for _, p := range lacking {
+				if strings.HasPrefix(m, p+" ") {
+					t.Skipf("this kernel cannot run %s: %s", p, m)
 				}
 			}
-			t.Skipf("this kernel cannot run %s", p)
 		}
+		return
 	}
+	t.Fatalf("the plan has no class %s", class)
+}
+
+// testBackend is the backend the tests force: DISCOTRACE_TEST_BACKEND (make vmtest sets it
+// per VMTEST_BACKENDS value), else auto.
+func testBackend() string {
+	if b := os.Getenv("DISCOTRACE_TEST_BACKEND"); b != "" {
+		return b
+	}
+	return BackendAuto
 }

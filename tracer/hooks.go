@@ -3,6 +3,7 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -10,22 +11,71 @@ import (
 	"github.com/cilium/ebpf/features"
 )
 
-// program is one BPF program of the tracepoint backend and where it attaches.
+// program is one BPF program, its backend and where it attaches.
 type program struct {
 	name       string
+	backend    string          // BackendTracepoint (tracepoints and cgroup_skb), BackendFentry or BackendKprobe
 	cgroup     ebpf.AttachType // cgroup_skb programs: egress or ingress, on the cgroup v2 root
 	tracepoint string          // tp_btf programs: the tracepoint
 	since      string          // the Linux version that added the tracepoint, for messages
+	// functions are the kernel functions of an fentry/fexit program (one: its section
+	// names it, and the kernel binds it at load) or of a kprobe program (one or more).
+	functions []string
+	ret       bool // a kretprobe
 }
 
 var programs = []program{
-	{name: "dt_egress", cgroup: ebpf.AttachCGroupInetEgress},
-	{name: "dt_ingress", cgroup: ebpf.AttachCGroupInetIngress},
-	{name: "dt_send_result", tracepoint: "sock_send_length", since: "6.3"},
-	{name: "dt_read", tracepoint: "sock_recv_length", since: "6.3"},
-	{name: "dt_error_report", tracepoint: "inet_sk_error_report", since: "5.14"},
-	{name: "dt_icmp_in", tracepoint: "consume_skb"},
-	{name: "dt_drop", tracepoint: "kfree_skb"},
+	{name: "dt_egress", backend: BackendTracepoint, cgroup: ebpf.AttachCGroupInetEgress},
+	{name: "dt_ingress", backend: BackendTracepoint, cgroup: ebpf.AttachCGroupInetIngress},
+	{name: "dt_send_result", backend: BackendTracepoint, tracepoint: "sock_send_length", since: "6.3"},
+	{name: "dt_read", backend: BackendTracepoint, tracepoint: "sock_recv_length", since: "6.3"},
+	{name: "dt_error_report", backend: BackendTracepoint, tracepoint: "inet_sk_error_report", since: "5.14"},
+	{name: "dt_icmp_in", backend: BackendTracepoint, tracepoint: "consume_skb"},
+	{name: "dt_drop", backend: BackendTracepoint, tracepoint: "kfree_skb"},
+
+	{name: "dt_send_fexit", backend: BackendFentry, functions: []string{"udp_sendmsg"}},
+	{name: "dt_send6_fexit", backend: BackendFentry, functions: []string{"udpv6_sendmsg"}},
+	{name: "dt_read_fexit", backend: BackendFentry, functions: []string{"udp_recvmsg"}},
+	{name: "dt_read6_fexit", backend: BackendFentry, functions: []string{"udpv6_recvmsg"}},
+	{name: "dt_icmp_err_fexit", backend: BackendFentry, functions: []string{"__udp4_lib_err"}},
+	{name: "dt_icmp_err6_fexit", backend: BackendFentry, functions: []string{"__udp6_lib_err"}},
+
+	{name: "dt_send_kprobe", backend: BackendKprobe, functions: []string{"udp_sendmsg"}},
+	{name: "dt_send6_kprobe", backend: BackendKprobe, functions: []string{"udpv6_sendmsg"}},
+	{name: "dt_send_kretprobe", backend: BackendKprobe, functions: []string{"udp_sendmsg", "udpv6_sendmsg"}, ret: true},
+	{name: "dt_read_kprobe", backend: BackendKprobe, functions: []string{"udp_recvmsg", "udpv6_recvmsg"}},
+	{name: "dt_read_kretprobe", backend: BackendKprobe, functions: []string{"udp_recvmsg", "udpv6_recvmsg"}, ret: true},
+	{name: "dt_icmp_err_kprobe", backend: BackendKprobe, functions: []string{"__udp4_lib_err", "__udp6_lib_err"}},
+	{name: "dt_icmp_err_kretprobe", backend: BackendKprobe, functions: []string{"__udp4_lib_err", "__udp6_lib_err"}, ret: true},
+}
+
+func programByName(name string) program {
+	for _, p := range programs {
+		if p.name == name {
+			return p
+		}
+	}
+	panic("tracer: no program " + name)
+}
+
+// attachPoint says where p attaches, as the plan shows it.
+func (p program) attachPoint(cgroupRoot string) string {
+	switch {
+	case p.tracepoint != "":
+		return "tp_btf/" + p.tracepoint
+	case p.backend == BackendFentry:
+		return "fexit/" + p.functions[0]
+	case p.backend == BackendKprobe:
+		kind := "kprobe/"
+		if p.ret {
+			kind = "kretprobe/"
+		}
+		return kind + strings.Join(p.functions, ", "+kind)
+	case p.cgroup == ebpf.AttachCGroupInetEgress:
+		return "cgroup_skb/egress on " + cgroupRoot
+	default:
+		return "cgroup_skb/ingress on " + cgroupRoot
+	}
 }
 
 // tracepointArgs returns how many arguments each tracepoint the programs use takes on the

@@ -33,7 +33,7 @@ func TestPortUnreachable(t *testing.T) {
 			const n = 3
 			port := freePort(t, tc.network)
 			c := openCollector(t, Config{Ports: []uint16{port}})
-			requireHooks(t, c.tr, "dt_error_report")
+			requireClass(t, c.tr, "icmp-in", "dt_error_report")
 			peer := listen(t, tc.network, netip.AddrPortFrom(tc.host, 0))
 			peerAP, nodeAP := localAddrPort(peer), netip.AddrPortFrom(tc.host, port)
 			for range n {
@@ -99,7 +99,8 @@ func TestPortUnreachableConnected(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			port := freePort(t, tc.network)
 			c := openCollector(t, Config{Ports: []uint16{port}})
-			requireHooks(t, c.tr, "dt_error_report", "dt_send_result")
+			requireClass(t, c.tr, "icmp-in", "dt_error_report")
+			requireClass(t, c.tr, "send", "dt_send_result")
 			nodeAP := netip.AddrPortFrom(tc.host, port)
 			conn, err := net.DialUDP(tc.network, nil, net.UDPAddrFromAddrPort(nodeAP))
 			if err != nil {

@@ -31,7 +31,7 @@ func testLoopbackExchange(t *testing.T, network string, nodeAddr netip.Addr) {
 	const wait = 20 * time.Millisecond
 	port := freePort(t, network)
 	c := openCollector(t, Config{Ports: []uint16{port}})
-	requireHooks(t, c.tr, "dt_read")
+	requireClass(t, c.tr, "read")
 	senderKnown := c.tr.helpers.task // else the plan says sends carry no process
 	node := listen(t, network, netip.AddrPortFrom(nodeAddr, port))
 	peer := listen(t, network, netip.AddrPortFrom(nodeAddr, 0))

@@ -3,18 +3,14 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
-)
-
-// Backend names, best first: each event class uses the first one available.
-const (
-	backendFentry = "fentry"
-	backendKprobe = "kprobe"
 )
 
 // HookChoice is how one event class is captured: the backend chosen, the programs and
@@ -48,25 +44,50 @@ func (h HookChoice) String() string {
 	return b.String()
 }
 
-// hookClass is an event class with its kernel functions for the fentry and kprobe
-// backends (issue 4), and the tracepoint backend's programs.
+// hookClass is an event class and, per backend, the programs that capture it, essential
+// first. A class only one backend serves uses it whatever the configured backend.
 type hookClass struct {
-	name      string
-	functions []string // fentry/kprobe targets; none when only a tracepoint exists
-	programs  []string // tracepoint backend: the programs (see programs), essential first
+	name     string
+	backends map[string][]string
 	// without says what the class loses without each non-essential program.
 	without map[string]string
 }
 
 var hookClasses = []hookClass{
-	{"send", []string{"udp_sendmsg", "udpv6_sendmsg"}, []string{"dt_egress", "dt_send_result"},
-		map[string]string{"dt_send_result": "failed sends are not reported"}},
-	{"recv", []string{"udp_queue_rcv_one_skb", "udpv6_queue_rcv_one_skb"}, []string{"dt_ingress"}, nil},
-	{"read", []string{"udp_recvmsg", "udpv6_recvmsg"}, []string{"dt_read"}, nil},
-	{"icmp-in", []string{"__udp4_lib_err", "__udp6_lib_err"}, []string{"dt_icmp_in", "dt_error_report"},
-		map[string]string{"dt_error_report": "whether the socket was notified is unknown"}},
-	{"icmp-out", []string{"__icmp_send", "icmp6_send"}, []string{"dt_egress"}, nil},
-	{"drop", nil, []string{"dt_drop"}, nil},
+	{"send", map[string][]string{
+		BackendFentry:     {"dt_egress", "dt_send_fexit", "dt_send6_fexit"},
+		BackendKprobe:     {"dt_egress", "dt_send_kprobe", "dt_send6_kprobe", "dt_send_kretprobe"},
+		BackendTracepoint: {"dt_egress", "dt_send_result"},
+	}, map[string]string{"dt_send_result": "failed sends are not reported"}},
+	{"recv", map[string][]string{BackendTracepoint: {"dt_ingress"}}, nil},
+	{"read", map[string][]string{
+		BackendFentry:     {"dt_read_fexit", "dt_read6_fexit"},
+		BackendKprobe:     {"dt_read_kprobe", "dt_read_kretprobe"},
+		BackendTracepoint: {"dt_read"},
+	}, nil},
+	{"icmp-in", map[string][]string{
+		BackendFentry:     {"dt_icmp_err_fexit", "dt_icmp_err6_fexit", "dt_error_report"},
+		BackendKprobe:     {"dt_icmp_err_kprobe", "dt_icmp_err_kretprobe", "dt_error_report"},
+		BackendTracepoint: {"dt_icmp_in", "dt_error_report"},
+	}, map[string]string{"dt_error_report": "whether the socket was notified is unknown"}},
+	{"icmp-out", map[string][]string{BackendTracepoint: {"dt_egress"}}, nil},
+	{"drop", map[string][]string{BackendTracepoint: {"dt_drop"}}, nil},
+}
+
+// functionBackends are the backends that hook kernel functions, best first.
+var functionBackends = []string{BackendFentry, BackendKprobe}
+
+// functions returns the kernel functions a class's programs of backend b hook.
+func (c hookClass) functions(b string) []string {
+	var fns []string
+	for _, name := range c.backends[b] {
+		for _, fn := range programByName(name).functions {
+			if !slices.Contains(fns, fn) {
+				fns = append(fns, fn)
+			}
+		}
+	}
+	return fns
 }
 
 // probeFentry tries to attach an empty fentry program to fn. It returns why it cannot.
@@ -132,26 +153,124 @@ func kprobesBuiltIn(ks *kernelSymbols) bool {
 	return ok
 }
 
-// errNotInBuild is why an available backend is still not used.
-var errNotInBuild = errors.New("the kernel supports it, but this build has no programs for it")
+// backendSupport is what the running kernel allows of the function backends.
+type backendSupport struct {
+	// unusable holds, per function backend, why the kernel cannot run it at all.
+	unusable map[string]error
+	kernel   *btf.Spec
+	symbols  *kernelSymbols
+}
 
-// makePlan decides each class's backend. With backend "auto" it probes fentry and kprobe
-// once (on the first class's function) and gives the result as the reason; with
-// "tracepoint" it does not probe.
-func makePlan(backend string, attachPoints, missing map[string]string, limits map[string][]string, ks *kernelSymbols) []HookChoice {
-	var fentryErr, kprobeErr error
-	if backend == BackendAuto {
-		if fentryErr = probeFentry("udp_sendmsg"); fentryErr == nil {
-			fentryErr = errNotInBuild
-		}
-		if kprobeErr = probeKprobe("udp_sendmsg", ks); kprobeErr == nil {
-			kprobeErr = errNotInBuild
+// probeBackends tries an empty fentry and an empty kprobe program on udp_sendmsg; only
+// those the configured backend may use are tried.
+func probeBackends(backend string, kernel *btf.Spec, ks *kernelSymbols) backendSupport {
+	s := backendSupport{unusable: map[string]error{}, kernel: kernel, symbols: ks}
+	for _, b := range functionBackends {
+		switch {
+		case backend != BackendAuto && backend != b:
+			s.unusable[b] = fmt.Errorf("not requested (backend %s)", backend)
+		case b == BackendFentry:
+			s.unusable[b] = probeFentry("udp_sendmsg")
+		default:
+			s.unusable[b] = probeKprobe("udp_sendmsg", ks)
 		}
 	}
+	return s
+}
+
+// missingFunction says why backend b cannot hook fn on this kernel, or nil if it can.
+func (s backendSupport) missingFunction(b, fn string) error {
+	if b == BackendKprobe {
+		if _, _, ok := s.symbols.span(fn); !ok && len(s.symbols.names) > 0 {
+			return fmt.Errorf("no function %s in /proc/kallsyms (inlined or renamed in this kernel)", fn)
+		}
+		return nil
+	}
+	var f *btf.Func
+	if err := s.kernel.TypeByName(fn, &f); err != nil {
+		return fmt.Errorf("no function %s in the kernel's BTF (inlined or renamed in this kernel)", fn)
+	}
+	if (fn == "udp_recvmsg" || fn == "udpv6_recvmsg") && recvmsgHasNoblock(s.kernel) {
+		return fmt.Errorf("%s takes a noblock argument on this kernel (before Linux 5.19); the fexit program follows 5.19's arguments", fn)
+	}
+	return nil
+}
+
+// recvmsgHasNoblock tells whether udp_recvmsg takes (sk, msg, len, noblock, flags,
+// addr_len), as before Linux 5.19.
+func recvmsgHasNoblock(kernel *btf.Spec) bool {
+	var f *btf.Func
+	if kernel.TypeByName("udp_recvmsg", &f) != nil {
+		return false
+	}
+	proto, ok := f.Type.(*btf.FuncProto)
+	return ok && len(proto.Params) > 3 && proto.Params[3].Name == "noblock"
+}
+
+// choice is the backend picked for each class, and why better ones were not.
+type choice struct {
+	backend  map[string]string      // class -> backend
+	rejected map[string][]Rejection // class -> better backends not used, best first
+}
+
+// chooseBackends picks each class's backend: the configured one, or with "auto" the
+// first of fentry, kprobe and tracepoint this kernel can run for all of the class's
+// functions. A backend that was asked for by name and cannot run is an error.
+func chooseBackends(backend string, s backendSupport) (choice, error) {
+	ch := choice{backend: map[string]string{}, rejected: map[string][]Rejection{}}
+	for _, c := range hookClasses {
+		chosen := ""
+		for _, b := range functionBackends {
+			if chosen != "" {
+				break
+			}
+			if len(c.backends[b]) == 0 {
+				ch.rejected[c.name] = append(ch.rejected[c.name], Rejection{b, "no kernel function serves this class better than its tracepoint or skb-level hook"})
+				continue
+			}
+			why := s.unusable[b]
+			for _, fn := range c.functions(b) {
+				if why != nil {
+					break
+				}
+				why = s.missingFunction(b, fn)
+			}
+			if why == nil {
+				chosen = b
+				continue
+			}
+			if backend == b {
+				return ch, fmt.Errorf("backend %s cannot capture %s events on this kernel: %w (use --backend auto to take the best this kernel offers)", b, c.name, why)
+			}
+			ch.rejected[c.name] = append(ch.rejected[c.name], Rejection{b, why.Error()})
+		}
+		if chosen == "" {
+			chosen = BackendTracepoint
+		}
+		ch.backend[c.name] = chosen
+	}
+	return ch, nil
+}
+
+// programsToLoad returns the programs the chosen backends use.
+func (ch choice) programsToLoad() map[string]bool {
+	load := map[string]bool{}
+	for _, c := range hookClasses {
+		for _, p := range c.backends[ch.backend[c.name]] {
+			load[p] = true
+		}
+	}
+	return load
+}
+
+// makePlan describes, per class, the backend chosen, its programs and where they attach,
+// what the kernel lacks of them (missing: program -> why) and the limits of this kernel.
+func makePlan(ch choice, attachPoints, missing map[string]string, limits map[string][]string) []HookChoice {
 	plan := make([]HookChoice, 0, len(hookClasses))
 	for _, c := range hookClasses {
-		h := HookChoice{Class: c.name, Backend: BackendTracepoint}
-		for i, p := range c.programs {
+		b := ch.backend[c.name]
+		h := HookChoice{Class: c.name, Backend: b, Rejected: ch.rejected[c.name]}
+		for i, p := range c.backends[b] {
 			if why, ok := missing[p]; ok {
 				if i == 0 { // the essential program: the class cannot be captured
 					h.Backend = BackendNone
@@ -166,19 +285,6 @@ func makePlan(backend string, attachPoints, missing map[string]string, limits ma
 			h.Hooks = append(h.Hooks, p+": "+attachPoints[p])
 		}
 		h.Missing = append(h.Missing, limits[c.name]...)
-		for _, b := range []struct {
-			name string
-			err  error
-		}{{backendFentry, fentryErr}, {backendKprobe, kprobeErr}} {
-			reason := "not requested (backend " + backend + ")"
-			switch {
-			case len(c.functions) == 0:
-				reason = "no kernel function serves this class better than its tracepoint"
-			case b.err != nil:
-				reason = b.err.Error()
-			}
-			h.Rejected = append(h.Rejected, Rejection{Backend: b.name, Reason: reason})
-		}
 		plan = append(plan, h)
 	}
 	return plan

@@ -16,7 +16,7 @@ func TestReadLinkedToItsDatagramDespiteDrops(t *testing.T) {
 	const n = 60
 	port := freePort(t, "udp4")
 	c := openCollector(t, Config{Ports: []uint16{port}})
-	requireHooks(t, c.tr, "dt_read")
+	requireClass(t, c.tr, "read")
 	node := listen(t, "udp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
 	raw, err := node.SyscallConn()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -99,15 +100,23 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	<-symbolsRead
 	spec.Maps["events"].MaxEntries = uint32(cfg.RingSize)
-	// A program whose tracepoint this kernel lacks is left out; the plan says what that
-	// costs. The rest must load.
-	missing := unavailable(tpArgs)
-	t.helpers = probeSkbHelpers()
-	if err := t.setConstants(spec, tpArgs, missing, t.helpers); err != nil {
+	ch, err := chooseBackends(cfg.Backend, probeBackends(cfg.Backend, kernel, t.symbols))
+	if err != nil {
 		return nil, err
 	}
-	for name := range missing {
-		delete(spec.Programs, name)
+	// Only the chosen backends' programs are loaded (the kernel refuses the others: that
+	// is why they were not chosen). A program whose tracepoint this kernel lacks is left
+	// out too; the plan says what that costs. The rest must load.
+	missing := unavailable(tpArgs)
+	load := ch.programsToLoad()
+	t.helpers = probeSkbHelpers()
+	if err := t.setConstants(spec, tpArgs, missing, t.helpers, ch, kernel); err != nil {
+		return nil, err
+	}
+	for name := range spec.Programs {
+		if _, gone := missing[name]; gone || !load[name] {
+			delete(spec.Programs, name)
+		}
 	}
 	if t.coll, err = ebpf.NewCollection(spec); err != nil {
 		var verr *ebpf.VerifierError
@@ -136,12 +145,12 @@ func Open(cfg Config) (*Tracer, error) {
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
 	t.rec.RawSample = make([]byte, 0, recordBufferSize)
-	t.plan = makePlan(cfg.Backend, attachPoints, missing, t.helpers.limits(), t.symbols)
+	t.plan = makePlan(ch, attachPoints, missing, t.helpers.limits())
 	t.nextLostCheck = time.Now().Add(cfg.LostInterval)
 	return t, nil
 }
 
-func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, missing map[string]string, helpers skbHelpers) error {
+func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, missing map[string]string, helpers skbHelpers, ch choice, kernel *btf.Spec) error {
 	// Each CPU wakes the reader after writing its share of a quarter of the ring, so the
 	// ring is at most about a quarter full when the reader is woken.
 	cpus, err := ebpf.PossibleCPU()
@@ -165,6 +174,10 @@ func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, 
 		"cfg_error_reports_seen":       missing["dt_error_report"] == "",
 		"cfg_skb_task_helpers":         helpers.task,
 		"cfg_skb_probe_read":           helpers.probeRead,
+		// The tracepoint backend reports icmp in when the ICMP packet is freed; the
+		// others from the UDP error handlers (each error once).
+		"cfg_icmp_in_by_free":     ch.backend["icmp-in"] == BackendTracepoint,
+		"cfg_recvmsg_has_noblock": recvmsgHasNoblock(kernel),
 	}
 	if lo, hi, ok := t.symbols.span("icmp_rcv"); ok {
 		consts["cfg_icmp_rcv_lo"], consts["cfg_icmp_rcv_hi"] = lo, hi
@@ -225,28 +238,37 @@ func (t *Tracer) attach(cgroupRoot string) (map[string]string, error) {
 	for _, p := range programs {
 		prog := t.coll.Programs[p.name]
 		if prog == nil {
-			continue // this kernel cannot run it
+			continue // not chosen, or this kernel cannot run it
 		}
-		var l link.Link
-		if p.tracepoint != "" {
-			l, err = link.AttachTracing(link.TracingOptions{Program: prog})
+		// Always BPF links or perf events owned by this process, never the legacy
+		// attach: they go away with it.
+		switch {
+		case p.tracepoint != "" || p.backend == BackendFentry:
+			l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 			if err != nil {
-				return nil, fmt.Errorf("attach %s to tracepoint %s: %w", p.name, p.tracepoint, err)
+				return nil, fmt.Errorf("attach %s to %s: %w", p.name, p.attachPoint(cgroupRoot), err)
 			}
-			points[p.name] = "tp_btf/" + p.tracepoint
-		} else {
-			// A BPF link, never the legacy attach: it goes away with this process.
-			l, err = link.AttachRawLink(link.RawLinkOptions{Target: int(cg.Fd()), Program: prog, Attach: p.cgroup})
+			t.links = append(t.links, l)
+		case p.backend == BackendKprobe:
+			attachKprobe := link.Kprobe
+			if p.ret {
+				attachKprobe = link.Kretprobe
+			}
+			for _, fn := range p.functions {
+				l, err := attachKprobe(fn, prog, nil)
+				if err != nil {
+					return nil, fmt.Errorf("attach %s to %s: %w", p.name, fn, err)
+				}
+				t.links = append(t.links, l)
+			}
+		default:
+			l, err := link.AttachRawLink(link.RawLinkOptions{Target: int(cg.Fd()), Program: prog, Attach: p.cgroup})
 			if err != nil {
 				return nil, fmt.Errorf("attach %s to cgroup %s: %w", p.name, cgroupRoot, err)
 			}
-			dir := "ingress"
-			if p.cgroup == ebpf.AttachCGroupInetEgress {
-				dir = "egress"
-			}
-			points[p.name] = "cgroup_skb/" + dir + " on " + cgroupRoot
+			t.links = append(t.links, l)
 		}
-		t.links = append(t.links, l)
+		points[p.name] = p.attachPoint(cgroupRoot)
 	}
 	return points, nil
 }
