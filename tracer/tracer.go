@@ -90,7 +90,7 @@ func Open(cfg Config) (*Tracer, error) {
 		return nil, err
 	}
 	tpArgs := tracepointArgs(kernel)
-	cgroupRoot, err := cgroup2Root()
+	cgroupRoot, err := Cgroup2Root()
 	if err != nil {
 		return nil, err
 	}
@@ -284,9 +284,10 @@ func (t *Tracer) detach() error {
 	return errors.Join(errs...)
 }
 
-// cgroup2Root finds the cgroup v2 hierarchy's mount point: /sys/fs/cgroup on unified
-// systems, /sys/fs/cgroup/unified in hybrid mode.
-func cgroup2Root() (string, error) {
+// Cgroup2Root finds the cgroup v2 hierarchy's mount point, where the send and recv
+// programs attach: /sys/fs/cgroup on unified systems, /sys/fs/cgroup/unified in hybrid
+// mode. The error says how to mount one.
+func Cgroup2Root() (string, error) {
 	mounts, err := os.ReadFile("/proc/mounts")
 	if err != nil {
 		return "", fmt.Errorf("find the cgroup v2 mount: %w", err)

@@ -207,45 +207,14 @@ func checkBTF() check {
 	return c
 }
 
+// checkCgroup2 finds the cgroup v2 mount the tracer attaches its cgroup_skb programs to.
 func checkCgroup2() check {
-	mounts, err := os.ReadFile("/proc/mounts")
+	root, err := tracer.Cgroup2Root()
 	if err != nil {
 		return check{Name: "cgroup2", Status: checkFail, Detail: err.Error()}
 	}
-	return cgroup2Check(string(mounts))
+	return check{Name: "cgroup2", Status: checkOK, Detail: root}
 }
-
-// cgroup2Check judges /proc/mounts content: the tracer attaches its cgroup_skb programs to
-// the first cgroup v2 mount.
-func cgroup2Check(mounts string) check {
-	c := check{Name: "cgroup2"}
-	var v2 string
-	var v1 bool
-	for _, line := range strings.Split(mounts, "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 3 {
-			continue
-		}
-		switch {
-		case fields[2] == "cgroup2" && v2 == "":
-			v2 = mountUnescaper.Replace(fields[1])
-		case fields[2] == "cgroup":
-			v1 = true
-		}
-	}
-	switch {
-	case v2 == "":
-		c.Status, c.Detail = checkFail, "no cgroup v2 filesystem in /proc/mounts: send and recv need one (mount -t cgroup2 none /sys/fs/cgroup/unified)"
-	case v1:
-		c.Status, c.Detail = checkOK, v2+" (hybrid mode: cgroup v1 controllers are mounted too)"
-	default:
-		c.Status, c.Detail = checkOK, v2
-	}
-	return c
-}
-
-// mountUnescaper undoes /proc/mounts' octal escapes.
-var mountUnescaper = strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
 
 const securityfs = "/sys/kernel/security"
 

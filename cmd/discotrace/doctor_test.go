@@ -181,20 +181,3 @@ func TestLockdownCheck(t *testing.T) {
 		}
 	}
 }
-
-func TestCgroup2Check(t *testing.T) {
-	const v1 = "cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n"
-	for _, tc := range []struct {
-		name, mounts, status, says string
-	}{
-		{"unified", "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n", checkOK, "/sys/fs/cgroup"},
-		{"hybrid", v1 + "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n", checkOK, "/sys/fs/cgroup/unified (hybrid mode"},
-		{"escaped", "none /mnt/my\\040cgroup cgroup2 rw 0 0\n", checkOK, "/mnt/my cgroup"},
-		{"v1 only", v1, checkFail, "mount -t cgroup2"},
-	} {
-		c := cgroup2Check(tc.mounts)
-		if c.Status != tc.status || !strings.Contains(c.Detail, tc.says) {
-			t.Errorf("%s: %+v, want status %s saying %q", tc.name, c, tc.status, tc.says)
-		}
-	}
-}
