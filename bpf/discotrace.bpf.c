@@ -15,6 +15,10 @@
  *             tp_btf/inet_sk_error_report to tell whether the socket was notified
  *   drop      tp_btf/kfree_skb with the kernel's drop reason
  *
+ * Backends "fentry" and "kprobe" (at the end of this file) serve send ret, read and icmp in
+ * from the UDP functions themselves (udp_sendmsg, udp_recvmsg and their IPv6 twins,
+ * udp_err and icmpv6_notify) where the kernel allows; user space loads one backend per class.
+ *
  * Every program leaves at once for traffic of unwatched ports: one bitmap lookup per port.
  */
 #include "vmlinux.h"
@@ -1296,15 +1300,18 @@ int BPF_PROG(dt_read6_fexit, struct sock *sk, struct msghdr *msg, size_t len, in
 }
 
 /* An ICMP error reaching UDP: by the time these return, the socket was told or not
- * (dt_error_report), and the skb, still the ICMP packet, is not yet freed. */
-SEC("fexit/__udp4_lib_err")
+ * (dt_error_report), and the skb, still the ICMP packet, is not yet freed. IPv4: udp_err,
+ * the handler icmp_rcv calls through a pointer. IPv6: icmpv6_notify, which calls the
+ * handlers: Debian's 6.1 attaches neither to __udp6_lib_err (not supported) nor to
+ * udpv6_err (EBUSY, and no kallsyms entry). icmp_in keeps only UDP of watched ports. */
+SEC("fexit/udp_err")
 int BPF_PROG(dt_icmp_err_fexit, struct sk_buff *skb)
 {
 	icmp_in(skb, true);
 	return 0;
 }
 
-SEC("fexit/__udp6_lib_err")
+SEC("fexit/icmpv6_notify")
 int BPF_PROG(dt_icmp_err6_fexit, struct sk_buff *skb)
 {
 	icmp_in(skb, true);
@@ -1463,7 +1470,7 @@ int dt_read_kretprobe(struct pt_regs *ctx)
 	return 0;
 }
 
-/* The ICMP packet __udp4_lib_err/__udp6_lib_err is handling on this CPU. */
+/* The ICMP packet udp_err/icmpv6_notify is handling on this CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -1471,8 +1478,8 @@ struct {
 	__type(value, __u64);
 } icmp_err_skb SEC(".maps");
 
-/* Attached to __udp4_lib_err and __udp6_lib_err: the skb comes first in both. */
-SEC("kprobe/__udp4_lib_err")
+/* Attached to udp_err and icmpv6_notify: the skb comes first in both. */
+SEC("kprobe/udp_err")
 int dt_icmp_err_kprobe(struct pt_regs *ctx)
 {
 	__u32 zero = 0;
@@ -1483,7 +1490,7 @@ int dt_icmp_err_kprobe(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("kretprobe/__udp4_lib_err")
+SEC("kretprobe/udp_err")
 int dt_icmp_err_kretprobe(struct pt_regs *ctx)
 {
 	__u32 zero = 0;

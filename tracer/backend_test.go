@@ -38,8 +38,8 @@ func TestForcedBackend(t *testing.T) {
 	requireRoot(t)
 	support := backendSupportHere(t)
 	wantHook := map[string]map[string]string{
-		BackendFentry:     {"send": "fexit/udp_sendmsg", "read": "fexit/udpv6_recvmsg", "icmp-in": "fexit/__udp6_lib_err"},
-		BackendKprobe:     {"send": "kretprobe/udpv6_sendmsg", "read": "kprobe/udp_recvmsg", "icmp-in": "kretprobe/__udp4_lib_err"},
+		BackendFentry:     {"send": "fexit/udp_sendmsg", "read": "fexit/udpv6_recvmsg", "icmp-in": "fexit/icmpv6_notify"},
+		BackendKprobe:     {"send": "kretprobe/udpv6_sendmsg", "read": "kprobe/udp_recvmsg", "icmp-in": "kretprobe/udp_err"},
 		BackendTracepoint: {"send": "tp_btf/sock_send_length", "read": "tp_btf/sock_recv_length", "icmp-in": "tp_btf/consume_skb"},
 	}
 	for _, b := range []string{BackendFentry, BackendKprobe, BackendTracepoint} {
@@ -74,6 +74,9 @@ func TestForcedBackend(t *testing.T) {
 				}
 				if h.Backend != b {
 					t.Errorf("%s: backend %s, want %s", h.Class, h.Backend, b)
+				}
+				if b == BackendTracepoint && len(h.Missing) > 0 && strings.Contains(h.Missing[0], strings.TrimPrefix(wantHook[b][h.Class], "tp_btf/")) {
+					continue // this kernel lacks that tracepoint: the plan says so
 				}
 				if hooks := strings.Join(h.Hooks, ", "); !strings.Contains(hooks, wantHook[b][h.Class]) {
 					t.Errorf("%s hooks %q lack %s", h.Class, hooks, wantHook[b][h.Class])

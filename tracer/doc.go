@@ -25,40 +25,61 @@
 // # Hook plan
 //
 // Each event class has candidate backends, best first: fentry, kprobe, tracepoint. Open
-// probes the first two and reports in Plan why they were not used (on the development
-// kernel, 6.18 with lockdown, fentry attach fails with EPERM and kprobes are not built
-// in; this build carries programs for the tracepoint backend only). The tracepoint
-// backend, tracepoints plus skb-level cgroup programs on the cgroup v2 root, is:
+// probes the first two (an empty program on udp_sendmsg), then checks each function the
+// class needs (fentry: attaches an empty program to it; kprobe: looks it up in kallsyms); Plan says per class which backend serves it and why better ones were
+// not used. Config.Backend forces one; Open then fails, saying why, if the kernel cannot
+// run it (on the development kernel, 6.18 with lockdown, fentry attach fails with EPERM
+// and kprobes are not built in).
 //
-//	send      cgroup_skb/egress (sender's pid/comm, tuple, payload) and
-//	          tp_btf/sock_send_length (sends that failed, with their -errno)
+//	send      cgroup_skb/egress on the cgroup v2 root (every backend: sender's pid/comm,
+//	          tuple, payload), and for sends that failed, with their -errno:
+//	          fentry      fexit/udp_sendmsg, fexit/udpv6_sendmsg
+//	          kprobe      kprobe + kretprobe on the same functions
+//	          tracepoint  tp_btf/sock_send_length
 //	recv      cgroup_skb/ingress: datagrams reaching a socket, before its queue
-//	read      tp_btf/sock_recv_length: the reader, and the time the datagram waited
-//	icmp in   tp_btf/consume_skb in icmp_rcv/icmpv6_rcv, with tp_btf/inet_sk_error_report
-//	          telling whether the socket was notified
+//	read      the reader, and the time the datagram waited in the socket queue:
+//	          fentry      fexit/udp_recvmsg, fexit/udpv6_recvmsg
+//	          kprobe      kprobe + kretprobe on the same functions
+//	          tracepoint  tp_btf/sock_recv_length
+//	icmp in   an ICMP/ICMPv6 error quoting a watched datagram, with tp_btf/inet_sk_error_report
+//	          telling whether the socket was notified:
+//	          fentry      fexit/udp_err, fexit/icmpv6_notify
+//	          kprobe      kprobe + kretprobe on the same functions
+//	          tracepoint  tp_btf/consume_skb in icmp_rcv/icmpv6_rcv
 //	icmp out  cgroup_skb/egress: the kernel's own ICMP/ICMPv6 errors
 //	drop      tp_btf/kfree_skb, reason names from the kernel's BTF enum skb_drop_reason
+//
+// The function backends run only for UDP (the tracepoints fire for every socket), exist
+// before Linux 6.3's sock_send_length and sock_recv_length, and see the destination a
+// failed sendmsg named. The event stream is the same whichever backend produced it
+// (TestBackendsGiveTheSameEvents compares two tracers field for field under make vmtest).
 //
 // On older kernels Open leaves out what the kernel cannot run and Plan says so, per class
 // (HookChoice.Missing, or backend "none"): measured under vmtest, Debian's 6.12 cannot
 // name the sending process in cgroup_skb; 6.1 also has no sock_send_length and
-// sock_recv_length (no read events, no failed sends) and frees handled ICMPv6 errors
-// with kfree_skb, which is recognised.
+// sock_recv_length (no read events and no failed sends with the tracepoint backend: the
+// fentry and kprobe backends restore them) and frees handled ICMPv6 errors with
+// kfree_skb, which is recognised.
 //
 // Traffic of other network namespaces is seen from the root one: the tracepoints fire in
 // every namespace, and cgroup membership does not depend on the namespace.
 //
 // Event fields beyond tracer.Event's own comments: a send event with HasRet (Ret < 0) is
 // a failed sendmsg, not a datagram: it carries what the socket knows (its own address, the
-// peer's if connected) and no payload; if the failure came after the datagram left the
+// peer's if connected; with the fentry and kprobe backends the destination the call
+// named) and no payload; if the failure came after the datagram left the
 // socket layer (ENOBUFS from a full queue, reported with IP_RECVERR), that datagram also
 // has its own send event. For icmp events, Len is the UDP payload length the quoted
 // datagram's header declares. A read's Src and Dst are the datagram's when the read was
 // linked to it (HasQueueTime), otherwise what the socket knows.
 //
-// Known blind spots of this backend: a send that fails on an unconnected socket whose own
-// port is not watched (sock_send_length does not know the destination) is not reported;
-// a later IP fragment of a watched datagram is recognised only after its first fragment
+// Known blind spots: with the tracepoint backend, a send that fails on an unconnected
+// socket whose own port is not watched (sock_send_length does not know the destination)
+// is not reported; with the kprobe backend, a recvmsg or sendmsg whose kretprobe the kernel
+// missed (more threads inside the function at once than its kretprobe instances) gives no
+// event; an IPv6-only socket's send to an IPv4-mapped address that fails with ENETUNREACH
+// is not reported by the function backends (udpv6_sendmsg fails it before handing it to
+// udp_sendmsg, where such sends are reported); a later IP fragment of a watched datagram is recognised only after its first fragment
 // was dropped (only the first fragment carries the ports); a pid filter applies to events
 // that run in the owning task (send, read), not to recv, icmp or drop.
 package tracer

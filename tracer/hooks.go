@@ -37,16 +37,16 @@ var programs = []program{
 	{name: "dt_send6_fexit", backend: BackendFentry, functions: []string{"udpv6_sendmsg"}},
 	{name: "dt_read_fexit", backend: BackendFentry, functions: []string{"udp_recvmsg"}},
 	{name: "dt_read6_fexit", backend: BackendFentry, functions: []string{"udpv6_recvmsg"}},
-	{name: "dt_icmp_err_fexit", backend: BackendFentry, functions: []string{"__udp4_lib_err"}},
-	{name: "dt_icmp_err6_fexit", backend: BackendFentry, functions: []string{"__udp6_lib_err"}},
+	{name: "dt_icmp_err_fexit", backend: BackendFentry, functions: []string{"udp_err"}},
+	{name: "dt_icmp_err6_fexit", backend: BackendFentry, functions: []string{"icmpv6_notify"}},
 
 	{name: "dt_send_kprobe", backend: BackendKprobe, functions: []string{"udp_sendmsg"}},
 	{name: "dt_send6_kprobe", backend: BackendKprobe, functions: []string{"udpv6_sendmsg"}},
 	{name: "dt_send_kretprobe", backend: BackendKprobe, functions: []string{"udp_sendmsg", "udpv6_sendmsg"}, ret: true},
 	{name: "dt_read_kprobe", backend: BackendKprobe, functions: []string{"udp_recvmsg", "udpv6_recvmsg"}},
 	{name: "dt_read_kretprobe", backend: BackendKprobe, functions: []string{"udp_recvmsg", "udpv6_recvmsg"}, ret: true},
-	{name: "dt_icmp_err_kprobe", backend: BackendKprobe, functions: []string{"__udp4_lib_err", "__udp6_lib_err"}},
-	{name: "dt_icmp_err_kretprobe", backend: BackendKprobe, functions: []string{"__udp4_lib_err", "__udp6_lib_err"}, ret: true},
+	{name: "dt_icmp_err_kprobe", backend: BackendKprobe, functions: []string{"udp_err", "icmpv6_notify"}},
+	{name: "dt_icmp_err_kretprobe", backend: BackendKprobe, functions: []string{"udp_err", "icmpv6_notify"}, ret: true},
 }
 
 func programByName(name string) program {

@@ -159,12 +159,14 @@ type backendSupport struct {
 	unusable map[string]error
 	kernel   *btf.Spec
 	symbols  *kernelSymbols
+	// fentryTried holds what attaching an empty fexit program to each function gave.
+	fentryTried map[string]error
 }
 
 // probeBackends tries an empty fentry and an empty kprobe program on udp_sendmsg; only
 // those the configured backend may use are tried.
 func probeBackends(backend string, kernel *btf.Spec, ks *kernelSymbols) backendSupport {
-	s := backendSupport{unusable: map[string]error{}, kernel: kernel, symbols: ks}
+	s := backendSupport{unusable: map[string]error{}, kernel: kernel, symbols: ks, fentryTried: map[string]error{}}
 	for _, b := range functionBackends {
 		switch {
 		case backend != BackendAuto && backend != b:
@@ -193,7 +195,12 @@ func (s backendSupport) missingFunction(b, fn string) error {
 	if (fn == "udp_recvmsg" || fn == "udpv6_recvmsg") && recvmsgHasNoblock(s.kernel) {
 		return fmt.Errorf("%s takes a noblock argument on this kernel (before Linux 5.19); the fexit program follows 5.19's arguments", fn)
 	}
-	return nil
+	// A function in BTF may still refuse a trampoline (a static one the compiler cloned
+	// or partly inlined): try it, once per function.
+	if _, ok := s.fentryTried[fn]; !ok {
+		s.fentryTried[fn] = probeFentry(fn)
+	}
+	return s.fentryTried[fn]
 }
 
 // recvmsgHasNoblock tells whether udp_recvmsg takes (sk, msg, len, noblock, flags,

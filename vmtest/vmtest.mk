@@ -1,10 +1,11 @@
 # VM matrix: runs kernel tests on stock Debian kernels under qemu (TCG). See vmtest/README.md.
 # Included by the top-level Makefile:  include vmtest/vmtest.mk
 #
-#   make vmtest                          every kernel in VMTEST_KERNELS, the tracer's tests
+#   make vmtest                          every kernel in VMTEST_KERNELS, the tracer's tests,
+#                                        once per backend in VMTEST_BACKENDS (each forced
+#                                        through DISCOTRACE_TEST_BACKEND)
 #   make vmtest KERNEL=6.1               one kernel ("host" runs on this machine's kernel)
-#   make vmtest VMTEST_BACKENDS="fentry kprobe tracepoint"
-#                                        each kernel once per backend (DISCOTRACE_TEST_BACKEND)
+#   make vmtest VMTEST_BACKENDS=         once per kernel, each class on its best backend
 #   make vmtest VMTEST_ARGS="-test.v -test.run TestLoopbackExchange"
 #   make vmtest-probe                    which BPF hooks each kernel offers, counted
 
@@ -12,7 +13,7 @@ VMTEST_KERNELS  ?= 6.1 6.12
 KERNEL          ?= $(VMTEST_KERNELS)
 VMTEST_PKG      ?= ./tracer
 VMTEST_ARGS     ?= -test.v
-VMTEST_BACKENDS ?=
+VMTEST_BACKENDS ?= fentry kprobe tracepoint
 VMTEST_TIMEOUT  ?= 20m
 VMTEST_PROBE_REQUIRE ?= fentry,fexit,kprobe,kretprobe,tp_btf,cgroup_skb,ringbuf
 
