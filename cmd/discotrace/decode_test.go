@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/discotrace/discotrace/ndjson"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/discotrace/discotrace/ndjson"
 )
 
 const testKeyA = "1111111111111111111111111111111111111111111111111111111111111111"
@@ -34,8 +37,13 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // returning its stdout and the error main would print.
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	return runCommand(newDecodeCmd(), args...)
+}
+
+// runCommand runs cmd with args, returning what it wrote (stdout and stderr) and the
+// error main would print.
+func runCommand(cmd *cobra.Command, args ...string) (string, error) {
 	var out bytes.Buffer
-	cmd := newDecodeCmd()
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
 	cmd.SetArgs(args)

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -17,14 +15,7 @@ import (
 // returning its stdout and the error main would print.
 func runDoctorCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	var out bytes.Buffer
-	cmd := newDoctorCmd()
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	err := cmd.Execute()
-	return out.String(), err
+	return runCommand(newDoctorCmd(), args...)
 }
 
 // tracerPlan opens the tracer with cfg and returns its own plan.
@@ -120,35 +111,9 @@ func TestDoctorJSON(t *testing.T) {
 // privileges one failing, says on stderr in one line what is missing and exits with status
 // 2, as trace does. The test binary re-runs itself as nobody, with no capabilities.
 func TestDoctorWithoutPrivilegesExits2(t *testing.T) {
-	if os.Getenv("DISCOTRACE_TEST_DOCTOR_UNPRIVILEGED") == "1" {
-		os.Args = []string{"discotrace", "doctor"}
-		main() // exits
-		return
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to drop to an unprivileged user: run `sudo go test ./cmd/discotrace/`")
-	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("setpriv (util-linux) is not installed")
-	}
-	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-		os.Args[0], "-test.run=^TestDoctorWithoutPrivilegesExits2$")
-	cmd.Env = append(os.Environ(), "DISCOTRACE_TEST_DOCTOR_UNPRIVILEGED=1")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-		t.Fatalf("unprivileged doctor: %v, want exit status 2; stdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-	if len(lines) != 1 || !strings.Contains(lines[0], "missing CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN") ||
-		!strings.Contains(lines[0], "run as root") {
-		t.Errorf("stderr %q: want one line naming the missing capabilities and what to do", stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "discotrace: privileges fail: missing CAP_BPF") {
-		t.Errorf("stdout does not show the failing privileges check:\n%s", stdout.String())
+	stdout := runUnprivileged(t, "TestDoctorWithoutPrivilegesExits2", "doctor")
+	if !strings.Contains(stdout, "discotrace: privileges fail: missing CAP_BPF") {
+		t.Errorf("stdout does not show the failing privileges check:\n%s", stdout)
 	}
 }
 

@@ -181,10 +181,18 @@ func (w *statusWriter) String() string {
 // Without the capabilities to trace, `discotrace trace` says in one line what is missing
 // and exits with status 2. The test binary re-runs itself as nobody, with no capabilities.
 func TestTraceWithoutPrivilegesExits2(t *testing.T) {
-	if os.Getenv("DISCOTRACE_TEST_UNPRIVILEGED") == "1" {
-		os.Args = []string{"discotrace", "trace", "--raw", "--duration", "1s"}
+	runUnprivileged(t, "TestTraceWithoutPrivilegesExits2", "trace", "--raw", "--duration", "1s")
+}
+
+// runUnprivileged re-runs the test binary's test (the caller) as nobody, with no
+// capabilities, where it runs discotrace with args; it checks that discotrace exits with
+// status 2 and one line on stderr naming what is missing, and returns its stdout. In the
+// re-run it does not return: main exits.
+func runUnprivileged(t *testing.T, test string, args ...string) string {
+	t.Helper()
+	if os.Getenv("DISCOTRACE_TEST_UNPRIVILEGED") == test {
+		os.Args = append([]string{"discotrace"}, args...)
 		main() // exits
-		return
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to drop to an unprivileged user: run `sudo go test ./cmd/discotrace/`")
@@ -194,18 +202,19 @@ func TestTraceWithoutPrivilegesExits2(t *testing.T) {
 		t.Skip("setpriv (util-linux) is not installed")
 	}
 	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-		os.Args[0], "-test.run=^TestTraceWithoutPrivilegesExits2$")
-	cmd.Env = append(os.Environ(), "DISCOTRACE_TEST_UNPRIVILEGED=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+		os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), "DISCOTRACE_TEST_UNPRIVILEGED="+test)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-		t.Fatalf("unprivileged trace: %v, want exit status 2; stderr:\n%s", err, stderr.String())
+		t.Fatalf("unprivileged discotrace %s: %v, want exit status 2; stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 	if len(lines) != 1 || !strings.Contains(lines[0], "missing CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN") ||
 		!strings.Contains(lines[0], "run as root") {
 		t.Errorf("stderr %q: want one line naming the missing capabilities and what to do", stderr.String())
 	}
+	return stdout.String()
 }
