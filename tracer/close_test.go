@@ -18,11 +18,18 @@ import (
 	"github.com/cilium/ebpf/link"
 )
 
-// programIDs returns the kernel IDs of the tracer's programs.
+// programIDs returns the kernel IDs of the tracer's programs, once per attachment (a kprobe
+// program attached to two functions twice), so that its length is the number of links.
 func (t *Tracer) programIDs() ([]ebpf.ProgramID, error) {
 	var ids []ebpf.ProgramID
-	for _, p := range t.coll.Programs {
-		info, err := p.Info()
+	found := 0
+	for _, p := range programs {
+		prog := t.coll.Programs[p.name]
+		if prog == nil {
+			continue
+		}
+		found++
+		info, err := prog.Info()
 		if err != nil {
 			return nil, err
 		}
@@ -30,7 +37,16 @@ func (t *Tracer) programIDs() ([]ebpf.ProgramID, error) {
 		if !ok {
 			return nil, errors.New("kernel gives no program IDs")
 		}
-		ids = append(ids, id)
+		attachments := 1
+		if p.backend == BackendKprobe {
+			attachments = len(p.functions)
+		}
+		for range attachments {
+			ids = append(ids, id)
+		}
+	}
+	if found != len(t.coll.Programs) {
+		return nil, fmt.Errorf("%d programs loaded, %d of them in the programs table", len(t.coll.Programs), found)
 	}
 	return ids, nil
 }
@@ -104,7 +120,7 @@ func TestCloseDetachesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	if l := linksTo(t, progs); len(l) != len(progs) {
-		t.Fatalf("before Close: %d links to the tracer's %d programs, want one each: %v", len(l), len(progs), l)
+		t.Fatalf("before Close: %d links to the tracer's programs, want %d (one per attachment): %v", len(l), len(progs), l)
 	}
 	if err := tr.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -162,7 +178,7 @@ func TestKilledProcessLeavesNothingAttached(t *testing.T) {
 	for l := linksTo(t, progs); len(l) != len(progs); l = linksTo(t, progs) {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatalf("helper running: %d links to its %d programs, want one each: %v", len(l), len(progs), l)
+			t.Fatalf("helper running: %d links to its programs, want %d (one per attachment): %v", len(l), len(progs), l)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

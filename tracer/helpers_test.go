@@ -210,6 +210,16 @@ func requireClass(t *testing.T, tr *Tracer, class string, lacking ...string) {
 	t.Fatalf("the plan has no class %s", class)
 }
 
+// captures says whether the plan captures a class's events at all.
+func captures(tr *Tracer, class string) bool {
+	for _, h := range tr.Plan() {
+		if h.Class == class {
+			return h.Backend != BackendNone
+		}
+	}
+	return false
+}
+
 // testBackend is the backend the tests force: DISCOTRACE_TEST_BACKEND (make vmtest sets it
 // per VMTEST_BACKENDS value), else auto.
 func testBackend() string {
