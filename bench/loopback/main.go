@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -29,8 +30,24 @@ func main() {
 	rounds := flag.Int("rounds", 6, "measurement rounds; each measures all four cases, in alternating order")
 	datagrams := flag.Int("datagrams", 100000, "datagrams per measurement")
 	size := flag.Int("size", 256, "UDP payload bytes per datagram")
+	flag.IntVar(&ringSize, "ringsize", 0, "the tracer's ring buffer size in bytes (0: the tracer's default)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (sender, reader and the tracer's event consumer) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loopback:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "loopback:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*rounds, *datagrams, *size); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "loopback:", err)
 		os.Exit(1)
 	}
@@ -216,8 +233,11 @@ type tracing struct {
 	tally
 }
 
+// ringSize is the tracer's ring buffer size, 0 for its default.
+var ringSize int
+
 func startTracing(watched, unwatched *receiver) (*tracing, error) {
-	tr, err := tracer.Open(tracer.Config{Ports: []uint16{watched.port}})
+	tr, err := tracer.Open(tracer.Config{Ports: []uint16{watched.port}, RingSize: ringSize})
 	if err != nil {
 		return nil, err
 	}
