@@ -53,6 +53,9 @@ const enum dt_limits *unused_limits __attribute__((unused));
 const volatile __u32 cfg_snap_len = DT_MAX_SNAP_LEN;
 const volatile __u32 cfg_netns = 0; /* only this network namespace inode, 0 = all */
 const volatile __u32 cfg_pid = 0;   /* only this tgid for task events, 0 = all */
+/* The smallest and largest watched port: ports outside are not looked up in the bitmap,
+ * so most unwatched packets leave on two compares with constants. */
+const volatile __u16 cfg_port_min = 0, cfg_port_max = 0xffff;
 /* Wake the reader once a CPU has written this much since it last did; below it, the
  * reader's own periodic deadline collects events, so a busy ring costs few wakeups and a
  * quiet one stays prompt. */
@@ -242,6 +245,8 @@ struct {
 
 static __always_inline bool port_watched(__u16 port)
 {
+	if (port < cfg_port_min || port > cfg_port_max)
+		return false;
 	__u32 word = port >> 6;
 	__u64 *bits = bpf_map_lookup_elem(&watched_ports, &word);
 

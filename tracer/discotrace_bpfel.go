@@ -184,6 +184,8 @@ const (
 	discotraceVarCfgKfreeSkbHasRxSk       = "cfg_kfree_skb_has_rx_sk"
 	discotraceVarCfgNetns                 = "cfg_netns"
 	discotraceVarCfgPid                   = "cfg_pid"
+	discotraceVarCfgPortMax               = "cfg_port_max"
+	discotraceVarCfgPortMin               = "cfg_port_min"
 	discotraceVarCfgReasonNotSpecified    = "cfg_reason_not_specified"
 	discotraceVarCfgReasonProtoMem        = "cfg_reason_proto_mem"
 	discotraceVarCfgReasonRcvbuff         = "cfg_reason_rcvbuff"
@@ -299,6 +301,8 @@ type discotraceVariableSpecs struct {
 	CfgKfreeSkbHasRxSk       *ebpf.VariableSpec `ebpf:"cfg_kfree_skb_has_rx_sk"`
 	CfgNetns                 *ebpf.VariableSpec `ebpf:"cfg_netns"`
 	CfgPid                   *ebpf.VariableSpec `ebpf:"cfg_pid"`
+	CfgPortMax               *ebpf.VariableSpec `ebpf:"cfg_port_max"`
+	CfgPortMin               *ebpf.VariableSpec `ebpf:"cfg_port_min"`
 	CfgReasonNotSpecified    *ebpf.VariableSpec `ebpf:"cfg_reason_not_specified"`
 	CfgReasonProtoMem        *ebpf.VariableSpec `ebpf:"cfg_reason_proto_mem"`
 	CfgReasonRcvbuff         *ebpf.VariableSpec `ebpf:"cfg_reason_rcvbuff"`
@@ -382,6 +386,8 @@ type discotraceVariables struct {
 	CfgKfreeSkbHasRxSk       *ebpf.Variable `ebpf:"cfg_kfree_skb_has_rx_sk"`
 	CfgNetns                 *ebpf.Variable `ebpf:"cfg_netns"`
 	CfgPid                   *ebpf.Variable `ebpf:"cfg_pid"`
+	CfgPortMax               *ebpf.Variable `ebpf:"cfg_port_max"`
+	CfgPortMin               *ebpf.Variable `ebpf:"cfg_port_min"`
 	CfgReasonNotSpecified    *ebpf.Variable `ebpf:"cfg_reason_not_specified"`
 	CfgReasonProtoMem        *ebpf.Variable `ebpf:"cfg_reason_proto_mem"`
 	CfgReasonRcvbuff         *ebpf.Variable `ebpf:"cfg_reason_rcvbuff"`

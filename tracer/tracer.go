@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,6 +164,8 @@ func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, 
 		"cfg_snap_len":             t.cfg.snapLen(),
 		"cfg_netns":                t.cfg.NetNS,
 		"cfg_pid":                  t.cfg.PID,
+		"cfg_port_min":             slices.Min(t.cfg.Ports),
+		"cfg_port_max":             slices.Max(t.cfg.Ports),
 		"cfg_wakeup_bytes":         wakeup,
 		"cfg_reason_not_specified": t.reasons.value("NOT_SPECIFIED"),
 		"cfg_reason_rcvbuff":       t.reasons.value("SOCKET_RCVBUFF"),
