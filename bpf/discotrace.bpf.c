@@ -566,7 +566,8 @@ static __always_inline struct dt_event *reserve_icmp(const struct ip_info *outer
  * constant size per reservation, so records come in a few size classes. */
 static __always_inline void emit_datagram_class(struct __sk_buff *skb, const struct ip_info *ip,
 						const struct udp_info *udp, __u8 kind,
-						__u32 netns, __u32 cap, const __u32 capacity)
+						__u32 netns, __u64 now, __u64 cookie, __u32 cap,
+						const __u32 capacity)
 {
 	struct dt_event *e = reserve(sizeof(struct dt_event) + capacity);
 
@@ -574,8 +575,8 @@ static __always_inline void emit_datagram_class(struct __sk_buff *skb, const str
 		return;
 	zero_header(e);
 	e->kind = kind;
-	e->time_ns = bpf_ktime_get_ns();
-	e->cookie = bpf_get_socket_cookie(skb);
+	e->time_ns = now;
+	e->cookie = cookie;
 	e->cgroup_id = bpf_skb_cgroup_id(skb);
 	e->netns = netns;
 	e->ifindex = skb->ifindex;
@@ -602,25 +603,27 @@ out:
 	submit(e, sizeof(*e) + capacity);
 }
 
+/* now and cookie are the event's time and socket cookie (ingress also queues them). */
 static __always_inline void emit_datagram(struct __sk_buff *skb, const struct ip_info *ip,
-					  const struct udp_info *udp, __u8 kind, __u32 netns)
+					  const struct udp_info *udp, __u8 kind, __u32 netns,
+					  __u64 now, __u64 cookie)
 {
 	__u32 cap = udp->len;
 
 	if (cap > cfg_snap_len)
 		cap = cfg_snap_len;
 	if (cap <= 64)
-		emit_datagram_class(skb, ip, udp, kind, netns, cap, 64);
+		emit_datagram_class(skb, ip, udp, kind, netns, now, cookie, cap, 64);
 	else if (cap <= 256)
-		emit_datagram_class(skb, ip, udp, kind, netns, cap, 256);
+		emit_datagram_class(skb, ip, udp, kind, netns, now, cookie, cap, 256);
 	else if (cap <= 640)
-		emit_datagram_class(skb, ip, udp, kind, netns, cap, 640);
+		emit_datagram_class(skb, ip, udp, kind, netns, now, cookie, cap, 640);
 	else
-		emit_datagram_class(skb, ip, udp, kind, netns, cap, DT_MAX_SNAP_LEN);
+		emit_datagram_class(skb, ip, udp, kind, netns, now, cookie, cap, DT_MAX_SNAP_LEN);
 }
 
 /* Appends a datagram a socket is about to queue to that socket's rx_queues entry. */
-static __always_inline void rxq_push(__u64 cookie, const struct ip_info *ip,
+static __always_inline void rxq_push(__u64 cookie, __u64 now, const struct ip_info *ip,
 				     const struct udp_info *udp)
 {
 	struct rx_queue *q = bpf_map_lookup_elem(&rx_queues, &cookie);
@@ -646,7 +649,7 @@ static __always_inline void rxq_push(__u64 cookie, const struct ip_info *ip,
 	}
 	struct rxq_slot *s = &q->slot[tail & (RXQ_SLOTS - 1)];
 
-	s->time_ns = bpf_ktime_get_ns();
+	s->time_ns = now;
 	__builtin_memcpy(s->saddr, ip->saddr, 16);
 	__builtin_memcpy(s->daddr, ip->daddr, 16);
 	s->sport = udp->sport;
@@ -655,46 +658,91 @@ static __always_inline void rxq_push(__u64 cookie, const struct ip_info *ip,
 	s->family = ip->family;
 }
 
+/* What the fast look at a cgroup_skb packet found. */
+enum skb_class {
+	SKB_OTHER,   /* not ours: leave */
+	SKB_UDP,     /* a UDP datagram of a watched port, headers parsed into ip and udp */
+	SKB_PARSE,   /* may concern a watched port: needs the full parse */
+};
+
 /*
  * The fast exit for the packets these programs see most, all of them not ours: reads the
  * IP and UDP headers in place (no helper call) and says whether the packet may concern a
- * watched port. Packets whose headers are not in the linear data, IP options, IPv6
+ * watched port; for the common watched case (IPv4 without options, IPv6 without extension
+ * headers, headers in the linear data) it also fills ip and udp, so that no helper copies
+ * the headers again. Packets whose headers are not in the linear data, IP options, IPv6
  * extension headers and ICMP errors (egress) go to the full parse.
  */
-static __always_inline bool maybe_watched(struct __sk_buff *skb, bool egress)
+static __always_inline enum skb_class classify_skb(struct __sk_buff *skb, bool egress,
+						   struct ip_info *ip, struct udp_info *udp)
 {
 	const __u8 *b = (const __u8 *)(long)skb->data;
 	const __u8 *end = (const __u8 *)(long)skb->data_end;
+	__u16 sport, dport, ulen;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		if (b + 28 > end)
-			return true;
-		if (b[9] == IPPROTO_UDP_ && b[0] == 0x45 && !(be16_at(&b[6]) & 0x1fff))
-			return tuple_watched(be16_at(&b[20]), be16_at(&b[22]));
-		return b[0] != 0x45 || (egress && b[9] == IPPROTO_ICMP_);
+			return SKB_PARSE;
+		if (b[9] == IPPROTO_UDP_ && b[0] == 0x45 && !(be16_at(&b[6]) & 0x1fff)) {
+			sport = be16_at(&b[20]);
+			dport = be16_at(&b[22]);
+			if (!tuple_watched(sport, dport))
+				return SKB_OTHER;
+			ip->family = 4;
+			ip->proto = IPPROTO_UDP_;
+			ip->l4_off = 20;
+			ip->fragment = be16_at(&b[6]) & 0x2000; /* MF: the first of several */
+			ip->first_fragment = true;
+			ip->frag_id = be16_at(&b[4]);
+			__builtin_memcpy(ip->saddr, &b[12], 4);
+			__builtin_memcpy(ip->daddr, &b[16], 4);
+			ulen = be16_at(&b[24]);
+			goto udp;
+		}
+		return b[0] != 0x45 || (egress && b[9] == IPPROTO_ICMP_) ? SKB_PARSE : SKB_OTHER;
 	}
 	if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		if (b + 48 > end)
-			return true;
-		if (b[6] == IPPROTO_UDP_)
-			return tuple_watched(be16_at(&b[40]), be16_at(&b[42]));
-		return b[6] == IPV6_FRAGMENT_HDR || (egress && b[6] == IPPROTO_ICMPV6_);
+			return SKB_PARSE;
+		if (b[6] == IPPROTO_UDP_ && (b[0] >> 4) == 6) {
+			sport = be16_at(&b[40]);
+			dport = be16_at(&b[42]);
+			if (!tuple_watched(sport, dport))
+				return SKB_OTHER;
+			ip->family = 6;
+			ip->proto = IPPROTO_UDP_;
+			ip->l4_off = 40;
+			ip->first_fragment = true;
+			__builtin_memcpy(ip->saddr, &b[8], 16);
+			__builtin_memcpy(ip->daddr, &b[24], 16);
+			ulen = be16_at(&b[44]);
+			goto udp;
+		}
+		return b[6] == IPV6_FRAGMENT_HDR || b[6] == IPPROTO_UDP_ ||
+		       (egress && b[6] == IPPROTO_ICMPV6_) ? SKB_PARSE : SKB_OTHER;
 	}
-	return false;
+	return SKB_OTHER;
+udp:
+	udp->sport = sport;
+	udp->dport = dport;
+	udp->len = ulen >= 8 ? ulen - 8 : 0;
+	return SKB_UDP;
 }
 
 static __always_inline int handle_skb(struct __sk_buff *skb, bool egress)
 {
 	struct ip_info ip = {};
-	struct udp_info udp;
+	struct udp_info udp = {};
+	enum skb_class class = classify_skb(skb, egress, &ip, &udp);
 
-	if (!maybe_watched(skb, egress))
+	if (class == SKB_OTHER)
 		return 1;
-	if (parse_ip(true, skb, NULL, skb->protocol, &ip))
+	if (class == SKB_PARSE && parse_ip(true, skb, NULL, skb->protocol, &ip))
 		return 1;
 	if (ip.proto == IPPROTO_UDP_) {
-		if (!ip.first_fragment || parse_udp(true, skb, NULL, &ip, &udp) ||
-		    !tuple_watched(udp.sport, udp.dport))
+		if (class == SKB_PARSE &&
+		    (!ip.first_fragment || parse_udp(true, skb, NULL, &ip, &udp) ||
+		     !tuple_watched(udp.sport, udp.dport)))
 			return 1;
 		if (egress && cfg_skb_task_helpers && !pid_passes())
 			return 1;
@@ -702,9 +750,11 @@ static __always_inline int handle_skb(struct __sk_buff *skb, bool egress)
 
 		if (cfg_netns && netns != cfg_netns)
 			return 1;
-		emit_datagram(skb, &ip, &udp, egress ? DT_KIND_SEND : DT_KIND_RECV, netns);
+		__u64 now = bpf_ktime_get_ns(), cookie = bpf_get_socket_cookie(skb);
+
+		emit_datagram(skb, &ip, &udp, egress ? DT_KIND_SEND : DT_KIND_RECV, netns, now, cookie);
 		if (!egress)
-			rxq_push(bpf_get_socket_cookie(skb), &ip, &udp);
+			rxq_push(cookie, now, &ip, &udp);
 		return 1;
 	}
 	if (!egress)
