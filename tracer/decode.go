@@ -20,6 +20,42 @@ const headerSize = int(unsafe.Offsetof(discotraceDtEvent{}.Payload))
 // stays inside the allocation.
 const recordBufferSize = 4096
 
+// payloadChunkSize is the size of the blocks payload copies are cut from: one allocation
+// serves many events (a kept event keeps at most one block alive).
+const payloadChunkSize = 16 << 10
+
+// decodeState is what decode reuses from one record to the next. Only the goroutine that
+// holds Tracer.readMu uses it.
+type decodeState struct {
+	payloads []byte // the unused rest of the current payload block
+
+	// The comm of the last record and its string: events of one process come in runs.
+	lastComm    [16]int8
+	lastCommStr string
+}
+
+// payloadCopy returns a copy of p that the event owns: a slice of a shared block, its
+// capacity cut to its length so that appending to it never reaches a neighbour.
+func (d *decodeState) payloadCopy(p []byte) []byte {
+	if len(p) > payloadChunkSize/4 {
+		return bytes.Clone(p)
+	}
+	if len(p) > len(d.payloads) {
+		d.payloads = make([]byte, payloadChunkSize)
+	}
+	c := d.payloads[:len(p):len(p)]
+	copy(c, p)
+	d.payloads = d.payloads[len(p):]
+	return c
+}
+
+func (d *decodeState) comm(c *[16]int8) string {
+	if *c != d.lastComm || d.lastCommStr == "" {
+		d.lastComm, d.lastCommStr = *c, commString(c)
+	}
+	return d.lastCommStr
+}
+
 // decode turns one ring buffer record into an Event. It reads the fixed layout in place
 // (no reflection) and copies the payload, which the next record would overwrite.
 func (t *Tracer) decode(raw []byte) (Event, error) {
@@ -44,10 +80,10 @@ func (t *Tracer) decode(raw []byte) (Event, error) {
 	flags := discotraceDtFlag(h.Flags)
 	if flags&discotraceDtFlagDT_FLAG_PROC != 0 {
 		ev.HasProc, ev.PID, ev.TID = true, h.Pid, h.Tid
-		ev.Comm = commString(&h.Comm)
+		ev.Comm = t.dec.comm(&h.Comm)
 	}
 	if h.CapLen > 0 {
-		ev.Payload = bytes.Clone(raw[headerSize : headerSize+int(h.CapLen)])
+		ev.Payload = t.dec.payloadCopy(raw[headerSize : headerSize+int(h.CapLen)])
 	}
 	switch ev.Kind {
 	case KindSend:

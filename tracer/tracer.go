@@ -48,6 +48,7 @@ type Tracer struct {
 
 	readMu        sync.Mutex // held by Read; Close takes it to free what Read uses
 	rec           ringbuf.Record
+	dec           decodeState
 	nextLostCheck time.Time
 	lostReported  uint64
 	lostPerCPU    []uint64
