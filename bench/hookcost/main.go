@@ -213,7 +213,7 @@ func (f closerFunc) Close() error { return f() }
 func realTracer(port uint16) func() (*attached, error) {
 	return func() (*attached, error) {
 		before := progIDs()
-		tr, err := tracer.Open(tracer.Config{Ports: []uint16{port}, RingSize: *ringSize})
+		tr, err := tracer.Open(tracer.Config{Ports: []uint16{port}, RingSize: *ringSize, SnapLen: *snapLen})
 		if err != nil {
 			return nil, err
 		}
@@ -368,6 +368,8 @@ func run(rounds, n, size int, stats bool, only string) error {
 }
 
 var paired bool
+
+var snapLen = flag.Int("snaplen", 0, "the tracer's snap length (0: its default; -1: no payload)")
 
 var ringSize = flag.Int("ringsize", 0, "the tracer's ring buffer size in bytes (0: its default)")
 
