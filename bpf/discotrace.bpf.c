@@ -16,8 +16,9 @@
  *   drop      tp_btf/kfree_skb with the kernel's drop reason
  *
  * Backends "fentry" and "kprobe" (at the end of this file) serve send ret, read and icmp in
- * from the UDP functions themselves (udp_sendmsg, udp_recvmsg and their IPv6 twins,
- * udp_err and icmpv6_notify) where the kernel allows; user space loads one backend per class.
+ * from the kernel functions themselves (udp_sendmsg, udp_recvmsg and their IPv6 twins,
+ * __udp_enqueue_schedule_skb, icmp_rcv and icmpv6_rcv) where the kernel allows; user space
+ * loads one backend per class.
  *
  * Every program leaves at once for traffic of unwatched ports: one bitmap lookup per port.
  */
@@ -81,6 +82,9 @@ const volatile bool cfg_error_reports_seen = true;
  * kernels kfree_skb in icmpv6_rcv) reports it. Off when fexit or a kretprobe on the UDP
  * error handlers does, so that each error is reported once. */
 const volatile bool cfg_icmp_in_by_free = true;
+/* The read class's function backend (dt_enqueue_*) takes datagrams the socket queue
+ * refused out of rx_queues; otherwise dt_drop does, where kfree_skb names the socket. */
+const volatile bool cfg_unpush_by_enqueue = false;
 /* udp_recvmsg and udpv6_recvmsg take (sk, msg, len, noblock, flags, addr_len) before
  * Linux 5.19, (sk, msg, len, flags, addr_len) since. */
 const volatile bool cfg_recvmsg_has_noblock = false;
@@ -187,10 +191,12 @@ struct {
 	__type(value, struct error_report);
 } last_error_report SEC(".maps");
 
-/* A report older than this when the ICMP packet is freed belongs to something else (it
- * must also name the quoted source port). Natively the two are microseconds apart; under
- * emulation (qemu TCG) and with other tracers attached, over a millisecond was seen. */
-#define ERROR_REPORT_MAX_AGE_NS 20000000ULL
+/* With the tracepoint backend, a report older than this when the ICMP packet is freed
+ * belongs to something else (it must also name the quoted source port). Natively the two
+ * are microseconds apart; under emulation (qemu TCG) on a loaded host, tens of
+ * milliseconds were seen. The function backends need no window: they clear the slot when
+ * the ICMP packet's handling begins. */
+#define ERROR_REPORT_MAX_AGE_NS 100000000ULL
 
 /*
  * IP fragments of watched datagrams that the kernel dropped: only the first fragment
@@ -1138,38 +1144,58 @@ static __always_inline __u32 skb_ifindex(const struct sk_buff *skb, bool btf)
 	return BPF_CORE_READ(skb, dev, ifindex);
 }
 
-/* Reports an ICMP/ICMPv6 error the kernel has just handled, if it quotes a watched port.
- * The skb's network header is the outer IP header, its transport header the ICMP one. */
-static __always_inline int icmp_in(const struct sk_buff *skb, bool btf)
+/* Parses the ICMP/ICMPv6 packet skb: 0 when it is an error quoting a watched port. The
+ * skb's network header is the outer IP header, its transport header the ICMP one. */
+static __always_inline int parse_icmp_in(const struct sk_buff *skb, bool btf, struct ip_info *ip,
+					 struct icmp_info *icmp)
 {
 	const void *iph = network_header(skb, btf);
 
 	if (!iph)
-		return 0;
-	struct ip_info ip = {};
-	struct icmp_info icmp = {};
+		return -1;
+	if (parse_ip(false, NULL, iph, KREAD(btf, skb, protocol), ip) ||
+	    parse_icmp_error(false, NULL, iph, ip, icmp))
+		return -1;
+	return 0;
+}
 
-	if (parse_ip(false, NULL, iph, KREAD(btf, skb, protocol), &ip) ||
-	    parse_icmp_error(false, NULL, iph, &ip, &icmp))
-		return 0;
-	struct dt_event *e =
-		reserve_icmp(&ip, &icmp, DT_ICMP_IN, skb_netns(skb, btf), skb_ifindex(skb, btf));
+/*
+ * Reports an ICMP error received, and whether its socket was told: that is the last error
+ * report on this CPU, if it was to the socket that sent the quoted datagram (its local
+ * port is the quoted source). exact: the report slot was cleared when this ICMP packet's
+ * handling began, so any report belongs to it; otherwise (the packet's free is all the
+ * tracepoint backend sees) a report is this packet's only if it is recent.
+ */
+static __always_inline void emit_icmp_in(const struct ip_info *ip, const struct icmp_info *icmp,
+					 __u32 netns, __u32 ifindex, bool exact)
+{
+	struct dt_event *e = reserve_icmp(ip, icmp, DT_ICMP_IN, netns, ifindex);
 
 	if (!e)
-		return 0;
+		return;
 	__u32 zero = 0;
 	struct error_report *r = bpf_map_lookup_elem(&last_error_report, &zero);
 
 	if (cfg_error_reports_seen)
 		e->flags |= DT_FLAG_NOTIFIED_KNOWN;
-	/* The error concerns a datagram this host sent: its local port is the quoted source. */
-	if (cfg_error_reports_seen && r && r->time_ns && e->time_ns - r->time_ns < ERROR_REPORT_MAX_AGE_NS &&
-	    r->lport == icmp.quoted_udp.sport) {
+	if (cfg_error_reports_seen && r && r->time_ns &&
+	    (exact || e->time_ns - r->time_ns < ERROR_REPORT_MAX_AGE_NS) &&
+	    r->lport == icmp->quoted_udp.sport) {
 		e->flags |= DT_FLAG_NOTIFIED;
 		e->cookie = r->cookie;
 		r->time_ns = 0;
 	}
 	submit(e, sizeof(*e));
+}
+
+/* Reports an ICMP/ICMPv6 error the kernel has just handled, if it quotes a watched port. */
+static __always_inline int icmp_in(const struct sk_buff *skb, bool btf)
+{
+	struct ip_info ip = {};
+	struct icmp_info icmp = {};
+
+	if (parse_icmp_in(skb, btf, &ip, &icmp) == 0)
+		emit_icmp_in(&ip, &icmp, skb_netns(skb, btf), skb_ifindex(skb, btf), false);
 	return 0;
 }
 
@@ -1254,8 +1280,10 @@ int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 
 	if (rx_sk) {
 		cookie = bpf_get_socket_cookie(rx_sk);
-		if (reason == cfg_reason_rcvbuff || reason == cfg_reason_proto_mem ||
-		    reason == cfg_reason_socket_filter)
+		/* A queue's refusal is dt_enqueue's when it runs (cfg_unpush_by_enqueue). */
+		if (reason == cfg_reason_socket_filter ||
+		    (!cfg_unpush_by_enqueue &&
+		     (reason == cfg_reason_rcvbuff || reason == cfg_reason_proto_mem)))
 			rxq_unpush(cookie);
 		netns = sock_netns_btf(rx_sk);
 	} else {
@@ -1354,22 +1382,104 @@ int BPF_PROG(dt_read6_fexit, struct sock *sk, struct msghdr *msg, size_t len, in
 	return 0;
 }
 
-/* An ICMP error reaching UDP: by the time these return, the socket was told or not
- * (dt_error_report), and the skb, still the ICMP packet, is not yet freed. IPv4: udp_err,
- * the handler icmp_rcv calls through a pointer. IPv6: icmpv6_notify, which calls the
- * handlers: Debian's 6.1 attaches neither to __udp6_lib_err (not supported) nor to
- * udpv6_err (EBUSY, and no kallsyms entry). icmp_in keeps only UDP of watched ports. */
-SEC("fexit/udp_err")
-int BPF_PROG(dt_icmp_err_fexit, struct sk_buff *skb)
+/*
+ * ICMP errors received: icmp_rcv and icmpv6_rcv run only for ICMP. At entry the packet is
+ * parsed (by the exit it is freed) and this CPU's error-report slot cleared; at the exit
+ * the socket has been told or not (dt_error_report) and the event is sent. The UDP error
+ * handlers would be narrower, but the kernel does not call them for every error: IPv4
+ * fragment reassembly time exceeded stops in icmp_unreach, and Debian's 6.1 attaches
+ * fexit neither to __udp6_lib_err nor to udpv6_err. Softirq does not nest on a CPU, so a
+ * per-CPU slot carries the parsed packet from entry to exit.
+ */
+struct pending_icmp {
+	struct ip_info ip;
+	struct icmp_info icmp;
+	__u32 netns;
+	__u32 ifindex;
+	__u32 valid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pending_icmp);
+} pending_icmp SEC(".maps");
+
+static __always_inline void icmp_rcv_begin(const struct sk_buff *skb, bool btf)
 {
-	icmp_in(skb, true);
+	__u32 zero = 0;
+	struct pending_icmp *p = bpf_map_lookup_elem(&pending_icmp, &zero);
+	struct error_report *r = bpf_map_lookup_elem(&last_error_report, &zero);
+
+	if (!p || !r)
+		return;
+	p->valid = 0;
+	if (parse_icmp_in(skb, btf, &p->ip, &p->icmp))
+		return;
+	p->netns = skb_netns(skb, btf);
+	p->ifindex = skb_ifindex(skb, btf);
+	p->valid = 1;
+	r->time_ns = 0;
+}
+
+static __always_inline void icmp_rcv_end(void)
+{
+	__u32 zero = 0;
+	struct pending_icmp *p = bpf_map_lookup_elem(&pending_icmp, &zero);
+
+	if (!p || !p->valid)
+		return;
+	p->valid = 0;
+	emit_icmp_in(&p->ip, &p->icmp, p->netns, p->ifindex, true);
+}
+
+SEC("fentry/icmp_rcv")
+int BPF_PROG(dt_icmp_rcv_fentry, struct sk_buff *skb)
+{
+	icmp_rcv_begin(skb, true);
 	return 0;
 }
 
-SEC("fexit/icmpv6_notify")
-int BPF_PROG(dt_icmp_err6_fexit, struct sk_buff *skb)
+SEC("fexit/icmp_rcv")
+int BPF_PROG(dt_icmp_rcv_fexit)
 {
-	icmp_in(skb, true);
+	icmp_rcv_end();
+	return 0;
+}
+
+SEC("fentry/icmpv6_rcv")
+int BPF_PROG(dt_icmp6_rcv_fentry, struct sk_buff *skb)
+{
+	icmp_rcv_begin(skb, true);
+	return 0;
+}
+
+SEC("fexit/icmpv6_rcv")
+int BPF_PROG(dt_icmp6_rcv_fexit)
+{
+	icmp_rcv_end();
+	return 0;
+}
+
+/*
+ * A datagram cgroup ingress saw that its socket's queue then refused (receive buffer or
+ * protocol memory full) leaves the socket's rx_queues entry, so that reads stay linked to
+ * their own datagrams. kfree_skb names the socket only since Linux 6.11; this hook has
+ * it on every kernel. A socket filter's drop (before the queue) is still dt_drop's.
+ */
+static __always_inline void enqueue_end(const struct sock *sk, int ret, bool btf)
+{
+	__u16 lport, rport;
+
+	if (ret < 0 && udp_sock_watched(sk, btf, &lport, &rport))
+		rxq_unpush(sock_cookie(sk, btf));
+}
+
+SEC("fexit/__udp_enqueue_schedule_skb")
+int BPF_PROG(dt_enqueue_fexit, struct sock *sk, struct sk_buff *skb, int ret)
+{
+	enqueue_end(sk, ret, true);
 	return 0;
 }
 
@@ -1525,36 +1635,51 @@ int dt_read_kretprobe(struct pt_regs *ctx)
 	return 0;
 }
 
-/* The ICMP packet udp_err/icmpv6_notify is handling on this CPU. */
+/* Attached to icmp_rcv and icmpv6_rcv. */
+SEC("kprobe/icmp_rcv")
+int dt_icmp_rcv_kprobe(struct pt_regs *ctx)
+{
+	icmp_rcv_begin((const struct sk_buff *)kprobe_arg(ctx, 0), false);
+	return 0;
+}
+
+SEC("kretprobe/icmp_rcv")
+int dt_icmp_rcv_kretprobe(struct pt_regs *ctx)
+{
+	icmp_rcv_end();
+	return 0;
+}
+
+/* The socket __udp_enqueue_schedule_skb is queueing to on this CPU (softirq). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
-} icmp_err_skb SEC(".maps");
+} enqueue_sock SEC(".maps");
 
-/* Attached to udp_err and icmpv6_notify: the skb comes first in both. */
-SEC("kprobe/udp_err")
-int dt_icmp_err_kprobe(struct pt_regs *ctx)
+SEC("kprobe/__udp_enqueue_schedule_skb")
+int dt_enqueue_kprobe(struct pt_regs *ctx)
 {
 	__u32 zero = 0;
-	__u64 *slot = bpf_map_lookup_elem(&icmp_err_skb, &zero);
+	__u64 *slot = bpf_map_lookup_elem(&enqueue_sock, &zero);
 
 	if (slot)
 		*slot = kprobe_arg(ctx, 0);
 	return 0;
 }
 
-SEC("kretprobe/udp_err")
-int dt_icmp_err_kretprobe(struct pt_regs *ctx)
+SEC("kretprobe/__udp_enqueue_schedule_skb")
+int dt_enqueue_kretprobe(struct pt_regs *ctx)
 {
 	__u32 zero = 0;
-	__u64 *slot = bpf_map_lookup_elem(&icmp_err_skb, &zero);
+	__u64 *slot = bpf_map_lookup_elem(&enqueue_sock, &zero);
 
 	if (!slot || !*slot)
 		return 0;
-	const struct sk_buff *skb = (const struct sk_buff *)*slot;
+	const struct sock *sk = (const struct sock *)*slot;
 
 	*slot = 0;
-	return icmp_in(skb, false);
+	enqueue_end(sk, (int)kprobe_ret(ctx), false);
+	return 0;
 }

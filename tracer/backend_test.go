@@ -38,8 +38,8 @@ func TestForcedBackend(t *testing.T) {
 	requireRoot(t)
 	support := backendSupportHere(t)
 	wantHook := map[string]map[string]string{
-		BackendFentry:     {"send": "fexit/udp_sendmsg", "read": "fexit/udpv6_recvmsg", "icmp-in": "fexit/icmpv6_notify"},
-		BackendKprobe:     {"send": "kretprobe/udpv6_sendmsg", "read": "kprobe/udp_recvmsg", "icmp-in": "kretprobe/udp_err"},
+		BackendFentry:     {"send": "fexit/udp_sendmsg", "read": "fexit/udpv6_recvmsg", "icmp-in": "fentry/icmpv6_rcv"},
+		BackendKprobe:     {"send": "kretprobe/udpv6_sendmsg", "read": "kprobe/udp_recvmsg", "icmp-in": "kretprobe/icmp_rcv"},
 		BackendTracepoint: {"send": "tp_btf/sock_send_length", "read": "tp_btf/sock_recv_length", "icmp-in": "tp_btf/consume_skb"},
 	}
 	for _, b := range []string{BackendFentry, BackendKprobe, BackendTracepoint} {

@@ -110,6 +110,48 @@ type discotraceFragOrigin struct {
 	Ifindex uint32
 }
 
+type discotracePendingIcmp struct {
+	_  structs.HostLayout
+	Ip struct {
+		_             structs.HostLayout
+		Family        uint8
+		Proto         uint8
+		Fragment      bool
+		FirstFragment bool
+		FragId        uint32
+		L4Off         uint32
+		Saddr         [16]uint8
+		Daddr         [16]uint8
+	}
+	Icmp struct {
+		_      structs.HostLayout
+		Type   uint8
+		Code   uint8
+		_      [2]byte
+		Quoted struct {
+			_             structs.HostLayout
+			Family        uint8
+			Proto         uint8
+			Fragment      bool
+			FirstFragment bool
+			FragId        uint32
+			L4Off         uint32
+			Saddr         [16]uint8
+			Daddr         [16]uint8
+		}
+		QuotedUdp struct {
+			_     structs.HostLayout
+			Sport uint16
+			Dport uint16
+			Len   uint16
+		}
+		_ [2]byte
+	}
+	Netns   uint32
+	Ifindex uint32
+	Valid   uint32
+}
+
 type discotraceReadDrops struct {
 	_     structs.HostLayout
 	Count uint32
@@ -142,10 +184,11 @@ type discotraceRxQueue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	discotraceMapCalls                    = "calls"
+	discotraceMapEnqueueSock              = "enqueue_sock"
 	discotraceMapEvents                   = "events"
-	discotraceMapIcmpErrSkb               = "icmp_err_skb"
 	discotraceMapLastErrorReport          = "last_error_report"
 	discotraceMapLostEvents               = "lost_events"
+	discotraceMapPendingIcmp              = "pending_icmp"
 	discotraceMapReadDrops                = "read_drops"
 	discotraceMapRxQueueZero              = "rx_queue_zero"
 	discotraceMapRxQueues                 = "rx_queues"
@@ -154,12 +197,17 @@ const (
 	discotraceMapWatchedPorts             = "watched_ports"
 	discotraceProgDtDrop                  = "dt_drop"
 	discotraceProgDtEgress                = "dt_egress"
+	discotraceProgDtEnqueueFexit          = "dt_enqueue_fexit"
+	discotraceProgDtEnqueueKprobe         = "dt_enqueue_kprobe"
+	discotraceProgDtEnqueueKretprobe      = "dt_enqueue_kretprobe"
 	discotraceProgDtErrorReport           = "dt_error_report"
-	discotraceProgDtIcmpErr6Fexit         = "dt_icmp_err6_fexit"
-	discotraceProgDtIcmpErrFexit          = "dt_icmp_err_fexit"
-	discotraceProgDtIcmpErrKprobe         = "dt_icmp_err_kprobe"
-	discotraceProgDtIcmpErrKretprobe      = "dt_icmp_err_kretprobe"
+	discotraceProgDtIcmp6RcvFentry        = "dt_icmp6_rcv_fentry"
+	discotraceProgDtIcmp6RcvFexit         = "dt_icmp6_rcv_fexit"
 	discotraceProgDtIcmpIn                = "dt_icmp_in"
+	discotraceProgDtIcmpRcvFentry         = "dt_icmp_rcv_fentry"
+	discotraceProgDtIcmpRcvFexit          = "dt_icmp_rcv_fexit"
+	discotraceProgDtIcmpRcvKprobe         = "dt_icmp_rcv_kprobe"
+	discotraceProgDtIcmpRcvKretprobe      = "dt_icmp_rcv_kretprobe"
 	discotraceProgDtIngress               = "dt_ingress"
 	discotraceProgDtRead                  = "dt_read"
 	discotraceProgDtRead6Fexit            = "dt_read6_fexit"
@@ -196,6 +244,7 @@ const (
 	discotraceVarCfgSkbProbeRead          = "cfg_skb_probe_read"
 	discotraceVarCfgSkbTaskHelpers        = "cfg_skb_task_helpers"
 	discotraceVarCfgSnapLen               = "cfg_snap_len"
+	discotraceVarCfgUnpushByEnqueue       = "cfg_unpush_by_enqueue"
 	discotraceVarCfgWakeupBytes           = "cfg_wakeup_bytes"
 	discotraceVarUnusedEvent              = "unused_event"
 	discotraceVarUnusedFlag               = "unused_flag"
@@ -248,12 +297,17 @@ type discotraceSpecs struct {
 type discotraceProgramSpecs struct {
 	DtDrop             *ebpf.ProgramSpec `ebpf:"dt_drop"`
 	DtEgress           *ebpf.ProgramSpec `ebpf:"dt_egress"`
+	DtEnqueueFexit     *ebpf.ProgramSpec `ebpf:"dt_enqueue_fexit"`
+	DtEnqueueKprobe    *ebpf.ProgramSpec `ebpf:"dt_enqueue_kprobe"`
+	DtEnqueueKretprobe *ebpf.ProgramSpec `ebpf:"dt_enqueue_kretprobe"`
 	DtErrorReport      *ebpf.ProgramSpec `ebpf:"dt_error_report"`
-	DtIcmpErr6Fexit    *ebpf.ProgramSpec `ebpf:"dt_icmp_err6_fexit"`
-	DtIcmpErrFexit     *ebpf.ProgramSpec `ebpf:"dt_icmp_err_fexit"`
-	DtIcmpErrKprobe    *ebpf.ProgramSpec `ebpf:"dt_icmp_err_kprobe"`
-	DtIcmpErrKretprobe *ebpf.ProgramSpec `ebpf:"dt_icmp_err_kretprobe"`
+	DtIcmp6RcvFentry   *ebpf.ProgramSpec `ebpf:"dt_icmp6_rcv_fentry"`
+	DtIcmp6RcvFexit    *ebpf.ProgramSpec `ebpf:"dt_icmp6_rcv_fexit"`
 	DtIcmpIn           *ebpf.ProgramSpec `ebpf:"dt_icmp_in"`
+	DtIcmpRcvFentry    *ebpf.ProgramSpec `ebpf:"dt_icmp_rcv_fentry"`
+	DtIcmpRcvFexit     *ebpf.ProgramSpec `ebpf:"dt_icmp_rcv_fexit"`
+	DtIcmpRcvKprobe    *ebpf.ProgramSpec `ebpf:"dt_icmp_rcv_kprobe"`
+	DtIcmpRcvKretprobe *ebpf.ProgramSpec `ebpf:"dt_icmp_rcv_kretprobe"`
 	DtIngress          *ebpf.ProgramSpec `ebpf:"dt_ingress"`
 	DtRead             *ebpf.ProgramSpec `ebpf:"dt_read"`
 	DtRead6Fexit       *ebpf.ProgramSpec `ebpf:"dt_read6_fexit"`
@@ -273,10 +327,11 @@ type discotraceProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type discotraceMapSpecs struct {
 	Calls           *ebpf.MapSpec `ebpf:"calls"`
+	EnqueueSock     *ebpf.MapSpec `ebpf:"enqueue_sock"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
-	IcmpErrSkb      *ebpf.MapSpec `ebpf:"icmp_err_skb"`
 	LastErrorReport *ebpf.MapSpec `ebpf:"last_error_report"`
 	LostEvents      *ebpf.MapSpec `ebpf:"lost_events"`
+	PendingIcmp     *ebpf.MapSpec `ebpf:"pending_icmp"`
 	ReadDrops       *ebpf.MapSpec `ebpf:"read_drops"`
 	RxQueueZero     *ebpf.MapSpec `ebpf:"rx_queue_zero"`
 	RxQueues        *ebpf.MapSpec `ebpf:"rx_queues"`
@@ -313,6 +368,7 @@ type discotraceVariableSpecs struct {
 	CfgSkbProbeRead          *ebpf.VariableSpec `ebpf:"cfg_skb_probe_read"`
 	CfgSkbTaskHelpers        *ebpf.VariableSpec `ebpf:"cfg_skb_task_helpers"`
 	CfgSnapLen               *ebpf.VariableSpec `ebpf:"cfg_snap_len"`
+	CfgUnpushByEnqueue       *ebpf.VariableSpec `ebpf:"cfg_unpush_by_enqueue"`
 	CfgWakeupBytes           *ebpf.VariableSpec `ebpf:"cfg_wakeup_bytes"`
 	UnusedEvent              *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedFlag               *ebpf.VariableSpec `ebpf:"unused_flag"`
@@ -342,10 +398,11 @@ func (o *discotraceObjects) Close() error {
 // It can be passed to loadDiscotraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type discotraceMaps struct {
 	Calls           *ebpf.Map `ebpf:"calls"`
+	EnqueueSock     *ebpf.Map `ebpf:"enqueue_sock"`
 	Events          *ebpf.Map `ebpf:"events"`
-	IcmpErrSkb      *ebpf.Map `ebpf:"icmp_err_skb"`
 	LastErrorReport *ebpf.Map `ebpf:"last_error_report"`
 	LostEvents      *ebpf.Map `ebpf:"lost_events"`
+	PendingIcmp     *ebpf.Map `ebpf:"pending_icmp"`
 	ReadDrops       *ebpf.Map `ebpf:"read_drops"`
 	RxQueueZero     *ebpf.Map `ebpf:"rx_queue_zero"`
 	RxQueues        *ebpf.Map `ebpf:"rx_queues"`
@@ -357,10 +414,11 @@ type discotraceMaps struct {
 func (m *discotraceMaps) Close() error {
 	return _DiscotraceClose(
 		m.Calls,
+		m.EnqueueSock,
 		m.Events,
-		m.IcmpErrSkb,
 		m.LastErrorReport,
 		m.LostEvents,
+		m.PendingIcmp,
 		m.ReadDrops,
 		m.RxQueueZero,
 		m.RxQueues,
@@ -398,6 +456,7 @@ type discotraceVariables struct {
 	CfgSkbProbeRead          *ebpf.Variable `ebpf:"cfg_skb_probe_read"`
 	CfgSkbTaskHelpers        *ebpf.Variable `ebpf:"cfg_skb_task_helpers"`
 	CfgSnapLen               *ebpf.Variable `ebpf:"cfg_snap_len"`
+	CfgUnpushByEnqueue       *ebpf.Variable `ebpf:"cfg_unpush_by_enqueue"`
 	CfgWakeupBytes           *ebpf.Variable `ebpf:"cfg_wakeup_bytes"`
 	UnusedEvent              *ebpf.Variable `ebpf:"unused_event"`
 	UnusedFlag               *ebpf.Variable `ebpf:"unused_flag"`
@@ -412,12 +471,17 @@ type discotraceVariables struct {
 type discotracePrograms struct {
 	DtDrop             *ebpf.Program `ebpf:"dt_drop"`
 	DtEgress           *ebpf.Program `ebpf:"dt_egress"`
+	DtEnqueueFexit     *ebpf.Program `ebpf:"dt_enqueue_fexit"`
+	DtEnqueueKprobe    *ebpf.Program `ebpf:"dt_enqueue_kprobe"`
+	DtEnqueueKretprobe *ebpf.Program `ebpf:"dt_enqueue_kretprobe"`
 	DtErrorReport      *ebpf.Program `ebpf:"dt_error_report"`
-	DtIcmpErr6Fexit    *ebpf.Program `ebpf:"dt_icmp_err6_fexit"`
-	DtIcmpErrFexit     *ebpf.Program `ebpf:"dt_icmp_err_fexit"`
-	DtIcmpErrKprobe    *ebpf.Program `ebpf:"dt_icmp_err_kprobe"`
-	DtIcmpErrKretprobe *ebpf.Program `ebpf:"dt_icmp_err_kretprobe"`
+	DtIcmp6RcvFentry   *ebpf.Program `ebpf:"dt_icmp6_rcv_fentry"`
+	DtIcmp6RcvFexit    *ebpf.Program `ebpf:"dt_icmp6_rcv_fexit"`
 	DtIcmpIn           *ebpf.Program `ebpf:"dt_icmp_in"`
+	DtIcmpRcvFentry    *ebpf.Program `ebpf:"dt_icmp_rcv_fentry"`
+	DtIcmpRcvFexit     *ebpf.Program `ebpf:"dt_icmp_rcv_fexit"`
+	DtIcmpRcvKprobe    *ebpf.Program `ebpf:"dt_icmp_rcv_kprobe"`
+	DtIcmpRcvKretprobe *ebpf.Program `ebpf:"dt_icmp_rcv_kretprobe"`
 	DtIngress          *ebpf.Program `ebpf:"dt_ingress"`
 	DtRead             *ebpf.Program `ebpf:"dt_read"`
 	DtRead6Fexit       *ebpf.Program `ebpf:"dt_read6_fexit"`
@@ -436,12 +500,17 @@ func (p *discotracePrograms) Close() error {
 	return _DiscotraceClose(
 		p.DtDrop,
 		p.DtEgress,
+		p.DtEnqueueFexit,
+		p.DtEnqueueKprobe,
+		p.DtEnqueueKretprobe,
 		p.DtErrorReport,
-		p.DtIcmpErr6Fexit,
-		p.DtIcmpErrFexit,
-		p.DtIcmpErrKprobe,
-		p.DtIcmpErrKretprobe,
+		p.DtIcmp6RcvFentry,
+		p.DtIcmp6RcvFexit,
 		p.DtIcmpIn,
+		p.DtIcmpRcvFentry,
+		p.DtIcmpRcvFexit,
+		p.DtIcmpRcvKprobe,
+		p.DtIcmpRcvKretprobe,
 		p.DtIngress,
 		p.DtRead,
 		p.DtRead6Fexit,

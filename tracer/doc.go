@@ -38,12 +38,13 @@
 //	          tracepoint  tp_btf/sock_send_length
 //	recv      cgroup_skb/ingress: datagrams reaching a socket, before its queue
 //	read      the reader, and the time the datagram waited in the socket queue:
-//	          fentry      fexit/udp_recvmsg, fexit/udpv6_recvmsg
+//	          fentry      fexit/udp_recvmsg, fexit/udpv6_recvmsg, and
+//	                      fexit/__udp_enqueue_schedule_skb (datagrams the queue refused)
 //	          kprobe      kprobe + kretprobe on the same functions
 //	          tracepoint  tp_btf/sock_recv_length
 //	icmp in   an ICMP/ICMPv6 error quoting a watched datagram, with tp_btf/inet_sk_error_report
 //	          telling whether the socket was notified:
-//	          fentry      fexit/udp_err, fexit/icmpv6_notify
+//	          fentry      fentry + fexit on icmp_rcv, icmpv6_rcv
 //	          kprobe      kprobe + kretprobe on the same functions
 //	          tracepoint  tp_btf/consume_skb in icmp_rcv/icmpv6_rcv
 //	icmp out  cgroup_skb/egress: the kernel's own ICMP/ICMPv6 errors

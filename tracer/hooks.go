@@ -21,7 +21,7 @@ type program struct {
 	// functions are the kernel functions of an fentry/fexit program (one: its section
 	// names it, and the kernel binds it at load) or of a kprobe program (one or more).
 	functions []string
-	ret       bool // a kretprobe
+	ret       bool // fexit or kretprobe: runs when the function returns
 }
 
 var programs = []program{
@@ -33,20 +33,25 @@ var programs = []program{
 	{name: "dt_icmp_in", backend: BackendTracepoint, tracepoint: "consume_skb"},
 	{name: "dt_drop", backend: BackendTracepoint, tracepoint: "kfree_skb"},
 
-	{name: "dt_send_fexit", backend: BackendFentry, functions: []string{"udp_sendmsg"}},
-	{name: "dt_send6_fexit", backend: BackendFentry, functions: []string{"udpv6_sendmsg"}},
-	{name: "dt_read_fexit", backend: BackendFentry, functions: []string{"udp_recvmsg"}},
-	{name: "dt_read6_fexit", backend: BackendFentry, functions: []string{"udpv6_recvmsg"}},
-	{name: "dt_icmp_err_fexit", backend: BackendFentry, functions: []string{"udp_err"}},
-	{name: "dt_icmp_err6_fexit", backend: BackendFentry, functions: []string{"icmpv6_notify"}},
+	{name: "dt_send_fexit", backend: BackendFentry, functions: []string{"udp_sendmsg"}, ret: true},
+	{name: "dt_send6_fexit", backend: BackendFentry, functions: []string{"udpv6_sendmsg"}, ret: true},
+	{name: "dt_read_fexit", backend: BackendFentry, functions: []string{"udp_recvmsg"}, ret: true},
+	{name: "dt_read6_fexit", backend: BackendFentry, functions: []string{"udpv6_recvmsg"}, ret: true},
+	{name: "dt_enqueue_fexit", backend: BackendFentry, functions: []string{"__udp_enqueue_schedule_skb"}, ret: true},
+	{name: "dt_icmp_rcv_fentry", backend: BackendFentry, functions: []string{"icmp_rcv"}},
+	{name: "dt_icmp_rcv_fexit", backend: BackendFentry, functions: []string{"icmp_rcv"}, ret: true},
+	{name: "dt_icmp6_rcv_fentry", backend: BackendFentry, functions: []string{"icmpv6_rcv"}},
+	{name: "dt_icmp6_rcv_fexit", backend: BackendFentry, functions: []string{"icmpv6_rcv"}, ret: true},
 
 	{name: "dt_send_kprobe", backend: BackendKprobe, functions: []string{"udp_sendmsg"}},
 	{name: "dt_send6_kprobe", backend: BackendKprobe, functions: []string{"udpv6_sendmsg"}},
 	{name: "dt_send_kretprobe", backend: BackendKprobe, functions: []string{"udp_sendmsg", "udpv6_sendmsg"}, ret: true},
 	{name: "dt_read_kprobe", backend: BackendKprobe, functions: []string{"udp_recvmsg", "udpv6_recvmsg"}},
 	{name: "dt_read_kretprobe", backend: BackendKprobe, functions: []string{"udp_recvmsg", "udpv6_recvmsg"}, ret: true},
-	{name: "dt_icmp_err_kprobe", backend: BackendKprobe, functions: []string{"udp_err", "icmpv6_notify"}},
-	{name: "dt_icmp_err_kretprobe", backend: BackendKprobe, functions: []string{"udp_err", "icmpv6_notify"}, ret: true},
+	{name: "dt_enqueue_kprobe", backend: BackendKprobe, functions: []string{"__udp_enqueue_schedule_skb"}},
+	{name: "dt_enqueue_kretprobe", backend: BackendKprobe, functions: []string{"__udp_enqueue_schedule_skb"}, ret: true},
+	{name: "dt_icmp_rcv_kprobe", backend: BackendKprobe, functions: []string{"icmp_rcv", "icmpv6_rcv"}},
+	{name: "dt_icmp_rcv_kretprobe", backend: BackendKprobe, functions: []string{"icmp_rcv", "icmpv6_rcv"}, ret: true},
 }
 
 func programByName(name string) program {
@@ -63,8 +68,10 @@ func (p program) attachPoint(cgroupRoot string) string {
 	switch {
 	case p.tracepoint != "":
 		return "tp_btf/" + p.tracepoint
-	case p.backend == BackendFentry:
+	case p.backend == BackendFentry && p.ret:
 		return "fexit/" + p.functions[0]
+	case p.backend == BackendFentry:
+		return "fentry/" + p.functions[0]
 	case p.backend == BackendKprobe:
 		kind := "kprobe/"
 		if p.ret {

@@ -61,13 +61,13 @@ var hookClasses = []hookClass{
 	}, map[string]string{"dt_send_result": "failed sends are not reported"}},
 	{"recv", map[string][]string{BackendTracepoint: {"dt_ingress"}}, nil},
 	{"read", map[string][]string{
-		BackendFentry:     {"dt_read_fexit", "dt_read6_fexit"},
-		BackendKprobe:     {"dt_read_kprobe", "dt_read_kretprobe"},
+		BackendFentry:     {"dt_read_fexit", "dt_read6_fexit", "dt_enqueue_fexit"},
+		BackendKprobe:     {"dt_read_kprobe", "dt_read_kretprobe", "dt_enqueue_kprobe", "dt_enqueue_kretprobe"},
 		BackendTracepoint: {"dt_read"},
 	}, nil},
 	{"icmp-in", map[string][]string{
-		BackendFentry:     {"dt_icmp_err_fexit", "dt_icmp_err6_fexit", "dt_error_report"},
-		BackendKprobe:     {"dt_icmp_err_kprobe", "dt_icmp_err_kretprobe", "dt_error_report"},
+		BackendFentry:     {"dt_icmp_rcv_fentry", "dt_icmp_rcv_fexit", "dt_icmp6_rcv_fentry", "dt_icmp6_rcv_fexit", "dt_error_report"},
+		BackendKprobe:     {"dt_icmp_rcv_kprobe", "dt_icmp_rcv_kretprobe", "dt_error_report"},
 		BackendTracepoint: {"dt_icmp_in", "dt_error_report"},
 	}, map[string]string{"dt_error_report": "whether the socket was notified is unknown"}},
 	{"icmp-out", map[string][]string{BackendTracepoint: {"dt_egress"}}, nil},

@@ -182,6 +182,7 @@ func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, 
 		// others from the UDP error handlers (each error once).
 		"cfg_icmp_in_by_free":     ch.backend["icmp-in"] == BackendTracepoint,
 		"cfg_recvmsg_has_noblock": recvmsgHasNoblock(kernel),
+		"cfg_unpush_by_enqueue":   ch.backend["read"] != BackendTracepoint,
 	}
 	if lo, hi, ok := t.symbols.span("icmp_rcv"); ok {
 		consts["cfg_icmp_rcv_lo"], consts["cfg_icmp_rcv_hi"] = lo, hi
