@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -159,20 +160,41 @@ type backendSupport struct {
 	unusable map[string]error
 	kernel   *btf.Spec
 	symbols  *kernelSymbols
-	// fentryTried holds what attaching an empty fexit program to each function gave.
-	fentryTried map[string]error
+}
+
+// fentryTried holds, per kernel function, what attaching an empty fentry program gave.
+// The answer cannot change while the process lives (BTF, ftrace and lockdown are fixed
+// at boot), and each try costs a trampoline: a process opening many tracers asks once.
+var fentryTried struct {
+	sync.Mutex
+	err map[string]error
+}
+
+// probeFentryOnce is probeFentry, remembered per function.
+func probeFentryOnce(fn string) error {
+	fentryTried.Lock()
+	defer fentryTried.Unlock()
+	if err, ok := fentryTried.err[fn]; ok {
+		return err
+	}
+	if fentryTried.err == nil {
+		fentryTried.err = map[string]error{}
+	}
+	err := probeFentry(fn)
+	fentryTried.err[fn] = err
+	return err
 }
 
 // probeBackends tries an empty fentry and an empty kprobe program on udp_sendmsg; only
 // those the configured backend may use are tried.
 func probeBackends(backend string, kernel *btf.Spec, ks *kernelSymbols) backendSupport {
-	s := backendSupport{unusable: map[string]error{}, kernel: kernel, symbols: ks, fentryTried: map[string]error{}}
+	s := backendSupport{unusable: map[string]error{}, kernel: kernel, symbols: ks}
 	for _, b := range functionBackends {
 		switch {
 		case backend != BackendAuto && backend != b:
 			s.unusable[b] = fmt.Errorf("not requested (backend %s)", backend)
 		case b == BackendFentry:
-			s.unusable[b] = probeFentry("udp_sendmsg")
+			s.unusable[b] = probeFentryOnce("udp_sendmsg")
 		default:
 			s.unusable[b] = probeKprobe("udp_sendmsg", ks)
 		}
@@ -196,11 +218,8 @@ func (s backendSupport) missingFunction(b, fn string) error {
 		return fmt.Errorf("%s takes a noblock argument on this kernel (before Linux 5.19); the fexit program follows 5.19's arguments", fn)
 	}
 	// A function in BTF may still refuse a trampoline (a static one the compiler cloned
-	// or partly inlined): try it, once per function.
-	if _, ok := s.fentryTried[fn]; !ok {
-		s.fentryTried[fn] = probeFentry(fn)
-	}
-	return s.fentryTried[fn]
+	// or partly inlined): try it.
+	return probeFentryOnce(fn)
 }
 
 // recvmsgHasNoblock tells whether udp_recvmsg takes (sk, msg, len, noblock, flags,
