@@ -129,11 +129,12 @@ struct {
 
 /*
  * Datagrams waiting in a watched socket's receive queue, oldest first, keyed by socket
- * cookie. This is how a read is linked to its recv: sock_recv_length has no skb, but UDP
- * queues are FIFO, so the n-th datagram cgroup ingress hands to a socket is the n-th one
- * its reader gets. Ingress appends; a drop after ingress (receive buffer full, protocol
- * memory, socket filter: kfree_skb with rx_sk) takes the newest back; a read pops the
- * oldest (a MSG_PEEK read looks without popping). When more datagrams queue than the ring
+ * cookie. This is how a read is linked to its recv: the read hooks (sock_recv_length,
+ * udp_recvmsg's return) see no skb, but UDP queues are FIFO, so the n-th datagram cgroup
+ * ingress hands to a socket is the n-th one its reader gets. Ingress appends; a drop
+ * after ingress takes the newest back (the queue's refusal, receive buffer or protocol
+ * memory full: __udp_enqueue_schedule_skb's return with the function backends, else
+ * kfree_skb with rx_sk; a socket filter's: kfree_skb with rx_sk); a read pops the oldest (a MSG_PEEK read looks without popping). When more datagrams queue than the ring
  * holds, the queue is marked overflowed and reads carry no queue time until the socket's
  * queue is seen empty again: a queue time is either right or absent.
  */
