@@ -27,6 +27,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
+	"github.com/discotrace/discotrace/bench/internal/udpload"
 	"github.com/discotrace/discotrace/tracer"
 )
 
@@ -299,11 +300,11 @@ func run(rounds, n, size int, stats bool, only string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("run as root")
 	}
-	rx, err := openReceiver()
+	rx, err := udpload.OpenReceiver()
 	if err != nil {
 		return err
 	}
-	all := setups(rx.port)
+	all := setups(rx.Port)
 	if only != "" {
 		want := strings.Split(only, ",")
 		all = slices.DeleteFunc(all, func(s setup) bool { return s.name != "none" && !slices.Contains(want, s.name) })
@@ -321,9 +322,9 @@ func run(rounds, n, size int, stats bool, only string) error {
 	rates := map[string][]float64{}
 	sendNs := map[string][]float64{}
 	readNs := map[string][]float64{}
-	note := func(name string, m measurement) {
-		rates[name] = append(rates[name], m.rate())
-		s, r := m.cpuNsPerDatagram()
+	note := func(name string, m udpload.Measurement) {
+		rates[name] = append(rates[name], m.Rate())
+		s, r := m.CPUNsPerDatagram()
 		sendNs[name] = append(sendNs[name], s)
 		readNs[name] = append(readNs[name], r)
 	}
@@ -331,7 +332,7 @@ func run(rounds, n, size int, stats bool, only string) error {
 		order := slices.Clone(all[1:])
 		rot := r % len(order)
 		order = append(order[rot:], order[:rot]...)
-		prev, err := blast(rx, n, size)
+		prev, err := udpload.Blast(rx, n, size)
 		if err != nil {
 			return err
 		}
@@ -341,18 +342,18 @@ func run(rounds, n, size int, stats bool, only string) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
-			m, err := blast(rx, n, size)
+			m, err := udpload.Blast(rx, n, size)
 			a.Close()
 			if err != nil {
 				return err
 			}
-			next, err := blast(rx, n, size)
+			next, err := udpload.Blast(rx, n, size)
 			if err != nil {
 				return err
 			}
 			note("none", next)
 			note(s.name, m)
-			ratios[s.name] = append(ratios[s.name], m.rate()/((prev.rate()+next.rate())/2))
+			ratios[s.name] = append(ratios[s.name], m.Rate()/((prev.Rate()+next.Rate())/2))
 			prev = next
 		}
 		fmt.Printf("round %d done\n", r+1)
@@ -378,17 +379,17 @@ var ringSize = flag.Int("ringsize", 0, "the tracer's ring buffer size in bytes (
 // recvmsg), alternately without and with the setup's programs, and reports the median of
 // the paired differences: what the setup adds to each datagram, with little of the noise
 // that other load puts on rates.
-func runPaired(all []setup, rx *receiver, pairs, n, size int) error {
+func runPaired(all []setup, rx *udpload.Receiver, pairs, n, size int) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	pin(1)
-	defer unpin()
+	udpload.Pin(1)
+	defer udpload.Unpin()
 	tx, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(tx)
-	if err := unix.Connect(tx, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(rx.port)}); err != nil {
+	if err := unix.Connect(tx, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(rx.Port)}); err != nil {
 		return err
 	}
 	payload := make([]byte, size)
@@ -397,16 +398,16 @@ func runPaired(all []setup, rx *receiver, pairs, n, size int) error {
 		var cpu0 time.Duration
 		for i := -n / 10; i < n; i++ { // the first tenth warms caches after a switch
 			if i == 0 {
-				cpu0 = threadCPU()
+				cpu0 = udpload.ThreadCPU()
 			}
 			if _, err := unix.Write(tx, payload); err != nil {
 				return 0, err
 			}
-			if _, err := unix.Read(rx.fd, buf); err != nil {
+			if _, err := unix.Read(rx.FD, buf); err != nil {
 				return 0, err
 			}
 		}
-		return float64((threadCPU() - cpu0).Nanoseconds()) / float64(n), nil
+		return float64((udpload.ThreadCPU() - cpu0).Nanoseconds()) / float64(n), nil
 	}
 	if _, err := pingpong(); err != nil { // warm up
 		return err
@@ -445,7 +446,7 @@ func runPaired(all []setup, rx *receiver, pairs, n, size int) error {
 	return nil
 }
 
-func runStats(all []setup, rx *receiver, n, size int) error {
+func runStats(all []setup, rx *udpload.Receiver, n, size int) error {
 	c, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		return fmt.Errorf("enable BPF statistics: %w", err)
@@ -463,7 +464,7 @@ func runStats(all []setup, rx *receiver, n, size int) error {
 				return err
 			}
 		}
-		_, err = blast(rx, n, size)
+		_, err = udpload.Blast(rx, n, size)
 		if err != nil {
 			a.Close()
 			return err
@@ -489,147 +490,6 @@ func runStats(all []setup, rx *receiver, n, size int) error {
 		a.Close()
 	}
 	return nil
-}
-
-// receiver is a UDP socket on 127.0.0.1 that the benchmark sends to.
-type receiver struct {
-	fd   int
-	port uint16
-}
-
-func openReceiver() (*receiver, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	tv := unix.NsecToTimeval((200 * time.Millisecond).Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return &receiver{fd: fd, port: uint16(sa.(*unix.SockaddrInet4).Port)}, nil
-}
-
-func pin(cpu int) {
-	if runtime.NumCPU() < 2 {
-		return
-	}
-	var set unix.CPUSet
-	set.Set(cpu)
-	unix.SchedSetaffinity(0, &set)
-}
-
-func unpin() {
-	var set unix.CPUSet
-	for i := range runtime.NumCPU() {
-		set.Set(i)
-	}
-	unix.SchedSetaffinity(0, &set)
-}
-
-type measurement struct {
-	received int
-	elapsed  time.Duration
-	// CPU time of the sending thread (which also runs loopback's receive softirq) and of
-	// the reading thread: unlike the rate, barely moved by other load on the machine.
-	sendCPU, readCPU time.Duration
-}
-
-// cpuNsPerDatagram is the sending and reading threads' CPU time per datagram.
-func (m measurement) cpuNsPerDatagram() (send, read float64) {
-	return float64(m.sendCPU.Nanoseconds()) / float64(m.received), float64(m.readCPU.Nanoseconds()) / float64(m.received)
-}
-
-func threadCPU() time.Duration {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
-	return time.Duration(ts.Nano())
-}
-
-func (m measurement) rate() float64 { return float64(m.received) / m.elapsed.Seconds() }
-
-// blast sends n datagrams to rx from a fresh connected socket on CPU 0 while a thread on
-// CPU 1 reads them, as bench/loopback does, and times it.
-func blast(rx *receiver, n, size int) (measurement, error) {
-	tx, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return measurement{}, err
-	}
-	defer unix.Close(tx)
-	if err := unix.Connect(tx, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(rx.port)}); err != nil {
-		return measurement{}, err
-	}
-	type readResult struct {
-		count int
-		last  time.Time
-		cpu   time.Duration
-		err   error
-	}
-	done := make(chan readResult, 1)
-	ready := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		pin(1)
-		defer unpin()
-		buf := make([]byte, 65536)
-		var r readResult
-		cpu0 := threadCPU()
-		defer func() { r.cpu = threadCPU() - cpu0; done <- r }()
-		close(ready)
-		for r.count < n {
-			if _, err := unix.Read(rx.fd, buf); err != nil {
-				if errors.Is(err, unix.EINTR) {
-					continue
-				}
-				if !errors.Is(err, unix.EAGAIN) {
-					r.err = err
-				}
-				break
-			}
-			r.count++
-			r.last = time.Now()
-		}
-	}()
-	<-ready
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	pin(0)
-	defer unpin()
-	payload := make([]byte, size)
-	cpu0 := threadCPU()
-	start := time.Now()
-	for i := 0; i < n; {
-		if _, err := unix.Write(tx, payload); err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return measurement{}, err
-		}
-		i++
-	}
-	sendCPU := threadCPU() - cpu0
-	r := <-done
-	if r.err != nil {
-		return measurement{}, r.err
-	}
-	if r.count == 0 {
-		return measurement{}, errors.New("nothing arrived")
-	}
-	return measurement{received: r.count, elapsed: r.last.Sub(start), sendCPU: sendCPU, readCPU: r.cpu}, nil
 }
 
 func median(v []float64) float64 {

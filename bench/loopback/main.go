@@ -21,8 +21,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/discotrace/discotrace/bench/internal/udpload"
 	"github.com/discotrace/discotrace/tracer"
 )
 
@@ -30,6 +29,7 @@ func main() {
 	rounds := flag.Int("rounds", 6, "measurement rounds; each measures all four cases, in alternating order")
 	datagrams := flag.Int("datagrams", 100000, "datagrams per measurement")
 	size := flag.Int("size", 256, "UDP payload bytes per datagram")
+	flag.BoolVar(&udpload.PinCPUs, "pin", true, "pin the sender to CPU 0 and the reader to CPU 1")
 	flag.IntVar(&ringSize, "ringsize", 0, "the tracer's ring buffer size in bytes (0: the tracer's default)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (sender, reader and the tracer's event consumer) to this file")
 	flag.Parse()
@@ -51,148 +51,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loopback:", err)
 		os.Exit(1)
 	}
-}
-
-// receiver is a UDP socket on 127.0.0.1 that the benchmark sends to.
-type receiver struct {
-	fd     int
-	port   uint16
-	cookie uint64 // socket cookie: ties the tracer's read events to this socket
-}
-
-func openReceiver() (*receiver, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	// A buffer large enough that the reader never falls behind into drops: the benchmark
-	// measures tracing cost, not buffer overflow.
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("set a 64 MiB receive buffer (needs root): %w", err)
-	}
-	// The reader's way out: a read that waits this long means the sender is done.
-	tv := unix.NsecToTimeval((200 * time.Millisecond).Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return &receiver{fd: fd, port: uint16(sa.(*unix.SockaddrInet4).Port), cookie: cookie}, nil
-}
-
-// pinCPUs, when set, keeps the sender on CPU 0 and the reader on CPU 1 (of a machine
-// with at least two): the scheduler moving them around is most of the noise otherwise.
-var pinCPUs = flag.Bool("pin", true, "pin the sender to CPU 0 and the reader to CPU 1")
-
-// pin binds the calling (locked) thread to cpu.
-func pin(cpu int) {
-	if !*pinCPUs || runtime.NumCPU() < 2 {
-		return
-	}
-	var set unix.CPUSet
-	set.Set(cpu)
-	unix.SchedSetaffinity(0, &set)
-}
-
-// unpin lets the calling thread run on every CPU again, before it goes back to the pool.
-func unpin() {
-	var set unix.CPUSet
-	for i := range runtime.NumCPU() {
-		set.Set(i)
-	}
-	unix.SchedSetaffinity(0, &set)
-}
-
-// measurement is one burst: how many datagrams arrived and how long from the first send
-// to the last read.
-type measurement struct {
-	sent, received int
-	elapsed        time.Duration
-}
-
-func (m measurement) rate() float64 { return float64(m.received) / m.elapsed.Seconds() }
-
-// blast sends n datagrams of size bytes to rx from a fresh connected socket while another
-// thread reads them, and times it.
-func blast(rx *receiver, n, size int) (measurement, error) {
-	tx, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return measurement{}, err
-	}
-	defer unix.Close(tx)
-	if err := unix.Connect(tx, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(rx.port)}); err != nil {
-		return measurement{}, err
-	}
-
-	type readResult struct {
-		count int
-		last  time.Time
-		err   error
-	}
-	done := make(chan readResult, 1)
-	ready := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		pin(1)
-		defer unpin()
-		buf := make([]byte, 65536)
-		var r readResult
-		close(ready)
-		for r.count < n {
-			if _, err := unix.Read(rx.fd, buf); err != nil {
-				if errors.Is(err, unix.EINTR) {
-					continue // the Go runtime's preemption signal; SO_RCVTIMEO reads do not restart
-				}
-				if !errors.Is(err, unix.EAGAIN) {
-					r.err = err
-				}
-				break
-			}
-			r.count++
-			r.last = time.Now()
-		}
-		done <- r
-	}()
-	<-ready
-
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	pin(0)
-	defer unpin()
-	payload := make([]byte, size)
-	start := time.Now()
-	for i := 0; i < n; {
-		if _, err := unix.Write(tx, payload); err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return measurement{}, fmt.Errorf("datagram %d: %w", i, err)
-		}
-		i++
-	}
-	r := <-done
-	if r.err != nil {
-		return measurement{}, r.err
-	}
-	if r.count == 0 {
-		return measurement{}, errors.New("nothing arrived")
-	}
-	return measurement{sent: n, received: r.count, elapsed: r.last.Sub(start)}, nil
 }
 
 // counts are the tracer's events for the benchmark's two receivers.
@@ -236,8 +94,8 @@ type tracing struct {
 // ringSize is the tracer's ring buffer size, 0 for its default.
 var ringSize int
 
-func startTracing(watched, unwatched *receiver) (*tracing, error) {
-	tr, err := tracer.Open(tracer.Config{Ports: []uint16{watched.port}, RingSize: ringSize})
+func startTracing(watched, unwatched *udpload.Receiver) (*tracing, error) {
+	tr, err := tracer.Open(tracer.Config{Ports: []uint16{watched.Port}, RingSize: ringSize})
 	if err != nil {
 		return nil, err
 	}
@@ -255,13 +113,13 @@ func startTracing(watched, unwatched *receiver) (*tracing, error) {
 			switch {
 			case ev.Kind == tracer.KindLost:
 				c.lost += ev.Lost
-			case isPort(ev.Src, unwatched.port) || isPort(ev.Dst, unwatched.port) || ev.Cookie == unwatched.cookie:
+			case isPort(ev.Src, unwatched.Port) || isPort(ev.Dst, unwatched.Port) || ev.Cookie == unwatched.Cookie:
 				c.unwatched++
-			case ev.Kind == tracer.KindSend && isPort(ev.Dst, watched.port):
+			case ev.Kind == tracer.KindSend && isPort(ev.Dst, watched.Port):
 				c.send++
-			case ev.Kind == tracer.KindRecv && isPort(ev.Dst, watched.port):
+			case ev.Kind == tracer.KindRecv && isPort(ev.Dst, watched.Port):
 				c.recv++
-			case ev.Kind == tracer.KindRead && (ev.Cookie == watched.cookie || isPort(ev.Dst, watched.port)):
+			case ev.Kind == tracer.KindRead && (ev.Cookie == watched.Cookie || isPort(ev.Dst, watched.Port)):
 				c.read++
 			default:
 				c.other++
@@ -294,8 +152,8 @@ func (t *tracing) close() error {
 
 // result is one round's four measurements and the watched-port accounting.
 type result struct {
-	unwatchedPlain, unwatchedTraced measurement
-	watchedPlain, watchedTraced     measurement
+	unwatchedPlain, unwatchedTraced udpload.Measurement
+	watchedPlain, watchedTraced     udpload.Measurement
 	events                          counts
 	unwatchedEvents                 int
 }
@@ -304,19 +162,19 @@ func run(rounds, n, size int) error {
 	if os.Geteuid() != 0 {
 		return errors.New("run as root: tracing needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN")
 	}
-	watched, err := openReceiver()
+	watched, err := udpload.OpenReceiver()
 	if err != nil {
 		return err
 	}
-	unwatched, err := openReceiver()
+	unwatched, err := udpload.OpenReceiver()
 	if err != nil {
 		return err
 	}
 	fmt.Printf("loopback UDP: %d datagrams of %d bytes per measurement, %d rounds, watched port %d, unwatched port %d, %d CPUs\n",
-		n, size, rounds, watched.port, unwatched.port, runtime.NumCPU())
+		n, size, rounds, watched.Port, unwatched.Port, runtime.NumCPU())
 	// Open once up front: a tracer that cannot open fails here, and its hook plan is part
 	// of what the figures mean.
-	probe, err := tracer.Open(tracer.Config{Ports: []uint16{watched.port}})
+	probe, err := tracer.Open(tracer.Config{Ports: []uint16{watched.Port}})
 	if err != nil {
 		return fmt.Errorf("open tracer: %w", err)
 	}
@@ -331,10 +189,10 @@ func run(rounds, n, size int) error {
 		var res result
 		plain := func() error {
 			var err error
-			if res.unwatchedPlain, err = blast(unwatched, n, size); err != nil {
+			if res.unwatchedPlain, err = udpload.Blast(unwatched, n, size); err != nil {
 				return err
 			}
-			res.watchedPlain, err = blast(watched, n, size)
+			res.watchedPlain, err = udpload.Blast(watched, n, size)
 			return err
 		}
 		traced := func() error {
@@ -343,12 +201,12 @@ func run(rounds, n, size int) error {
 				return fmt.Errorf("open tracer: %w", err)
 			}
 			defer t.close()
-			if res.unwatchedTraced, err = blast(unwatched, n, size); err != nil {
+			if res.unwatchedTraced, err = udpload.Blast(unwatched, n, size); err != nil {
 				return err
 			}
 			t.settle()
 			res.unwatchedEvents = t.take().unwatched
-			if res.watchedTraced, err = blast(watched, n, size); err != nil {
+			if res.watchedTraced, err = udpload.Blast(watched, n, size); err != nil {
 				return err
 			}
 			t.settle()
@@ -367,8 +225,8 @@ func run(rounds, n, size int) error {
 		}
 		results = append(results, res)
 		fmt.Printf("%-5d | %9.0f/s %9.0f/s %6.3f | %9.0f/s %9.0f/s %6.3f | %d/%d/%d, %d lost%s\n", r+1,
-			res.unwatchedPlain.rate(), res.unwatchedTraced.rate(), res.unwatchedTraced.rate()/res.unwatchedPlain.rate(),
-			res.watchedPlain.rate(), res.watchedTraced.rate(), res.watchedTraced.rate()/res.watchedPlain.rate(),
+			res.unwatchedPlain.Rate(), res.unwatchedTraced.Rate(), res.unwatchedTraced.Rate()/res.unwatchedPlain.Rate(),
+			res.watchedPlain.Rate(), res.watchedTraced.Rate(), res.watchedTraced.Rate()/res.watchedPlain.Rate(),
 			res.events.send, res.events.recv, res.events.read, res.events.lost, dropNote(res))
 	}
 	return summarize(results)
@@ -376,9 +234,9 @@ func run(rounds, n, size int) error {
 
 func dropNote(res result) string {
 	var s string
-	for _, m := range []measurement{res.unwatchedPlain, res.unwatchedTraced, res.watchedPlain, res.watchedTraced} {
-		if m.received != m.sent {
-			s = fmt.Sprintf(" (some datagrams did not arrive: %d of %d)", m.received, m.sent)
+	for _, m := range []udpload.Measurement{res.unwatchedPlain, res.unwatchedTraced, res.watchedPlain, res.watchedTraced} {
+		if m.Received != m.Sent {
+			s = fmt.Sprintf(" (some datagrams did not arrive: %d of %d)", m.Received, m.Sent)
 		}
 	}
 	return s
@@ -390,9 +248,9 @@ func summarize(results []result) error {
 	var lost uint64
 	accounted := true
 	for _, r := range results {
-		unwatchedRatios = append(unwatchedRatios, r.unwatchedTraced.rate()/r.unwatchedPlain.rate())
-		watchedRatios = append(watchedRatios, r.watchedTraced.rate()/r.watchedPlain.rate())
-		sent += r.watchedTraced.sent
+		unwatchedRatios = append(unwatchedRatios, r.unwatchedTraced.Rate()/r.unwatchedPlain.Rate())
+		watchedRatios = append(watchedRatios, r.watchedTraced.Rate()/r.watchedPlain.Rate())
+		sent += r.watchedTraced.Sent
 		send += r.events.send
 		recv += r.events.recv
 		read += r.events.read
@@ -402,7 +260,7 @@ func summarize(results []result) error {
 		// sent, read for each one the receiver read), or the shortfall must be covered by
 		// the lost count, which does not say which class it lost.
 		m := r.watchedTraced
-		expected := []struct{ seen, want int }{{r.events.send, m.sent}, {r.events.recv, m.sent}, {r.events.read, m.received}}
+		expected := []struct{ seen, want int }{{r.events.send, m.Sent}, {r.events.recv, m.Sent}, {r.events.read, m.Received}}
 		missing := 0
 		for _, e := range expected {
 			if e.seen > e.want {
@@ -416,17 +274,17 @@ func summarize(results []result) error {
 	}
 	fmt.Printf("median traced/untraced ratio: unwatched %.3f (goal >= 0.99), watched %.3f (goal >= 0.95)\n",
 		median(unwatchedRatios), median(watchedRatios))
-	pooled := func(pick func(result) measurement) float64 {
+	pooled := func(pick func(result) udpload.Measurement) float64 {
 		var received int
 		var elapsed time.Duration
 		for _, r := range results {
-			received += pick(r).received
-			elapsed += pick(r).elapsed
+			received += pick(r).Received
+			elapsed += pick(r).Elapsed
 		}
 		return float64(received) / elapsed.Seconds()
 	}
-	up, ut := pooled(func(r result) measurement { return r.unwatchedPlain }), pooled(func(r result) measurement { return r.unwatchedTraced })
-	wp, wt := pooled(func(r result) measurement { return r.watchedPlain }), pooled(func(r result) measurement { return r.watchedTraced })
+	up, ut := pooled(func(r result) udpload.Measurement { return r.unwatchedPlain }), pooled(func(r result) udpload.Measurement { return r.unwatchedTraced })
+	wp, wt := pooled(func(r result) udpload.Measurement { return r.watchedPlain }), pooled(func(r result) udpload.Measurement { return r.watchedTraced })
 	fmt.Printf("pooled over all rounds: unwatched %.0f/s -> %.0f/s (%.3f), watched %.0f/s -> %.0f/s (%.3f)\n",
 		up, ut, ut/up, wp, wt, wt/wp)
 	fmt.Printf("watched port over all rounds: %d datagrams sent; events: %d send, %d recv, %d read; %d counted as lost\n",
