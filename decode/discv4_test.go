@@ -571,6 +571,19 @@ func v4CapturedPackets(t testing.TB) [][]byte {
 	return out
 }
 
+// benchV4Decode decodes recs round and round with d and reports packets/s.
+func benchV4Decode(b *testing.B, d *V4Decoder, recs []*Record) {
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok := d.Decode(recs[i%len(recs)]); !ok {
+			b.Fatal("not decoded")
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
+}
+
 // BenchmarkV4 measures decoding with signature recovery (cache miss) and from the cache.
 // Run: go test -bench BenchmarkV4 -run '^$' ./decode
 func BenchmarkV4(b *testing.B) {
@@ -579,18 +592,7 @@ func BenchmarkV4(b *testing.B) {
 	for i, p := range pkts {
 		recs[i] = v4Rec(p)
 	}
-	b.Run("recover", func(b *testing.B) {
-		d := newV4Decoder(0)
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if _, ok := d.Decode(recs[i%len(recs)]); !ok {
-				b.Fatal("not decoded")
-			}
-			i++
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
-	})
+	b.Run("recover", func(b *testing.B) { benchV4Decode(b, newV4Decoder(0), recs) })
 	b.Run("secp256k1-floor", func(b *testing.B) {
 		// Signature recovery alone (go-ethereum's crypto.Ecrecover, libsecp256k1 with cgo)
 		// on the same packets: the bound on the "recover" figure for this CPU.
@@ -632,15 +634,7 @@ func BenchmarkV4(b *testing.B) {
 		for _, r := range recs {
 			d.Decode(r)
 		}
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if _, ok := d.Decode(recs[i%len(recs)]); !ok {
-				b.Fatal("not decoded")
-			}
-			i++
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
+		benchV4Decode(b, d, recs)
 	})
 	b.Run("not-discv4", func(b *testing.B) {
 		// The cost every discv5 datagram pays before the v5 decoder sees it.
