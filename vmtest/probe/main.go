@@ -289,10 +289,18 @@ func probeCounting() error {
 
 // counterBody increments counters[slot] when the current process is tgid, and returns ret.
 func counterBody(counters *ebpf.Map, slot, tgid uint32, ret int32) asm.Instructions {
-	return asm.Instructions{
+	insns := asm.Instructions{
 		asm.FnGetCurrentPidTgid.Call(),
 		asm.RSh.Imm(asm.R0, 32),
 		asm.JNE.Imm(asm.R0, int32(tgid), "out"),
+	}
+	return append(insns, countAndReturn(counters, slot, ret)...)
+}
+
+// countAndReturn increments counters[slot], then returns ret; earlier instructions jump
+// to "out" to return ret without counting.
+func countAndReturn(counters *ebpf.Map, slot uint32, ret int32) asm.Instructions {
+	return asm.Instructions{
 		asm.StoreImm(asm.RFP, -4, int64(slot), asm.Word),
 		asm.LoadMapPtr(asm.R1, counters.FD()),
 		asm.Mov.Reg(asm.R2, asm.RFP),
@@ -335,17 +343,8 @@ func loadCgroupCounter(at ebpf.AttachType, counters *ebpf.Map, slot uint32, port
 		asm.JNE.Imm(asm.R5, unix.IPPROTO_UDP, "out"),
 		asm.LoadMem(asm.R5, asm.R2, dstPort, asm.Half),
 		asm.JNE.Imm(asm.R5, portBE, "out"),
-		asm.StoreImm(asm.RFP, -4, int64(slot), asm.Word),
-		asm.LoadMapPtr(asm.R1, counters.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -4),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "out"),
-		asm.Mov.Imm(asm.R1, 1),
-		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
-		asm.Mov.Imm(asm.R0, 1).WithSymbol("out"),
-		asm.Return(),
 	}
+	insns = append(insns, countAndReturn(counters, slot, 1)...)
 	return ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "probe_cgroup",
 		Type:         ebpf.CGroupSKB,
