@@ -18,9 +18,8 @@ import (
 
 // doctorFlags are the options of `discotrace doctor`.
 type doctorFlags struct {
-	ports   []uint
-	backend string
-	json    bool
+	hookFlags
+	json bool
 }
 
 func newDoctorCmd() *cobra.Command {
@@ -43,8 +42,7 @@ privileges to trace, 1 for any other failure.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.UintSliceVar(&f.ports, "port", []uint{30303}, "UDP port to watch (repeatable)")
-	fl.StringVar(&f.backend, "backend", tracer.BackendAuto, "hooks to use, as for `discotrace trace`")
+	f.hookFlags.register(fl)
 	fl.BoolVar(&f.json, "json", false, "print one JSON object (checks and plan) instead of lines")
 	return cmd
 }
@@ -90,12 +88,9 @@ type rejection struct {
 }
 
 func runDoctor(stdout io.Writer, f *doctorFlags) error {
-	cfg := tracer.Config{Backend: f.backend}
-	for _, p := range f.ports {
-		if p == 0 || p > 65535 {
-			return &exitError{code: 2, err: fmt.Errorf("--port %d: give a UDP port from 1 to 65535", p)}
-		}
-		cfg.Ports = append(cfg.Ports, uint16(p))
+	var cfg tracer.Config
+	if err := f.hookFlags.apply(&cfg); err != nil {
+		return err
 	}
 	report := doctorReport{Checks: hostChecks(), Ports: cfg.Ports, Backend: f.backend}
 	if !f.json {

@@ -18,12 +18,11 @@ import (
 // traceFlags are the options of `discotrace trace`.
 type traceFlags struct {
 	decoderFlags
+	hookFlags
 	raw      bool
-	ports    []uint
 	duration time.Duration
 	snapLen  int
 	ringSize int
-	backend  string
 	netns    uint32
 	pid      uint32
 }
@@ -56,11 +55,10 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	fl := cmd.Flags()
 	fl.BoolVar(&f.raw, "raw", false, "print the kernel events alone, without decoding")
 	f.decoderFlags.register(fl)
-	fl.UintSliceVar(&f.ports, "port", []uint{30303}, "UDP port to watch (repeatable)")
+	f.hookFlags.register(fl)
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fl.IntVar(&f.snapLen, "snaplen", tracer.MaxSnapLen, fmt.Sprintf("payload bytes captured per datagram (0-%d)", tracer.MaxSnapLen))
 	fl.IntVar(&f.ringSize, "ringbuf-size", tracer.DefaultRingSize, "ring buffer size in bytes: a power of two, at least a page")
-	fl.StringVar(&f.backend, "backend", tracer.BackendAuto, `hooks to use: "auto" (best available per event class) or "tracepoint"`)
 	fl.Uint32Var(&f.netns, "netns", 0, "only this network namespace (inode, as `ls -Li /proc/PID/ns/net` shows)")
 	fl.Uint32Var(&f.pid, "pid", 0, "only sends and reads of this process")
 	return cmd
@@ -73,15 +71,11 @@ func (f *traceFlags) config() (tracer.Config, error) {
 	cfg := tracer.Config{
 		SnapLen:  f.snapLen,
 		RingSize: f.ringSize,
-		Backend:  f.backend,
 		NetNS:    f.netns,
 		PID:      f.pid,
 	}
-	for _, p := range f.ports {
-		if p == 0 || p > 65535 {
-			return cfg, &exitError{code: 2, err: fmt.Errorf("--port %d: give a UDP port from 1 to 65535", p)}
-		}
-		cfg.Ports = append(cfg.Ports, uint16(p))
+	if err := f.hookFlags.apply(&cfg); err != nil {
+		return cfg, err
 	}
 	if f.snapLen == 0 {
 		cfg.SnapLen = tracer.NoPayload

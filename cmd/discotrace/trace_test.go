@@ -24,8 +24,8 @@ import (
 // shows as one send, one icmp out, one icmp in and one drop line, valid NDJSON.
 func TestTraceRawPrintsKernelEvents(t *testing.T) {
 	port := portWithNoListener(t)
-	f := &traceFlags{raw: true, ports: []uint{uint(port)}, duration: 2 * time.Second, snapLen: 1280,
-		ringSize: 8 << 20, backend: "auto", decoderFlags: decoderFlags{payload: true}}
+	f := &traceFlags{raw: true, hookFlags: hookFlags{ports: []uint{uint(port)}, backend: "auto"},
+		duration: 2 * time.Second, snapLen: 1280, ringSize: 8 << 20, decoderFlags: decoderFlags{payload: true}}
 	stdout, stderr, done := startTrace(t, f)
 	peer, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
@@ -68,8 +68,8 @@ func TestTraceRawPrintsKernelEvents(t *testing.T) {
 // a timeout.
 func TestTraceDecodesAPingToAGonePeer(t *testing.T) {
 	port := portWithNoListener(t) // the peer is gone
-	f := &traceFlags{ports: []uint{uint(port)}, duration: 2 * time.Second, snapLen: 1280,
-		ringSize: 8 << 20, backend: "auto", decoderFlags: decoderFlags{
+	f := &traceFlags{hookFlags: hookFlags{ports: []uint{uint(port)}, backend: "auto"},
+		duration: 2 * time.Second, snapLen: 1280, ringSize: 8 << 20, decoderFlags: decoderFlags{
 			v4Timeout: 500 * time.Millisecond, v5Timeout: 700 * time.Millisecond, handshakeTimeout: time.Second}}
 	stdout, stderr, done := startTrace(t, f)
 	key, err := crypto.GenerateKey()
