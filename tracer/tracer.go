@@ -76,8 +76,9 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	t := &Tracer{cfg: cfg, clock: newMonoClock()}
 	// Reading /proc/kallsyms takes the kernel a good part of Open's time: do it meanwhile.
-	// Without symbols drops carry no location and the ICMP-in program parses every
-	// consumed packet instead of only icmp_rcv's: slower, still correct.
+	// Without symbols drops carry no location, the tracepoint backend's ICMP-in program
+	// parses every consumed packet instead of only icmp_rcv's (slower, still correct),
+	// and the kprobe backend cannot check beforehand that its functions exist.
 	symbolsRead := make(chan struct{})
 	go func() {
 		defer close(symbolsRead)
