@@ -142,8 +142,8 @@ func (an *anomalies) packet(r *Record, p *Packet, emit func(*ndjson.Event)) {
 			if !ownRecord {
 				an.enrSeq(r, p.SrcID, m.ENRSeq, m.Name(), emit)
 			}
-			if ip, ok := netip.AddrFromSlice(m.ToIP); ok {
-				an.endpoint(r, netip.AddrPortFrom(ip.Unmap(), m.ToPort), m.Name(), emit)
+			if p.To.IsValid() {
+				an.endpoint(r, p.To, m.Name(), emit)
 			}
 		}
 	}

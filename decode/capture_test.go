@@ -145,6 +145,21 @@ func TestCaptureDevp2pDiscovery(t *testing.T) {
 	if way.Nonce != msg.Nonce || hs.Msg != "PING/v5" || pong.Msg != "PONG/v5" || pong.ReqID != hs.ReqID || hs.ReqID == "" {
 		t.Fatalf("nonces %s/%s, %s req %s → %s req %s", msg.Nonce, way.Nonce, hs.Msg, hs.ReqID, pong.Msg, pong.ReqID)
 	}
+	// The endpoints the packets name: B's PING says where it is and where it sends to;
+	// A's PONG (discv4 and discv5) says where it saw B, here without NAT: B's address.
+	if ping := pkts[0].Disc; ping.Kind != KindV4Ping || ping.From != "10.99.0.2:30303" || ping.To != "10.99.0.1:30303" ||
+		ping.Expiration == "" {
+		t.Errorf("discv4 PING: %+v", ping)
+	}
+	if v4pong := pkts[1].Disc; v4pong.Kind != KindV4Pong || v4pong.To != "10.99.0.2:30303" || v4pong.From != "" {
+		t.Errorf("discv4 PONG: %+v", v4pong)
+	}
+	if pong.To != "10.99.0.2:30303" {
+		t.Errorf("discv5 PONG to %q, want B's address", pong.To)
+	}
+	if fn := pkts[18].Disc; fn.Msg != "FINDNODE/v5" || len(fn.Distances) != 1 || fn.Distances[0] != 0 {
+		t.Errorf("discv5 FINDNODE (devp2p resolve asks for distance 0, the node's own record): %+v", fn)
+	}
 	idA, idB := "969b0a11b8a56bacf1ac18f219e7e376e7c213b7e7e7e46cc70a5dd086daff2a", "ae6856aac48989adf1e084945cbdd86a2fa8dc4bddd8a8f69dba48572eec07fb"
 	if msg.SrcID != idB || msg.DstID != idA || way.DstID != idB || hs.SrcID != idB {
 		t.Fatalf("ids: msg %s→%s, whoareyou →%s, handshake %s", msg.SrcID, msg.DstID, way.DstID, hs.SrcID)
@@ -299,6 +314,25 @@ func TestCaptureConformanceSuites(t *testing.T) {
 	}
 	if expired != 2 {
 		t.Errorf("%d packets expired on arrival, want 2", expired)
+	}
+	// The suite's TALKREQ test names its protocol; every discv4 FINDNODE names a target.
+	talks, targets := 0, 0
+	for _, ev := range ofType(evs, ndjson.TypePacket) {
+		switch d := ev.Disc; {
+		case d.Msg == "TALKREQ/v5":
+			talks++
+			if d.TalkProtocol != "test-protocol" {
+				t.Errorf("TALKREQ protocol %q", d.TalkProtocol)
+			}
+		case d.Proto == ProtoV4 && d.Kind == KindV4Findnode:
+			targets++
+			if len(d.Target) != 64 {
+				t.Errorf("FINDNODE target %q", d.Target)
+			}
+		}
+	}
+	if talks != 2 || targets != 6 {
+		t.Errorf("%d TALKREQs, %d discv4 FINDNODEs, want 2 and 6", talks, targets)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
+	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/ndjson"
@@ -561,6 +563,19 @@ func discOf(r *Record, p *Packet) *ndjson.Disc {
 	if p.HasNodes {
 		disc.Nodes = ndjson.Ptr(p.Nodes)
 	}
+	disc.From, disc.To = ndjson.Addr(p.From), ndjson.Addr(p.To)
+	if p.Proto == ProtoV4 && !p.Expiration.IsZero() && p.Expiration.Unix() <= maxRFC3339Unix {
+		disc.Expiration = p.Expiration.UTC().Format(time.RFC3339)
+	}
+	if len(p.Target) == len(v4wire.Pubkey{}) {
+		disc.Target = v4wire.Pubkey(p.Target).ID().String()
+	}
+	switch m := p.Msg.(type) {
+	case *v5wire.Findnode:
+		disc.Distances = m.Distances
+	case *v5wire.TalkRequest:
+		disc.TalkProtocol = printableOrHex(m.Protocol)
+	}
 	switch {
 	case p.Err != nil:
 		disc.Error = p.Err.Error()
@@ -571,6 +586,22 @@ func discOf(r *Record, p *Packet) *ndjson.Disc {
 			p.Expiration.UTC().Format(time.RFC3339), r.Time.Sub(p.Expiration).Round(time.Millisecond))
 	}
 	return disc
+}
+
+// maxRFC3339Unix is the last second RFC 3339 can write (9999-12-31T23:59:59Z): discv4
+// expirations past it (the devp2p suite sends 2^64-1) are left out of disc.expiration
+// and reported through disc.error instead.
+const maxRFC3339Unix = 253402300799
+
+// printableOrHex returns s when it is printable ASCII, else its bytes as 0x-prefixed hex,
+// so that a binary TALKREQ protocol name survives JSON unchanged.
+func printableOrHex(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return "0x" + hex.EncodeToString([]byte(s))
+		}
+	}
+	return s
 }
 
 // expiredOnArrival reports whether a discv4 packet's expiration had passed when it was

@@ -2,6 +2,7 @@ package decode
 
 import (
 	"crypto/ecdsa"
+	"math"
 	"net/netip"
 	"os"
 	"testing"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
+	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
+	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/ndjson"
 )
@@ -134,5 +137,29 @@ func BenchmarkDecoderTrackingV4(b *testing.B) {
 	b.ReportMetric(float64(len(recs)*b.N)/b.Elapsed().Seconds(), "records/s")
 	if events != b.N*3000 {
 		b.Fatalf("%d events, want 3000 per pass (2000 packets, 1000 exchanges)", events/b.N)
+	}
+}
+
+// disc names what a packet says beyond its kind: a FINDNODE target as the node ID an
+// operator can look up, a TALKREQ protocol that survives JSON whatever its bytes, and an
+// expiration only when RFC 3339 can write it.
+func TestDiscFields(t *testing.T) {
+	key, err := crypto.HexToECDSA(capKeyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &Record{Kind: Datagram, Time: time.Unix(1795463766, 0)}
+	target := v4wire.EncodePubkey(&key.PublicKey)
+	fn := discOf(rec, &Packet{Proto: ProtoV4, Kind: KindV4Findnode, Target: target[:], Expiration: v4Time(1795463786)})
+	if want := enode.PubkeyToIDV4(&key.PublicKey).String(); fn.Target != want || fn.Expiration != "2026-11-23T19:56:26Z" {
+		t.Errorf("FINDNODE target %s expiration %s, want %s and 2026-11-23T19:56:26Z", fn.Target, fn.Expiration, want)
+	}
+	if far := discOf(rec, &Packet{Proto: ProtoV4, Kind: KindV4Ping, Expiration: v4Time(math.MaxUint64)}); far.Expiration != "" || far.Error == "" {
+		t.Errorf("expiration 2^64-1: %q, error %q; want none, and the expired-on-arrival error", far.Expiration, far.Error)
+	}
+	for proto, want := range map[string]string{"portal": "portal", "a b~": "a b~", "\x00\x01": "0x0001", "é": "0xc3a9"} {
+		if got := discOf(rec, &Packet{Proto: ProtoV5, Msg: &v5wire.TalkRequest{Protocol: proto}}).TalkProtocol; got != want {
+			t.Errorf("TALKREQ protocol %q shows as %q, want %q", proto, got, want)
+		}
 	}
 }

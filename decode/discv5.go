@@ -478,6 +478,9 @@ func (d *V5Decoder) setMessage(p *Packet, pt []byte) {
 		p.HasENRSeq, p.ENRSeq = true, m.ENRSeq
 	case *v5wire.Pong:
 		p.HasENRSeq, p.ENRSeq = true, m.ENRSeq
+		if ip, ok := netip.AddrFromSlice(m.ToIP); ok {
+			p.To = netip.AddrPortFrom(ip.Unmap(), m.ToPort)
+		}
 	case *v5wire.Nodes:
 		p.HasNodes, p.Nodes = true, len(m.Nodes)
 		for _, rec := range m.Nodes {

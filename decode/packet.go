@@ -54,7 +54,7 @@ type Packet struct {
 	Hash       []byte         // the packet hash (first 32 bytes): PING's hash is PONG's reply token
 	ReplyTok   []byte         // PONG and ENRRESPONSE: the hash of the request they answer
 	Expiration time.Time      // PING, PONG, FINDNODE, NEIGHBORS, ENRREQUEST
-	From, To   netip.AddrPort // PING from/to, PONG to (the address the peer saw us at)
+	From, To   netip.AddrPort // PING from/to, PONG to (the address the peer saw us at; discv5 PONG too)
 	Target     []byte         // FINDNODE target
 
 	// discv5.

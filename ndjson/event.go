@@ -106,7 +106,23 @@ type Disc struct {
 	DstID  string  `json:"dst_id,omitempty"`  // node ID, hex
 	ENRSeq *uint64 `json:"enr_seq,omitempty"` // ENR sequence number carried by the packet
 	Nodes  *int    `json:"nodes,omitempty"`   // NEIGHBORS / NODES: how many records
-	Error  string  `json:"error,omitempty"`   // why decoding (or decryption) failed
+	// From and To are the endpoints a packet names ("ip:port"): discv4 PING's from (the
+	// sender's own idea of its address) and to (the recipient as the sender sees it);
+	// discv4 PONG's and discv5 PONG's to: the address the answering node saw the request
+	// come from, which differs from the requester's own when a NAT rewrote it.
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
+	// Expiration is a discv4 packet's expiration (RFC 3339): the receiver ignores the
+	// packet after it.
+	Expiration string `json:"expiration,omitempty"`
+	// Target is a discv4 FINDNODE's target, as a node ID (keccak256 of the target key).
+	Target string `json:"target,omitempty"`
+	// Distances are a discv5 FINDNODE's log2 distances.
+	Distances []uint `json:"distances,omitempty"`
+	// TalkProtocol is a discv5 TALKREQ's protocol name: as text when it is printable
+	// ASCII, else hex with a "0x" prefix.
+	TalkProtocol string `json:"talk_protocol,omitempty"`
+	Error        string `json:"error,omitempty"` // why decoding (or decryption) failed
 }
 
 // Evidence is one observation behind a cause or anomaly.
