@@ -24,12 +24,12 @@ const (
 // offset of a sender's clock is estimated as expiration - window - capture time.
 const v4ExpirationWindow = 20 * time.Second
 
-// Clock offset estimation: the median of up to skewSamples packets per peer, reported
-// once per peer when at least skewMinSamples agree (one deliberately expired packet is
-// a test, not a clock).
+// Clock offset estimation: the median of a peer's last skewSamples packets, reported
+// once per peer when there are at least skewMinSamples: one packet with an odd
+// expiration (test tools send them on purpose) moves the median of three by nothing.
 const (
 	skewSamples    = 9
-	skewMinSamples = 2
+	skewMinSamples = 3
 )
 
 type skewState struct {
@@ -43,6 +43,12 @@ type seqClaim struct {
 	t        time.Time
 	peer     netip.AddrPort
 	reported bool
+}
+
+// mismatchKey is a local endpoint and the public IP peers report for it.
+type mismatchKey struct {
+	local    netip.AddrPort
+	publicIP netip.Addr
 }
 
 // maxStormTimes bounds the challenge times kept per pair (and listed as evidence).
@@ -60,7 +66,7 @@ type anomalies struct {
 	d        *Decoder
 	skew     map[string]*skewState
 	seqs     map[enode.ID]*seqClaim
-	mismatch map[[2]netip.AddrPort]time.Time
+	mismatch map[mismatchKey]time.Time
 	storms   map[flowKey]*stormState
 }
 
@@ -68,7 +74,7 @@ func (an *anomalies) init(d *Decoder) {
 	an.d = d
 	an.skew = make(map[string]*skewState)
 	an.seqs = make(map[enode.ID]*seqClaim)
-	an.mismatch = make(map[[2]netip.AddrPort]time.Time)
+	an.mismatch = make(map[mismatchKey]time.Time)
 	an.storms = make(map[flowKey]*stormState)
 }
 
@@ -184,15 +190,19 @@ func (an *anomalies) clockSkew(r *Record, p *Packet, emit func(*ndjson.Event)) {
 	}
 	// Expirations are whole seconds, truncated: +0.5 s centres the estimate.
 	off := p.Expiration.Add(500*time.Millisecond).Sub(r.Time) - v4ExpirationWindow
-	if len(s.samples) < skewSamples {
-		s.samples = append(s.samples, off)
+	if len(s.samples) == skewSamples {
+		s.samples = append(s.samples[:0], s.samples[1:]...) // the latest samples: a clock can change
 	}
+	s.samples = append(s.samples, off)
 	if len(s.samples) < skewMinSamples {
 		return
 	}
 	sorted := slices.Clone(s.samples)
 	slices.Sort(sorted)
 	median := sorted[len(sorted)/2]
+	if len(sorted)%2 == 0 {
+		median = (sorted[len(sorted)/2-1] + median) / 2
+	}
 	if median.Abs() < an.d.cfg.ClockSkewThreshold {
 		return
 	}
@@ -258,7 +268,9 @@ func (an *anomalies) endpoint(r *Record, reported netip.AddrPort, what string, e
 	if reported == local {
 		return
 	}
-	k := [2]netip.AddrPort{local, reported}
+	// Once per local endpoint and public IP: a NAT that maps each peer to another port
+	// (symmetric NAT) is one finding, not one per peer.
+	k := mismatchKey{local, reported.Addr()}
 	if _, done := an.mismatch[k]; done {
 		an.mismatch[k] = r.Time
 		return

@@ -25,6 +25,10 @@ const (
 	CauseRejected = "rejected"
 	// CauseAppDrop: the local application read the datagram and never answered.
 	CauseAppDrop = "app_drop"
+	// CauseExpired: a discv4 request or its answer arrived after its expiration, so its
+	// receiver ignored it: the two clocks disagree by more than the packet's lifetime
+	// (20 s for go-ethereum), or the packet was held up that long.
+	CauseExpired = "expired"
 )
 
 // Outcomes, the value of "outcome".
@@ -62,6 +66,8 @@ type tracked struct {
 	answerLost bool
 	// rejected, when set, is the observation showing the peer refused a handshake.
 	rejected *ndjson.Evidence
+	// expired, when set, is a discv4 request or answer that arrived already expired.
+	expired *ndjson.Evidence
 }
 
 // settleAnswer records sd as the datagram that completed the item and decides the item
@@ -123,7 +129,7 @@ func (t *tracked) network(cause string, ev ndjson.Evidence, onAnswer bool) {
 
 // decisive reports whether the item has failed whatever comes next.
 func (t *tracked) decisive() bool {
-	return t.netCause != "" || t.rejected != nil
+	return t.netCause != "" || t.rejected != nil || t.expired != nil
 }
 
 // verdict returns the best-supported cause of the item's failure and its evidence.
@@ -132,6 +138,9 @@ func (t *tracked) verdict() (string, []ndjson.Evidence) {
 	switch {
 	case t.netCause != "":
 		return t.netCause, append(ev, t.netEv...)
+	case t.expired != nil:
+		// Before app_drop: an expired request is read, then ignored for its expiration.
+		return CauseExpired, append(ev, *t.expired)
 	case t.rejected != nil:
 		return CauseRejected, append(ev, *t.rejected)
 	case t.read != nil:

@@ -610,9 +610,11 @@ func expiredOnArrival(r *Record, p *Packet) bool {
 	if p.Proto != ProtoV4 || p.Expiration.IsZero() {
 		return false
 	}
-	// Compare Unix seconds: times near the int64 limit overflow time.Time's internal
-	// representation and compare wrongly.
-	return v4ExpirationNegative(p) || p.Expiration.Unix() < r.Time.Unix()
+	// As go-ethereum's v4wire.Expired: time.Unix(expiration, 0).Before(now). Compared as
+	// Unix seconds, then the fraction: times near the int64 limit overflow time.Time's
+	// internal representation and compare wrongly.
+	exp, now := p.Expiration.Unix(), r.Time.Unix()
+	return v4ExpirationNegative(p) || exp < now || exp == now && r.Time.Nanosecond() > 0
 }
 
 // v4ExpirationNegative reports an expiration of 2^63 or more (the discv4 decoder
@@ -707,7 +709,11 @@ func (d *Decoder) feedDrop(r *Record, emit func(*ndjson.Event)) {
 				switch {
 				case sd.is(o.answer) && !reverse && (r.Len == 0 || r.Len == sd.n):
 					o.network(cause, e, true) // the answer itself, seen and then dropped
-				case o.answer == nil && sd.is(o.awaiting):
+				case o.answer == nil && sd.is(o.awaiting) && reverse:
+					o.network(cause, e, false) // an answer to it, dropped unseen
+				case o.answer == nil && sd.is(o.awaiting) && (r.Len == 0 || r.Len == sd.n) && !sd.read:
+					// The request itself, dropped before its receiver read it (a read
+					// datagram cannot be dropped afterwards: the drop is another one's).
 					o.network(cause, e, false)
 				}
 			}

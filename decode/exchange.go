@@ -2,10 +2,12 @@ package decode
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
+	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
@@ -19,16 +21,17 @@ func v4Name(kind string) string { return kind + "/v4" }
 // exchange is one request and its response (or failure).
 type exchange struct {
 	tracked
-	req, resp        string
-	from, to         netip.AddrPort // requester, responder
-	fromID, toID     enode.ID
-	hasFrom, hasTo   bool
-	t, respT         time.Time
-	timeout          time.Duration
-	attempts         int
-	expiredOnArrival bool
-	answered         bool
-	forget           func() // removes the exchange from its index
+	req, resp      string
+	from, to       netip.AddrPort // requester, responder
+	fromID, toID   enode.ID
+	hasFrom, hasTo bool
+	t, respT       time.Time
+	timeout        time.Duration
+	attempts       int
+	answered       bool
+	// nodes counts the entries of the NEIGHBORS packets a discv4 FINDNODE got so far.
+	nodes  int
+	forget func() // removes the exchange from its indexes
 }
 
 // flowKey is a directed pair of endpoints.
@@ -42,10 +45,17 @@ type v5ReqKey struct {
 	reqID string
 }
 
+// v4BucketSize is how many nodes a discv4 FINDNODE asks for (go-ethereum's bucketSize):
+// the answer comes as NEIGHBORS packets of at most v4wire.MaxNeighbors entries, and
+// geth's requester waits for this many entries or its timeout.
+const v4BucketSize = 16
+
 // exchanges pairs requests with responses: discv4 PING↔PONG and ENRREQUEST↔ENRRESPONSE
-// by the reply token (the request's hash), FINDNODE↔NEIGHBORS by peer within the
-// timeout (NEIGHBORS may take several packets: the first one answers); discv5 requests
-// with responses by request ID.
+// by the reply token (the request's hash), from the IP the request went to, as geth
+// matches them; FINDNODE↔NEIGHBORS by peer, oldest request first, each FINDNODE taking
+// NEIGHBORS packets until its answer is complete (16 entries, or a packet of fewer than
+// 12: the last) or it times out, the first packet answering it; discv5 requests with
+// responses by request ID.
 type exchanges struct {
 	d        *Decoder
 	byHash   map[string]*exchange
@@ -60,13 +70,28 @@ func (x *exchanges) init(d *Decoder) {
 	x.v5reqs = make(map[v5ReqKey]*exchange)
 }
 
+// v4Answers reports whether a discv4 packet that failed to decode completely still
+// answers its request, as it does for go-ethereum: a NEIGHBORS with invalid entries
+// (geth skips them and counts the rest), an ENRRESPONSE with an invalid record (geth
+// matches the reply and rejects the record afterwards).
+func v4Answers(p *Packet) bool {
+	return errors.Is(p.Err, ErrV4BadNeighbor) || errors.Is(p.Err, ErrV4BadRecord) || errors.Is(p.Err, ErrV4RecordNotSender)
+}
+
+// v4RequestOf names the request a discv4 response answers.
+var v4RequestOf = map[string]string{
+	KindV4Pong:        KindV4Ping,
+	KindV4ENRResponse: KindV4ENRRequest,
+	KindV4Neighbors:   KindV4Findnode,
+}
+
 // v4 tracks a decoded discv4 packet.
 func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
-	if p.Err != nil {
+	if p.Err != nil && !v4Answers(p) {
 		return
 	}
 	switch p.Kind {
-	case KindV4Ping, KindV4ENRRequest:
+	case KindV4Ping, KindV4ENRRequest, KindV4Findnode:
 		key := string(p.Hash)
 		if ex := x.byHash[key]; ex != nil {
 			// The same bytes again: a duplicate of the request, not a new one.
@@ -78,33 +103,67 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 		ex := x.open(r, p, sd, v4Name(p.Kind), x.d.cfg.V4Timeout)
 		x.byHash[key] = ex
 		ex.forget = func() { delete(x.byHash, key) }
-	case KindV4Findnode:
-		ex := x.open(r, p, sd, v4Name(p.Kind), x.d.cfg.V4Timeout)
-		k := flowOf(r.Src, r.Dst)
-		x.findnode[k] = append(x.findnode[k], ex)
-		ex.forget = func() {
-			list := x.findnode[k]
-			for i, e := range list {
-				if e == ex {
-					list = append(list[:i:i], list[i+1:]...)
-					break
+		if p.Kind == KindV4Findnode {
+			k := flowOf(r.Src, r.Dst)
+			x.findnode[k] = append(x.findnode[k], ex)
+			ex.forget = func() {
+				delete(x.byHash, key)
+				list := x.findnode[k]
+				for i, e := range list {
+					if e == ex {
+						list = append(list[:i:i], list[i+1:]...)
+						break
+					}
 				}
-			}
-			if len(list) == 0 {
-				delete(x.findnode, k)
-			} else {
-				x.findnode[k] = list
+				if len(list) == 0 {
+					delete(x.findnode, k)
+				} else {
+					x.findnode[k] = list
+				}
 			}
 		}
 	case KindV4Pong, KindV4ENRResponse:
-		if ex := x.byHash[string(p.ReplyTok)]; ex != nil {
-			x.answer(ex, r, p, sd, v4Name(p.Kind), emit)
+		ex := x.byHash[string(p.ReplyTok)]
+		if ex == nil || ex.req != v4Name(v4RequestOf[p.Kind]) || ex.to.Addr().Unmap() != r.Src.Addr().Unmap() {
+			return // not an answer to a request seen: before the capture, or forged
 		}
+		if x.expiredAnswer(ex, r, p, sd) {
+			return
+		}
+		ex.forget()
+		x.answer(ex, r, p, sd, v4Name(p.Kind))
 	case KindV4Neighbors:
-		if list := x.findnode[flowOf(r.Dst, r.Src)]; len(list) > 0 {
-			x.answer(list[0], r, p, sd, v4Name(p.Kind), emit)
+		list := x.findnode[flowOf(r.Dst, r.Src)]
+		if len(list) == 0 {
+			return
+		}
+		ex := list[0] // the oldest FINDNODE still taking NEIGHBORS
+		if x.expiredAnswer(ex, r, p, sd) {
+			return
+		}
+		ex.nodes += p.Nodes
+		if ex.nodes >= v4BucketSize || p.Nodes < v4wire.MaxNeighbors {
+			ex.forget() // its answer is complete: later NEIGHBORS answer the next FINDNODE
+		}
+		if !ex.answered {
+			x.answer(ex, r, p, sd, v4Name(p.Kind))
 		}
 	}
+}
+
+// expiredAnswer handles a discv4 response that arrived already expired: go-ethereum
+// drops those before matching them to a request, so for the requester it does not
+// answer; it becomes the evidence of the failure instead. It reports whether p was one.
+func (x *exchanges) expiredAnswer(ex *exchange, r *Record, p *Packet, sd *seenDatagram) bool {
+	if !expiredOnArrival(r, p) {
+		return false
+	}
+	if ex.expired == nil {
+		ex.expired = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
+			Detail: fmt.Sprintf("%s from %s expired on arrival: the requester ignores it", p.Kind, ndjson.Addr(r.Src))}
+	}
+	sd.own(&ex.tracked)
+	return true
 }
 
 // v5 tracks a decrypted discv5 message.
@@ -130,7 +189,8 @@ func (x *exchanges) v5(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 		ex.forget = func() { delete(x.v5reqs, k) }
 	case *v5wire.Pong, *v5wire.Nodes, *v5wire.TalkResponse:
 		if ex := x.v5reqs[v5ReqKey{flowOf(r.Dst, r.Src), reqID}]; ex != nil {
-			x.answer(ex, r, p, sd, p.Msg.Name(), emit)
+			ex.forget()
+			x.answer(ex, r, p, sd, p.Msg.Name())
 		}
 	}
 }
@@ -142,19 +202,19 @@ func (x *exchanges) open(r *Record, p *Packet, sd *seenDatagram, name string, ti
 	if !ex.hasTo {
 		ex.toID, ex.hasTo = x.d.idAt(r.Dst)
 	}
-	ex.expiredOnArrival = expiredOnArrival(r, p)
 	detail := fmt.Sprintf("%s to %s", name, ndjson.Addr(r.Dst))
-	if ex.expiredOnArrival {
-		detail += ", expired on arrival (the receiver ignores it)"
-	}
 	ex.addSent(sd, detail)
+	if expiredOnArrival(r, p) {
+		ex.expired = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
+			Detail: fmt.Sprintf("%s to %s expired on arrival: the receiver ignores it", name, ndjson.Addr(r.Dst))}
+	}
 	ex.awaiting = sd
 	sd.own(&ex.tracked)
 	x.d.after(r.Time.Add(timeout), func(emit func(*ndjson.Event), atEnd bool) {
+		ex.forget() // a FINDNODE answered in part stops taking NEIGHBORS here too
 		if ex.answered || ex.done {
 			return
 		}
-		ex.forget()
 		if atEnd && !ex.decisive() {
 			x.emit(ex, OutcomeOpen, emit)
 			return
@@ -164,13 +224,13 @@ func (x *exchanges) open(r *Record, p *Packet, sd *seenDatagram, name string, ti
 	return ex
 }
 
-// answer completes an exchange. The verdict waits SettleDelay: an ICMP error or drop
-// quoting the answer means it never reached the requester's application.
-func (x *exchanges) answer(ex *exchange, r *Record, p *Packet, sd *seenDatagram, name string, emit func(*ndjson.Event)) {
+// answer completes an exchange (the caller takes it out of the indexes it no longer
+// belongs in). The verdict waits SettleDelay: an ICMP error or drop quoting the answer
+// means it never reached the requester's application.
+func (x *exchanges) answer(ex *exchange, r *Record, p *Packet, sd *seenDatagram, name string) {
 	if ex.answered || ex.done {
 		return
 	}
-	ex.forget()
 	ex.answered, ex.resp, ex.respT = true, name, r.Time
 	if p.HasSrcID {
 		ex.toID, ex.hasTo = p.SrcID, true

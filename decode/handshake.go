@@ -205,7 +205,6 @@ func compactMsgs(list []*v5Msg) []*v5Msg {
 // whoareyou handles a challenge from the recipient (r.Src) to the initiator (r.Dst);
 // st is the initiator→recipient pair.
 func (h *handshakes) whoareyou(r *Record, p *Packet, sd *seenDatagram, st *pairState, emit func(*ndjson.Event)) {
-	h.d.an.whoareyou(r, emit)
 	if a := st.att; a != nil && len(p.ChallengeData) > 0 && bytes.Equal(a.challenge, p.ChallengeData) {
 		// An identical resend: the recipient repeats its pending challenge to every new
 		// packet of the initiator. Those packets belong to this attempt (and a copy
@@ -227,6 +226,8 @@ func (h *handshakes) whoareyou(r *Record, p *Packet, sd *seenDatagram, st *pairS
 		st.msgs = compactMsgs(st.msgs)
 		return
 	}
+	// Only a new challenge counts towards a storm: resends are one challenge repeated.
+	h.d.an.whoareyou(r, emit)
 	var start time.Time
 	hasStart := false
 	if a := st.att; a != nil && !a.done {

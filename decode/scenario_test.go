@@ -518,17 +518,21 @@ func TestScenarioClockSkew(t *testing.T) {
 	if *an.OffsetNs != int64(-39500*time.Millisecond) {
 		t.Fatalf("offset %v, want -39.5s (whole-second expirations, centred)", time.Duration(*an.OffsetNs))
 	}
-	if an.Time != ndjson.Time(scT0.Add(time.Second)) {
-		t.Fatalf("reported at %s, want at the second packet", an.Time)
+	if an.Time != ndjson.Time(scT0.Add(2*time.Second)) {
+		t.Fatalf("reported at %s, want at the third packet", an.Time)
 	}
 	if p := s.ofType(ndjson.TypeRecv)[0]; !strings.HasPrefix(p.Disc.Error, "expired on arrival") {
 		t.Fatalf("disc.error %q", p.Disc.Error)
 	}
-	// One deliberately expired packet from another peer is not a skewed clock.
+	// One deliberately expired packet from another peer is not a skewed clock, nor is
+	// one far-future packet among a correct clock's: the median of three ignores it.
 	c := newScNode(t, scKeyC, "10.0.0.3:30303")
 	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: 1}, DirIn)
+	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: s.exp()}, DirIn)
+	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: s.exp() + 3600}, DirIn)
+	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: s.exp() + 1}, DirIn)
 	if len(s.ofType(ndjson.TypeAnomaly)) != 1 {
-		t.Fatalf("one sample reported as skew:\n%s", s.dump())
+		t.Fatalf("an outlier reported as skew:\n%s", s.dump())
 	}
 }
 
@@ -562,6 +566,12 @@ func TestScenarioEndpointMismatch(t *testing.T) {
 	// b pinging a and a answering is the other direction: no anomaly about b.
 	ping := s.ping(b, a, DirUnknown)
 	s.pong(a, b, ping, DirUnknown)
+	// A NAT that gives each peer its own port is still one finding.
+	for i, addr := range []string{"10.0.0.3:30303", "10.0.0.4:30303"} {
+		c := newScNode(t, scKeyC, addr)
+		ping := s.ping(a, c, DirUnknown)
+		s.v4(c, a, &v4wire.Pong{To: v4wire.NewEndpoint(netip.AddrPortFrom(public.Addr(), uint16(42000+i)), 0), ReplyTok: ping[:32], Expiration: s.exp()}, DirUnknown)
+	}
 	an := s.only(ndjson.TypeAnomaly)
 	if an.Anomaly != AnomalyEndpointMismatch || an.Peer != "10.0.0.2:30303" || !strings.Contains(an.Detail, "reached us at 203.0.113.7:41000, but we are at 192.168.1.10:30303") {
 		t.Fatalf("anomaly %+v", an)
@@ -588,6 +598,26 @@ func TestScenarioWhoareyouStorm(t *testing.T) {
 	hss := s.ofType(ndjson.TypeHandshake)
 	if len(hss) != 6 || hss[4].Cause != CauseNoResponse || hss[5].Outcome != OutcomeOpen {
 		t.Fatalf("%d handshakes, want 5 failed and the last one open:\n%s", len(hss), s.dump())
+	}
+}
+
+// One challenge that geth repeats, byte for byte, to each of the initiator's concurrent
+// requests is one challenge: no storm, one handshake with every copy in its attempts.
+func TestScenarioWhoareyouResendsAreNoStorm(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{StormThreshold: 4, StormWindow: 5 * time.Second, Identity: Identity{IDs: []enode.ID{b.id()}}})
+	w := s.challenge(a, b, &v5wire.Ping{ReqID: []byte{1}})
+	for i := 0; i < 5; i++ {
+		s.after(time.Millisecond)
+		s.v5(a, b, &v5wire.Findnode{ReqID: []byte{byte(10 + i)}, Distances: []uint{256}}, nil)
+		s.v5(b, a, w, nil)
+	}
+	s.flush()
+	if an := s.ofType(ndjson.TypeAnomaly); len(an) != 0 {
+		t.Fatalf("resends reported as a storm:\n%s", s.dump())
+	}
+	if hs := s.only(ndjson.TypeHandshake); hs.Attempts != 6 {
+		t.Fatalf("handshake attempts %d, want 6 (the challenge and its 5 copies)", hs.Attempts)
 	}
 }
 

@@ -1,0 +1,163 @@
+package decode
+
+import (
+	"bytes"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
+
+	"github.com/discotrace/discotrace/ndjson"
+)
+
+// discv4 request/response pairing as go-ethereum's own matcher sees it.
+
+// scNeighbors makes n NEIGHBORS entries of fresh nodes.
+func scNeighbors(t *testing.T, n int) []v4wire.Node {
+	t.Helper()
+	out := make([]v4wire.Node, n)
+	for i := range out {
+		k, err := crypto.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = v4wire.Node{IP: net.IP{10, 1, 0, byte(i + 1)}, UDP: 30303, TCP: 30303, ID: v4wire.EncodePubkey(&k.PublicKey)}
+	}
+	return out
+}
+
+func scExchange(t *testing.T, ev *ndjson.Event, req, outcome string, rtt time.Duration, attempts int) {
+	t.Helper()
+	if ev.Req != req || ev.Outcome != outcome || ev.Attempts != attempts {
+		t.Errorf("%s %s attempts %d, want %s %s attempts %d: %+v", ev.Req, ev.Outcome, ev.Attempts, req, outcome, attempts, ev)
+	}
+	if rtt > 0 && (ev.RTTNs == nil || *ev.RTTNs != int64(rtt)) {
+		t.Errorf("%s rtt %v, want %v", ev.Req, ev.RTTNs, rtt)
+	}
+}
+
+// Two lookups ask the same peer at once; each answer is 16 nodes in a NEIGHBORS of 12
+// and one of 4 (geth's chunking). Each FINDNODE gets its own answer, not the tail of the
+// other's.
+func TestScenarioTwoFindnodesToOnePeer(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	first, second := scNeighbors(t, 16), scNeighbors(t, 16)
+	s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&a.key.PublicKey), Expiration: s.exp()}, DirOut)
+	s.after(time.Millisecond)
+	s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}, DirOut)
+	s.after(2 * time.Millisecond)
+	s.v4(b, a, &v4wire.Neighbors{Nodes: first[:12], Expiration: s.exp()}, DirIn)
+	s.v4(b, a, &v4wire.Neighbors{Nodes: first[12:], Expiration: s.exp()}, DirIn)
+	s.after(30 * time.Millisecond)
+	s.v4(b, a, &v4wire.Neighbors{Nodes: second[:12], Expiration: s.exp()}, DirIn)
+	s.v4(b, a, &v4wire.Neighbors{Nodes: second[12:], Expiration: s.exp()}, DirIn)
+	s.tick(time.Second)
+	exs := s.ofType(ndjson.TypeExchange)
+	if len(exs) != 2 {
+		t.Fatalf("%d exchanges, want 2:\n%s", len(exs), s.dump())
+	}
+	scExchange(t, exs[0], "FINDNODE/v4", OutcomeAnswered, 3*time.Millisecond, 0)
+	scExchange(t, exs[1], "FINDNODE/v4", OutcomeAnswered, 32*time.Millisecond, 0)
+}
+
+// A FINDNODE sent twice within one second has the same bytes: one request tried twice.
+func TestScenarioFindnodeRetransmitted(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	req := &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}
+	s.v4(a, b, req, DirOut)
+	s.after(100 * time.Millisecond)
+	s.v4(a, b, req, DirOut)
+	s.after(2 * time.Millisecond)
+	s.v4(b, a, &v4wire.Neighbors{Nodes: scNeighbors(t, 3), Expiration: s.exp()}, DirIn)
+	s.tick(time.Second)
+	scExchange(t, s.only(ndjson.TypeExchange), "FINDNODE/v4", OutcomeAnswered, 102*time.Millisecond, 2)
+}
+
+// Answers go-ethereum accepts although part of them is invalid: a NEIGHBORS with an entry
+// off the curve (geth skips the entry), an ENRRESPONSE with another node's record (geth
+// matches the reply, then rejects the record). Something came back: not no_response.
+func TestScenarioPartlyInvalidAnswers(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b, c := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303"), newScNode(t, scKeyC, "10.0.0.3:30303")
+	nodes := scNeighbors(t, 3)
+	copy(nodes[1].ID[:], bytes.Repeat([]byte{1}, 64))
+	s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}, DirOut)
+	s.after(time.Millisecond)
+	s.v4(b, a, &v4wire.Neighbors{Nodes: nodes, Expiration: s.exp()}, DirIn)
+	req := s.v4(a, b, &v4wire.ENRRequest{Expiration: s.exp()}, DirOut)
+	s.after(time.Millisecond)
+	s.v4(b, a, &v4wire.ENRResponse{ReplyTok: req[:32], Record: *c.ln.Node().Record()}, DirIn)
+	s.tick(time.Second)
+	if recv := s.ofType(ndjson.TypeRecv); len(recv) != 2 || recv[0].Disc.Error == "" || recv[1].Disc.Error == "" {
+		t.Fatalf("the invalid parts are not reported on the packets:\n%s", s.dump())
+	}
+	exs := s.ofType(ndjson.TypeExchange)
+	if len(exs) != 2 {
+		t.Fatalf("%d exchanges, want 2:\n%s", len(exs), s.dump())
+	}
+	scExchange(t, exs[0], "FINDNODE/v4", OutcomeAnswered, time.Millisecond, 0)
+	scExchange(t, exs[1], "ENRREQUEST/v4", OutcomeAnswered, time.Millisecond, 0)
+}
+
+// A PONG that arrives expired (the peer's clock is 30 s behind) is dropped by geth before
+// it is matched: for the requester the PING was never answered, and the cause is the
+// expiration, not silence.
+func TestScenarioExpiredAnswer(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, DirOut)
+	s.after(time.Millisecond)
+	s.v4(b, a, &v4wire.Pong{To: v4wire.NewEndpoint(a.addr, 0), ReplyTok: ping[:32], Expiration: s.exp() - 30}, DirIn)
+	s.tick(time.Second)
+	checkFailed(t, s.only(ndjson.TypeExchange), CauseExpired, "PONG from 10.0.0.2:30303 expired on arrival")
+}
+
+// geth's v4wire.Expired is time.Unix(expiration, 0).Before(now): a packet whose
+// expiration is the current second is expired once that second has begun.
+func TestScenarioExpiresWithinItsSecond(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s.after(600 * time.Millisecond)
+	s.v4(b, a, &v4wire.Ping{Version: 4, Expiration: uint64(scT0.Unix())}, DirIn)
+	s.v4(b, a, &v4wire.Ping{Version: 4, Expiration: uint64(scT0.Unix()) + 1}, DirIn)
+	s.tick(time.Second)
+	recv := s.ofType(ndjson.TypeRecv)
+	if recv[0].Disc.Error == "" || recv[1].Disc.Error != "" {
+		t.Fatalf("expiration now at +0.6 s: %q; a second later: %q", recv[0].Disc.Error, recv[1].Disc.Error)
+	}
+	exs := s.ofType(ndjson.TypeExchange)
+	checkFailed(t, exs[0], CauseExpired, "expired on arrival")
+	checkFailed(t, exs[1], CauseNoResponse)
+}
+
+// A PONG with the right reply token from another host does not answer: geth matches
+// replies by sender IP too.
+func TestScenarioPongFromAnotherHost(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b, c := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303"), newScNode(t, scKeyC, "10.0.0.3:30303")
+	ping := s.ping(a, b, DirOut)
+	s.pong(c, a, ping, DirIn)
+	s.tick(time.Second)
+	ex := s.only(ndjson.TypeExchange)
+	checkFailed(t, ex, CauseNoResponse)
+	if ex.RecipientID == c.id().String() {
+		t.Fatalf("the stranger's ID became the recipient's")
+	}
+}
+
+// The application read the request and never answered; a drop of some other datagram
+// on the same flow afterwards does not explain that.
+func TestScenarioUnrelatedDropAfterRead(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	ping := s.ping(b, a, DirIn)
+	s.feed(&Record{Kind: Read, Src: b.addr, Dst: a.addr, Len: len(ping)})
+	s.after(time.Millisecond)
+	s.feed(&Record{Kind: Drop, Src: b.addr, Dst: a.addr, Len: 999, Reason: "SOCKET_RCVBUFF"})
+	s.tick(time.Second)
+	checkFailed(t, s.only(ndjson.TypeExchange), CauseAppDrop)
+}
