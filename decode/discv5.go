@@ -370,8 +370,12 @@ func (d *V5Decoder) decodeHandshake(p *Packet, r *Record, dst enode.ID, nonce v5
 		return
 	}
 
+	challenges := d.st.challengesFor(src, dst, v5Normalize(r.Dst))
 	recipient := d.local(dst)
 	if recipient == nil {
+		// No key to decrypt with, but the recipient's checks that need only public data
+		// can still be made.
+		d.checkHandshakePublic(p, r, d.pubkey(src, node), sig, ephKey, dst, challenges)
 		// The keys cannot be derived, and whatever session the two had is replaced.
 		d.st.dropSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst))
 		if d.local(src) != nil {
@@ -387,7 +391,6 @@ func (d *V5Decoder) decodeHandshake(p *Packet, r *Record, dst enode.ID, nonce v5
 		setErr(p, err)
 		return
 	}
-	challenges := d.st.challengesFor(src, dst, v5Normalize(r.Dst))
 	if len(challenges) == 0 {
 		d.st.dropSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst))
 		setErr(p, errV5NoChallenge)
@@ -403,19 +406,42 @@ func (d *V5Decoder) decodeHandshake(p *Packet, r *Record, dst enode.ID, nonce v5
 			continue
 		}
 		d.st.storeSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst), keys)
-		// Checked only when the initiator's key is known (its ENR in the handshake, a
-		// record seen before, or a local key); one ECDSA verification per handshake.
-		if pub := d.pubkey(src, node); pub != nil && !v5VerifyIDSignature(pub, sig, c.data, ephKey, dst) {
-			setErr(p, errV5BadIDSignature)
-		}
-		if !c.sent.IsZero() && !r.Time.IsZero() && r.Time.Sub(c.sent) > v5HandshakeTimeout {
-			setErr(p, errV5LateHandshake)
-		}
+		// c decrypted the message: it is the challenge the handshake answers.
+		d.checkHandshakePublic(p, r, d.pubkey(src, node), sig, ephKey, dst, []*v5Challenge{c})
 		d.setMessage(p, pt)
 		return
 	}
 	d.st.dropSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst))
 	setErr(p, errV5HandshakeDecrypt)
+}
+
+// checkHandshakePublic makes the recipient's checks that need no private key: the
+// id-signature must prove the initiator's key (pub, nil when unknown) over the challenge
+// the handshake answers, and that challenge must still be pending (geth keeps one for
+// 1s). challenges are the candidates, newest first; without decryption to tell which one
+// the handshake answers, the signature names it, else the newest is taken. One ECDSA
+// verification per candidate, usually one.
+func (d *V5Decoder) checkHandshakePublic(p *Packet, r *Record, pub *ecdsa.PublicKey, sig, ephKey []byte, dst enode.ID, challenges []*v5Challenge) {
+	if len(challenges) == 0 {
+		return
+	}
+	answers := challenges[0]
+	if pub != nil {
+		answers = nil
+		for _, c := range challenges {
+			if v5VerifyIDSignature(pub, sig, c.data, ephKey, dst) {
+				answers = c
+				break
+			}
+		}
+		if answers == nil {
+			setErr(p, errV5BadIDSignature)
+			return
+		}
+	}
+	if !answers.sent.IsZero() && !r.Time.IsZero() && r.Time.Sub(answers.sent) > v5HandshakeTimeout {
+		setErr(p, errV5LateHandshake)
+	}
 }
 
 // decryptMessage opens an ordinary message with the keys of its direction: those of

@@ -284,11 +284,15 @@ func (h *handshakes) whoareyou(r *Record, p *Packet, sd *seenDatagram, st *pairS
 	a.awaiting = sd
 	sd.own(&a.tracked)
 	st.att = a
-	h.d.after(r.Time.Add(h.d.cfg.HandshakeTimeout), func(emit func(*ndjson.Event), atEnd bool) {
+	// Decided a response timeout after the challenge expires, so that a HANDSHAKE
+	// arriving late is seen as that (rejected: the recipient ignores it), not as silence.
+	h.d.after(r.Time.Add(h.d.cfg.HandshakeTimeout+h.d.cfg.V5Timeout), func(emit func(*ndjson.Event), atEnd bool) {
 		if a.done || a.state != stateChallenged {
 			return
 		}
-		if atEnd && !a.decisive() {
+		// At the end of input within the grace: failed all the same once the challenge
+		// itself expired, since no HANDSHAKE, late or not, came.
+		if atEnd && !a.decisive() && !h.d.now.After(a.challengeT.Add(h.d.cfg.HandshakeTimeout)) {
 			h.emit(a, OutcomeOpen, emit)
 			return
 		}
@@ -299,6 +303,16 @@ func (h *handshakes) whoareyou(r *Record, p *Packet, sd *seenDatagram, st *pairS
 // handshake handles a HANDSHAKE from the initiator (r.Src); st is initiator→recipient.
 func (h *handshakes) handshake(r *Record, p *Packet, sd *seenDatagram, st *pairState, emit func(*ndjson.Event)) {
 	a := st.att
+	if a != nil && !a.done && a.state == stateChallenged && a.hasChallenge && r.Time.Sub(a.challengeT) > h.d.cfg.HandshakeTimeout {
+		// The answer to a challenge the recipient has already dropped: it ignores it.
+		a.addSent(sd, "HANDSHAKE to "+ndjson.Addr(r.Dst))
+		sd.own(&a.tracked)
+		a.rejected = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
+			Detail: fmt.Sprintf("the HANDSHAKE came %s after the challenge; the recipient keeps a challenge for %s and ignores it",
+				r.Time.Sub(a.challengeT).Round(time.Millisecond), h.d.cfg.HandshakeTimeout)}
+		h.emit(a, OutcomeFailed, emit)
+		return
+	}
 	if a == nil || a.done || a.state != stateChallenged {
 		if a != nil && !a.done && a.state == stateHandshakeSent {
 			h.emit(a, OutcomeFailed, emit) // a second HANDSHAKE without a new challenge

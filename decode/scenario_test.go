@@ -489,7 +489,9 @@ func TestScenarioV5InitiatorNeverAnswersChallenge(t *testing.T) {
 	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
 	s := newScNet(t, Config{HandshakeTimeout: 300 * time.Millisecond, Identity: Identity{IDs: []enode.ID{b.id()}}})
 	s.challenge(a, b, &v5wire.Ping{ReqID: []byte{1}})
-	s.after(301 * time.Millisecond)
+	// Decided a response timeout (700 ms) after the challenge expired: a HANDSHAKE in
+	// between would be a late one.
+	s.after(1001 * time.Millisecond)
 	s.feed(scDatagram(a.addr, b.addr, []byte("not discovery"), DirUnknown))
 	hs := s.only(ndjson.TypeHandshake)
 	checkFailed(t, hs, CauseNoResponse, "the initiator 10.0.0.1:30303 never answered the challenge")
@@ -861,4 +863,57 @@ func TestScenarioV5ReadButNeverChallenged(t *testing.T) {
 	if read := s.only(ndjson.TypeRead); read.Disc == nil || read.Disc.Kind != KindMessage {
 		t.Fatalf("read %+v", read)
 	}
+}
+
+// A HANDSHAKE that answers its challenge after the recipient dropped it (1 s): one
+// attempt, rejected as late, whether or not the recipient's key is known (the lateness
+// and the id-signature need none).
+func TestScenarioV5LateHandshake(t *testing.T) {
+	for _, withKey := range []bool{true, false} {
+		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+		cfg := Config{Identity: Identity{IDs: []enode.ID{b.id()}}}
+		if withKey {
+			cfg.Identity = Identity{Keys: []*ecdsa.PrivateKey{b.key}}
+		}
+		s := newScNet(t, cfg)
+		ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
+		w := s.challenge(a, b, ping)
+		s.after(1200 * time.Millisecond)
+		s.v5(a, b, ping, w)
+		s.tick(3 * time.Second)
+		s.flush()
+		hs := s.only(ndjson.TypeHandshake)
+		checkFailed(t, hs, CauseRejected, "the HANDSHAKE came 1.2s after the challenge")
+		if hs.Attempts != 1 || hs.WhoareyouRTTNs == nil || *hs.WhoareyouRTTNs != int64(time.Millisecond) {
+			t.Errorf("with key %v: %+v", withKey, hs)
+		}
+		if d := s.ofType(ndjson.TypePacket)[2].Disc; !strings.Contains(d.Error, "more than 1s before") {
+			t.Errorf("with key %v: the HANDSHAKE's error %q does not say it is late", withKey, d.Error)
+		}
+	}
+}
+
+// Without any key, a HANDSHAKE whose id-signature does not prove the initiator's key
+// (known from its ENR) over the captured challenge is one the recipient rejects.
+func TestScenarioV5BadSignatureWithoutKeys(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
+	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
+	w := s.challenge(a, b, ping)
+	// a signs over another challenge than the one captured.
+	forged := *w
+	forged.ChallengeData = bytes.Clone(w.ChallengeData)
+	forged.ChallengeData[len(forged.ChallengeData)-9] ^= 1 // inside the id-nonce
+	s.after(time.Millisecond)
+	enc, _, err := a.codec.Encode(b.id(), b.addr.String(), ping, &forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(enc), DirUnknown))
+	s.tick(2 * time.Second)
+	s.flush()
+	if d := s.ofType(ndjson.TypePacket)[2].Disc; !strings.Contains(d.Error, "id-signature does not verify") {
+		t.Fatalf("HANDSHAKE error %q", d.Error)
+	}
+	checkFailed(t, s.only(ndjson.TypeHandshake), CauseRejected, "id-signature")
 }
