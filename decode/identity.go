@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/ethereum/go-ethereum/crypto"
@@ -66,27 +68,58 @@ func ParseNodeKey(s string) (*ecdsa.PrivateKey, error) {
 	if looksHex(text) {
 		return parseKeyHex(text)
 	}
-	data, err := os.ReadFile(s)
+	data, err := readKeyFile(s)
+	// A path is shown only when it looks like one (an argument without a slash or dot
+	// is more likely a mistyped key than a file name), and never with a key in it: a
+	// key with a stray character or prefix is not hex, so it lands here.
+	path := redactHex(s)
 	if err != nil {
-		// A path is shown only when it looks like one: an argument without a slash or
-		// dot is more likely a mistyped key than a file name.
 		if strings.ContainsAny(s, `/\.`) {
 			if errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("%w: no file %s", ErrNodeKeyFile, s)
+				return nil, fmt.Errorf("%w: no file %s", ErrNodeKeyFile, path)
 			}
-			return nil, fmt.Errorf("%w: cannot read %s: %v", ErrNodeKeyFile, s, unwrapPathError(err))
+			return nil, fmt.Errorf("%w: cannot read %s: %v", ErrNodeKeyFile, path, unwrapPathError(err))
 		}
 		return nil, ErrNodeKeyFile
 	}
 	content := strings.TrimSpace(string(data))
 	if !looksHex(content) {
-		return nil, fmt.Errorf("%w: file %s does not hold hex text (geth's nodekey file holds 64 hex characters)", ErrNodeKeyHex, s)
+		return nil, fmt.Errorf("%w: file %s does not hold hex text (geth's nodekey file holds 64 hex characters)", ErrNodeKeyHex, path)
 	}
 	key, err := parseKeyHex(content)
 	if err != nil {
-		return nil, fmt.Errorf("%w (in file %s)", err, s)
+		return nil, fmt.Errorf("%w (in file %s)", err, path)
 	}
 	return key, nil
+}
+
+// maxKeyFile bounds what is read of a node key file: geth's holds 64 characters, and a
+// path such as /dev/zero must not exhaust memory.
+const maxKeyFile = 4096
+
+func readKeyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxKeyFile {
+		return nil, fmt.Errorf("more than %d bytes: not a node key file", maxKeyFile)
+	}
+	return data, nil
+}
+
+// hexRun is 32 or more hex characters: half a private key or more.
+var hexRun = regexp.MustCompile(`[0-9a-fA-F]{32,}`)
+
+// redactHex hides every long run of hex in s, so that a message quoting an argument
+// cannot print a key.
+func redactHex(s string) string {
+	return hexRun.ReplaceAllString(s, "<hex>")
 }
 
 // looksHex reports whether s is non-empty hex, with an optional 0x prefix.
@@ -136,7 +169,7 @@ func ParseNodeID(s string) (enode.ID, error) {
 	if strings.HasPrefix(s, "enode://") {
 		n, err := enode.ParseV4(s)
 		if err != nil {
-			return enode.ID{}, fmt.Errorf("%w: %v", ErrNodeID, err)
+			return enode.ID{}, fmt.Errorf("%w: %s", ErrNodeID, redactHex(err.Error()))
 		}
 		return n.ID(), nil
 	}

@@ -62,6 +62,11 @@ func TestParseNodeKeyErrorsHideKeyMaterial(t *testing.T) {
 		{badFile, ErrNodeKeyHex, "abcdef"},
 		{zeroFile, ErrNodeKeyBad, "0000"},
 		{filepath.Join(dir, "missing"), ErrNodeKeyFile, ""},
+		// A key with a stray dot, slash or prefix looks like a path: named, but redacted.
+		{idKeyHex + ".", ErrNodeKeyFile, idKeyHex[:32]},
+		{idKeyHex + "/", ErrNodeKeyFile, idKeyHex[:32]},
+		{"enode://" + idKeyHex, ErrNodeKeyFile, idKeyHex[:32]},
+		{"/dev/zero", ErrNodeKeyFile, ""}, // read bounded, not to the end of memory
 	}
 	for _, c := range cases {
 		_, err := ParseNodeKey(c.in)
@@ -77,6 +82,15 @@ func TestParseNodeKeyErrorsHideKeyMaterial(t *testing.T) {
 	_, err := ParseNodeKey(filepath.Join(dir, "missing"))
 	if !strings.Contains(err.Error(), "missing") {
 		t.Errorf("error %q does not name the file", err)
+	}
+}
+
+// An enode URL with a typo is quoted by go-ethereum's parser; a key pasted into one
+// must not come back.
+func TestParseNodeIDErrorsHideKeyMaterial(t *testing.T) {
+	_, err := ParseNodeID("enode://" + idKeyHex + idKeyHex + "@1.2.3.4:303x03")
+	if !errors.Is(err, ErrNodeID) || strings.Contains(err.Error(), idKeyHex[:32]) {
+		t.Fatalf("error %v", err)
 	}
 }
 

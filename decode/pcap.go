@@ -167,7 +167,11 @@ var (
 // pcapOpen detects the format by its magic and reads the file header.
 func pcapOpen(r io.Reader) (pcapSource, error) {
 	br := bufio.NewReader(r)
-	head, _ := br.Peek(4)
+	head, err := br.Peek(4)
+	if err != nil && err != io.EOF {
+		// Not a short file: the read itself failed (a directory, a closed descriptor).
+		return nil, unwrapPathError(err)
+	}
 	if bytes.HasPrefix(head, gzipMagic) {
 		zr, err := gzip.NewReader(br)
 		if err != nil {

@@ -117,6 +117,8 @@ func TestDecodeCommandErrors(t *testing.T) {
 	}{
 		{[]string{filepath.Join(dir, "missing.pcap")}, "cannot open the capture", 1},
 		{[]string{garbage}, "cannot read the capture", 1},
+		{[]string{dir}, "is a directory", 1}, // not "the file is empty"
+		{[]string{garbage, "--nodekey", secret[:61] + "11."}, "no file <hex>.", 2},
 		{[]string{garbage, "--nodekey", secret}, "--nodekey #1: node key", 2},
 		{[]string{garbage, "--node-id", "abc"}, "--node-id: node ID", 2},
 		{[]string{garbage, "--enr", "enode://x"}, "--enr: ENR", 2},
