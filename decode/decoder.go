@@ -117,6 +117,7 @@ type Decoder struct {
 	localIDs   map[enode.ID]bool
 	localAddrs map[netip.AddrPort]bool
 	ids        map[netip.AddrPort]learnedID
+	held       map[netip.AddrPort][]heldDatagram
 
 	ex exchanges
 	hs handshakes
@@ -134,6 +135,7 @@ func NewDecoder(cfg Config) *Decoder {
 		localIDs:   make(map[enode.ID]bool),
 		localAddrs: make(map[netip.AddrPort]bool),
 		ids:        make(map[netip.AddrPort]learnedID),
+		held:       make(map[netip.AddrPort][]heldDatagram),
 	}
 	longest := max(cfg.V4Timeout, cfg.V5Timeout, cfg.HandshakeTimeout)
 	d.retention = max(2*longest+cfg.SettleDelay, 5*time.Second)
@@ -372,6 +374,12 @@ func (d *Decoder) sweep() {
 			d.flows[k] = append(list[:0:0], list[i:]...)
 		}
 	}
+	heldCut := d.now.Add(-d.cfg.HandshakeTimeout - d.cfg.V5Timeout)
+	for k, list := range d.held {
+		if list[len(list)-1].r.Time.Before(heldCut) {
+			delete(d.held, k)
+		}
+	}
 	idCut := d.now.Add(-idRetention)
 	for a, l := range d.ids {
 		if l.t.Before(idCut) {
@@ -502,22 +510,88 @@ func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
 	ev.Disc = discOf(r, &p)
 	sd := d.remember(r, ev.Type, ev.Disc)
 	emit(ev)
+	if p.Proto == ProtoUnknown {
+		d.hold(r, sd)
+	} else if _, ok := d.held[unmapAP(r.Src)]; ok {
+		d.replayHeld(r.Src, emit) // before r: it may answer one of them
+	}
+	d.track(r, &p, sd, emit)
+}
+
+// track hands a decoded datagram to the exchange, handshake and anomaly trackers.
+func (d *Decoder) track(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
 	switch p.Proto {
 	case ProtoV4:
-		d.ex.v4(r, &p, sd, emit)
+		d.ex.v4(r, p, sd, emit)
 	case ProtoV5:
-		d.hs.packet(r, &p, sd, emit)
-		d.ex.v5(r, &p, sd, emit)
+		d.hs.packet(r, p, sd, emit)
+		d.ex.v5(r, p, sd, emit)
 	}
-	d.an.packet(r, &p, emit)
+	d.an.packet(r, p, emit)
 	if r.HasSendRet && r.SendRet < 0 {
 		// The kernel refused to send it (a local firewall's EPERM, no route...): the
 		// peer never saw it.
-		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ev.Type, Detail: sendErrDetail(r.SendRet)}
+		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType, Detail: sendErrDetail(r.SendRet)}
 		cause := sendErrCause(r.SendRet)
 		for _, o := range sd.owners {
 			o.network(cause, e, sd.is(o.answer))
 		}
+	}
+}
+
+// Datagrams that decoded as nothing wait, by destination, for what a later packet
+// teaches: a discv5 packet to a node whose ID is not known yet (the local node's first
+// contact with a peer only it knows, such as a bootnode) unmasks once the peer's own
+// packet names its ID. Their events are out already; the trackers get them late, in
+// their order, before the packet that taught the ID, which may answer them.
+const (
+	maxHeldAddrs   = 1024
+	maxHeldPerAddr = 4 // a random first packet, a HANDSHAKE, and a resend or two
+)
+
+type heldDatagram struct {
+	r  Record
+	sd *seenDatagram
+}
+
+// hold keeps a copy of r (the payload may be the producer's buffer) if it could be a
+// discv5 packet.
+func (d *Decoder) hold(r *Record, sd *seenDatagram) {
+	if r.Len < v5MinPacketSize || len(r.Payload) < r.Len {
+		return
+	}
+	k := unmapAP(r.Dst)
+	list, ok := d.held[k]
+	if !ok && len(d.held) >= maxHeldAddrs || len(list) >= maxHeldPerAddr {
+		return
+	}
+	c := *r
+	c.Payload = bytes.Clone(r.Payload[:r.Len])
+	d.held[k] = append(list, heldDatagram{c, sd})
+}
+
+// replayHeld decodes again what was held for addr, now that a packet from addr taught
+// the decoder more, and tracks what decodes.
+func (d *Decoder) replayHeld(addr netip.AddrPort, emit func(*ndjson.Event)) {
+	k := unmapAP(addr)
+	list := d.held[k]
+	delete(d.held, k)
+	var still []heldDatagram
+	for _, h := range list {
+		if d.now.Sub(h.r.Time) > d.cfg.HandshakeTimeout+d.cfg.V5Timeout {
+			continue // whatever it started has been decided
+		}
+		p, ok := d.v5.Decode(&h.r)
+		if !ok {
+			still = append(still, h) // a WHOAREYOU names no sender: wait for more
+			continue
+		}
+		d.learn(&h.r, &p)
+		h.sd.disc = discOf(&h.r, &p)
+		d.track(&h.r, &p, h.sd, emit)
+	}
+	if len(still) > 0 {
+		d.held[k] = still
 	}
 }
 

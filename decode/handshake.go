@@ -46,6 +46,7 @@ type attempt struct {
 	challenge                  []byte // the first WHOAREYOU's challenge-data
 	challenges                 int    // the first WHOAREYOU and its identical resends
 	hsNonce                    []byte
+	challengeNonce             []byte // the nonce the first WHOAREYOU echoes
 }
 
 // v5Msg is a MESSAGE nothing has answered yet.
@@ -143,6 +144,16 @@ func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *p
 		}
 	}
 	rev.msgs = compactMsgs(rev.msgs)
+
+	if a := fwd.att; a != nil && !a.done && a.state == stateChallenged && !a.hasStart &&
+		bytes.Equal(a.challengeNonce, p.Nonce) && !r.Time.After(a.challengeT) {
+		// The packet the challenge answered, decoded only now (the decoder learned its
+		// recipient's ID after it went out): the attempt's first packet.
+		a.start, a.hasStart = r.Time, true
+		a.sent = append([]ndjson.Evidence{{Time: ndjson.Time(r.Time), Type: sd.evType, Detail: "MESSAGE to " + ndjson.Addr(r.Dst)}}, a.sent...)
+		sd.own(&a.tracked)
+		return
+	}
 
 	// As a request.
 	m := &v5Msg{
@@ -248,7 +259,7 @@ func (h *handshakes) whoareyou(r *Record, p *Packet, sd *seenDatagram, st *pairS
 	}
 	a := &attempt{
 		initiator: r.Dst, recipient: r.Src, state: stateChallenged,
-		challengeT: r.Time, hasChallenge: true, challenge: p.ChallengeData, challenges: 1,
+		challengeT: r.Time, hasChallenge: true, challenge: p.ChallengeData, challenges: 1, challengeNonce: p.Nonce,
 		start: start, hasStart: hasStart,
 	}
 	if p.HasDstID {

@@ -917,3 +917,31 @@ func TestScenarioV5BadSignatureWithoutKeys(t *testing.T) {
 	}
 	checkFailed(t, s.only(ndjson.TypeHandshake), CauseRejected, "id-signature")
 }
+
+// The local node starts a handshake with a peer the decoder has no ID for (a bootnode
+// given to geth by enode URL): its random packet and HANDSHAKE cannot be unmasked when
+// they go out. The peer's PONG names its ID; they are decoded then, and the attempt is
+// established with its round trips, not a false failure.
+func TestScenarioV5LocalInitiatorToUnknownPeer(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.key}}})
+	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
+	w := s.challenge(a, b, ping)
+	s.after(time.Millisecond)
+	s.v5(a, b, ping, w)
+	s.after(time.Millisecond)
+	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.tick(3 * time.Second)
+	s.flush()
+	if pkts := s.ofType(ndjson.TypePacket); pkts[0].Disc.Proto != ProtoUnknown || pkts[2].Disc.Proto != ProtoUnknown {
+		t.Fatalf("the outgoing packets unmasked before the peer's ID was known?\n%s", s.dump())
+	}
+	hs := s.only(ndjson.TypeHandshake)
+	if hs.Outcome != OutcomeEstablished || hs.Attempts != 1 || hs.RecipientID != b.id().String() || hs.WhoareyouRTTNs == nil || hs.HandshakeRTTNs == nil ||
+		*hs.WhoareyouRTTNs != int64(time.Millisecond) || *hs.HandshakeRTTNs != int64(time.Millisecond) || hs.Time != ndjson.Time(scT0) {
+		t.Fatalf("handshake %+v\n%s", hs, s.dump())
+	}
+	for _, ex := range s.ofType(ndjson.TypeExchange) {
+		t.Errorf("the PONG answering the handshake is no request of its own: %+v", ex)
+	}
+}
