@@ -91,6 +91,10 @@ var ErrNotDiscovery = errors.New("not a discv4 or discv5 packet (hash check and 
 // Bounds on learned state. Everything else expires with record time.
 const (
 	maxLocalAddrs = 64
+	// maxLearnedIDs bounds address -> node ID beyond its time limit: a flood of spoofed
+	// source addresses must not grow it. Past the bound a new address is not learned
+	// until the next sweep frees room (the v5 decoder keeps its own bounded map).
+	maxLearnedIDs = 65536
 	idRetention   = time.Hour
 	sweepEvery    = time.Second
 )
@@ -427,8 +431,12 @@ func unmapAP(a netip.AddrPort) netip.AddrPort {
 }
 
 func (d *Decoder) learnID(a netip.AddrPort, id enode.ID, t time.Time) {
-	if a.IsValid() {
-		d.ids[unmapAP(a)] = learnedID{id, t}
+	if !a.IsValid() {
+		return
+	}
+	a = unmapAP(a)
+	if _, known := d.ids[a]; known || len(d.ids) < maxLearnedIDs {
+		d.ids[a] = learnedID{id, t}
 	}
 }
 

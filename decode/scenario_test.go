@@ -675,6 +675,20 @@ func TestScenarioBoundedState(t *testing.T) {
 	if n := s.dec.timers.Len(); n > 6 {
 		t.Fatalf("%d timers pending", n)
 	}
+
+	// Spoofed or scanning traffic from and to many addresses within one second: what
+	// is learned or held per address has a count bound as well as a time bound.
+	junk := bytes.Repeat([]byte{0x42}, 100)
+	for i := 0; i < maxLearnedIDs+10; i++ {
+		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 30303)
+		s.dec.learnID(addr, a.id(), s.now)
+		if i < 2*maxHeldAddrs {
+			s.feed(scDatagram(a.addr, addr, junk, DirOut))
+		}
+	}
+	if len(s.dec.ids) > maxLearnedIDs || len(s.dec.held) > maxHeldAddrs {
+		t.Fatalf("%d addresses with learned IDs, %d with held datagrams", len(s.dec.ids), len(s.dec.held))
+	}
 }
 
 // The tracer sees sends fail: a local firewall (EPERM), a path MTU (EMSGSIZE), an
