@@ -44,7 +44,19 @@ const (
 	// PcapFragEvicted: too many incomplete datagrams were pending (pcapMaxPendingFrags);
 	// the oldest was given up, as the kernel does under fragment memory pressure.
 	PcapFragEvicted = "pcap: too many incomplete datagrams, oldest given up"
+	// PcapFragStalled: the datagram's other fragments did not follow its first one within
+	// pcapFragGap. A sender writes a datagram's fragments back to back, so they are
+	// lost: the kernel gives up only at its timeout, long after the request waiting for
+	// the datagram timed out, and this early report is what lets the decoder name the
+	// loss as its cause. Time is the first fragment's plus the gap. If the rest does come
+	// later, the datagram is still reassembled and reported.
+	PcapFragStalled = "pcap: the other fragments did not follow within 100ms (the kernel gives up at its reassembly timeout)"
 )
+
+// pcapFragGap is how long after a datagram's first fragment its others may still come
+// before the reader reports it lost: far above the back-to-back spacing of fragments on
+// any link, and below the shortest discovery timeout (500 ms) minus a round trip.
+const pcapFragGap = 100 * time.Millisecond
 
 // ReasonFragReasmTimeout is the kernel's drop reason for a datagram whose fragments never
 // all arrived (SKB_DROP_REASON_FRAG_REASM_TIMEOUT); the pcap reader uses it too.
@@ -693,6 +705,7 @@ type pcapFragQueue struct {
 	frags    []pcapFrag // sorted by off, never overlapping
 	total    int        // the datagram's IP payload length, -1 until the last fragment arrives
 	closed   bool       // completed or given up; fragOrder drops it lazily
+	reported bool       // reported lost as stalled: kept only for a late completion
 }
 
 // addFragment adds a fragment; when it completes its datagram it returns the datagram's
@@ -802,10 +815,16 @@ func (p *pcapParser) expireFragments() error {
 			continue
 		}
 		if p.lastTime.After(q.deadline) {
-			if err := p.dropFragments(q, q.deadline, PcapFragTimeout); err != nil {
+			if err := p.giveUpFragments(q, q.deadline, PcapFragTimeout); err != nil {
 				return err
 			}
 			continue
+		}
+		if !q.reported && p.lastTime.Sub(q.first) > pcapFragGap {
+			q.reported = true
+			if err := p.reportFragments(q, q.first.Add(pcapFragGap), PcapFragStalled); err != nil {
+				return err
+			}
 		}
 		kept = append(kept, q)
 	}
@@ -818,7 +837,7 @@ func (p *pcapParser) expireFragments() error {
 func (p *pcapParser) evictOldestFragments(ts time.Time) error {
 	for _, q := range p.fragOrder {
 		if !q.closed {
-			return p.dropFragments(q, ts, PcapFragEvicted)
+			return p.giveUpFragments(q, ts, PcapFragEvicted)
 		}
 	}
 	return nil
@@ -830,7 +849,7 @@ func (p *pcapParser) flushFragments() error {
 		if q.closed {
 			continue
 		}
-		if err := p.dropFragments(q, p.lastTime, PcapFragEndOfCapture); err != nil {
+		if err := p.giveUpFragments(q, p.lastTime, PcapFragEndOfCapture); err != nil {
 			return err
 		}
 	}
@@ -838,11 +857,20 @@ func (p *pcapParser) flushFragments() error {
 	return nil
 }
 
-// dropFragments emits a Drop record for an incomplete datagram. When its first fragment
-// was captured, the record has the UDP ports, length and payload prefix, so that the
-// decoder can tell which discovery packet was lost.
-func (p *pcapParser) dropFragments(q *pcapFragQueue, at time.Time, where string) error {
+// giveUpFragments stops reassembling q, reporting it lost unless that was done when it
+// stalled.
+func (p *pcapParser) giveUpFragments(q *pcapFragQueue, at time.Time, where string) error {
 	p.closeFragments(q)
+	if q.reported {
+		return nil
+	}
+	return p.reportFragments(q, at, where)
+}
+
+// reportFragments emits a Drop record for an incomplete datagram. When its first
+// fragment was captured, the record has the UDP ports, length and payload prefix, so that
+// the decoder can tell which discovery packet was lost.
+func (p *pcapParser) reportFragments(q *pcapFragQueue, at time.Time, where string) error {
 	p.stats.FragmentDrops++
 	rec := &Record{
 		Kind:     Drop,

@@ -17,6 +17,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/discotrace/discotrace/ndjson"
 )
 
 // Captures are written in-test with pcapgo (SLL and SLL2 headers by hand: gopacket cannot
@@ -558,21 +560,23 @@ func TestReadCaptureFragments(t *testing.T) {
 		}
 	})
 
-	t.Run("first fragment only, timed out", func(t *testing.T) {
+	t.Run("first fragment only: lost when the rest does not follow", func(t *testing.T) {
 		fr := pcapIPv4Fragments(t, local.Addr(), peer.Addr(), 8, udp, 64, len(udp)-64)
 		later := pcapUDPPacket(t, peer, local, []byte("later"))
 		recs, st, err := pcapReadAll(t, pcapWrite(t, layers.LinkTypeRaw,
-			at(0, fr[0]), at(29*time.Second, later), at(31*time.Second, later)))
+			at(0, fr[0]), at(300*time.Millisecond, later), at(31*time.Second, later)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		drop := &Record{Kind: Drop, Time: pcapT0.Add(30 * time.Second), Src: local, Dst: peer, Len: len(ping),
-			Payload: ping[:64-8], Reason: ReasonFragReasmTimeout, Location: PcapFragTimeout}
-		if len(recs) != 3 || recs[0].Kind != Datagram || !reflect.DeepEqual(recs[1], drop) || recs[2].Kind != Datagram {
+		// Reported at the gap, in time for the request waiting on it; nothing again at
+		// the kernel's 30 s timeout.
+		drop := &Record{Kind: Drop, Time: pcapT0.Add(pcapFragGap), Src: local, Dst: peer, Len: len(ping),
+			Payload: ping[:64-8], Reason: ReasonFragReasmTimeout, Location: PcapFragStalled}
+		if len(recs) != 3 || !reflect.DeepEqual(recs[0], drop) || recs[1].Kind != Datagram || recs[2].Kind != Datagram {
 			for _, r := range recs {
 				t.Logf("%+v", *r)
 			}
-			t.Fatal("want datagram, drop at the timeout, datagram")
+			t.Fatal("want the drop at the gap, then the two datagrams")
 		}
 		if st != (CaptureStats{Frames: 3, Datagrams: 2, Fragments: 1, FragmentDrops: 1}) {
 			t.Errorf("stats %+v", st)
@@ -584,14 +588,25 @@ func TestReadCaptureFragments(t *testing.T) {
 		}
 	})
 
-	t.Run("middle fragment lost, capture ends", func(t *testing.T) {
-		fr := pcapIPv4Fragments(t, local.Addr(), peer.Addr(), 9, udp, 48, 48, len(udp)-96)
-		recs, st, err := pcapReadAll(t, pcapWrite(t, layers.LinkTypeRaw,
-			at(0, fr[0]), at(time.Millisecond, fr[2]), at(2*time.Second, pcapUDPPacket(t, peer, local, []byte("x")))))
+	t.Run("a late fragment still completes its datagram", func(t *testing.T) {
+		fr := pcapIPv4Fragments(t, local.Addr(), peer.Addr(), 13, udp, 64, len(udp)-64)
+		recs, _, err := pcapReadAll(t, pcapWrite(t, layers.LinkTypeRaw, at(0, fr[0]), at(time.Second, fr[1])))
 		if err != nil {
 			t.Fatal(err)
 		}
-		drop := &Record{Kind: Drop, Time: pcapT0.Add(2 * time.Second), Src: local, Dst: peer, Len: len(ping),
+		if len(recs) != 2 || recs[0].Location != PcapFragStalled || recs[1].Kind != Datagram || !bytes.Equal(recs[1].Payload, ping) {
+			t.Fatalf("records %+v", recs)
+		}
+	})
+
+	t.Run("middle fragment lost, capture ends", func(t *testing.T) {
+		fr := pcapIPv4Fragments(t, local.Addr(), peer.Addr(), 9, udp, 48, 48, len(udp)-96)
+		recs, st, err := pcapReadAll(t, pcapWrite(t, layers.LinkTypeRaw,
+			at(0, fr[0]), at(time.Millisecond, fr[2]), at(50*time.Millisecond, pcapUDPPacket(t, peer, local, []byte("x")))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		drop := &Record{Kind: Drop, Time: pcapT0.Add(50 * time.Millisecond), Src: local, Dst: peer, Len: len(ping),
 			Payload: ping[:48-8], Reason: ReasonFragReasmTimeout, Location: PcapFragEndOfCapture}
 		if len(recs) != 2 || recs[0].Kind != Datagram || !reflect.DeepEqual(recs[1], drop) {
 			for _, r := range recs {
@@ -644,14 +659,14 @@ func TestReadCaptureFragments(t *testing.T) {
 		var frames []pcapFrame
 		for i := range pcapMaxPendingFrags + 1 {
 			fr := pcapIPv4Fragments(t, local.Addr(), peer.Addr(), uint16(100+i), udp, 64, len(udp)-64)
-			frames = append(frames, at(time.Duration(i)*time.Millisecond, fr[0]))
+			frames = append(frames, at(time.Duration(i)*time.Microsecond, fr[0]))
 		}
 		recs, st, err := pcapReadAll(t, pcapWrite(t, layers.LinkTypeRaw, frames...))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(recs) != pcapMaxPendingFrags+1 || recs[0].Location != PcapFragEvicted ||
-			!recs[0].Time.Equal(pcapT0.Add(pcapMaxPendingFrags*time.Millisecond)) || recs[1].Location != PcapFragEndOfCapture {
+			!recs[0].Time.Equal(pcapT0.Add(pcapMaxPendingFrags*time.Microsecond)) || recs[1].Location != PcapFragEndOfCapture {
 			t.Fatalf("%d records, first %+v", len(recs), recs[0])
 		}
 		if st.FragmentDrops != pcapMaxPendingFrags+1 {
@@ -803,4 +818,43 @@ func BenchmarkReadCapture(b *testing.B) {
 		frames += st.Frames
 	}
 	b.ReportMetric(float64(frames)/b.Elapsed().Seconds(), "frames/s")
+}
+
+// A capture where the answer to a PING comes fragmented and loses its second fragment
+// (a path whose MTU forces fragmentation, and a firewall that drops non-first
+// fragments): the exchange fails for the fragment loss, decided when its timeout comes,
+// not thirty seconds later when the kernel gives the datagram up.
+func TestCaptureFragmentLossExplainsTimeout(t *testing.T) {
+	local, peer := netip.MustParseAddrPort("10.0.0.1:30303"), netip.MustParseAddrPort("10.0.0.2:30303")
+	keyA, keyB := v4Key(t, v4TestKeyA), v4Key(t, v4TestKeyB)
+	ping := v4Encode(t, keyA, &v4wire.Ping{Version: 4, Expiration: uint64(pcapT0.Unix()) + 20,
+		From: v4wire.NewEndpoint(local, 0), To: v4wire.NewEndpoint(peer, 0)})
+	pong := v4Encode(t, keyB, &v4wire.Pong{To: v4wire.NewEndpoint(local, 0), ReplyTok: ping[:32], Expiration: uint64(pcapT0.Unix()) + 20})
+	udp := pcapUDPDatagram(t, peer, local, pong)
+	fr := pcapIPv4Fragments(t, peer.Addr(), local.Addr(), 77, udp, 64, len(udp)-64)
+	at := func(d time.Duration, pkt []byte) pcapFrame { return pcapFrame{ts: pcapT0.Add(d), data: pkt} }
+	capture := pcapWrite(t, layers.LinkTypeRaw,
+		at(0, pcapUDPPacket(t, local, peer, ping)),
+		at(2*time.Millisecond, fr[0]), // fr[1] never comes
+		at(2*time.Second, pcapUDPPacket(t, netip.MustParseAddrPort("10.0.0.9:9"), local, []byte("tick"))),
+		at(40*time.Second, pcapUDPPacket(t, netip.MustParseAddrPort("10.0.0.9:9"), local, []byte("tick"))))
+	d := NewDecoder(Config{})
+	var evs []*ndjson.Event
+	emit := func(ev *ndjson.Event) { evs = append(evs, ev) }
+	if err := ReadCapture(bytes.NewReader(capture), func(r *Record) error { d.Feed(r, emit); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	d.Flush(emit)
+	var ex *ndjson.Event
+	for _, ev := range evs {
+		if ev.Type == ndjson.TypeExchange {
+			if ex != nil {
+				t.Fatalf("two exchanges")
+			}
+			ex = ev
+		}
+	}
+	if ex == nil || ex.Outcome != OutcomeFailed || ex.Cause != CauseFragmentLoss {
+		t.Fatalf("exchange %+v", ex)
+	}
 }
