@@ -18,16 +18,17 @@ func newDecodeCmd() *cobra.Command {
 		Use:   "decode FILE",
 		Short: "Decode a pcap or pcapng capture of discovery traffic into NDJSON events",
 		Long: `Decode reads a capture file (pcap or pcapng: Ethernet, Linux cooked SLL/SLL2 or raw IP;
-"-" reads standard input, e.g. tcpdump -w - udp port 30303 | discotrace decode -) and
+"-" reads standard input, e.g. tcpdump -w - 'udp port 30303 or icmp or icmp6' |
+discotrace decode -) and
 prints one NDJSON event per datagram, ICMP error and fragment loss and, as they are
 decided, the discv5 handshakes, request/response exchanges and anomalies they make up.
 
 Give the local node's key (--nodekey, as geth keeps it in <datadir>/geth/nodekey) to
 decrypt the discv5 sessions it answered; --node-id and --enr tell which side is local
 and let its discv5 headers unmask without the key. Keys are never printed.`,
-		Args: cobra.ExactArgs(1),
+		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDecode(cmd.OutOrStdout(), args[0], &f)
+			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], &f)
 		},
 	}
 	f.register(cmd.Flags())
@@ -36,7 +37,7 @@ and let its discv5 headers unmask without the key. Keys are never printed.`,
 
 func init() { rootCmd.AddCommand(newDecodeCmd()) }
 
-func runDecode(out io.Writer, path string, f *decoderFlags) error {
+func runDecode(out, diag io.Writer, path string, f *decoderFlags) error {
 	cfg, err := f.config()
 	if err != nil {
 		return err
@@ -59,10 +60,16 @@ func runDecode(out io.Writer, path string, f *decoderFlags) error {
 			writeErr = enc.Encode(ev)
 		}
 	}
-	err = decode.ReadCapture(in, func(r *decode.Record) error {
+	stats, err := decode.ReadCaptureStats(in, func(r *decode.Record) error {
 		dec.Feed(r, emit)
 		return writeErr
 	})
+	// Frames that give no event at all are said once, so that an empty output is not
+	// read as an empty capture.
+	if stats.Malformed > 0 || stats.UnsupportedLink > 0 {
+		fmt.Fprintf(diag, "discotrace: %d of %d frames skipped: %d with invalid or cut-off headers (a snap length below the UDP header?), %d from interfaces without IP\n",
+			stats.Malformed+stats.UnsupportedLink, stats.Frames, stats.Malformed, stats.UnsupportedLink)
+	}
 	if writeErr != nil {
 		return fmt.Errorf("cannot write the events: %w", writeErr)
 	}

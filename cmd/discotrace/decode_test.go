@@ -5,11 +5,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/spf13/cobra"
 
 	"github.com/discotrace/discotrace/ndjson"
@@ -118,6 +123,8 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{[]string{filepath.Join(dir, "missing.pcap")}, "cannot open the capture", 1},
 		{[]string{garbage}, "cannot read the capture", 1},
 		{[]string{dir}, "is a directory", 1}, // not "the file is empty"
+		{[]string{}, "accepts 1 arg", 2},
+		{[]string{garbage, garbage}, "accepts 1 arg", 2},
 		{[]string{garbage, "--nodekey", secret[:61] + "11."}, "no file <hex>.", 2},
 		{[]string{garbage, "--nodekey", secret}, "--nodekey #1: node key", 2},
 		{[]string{garbage, "--node-id", "abc"}, "--node-id: node ID", 2},
@@ -181,5 +188,42 @@ func TestDecodeCommandBrokenPacketsAreNotErrors(t *testing.T) {
 	}
 	if n := strings.Count(out, "\n"); n != 152+2+19+61 {
 		t.Errorf("%d lines, want 152 packets, 2 icmp, 19 handshakes and 61 exchanges", n)
+	}
+}
+
+// A capture taken with a snap length that cuts the UDP header gives no event; the
+// command says why on stderr instead of printing nothing at all.
+func TestDecodeCommandSaysWhatItSkipped(t *testing.T) {
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}}
+	udp := &layers.UDP{SrcPort: 30303, DstPort: 30303}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, udp, gopacket.Payload(bytes.Repeat([]byte{1}, 100))); err != nil {
+		t.Fatal(err)
+	}
+	frame := buf.Bytes()
+	var capture bytes.Buffer
+	w := pcapgo.NewWriter(&capture)
+	if err := w.WriteFileHeader(40, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	ci := gopacket.CaptureInfo{Timestamp: time.Unix(1795463766, 0), CaptureLength: 40, Length: len(frame)}
+	if err := w.WritePacket(ci, frame[:40]); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "snap40.pcap")
+	if err := os.WriteFile(path, capture.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "1 of 1 frames skipped: 1 with invalid or cut-off headers") {
+		t.Fatalf("output %q", out)
 	}
 }

@@ -36,7 +36,7 @@ Exit status: 0 when the tracer opened (missing hooks are shown as warnings), 2 w
 privileges to trace, 1 for any other failure.`,
 		Example: `  sudo discotrace doctor
   sudo discotrace doctor --backend tracepoint --json`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDoctor(cmd.OutOrStdout(), &f)
 		},

@@ -29,6 +29,23 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// usageError marks a mistake in the command line (an unknown flag, a missing or extra
+// argument): exit status 2, as for a bad flag value.
+func usageError(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} }
+
+// usageArgs makes check's complaints usage errors.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError(cmd, err)
+		}
+		return nil
+	}
+}
+
+// Subcommands inherit the root's flag error function.
+func init() { rootCmd.SetFlagErrorFunc(usageError) }
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

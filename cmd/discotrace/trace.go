@@ -47,7 +47,7 @@ events alone, without decoding. The hooks chosen and the attach time go to stder
 Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 		Example: `  sudo discotrace trace --nodekey /var/lib/geth/geth/nodekey
   sudo discotrace trace --raw --port 30303 --port 30304 --duration 1m --payload`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTrace(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), &f)
 		},
