@@ -289,6 +289,12 @@ func (d *V5Decoder) findDestination(dstAddr netip.AddrPort, data []byte) (enode.
 			return l.id, l.block, true
 		}
 	}
+	if triedOne && d.local(tried) != nil {
+		// Sent to a local node's address and masked with no local ID: the node cannot
+		// unmask it either, so it is not discv5 for it. Trying every known ID (thousands
+		// on a busy node) would make each such datagram cost tens of microseconds.
+		return enode.ID{}, nil, false
+	}
 	for i := range d.st.known.ids {
 		c := d.st.known.newest(i)
 		if triedOne && c.id == tried {

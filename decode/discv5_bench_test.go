@@ -96,6 +96,15 @@ func BenchmarkV5Unmask(b *testing.B) {
 			run(b, d, v5Datagram(v5AddrA, netip.MustParseAddrPort("10.0.0.7:30303"), junk), false)
 		})
 	}
+	// Junk to the local node's own address: only its own ID can unmask what it receives.
+	b.Run(fmt.Sprintf("not discv5 to the local node, %d known IDs", v5MaxKnownIDs), func(b *testing.B) {
+		d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+		d.LearnAddr(v5TestIDB, v5AddrB)
+		for i := 0; i < v5MaxKnownIDs; i++ {
+			d.AddKnownID(enode.ID{byte(i >> 8), byte(i), 0xee})
+		}
+		run(b, d, v5Datagram(v5AddrA, v5AddrB, bytes.Repeat([]byte{0x5a}, 120)), false)
+	})
 }
 
 // v5ProcessCPU is the CPU time (user + system) the process has used.
