@@ -88,7 +88,10 @@ var (
 	// errV5InitiatorSide is a case of errV5NoKey.
 	errV5InitiatorSide = &v5Error{"handshake sent by a local node: its keys come from an ephemeral secret that is never stored; give the remote node's key (--nodekey) to decrypt the session", errV5NoKey}
 	// errV5NoChallenge is a case of errV5NoKey.
-	errV5NoChallenge = &v5Error{"no session key: the WHOAREYOU this handshake answers was not captured, and its challenge-data is needed to derive the keys", errV5NoKey}
+	// errV5LocalSession is a case of errV5NoKey: a message of a session whose handshake a
+	// local node sent, in the capture.
+	errV5LocalSession = &v5Error{"session set up by a local node's HANDSHAKE: its keys come from an ephemeral secret that is never stored; give the remote node's key (--nodekey) to decrypt it", errV5NoKey}
+	errV5NoChallenge  = &v5Error{"no session key: the WHOAREYOU this handshake answers was not captured, and its challenge-data is needed to derive the keys", errV5NoKey}
 	// errV5SessionMismatch: keys are known but do not fit.
 	errV5SessionMismatch = errors.New("cannot decrypt with the session keys seen in the capture: the sender lost its session or a newer handshake was not captured")
 	// errV5OtherAddress comes with the decrypted message.
@@ -386,7 +389,9 @@ func (d *V5Decoder) decodeHandshake(p *Packet, r *Record, dst enode.ID, nonce v5
 		d.st.dropSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst))
 		if d.local(src) != nil {
 			setErr(p, errV5InitiatorSide)
+			d.st.localInitiated.put(v5Direction{src, dst}, true)
 		} else {
+			d.forgetLocalInitiated(src, dst)
 			setErr(p, errV5NoKey)
 		}
 		return
@@ -412,6 +417,7 @@ func (d *V5Decoder) decodeHandshake(p *Packet, r *Record, dst enode.ID, nonce v5
 			continue
 		}
 		d.st.storeSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst), keys)
+		d.forgetLocalInitiated(src, dst)
 		// c decrypted the message: it is the challenge the handshake answers.
 		d.checkHandshakePublic(p, r, d.pubkey(src, node), sig, ephKey, dst, []*v5Challenge{c})
 		d.setMessage(p, pt)
@@ -419,6 +425,19 @@ func (d *V5Decoder) decodeHandshake(p *Packet, r *Record, dst enode.ID, nonce v5
 	}
 	d.st.dropSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst))
 	setErr(p, errV5HandshakeDecrypt)
+}
+
+// localInitiatedPair reports whether the last handshake between a and b that the
+// capture shows was sent by a local node.
+func (d *V5Decoder) localInitiatedPair(a, b enode.ID) bool {
+	_, ab := d.st.localInitiated.get(v5Direction{a, b})
+	_, ba := d.st.localInitiated.get(v5Direction{b, a})
+	return ab || ba
+}
+
+func (d *V5Decoder) forgetLocalInitiated(a, b enode.ID) {
+	d.st.localInitiated.remove(v5Direction{a, b})
+	d.st.localInitiated.remove(v5Direction{b, a})
 }
 
 // checkHandshakePublic makes the recipient's checks that need no private key: the
@@ -472,6 +491,8 @@ func (d *V5Decoder) decryptMessage(p *Packet, r *Record, src, dst enode.ID, nonc
 		p.Err = errV5RandomPacket
 	case haveKeys:
 		p.Err = errV5SessionMismatch
+	case d.localInitiatedPair(src, dst):
+		p.Err = errV5LocalSession
 	default:
 		p.Err = errV5NoKey
 	}

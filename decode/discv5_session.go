@@ -152,6 +152,9 @@ type v5State struct {
 	challenges *v5Bounded[enode.ID, []*v5Challenge] // by challenged node, newest first
 	nonces     *v5Bounded[v5wire.Nonce, v5Sent]
 	pubkeys    *v5Bounded[enode.ID, *ecdsa.PublicKey]
+	// localInitiated marks node pairs whose last handshake a local node sent: their
+	// messages cannot be decrypted with the local key, and say so.
+	localInitiated *v5Bounded[v5Direction, bool]
 }
 
 func newV5State() v5State {
@@ -163,6 +166,8 @@ func newV5State() v5State {
 		challenges: newV5Bounded[enode.ID, []*v5Challenge](v5MaxChallenged),
 		nonces:     newV5Bounded[v5wire.Nonce, v5Sent](v5MaxNonces),
 		pubkeys:    newV5Bounded[enode.ID, *ecdsa.PublicKey](v5MaxPubkeys),
+
+		localInitiated: newV5Bounded[v5Direction, bool](v5MaxSessions),
 	}
 }
 

@@ -959,3 +959,28 @@ func TestScenarioV5LocalInitiatorToUnknownPeer(t *testing.T) {
 		t.Errorf("the PONG answering the handshake is no request of its own: %+v", ex)
 	}
 }
+
+// When the local node sent the HANDSHAKE, the session's messages cannot be decrypted
+// with its key; they say that, not that the session started before the capture.
+func TestScenarioV5LocalInitiatorSessionSaysWhy(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.key}, IDs: []enode.ID{b.id()}}})
+	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
+	w := s.challenge(a, b, ping)
+	s.after(time.Millisecond)
+	s.v5(a, b, ping, w)
+	s.after(time.Millisecond)
+	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.after(time.Millisecond)
+	s.v5(a, b, &v5wire.Findnode{ReqID: []byte{9, 9, 9, 9, 9, 9, 9, 9}, Distances: []uint{256}}, nil)
+	s.flush()
+	pkts := s.ofType(ndjson.TypePacket)
+	for _, i := range []int{3, 4} {
+		if d := pkts[i].Disc; d.Kind != KindMessage || !strings.Contains(d.Error, "session set up by a local node's HANDSHAKE") {
+			t.Errorf("packet %d: %+v", i, d)
+		}
+	}
+	if hs := s.only(ndjson.TypeHandshake); hs.Outcome != OutcomeEstablished {
+		t.Errorf("handshake %+v", hs)
+	}
+}
