@@ -146,6 +146,7 @@ func ReadCaptureStats(r io.Reader, emit func(*Record) error) (CaptureStats, erro
 				link = lt
 			}
 		}
+		p.whole = ci.CaptureLength >= ci.Length
 		if err := p.frame(link, data, ci.Timestamp); err != nil {
 			return p.stats, err
 		}
@@ -257,6 +258,9 @@ type pcapParser struct {
 	frags     map[pcapFragKey]*pcapFragQueue
 	fragOrder []*pcapFragQueue
 	lastTime  time.Time // the latest capture time seen
+	// whole says the current frame was captured entire (not cut by the snap length): an
+	// IP packet shorter than its header says is then malformed, not truncated.
+	whole bool
 
 	firstUnsupported layers.LinkType // the first link type counted in UnsupportedLink
 
@@ -390,6 +394,10 @@ func (p *pcapParser) ipv4(pkt []byte, ts time.Time) error {
 	ip := pcapIP{src: pcapAddr(p.ip4.SrcIP), dst: pcapAddr(p.ip4.DstIP)}
 	proto := p.ip4.Protocol
 	declared := int(p.ip4.Length) - int(p.ip4.IHL)*4 // the IP payload length the header claims
+	if p.whole && len(p.ip4.Payload) < declared {
+		p.stats.Malformed++ // the header claims more than the wire carried: the kernel drops it
+		return nil
+	}
 	if p.ip4.Flags&layers.IPv4MoreFragments != 0 || p.ip4.FragOffset != 0 {
 		if proto != layers.IPProtocolUDP && proto != layers.IPProtocolICMPv4 {
 			p.stats.Other++
@@ -421,6 +429,10 @@ func (p *pcapParser) ipv6(pkt []byte, ts time.Time) error {
 	}
 	if p.ip6.Length == 0 { // jumbogram: the payload is whatever the hop-by-hop option said
 		declared = len(rest)
+	}
+	if p.whole && len(rest) < declared {
+		p.stats.Malformed++ // the header claims more than the wire carried
+		return nil
 	}
 	proto, upper, fh, consumed, ok := pcapIPv6Walk(next, rest)
 	if !ok {

@@ -858,3 +858,22 @@ func TestCaptureFragmentLossExplainsTimeout(t *testing.T) {
 		t.Fatalf("exchange %+v", ex)
 	}
 }
+
+// An IP header that claims more than the frame carries is a snapped capture when the
+// frame was cut (origLen above what was captured), and a malformed packet, which the
+// kernel drops, when the frame is whole.
+func TestReadCaptureIPLengthBeyondFrame(t *testing.T) {
+	local, peer := netip.MustParseAddrPort("10.0.0.1:30303"), netip.MustParseAddrPort("10.0.0.2:30303")
+	pkt := pcapUDPPacket(t, local, peer, bytes.Repeat([]byte{7}, 100))
+	liar := bytes.Clone(pkt)
+	binary.BigEndian.PutUint16(liar[2:4], uint16(len(pkt)+100))
+	recs, st, err := pcapReadAll(t, pcapWrite(t, layers.LinkTypeRaw,
+		pcapFrame{ts: pcapT0, data: liar},
+		pcapFrame{ts: pcapT0, data: pkt[:60], origLen: len(pkt)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Malformed != 1 || len(recs) != 1 || recs[0].Len != 100 || len(recs[0].Payload) != 60-28 {
+		t.Fatalf("stats %+v, records %+v", st, recs)
+	}
+}
