@@ -65,7 +65,8 @@ var (
 // geth's <datadir>/geth/nodekey. Errors never contain key material.
 func ParseNodeKey(s string) (*ecdsa.PrivateKey, error) {
 	text := strings.TrimSpace(s)
-	if looksHex(text) {
+	// A file whose name happens to be hex ("cafe") is still a file.
+	if fi, err := os.Stat(s); looksHex(text) && (err != nil || !fi.Mode().IsRegular()) {
 		return parseKeyHex(text)
 	}
 	data, err := readKeyFile(s)

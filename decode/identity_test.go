@@ -27,7 +27,12 @@ func TestParseNodeKey(t *testing.T) {
 	if err := os.WriteFile(withNewline, []byte(idKeyHex+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, in := range []string{idKeyHex, "0x" + idKeyHex, " " + idKeyHex + "\n", strings.ToUpper(idKeyHex), nodekey, withNewline} {
+	hexName := filepath.Join(dir, "cafe") // a file whose name is hex
+	if err := os.WriteFile(hexName, []byte(idKeyHex), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	for _, in := range []string{idKeyHex, "0x" + idKeyHex, " " + idKeyHex + "\n", strings.ToUpper(idKeyHex), nodekey, withNewline, "cafe"} {
 		key, err := ParseNodeKey(in)
 		if err != nil {
 			t.Fatalf("%q: %v", in, err)
