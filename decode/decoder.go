@@ -308,6 +308,12 @@ type seenDatagram struct {
 	twin *seenDatagram
 }
 
+// wasRead reports whether the application read sd (as the receive of a datagram this
+// host also sent, the read is marked on that observation).
+func (sd *seenDatagram) wasRead() bool {
+	return sd.read || sd.twin != nil && sd.twin.read
+}
+
 // is reports whether sd is x or x's other observation.
 func (sd *seenDatagram) is(x *seenDatagram) bool {
 	return x != nil && (sd == x || sd.twin == x || x.twin == sd)
@@ -793,7 +799,7 @@ func (d *Decoder) feedDrop(r *Record, emit func(*ndjson.Event)) {
 					o.network(cause, e, true) // the answer itself, seen and then dropped
 				case o.answer == nil && sd.is(o.awaiting) && reverse:
 					o.network(cause, e, false) // an answer to it, dropped unseen
-				case o.answer == nil && sd.is(o.awaiting) && (r.Len == 0 || r.Len == sd.n) && !sd.read:
+				case o.answer == nil && sd.is(o.awaiting) && (r.Len == 0 || r.Len == sd.n) && !sd.wasRead():
 					// The request itself, dropped before its receiver read it (a read
 					// datagram cannot be dropped afterwards: the drop is another one's).
 					o.network(cause, e, false)

@@ -93,8 +93,10 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 	switch p.Kind {
 	case KindV4Ping, KindV4ENRRequest, KindV4Findnode:
 		key := string(p.Hash)
-		if ex := x.byHash[key]; ex != nil {
-			// The same bytes again: a duplicate of the request, not a new one.
+		if ex := x.byHash[key]; ex != nil && !ex.answered && !ex.done {
+			// The same bytes again while it waits: a duplicate of the request, not a new
+			// one. (geth signs deterministically and expirations are whole seconds, so a
+			// new request within the second after an answer has the same bytes too.)
 			ex.attempts++
 			ex.addSent(sd, "duplicate "+p.Kind)
 			sd.own(&ex.tracked)
@@ -102,12 +104,29 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 		}
 		ex := x.open(r, p, sd, v4Name(p.Kind), x.d.cfg.V4Timeout)
 		x.byHash[key] = ex
-		ex.forget = func() { delete(x.byHash, key) }
+		unindex := func() {
+			if x.byHash[key] == ex { // not a newer request with the same bytes
+				delete(x.byHash, key)
+			}
+		}
+		ex.forget = unindex
 		if p.Kind == KindV4Findnode {
 			k := flowOf(r.Src, r.Dst)
+			// The peer answers its FINDNODEs one after the other, each answer's packets
+			// back to back: one answered before this request went out is complete (it may
+			// have had exactly 12 entries, or fewer than asked for).
+			var complete []*exchange
+			for _, e := range x.findnode[k] {
+				if e.answered {
+					complete = append(complete, e)
+				}
+			}
+			for _, e := range complete {
+				e.forget()
+			}
 			x.findnode[k] = append(x.findnode[k], ex)
 			ex.forget = func() {
-				delete(x.byHash, key)
+				unindex()
 				list := x.findnode[k]
 				for i, e := range list {
 					if e == ex {
@@ -174,19 +193,31 @@ func (x *exchanges) v5(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 	reqID := hex.EncodeToString(p.Msg.RequestID())
 	switch p.Msg.(type) {
 	case *v5wire.Ping, *v5wire.Findnode, *v5wire.TalkRequest:
+		var refused *ndjson.Evidence
+		if v5HandshakeRefused(p) {
+			// The HANDSHAKE carrying it is one the recipient cannot accept (late, or a bad
+			// id-signature): it never reads the request.
+			refused = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
+				Detail: "carried by a HANDSHAKE the recipient cannot accept: " + p.Err.Error()}
+		}
 		k := v5ReqKey{flowOf(r.Src, r.Dst), reqID}
 		if ex := x.v5reqs[k]; ex != nil {
 			// geth resends a request inside the HANDSHAKE after a WHOAREYOU, with the same
 			// request ID: the same exchange, tried again.
 			ex.attempts++
 			ex.addSent(sd, p.Kind+" "+p.Msg.Name())
-			ex.awaiting, ex.read, ex.rejected = sd, nil, nil // the challenge was answered
+			ex.awaiting, ex.read, ex.rejected = sd, nil, refused // the challenge was answered
 			sd.own(&ex.tracked)
 			return
 		}
 		ex := x.open(r, p, sd, p.Msg.Name(), x.d.cfg.V5Timeout)
 		x.v5reqs[k] = ex
-		ex.forget = func() { delete(x.v5reqs, k) }
+		ex.forget = func() {
+			if x.v5reqs[k] == ex {
+				delete(x.v5reqs, k)
+			}
+		}
+		ex.rejected = refused
 	case *v5wire.Pong, *v5wire.Nodes, *v5wire.TalkResponse:
 		if ex := x.v5reqs[v5ReqKey{flowOf(r.Dst, r.Src), reqID}]; ex != nil {
 			ex.forget()

@@ -311,6 +311,13 @@ func (h *handshakes) whoareyou(r *Record, p *Packet, sd *seenDatagram, st *pairS
 	})
 }
 
+// v5HandshakeRefused reports whether p is a HANDSHAKE its recipient's own checks refuse
+// (late, bad id-signature, record or message), as opposed to one this decoder merely
+// cannot open (no key, a capture's snap length).
+func v5HandshakeRefused(p *Packet) bool {
+	return p.Kind == KindHandshake && p.Err != nil && !errors.Is(p.Err, errV5NoKey) && !errors.Is(p.Err, errV5Truncated)
+}
+
 // handshake handles a HANDSHAKE from the initiator (r.Src); st is initiator→recipient.
 func (h *handshakes) handshake(r *Record, p *Packet, sd *seenDatagram, st *pairState, emit func(*ndjson.Event)) {
 	a := st.att
@@ -340,7 +347,7 @@ func (h *handshakes) handshake(r *Record, p *Packet, sd *seenDatagram, st *pairS
 		a.recipID, a.hasRecipID = p.DstID, true
 	}
 	a.addSent(sd, "HANDSHAKE to "+ndjson.Addr(r.Dst))
-	if p.Err != nil && !errors.Is(p.Err, errV5NoKey) && !errors.Is(p.Err, errV5Truncated) {
+	if v5HandshakeRefused(p) {
 		// The recipient's own checks fail on these bytes (bad id-signature, record or
 		// message): it drops the HANDSHAKE and will not answer.
 		a.rejected = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,

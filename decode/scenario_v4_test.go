@@ -150,14 +150,123 @@ func TestScenarioPongFromAnotherHost(t *testing.T) {
 }
 
 // The application read the request and never answered; a drop of some other datagram
-// on the same flow afterwards does not explain that.
+// on the same flow afterwards does not explain that, whatever its length, and also when
+// both nodes are on this host (the read is seen on the receive, the drop may name the
+// send).
 func TestScenarioUnrelatedDropAfterRead(t *testing.T) {
+	for _, c := range []struct {
+		name, addrA, addrB string
+		bothLocal          bool
+		dropLen            int
+	}{
+		{"another length", "10.0.0.1:30303", "10.0.0.2:30303", false, 999},
+		{"the same length", "10.0.0.1:30303", "10.0.0.2:30303", false, 0},
+		{"both ends local", "127.0.0.1:30303", "127.0.0.1:30304", true, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newScNet(t, Config{})
+			a, b := newScNode(t, scKeyA, c.addrA), newScNode(t, scKeyB, c.addrB)
+			var ping []byte
+			if c.bothLocal {
+				ping = s.ping(b, a, DirOut)
+				s.after(30 * time.Microsecond)
+				s.feed(scDatagram(b.addr, a.addr, ping, DirIn))
+			} else {
+				ping = s.ping(b, a, DirIn)
+			}
+			s.feed(&Record{Kind: Read, Src: b.addr, Dst: a.addr, Len: len(ping)})
+			s.after(time.Millisecond)
+			n := c.dropLen
+			if n == 0 {
+				n = len(ping)
+			}
+			s.feed(&Record{Kind: Drop, Src: b.addr, Dst: a.addr, Len: n, Reason: "SOCKET_RCVBUFF"})
+			s.tick(time.Second)
+			checkFailed(t, s.only(ndjson.TypeExchange), CauseAppDrop)
+		})
+	}
+}
+
+// geth signs deterministically and expirations are whole seconds: a PING sent again
+// within the second after its answer has the same bytes, and is a new request.
+func TestScenarioSameBytesAfterAnswer(t *testing.T) {
 	s := newScNet(t, Config{})
 	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	ping := s.ping(b, a, DirIn)
-	s.feed(&Record{Kind: Read, Src: b.addr, Dst: a.addr, Len: len(ping)})
+	ping := &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(a.addr, 0), To: v4wire.NewEndpoint(b.addr, 0), Expiration: s.exp(), ENRSeq: 1}
+	raw := s.v4(a, b, ping, DirOut)
+	s.after(10 * time.Millisecond)
+	s.pong(b, a, raw, DirIn)
+	s.after(400 * time.Millisecond)
+	s.v4(a, b, ping, DirOut)
+	s.after(200 * time.Millisecond) // past the first PING's timeout
+	s.pong(b, a, raw, DirIn)
+	findnode := &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}
+	nodes := scNeighbors(t, 16)
+	s.v4(a, b, findnode, DirOut)
+	s.after(2 * time.Millisecond)
+	s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[:12], Expiration: s.exp()}, DirIn)
+	s.after(300 * time.Millisecond)
+	s.v4(a, b, findnode, DirOut) // a new lookup, though its answer's tail never came
+	s.after(2 * time.Millisecond)
+	s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[:12], Expiration: s.exp()}, DirIn)
+	s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[12:], Expiration: s.exp()}, DirIn)
+	s.tick(2 * time.Second)
+	exs := s.ofType(ndjson.TypeExchange)
+	if len(exs) != 4 {
+		t.Fatalf("%d exchanges, want 4:\n%s", len(exs), s.dump())
+	}
+	scExchange(t, exs[0], "PING/v4", OutcomeAnswered, 10*time.Millisecond, 0)
+	scExchange(t, exs[1], "PING/v4", OutcomeAnswered, 200*time.Millisecond, 0)
+	scExchange(t, exs[2], "FINDNODE/v4", OutcomeAnswered, 2*time.Millisecond, 0)
+	scExchange(t, exs[3], "FINDNODE/v4", OutcomeAnswered, 2*time.Millisecond, 0)
+}
+
+// A peer that knows exactly 12 nodes answers in one packet of 12, and one that knows
+// fewer sends fewer: either way the answer is complete, and the next FINDNODE's answer
+// is its own.
+func TestScenarioShortNeighborsAnswers(t *testing.T) {
+	for _, n := range []int{12, 5} {
+		s := newScNet(t, Config{})
+		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+		nodes := scNeighbors(t, n)
+		s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&a.key.PublicKey), Expiration: s.exp()}, DirOut)
+		if n < 12 {
+			// Both requests out before the first answer: only the short packet tells
+			// that the first answer is complete.
+			s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}, DirOut)
+		}
+		s.after(2 * time.Millisecond)
+		s.v4(b, a, &v4wire.Neighbors{Nodes: nodes, Expiration: s.exp()}, DirIn)
+		s.after(100 * time.Millisecond)
+		if n == 12 {
+			s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}, DirOut)
+		}
+		s.after(2 * time.Millisecond)
+		s.v4(b, a, &v4wire.Neighbors{Nodes: nodes, Expiration: s.exp()}, DirIn)
+		s.tick(2 * time.Second)
+		exs := s.ofType(ndjson.TypeExchange)
+		if len(exs) != 2 || exs[0].Outcome != OutcomeAnswered || exs[1].Outcome != OutcomeAnswered {
+			t.Fatalf("%d nodes: want two answered FINDNODEs:\n%s", n, s.dump())
+		}
+	}
+}
+
+// Answers that do not count: a NEIGHBORS that arrives expired, and a PONG whose reply
+// token is the hash of an ENRREQUEST, not of a PING.
+func TestScenarioAnswersThatDoNotCount(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&a.key.PublicKey), Expiration: s.exp()}, DirOut)
 	s.after(time.Millisecond)
-	s.feed(&Record{Kind: Drop, Src: b.addr, Dst: a.addr, Len: 999, Reason: "SOCKET_RCVBUFF"})
+	s.v4(b, a, &v4wire.Neighbors{Nodes: scNeighbors(t, 3), Expiration: s.exp() - 30}, DirIn)
+	req := s.v4(a, b, &v4wire.ENRRequest{Expiration: s.exp()}, DirOut)
+	s.after(time.Millisecond)
+	s.pong(b, a, req, DirIn)
 	s.tick(time.Second)
-	checkFailed(t, s.only(ndjson.TypeExchange), CauseAppDrop)
+	exs := s.ofType(ndjson.TypeExchange)
+	if len(exs) != 2 {
+		t.Fatalf("%d exchanges:\n%s", len(exs), s.dump())
+	}
+	checkFailed(t, exs[0], CauseExpired, "NEIGHBORS from 10.0.0.2:30303 expired on arrival")
+	checkFailed(t, exs[1], CauseNoResponse)
 }
