@@ -520,14 +520,18 @@ func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
 	}
 	p := d.decodePacket(r)
 	d.learn(r, &p)
+	if _, ok := d.held[unmapAP(r.Src)]; ok && p.Proto != ProtoUnknown {
+		// Before r, which may answer one of them.
+		if d.replayHeld(r.Src, emit) && p.Err == errV5NoKey && d.v5.localInitiatedPair(p.SrcID, p.DstID) {
+			p.Err = errV5LocalSession // what the replayed HANDSHAKE showed
+		}
+	}
 	ev := RecordEvent(r, d.cfg.WithPayload)
 	ev.Disc = discOf(r, &p)
 	sd := d.remember(r, ev.Type, ev.Disc)
 	emit(ev)
 	if p.Proto == ProtoUnknown {
 		d.hold(r, sd)
-	} else if _, ok := d.held[unmapAP(r.Src)]; ok {
-		d.replayHeld(r.Src, emit) // before r: it may answer one of them
 	}
 	d.track(r, &p, sd, emit)
 }
@@ -585,14 +589,18 @@ func (d *Decoder) hold(r *Record, sd *seenDatagram) {
 }
 
 // replayHeld decodes again what was held for addr, now that a packet from addr taught
-// the decoder more, and tracks what decodes.
-func (d *Decoder) replayHeld(addr netip.AddrPort, emit func(*ndjson.Event)) {
+// the decoder more, and tracks what decodes as if it came at its own time: the timers
+// it sets that are due before a later held datagram, or before now, fire in between,
+// so the verdicts are those the trackers give when the ID was known all along. It
+// reports whether anything was tracked.
+func (d *Decoder) replayHeld(addr netip.AddrPort, emit func(*ndjson.Event)) bool {
 	k := unmapAP(addr)
 	list := d.held[k]
 	delete(d.held, k)
 	var still []heldDatagram
+	now, tracked := d.now, false
 	for _, h := range list {
-		if d.now.Sub(h.r.Time) > d.cfg.HandshakeTimeout+d.cfg.V5Timeout {
+		if now.Sub(h.r.Time) > d.cfg.HandshakeTimeout+d.cfg.V5Timeout {
 			continue // whatever it started has been decided
 		}
 		p, ok := d.v5.Decode(&h.r)
@@ -600,13 +608,19 @@ func (d *Decoder) replayHeld(addr netip.AddrPort, emit func(*ndjson.Event)) {
 			still = append(still, h) // a WHOAREYOU names no sender: wait for more
 			continue
 		}
+		d.now = h.r.Time
+		d.fire(emit, false)
 		d.learn(&h.r, &p)
 		h.sd.disc = discOf(&h.r, &p)
 		d.track(&h.r, &p, h.sd, emit)
+		tracked = true
 	}
+	d.now = now
+	d.fire(emit, false)
 	if len(still) > 0 {
 		d.held[k] = still
 	}
+	return tracked
 }
 
 // sendErrCause classifies a failed send: ECONNREFUSED is an earlier ICMP port

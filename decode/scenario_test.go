@@ -958,6 +958,9 @@ func TestScenarioV5LocalInitiatorToUnknownPeer(t *testing.T) {
 	for _, ex := range s.ofType(ndjson.TypeExchange) {
 		t.Errorf("the PONG answering the handshake is no request of its own: %+v", ex)
 	}
+	if d := s.ofType(ndjson.TypePacket)[3].Disc; !strings.Contains(d.Error, "session set up by a local node's HANDSHAKE") {
+		t.Errorf("the PONG's error %q does not say whose session it is", d.Error)
+	}
 }
 
 // When the local node sent the HANDSHAKE, the session's messages cannot be decrypted
@@ -982,5 +985,39 @@ func TestScenarioV5LocalInitiatorSessionSaysWhy(t *testing.T) {
 	}
 	if hs := s.only(ndjson.TypeHandshake); hs.Outcome != OutcomeEstablished {
 		t.Errorf("handshake %+v", hs)
+	}
+}
+
+// The verdicts do not depend on when the decoder learned the peer's ID: with the ID
+// known up front, or learned only from the peer's PONG (here 800 ms after the HANDSHAKE,
+// past the response timeout), the same events come, in the same order.
+func TestScenarioV5LateLearnedIDGivesTheSameVerdicts(t *testing.T) {
+	verdicts := func(known bool, pongAfter time.Duration) string {
+		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+		id := Identity{Keys: []*ecdsa.PrivateKey{a.key}}
+		if known {
+			id.IDs = []enode.ID{b.id()}
+		}
+		s := newScNet(t, Config{Identity: id})
+		ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
+		w := s.challenge(a, b, ping)
+		s.after(time.Millisecond)
+		s.v5(a, b, ping, w)
+		s.after(pongAfter)
+		s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+		s.tick(3 * time.Second)
+		s.flush()
+		var out []string
+		for _, ev := range s.events {
+			if ev.Type == ndjson.TypeHandshake || ev.Type == ndjson.TypeExchange {
+				out = append(out, strings.Join([]string{ev.Type, ev.Time, ev.Req, ev.Outcome, ev.Cause}, " "))
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	for _, after := range []time.Duration{time.Millisecond, 800 * time.Millisecond} {
+		if k, l := verdicts(true, after), verdicts(false, after); k != l || k == "" {
+			t.Errorf("PONG after %s: with the ID known\n%s\nlearned late\n%s", after, k, l)
+		}
 	}
 }
