@@ -418,8 +418,15 @@ func (d *V5Decoder) decodeHandshake(p *Packet, r *Record, dst enode.ID, nonce v5
 		}
 		d.st.storeSession(src, dst, v5Normalize(r.Src), v5Normalize(r.Dst), keys)
 		d.forgetLocalInitiated(src, dst)
-		// c decrypted the message: it is the challenge the handshake answers.
-		d.checkHandshakePublic(p, r, d.pubkey(src, node), sig, ephKey, dst, []*v5Challenge{c})
+		// c decrypted the message: it is the challenge the handshake answers. The
+		// id-signature is checked when the initiator's key is known (its ENR in the
+		// handshake, a record seen before, or a local key).
+		if pub := d.pubkey(src, node); pub != nil && !v5VerifyIDSignature(pub, sig, c.data, ephKey, dst) {
+			setErr(p, errV5BadIDSignature)
+		}
+		if !v5Pending(c, r) {
+			setErr(p, errV5LateHandshake)
+		}
 		d.setMessage(p, pt)
 		return
 	}
@@ -440,33 +447,38 @@ func (d *V5Decoder) forgetLocalInitiated(a, b enode.ID) {
 	d.st.localInitiated.remove(v5Direction{b, a})
 }
 
-// checkHandshakePublic makes the recipient's checks that need no private key: the
-// id-signature must prove the initiator's key (pub, nil when unknown) over the challenge
-// the handshake answers, and that challenge must still be pending (geth keeps one for
-// 1s). challenges are the candidates, newest first; without decryption to tell which one
-// the handshake answers, the signature names it, else the newest is taken. One ECDSA
-// verification per candidate, usually one.
+// checkHandshakePublic makes, for a handshake this decoder cannot decrypt, the
+// recipient's checks that need no private key: the
+// id-signature must prove the initiator's key (pub) over the challenge the handshake
+// answers, and that challenge must still be pending (geth keeps one for 1s).
+// challenges are the candidates, newest first. Without decryption to tell which one the
+// handshake answers, only the signature can name it, so without pub nothing is claimed;
+// and a signature that fits no candidate is called bad only while the newest one is
+// pending: an older one is not what a HANDSHAKE now answers, and the one it does answer
+// may be missing from the capture. One ECDSA verification per candidate, usually one.
 func (d *V5Decoder) checkHandshakePublic(p *Packet, r *Record, pub *ecdsa.PublicKey, sig, ephKey []byte, dst enode.ID, challenges []*v5Challenge) {
-	if len(challenges) == 0 {
+	if len(challenges) == 0 || pub == nil {
 		return
 	}
-	answers := challenges[0]
-	if pub != nil {
-		answers = nil
-		for _, c := range challenges {
-			if v5VerifyIDSignature(pub, sig, c.data, ephKey, dst) {
-				answers = c
-				break
-			}
-		}
-		if answers == nil {
-			setErr(p, errV5BadIDSignature)
-			return
+	var answers *v5Challenge
+	for _, c := range challenges {
+		if v5VerifyIDSignature(pub, sig, c.data, ephKey, dst) {
+			answers = c
+			break
 		}
 	}
-	if !answers.sent.IsZero() && !r.Time.IsZero() && r.Time.Sub(answers.sent) > v5HandshakeTimeout {
+	switch {
+	case answers == nil && v5Pending(challenges[0], r):
+		setErr(p, errV5BadIDSignature)
+	case answers != nil && !v5Pending(answers, r):
 		setErr(p, errV5LateHandshake)
 	}
+}
+
+// v5Pending reports whether challenge c still waits for its HANDSHAKE at r's time (a
+// challenge without a time, or a record without one, counts as pending).
+func v5Pending(c *v5Challenge, r *Record) bool {
+	return c.sent.IsZero() || r.Time.IsZero() || r.Time.Sub(c.sent) <= v5HandshakeTimeout
 }
 
 // decryptMessage opens an ordinary message with the keys of its direction: those of

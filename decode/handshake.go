@@ -335,8 +335,19 @@ func (h *handshakes) handshake(r *Record, p *Packet, sd *seenDatagram, st *pairS
 		if a != nil && !a.done && a.state == stateHandshakeSent {
 			h.emit(a, OutcomeFailed, emit) // a second HANDSHAKE without a new challenge
 		}
-		// The challenge was not captured.
+		// The challenge was not captured. The initiator's random packet shortly before,
+		// still unanswered, is what it answered: the attempt's first packet.
 		a = &attempt{initiator: r.Src, recipient: r.Dst}
+		for i := len(st.msgs) - 1; i >= 0; i-- {
+			if m := st.msgs[i]; m.random && !m.done && r.Time.Sub(m.t) <= h.d.cfg.HandshakeTimeout {
+				a.start, a.hasStart = m.t, true
+				a.sent = append(a.sent, m.sent...)
+				a.netEv, a.netCause = m.netEv, m.netCause
+				m.done = true
+				st.msgs = compactMsgs(st.msgs)
+				break
+			}
+		}
 		st.att = a
 	}
 	a.state, a.hsT, a.hasHandshake, a.hsNonce = stateHandshakeSent, r.Time, true, p.Nonce

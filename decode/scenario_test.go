@@ -1021,3 +1021,60 @@ func TestScenarioV5LateLearnedIDGivesTheSameVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// Two handshakes of one pair, ten minutes apart; the second WHOAREYOU is missing from
+// the capture (lost events, another path). Without keys, the second HANDSHAKE's
+// signature fits no captured challenge, but the one captured is long expired: nothing
+// says the recipient refused it, and it did not.
+func TestScenarioV5MissingChallengeIsNoRejection(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
+	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
+	w := s.challenge(a, b, ping)
+	s.after(time.Millisecond)
+	s.v5(a, b, ping, w)
+	s.after(time.Millisecond)
+	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.after(10 * time.Minute)
+	// b forgets the session (restart); a's next message is answered by a WHOAREYOU the
+	// capture does not have.
+	b2 := newScNode(t, scKeyB, "10.0.0.2:30303")
+	ping2 := &v5wire.Ping{ReqID: []byte{2}, ENRSeq: 1}
+	enc, _, err := a.codec.Encode(b2.id(), b2.addr.String(), ping2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(a.addr, b2.addr, bytes.Clone(enc), DirUnknown))
+	_, _, got, _ := b2.codec.Decode(bytes.Clone(enc), a.addr.String())
+	var nonce v5wire.Nonce
+	if u, ok := got.(*v5wire.Unknown); ok {
+		nonce = u.Nonce
+	} else if m, ok := got.(*v5wire.Ping); ok {
+		_ = m
+		t.Fatal("b decrypted a packet of a session it forgot")
+	}
+	wenc, _, err := b2.codec.Encode(a.id(), a.addr.String(), &v5wire.Whoareyou{Nonce: nonce, IDNonce: [16]byte{9}, RecordSeq: 1, Node: a.ln.Node()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, wp, err := a.codec.Decode(bytes.Clone(wenc), b2.addr.String()) // not fed: not captured
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2 := wp.(*v5wire.Whoareyou)
+	w2.Node = b2.ln.Node()
+	s.after(2 * time.Millisecond)
+	s.v5(a, b2, ping2, w2)
+	s.after(time.Millisecond)
+	s.v5(b2, a, &v5wire.Pong{ReqID: ping2.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.tick(3 * time.Second)
+	s.flush()
+	for _, ev := range s.events {
+		if ev.Disc != nil && ev.Disc.Kind == KindHandshake && strings.Contains(ev.Disc.Error, "id-signature") {
+			t.Errorf("HANDSHAKE called forged: %s", ev.Disc.Error)
+		}
+		if ev.Type == ndjson.TypeHandshake && ev.Outcome != OutcomeEstablished {
+			t.Errorf("handshake %s %s", ev.Outcome, ev.Cause)
+		}
+	}
+}
