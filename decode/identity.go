@@ -114,8 +114,10 @@ func readKeyFile(path string) ([]byte, error) {
 	return data, nil
 }
 
-// hexRun is 32 or more hex characters: half a private key or more.
-var hexRun = regexp.MustCompile(`[0-9a-fA-F]{32,}`)
+// hexRun is 8 or more hex characters: a key with a typo or two is still runs of hex,
+// and no part of it may show. Paths rarely hold such runs; where one does, it is hidden
+// too, which costs only legibility.
+var hexRun = regexp.MustCompile(`[0-9a-fA-F]{8,}`)
 
 // redactHex hides every long run of hex in s, so that a message quoting an argument
 // cannot print a key.

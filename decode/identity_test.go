@@ -72,6 +72,9 @@ func TestParseNodeKeyErrorsHideKeyMaterial(t *testing.T) {
 		{idKeyHex + "/", ErrNodeKeyFile, idKeyHex[:32]},
 		{"enode://" + idKeyHex, ErrNodeKeyFile, idKeyHex[:32]},
 		{"/dev/zero", ErrNodeKeyFile, ""}, // read bounded, not to the end of memory
+		// Typos split a key into shorter runs of hex: none may show.
+		{"./" + idKeyHex[:31] + "g" + idKeyHex[32:], ErrNodeKeyFile, idKeyHex[:10]},
+		{idKeyHex[:20] + "." + idKeyHex[21:40] + "." + idKeyHex[41:], ErrNodeKeyFile, idKeyHex[:10]},
 	}
 	for _, c := range cases {
 		_, err := ParseNodeKey(c.in)

@@ -18,14 +18,18 @@ func newDecodeCmd() *cobra.Command {
 		Use:   "decode FILE",
 		Short: "Decode a pcap or pcapng capture of discovery traffic into NDJSON events",
 		Long: `Decode reads a capture file (pcap or pcapng: Ethernet, Linux cooked SLL/SLL2 or raw IP;
-"-" reads standard input, e.g. tcpdump -w - 'udp port 30303 or icmp or icmp6' |
-discotrace decode -) and
-prints one NDJSON event per datagram, ICMP error and fragment loss and, as they are
-decided, the discv5 handshakes, request/response exchanges and anomalies they make up.
+"-" reads standard input) and prints one NDJSON event per datagram, ICMP error and
+fragment loss and, as they are decided, the discv5 handshakes, request/response exchanges
+and anomalies they make up.
 
 Give the local node's key (--nodekey, as geth keeps it in <datadir>/geth/nodekey) to
 decrypt the discv5 sessions it answered; --node-id and --enr tell which side is local
-and let its discv5 headers unmask without the key. Keys are never printed.`,
+and let its discv5 headers unmask without the key. Keys are never printed.
+
+Capture the ICMP errors and the non-first fragments too (they carry no UDP header):
+
+  tcpdump -i any -U -w - 'udp port 30303 or icmp or icmp6 or (ip[6:2] & 0x1fff != 0) or ip6[6] == 44' |
+    discotrace decode --nodekey <datadir>/geth/nodekey -`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], &f)
