@@ -200,8 +200,8 @@ func (an *anomalies) clockSkew(r *Record, p *Packet, emit func(*ndjson.Event)) {
 	sorted := slices.Clone(s.samples)
 	slices.Sort(sorted)
 	median := sorted[len(sorted)/2]
-	if len(sorted)%2 == 0 {
-		median = (sorted[len(sorted)/2-1] + median) / 2
+	if lower := sorted[(len(sorted)-1)/2]; lower.Abs() < median.Abs() {
+		median = lower // of an even count's two middle samples, the one nearer no offset
 	}
 	if median.Abs() < an.d.cfg.ClockSkewThreshold {
 		return

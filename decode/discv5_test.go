@@ -574,3 +574,21 @@ func TestV5StateBounds(t *testing.T) {
 		}
 	}
 }
+
+// What reaches a local node's address is unmasked with local IDs only: the node itself
+// could not read a packet masked for another ID, so that one is not discv5 there (and
+// costs one AES block, not one per known ID). Sent to any other address, the same bytes
+// unmask with the known ID they were masked for.
+func TestV5LocalAddressUnmasksWithLocalIDsOnly(t *testing.T) {
+	v := v5ReadVector(t, "v5.1-ping-message") // masked for B
+	d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyA})
+	d.LearnAddr(v5TestIDA, v5AddrA)
+	d.AddKnownID(v5TestIDB)
+	if p, ok := d.Decode(v5Datagram(v5AddrB, v5AddrA, v.packet)); ok {
+		t.Fatalf("a packet for B decoded at A's address: %+v", p)
+	}
+	other := netip.MustParseAddrPort("10.0.0.9:30303")
+	if p, ok := d.Decode(v5Datagram(v5AddrA, other, v.packet)); !ok || p.DstID != v5TestIDB {
+		t.Fatalf("not unmasked with the known ID at another address: %+v %v", p, ok)
+	}
+}

@@ -876,4 +876,18 @@ func TestReadCaptureIPLengthBeyondFrame(t *testing.T) {
 	if st.Malformed != 1 || len(recs) != 1 || recs[0].Len != 100 || len(recs[0].Payload) != 60-28 {
 		t.Fatalf("stats %+v, records %+v", st, recs)
 	}
+	// The same for IPv6, whose payload length field is at bytes 4-5.
+	local6, peer6 := netip.MustParseAddrPort("[2001:db8::1]:30303"), netip.MustParseAddrPort("[2001:db8::2]:30303")
+	pkt6 := pcapUDPPacket(t, local6, peer6, bytes.Repeat([]byte{7}, 100))
+	liar6 := bytes.Clone(pkt6)
+	binary.BigEndian.PutUint16(liar6[4:6], uint16(len(pkt6)-40+100))
+	recs, st, err = pcapReadAll(t, pcapWrite(t, layers.LinkTypeRaw,
+		pcapFrame{ts: pcapT0, data: liar6},
+		pcapFrame{ts: pcapT0, data: pkt6[:80], origLen: len(pkt6)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Malformed != 1 || len(recs) != 1 || recs[0].Len != 100 || len(recs[0].Payload) != 80-48 {
+		t.Fatalf("IPv6: stats %+v, records %+v", st, recs)
+	}
 }

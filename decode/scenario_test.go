@@ -536,6 +536,18 @@ func TestScenarioClockSkew(t *testing.T) {
 	if len(s.ofType(ndjson.TypeAnomaly)) != 1 {
 		t.Fatalf("an outlier reported as skew:\n%s", s.dump())
 	}
+	// Two samples each way is no majority; a third behind is.
+	d := newScNode(t, "5555555555555555555555555555555555555555555555555555555555555555", "10.0.0.4:30303")
+	for i, behind := range []bool{false, false, true, true, true} {
+		exp := s.exp()
+		if behind {
+			exp -= 40
+		}
+		s.v4(d, a, &v4wire.Ping{Version: 4, Expiration: exp}, DirIn)
+		if n := len(s.ofType(ndjson.TypeAnomaly)); n != 1+i/4 {
+			t.Fatalf("after %d samples: %d anomalies\n%s", i+1, n, s.dump())
+		}
+	}
 }
 
 func TestScenarioENRSeqRegression(t *testing.T) {

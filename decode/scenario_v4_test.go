@@ -3,6 +3,7 @@ package decode
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -269,4 +270,19 @@ func TestScenarioAnswersThatDoNotCount(t *testing.T) {
 	}
 	checkFailed(t, exs[0], CauseExpired, "NEIGHBORS from 10.0.0.2:30303 expired on arrival")
 	checkFailed(t, exs[1], CauseNoResponse)
+}
+
+// Datagrams held for a later-learned ID are let go once nothing they started can still
+// be decided.
+func TestScenarioHeldDatagramsExpire(t *testing.T) {
+	s := newScNet(t, Config{})
+	a := newScNode(t, scKeyA, "10.0.0.1:30303")
+	s.feed(scDatagram(a.addr, netip.MustParseAddrPort("10.0.0.7:30303"), bytes.Repeat([]byte{0x42}, 100), DirOut))
+	if len(s.dec.held) != 1 {
+		t.Fatalf("%d addresses held, want 1", len(s.dec.held))
+	}
+	s.tick(2 * time.Second) // past HandshakeTimeout + V5Timeout, and a sweep
+	if len(s.dec.held) != 0 {
+		t.Fatalf("%d addresses still held", len(s.dec.held))
+	}
 }
