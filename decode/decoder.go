@@ -499,11 +499,20 @@ func (d *Decoder) decodePacket(r *Record) Packet {
 		return p
 	}
 	p := Packet{Proto: ProtoUnknown, Err: ErrNotDiscovery}
-	if len(r.Payload) < r.Len {
+	switch {
+	case len(r.Payload) < r.Len:
 		p.Err = fmt.Errorf("%w; the payload was truncated to %d of %d bytes by the capture", ErrNotDiscovery, len(r.Payload), r.Len)
+	case r.Len >= v5MinPacketSize && (r.Dir == DirOut || d.isLocal(r.Src)):
+		p.Err = errUnknownDestination
 	}
 	return p
 }
+
+// errUnknownDestination is disc.error for a datagram a local node sent that decodes as
+// neither protocol: most likely a discv5 packet to a node whose ID the decoder has not
+// seen yet, which masks its header. It is kept, and tracked once the peer's own packet
+// names its ID.
+var errUnknownDestination = fmt.Errorf("%w: sent by a local node, so most likely discv5 to a node whose ID is not known yet (its header is masked with that ID); the handshake it starts is reported once the peer's answer names it", ErrNotDiscovery)
 
 func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
 	if first := d.twinOf(r); first != nil {

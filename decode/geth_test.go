@@ -1,0 +1,230 @@
+package decode
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/p2p/discover"
+	"github.com/ethereum/go-ethereum/p2p/enode"
+
+	"github.com/discotrace/discotrace/ndjson"
+)
+
+// Real go-ethereum discovery nodes (p2p/discover, the code geth runs) talking over
+// loopback sockets. The local node's socket keeps what it sends and receives as Records,
+// as the tracer reports them, and the decoder, given the local node's key, must follow
+// every exchange and handshake to its answer.
+
+// recordingConn is a UDP socket that keeps its traffic as Records.
+type recordingConn struct {
+	*net.UDPConn
+	local netip.AddrPort
+
+	mu   sync.Mutex
+	recs []*Record
+}
+
+func (c *recordingConn) keep(dir Direction, src, dst netip.AddrPort, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.recs = append(c.recs, &Record{Kind: Datagram, Time: time.Now(), Dir: dir, Src: src, Dst: dst, Len: len(b), Payload: bytes.Clone(b)})
+}
+
+func (c *recordingConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	n, from, err := c.UDPConn.ReadFromUDPAddrPort(b)
+	if err == nil {
+		c.keep(DirIn, from, c.local, b[:n])
+	}
+	return n, from, err
+}
+
+func (c *recordingConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	c.keep(DirOut, c.local, to, b) // before the write: its answer cannot come first
+	return c.UDPConn.WriteToUDPAddrPort(b, to)
+}
+
+// records returns what the socket saw, in time order.
+func (c *recordingConn) records() []*Record {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := slices.Clone(c.recs)
+	slices.SortStableFunc(out, func(a, b *Record) int { return a.Time.Compare(b.Time) })
+	return out
+}
+
+// gethNode is a go-ethereum discovery node on a loopback socket.
+type gethNode struct {
+	key  *ecdsa.PrivateKey
+	ln   *enode.LocalNode
+	conn *recordingConn
+}
+
+func newGethNode(t *testing.T, keyHex string) *gethNode {
+	t.Helper()
+	key, err := crypto.HexToECDSA(keyHex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	socket, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IP{127, 0, 0, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := enode.OpenDB("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	addr := socket.LocalAddr().(*net.UDPAddr).AddrPort()
+	ln := enode.NewLocalNode(db, key)
+	ln.SetStaticIP(net.IP(addr.Addr().AsSlice()))
+	ln.SetFallbackUDP(int(addr.Port()))
+	return &gethNode{key: key, ln: ln, conn: &recordingConn{UDPConn: socket, local: addr}}
+}
+
+func (n *gethNode) config() discover.Config {
+	return discover.Config{PrivateKey: n.key, NoFindnodeLivenessCheck: true}
+}
+
+// decodeGeth runs records through a Decoder that holds the local node's key, and counts
+// the handshake and exchange verdicts.
+func decodeGeth(t *testing.T, local *gethNode, recs []*Record) (map[string]int, []*ndjson.Event) {
+	t.Helper()
+	d := NewDecoder(Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{local.key}}})
+	var evs []*ndjson.Event
+	emit := func(ev *ndjson.Event) { evs = append(evs, ev) }
+	for _, r := range recs {
+		d.Feed(r, emit)
+	}
+	d.Advance(recs[len(recs)-1].Time.Add(5*time.Second), emit)
+	d.Flush(emit)
+	verdicts := make(map[string]int)
+	for _, ev := range evs {
+		switch ev.Type {
+		case ndjson.TypeHandshake:
+			verdicts["handshake "+ev.Outcome+" "+ev.Cause]++
+		case ndjson.TypeExchange:
+			verdicts[ev.Req+" "+ev.Outcome+" "+ev.Cause]++
+		}
+	}
+	return verdicts, evs
+}
+
+// checkGethDecoded fails for a datagram the decoder could not place as discovery.
+func checkGethDecoded(t *testing.T, evs []*ndjson.Event, proto string) int {
+	t.Helper()
+	n := 0
+	for _, ev := range evs {
+		if ev.Type != ndjson.TypeSend && ev.Type != ndjson.TypeRecv {
+			continue
+		}
+		n++
+		if ev.Disc != nil && ev.Disc.Error == errUnknownDestination.Error() {
+			continue // a first packet to a peer of unknown ID: followed once it answers
+		}
+		if ev.Disc == nil || ev.Disc.Proto != proto {
+			t.Errorf("%s %s > %s not decoded as %s: %+v", ev.Type, ev.Src, ev.Dst, proto, ev.Disc)
+		}
+	}
+	return n
+}
+
+// A discv5 node (the local one, whose key the decoder holds) is pinged by a peer, which
+// starts the handshake, then asks that peer for nodes and its record; and it pings a
+// second peer itself, whose ID the decoder learns only from its answer.
+func TestGethDiscv5(t *testing.T) {
+	a, b, c := newGethNode(t, scKeyA), newGethNode(t, scKeyB), newGethNode(t, scKeyC)
+	udpA, err := discover.ListenV5(a.conn, a.ln, a.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udpA.Close()
+	udpB, err := discover.ListenV5(b.conn, b.ln, b.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udpB.Close()
+	udpC, err := discover.ListenV5(c.conn, c.ln, c.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udpC.Close()
+
+	if _, err := udpB.Ping(udpA.Self()); err != nil { // b starts the session
+		t.Fatal(err)
+	}
+	if _, err := udpA.Findnode(udpB.Self(), []uint{256}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := udpA.RequestENR(udpB.Self()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := udpA.Ping(udpC.Self()); err != nil { // a starts this one
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+
+	verdicts, evs := decodeGeth(t, a, a.conn.records())
+	if n := checkGethDecoded(t, evs, ProtoV5); n < 12 {
+		t.Errorf("%d datagrams, want at least 12", n)
+	}
+	checkCounts(t, "verdicts", verdicts, map[string]int{
+		"handshake established ": 2,
+		// In b's session, which a's key opens: b's PING, a's FINDNODE and RequestENR's
+		// FINDNODE for distance 0. a's PING to c travels in a session a set up, which
+		// no key of a's opens: the handshake alone shows it answered.
+		"PING/v5 answered ": 1, "FINDNODE/v5 answered ": 2,
+	})
+	for _, ev := range evs {
+		if ev.Type == ndjson.TypeHandshake && (ev.WhoareyouRTTNs == nil || ev.HandshakeRTTNs == nil || *ev.TotalNs <= 0 || *ev.TotalNs > int64(time.Second)) {
+			t.Errorf("handshake without its round trips: %+v", ev)
+		}
+	}
+}
+
+// Two discv4 nodes bond (PING both ways), then the local one asks for the other's record
+// and looks up a key, which sends FINDNODE.
+func TestGethDiscv4(t *testing.T) {
+	a, b := newGethNode(t, scKeyA), newGethNode(t, scKeyB)
+	udpB, err := discover.ListenV4(b.conn, b.ln, b.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udpB.Close()
+	cfgA := a.config()
+	cfgA.Bootnodes = []*enode.Node{udpB.Self()}
+	udpA, err := discover.ListenV4(a.conn, a.ln, cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udpA.Close()
+
+	if _, err := udpA.Ping(udpB.Self()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // b pings back: the bond FINDNODE needs
+	if _, err := udpA.RequestENR(udpB.Self()); err != nil {
+		t.Fatal(err)
+	}
+	udpA.LookupPubkey(&b.key.PublicKey)
+	time.Sleep(50 * time.Millisecond)
+
+	verdicts, evs := decodeGeth(t, a, a.conn.records())
+	checkGethDecoded(t, evs, ProtoV4)
+	for k, n := range verdicts {
+		if n > 0 && !bytes.Contains([]byte(k), []byte(" answered ")) {
+			t.Errorf("%d × %q", n, k)
+		}
+	}
+	for _, want := range []string{"PING/v4 answered ", "ENRREQUEST/v4 answered ", "FINDNODE/v4 answered "} {
+		if verdicts[want] == 0 {
+			t.Errorf("no %q in %v", want, verdicts)
+		}
+	}
+}
