@@ -306,6 +306,8 @@ type seenDatagram struct {
 	// twin is, for the receive of a datagram sent by this same host (both ends local),
 	// the send record: one datagram, observed twice.
 	twin *seenDatagram
+	// unowned are ICMP errors about it that came while nothing tracked it.
+	unowned []netObservation
 }
 
 // wasRead reports whether the application read sd (as the receive of a datagram this
@@ -351,6 +353,16 @@ func (sd *seenDatagram) own(t *tracked) {
 		}
 	}
 	sd.owners = append(sd.owners, t)
+	for _, ob := range sd.unowned {
+		t.network(ob.cause, ob.ev, sd.is(t.answer))
+	}
+}
+
+// netObservation is an ICMP error about a datagram that nothing tracked yet: a held
+// one, tracked once its destination's ID is learned, takes it then.
+type netObservation struct {
+	cause string
+	ev    ndjson.Evidence
 }
 
 func (d *Decoder) remember(r *Record, evType string, disc *ndjson.Disc) *seenDatagram {
@@ -531,7 +543,7 @@ func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
 	d.learn(r, &p)
 	if _, ok := d.held[unmapAP(r.Src)]; ok && p.Proto != ProtoUnknown {
 		// Before r, which may answer one of them.
-		if d.replayHeld(r.Src, emit) && p.Err == errV5NoKey && d.v5.localInitiatedPair(p.SrcID, p.DstID) {
+		if d.replayHeld(r.Src, emit) && p.Kind == KindMessage && p.Err == errV5NoKey && d.v5.localInitiatedPair(p.SrcID, p.DstID) {
 			p.Err = errV5LocalSession // what the replayed HANDSHAKE showed
 		}
 	}
@@ -786,6 +798,9 @@ func (d *Decoder) feedICMP(r *Record, emit func(*ndjson.Event)) {
 		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeICMP, Detail: icmpDetail(r)}
 		for _, o := range sd.owners {
 			o.network(cause, e, sd.is(o.answer))
+		}
+		if len(sd.owners) == 0 && len(sd.unowned) < maxSentEvidence {
+			sd.unowned = append(sd.unowned, netObservation{cause, e})
 		}
 		return
 	}

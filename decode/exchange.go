@@ -29,9 +29,11 @@ type exchange struct {
 	timeout        time.Duration
 	attempts       int
 	answered       bool
-	// nodes counts the entries of the NEIGHBORS packets a discv4 FINDNODE got so far.
-	nodes  int
-	forget func() // removes the exchange from its indexes
+	// nodes counts the entries of the NEIGHBORS packets a discv4 FINDNODE got so far,
+	// lastNeighbors is when the latest came.
+	nodes         int
+	lastNeighbors time.Time
+	forget        func() // removes the exchange from its indexes
 }
 
 // flowKey is a directed pair of endpoints.
@@ -49,6 +51,10 @@ type v5ReqKey struct {
 // the answer comes as NEIGHBORS packets of at most v4wire.MaxNeighbors entries, and
 // geth's requester waits for this many entries or its timeout.
 const v4BucketSize = 16
+
+// v4NeighborsSpread is how far apart the NEIGHBORS packets of one answer may arrive: the
+// peer writes them back to back, so on any path they come within a few milliseconds.
+const v4NeighborsSpread = 50 * time.Millisecond
 
 // exchanges pairs requests with responses: discv4 PING↔PONG and ENRREQUEST↔ENRRESPONSE
 // by the reply token (the request's hash), from the IP the request went to, as geth
@@ -113,11 +119,11 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 		if p.Kind == KindV4Findnode {
 			k := flowOf(r.Src, r.Dst)
 			// The peer answers its FINDNODEs one after the other, each answer's packets
-			// back to back: one answered before this request went out is complete (it may
-			// have had exactly 12 entries, or fewer than asked for).
+			// back to back: one whose last packet came well before this request went out
+			// is complete (it may have had exactly 12 entries, or fewer than asked for).
 			var complete []*exchange
 			for _, e := range x.findnode[k] {
-				if e.answered {
+				if e.answered && r.Time.Sub(e.lastNeighbors) > v4NeighborsSpread {
 					complete = append(complete, e)
 				}
 			}
@@ -161,6 +167,7 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 			return
 		}
 		ex.nodes += p.Nodes
+		ex.lastNeighbors = r.Time
 		if ex.nodes >= v4BucketSize || p.Nodes < v4wire.MaxNeighbors {
 			ex.forget() // its answer is complete: later NEIGHBORS answer the next FINDNODE
 		}

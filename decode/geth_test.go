@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -174,7 +175,9 @@ func TestGethDiscv5(t *testing.T) {
 	if n := checkGethDecoded(t, evs, ProtoV5); n < 12 {
 		t.Errorf("%d datagrams, want at least 12", n)
 	}
-	checkCounts(t, "verdicts", verdicts, map[string]int{
+	// The nodes' tables work in the background too (a node just added is pinged), so
+	// the counts are at least these, and nothing fails.
+	checkGethVerdicts(t, verdicts, map[string]int{
 		"handshake established ": 2,
 		// In b's session, which a's key opens: b's PING, a's FINDNODE and RequestENR's
 		// FINDNODE for distance 0. a's PING to c travels in a session a set up, which
@@ -217,14 +220,23 @@ func TestGethDiscv4(t *testing.T) {
 
 	verdicts, evs := decodeGeth(t, a, a.conn.records())
 	checkGethDecoded(t, evs, ProtoV4)
-	for k, n := range verdicts {
-		if n > 0 && !bytes.Contains([]byte(k), []byte(" answered ")) {
-			t.Errorf("%d × %q", n, k)
+	checkGethVerdicts(t, verdicts, map[string]int{
+		"PING/v4 answered ":       2, // a's, and b's to bond back
+		"ENRREQUEST/v4 answered ": 1, "FINDNODE/v4 answered ": 1,
+	})
+}
+
+// checkGethVerdicts wants at least the given counts, and every verdict a success.
+func checkGethVerdicts(t *testing.T, got, atLeast map[string]int) {
+	t.Helper()
+	for k, n := range atLeast {
+		if got[k] < n {
+			t.Errorf("%d × %q, want at least %d (all: %v)", got[k], k, n, got)
 		}
 	}
-	for _, want := range []string{"PING/v4 answered ", "ENRREQUEST/v4 answered ", "FINDNODE/v4 answered "} {
-		if verdicts[want] == 0 {
-			t.Errorf("no %q in %v", want, verdicts)
+	for k, n := range got {
+		if !strings.Contains(k, " answered ") && !strings.Contains(k, " established ") {
+			t.Errorf("%d × %q", n, k)
 		}
 	}
 }

@@ -126,6 +126,7 @@ func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *p
 	// As an answer: the recipient of a handshake responds, or a peer in session answers.
 	// A random packet answers nothing: its sender has no session.
 	random := errors.Is(p.Err, errV5RandomPacket)
+	firstResponse := false
 	if a := rev.att; a != nil && !random && !a.done && a.state == stateHandshakeSent {
 		a.state, a.respT = stateEstablished, r.Time
 		if p.HasSrcID {
@@ -134,6 +135,9 @@ func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *p
 		a.settleAnswer(h.d, sd, r.Time, OutcomeEstablished, func(outcome string, emit func(*ndjson.Event)) {
 			h.emit(a, outcome, emit)
 		})
+		// The recipient's first response: when this capture cannot open it, however
+		// late it came, it is no request of its own.
+		firstResponse = p.Msg == nil
 	}
 	for _, m := range rev.msgs {
 		// A message from the peer answers the sender's earlier messages when they were
@@ -144,6 +148,9 @@ func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *p
 		}
 	}
 	rev.msgs = compactMsgs(rev.msgs)
+	if firstResponse {
+		return
+	}
 
 	if a := fwd.att; a != nil && !a.done && a.state == stateChallenged && !a.hasStart &&
 		bytes.Equal(a.challengeNonce, p.Nonce) && !r.Time.After(a.challengeT) {
@@ -335,19 +342,22 @@ func (h *handshakes) handshake(r *Record, p *Packet, sd *seenDatagram, st *pairS
 		if a != nil && !a.done && a.state == stateHandshakeSent {
 			h.emit(a, OutcomeFailed, emit) // a second HANDSHAKE without a new challenge
 		}
-		// The challenge was not captured. The initiator's random packet shortly before,
-		// still unanswered, is what it answered: the attempt's first packet.
+		// The challenge was not captured. The initiator's random packets shortly before,
+		// still unanswered, are what it answered: the recipient challenged the first
+		// and repeated that challenge to the others, so the first starts the attempt.
 		a = &attempt{initiator: r.Src, recipient: r.Dst}
-		for i := len(st.msgs) - 1; i >= 0; i-- {
-			if m := st.msgs[i]; m.random && !m.done && r.Time.Sub(m.t) <= h.d.cfg.HandshakeTimeout {
-				a.start, a.hasStart = m.t, true
-				a.sent = append(a.sent, m.sent...)
-				a.netEv, a.netCause = m.netEv, m.netCause
-				m.done = true
-				st.msgs = compactMsgs(st.msgs)
-				break
+		for _, m := range st.msgs {
+			if !m.random || m.done || r.Time.Sub(m.t) > h.d.cfg.HandshakeTimeout {
+				continue
 			}
+			if !a.hasStart {
+				a.start, a.hasStart = m.t, true
+				a.netEv, a.netCause = m.netEv, m.netCause
+			}
+			a.sent = append(a.sent, m.sent...)
+			m.done = true
 		}
+		st.msgs = compactMsgs(st.msgs)
 		st.att = a
 	}
 	a.state, a.hsT, a.hasHandshake, a.hsNonce = stateHandshakeSent, r.Time, true, p.Nonce
@@ -366,11 +376,15 @@ func (h *handshakes) handshake(r *Record, p *Packet, sd *seenDatagram, st *pairS
 	}
 	a.awaiting, a.read = sd, nil
 	sd.own(&a.tracked)
-	h.d.after(r.Time.Add(h.d.cfg.V5Timeout), func(emit func(*ndjson.Event), atEnd bool) {
+	// Decided a second response timeout after the first: the request in the HANDSHAKE
+	// times out at the initiator after one, but the session it set up stands, so a
+	// later response still shows the handshake established (slowly), and is not taken
+	// for a request of its own.
+	h.d.after(r.Time.Add(2*h.d.cfg.V5Timeout), func(emit func(*ndjson.Event), atEnd bool) {
 		if a.done || a.state != stateHandshakeSent || a.hsT != r.Time {
 			return
 		}
-		if atEnd && !a.decisive() {
+		if atEnd && !a.decisive() && !h.d.now.After(a.hsT.Add(h.d.cfg.V5Timeout)) {
 			h.emit(a, OutcomeOpen, emit)
 			return
 		}

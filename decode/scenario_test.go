@@ -536,16 +536,19 @@ func TestScenarioClockSkew(t *testing.T) {
 	if len(s.ofType(ndjson.TypeAnomaly)) != 1 {
 		t.Fatalf("an outlier reported as skew:\n%s", s.dump())
 	}
-	// Two samples each way is no majority; a third behind is.
-	d := newScNode(t, "5555555555555555555555555555555555555555555555555555555555555555", "10.0.0.4:30303")
-	for i, behind := range []bool{false, false, true, true, true} {
-		exp := s.exp()
-		if behind {
-			exp -= 40
-		}
-		s.v4(d, a, &v4wire.Ping{Version: 4, Expiration: exp}, DirIn)
-		if n := len(s.ofType(ndjson.TypeAnomaly)); n != 1+i/4 {
-			t.Fatalf("after %d samples: %d anomalies\n%s", i+1, n, s.dump())
+	// Two samples each way is no majority, behind or ahead; a third is.
+	for j, off := range []int64{-40, 40} {
+		d := newScNode(t, []string{"5555555555555555555555555555555555555555555555555555555555555555",
+			"6666666666666666666666666666666666666666666666666666666666666666"}[j], "10.0.0.4:30303")
+		for i, skewed := range []bool{false, false, true, true, true} {
+			exp := s.exp()
+			if skewed {
+				exp = uint64(int64(exp) + off)
+			}
+			s.v4(d, a, &v4wire.Ping{Version: 4, Expiration: exp}, DirIn)
+			if n := len(s.ofType(ndjson.TypeAnomaly)); n != 1+j+i/4 {
+				t.Fatalf("offset %ds, after %d samples: %d anomalies\n%s", off, i+1, n, s.dump())
+			}
 		}
 	}
 }
@@ -961,6 +964,9 @@ func TestScenarioV5LocalInitiatorToUnknownPeer(t *testing.T) {
 	s.flush()
 	if pkts := s.ofType(ndjson.TypePacket); pkts[0].Disc.Proto != ProtoUnknown || pkts[2].Disc.Proto != ProtoUnknown {
 		t.Fatalf("the outgoing packets unmasked before the peer's ID was known?\n%s", s.dump())
+	} else if !strings.Contains(pkts[2].Disc.Error, "to a node whose ID is not known yet") {
+		// (The first packet went out before anything showed which address is local.)
+		t.Errorf("the HANDSHAKE's error %q does not say why it stays closed", pkts[2].Disc.Error)
 	}
 	hs := s.only(ndjson.TypeHandshake)
 	if hs.Outcome != OutcomeEstablished || hs.Attempts != 1 || hs.RecipientID != b.id().String() || hs.WhoareyouRTTNs == nil || hs.HandshakeRTTNs == nil ||
@@ -1031,6 +1037,154 @@ func TestScenarioV5LateLearnedIDGivesTheSameVerdicts(t *testing.T) {
 		if k, l := verdicts(true, after), verdicts(false, after); k != l || k == "" {
 			t.Errorf("PONG after %s: with the ID known\n%s\nlearned late\n%s", after, k, l)
 		}
+	}
+	// An ICMP error quoting the first packet, before anything names the peer's ID.
+	bounced := func(known bool) string {
+		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+		id := Identity{Keys: []*ecdsa.PrivateKey{a.key}}
+		if known {
+			id.IDs = []enode.ID{b.id()}
+		}
+		s := newScNet(t, Config{Identity: id})
+		enc, _, err := a.codec.Encode(b.id(), b.addr.String(), &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := scDatagram(a.addr, b.addr, bytes.Clone(enc), DirOut)
+		s.feed(first)
+		s.after(time.Millisecond)
+		s.feed(icmpRec(b.addr, a.addr, 3, 3, first))
+		s.after(300 * time.Millisecond)
+		s.v5(b, a, &v5wire.Ping{ReqID: []byte{9}, ENRSeq: 1}, nil) // b's own packet names it
+		s.tick(3 * time.Second)
+		s.flush()
+		var out []string
+		for _, ev := range s.ofType(ndjson.TypeHandshake) {
+			out = append(out, ev.Time+" "+ev.Outcome+" "+ev.Cause)
+		}
+		return strings.Join(out, "\n")
+	}
+	if k, l := bounced(true), bounced(false); k != l || !strings.Contains(k, CauseICMPUnreachable) {
+		t.Errorf("ICMP error: with the ID known\n%s\nlearned late\n%s", k, l)
+	}
+}
+
+// The PING inside a HANDSHAKE the recipient ignores (late) is a request refused with
+// it; and a response slower than the response timeout still shows the handshake
+// established, without counting as a request of its own.
+func TestScenarioV5SlowAndLateAnswers(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.key}}})
+	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
+	w := s.challenge(a, b, ping)
+	s.after(1200 * time.Millisecond)
+	s.v5(a, b, ping, w)
+	s.tick(3 * time.Second)
+	checkFailed(t, s.only(ndjson.TypeExchange), CauseRejected, "carried by a HANDSHAKE the recipient cannot accept")
+
+	a, b = newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s = newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.key}, IDs: []enode.ID{b.id()}}})
+	w = s.challenge(a, b, ping)
+	s.after(time.Millisecond)
+	s.v5(a, b, ping, w)
+	s.after(800 * time.Millisecond)
+	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.tick(3 * time.Second)
+	s.flush()
+	hs := s.only(ndjson.TypeHandshake)
+	if hs.Outcome != OutcomeEstablished || *hs.HandshakeRTTNs != int64(800*time.Millisecond) {
+		t.Fatalf("handshake %+v", hs)
+	}
+	if exs := s.ofType(ndjson.TypeExchange); len(exs) != 0 {
+		t.Fatalf("the slow PONG became a request:\n%s", s.dump())
+	}
+}
+
+// Without the recipient's key and without the initiator's public key (no ENR in the
+// HANDSHAKE, none seen before), nothing can be checked, so nothing is claimed: a
+// HANDSHAKE 1.5 s after the challenge it may not even answer is not called late.
+func TestScenarioV5NoClaimWithoutKeys(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
+	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
+	w := s.challenge(a, b, ping)
+	w.RecordSeq = a.ln.Node().Seq() // b has a's record: the HANDSHAKE carries none
+	w.Node = b.ln.Node()
+	s.after(1500 * time.Millisecond)
+	enc, _, err := a.codec.Encode(b.id(), b.addr.String(), ping, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(enc), DirUnknown))
+	s.tick(3 * time.Second)
+	hsPkt := s.ofType(ndjson.TypePacket)[2].Disc
+	if hsPkt.Kind != KindHandshake || hsPkt.ENRSeq != nil || !strings.HasPrefix(hsPkt.Error, "no session key") {
+		t.Fatalf("HANDSHAKE %+v", hsPkt)
+	}
+}
+
+// Two requests with one request ID in one session: the first one's timeout must not
+// take the second out of the index.
+func TestScenarioV5SameRequestIDAgain(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.key}}})
+	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
+	w := s.challenge(a, b, ping)
+	s.after(time.Millisecond)
+	s.v5(a, b, ping, w)
+	s.after(time.Millisecond)
+	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.after(500 * time.Millisecond)
+	s.v5(a, b, ping, nil) // the same request ID, in the session, before the first's timer
+	s.after(400 * time.Millisecond)
+	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.tick(3 * time.Second)
+	exs := s.ofType(ndjson.TypeExchange)
+	if len(exs) != 2 || exs[0].Outcome != OutcomeAnswered || exs[1].Outcome != OutcomeAnswered {
+		t.Fatalf("want both PINGs answered:\n%s", s.dump())
+	}
+}
+
+// A HANDSHAKE whose challenge the capture lacks, after two random packets: the
+// challenge answered the first, so the first starts the one attempt.
+func TestScenarioV5HandshakeWithoutCapturedChallenge(t *testing.T) {
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
+	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
+	enc, _, err := a.codec.Encode(b.id(), b.addr.String(), ping, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(enc), DirUnknown))
+	_, _, got, err := b.codec.Decode(bytes.Clone(enc), a.addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.after(10 * time.Millisecond)
+	enc2, _, err := a.codec.Encode(b.id(), b.addr.String(), &v5wire.Ping{ReqID: []byte{2}, ENRSeq: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(enc2), DirUnknown))
+	wenc, _, err := b.codec.Encode(a.id(), a.addr.String(), &v5wire.Whoareyou{Nonce: got.(*v5wire.Unknown).Nonce, IDNonce: [16]byte{7}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, wp, err := a.codec.Decode(bytes.Clone(wenc), b.addr.String()) // not captured
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := wp.(*v5wire.Whoareyou)
+	w.Node = b.ln.Node()
+	s.after(time.Millisecond)
+	s.v5(a, b, ping, w)
+	s.after(time.Millisecond)
+	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.tick(3 * time.Second)
+	s.flush()
+	hs := s.only(ndjson.TypeHandshake)
+	if hs.Outcome != OutcomeEstablished || hs.Time != ndjson.Time(scT0) || *hs.TotalNs != int64(12*time.Millisecond) {
+		t.Fatalf("handshake %+v", hs)
 	}
 }
 

@@ -286,3 +286,41 @@ func TestScenarioHeldDatagramsExpire(t *testing.T) {
 		t.Fatalf("%d addresses still held", len(s.dec.held))
 	}
 }
+
+// A second FINDNODE goes out between the two packets of the first one's answer: the
+// tail still belongs to the first (the peer wrote them back to back), and the second
+// is answered only by its own answer, or not at all.
+func TestScenarioFindnodeBetweenAnswerPackets(t *testing.T) {
+	for _, answered := range []bool{true, false} {
+		s := newScNet(t, Config{})
+		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+		nodes := scNeighbors(t, 16)
+		s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&a.key.PublicKey), Expiration: s.exp()}, DirOut)
+		s.after(2 * time.Millisecond)
+		s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[:12], Expiration: s.exp()}, DirIn)
+		s.after(100 * time.Microsecond)
+		s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}, DirOut)
+		s.after(100 * time.Microsecond)
+		s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[12:], Expiration: s.exp()}, DirIn) // the first one's tail
+		if answered {
+			s.after(2 * time.Millisecond)
+			s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[:12], Expiration: s.exp()}, DirIn)
+			s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[12:], Expiration: s.exp()}, DirIn)
+		}
+		s.tick(2 * time.Second)
+		exs := s.ofType(ndjson.TypeExchange)
+		if len(exs) != 2 {
+			t.Fatalf("%d exchanges:\n%s", len(exs), s.dump())
+		}
+		first, second := exs[0], exs[1]
+		if first.Time > second.Time {
+			first, second = second, first
+		}
+		scExchange(t, first, "FINDNODE/v4", OutcomeAnswered, 2*time.Millisecond, 0)
+		if answered {
+			scExchange(t, second, "FINDNODE/v4", OutcomeAnswered, 2100*time.Microsecond, 0)
+		} else {
+			checkFailed(t, second, CauseNoResponse)
+		}
+	}
+}
