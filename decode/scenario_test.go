@@ -183,6 +183,25 @@ func (s *scNet) challenge(a, b *scNode, req v5wire.Packet) *v5wire.Whoareyou {
 	return w
 }
 
+// pingHandshake runs a's PING to b through a whole handshake, as go-ethereum does it:
+// the random packet, b's WHOAREYOU, a's HANDSHAKE with the PING 1 ms later, and b's
+// PONG pongAfter after that. It returns the PING.
+func (s *scNet) pingHandshake(a, b *scNode, pongAfter time.Duration) *v5wire.Ping {
+	s.t.Helper()
+	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
+	w := s.challenge(a, b, ping)
+	s.after(time.Millisecond)
+	s.v5(a, b, ping, w)
+	s.after(pongAfter)
+	s.v5pong(b, a, ping.ReqID)
+	return ping
+}
+
+// v5pong answers a request with reqID from to, telling it where from saw it.
+func (s *scNet) v5pong(from, to *scNode, reqID []byte) {
+	s.v5(from, to, &v5wire.Pong{ReqID: reqID, ENRSeq: 1, ToIP: net.IP(to.addr.Addr().AsSlice()), ToPort: to.addr.Port()}, nil)
+}
+
 func icmpRec(from, to netip.AddrPort, typ, code uint8, quoted *Record) *Record {
 	return &Record{
 		Kind: ICMP, Src: netip.AddrPortFrom(from.Addr(), 0), Dst: netip.AddrPortFrom(to.Addr(), 0),
@@ -436,7 +455,7 @@ func TestScenarioV5HandshakeRejected(t *testing.T) {
 	s.after(time.Millisecond)
 	s.v5(a, b, ping, w2)
 	s.after(time.Millisecond)
-	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.v5pong(b, a, ping.ReqID)
 	s.flush()
 
 	hss := s.ofType(ndjson.TypeHandshake)
@@ -954,12 +973,7 @@ func TestScenarioV5BadSignatureWithoutKeys(t *testing.T) {
 func TestScenarioV5LocalInitiatorToUnknownPeer(t *testing.T) {
 	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
 	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.key}}})
-	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
-	w := s.challenge(a, b, ping)
-	s.after(time.Millisecond)
-	s.v5(a, b, ping, w)
-	s.after(time.Millisecond)
-	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.pingHandshake(a, b, time.Millisecond)
 	s.tick(3 * time.Second)
 	s.flush()
 	if pkts := s.ofType(ndjson.TypePacket); pkts[0].Disc.Proto != ProtoUnknown || pkts[2].Disc.Proto != ProtoUnknown {
@@ -986,12 +1000,7 @@ func TestScenarioV5LocalInitiatorToUnknownPeer(t *testing.T) {
 func TestScenarioV5LocalInitiatorSessionSaysWhy(t *testing.T) {
 	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
 	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.key}, IDs: []enode.ID{b.id()}}})
-	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
-	w := s.challenge(a, b, ping)
-	s.after(time.Millisecond)
-	s.v5(a, b, ping, w)
-	s.after(time.Millisecond)
-	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.pingHandshake(a, b, time.Millisecond)
 	s.after(time.Millisecond)
 	s.v5(a, b, &v5wire.Findnode{ReqID: []byte{9, 9, 9, 9, 9, 9, 9, 9}, Distances: []uint{256}}, nil)
 	s.flush()
@@ -1017,12 +1026,7 @@ func TestScenarioV5LateLearnedIDGivesTheSameVerdicts(t *testing.T) {
 			id.IDs = []enode.ID{b.id()}
 		}
 		s := newScNet(t, Config{Identity: id})
-		ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
-		w := s.challenge(a, b, ping)
-		s.after(time.Millisecond)
-		s.v5(a, b, ping, w)
-		s.after(pongAfter)
-		s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+		s.pingHandshake(a, b, pongAfter)
 		s.tick(3 * time.Second)
 		s.flush()
 		var out []string
@@ -1088,7 +1092,7 @@ func TestScenarioV5SlowAndLateAnswers(t *testing.T) {
 	s.after(time.Millisecond)
 	s.v5(a, b, ping, w)
 	s.after(800 * time.Millisecond)
-	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.v5pong(b, a, ping.ReqID)
 	s.tick(3 * time.Second)
 	s.flush()
 	hs := s.only(ndjson.TypeHandshake)
@@ -1128,16 +1132,11 @@ func TestScenarioV5NoClaimWithoutKeys(t *testing.T) {
 func TestScenarioV5SameRequestIDAgain(t *testing.T) {
 	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
 	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.key}}})
-	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
-	w := s.challenge(a, b, ping)
-	s.after(time.Millisecond)
-	s.v5(a, b, ping, w)
-	s.after(time.Millisecond)
-	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	ping := s.pingHandshake(a, b, time.Millisecond)
 	s.after(500 * time.Millisecond)
 	s.v5(a, b, ping, nil) // the same request ID, in the session, before the first's timer
 	s.after(400 * time.Millisecond)
-	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.v5pong(b, a, ping.ReqID)
 	s.tick(3 * time.Second)
 	exs := s.ofType(ndjson.TypeExchange)
 	if len(exs) != 2 || exs[0].Outcome != OutcomeAnswered || exs[1].Outcome != OutcomeAnswered {
@@ -1179,7 +1178,7 @@ func TestScenarioV5HandshakeWithoutCapturedChallenge(t *testing.T) {
 	s.after(time.Millisecond)
 	s.v5(a, b, ping, w)
 	s.after(time.Millisecond)
-	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.v5pong(b, a, ping.ReqID)
 	s.tick(3 * time.Second)
 	s.flush()
 	hs := s.only(ndjson.TypeHandshake)
@@ -1200,7 +1199,7 @@ func TestScenarioV5MissingChallengeIsNoRejection(t *testing.T) {
 	s.after(time.Millisecond)
 	s.v5(a, b, ping, w)
 	s.after(time.Millisecond)
-	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.v5pong(b, a, ping.ReqID)
 	s.after(10 * time.Minute)
 	// b forgets the session (restart); a's next message is answered by a WHOAREYOU the
 	// capture does not have.
