@@ -302,15 +302,22 @@ func (h *handshakes) whoareyou(r *Record, p *Packet, sd *seenDatagram, st *pairS
 	a.awaiting = sd
 	sd.own(&a.tracked)
 	st.att = a
-	// Decided a response timeout after the challenge expires, so that a HANDSHAKE
-	// arriving late is seen as that (rejected: the recipient ignores it), not as silence.
-	h.d.after(r.Time.Add(h.d.cfg.HandshakeTimeout+h.d.cfg.V5Timeout), func(emit func(*ndjson.Event), atEnd bool) {
-		if a.done || a.state != stateChallenged {
+	// A HANDSHAKE arriving after the challenge expired is late (rejected: the recipient
+	// ignores it), not silence.
+	h.expire(a, r.Time, h.d.cfg.HandshakeTimeout, func() bool { return a.state == stateChallenged })
+}
+
+// expire decides attempt a when the step begun at since gets no answer within timeout:
+// failed, or open when the input ends before the timeout. The verdict waits one response
+// timeout longer (go-ethereum does not), so that an answer just too late shows as late
+// (a HANDSHAKE after its challenge expired) or slow (a response after the request
+// timed out) instead of as silence. waiting says a is still at that step.
+func (h *handshakes) expire(a *attempt, since time.Time, timeout time.Duration, waiting func() bool) {
+	h.d.after(since.Add(timeout+h.d.cfg.V5Timeout), func(emit func(*ndjson.Event), atEnd bool) {
+		if a.done || !waiting() {
 			return
 		}
-		// At the end of input within the grace: failed all the same once the challenge
-		// itself expired, since no HANDSHAKE, late or not, came.
-		if atEnd && !a.decisive() && !h.d.now.After(a.challengeT.Add(h.d.cfg.HandshakeTimeout)) {
+		if atEnd && !a.decisive() && !h.d.now.After(since.Add(timeout)) {
 			h.emit(a, OutcomeOpen, emit)
 			return
 		}
@@ -376,20 +383,11 @@ func (h *handshakes) handshake(r *Record, p *Packet, sd *seenDatagram, st *pairS
 	}
 	a.awaiting, a.read = sd, nil
 	sd.own(&a.tracked)
-	// Decided a second response timeout after the first: the request in the HANDSHAKE
-	// times out at the initiator after one, but the session it set up stands, so a
-	// later response still shows the handshake established (slowly), and is not taken
-	// for a request of its own.
-	h.d.after(r.Time.Add(2*h.d.cfg.V5Timeout), func(emit func(*ndjson.Event), atEnd bool) {
-		if a.done || a.state != stateHandshakeSent || a.hsT != r.Time {
-			return
-		}
-		if atEnd && !a.decisive() && !h.d.now.After(a.hsT.Add(h.d.cfg.V5Timeout)) {
-			h.emit(a, OutcomeOpen, emit)
-			return
-		}
-		h.emit(a, OutcomeFailed, emit)
-	})
+	// The request in the HANDSHAKE times out at the initiator, but the session it set up
+	// stands: a later response still shows the handshake established, slowly, and is
+	// not taken for a request of its own.
+	hsT := r.Time
+	h.expire(a, hsT, h.d.cfg.V5Timeout, func() bool { return a.state == stateHandshakeSent && a.hsT == hsT })
 }
 
 // emit reports an attempt. Its time is when it started: the packet the first challenge
