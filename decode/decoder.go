@@ -542,9 +542,9 @@ func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
 	p := d.decodePacket(r)
 	d.learn(r, &p)
 	if _, ok := d.held[unmapAP(r.Src)]; ok && p.Proto != ProtoUnknown {
-		// Before r, which may answer one of them.
-		if d.replayHeld(r.Src, emit) && p.Kind == KindMessage && p.Err == errV5NoKey && d.v5.localInitiatedPair(p.SrcID, p.DstID) {
-			p.Err = errV5LocalSession // what the replayed HANDSHAKE showed
+		// Before r, which may answer one of them, and which they may explain.
+		if d.replayHeld(r.Src, emit) {
+			d.v5.reexplain(&p)
 		}
 	}
 	ev := RecordEvent(r, d.cfg.WithPayload)

@@ -503,10 +503,26 @@ func (d *V5Decoder) decryptMessage(p *Packet, r *Record, src, dst enode.ID, nonc
 		p.Err = errV5RandomPacket
 	case haveKeys:
 		p.Err = errV5SessionMismatch
-	case d.localInitiatedPair(src, dst):
-		p.Err = errV5LocalSession
 	default:
-		p.Err = errV5NoKey
+		p.Err = d.noKeyError(src, dst)
+	}
+}
+
+// noKeyError says why a message between src and dst has no key: the session was set up
+// by a local node's HANDSHAKE, or, as far as the capture shows, before it began.
+func (d *V5Decoder) noKeyError(src, dst enode.ID) error {
+	if d.localInitiatedPair(src, dst) {
+		return errV5LocalSession
+	}
+	return errV5NoKey
+}
+
+// reexplain gives a MESSAGE decoded earlier without a key the reason the decoder knows
+// now: datagrams decoded late (a HANDSHAKE held until its recipient's ID was learned)
+// can show whose session it is.
+func (d *V5Decoder) reexplain(p *Packet) {
+	if p.Proto == ProtoV5 && p.Kind == KindMessage && p.Err == errV5NoKey {
+		p.Err = d.noKeyError(p.SrcID, p.DstID)
 	}
 }
 
