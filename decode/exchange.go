@@ -185,11 +185,17 @@ func (x *exchanges) expiredAnswer(ex *exchange, r *Record, p *Packet, sd *seenDa
 		return false
 	}
 	if ex.expired == nil {
-		ex.expired = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
-			Detail: fmt.Sprintf("%s from %s expired on arrival: the requester ignores it", p.Kind, ndjson.Addr(r.Src))}
+		ex.expired = expiredEvidence(r, sd, fmt.Sprintf("%s from %s", p.Kind, ndjson.Addr(r.Src)), "requester")
 	}
 	sd.own(&ex.tracked)
 	return true
+}
+
+// expiredEvidence is the observation that what (a request or an answer) arrived expired,
+// so that who ignores it.
+func expiredEvidence(r *Record, sd *seenDatagram, what, who string) *ndjson.Evidence {
+	return &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
+		Detail: fmt.Sprintf("%s expired on arrival: the %s ignores it", what, who)}
 }
 
 // v5 tracks a decrypted discv5 message.
@@ -243,8 +249,7 @@ func (x *exchanges) open(r *Record, p *Packet, sd *seenDatagram, name string, ti
 	detail := fmt.Sprintf("%s to %s", name, ndjson.Addr(r.Dst))
 	ex.addSent(sd, detail)
 	if expiredOnArrival(r, p) {
-		ex.expired = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
-			Detail: fmt.Sprintf("%s to %s expired on arrival: the receiver ignores it", name, ndjson.Addr(r.Dst))}
+		ex.expired = expiredEvidence(r, sd, fmt.Sprintf("%s to %s", name, ndjson.Addr(r.Dst)), "receiver")
 	}
 	ex.awaiting = sd
 	sd.own(&ex.tracked)
