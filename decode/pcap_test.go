@@ -863,31 +863,30 @@ func TestCaptureFragmentLossExplainsTimeout(t *testing.T) {
 // frame was cut (origLen above what was captured), and a malformed packet, which the
 // kernel drops, when the frame is whole.
 func TestReadCaptureIPLengthBeyondFrame(t *testing.T) {
-	local, peer := netip.MustParseAddrPort("10.0.0.1:30303"), netip.MustParseAddrPort("10.0.0.2:30303")
-	pkt := pcapUDPPacket(t, local, peer, bytes.Repeat([]byte{7}, 100))
-	liar := bytes.Clone(pkt)
-	binary.BigEndian.PutUint16(liar[2:4], uint16(len(pkt)+100))
-	recs, st, err := pcapReadAll(t, pcapWrite(t, layers.LinkTypeRaw,
-		pcapFrame{ts: pcapT0, data: liar},
-		pcapFrame{ts: pcapT0, data: pkt[:60], origLen: len(pkt)}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Malformed != 1 || len(recs) != 1 || recs[0].Len != 100 || len(recs[0].Payload) != 60-28 {
-		t.Fatalf("stats %+v, records %+v", st, recs)
-	}
-	// The same for IPv6, whose payload length field is at bytes 4-5.
-	local6, peer6 := netip.MustParseAddrPort("[2001:db8::1]:30303"), netip.MustParseAddrPort("[2001:db8::2]:30303")
-	pkt6 := pcapUDPPacket(t, local6, peer6, bytes.Repeat([]byte{7}, 100))
-	liar6 := bytes.Clone(pkt6)
-	binary.BigEndian.PutUint16(liar6[4:6], uint16(len(pkt6)-40+100))
-	recs, st, err = pcapReadAll(t, pcapWrite(t, layers.LinkTypeRaw,
-		pcapFrame{ts: pcapT0, data: liar6},
-		pcapFrame{ts: pcapT0, data: pkt6[:80], origLen: len(pkt6)}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Malformed != 1 || len(recs) != 1 || recs[0].Len != 100 || len(recs[0].Payload) != 80-48 {
-		t.Fatalf("IPv6: stats %+v, records %+v", st, recs)
+	for _, c := range []struct {
+		name        string
+		local, peer netip.AddrPort
+		lengthAt    int // the IP header's length field
+		lengthOf    func(pkt []byte) int
+		header      int // IP and UDP headers
+	}{
+		{"IPv4", netip.MustParseAddrPort("10.0.0.1:30303"), netip.MustParseAddrPort("10.0.0.2:30303"),
+			2, func(pkt []byte) int { return len(pkt) }, 20 + 8},
+		{"IPv6", netip.MustParseAddrPort("[2001:db8::1]:30303"), netip.MustParseAddrPort("[2001:db8::2]:30303"),
+			4, func(pkt []byte) int { return len(pkt) - 40 }, 40 + 8},
+	} {
+		pkt := pcapUDPPacket(t, c.local, c.peer, bytes.Repeat([]byte{7}, 100))
+		liar := bytes.Clone(pkt)
+		binary.BigEndian.PutUint16(liar[c.lengthAt:], uint16(c.lengthOf(pkt)+100))
+		snap := c.header + 32
+		recs, st, err := pcapReadAll(t, pcapWrite(t, layers.LinkTypeRaw,
+			pcapFrame{ts: pcapT0, data: liar},
+			pcapFrame{ts: pcapT0, data: pkt[:snap], origLen: len(pkt)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Malformed != 1 || len(recs) != 1 || recs[0].Len != 100 || len(recs[0].Payload) != snap-c.header {
+			t.Errorf("%s: stats %+v, records %+v", c.name, st, recs)
+		}
 	}
 }

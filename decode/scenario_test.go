@@ -170,14 +170,39 @@ func (s *scNet) v5(from, to *scNode, p v5wire.Packet, challenge *v5wire.Whoareyo
 // answers with a HANDSHAKE.
 func (s *scNet) challenge(a, b *scNode, req v5wire.Packet) *v5wire.Whoareyou {
 	s.t.Helper()
-	unknown, ok := s.v5(a, b, req, nil).(*v5wire.Unknown)
+	nonce := s.randomPacket(a, b, req)
+	s.after(time.Millisecond)
+	w, ok := s.v5(b, a, &v5wire.Whoareyou{Nonce: nonce, IDNonce: [16]byte{7}}, nil).(*v5wire.Whoareyou)
+	if !ok {
+		s.t.Fatal("the challenge did not decode as WHOAREYOU")
+	}
+	w.Node = b.ln.Node()
+	return w
+}
+
+// randomPacket sends a's first packet to b, random bytes since they have no session, and
+// returns its nonce, which b's WHOAREYOU echoes.
+func (s *scNet) randomPacket(a, b *scNode, req v5wire.Packet) v5wire.Nonce {
+	s.t.Helper()
+	u, ok := s.v5(a, b, req, nil).(*v5wire.Unknown)
 	if !ok {
 		s.t.Fatal("the first packet was not random")
 	}
-	s.after(time.Millisecond)
-	w, ok := s.v5(b, a, &v5wire.Whoareyou{Nonce: unknown.Nonce, IDNonce: [16]byte{7}}, nil).(*v5wire.Whoareyou)
-	if !ok {
-		s.t.Fatal("the challenge did not decode as WHOAREYOU")
+	return u.Nonce
+}
+
+// unseenChallenge is b's WHOAREYOU for a's packet with nonce, which the capture misses:
+// a's codec takes it, the decoder never sees it.
+func (s *scNet) unseenChallenge(b, a *scNode, nonce v5wire.Nonce) *v5wire.Whoareyou {
+	s.t.Helper()
+	enc, _, err := b.codec.Encode(a.id(), a.addr.String(), &v5wire.Whoareyou{Nonce: nonce, IDNonce: [16]byte{7}, Node: a.ln.Node()}, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	_, _, p, err := a.codec.Decode(bytes.Clone(enc), b.addr.String())
+	w, ok := p.(*v5wire.Whoareyou)
+	if err != nil || !ok {
+		s.t.Fatalf("the challenge did not decode as WHOAREYOU: %v", err)
 	}
 	w.Node = b.ln.Node()
 	return w
@@ -1150,31 +1175,10 @@ func TestScenarioV5HandshakeWithoutCapturedChallenge(t *testing.T) {
 	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
 	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
 	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
-	enc, _, err := a.codec.Encode(b.id(), b.addr.String(), ping, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(enc), DirUnknown))
-	_, _, got, err := b.codec.Decode(bytes.Clone(enc), a.addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nonce := s.randomPacket(a, b, ping)
 	s.after(10 * time.Millisecond)
-	enc2, _, err := a.codec.Encode(b.id(), b.addr.String(), &v5wire.Ping{ReqID: []byte{2}, ENRSeq: 1}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(enc2), DirUnknown))
-	wenc, _, err := b.codec.Encode(a.id(), a.addr.String(), &v5wire.Whoareyou{Nonce: got.(*v5wire.Unknown).Nonce, IDNonce: [16]byte{7}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, wp, err := a.codec.Decode(bytes.Clone(wenc), b.addr.String()) // not captured
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := wp.(*v5wire.Whoareyou)
-	w.Node = b.ln.Node()
+	s.randomPacket(a, b, &v5wire.Ping{ReqID: []byte{2}, ENRSeq: 1})
+	w := s.unseenChallenge(b, a, nonce)
 	s.after(time.Millisecond)
 	s.v5(a, b, ping, w)
 	s.after(time.Millisecond)
@@ -1205,33 +1209,11 @@ func TestScenarioV5MissingChallengeIsNoRejection(t *testing.T) {
 	// capture does not have.
 	b2 := newScNode(t, scKeyB, "10.0.0.2:30303")
 	ping2 := &v5wire.Ping{ReqID: []byte{2}, ENRSeq: 1}
-	enc, _, err := a.codec.Encode(b2.id(), b2.addr.String(), ping2, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.feed(scDatagram(a.addr, b2.addr, bytes.Clone(enc), DirUnknown))
-	_, _, got, _ := b2.codec.Decode(bytes.Clone(enc), a.addr.String())
-	var nonce v5wire.Nonce
-	if u, ok := got.(*v5wire.Unknown); ok {
-		nonce = u.Nonce
-	} else if m, ok := got.(*v5wire.Ping); ok {
-		_ = m
-		t.Fatal("b decrypted a packet of a session it forgot")
-	}
-	wenc, _, err := b2.codec.Encode(a.id(), a.addr.String(), &v5wire.Whoareyou{Nonce: nonce, IDNonce: [16]byte{9}, RecordSeq: 1, Node: a.ln.Node()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, wp, err := a.codec.Decode(bytes.Clone(wenc), b2.addr.String()) // not fed: not captured
-	if err != nil {
-		t.Fatal(err)
-	}
-	w2 := wp.(*v5wire.Whoareyou)
-	w2.Node = b2.ln.Node()
+	w2 := s.unseenChallenge(b2, a, s.randomPacket(a, b2, ping2))
 	s.after(2 * time.Millisecond)
 	s.v5(a, b2, ping2, w2)
 	s.after(time.Millisecond)
-	s.v5(b2, a, &v5wire.Pong{ReqID: ping2.ReqID, ENRSeq: 1, ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.v5pong(b2, a, ping2.ReqID)
 	s.tick(3 * time.Second)
 	s.flush()
 	for _, ev := range s.events {

@@ -29,6 +29,18 @@ func scNeighbors(t *testing.T, n int) []v4wire.Node {
 	return out
 }
 
+// findnode sends from's FINDNODE for target's key to to, as the local node's request.
+func (s *scNet) findnode(from, to, target *scNode) []byte {
+	s.t.Helper()
+	return s.v4(from, to, &v4wire.Findnode{Target: v4wire.EncodePubkey(&target.key.PublicKey), Expiration: s.exp()}, DirOut)
+}
+
+// neighbors answers with one NEIGHBORS packet of nodes, as the local node receives it.
+func (s *scNet) neighbors(from, to *scNode, nodes []v4wire.Node) {
+	s.t.Helper()
+	s.v4(from, to, &v4wire.Neighbors{Nodes: nodes, Expiration: s.exp()}, DirIn)
+}
+
 func scExchange(t *testing.T, ev *ndjson.Event, req, outcome string, rtt time.Duration, attempts int) {
 	t.Helper()
 	if ev.Req != req || ev.Outcome != outcome || ev.Attempts != attempts {
@@ -46,15 +58,15 @@ func TestScenarioTwoFindnodesToOnePeer(t *testing.T) {
 	s := newScNet(t, Config{})
 	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
 	first, second := scNeighbors(t, 16), scNeighbors(t, 16)
-	s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&a.key.PublicKey), Expiration: s.exp()}, DirOut)
+	s.findnode(a, b, a)
 	s.after(time.Millisecond)
-	s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}, DirOut)
+	s.findnode(a, b, b)
 	s.after(2 * time.Millisecond)
-	s.v4(b, a, &v4wire.Neighbors{Nodes: first[:12], Expiration: s.exp()}, DirIn)
-	s.v4(b, a, &v4wire.Neighbors{Nodes: first[12:], Expiration: s.exp()}, DirIn)
+	s.neighbors(b, a, first[:12])
+	s.neighbors(b, a, first[12:])
 	s.after(30 * time.Millisecond)
-	s.v4(b, a, &v4wire.Neighbors{Nodes: second[:12], Expiration: s.exp()}, DirIn)
-	s.v4(b, a, &v4wire.Neighbors{Nodes: second[12:], Expiration: s.exp()}, DirIn)
+	s.neighbors(b, a, second[:12])
+	s.neighbors(b, a, second[12:])
 	s.tick(time.Second)
 	exs := s.ofType(ndjson.TypeExchange)
 	if len(exs) != 2 {
@@ -73,7 +85,7 @@ func TestScenarioFindnodeRetransmitted(t *testing.T) {
 	s.after(100 * time.Millisecond)
 	s.v4(a, b, req, DirOut)
 	s.after(2 * time.Millisecond)
-	s.v4(b, a, &v4wire.Neighbors{Nodes: scNeighbors(t, 3), Expiration: s.exp()}, DirIn)
+	s.neighbors(b, a, scNeighbors(t, 3))
 	s.tick(time.Second)
 	scExchange(t, s.only(ndjson.TypeExchange), "FINDNODE/v4", OutcomeAnswered, 102*time.Millisecond, 2)
 }
@@ -86,9 +98,9 @@ func TestScenarioPartlyInvalidAnswers(t *testing.T) {
 	a, b, c := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303"), newScNode(t, scKeyC, "10.0.0.3:30303")
 	nodes := scNeighbors(t, 3)
 	copy(nodes[1].ID[:], bytes.Repeat([]byte{1}, 64))
-	s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}, DirOut)
+	s.findnode(a, b, b)
 	s.after(time.Millisecond)
-	s.v4(b, a, &v4wire.Neighbors{Nodes: nodes, Expiration: s.exp()}, DirIn)
+	s.neighbors(b, a, nodes)
 	req := s.v4(a, b, &v4wire.ENRRequest{Expiration: s.exp()}, DirOut)
 	s.after(time.Millisecond)
 	s.v4(b, a, &v4wire.ENRResponse{ReplyTok: req[:32], Record: *c.ln.Node().Record()}, DirIn)
@@ -205,12 +217,12 @@ func TestScenarioSameBytesAfterAnswer(t *testing.T) {
 	nodes := scNeighbors(t, 16)
 	s.v4(a, b, findnode, DirOut)
 	s.after(2 * time.Millisecond)
-	s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[:12], Expiration: s.exp()}, DirIn)
+	s.neighbors(b, a, nodes[:12])
 	s.after(300 * time.Millisecond)
 	s.v4(a, b, findnode, DirOut) // a new lookup, though its answer's tail never came
 	s.after(2 * time.Millisecond)
-	s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[:12], Expiration: s.exp()}, DirIn)
-	s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[12:], Expiration: s.exp()}, DirIn)
+	s.neighbors(b, a, nodes[:12])
+	s.neighbors(b, a, nodes[12:])
 	s.tick(2 * time.Second)
 	exs := s.ofType(ndjson.TypeExchange)
 	if len(exs) != 4 {
@@ -230,20 +242,20 @@ func TestScenarioShortNeighborsAnswers(t *testing.T) {
 		s := newScNet(t, Config{})
 		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
 		nodes := scNeighbors(t, n)
-		s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&a.key.PublicKey), Expiration: s.exp()}, DirOut)
+		s.findnode(a, b, a)
 		if n < 12 {
 			// Both requests out before the first answer: only the short packet tells
 			// that the first answer is complete.
-			s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}, DirOut)
+			s.findnode(a, b, b)
 		}
 		s.after(2 * time.Millisecond)
-		s.v4(b, a, &v4wire.Neighbors{Nodes: nodes, Expiration: s.exp()}, DirIn)
+		s.neighbors(b, a, nodes)
 		s.after(100 * time.Millisecond)
 		if n == 12 {
-			s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}, DirOut)
+			s.findnode(a, b, b)
 		}
 		s.after(2 * time.Millisecond)
-		s.v4(b, a, &v4wire.Neighbors{Nodes: nodes, Expiration: s.exp()}, DirIn)
+		s.neighbors(b, a, nodes)
 		s.tick(2 * time.Second)
 		exs := s.ofType(ndjson.TypeExchange)
 		if len(exs) != 2 || exs[0].Outcome != OutcomeAnswered || exs[1].Outcome != OutcomeAnswered {
@@ -257,7 +269,7 @@ func TestScenarioShortNeighborsAnswers(t *testing.T) {
 func TestScenarioAnswersThatDoNotCount(t *testing.T) {
 	s := newScNet(t, Config{})
 	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&a.key.PublicKey), Expiration: s.exp()}, DirOut)
+	s.findnode(a, b, a)
 	s.after(time.Millisecond)
 	s.v4(b, a, &v4wire.Neighbors{Nodes: scNeighbors(t, 3), Expiration: s.exp() - 30}, DirIn)
 	req := s.v4(a, b, &v4wire.ENRRequest{Expiration: s.exp()}, DirOut)
@@ -295,17 +307,17 @@ func TestScenarioFindnodeBetweenAnswerPackets(t *testing.T) {
 		s := newScNet(t, Config{})
 		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
 		nodes := scNeighbors(t, 16)
-		s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&a.key.PublicKey), Expiration: s.exp()}, DirOut)
+		s.findnode(a, b, a)
 		s.after(2 * time.Millisecond)
-		s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[:12], Expiration: s.exp()}, DirIn)
+		s.neighbors(b, a, nodes[:12])
 		s.after(100 * time.Microsecond)
-		s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}, DirOut)
+		s.findnode(a, b, b)
 		s.after(100 * time.Microsecond)
-		s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[12:], Expiration: s.exp()}, DirIn) // the first one's tail
+		s.neighbors(b, a, nodes[12:]) // the first one's tail
 		if answered {
 			s.after(2 * time.Millisecond)
-			s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[:12], Expiration: s.exp()}, DirIn)
-			s.v4(b, a, &v4wire.Neighbors{Nodes: nodes[12:], Expiration: s.exp()}, DirIn)
+			s.neighbors(b, a, nodes[:12])
+			s.neighbors(b, a, nodes[12:])
 		}
 		s.tick(2 * time.Second)
 		exs := s.ofType(ndjson.TypeExchange)
