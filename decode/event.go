@@ -42,9 +42,16 @@ func RecordEvent(r *Record, withPayload bool) *ndjson.Event {
 	case Drop:
 		ev.Type = ndjson.TypeDrop
 		ev.Reason, ev.Location = r.Reason, r.Location
-	case Lost:
+	case Lost, Shed:
 		ev.Type = ndjson.TypeLost
 		ev.Count = ndjson.Ptr(r.Count)
+		if !r.Since.IsZero() {
+			ev.Since = ndjson.Time(r.Since)
+		}
+		if r.Kind == Shed {
+			ev.Type = ndjson.TypeShed
+			ev.Undecoded = ndjson.Ptr(r.Undecoded)
+		}
 		return ev
 	}
 	ev.Src, ev.Dst = ndjson.Addr(r.Src), ndjson.Addr(r.Dst)

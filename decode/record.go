@@ -25,6 +25,10 @@ const (
 	Drop
 	// Lost counts observations the capture could not deliver.
 	Lost
+	// Shed counts records the consumer did not decode in full because decoding fell
+	// behind the input: Count were dropped unseen, Undecoded were reported without
+	// protocol decoding.
+	Shed
 )
 
 // Direction tells, for a Datagram or ICMP record, which way it went relative to this host.
@@ -81,6 +85,10 @@ type Record struct {
 	Reason   string
 	Location string
 
-	// Lost: how many observations were lost.
+	// Lost and Shed: how many observations were lost or shed, between Since and Time
+	// (a Lost record is stamped when the loss was noticed; it happened in that span).
 	Count uint64
+	Since time.Time
+	// Shed: how many records were reported without protocol decoding.
+	Undecoded uint64
 }

@@ -17,6 +17,7 @@ const (
 	TypeICMP      = "icmp"      // an ICMP/ICMPv6 error quoting a watched datagram
 	TypeDrop      = "drop"      // the kernel freeing a watched datagram or fragment
 	TypeLost      = "lost"      // events the kernel side could not deliver
+	TypeShed      = "shed"      // records the decoder dropped or did not decode: it fell behind
 	TypePacket    = "packet"    // a datagram seen in a capture file
 	TypeHandshake = "handshake" // one discv5 handshake attempt
 	TypeExchange  = "exchange"  // one request and its response (or failure)
@@ -30,6 +31,9 @@ type Event struct {
 	V    int    `json:"v"`
 	Type string `json:"type"`
 	Time string `json:"time"`
+	// Seq numbers the events of one stream from 1, in output order; evidence cites
+	// events by it.
+	Seq uint64 `json:"seq,omitempty"`
 
 	// Datagram fields (send, recv, read, packet; drop and icmp where known).
 	Src     string  `json:"src,omitempty"`
@@ -63,8 +67,11 @@ type Event struct {
 	Reason   string `json:"reason,omitempty"`   // the kernel's skb_drop_reason name, e.g. SOCKET_RCVBUFF
 	Location string `json:"location,omitempty"` // kernel function that dropped it, when known
 
-	// Lost events.
-	Count *uint64 `json:"count,omitempty"`
+	// Lost and shed events: how many, and since when (the span they happened in ends at
+	// "time"). Undecoded is, for shed, how many records were reported without "disc".
+	Count     *uint64 `json:"count,omitempty"`
+	Since     string  `json:"since,omitempty"`
+	Undecoded *uint64 `json:"undecoded,omitempty"`
 
 	// Disc is the decoded discovery packet carried by a datagram event.
 	Disc *Disc `json:"disc,omitempty"`
@@ -91,8 +98,10 @@ type Event struct {
 	OffsetNs *int64 `json:"offset_ns,omitempty"`
 	Detail   string `json:"detail,omitempty"`
 
-	// Evidence lists the observations that support a cause or an anomaly.
-	Evidence []Evidence `json:"evidence,omitempty"`
+	// Evidence lists the observations that support a cause or an anomaly; EvidenceMore
+	// counts those left out to keep the event bounded.
+	Evidence     []Evidence `json:"evidence,omitempty"`
+	EvidenceMore int        `json:"evidence_more,omitempty"`
 }
 
 // Disc is a decoded discovery packet.
@@ -127,6 +136,8 @@ type Disc struct {
 
 // Evidence is one observation behind a cause or anomaly.
 type Evidence struct {
+	// Seq is the cited event's "seq", when the observation is an event of the stream.
+	Seq    uint64 `json:"seq,omitempty"`
 	Time   string `json:"time"`
 	Type   string `json:"type"`             // the event type observed (send, icmp, drop, packet, ...)
 	Detail string `json:"detail,omitempty"` // e.g. "icmp 3/3 from 10.0.0.2", "SOCKET_RCVBUFF"
