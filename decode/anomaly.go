@@ -9,6 +9,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/internal/bounded"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -62,46 +63,30 @@ type stormState struct {
 // anomalies detects what is wrong without being one failure: clock skew (discv4
 // expirations), ENR sequence numbers going down, NAT rewriting our endpoint (PONG's
 // "to"), and WHOAREYOU storms.
+// Every map is keyed by what peers send (IDs, addresses), so each has a count bound
+// (bounded: the oldest insertion goes first) besides its time limit, checked on use.
 type anomalies struct {
 	d        *Decoder
-	skew     map[string]*skewState
-	seqs     map[enode.ID]*seqClaim
-	mismatch map[mismatchKey]time.Time
-	storms   map[flowKey]*stormState
+	skew     *bounded.Map[string, *skewState]
+	seqs     *bounded.Map[enode.ID, *seqClaim]
+	mismatch *bounded.Map[mismatchKey, time.Time]
+	storms   *bounded.Map[flowKey, *stormState]
 }
+
+// maxAnomalyPeers bounds each anomaly map: a busy node talks to a few thousand peers.
+const maxAnomalyPeers = 16384
 
 func (an *anomalies) init(d *Decoder) {
 	an.d = d
-	an.skew = make(map[string]*skewState)
-	an.seqs = make(map[enode.ID]*seqClaim)
-	an.mismatch = make(map[mismatchKey]time.Time)
-	an.storms = make(map[flowKey]*stormState)
+	an.skew = bounded.New[string, *skewState](maxAnomalyPeers)
+	an.seqs = bounded.New[enode.ID, *seqClaim](maxAnomalyPeers)
+	an.mismatch = bounded.New[mismatchKey, time.Time](maxAnomalyPeers)
+	an.storms = bounded.New[flowKey, *stormState](maxAnomalyPeers)
 }
 
-func (an *anomalies) sweep() {
-	cut := an.d.now.Add(-idRetention)
-	for k, s := range an.skew {
-		if s.last.Before(cut) {
-			delete(an.skew, k)
-		}
-	}
-	for k, c := range an.seqs {
-		if c.t.Before(cut) {
-			delete(an.seqs, k)
-		}
-	}
-	for k, t := range an.mismatch {
-		if t.Before(cut) {
-			delete(an.mismatch, k)
-		}
-	}
-	stormCut := an.d.now.Add(-an.d.cfg.StormWindow)
-	for k, s := range an.storms {
-		if len(s.times) == 0 || s.times[len(s.times)-1].Before(stormCut) {
-			delete(an.storms, k)
-		}
-	}
-}
+// stale reports whether state last touched at t is past its retention: it is then
+// treated as absent, and replaced on the next packet.
+func (an *anomalies) stale(t time.Time) bool { return an.d.now.Sub(t) > idRetention }
 
 // packet checks one decoded packet.
 func (an *anomalies) packet(r *Record, p *Packet, emit func(*ndjson.Event)) {
@@ -179,10 +164,10 @@ func (an *anomalies) clockSkew(r *Record, p *Packet, emit func(*ndjson.Event)) {
 	if p.HasSrcID {
 		key = p.SrcID.String()
 	}
-	s := an.skew[key]
-	if s == nil {
+	s, ok := an.skew.Get(key)
+	if !ok || an.stale(s.last) {
 		s = &skewState{}
-		an.skew[key] = s
+		an.skew.Put(key, s)
 	}
 	s.last = r.Time
 	if s.reported {
@@ -231,9 +216,9 @@ func (an *anomalies) enrSeq(r *Record, id enode.ID, seq uint64, from string, emi
 	if seq == 0 {
 		return // "no record" (test tools send it), not a claim about one
 	}
-	c := an.seqs[id]
-	if c == nil {
-		an.seqs[id] = &seqClaim{seq: seq, t: r.Time, peer: r.Src}
+	c, ok := an.seqs.Get(id)
+	if !ok || an.stale(c.t) {
+		an.seqs.Put(id, &seqClaim{seq: seq, t: r.Time, peer: r.Src})
 		return
 	}
 	if seq >= c.seq {
@@ -271,11 +256,11 @@ func (an *anomalies) endpoint(r *Record, reported netip.AddrPort, what string, e
 	// Once per local endpoint and public IP: a NAT that maps each peer to another port
 	// (symmetric NAT) is one finding, not one per peer.
 	k := mismatchKey{local, reported.Addr()}
-	if _, done := an.mismatch[k]; done {
-		an.mismatch[k] = r.Time
+	if last, done := an.mismatch.Get(k); done && !an.stale(last) {
+		an.mismatch.Put(k, r.Time)
 		return
 	}
-	an.mismatch[k] = r.Time
+	an.mismatch.Put(k, r.Time)
 	ev := an.event(r, AnomalyEndpointMismatch, r.Src)
 	if id, ok := an.d.idAt(r.Src); ok {
 		ev.PeerID = id.String()
@@ -290,10 +275,10 @@ func (an *anomalies) endpoint(r *Record, reported netip.AddrPort, what string, e
 // StormWindow is a storm, reported once until the rate falls again.
 func (an *anomalies) whoareyou(r *Record, emit func(*ndjson.Event)) {
 	k := flowOf(r.Src, r.Dst)
-	s := an.storms[k]
-	if s == nil {
+	s, ok := an.storms.Get(k)
+	if !ok {
 		s = &stormState{}
-		an.storms[k] = s
+		an.storms.Put(k, s)
 	}
 	cut := r.Time.Add(-an.d.cfg.StormWindow)
 	i := 0

@@ -68,6 +68,21 @@ type tracked struct {
 	rejected *ndjson.Evidence
 	// expired, when set, is a discv4 request or answer that arrived already expired.
 	expired *ndjson.Evidence
+	// more counts the observations left out of sent and netEv (evidence_more).
+	more int
+}
+
+// keep appends evs to list up to maxSentEvidence and counts the rest in t.more.
+func (t *tracked) keep(list *[]ndjson.Evidence, evs ...ndjson.Evidence) {
+	n := min(len(evs), max(0, maxSentEvidence-len(*list)))
+	*list = append(*list, evs[:n]...)
+	t.more += len(evs) - n
+}
+
+// absorb takes over the evidence of o (a message that turned out to start a handshake).
+func (t *tracked) absorb(o *tracked) {
+	t.keep(&t.sent, o.sent...)
+	t.more += o.more
 }
 
 // settleAnswer records sd as the datagram that completed the item and decides the item
@@ -92,6 +107,7 @@ func (t *tracked) settleAnswer(d *Decoder, sd *seenDatagram, at time.Time, ok st
 // addSent records one of the item's datagrams as evidence.
 func (t *tracked) addSent(sd *seenDatagram, detail string) {
 	if len(t.sent) >= maxSentEvidence {
+		t.more++
 		return
 	}
 	t.sent = append(t.sent, ndjson.Evidence{Time: ndjson.Time(sd.t), Type: sd.evType, Detail: detail})
@@ -119,9 +135,7 @@ func (t *tracked) network(cause string, ev ndjson.Evidence, onAnswer bool) {
 	if causeRank(cause) > causeRank(t.netCause) {
 		t.netCause = cause
 	}
-	if len(t.netEv) < maxSentEvidence {
-		t.netEv = append(t.netEv, ev)
-	}
+	t.keep(&t.netEv, ev)
 	if onAnswer {
 		t.answerLost = true
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/internal/bounded"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -66,6 +67,12 @@ type Config struct {
 
 	// WithPayload adds the captured payload, hex, to datagram events.
 	WithPayload bool
+
+	// LossReportDelay is how long after they happen the source reports lost
+	// observations at the latest (a live tracer checks its loss counters periodically;
+	// zero for a capture). An item about to fail for want of an answer waits that long
+	// past its deadline, so that its verdict says whether events were lost meanwhile.
+	LossReportDelay time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -90,10 +97,14 @@ var ErrNotDiscovery = errors.New("not a discv4 or discv5 packet (hash check and 
 
 // Bounds on learned state. Everything else expires with record time.
 const (
+	// maxLocalAddrs bounds the local endpoints; the first learned stay (an unsigned
+	// discv5 header could claim a local ID from anywhere and must not push them out).
 	maxLocalAddrs = 64
-	// maxLearnedIDs bounds address -> node ID beyond its time limit: a flood of spoofed
-	// source addresses must not grow it. Past the bound a new address is not learned
-	// until the next sweep frees room (the v5 decoder keeps its own bounded map).
+	// maxLostMarks bounds the loss reports kept for evidence (the tracer sends one a
+	// second at most).
+	maxLostMarks = 64
+	// maxLearnedIDs bounds address -> node ID: a flood of spoofed source addresses
+	// pushes out the oldest (the v5 decoder keeps its own bounded map).
 	maxLearnedIDs = 65536
 	idRetention   = time.Hour
 	sweepEvery    = time.Second
@@ -115,13 +126,13 @@ type Decoder struct {
 	timers timerHeap
 	seq    uint64
 
-	flows map[ipPair][]*seenDatagram
-	lost  []lostMark
+	seen datagrams
+	lost []lostMark
 
 	localIDs   map[enode.ID]bool
 	localAddrs map[netip.AddrPort]bool
-	ids        map[netip.AddrPort]learnedID
-	held       map[netip.AddrPort][]heldDatagram
+	ids        *bounded.Map[netip.AddrPort, learnedID]
+	held       *bounded.Map[netip.AddrPort, []heldDatagram]
 
 	ex exchanges
 	hs handshakes
@@ -135,14 +146,14 @@ func NewDecoder(cfg Config) *Decoder {
 		cfg:        cfg,
 		v4:         NewV4Decoder(),
 		v5:         NewV5Decoder(cfg.Identity.Keys),
-		flows:      make(map[ipPair][]*seenDatagram),
 		localIDs:   make(map[enode.ID]bool),
 		localAddrs: make(map[netip.AddrPort]bool),
-		ids:        make(map[netip.AddrPort]learnedID),
-		held:       make(map[netip.AddrPort][]heldDatagram),
+		ids:        bounded.New[netip.AddrPort, learnedID](maxLearnedIDs),
+		held:       bounded.New[netip.AddrPort, []heldDatagram](maxHeldAddrs),
 	}
 	longest := max(cfg.V4Timeout, cfg.V5Timeout, cfg.HandshakeTimeout)
 	d.retention = max(2*longest+cfg.SettleDelay, 5*time.Second)
+	d.seen.init()
 	d.ex.init(d)
 	d.hs.init(d)
 	d.an.init(d)
@@ -180,26 +191,35 @@ func (d *Decoder) Feed(r *Record, emit func(*ndjson.Event)) {
 	case Drop:
 		d.feedDrop(r, emit)
 	case Lost:
-		d.lost = append(d.lost, lostMark{r.Time, r.Count})
+		since := r.Since
+		if since.IsZero() || since.After(r.Time) {
+			since = r.Time
+		}
+		if len(d.lost) == maxLostMarks {
+			d.lost = append(d.lost[:0], d.lost[1:]...)
+		}
+		d.lost = append(d.lost, lostMark{since, r.Time, r.Count})
 		emit(RecordEvent(r, d.cfg.WithPayload))
 	default:
 		emit(RecordEvent(r, d.cfg.WithPayload))
 	}
 }
 
-// lostMark is a count of observations the tracer could not deliver.
+// lostMark is a count of observations the tracer could not deliver, lost between since
+// and t (the tracer notices losses only when it checks its counters).
 type lostMark struct {
-	t     time.Time
-	count uint64
+	since, t time.Time
+	count    uint64
 }
 
 // lostEvidence says how many observations were lost while an item waited: a
-// no_response verdict may then be wrong (the answer may be among them).
+// no_response verdict may then be wrong (the answer may be among them). A loss counts
+// when its span overlaps the wait.
 func (d *Decoder) lostEvidence(from, to time.Time) []ndjson.Evidence {
 	var n uint64
 	var last time.Time
 	for _, l := range d.lost {
-		if !l.t.Before(from) && !l.t.After(to) {
+		if !l.t.Before(from) && !l.since.After(to) {
 			n += l.count
 			last = l.t
 		}
@@ -209,6 +229,16 @@ func (d *Decoder) lostEvidence(from, to time.Time) []ndjson.Evidence {
 	}
 	return []ndjson.Evidence{{Time: ndjson.Time(last), Type: ndjson.TypeLost,
 		Detail: fmt.Sprintf("%d observations lost by the tracer meanwhile: the answer may be among them", n)}}
+}
+
+// awaitLoss runs fail now, or, when the failure is for want of an answer (noAnswer) and
+// the source reports losses late, once a loss before deadline would have been reported.
+func (d *Decoder) awaitLoss(deadline time.Time, noAnswer bool, emit func(*ndjson.Event), fail func(emit func(*ndjson.Event))) {
+	if !noAnswer || d.cfg.LossReportDelay <= 0 {
+		fail(emit)
+		return
+	}
+	d.after(deadline.Add(d.cfg.LossReportDelay), func(emit func(*ndjson.Event), _ bool) { fail(emit) })
 }
 
 // Advance moves record time to t without a record and emits what times out before it.
@@ -278,104 +308,6 @@ func (d *Decoder) fire(emit func(*ndjson.Event), atEnd bool) {
 	}
 }
 
-// ---- datagrams seen, for ICMP errors, drops and reads to refer to ----
-
-// ipPair keys datagrams by addresses only: fragment drops may not know the ports.
-type ipPair struct{ src, dst netip.Addr }
-
-func pairOf(src, dst netip.AddrPort) ipPair {
-	return ipPair{src.Addr().Unmap(), dst.Addr().Unmap()}
-}
-
-// quoteLen is how many payload bytes identify a datagram in an ICMP quote: the discv4
-// hash or the discv5 masking IV, both unique per packet.
-const quoteLen = 16
-
-type seenDatagram struct {
-	t        time.Time
-	src, dst netip.AddrPort
-	n        int
-	head     []byte
-	evType   string
-	disc     *ndjson.Disc
-	inbound  bool // may be queued on a local socket (Dir in, or unknown)
-	sent     bool // Dir out: a local send
-	recv     bool // Dir in: a local receive
-	read     bool
-	owners   []*tracked
-	// twin is, for the receive of a datagram sent by this same host (both ends local),
-	// the send record: one datagram, observed twice.
-	twin *seenDatagram
-	// unowned are ICMP errors about it that came while nothing tracked it.
-	unowned []netObservation
-}
-
-// wasRead reports whether the application read sd (as the receive of a datagram this
-// host also sent, the read is marked on that observation).
-func (sd *seenDatagram) wasRead() bool {
-	return sd.read || sd.twin != nil && sd.twin.read
-}
-
-// is reports whether sd is x or x's other observation.
-func (sd *seenDatagram) is(x *seenDatagram) bool {
-	return x != nil && (sd == x || sd.twin == x || x.twin == sd)
-}
-
-// maxTwinDelay is how long after its send a local datagram's receive may be seen.
-const maxTwinDelay = time.Second
-
-// twinOf returns the other observation of the datagram r is, when this host both sent
-// and received it: the send for a receive, or the receive for a send (per-CPU buffers
-// may deliver the receive first).
-func (d *Decoder) twinOf(r *Record) *seenDatagram {
-	if r.Dir == DirUnknown {
-		return nil
-	}
-	list := d.flows[pairOf(r.Src, r.Dst)]
-	for i := len(list) - 1; i >= 0; i-- {
-		sd := list[i]
-		if r.Time.Sub(sd.t) > maxTwinDelay {
-			break
-		}
-		other := sd.sent && r.Dir == DirIn || sd.recv && r.Dir == DirOut
-		if other && sd.twin == nil && sd.n == r.Len && unmapAP(sd.src) == unmapAP(r.Src) && unmapAP(sd.dst) == unmapAP(r.Dst) &&
-			bytes.Equal(sd.head, r.Payload[:min(len(r.Payload), quoteLen)]) {
-			return sd
-		}
-	}
-	return nil
-}
-
-func (sd *seenDatagram) own(t *tracked) {
-	for _, o := range sd.owners {
-		if o == t {
-			return
-		}
-	}
-	sd.owners = append(sd.owners, t)
-	for _, ob := range sd.unowned {
-		t.network(ob.cause, ob.ev, sd.is(t.answer))
-	}
-}
-
-// netObservation is an ICMP error about a datagram that nothing tracked yet: a held
-// one, tracked once its destination's ID is learned, takes it then.
-type netObservation struct {
-	cause string
-	ev    ndjson.Evidence
-}
-
-func (d *Decoder) remember(r *Record, evType string, disc *ndjson.Disc) *seenDatagram {
-	sd := &seenDatagram{
-		t: r.Time, src: r.Src, dst: r.Dst, n: r.Len, evType: evType, disc: disc,
-		inbound: r.Dir != DirOut, sent: r.Dir == DirOut, recv: r.Dir == DirIn,
-		head: bytes.Clone(r.Payload[:min(len(r.Payload), quoteLen)]),
-	}
-	k := pairOf(r.Src, r.Dst)
-	d.flows[k] = append(d.flows[k], sd)
-	return sd
-}
-
 // sweep forgets datagrams and learned state too old to matter, once per sweepEvery of
 // record time, so memory follows the traffic rate, not the capture length.
 func (d *Decoder) sweep() {
@@ -384,37 +316,20 @@ func (d *Decoder) sweep() {
 	}
 	d.nextSweep = d.now.Add(sweepEvery)
 	cut := d.now.Add(-d.retention)
-	for k, list := range d.flows {
-		i := 0
-		for i < len(list) && list[i].t.Before(cut) {
-			list[i] = nil
-			i++
-		}
-		if i == len(list) {
-			delete(d.flows, k)
-		} else if i > 0 {
-			d.flows[k] = append(list[:0:0], list[i:]...)
-		}
-	}
+	d.seen.expire(cut)
 	heldCut := d.now.Add(-d.cfg.HandshakeTimeout - d.cfg.V5Timeout)
-	for k, list := range d.held {
+	d.held.All(func(k netip.AddrPort, list []heldDatagram) bool {
 		if list[len(list)-1].r.Time.Before(heldCut) {
-			delete(d.held, k)
+			d.held.Delete(k)
 		}
-	}
-	idCut := d.now.Add(-idRetention)
-	for a, l := range d.ids {
-		if l.t.Before(idCut) {
-			delete(d.ids, a)
-		}
-	}
+		return true
+	})
 	i := 0
 	for i < len(d.lost) && d.lost[i].t.Before(cut) {
 		i++
 	}
 	d.lost = append(d.lost[:0], d.lost[i:]...)
 	d.hs.sweep(cut)
-	d.an.sweep()
 }
 
 // ---- identity learning ----
@@ -452,16 +367,16 @@ func (d *Decoder) learnID(a netip.AddrPort, id enode.ID, t time.Time) {
 	if !a.IsValid() {
 		return
 	}
-	a = unmapAP(a)
-	if _, known := d.ids[a]; known || len(d.ids) < maxLearnedIDs {
-		d.ids[a] = learnedID{id, t}
-	}
+	d.ids.Put(unmapAP(a), learnedID{id, t})
 }
 
 // idAt returns the node ID last seen at a, if any.
 func (d *Decoder) idAt(a netip.AddrPort) (enode.ID, bool) {
-	l, ok := d.ids[unmapAP(a)]
-	return l.id, ok
+	l, ok := d.ids.Get(unmapAP(a))
+	if !ok || d.now.Sub(l.t) > idRetention {
+		return enode.ID{}, false
+	}
+	return l.id, true
 }
 
 // learn takes what a decoded packet tells about node IDs, addresses and the local side,
@@ -527,13 +442,13 @@ func (d *Decoder) decodePacket(r *Record) Packet {
 var errUnknownDestination = fmt.Errorf("%w: sent by a local node, so most likely discv5 to a node whose ID is not known yet (its header is masked with that ID); the handshake it starts is reported once the peer's answer names it", ErrNotDiscovery)
 
 func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
-	if first := d.twinOf(r); first != nil {
+	if first := d.seen.twinOf(r); first != nil {
 		// This host sent and received it: the same datagram, already decoded and
 		// tracked. Decoding it again would count it twice (a duplicate request, a
 		// resent challenge).
 		ev := RecordEvent(r, d.cfg.WithPayload)
 		ev.Disc = first.disc
-		second := d.remember(r, ev.Type, ev.Disc)
+		second := d.seen.add(r, ev.Type, ev.Disc)
 		second.twin, first.twin = first, second
 		second.owners = first.owners
 		emit(ev)
@@ -541,7 +456,7 @@ func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
 	}
 	p := d.decodePacket(r)
 	d.learn(r, &p)
-	if _, ok := d.held[unmapAP(r.Src)]; ok && p.Proto != ProtoUnknown {
+	if _, ok := d.held.Get(unmapAP(r.Src)); ok && p.Proto != ProtoUnknown {
 		// Before r, which may answer one of them, and which they may explain.
 		if d.replayHeld(r.Src, emit) {
 			d.v5.reexplain(&p)
@@ -549,7 +464,7 @@ func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
 	}
 	ev := RecordEvent(r, d.cfg.WithPayload)
 	ev.Disc = discOf(r, &p)
-	sd := d.remember(r, ev.Type, ev.Disc)
+	sd := d.seen.add(r, ev.Type, ev.Disc)
 	emit(ev)
 	if p.Proto == ProtoUnknown {
 		d.hold(r, sd)
@@ -600,13 +515,13 @@ func (d *Decoder) hold(r *Record, sd *seenDatagram) {
 		return
 	}
 	k := unmapAP(r.Dst)
-	list, ok := d.held[k]
-	if !ok && len(d.held) >= maxHeldAddrs || len(list) >= maxHeldPerAddr {
+	list, _ := d.held.Get(k)
+	if len(list) >= maxHeldPerAddr {
 		return
 	}
 	c := *r
 	c.Payload = bytes.Clone(r.Payload[:r.Len])
-	d.held[k] = append(list, heldDatagram{c, sd})
+	d.held.Put(k, append(list, heldDatagram{c, sd}))
 }
 
 // replayHeld decodes again what was held for addr, now that a packet from addr taught
@@ -617,8 +532,8 @@ func (d *Decoder) hold(r *Record, sd *seenDatagram) {
 // reports whether anything was tracked.
 func (d *Decoder) replayHeld(addr netip.AddrPort, emit func(*ndjson.Event)) bool {
 	k := unmapAP(addr)
-	list := d.held[k]
-	delete(d.held, k)
+	list, _ := d.held.Get(k)
+	d.held.Delete(k)
 	var still []heldDatagram
 	tracked := false
 	for _, h := range list {
@@ -637,7 +552,7 @@ func (d *Decoder) replayHeld(addr netip.AddrPort, emit func(*ndjson.Event)) bool
 	}
 	d.fire(emit, false)
 	if len(still) > 0 {
-		d.held[k] = still
+		d.held.Put(k, still)
 	}
 	return tracked
 }
@@ -751,12 +666,7 @@ func v4ExpirationNegative(p *Packet) bool {
 // application got it.
 func (d *Decoder) feedRead(r *Record, emit func(*ndjson.Event)) {
 	ev := RecordEvent(r, d.cfg.WithPayload)
-	for _, sd := range d.flows[pairOf(r.Src, r.Dst)] {
-		if sd.read || !sd.inbound || sd.t.After(r.Time) || unmapAP(sd.src) != unmapAP(r.Src) ||
-			!sameEndpoint(sd.dst, r.Dst) || r.Len > 0 && sd.n != r.Len {
-			continue
-		}
-		sd.read = true
+	if sd := d.seen.takeRead(r); sd != nil {
 		ev.Disc = sd.disc
 		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeRead, Detail: readDetail(r)}
 		for _, o := range sd.owners {
@@ -764,7 +674,6 @@ func (d *Decoder) feedRead(r *Record, emit func(*ndjson.Event)) {
 				o.read = &e
 			}
 		}
-		break
 	}
 	emit(ev)
 }
@@ -783,24 +692,17 @@ func (d *Decoder) feedICMP(r *Record, emit func(*ndjson.Event)) {
 		}
 	}
 	emit(ev)
-	list := d.flows[pairOf(r.QuotedSrc, r.QuotedDst)]
-	for i := len(list) - 1; i >= 0; i-- {
-		sd := list[i]
-		if sd.t.After(r.Time) || !sameEndpoint(sd.src, r.QuotedSrc) || !sameEndpoint(sd.dst, r.QuotedDst) {
-			continue
-		}
-		if n := min(len(r.Payload), len(sd.head)); n > 0 && !bytes.Equal(r.Payload[:n], sd.head[:n]) {
-			continue
-		}
-		cause := icmpCause(r)
-		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeICMP, Detail: icmpDetail(r)}
-		for _, o := range sd.owners {
-			o.network(cause, e, sd.is(o.answer))
-		}
-		if len(sd.owners) == 0 && len(sd.unowned) < maxSentEvidence {
-			sd.unowned = append(sd.unowned, netObservation{cause, e})
-		}
+	sd := d.seen.quoted(r)
+	if sd == nil {
 		return
+	}
+	cause := icmpCause(r)
+	e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeICMP, Detail: icmpDetail(r)}
+	for _, o := range sd.owners {
+		o.network(cause, e, sd.is(o.answer))
+	}
+	if len(sd.owners) == 0 && len(sd.unowned) < maxSentEvidence {
+		sd.unowned = append(sd.unowned, netObservation{cause, e})
 	}
 }
 
@@ -814,33 +716,25 @@ func (d *Decoder) feedDrop(r *Record, emit func(*ndjson.Event)) {
 	cause := dropCause(r.Reason)
 	e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeDrop, Detail: dropDetail(r)}
 	window := r.Time.Add(-d.retention / 2)
-	// Either direction of the flow: the dropped datagram is a request of an item
-	// (same direction) or the answer it waits for (reverse direction).
-	for _, k := range []ipPair{pairOf(r.Src, r.Dst), pairOf(r.Dst, r.Src)} {
-		reverse := k != pairOf(r.Src, r.Dst)
-		for _, sd := range d.flows[k] {
-			if sd.t.After(r.Time) || sd.t.Before(window) {
-				continue
-			}
-			if reverse {
-				if !sameEndpoint(sd.src, r.Dst) || !sameEndpoint(sd.dst, r.Src) {
-					continue
-				}
-			} else if !sameEndpoint(sd.src, r.Src) || !sameEndpoint(sd.dst, r.Dst) {
-				continue
-			}
-			for _, o := range sd.owners {
-				switch {
-				case sd.is(o.answer) && !reverse && (r.Len == 0 || r.Len == sd.n):
-					o.network(cause, e, true) // the answer itself, seen and then dropped
-				case o.answer == nil && sd.is(o.awaiting) && reverse:
-					o.network(cause, e, false) // an answer to it, dropped unseen
-				case o.answer == nil && sd.is(o.awaiting) && (r.Len == 0 || r.Len == sd.n) && !sd.wasRead():
-					// The request itself, dropped before its receiver read it (a read
-					// datagram cannot be dropped afterwards: the drop is another one's).
-					o.network(cause, e, false)
-				}
+	// The dropped datagram is a request of an item (same direction) or the answer it
+	// waits for (reverse direction).
+	d.seen.newestOf(r.Src, r.Dst, window, r.Time, func(sd *seenDatagram) {
+		for _, o := range sd.owners {
+			switch {
+			case sd.is(o.answer) && (r.Len == 0 || r.Len == sd.n):
+				o.network(cause, e, true) // the answer itself, seen and then dropped
+			case o.answer == nil && sd.is(o.awaiting) && (r.Len == 0 || r.Len == sd.n) && !sd.wasRead():
+				// The request itself, dropped before its receiver read it (a read
+				// datagram cannot be dropped afterwards: the drop is another one's).
+				o.network(cause, e, false)
 			}
 		}
-	}
+	})
+	d.seen.newestOf(r.Dst, r.Src, window, r.Time, func(sd *seenDatagram) {
+		for _, o := range sd.owners {
+			if o.answer == nil && sd.is(o.awaiting) {
+				o.network(cause, e, false) // an answer to it, dropped unseen
+			}
+		}
+	})
 }

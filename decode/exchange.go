@@ -11,6 +11,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/internal/bounded"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -62,18 +63,30 @@ const v4NeighborsSpread = 50 * time.Millisecond
 // NEIGHBORS packets until its answer is complete (16 entries, or a packet of fewer than
 // 12: the last) or it times out, the first packet answering it; discv5 requests with
 // responses by request ID.
+//
+// The indexes are keyed by what peers send, so each is bounded (package bounded: the
+// oldest insertion goes first); a request pushed out of its index keeps its timer and is
+// still reported, but an answer can no longer find it.
 type exchanges struct {
 	d        *Decoder
-	byHash   map[string]*exchange
-	findnode map[flowKey][]*exchange
-	v5reqs   map[v5ReqKey]*exchange
+	byHash   *bounded.Map[string, *exchange]
+	findnode *bounded.Map[flowKey, []*exchange]
+	v5reqs   *bounded.Map[v5ReqKey, *exchange]
 }
+
+// Bounds of the request indexes: a busy node has a few hundred requests in flight.
+const (
+	maxPendingRequests = 16384
+	// maxFindnodesPerPeer bounds the FINDNODEs one peer has waiting for NEIGHBORS (geth
+	// sends a few at a time); past it the oldest stops taking answers.
+	maxFindnodesPerPeer = 16
+)
 
 func (x *exchanges) init(d *Decoder) {
 	x.d = d
-	x.byHash = make(map[string]*exchange)
-	x.findnode = make(map[flowKey][]*exchange)
-	x.v5reqs = make(map[v5ReqKey]*exchange)
+	x.byHash = bounded.New[string, *exchange](maxPendingRequests)
+	x.findnode = bounded.New[flowKey, []*exchange](maxPendingRequests)
+	x.v5reqs = bounded.New[v5ReqKey, *exchange](maxPendingRequests)
 }
 
 // v4Answers reports whether a discv4 packet that failed to decode completely still
@@ -99,7 +112,7 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 	switch p.Kind {
 	case KindV4Ping, KindV4ENRRequest, KindV4Findnode:
 		key := string(p.Hash)
-		if ex := x.byHash[key]; ex != nil && !ex.answered && !ex.done {
+		if ex, _ := x.byHash.Get(key); ex != nil && !ex.answered && !ex.done {
 			// The same bytes again while it waits: a duplicate of the request, not a new
 			// one. (geth signs deterministically and expirations are whole seconds, so a
 			// new request within the second after an answer has the same bytes too.)
@@ -109,10 +122,10 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 			return
 		}
 		ex := x.open(r, p, sd, v4Name(p.Kind), x.d.cfg.V4Timeout)
-		x.byHash[key] = ex
+		x.byHash.Put(key, ex)
 		unindex := func() {
-			if x.byHash[key] == ex { // not a newer request with the same bytes
-				delete(x.byHash, key)
+			if e, _ := x.byHash.Get(key); e == ex { // not a newer request with the same bytes
+				x.byHash.Delete(key)
 			}
 		}
 		ex.forget = unindex
@@ -121,19 +134,24 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 			// The peer answers its FINDNODEs one after the other, each answer's packets
 			// back to back: one whose last packet came well before this request went out
 			// is complete (it may have had exactly 12 entries, or fewer than asked for).
+			list, _ := x.findnode.Get(k)
 			var complete []*exchange
-			for _, e := range x.findnode[k] {
+			for _, e := range list {
 				if e.answered && r.Time.Sub(e.lastNeighbors) > v4NeighborsSpread {
 					complete = append(complete, e)
 				}
 			}
+			if len(list)-len(complete) >= maxFindnodesPerPeer {
+				complete = append(complete, list[0])
+			}
 			for _, e := range complete {
 				e.forget()
 			}
-			x.findnode[k] = append(x.findnode[k], ex)
+			list, _ = x.findnode.Get(k)
+			x.findnode.Put(k, append(list, ex))
 			ex.forget = func() {
 				unindex()
-				list := x.findnode[k]
+				list, _ := x.findnode.Get(k)
 				for i, e := range list {
 					if e == ex {
 						list = append(list[:i:i], list[i+1:]...)
@@ -141,14 +159,14 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 					}
 				}
 				if len(list) == 0 {
-					delete(x.findnode, k)
+					x.findnode.Delete(k)
 				} else {
-					x.findnode[k] = list
+					x.findnode.Put(k, list)
 				}
 			}
 		}
 	case KindV4Pong, KindV4ENRResponse:
-		ex := x.byHash[string(p.ReplyTok)]
+		ex, _ := x.byHash.Get(string(p.ReplyTok))
 		if ex == nil || ex.req != v4Name(v4RequestOf[p.Kind]) || ex.to.Addr().Unmap() != r.Src.Addr().Unmap() {
 			return // not an answer to a request seen: before the capture, or forged
 		}
@@ -158,7 +176,7 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 		ex.forget()
 		x.answer(ex, r, p, sd, v4Name(p.Kind))
 	case KindV4Neighbors:
-		list := x.findnode[flowOf(r.Dst, r.Src)]
+		list, _ := x.findnode.Get(flowOf(r.Dst, r.Src))
 		if len(list) == 0 {
 			return
 		}
@@ -214,7 +232,7 @@ func (x *exchanges) v5(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 				Detail: "carried by a HANDSHAKE the recipient cannot accept: " + p.Err.Error()}
 		}
 		k := v5ReqKey{flowOf(r.Src, r.Dst), reqID}
-		if ex := x.v5reqs[k]; ex != nil {
+		if ex, _ := x.v5reqs.Get(k); ex != nil {
 			// geth resends a request inside the HANDSHAKE after a WHOAREYOU, with the same
 			// request ID: the same exchange, tried again.
 			ex.attempts++
@@ -224,15 +242,15 @@ func (x *exchanges) v5(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 			return
 		}
 		ex := x.open(r, p, sd, p.Msg.Name(), x.d.cfg.V5Timeout)
-		x.v5reqs[k] = ex
+		x.v5reqs.Put(k, ex)
 		ex.forget = func() {
-			if x.v5reqs[k] == ex {
-				delete(x.v5reqs, k)
+			if e, _ := x.v5reqs.Get(k); e == ex {
+				x.v5reqs.Delete(k)
 			}
 		}
 		ex.rejected = refused
 	case *v5wire.Pong, *v5wire.Nodes, *v5wire.TalkResponse:
-		if ex := x.v5reqs[v5ReqKey{flowOf(r.Dst, r.Src), reqID}]; ex != nil {
+		if ex, _ := x.v5reqs.Get(v5ReqKey{flowOf(r.Dst, r.Src), reqID}); ex != nil {
 			ex.forget()
 			x.answer(ex, r, p, sd, p.Msg.Name())
 		}
@@ -253,7 +271,8 @@ func (x *exchanges) open(r *Record, p *Packet, sd *seenDatagram, name string, ti
 	}
 	ex.awaiting = sd
 	sd.own(&ex.tracked)
-	x.d.after(r.Time.Add(timeout), func(emit func(*ndjson.Event), atEnd bool) {
+	deadline := r.Time.Add(timeout)
+	x.d.after(deadline, func(emit func(*ndjson.Event), atEnd bool) {
 		ex.forget() // a FINDNODE answered in part stops taking NEIGHBORS here too
 		if ex.answered || ex.done {
 			return
@@ -262,7 +281,11 @@ func (x *exchanges) open(r *Record, p *Packet, sd *seenDatagram, name string, ti
 			x.emit(ex, OutcomeOpen, emit)
 			return
 		}
-		x.emit(ex, OutcomeFailed, emit)
+		x.d.awaitLoss(deadline, !ex.decisive(), emit, func(emit func(*ndjson.Event)) {
+			if !ex.done {
+				x.emit(ex, OutcomeFailed, emit)
+			}
+		})
 	})
 	return ex
 }
@@ -313,6 +336,9 @@ func (x *exchanges) emit(ex *exchange, outcome string, emit func(*ndjson.Event))
 		}
 	} else if outcome == OutcomeOpen {
 		ev.Evidence = append(ev.Evidence, ex.sent...)
+	}
+	if len(ev.Evidence) > 0 {
+		ev.EvidenceMore = ex.more
 	}
 	emit(ev)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/internal/bounded"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -73,33 +74,39 @@ type pairState struct {
 	last time.Time // the latest discv5 packet from initiator to recipient
 }
 
+// handshakes keeps what is pending per pair of endpoints: bounded (the oldest pair goes
+// first; what it had pending is still reported by its timers) and swept when idle.
 type handshakes struct {
 	d     *Decoder
-	pairs map[flowKey]*pairState
+	pairs *bounded.Map[flowKey, *pairState]
 }
+
+// maxPairs bounds the endpoint pairs followed: a few thousand peers, both directions.
+const maxPairs = 32768
 
 func (h *handshakes) init(d *Decoder) {
 	h.d = d
-	h.pairs = make(map[flowKey]*pairState)
+	h.pairs = bounded.New[flowKey, *pairState](maxPairs)
 }
 
 func (h *handshakes) pair(from, to netip.AddrPort) *pairState {
 	k := flowOf(from, to)
-	st := h.pairs[k]
+	st, _ := h.pairs.Get(k)
 	if st == nil {
 		st = &pairState{}
-		h.pairs[k] = st
+		h.pairs.Put(k, st)
 	}
 	return st
 }
 
 // sweep forgets pairs with nothing pending and no recent traffic.
 func (h *handshakes) sweep(cut time.Time) {
-	for k, st := range h.pairs {
+	h.pairs.All(func(k flowKey, st *pairState) bool {
 		if len(st.msgs) == 0 && (st.att == nil || st.att.done) && st.last.Before(cut) {
-			delete(h.pairs, k)
+			h.pairs.Delete(k)
 		}
-	}
+		return true
+	})
 }
 
 // packet tracks one discv5 packet.
@@ -157,7 +164,12 @@ func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *p
 		// The packet the challenge answered, decoded only now (the decoder learned its
 		// recipient's ID after it went out): the attempt's first packet.
 		a.start, a.hasStart = r.Time, true
-		a.sent = append([]ndjson.Evidence{{Time: ndjson.Time(r.Time), Type: sd.evType, Detail: "MESSAGE to " + ndjson.Addr(r.Dst)}}, a.sent...)
+		first := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType, Detail: "MESSAGE to " + ndjson.Addr(r.Dst)}
+		if len(a.sent) >= maxSentEvidence {
+			a.sent = a.sent[:maxSentEvidence-1]
+			a.more++
+		}
+		a.sent = append([]ndjson.Evidence{first}, a.sent...)
 		sd.own(&a.tracked)
 		return
 	}
@@ -178,7 +190,8 @@ func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *p
 	sd.own(&m.tracked)
 	fwd.msgs = append(fwd.msgs, m)
 	initiator, recipient := r.Src, r.Dst
-	h.d.after(r.Time.Add(h.d.cfg.V5Timeout), func(emit func(*ndjson.Event), atEnd bool) {
+	deadline := r.Time.Add(h.d.cfg.V5Timeout)
+	h.d.after(deadline, func(emit func(*ndjson.Event), atEnd bool) {
 		if m.done {
 			return
 		}
@@ -188,7 +201,13 @@ func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *p
 			if !m.decrypted && !m.inSession && !m.peerRecent {
 				// A request in a session this capture cannot decrypt: not a handshake,
 				// but an exchange nothing answered.
-				h.d.ex.undecrypted(m, initiator, recipient, atEnd, emit)
+				if atEnd && !m.decisive() {
+					h.d.ex.undecrypted(m, initiator, recipient, true, emit)
+					return
+				}
+				h.d.awaitLoss(deadline, !m.decisive(), emit, func(emit func(*ndjson.Event)) {
+					h.d.ex.undecrypted(m, initiator, recipient, false, emit)
+				})
 			}
 			return // a decrypted message's exchange reports it
 		}
@@ -202,7 +221,9 @@ func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *p
 			h.emit(a, OutcomeOpen, emit)
 			return
 		}
-		h.emit(a, OutcomeFailed, emit)
+		h.d.awaitLoss(deadline, !a.decisive(), emit, func(emit func(*ndjson.Event)) {
+			h.emit(a, OutcomeFailed, emit)
+		})
 	})
 }
 
@@ -289,7 +310,7 @@ func (h *handshakes) whoareyou(r *Record, p *Packet, sd *seenDatagram, st *pairS
 				}
 			}
 			a.start, a.hasStart = m.t, true
-			a.sent = append(a.sent, m.sent...)
+			a.absorb(&m.tracked)
 			a.netEv, a.netCause = m.netEv, m.netCause
 			if !a.hasRecipID && m.hasDstID {
 				a.recipID, a.hasRecipID = m.dstID, true
@@ -321,7 +342,11 @@ func (h *handshakes) expire(a *attempt, since time.Time, timeout time.Duration, 
 			h.emit(a, OutcomeOpen, emit)
 			return
 		}
-		h.emit(a, OutcomeFailed, emit)
+		h.d.awaitLoss(since.Add(timeout), !a.decisive(), emit, func(emit func(*ndjson.Event)) {
+			if !a.done && waiting() {
+				h.emit(a, OutcomeFailed, emit)
+			}
+		})
 	})
 }
 
@@ -361,7 +386,7 @@ func (h *handshakes) handshake(r *Record, p *Packet, sd *seenDatagram, st *pairS
 				a.start, a.hasStart = m.t, true
 				a.netEv, a.netCause = m.netEv, m.netCause
 			}
-			a.sent = append(a.sent, m.sent...)
+			a.absorb(&m.tracked)
 			m.done = true
 		}
 		st.msgs = compactMsgs(st.msgs)
@@ -436,6 +461,9 @@ func (h *handshakes) emit(a *attempt, outcome string, emit func(*ndjson.Event)) 
 		}
 	case OutcomeOpen:
 		ev.Evidence = append(ev.Evidence, a.sent...)
+	}
+	if len(ev.Evidence) > 0 {
+		ev.EvidenceMore = a.more
 	}
 	emit(ev)
 }

@@ -718,17 +718,13 @@ func TestScenarioBoundedState(t *testing.T) {
 	for i := 0; i < 3000; i++ { // 300 s at 10 packets/s
 		s.ping(a, peers[i%2], DirUnknown)
 		s.after(100 * time.Millisecond)
-		held := 0
-		for _, l := range s.dec.flows {
-			held += len(l)
-		}
-		maxHeld = max(maxHeld, held)
+		maxHeld = max(maxHeld, s.dec.seen.all.len())
 	}
 	// retention (5 s) + one sweep interval (1 s), 10 datagrams a second.
 	if maxHeld > 61 {
 		t.Fatalf("up to %d datagrams held", maxHeld)
 	}
-	if n := len(s.dec.ex.byHash); n > 6 {
+	if n := s.dec.ex.byHash.Len(); n > 6 {
 		t.Fatalf("%d requests still indexed", n)
 	}
 	if n := s.dec.timers.Len(); n > 6 {
@@ -745,8 +741,8 @@ func TestScenarioBoundedState(t *testing.T) {
 			s.feed(scDatagram(a.addr, addr, junk, DirOut))
 		}
 	}
-	if len(s.dec.ids) > maxLearnedIDs || len(s.dec.held) > maxHeldAddrs {
-		t.Fatalf("%d addresses with learned IDs, %d with held datagrams", len(s.dec.ids), len(s.dec.held))
+	if s.dec.ids.Len() > maxLearnedIDs || s.dec.held.Len() > maxHeldAddrs {
+		t.Fatalf("%d addresses with learned IDs, %d with held datagrams", s.dec.ids.Len(), s.dec.held.Len())
 	}
 }
 

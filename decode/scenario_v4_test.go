@@ -290,12 +290,12 @@ func TestScenarioHeldDatagramsExpire(t *testing.T) {
 	s := newScNet(t, Config{})
 	a := newScNode(t, scKeyA, "10.0.0.1:30303")
 	s.feed(scDatagram(a.addr, netip.MustParseAddrPort("10.0.0.7:30303"), bytes.Repeat([]byte{0x42}, 100), DirOut))
-	if len(s.dec.held) != 1 {
-		t.Fatalf("%d addresses held, want 1", len(s.dec.held))
+	if s.dec.held.Len() != 1 {
+		t.Fatalf("%d addresses held, want 1", s.dec.held.Len())
 	}
 	s.tick(2 * time.Second) // past HandshakeTimeout + V5Timeout, and a sweep
-	if len(s.dec.held) != 0 {
-		t.Fatalf("%d addresses still held", len(s.dec.held))
+	if s.dec.held.Len() != 0 {
+		t.Fatalf("%d addresses still held", s.dec.held.Len())
 	}
 }
 

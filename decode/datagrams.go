@@ -1,0 +1,322 @@
+package decode
+
+import (
+	"bytes"
+	"net/netip"
+	"time"
+
+	"github.com/discotrace/discotrace/ndjson"
+)
+
+// Datagrams seen recently, for ICMP errors, drops and reads to refer to. Each is indexed
+// by the keys those lookups know (its identity, its endpoints, its socket queue), so a
+// lookup costs O(1), or at most lookBack steps, however busy the flow: one peer flooding
+// must not make every other record cost the size of its flood.
+
+// quoteLen is how many payload bytes identify a datagram: the discv4 hash or the discv5
+// masking IV, both unique per packet.
+const quoteLen = 16
+
+// maxSeen bounds the datagrams kept (each costs a few hundred bytes with its decoded
+// packet); under a flood the oldest go first, before the retention time.
+const maxSeen = 32768
+
+// lookBack bounds how far back from the newest datagram of a key a lookup walks when
+// the key alone does not decide (a drop without payload, a short ICMP quote): what it
+// looks for came within milliseconds, so it is among the newest.
+const lookBack = 32
+
+type seenDatagram struct {
+	t        time.Time
+	src, dst netip.AddrPort // unmapped
+	n        int
+	head     [quoteLen]byte
+	headLen  uint8
+	evType   string
+	disc     *ndjson.Disc
+	inbound  bool // may be queued on a local socket (Dir in, or unknown)
+	sent     bool // Dir out: a local send
+	recv     bool // Dir in: a local receive
+	read     bool
+	evicted  bool
+	owners   []*tracked
+	// twin is, for the receive of a datagram sent by this same host (both ends local),
+	// the send record: one datagram, observed twice.
+	twin *seenDatagram
+	// unowned are ICMP errors about it that came while nothing tracked it.
+	unowned []netObservation
+}
+
+// wasRead reports whether the application read sd (as the receive of a datagram this
+// host also sent, the read is marked on that observation).
+func (sd *seenDatagram) wasRead() bool {
+	return sd.read || sd.twin != nil && sd.twin.read
+}
+
+// is reports whether sd is x or x's other observation.
+func (sd *seenDatagram) is(x *seenDatagram) bool {
+	return x != nil && (sd == x || sd.twin == x || x.twin == sd)
+}
+
+func (sd *seenDatagram) own(t *tracked) {
+	for _, o := range sd.owners {
+		if o == t {
+			return
+		}
+	}
+	sd.owners = append(sd.owners, t)
+	for _, ob := range sd.unowned {
+		t.network(ob.cause, ob.ev, sd.is(t.answer))
+	}
+}
+
+// headMatches reports whether sd starts with the bytes of prefix (as far as both go).
+func (sd *seenDatagram) headMatches(prefix []byte) bool {
+	n := min(len(prefix), int(sd.headLen))
+	return n == 0 || bytes.Equal(prefix[:n], sd.head[:n])
+}
+
+// netObservation is an ICMP error about a datagram that nothing tracked yet: a held
+// one, tracked once its destination's ID is learned, takes it then.
+type netObservation struct {
+	cause string
+	ev    ndjson.Evidence
+}
+
+// sdQueue is a FIFO of datagrams, oldest first.
+type sdQueue struct {
+	list []*seenDatagram
+	head int
+}
+
+func (q *sdQueue) push(sd *seenDatagram) { q.list = append(q.list, sd) }
+
+func (q *sdQueue) len() int { return len(q.list) - q.head }
+
+// at returns the i-th datagram from the oldest.
+func (q *sdQueue) at(i int) *seenDatagram { return q.list[q.head+i] }
+
+// newest returns the i-th datagram from the newest.
+func (q *sdQueue) newest(i int) *seenDatagram { return q.list[len(q.list)-1-i] }
+
+// pop removes the oldest, giving back the array's front once it is half unused.
+func (q *sdQueue) pop() {
+	q.list[q.head] = nil
+	q.head++
+	if q.head == len(q.list) {
+		q.list, q.head = q.list[:0], 0
+	} else if q.head >= 32 && q.head*2 >= len(q.list) {
+		n := copy(q.list, q.list[q.head:])
+		clear(q.list[n:])
+		q.list, q.head = q.list[:n], 0
+	}
+}
+
+// Index keys.
+type (
+	// ipPair keys datagrams by addresses only: fragment drops do not know the ports.
+	ipPair struct{ src, dst netip.Addr }
+	// headKey is a datagram's identity: its endpoints and first bytes.
+	headKey struct {
+		flow flowKey
+		head [quoteLen]byte
+	}
+	// readKey is a socket queue as a read sees it: the datagram's endpoints and length.
+	readKey struct {
+		flow flowKey
+		n    int
+	}
+)
+
+func pairOf(src, dst netip.AddrPort) ipPair {
+	return ipPair{src.Addr().Unmap(), dst.Addr().Unmap()}
+}
+
+// datagrams is the table of datagrams seen within the retention time (and maxSeen).
+type datagrams struct {
+	all    sdQueue // every datagram, oldest first: expiry and the count bound
+	byHead map[headKey]*sdQueue
+	byFlow map[flowKey]*sdQueue
+	byPair map[ipPair]*sdQueue
+	// unread are the inbound datagrams not read yet, per socket queue (and per flow,
+	// for a read that does not know the length), in arrival order: a socket queue is FIFO.
+	unread    map[readKey]*sdQueue
+	unreadAny map[flowKey]*sdQueue
+}
+
+func (t *datagrams) init() {
+	t.byHead = make(map[headKey]*sdQueue)
+	t.byFlow = make(map[flowKey]*sdQueue)
+	t.byPair = make(map[ipPair]*sdQueue)
+	t.unread = make(map[readKey]*sdQueue)
+	t.unreadAny = make(map[flowKey]*sdQueue)
+}
+
+func pushTo[K comparable](m map[K]*sdQueue, k K, sd *seenDatagram) {
+	q := m[k]
+	if q == nil {
+		q = &sdQueue{}
+		m[k] = q
+	}
+	q.push(sd)
+}
+
+// popFrom removes sd from the front of its queue in m, with whatever read or evicted
+// datagrams precede it; sd is the oldest datagram of the table, so nothing else does.
+func popFrom[K comparable](m map[K]*sdQueue, k K, sd *seenDatagram) {
+	q := m[k]
+	if q == nil {
+		return
+	}
+	for q.len() > 0 && (q.at(0) == sd || q.at(0).evicted) {
+		q.pop()
+	}
+	if q.len() == 0 {
+		delete(m, k)
+	}
+}
+
+func (t *datagrams) add(r *Record, evType string, disc *ndjson.Disc) *seenDatagram {
+	sd := &seenDatagram{
+		t: r.Time, src: unmapAP(r.Src), dst: unmapAP(r.Dst), n: r.Len, evType: evType, disc: disc,
+		inbound: r.Dir != DirOut, sent: r.Dir == DirOut, recv: r.Dir == DirIn,
+	}
+	sd.headLen = uint8(copy(sd.head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)]))
+	flow := flowKey{sd.src, sd.dst}
+	t.all.push(sd)
+	if t.all.len() > maxSeen {
+		t.expire(time.Time{})
+	}
+	pushTo(t.byHead, headKey{flow, sd.head}, sd)
+	pushTo(t.byFlow, flow, sd)
+	pushTo(t.byPair, pairOf(sd.src, sd.dst), sd)
+	if sd.inbound {
+		pushTo(t.unread, readKey{flow, sd.n}, sd)
+		pushTo(t.unreadAny, flow, sd)
+	}
+	return sd
+}
+
+// expire forgets the datagrams older than cut, and the oldest beyond maxSeen.
+func (t *datagrams) expire(cut time.Time) {
+	for t.all.len() > 0 && (t.all.len() > maxSeen || t.all.at(0).t.Before(cut)) {
+		sd := t.all.at(0)
+		t.all.pop()
+		sd.evicted = true
+		flow := flowKey{sd.src, sd.dst}
+		popFrom(t.byHead, headKey{flow, sd.head}, sd)
+		popFrom(t.byFlow, flow, sd)
+		popFrom(t.byPair, pairOf(sd.src, sd.dst), sd)
+		if sd.inbound {
+			popFrom(t.unread, readKey{flow, sd.n}, sd)
+			popFrom(t.unreadAny, flow, sd)
+		}
+	}
+}
+
+// twinOf returns the other observation of the datagram r is, when this host both sent
+// and received it: the send for a receive, or the receive for a send (per-CPU buffers
+// may deliver the receive first).
+func (t *datagrams) twinOf(r *Record) *seenDatagram {
+	if r.Dir == DirUnknown {
+		return nil
+	}
+	var head [quoteLen]byte
+	copy(head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)])
+	q := t.byHead[headKey{flowOf(r.Src, r.Dst), head}]
+	if q == nil {
+		return nil
+	}
+	for i := 0; i < min(q.len(), lookBack); i++ {
+		sd := q.newest(i)
+		if r.Time.Sub(sd.t) > maxTwinDelay {
+			break
+		}
+		other := sd.sent && r.Dir == DirIn || sd.recv && r.Dir == DirOut
+		if other && sd.twin == nil && sd.n == r.Len {
+			return sd
+		}
+	}
+	return nil
+}
+
+// maxTwinDelay is how long after its send a local datagram's receive may be seen.
+const maxTwinDelay = time.Second
+
+// takeRead returns the datagram a read of r takes from its socket queue: the oldest
+// unread one of its flow with its length (any length when the read does not say), or nil.
+func (t *datagrams) takeRead(r *Record) *seenDatagram {
+	flow := flowOf(r.Src, r.Dst)
+	var q *sdQueue
+	if r.Len > 0 {
+		q = t.unread[readKey{flow, r.Len}]
+	} else {
+		q = t.unreadAny[flow]
+	}
+	if q == nil {
+		return nil
+	}
+	for q.len() > 0 {
+		sd := q.at(0)
+		if sd.t.After(r.Time) {
+			return nil
+		}
+		q.pop()
+		if !sd.read && !sd.evicted {
+			sd.read = true
+			return sd
+		}
+	}
+	return nil
+}
+
+// quoted returns the datagram an ICMP error quotes: the newest one of the quoted flow
+// sent before the error whose first bytes match the quoted payload, when there is one.
+func (t *datagrams) quoted(r *Record) *seenDatagram {
+	src, dst := unmapAP(r.QuotedSrc), unmapAP(r.QuotedDst)
+	var q *sdQueue
+	switch {
+	case len(r.Payload) >= quoteLen && src.Port() != 0 && dst.Port() != 0:
+		q = t.byHead[headKey{flowKey{src, dst}, [quoteLen]byte(r.Payload[:quoteLen])}]
+	case src.Port() != 0 && dst.Port() != 0:
+		q = t.byFlow[flowKey{src, dst}]
+	default:
+		q = t.byPair[pairOf(src, dst)]
+	}
+	if q == nil {
+		return nil
+	}
+	for i := 0; i < min(q.len(), lookBack); i++ {
+		sd := q.newest(i)
+		if !sd.t.After(r.Time) && sameEndpoint(sd.src, src) && sameEndpoint(sd.dst, dst) && sd.headMatches(r.Payload) {
+			return sd
+		}
+	}
+	return nil
+}
+
+// newestOf calls fn for the newest datagrams from src to dst (a zero port matches any)
+// seen between from and to, newest first, at most lookBack of them.
+func (t *datagrams) newestOf(src, dst netip.AddrPort, from, to time.Time, fn func(*seenDatagram)) {
+	src, dst = unmapAP(src), unmapAP(dst)
+	q := t.byFlow[flowKey{src, dst}]
+	if src.Port() == 0 || dst.Port() == 0 {
+		q = t.byPair[pairOf(src, dst)]
+	}
+	if q == nil {
+		return
+	}
+	for i, seen := 0, 0; i < min(q.len(), 4*lookBack) && seen < lookBack; i++ {
+		sd := q.newest(i)
+		if sd.t.After(to) {
+			continue
+		}
+		if sd.t.Before(from) {
+			return
+		}
+		if sameEndpoint(sd.src, src) && sameEndpoint(sd.dst, dst) {
+			fn(sd)
+			seen++
+		}
+	}
+}

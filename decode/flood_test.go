@@ -1,0 +1,122 @@
+package decode
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/discotrace/discotrace/ndjson"
+)
+
+// A peer floods the node: what the decoder keeps stays within its count bounds, the
+// indexes empty once the flood is older than the retention time, and the other peers'
+// exchanges are reported as they happened.
+func TestScenarioFloodFromOnePeer(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	flooder := netip.MustParseAddrPort("10.6.6.6:4000")
+	junk := make([]byte, 256)
+	ping := s.ping(a, b, DirOut)
+	for i := range 2 * maxSeen {
+		binary.BigEndian.PutUint64(junk, uint64(i)) // each datagram its own
+		s.feed(scDatagram(flooder, a.addr, junk, DirIn))
+		s.feed(&Record{Kind: Read, Src: flooder, Dst: a.addr, Len: len(junk)})
+		if i == maxSeen {
+			pong := s.pong(b, a, ping, DirIn)
+			s.feed(&Record{Kind: Read, Src: b.addr, Dst: a.addr, Len: len(pong)})
+		}
+		s.after(10 * time.Microsecond)
+	}
+	if n := s.dec.seen.all.len(); n > maxSeen {
+		t.Errorf("%d datagrams kept, bound %d", n, maxSeen)
+	}
+	for name, n := range map[string]int{"identity": len(s.dec.seen.byHead), "flow": len(s.dec.seen.byFlow),
+		"socket queue": len(s.dec.seen.unread)} {
+		if n > maxSeen {
+			t.Errorf("%d %s index keys, bound %d", n, name, maxSeen)
+		}
+	}
+	reads := 0
+	for _, ev := range s.ofType(ndjson.TypeRead) {
+		if ev.Disc != nil && ev.Src == ndjson.Addr(flooder) {
+			reads++
+		}
+	}
+	if reads != 2*maxSeen {
+		t.Errorf("%d of %d reads of the flood carry their datagram's disc", reads, 2*maxSeen)
+	}
+	s.tick(time.Second)
+	if ex := s.only(ndjson.TypeExchange); ex.Outcome != OutcomeAnswered {
+		t.Errorf("the PING to the other peer during the flood: %+v", ex)
+	}
+	s.tick(time.Minute)
+	s.tick(time.Second) // the sweep after the retention time
+	if n := s.dec.seen.all.len() + len(s.dec.seen.byHead) + len(s.dec.seen.byFlow) + len(s.dec.seen.byPair) +
+		len(s.dec.seen.unread) + len(s.dec.seen.unreadAny); n > 2*4 {
+		t.Errorf("%d datagrams and index keys left a minute after the flood", n)
+	}
+}
+
+// A loss the tracer reports after the request timed out, but that happened while it
+// waited, is evidence beside no_response: the answer may have been lost.
+func TestScenarioLossNoticedLateQualifiesNoResponse(t *testing.T) {
+	s := newScNet(t, Config{LossReportDelay: 1100 * time.Millisecond})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	start := s.now
+	s.ping(a, b, DirOut)
+	s.after(900 * time.Millisecond) // the tracer checks its loss counters once a second
+	s.feed(&Record{Kind: Lost, Count: 5, Since: start.Add(-100 * time.Millisecond)})
+	s.tick(time.Second)
+	checkFailed(t, s.only(ndjson.TypeExchange), CauseNoResponse, "lost 5 observations lost by the tracer meanwhile")
+	if l := s.only(ndjson.TypeLost); l.Since != ndjson.Time(start.Add(-100*time.Millisecond)) {
+		t.Errorf("lost event since %q", l.Since)
+	}
+}
+
+// A request resent many times lists the first copies as evidence and counts the rest.
+func TestScenarioEvidenceIsCapped(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, DirOut)
+	for range maxSentEvidence + 9 {
+		s.after(time.Millisecond)
+		s.feed(scDatagram(a.addr, b.addr, ping, DirOut))
+	}
+	s.tick(time.Second)
+	ex := s.only(ndjson.TypeExchange)
+	if len(ex.Evidence) != maxSentEvidence || ex.EvidenceMore != 10 {
+		t.Errorf("%d evidence items and %d more, want %d and 10", len(ex.Evidence), ex.EvidenceMore, maxSentEvidence)
+	}
+}
+
+// The cost of a record while one flow floods: flat in the number of datagrams the flow
+// has within the retention time (it was linear: each read and drop scanned the flow).
+func BenchmarkDecoderFlood(b *testing.B) {
+	for _, perSecond := range []int{1000, 100_000} {
+		b.Run(fmt.Sprintf("%d/s", perSecond), func(b *testing.B) {
+			d := NewDecoder(Config{})
+			src, dst := netip.MustParseAddrPort("10.6.6.6:4000"), netip.MustParseAddrPort("10.0.0.1:30303")
+			payload := make([]byte, 256)
+			recv := Record{Kind: Datagram, Dir: DirIn, Src: src, Dst: dst, Len: len(payload), Payload: payload}
+			read := Record{Kind: Read, Src: src, Dst: dst, Len: len(payload)}
+			drop := Record{Kind: Drop, Src: src, Dst: dst, Len: len(payload), Reason: "SOCKET_RCVBUFF"}
+			t := scT0
+			step := time.Second / time.Duration(perSecond)
+			emit := func(*ndjson.Event) {}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				binary.BigEndian.PutUint64(payload, uint64(i))
+				t = t.Add(step)
+				recv.Time, read.Time, drop.Time = t, t, t
+				d.Feed(&recv, emit)
+				if i%10 == 0 {
+					d.Feed(&drop, emit)
+				} else {
+					d.Feed(&read, emit)
+				}
+			}
+		})
+	}
+}
