@@ -274,18 +274,26 @@ func (t *datagrams) takeRead(r *Record) *seenDatagram {
 // sent before the error whose first bytes match the quoted payload, when there is one.
 func (t *datagrams) quoted(r *Record) *seenDatagram {
 	src, dst := unmapAP(r.QuotedSrc), unmapAP(r.QuotedDst)
-	var q *sdQueue
-	switch {
-	case len(r.Payload) >= quoteLen && src.Port() != 0 && dst.Port() != 0:
-		q = t.byHead[headKey{flowKey{src, dst}, [quoteLen]byte(r.Payload[:quoteLen])}]
-	case src.Port() != 0 && dst.Port() != 0:
-		q = t.byFlow[flowKey{src, dst}]
-	default:
-		q = t.byPair[pairOf(src, dst)]
+	ports := src.Port() != 0 && dst.Port() != 0
+	if len(r.Payload) >= quoteLen && ports {
+		// The quoted bytes name the datagram, however many its flow had since.
+		if sd := newestMatching(t.byHead[headKey{flowKey{src, dst}, [quoteLen]byte(r.Payload[:quoteLen])}], r); sd != nil {
+			return sd
+		}
 	}
+	if ports {
+		return newestMatching(t.byFlow[flowKey{src, dst}], r) // a shorter quote, or datagrams kept without payload
+	}
+	return newestMatching(t.byPair[pairOf(src, dst)], r)
+}
+
+// newestMatching returns the newest datagram of q, among the lookBack newest, that an
+// ICMP error r can quote.
+func newestMatching(q *sdQueue, r *Record) *seenDatagram {
 	if q == nil {
 		return nil
 	}
+	src, dst := unmapAP(r.QuotedSrc), unmapAP(r.QuotedDst)
 	for i := 0; i < min(q.len(), lookBack); i++ {
 		sd := q.newest(i)
 		if !sd.t.After(r.Time) && sameEndpoint(sd.src, src) && sameEndpoint(sd.dst, dst) && sd.headMatches(r.Payload) {

@@ -120,3 +120,20 @@ func BenchmarkDecoderFlood(b *testing.B) {
 		})
 	}
 }
+
+// An ICMP error quoting a request is matched by the quoted bytes, however many
+// datagrams the same flow carried since.
+func TestScenarioICMPQuotesARequestBehindAFlood(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	ping := scDatagram(a.addr, b.addr, s.ping(a, b, DirOut), DirOut)
+	junk := make([]byte, 64)
+	for i := range 10 * lookBack {
+		binary.BigEndian.PutUint64(junk, uint64(i))
+		s.feed(scDatagram(a.addr, b.addr, junk, DirOut))
+	}
+	s.after(time.Millisecond)
+	s.feed(icmpRec(b.addr, a.addr, 3, 3, ping))
+	s.tick(time.Second)
+	checkFailed(t, s.only(ndjson.TypeExchange), CauseICMPUnreachable, "icmp 3/3")
+}
