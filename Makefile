@@ -38,11 +38,12 @@ test-host:
 # Inputs are kept as found (-fuzzminimizetime 0): minimizing kilobyte-sized capture seeds
 # stalls the workers for seconds and teaches the run nothing.
 FUZZTIME ?= 200000x
-FUZZ_TARGETS = FuzzV5Header FuzzV4Decode FuzzReadCapture FuzzDecoderFeed
+# Each target is package/FuzzName: go test fuzzes one package at a time.
+FUZZ_TARGETS = decode/FuzzV5Header decode/FuzzV4Decode decode/FuzzReadCapture decode/FuzzDecoderFeed ndjson/FuzzNDJSONEncoder
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $$t for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 ./decode/ || exit 1; \
+		$(GO) test -run '^$$' -fuzz "^$${t##*/}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 "./$${t%/*}/" || exit 1; \
 	done
 
 # Speed and cost figures (printed, never asserted): decoder rates, then what tracing costs.

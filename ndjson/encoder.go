@@ -2,7 +2,6 @@ package ndjson
 
 import (
 	"bufio"
-	"encoding/json"
 	"io"
 	"net/netip"
 	"time"
@@ -11,22 +10,22 @@ import (
 // Encoder writes events as NDJSON. It buffers; call Flush when a batch is done.
 // It is not safe for concurrent use.
 type Encoder struct {
-	w   *bufio.Writer
-	enc *json.Encoder
+	w *bufio.Writer
+	// line is reused for every event, so that encoding one allocates nothing.
+	line []byte
 }
 
 // NewEncoder returns an Encoder writing to w.
 func NewEncoder(w io.Writer) *Encoder {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
-	return &Encoder{w: bw, enc: enc}
+	return &Encoder{w: bufio.NewWriterSize(w, 64<<10), line: make([]byte, 0, 1024)}
 }
 
 // Encode writes one event as one line, setting its schema version.
 func (e *Encoder) Encode(ev *Event) error {
 	ev.V = SchemaVersion
-	return e.enc.Encode(ev)
+	e.line = append(appendEvent(e.line[:0], ev), '\n')
+	_, err := e.w.Write(e.line)
+	return err
 }
 
 // Flush writes buffered lines to the underlying writer.
