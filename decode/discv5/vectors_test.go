@@ -1,4 +1,4 @@
-package decode
+package discv5
 
 import (
 	"bytes"
@@ -16,21 +16,24 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
+
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 )
 
 // Keys of the discv5 spec test vectors: go-ethereum's testKeyA / testKeyB
 // (p2p/discover/v5wire/encoding_test.go). Node A is the vectors' sender, B the recipient.
 var (
-	v5TestKeyA = v5MustKey("eef77acb6c6a6eebc5b363a475ac583ec7eccdb42b6481424c60f59aa326547f")
-	v5TestKeyB = v5MustKey("66fb62bfbd66b9177a138c1e5cddbe4f7c30c343e94e68df8769459cb1cde628")
-	v5TestIDA  = enode.PubkeyToIDV4(&v5TestKeyA.PublicKey)
-	v5TestIDB  = enode.PubkeyToIDV4(&v5TestKeyB.PublicKey)
+	testKeyA = mustKey("eef77acb6c6a6eebc5b363a475ac583ec7eccdb42b6481424c60f59aa326547f")
+	testKeyB = mustKey("66fb62bfbd66b9177a138c1e5cddbe4f7c30c343e94e68df8769459cb1cde628")
+	testIDA  = enode.PubkeyToIDV4(&testKeyA.PublicKey)
+	testIDB  = enode.PubkeyToIDV4(&testKeyB.PublicKey)
 
-	v5AddrA = netip.MustParseAddrPort("10.0.0.1:30303")
-	v5AddrB = netip.MustParseAddrPort("10.0.0.2:30303")
+	addrA = netip.MustParseAddrPort("10.0.0.1:30303")
+	addrB = netip.MustParseAddrPort("10.0.0.2:30303")
 )
 
-func v5MustKey(h string) *ecdsa.PrivateKey {
+func mustKey(h string) *ecdsa.PrivateKey {
 	k, err := crypto.HexToECDSA(h)
 	if err != nil {
 		panic(err)
@@ -38,7 +41,7 @@ func v5MustKey(h string) *ecdsa.PrivateKey {
 	return k
 }
 
-func v5Hex(t testing.TB, s string) []byte {
+func hexBytes(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := hex.DecodeString(strings.TrimPrefix(s, "0x"))
 	if err != nil {
@@ -47,19 +50,19 @@ func v5Hex(t testing.TB, s string) []byte {
 	return b
 }
 
-// v5Vector is one spec test vector file: its "# name = value" inputs and the packet.
-type v5Vector struct {
+// vector is one spec test vector file: its "# name = value" inputs and the packet.
+type vector struct {
 	in     map[string]string
 	packet []byte
 }
 
-func v5ReadVector(t testing.TB, name string) v5Vector {
+func readVector(t testing.TB, name string) vector {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "discv5", name+".txt"))
+	raw, err := os.ReadFile(filepath.Join("testdata", name+".txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := v5Vector{in: make(map[string]string)}
+	v := vector{in: make(map[string]string)}
 	var hexText strings.Builder
 	for _, line := range strings.Split(string(raw), "\n") {
 		line = strings.TrimSpace(line)
@@ -71,36 +74,36 @@ func v5ReadVector(t testing.TB, name string) v5Vector {
 		}
 		hexText.WriteString(line)
 	}
-	v.packet = v5Hex(t, hexText.String())
+	v.packet = hexBytes(t, hexText.String())
 	return v
 }
 
-func (v v5Vector) bytes(t testing.TB, key string) []byte {
+func (v vector) bytes(t testing.TB, key string) []byte {
 	t.Helper()
 	s, ok := v.in[key]
 	if !ok {
 		t.Fatalf("vector has no %q", key)
 	}
-	return v5Hex(t, s)
+	return hexBytes(t, s)
 }
 
-func v5Datagram(src, dst netip.AddrPort, payload []byte) *Record {
-	return &Record{Kind: Datagram, Time: time.Unix(1700000000, 0), Src: src, Dst: dst, Len: len(payload), Payload: payload}
+func datagram(src, dst netip.AddrPort, payload []byte) *record.Record {
+	return &record.Record{Kind: record.Datagram, Time: time.Unix(1700000000, 0), Src: src, Dst: dst, Len: len(payload), Payload: payload}
 }
 
-func v5MustDecode(t *testing.T, d *V5Decoder, r *Record) Packet {
+func mustDecode(t *testing.T, d *Decoder, r *record.Record) packet.Packet {
 	t.Helper()
 	p, ok := d.Decode(r)
 	if !ok {
 		t.Fatalf("packet %s -> %s (%d bytes) not recognised as discv5", r.Src, r.Dst, r.Len)
 	}
-	if p.Proto != ProtoV5 {
-		t.Fatalf("proto %q, want %q", p.Proto, ProtoV5)
+	if p.Proto != packet.ProtoV5 {
+		t.Fatalf("proto %q, want %q", p.Proto, packet.ProtoV5)
 	}
 	return p
 }
 
-func v5CheckIDs(t *testing.T, p Packet, src *enode.ID, dst enode.ID) {
+func checkIDs(t *testing.T, p packet.Packet, src *enode.ID, dst enode.ID) {
 	t.Helper()
 	if !p.HasDstID || p.DstID != dst {
 		t.Errorf("dst-id %v (known %v), want %v", p.DstID, p.HasDstID, dst)
@@ -113,7 +116,7 @@ func v5CheckIDs(t *testing.T, p Packet, src *enode.ID, dst enode.ID) {
 	}
 }
 
-func v5CheckErr(t *testing.T, p Packet, want error) {
+func checkErr(t *testing.T, p packet.Packet, want error) {
 	t.Helper()
 	if want == nil {
 		if p.Err != nil {
@@ -126,7 +129,7 @@ func v5CheckErr(t *testing.T, p Packet, want error) {
 	}
 }
 
-func v5CheckPing(t *testing.T, p Packet, reqID []byte, enrSeq uint64) {
+func checkPing(t *testing.T, p packet.Packet, reqID []byte, enrSeq uint64) {
 	t.Helper()
 	ping, ok := p.Msg.(*v5wire.Ping)
 	if !ok {
@@ -143,14 +146,14 @@ func v5CheckPing(t *testing.T, p Packet, reqID []byte, enrSeq uint64) {
 // The spec's WHOAREYOU vector: header fields, authdata and the challenge-data that the
 // handshake vectors use as HKDF salt.
 func TestV5VectorWhoareyou(t *testing.T) {
-	v := v5ReadVector(t, "v5.1-whoareyou")
-	d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-	p := v5MustDecode(t, d, v5Datagram(v5AddrA, v5AddrB, v.packet))
+	v := readVector(t, "v5.1-whoareyou")
+	d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+	p := mustDecode(t, d, datagram(addrA, addrB, v.packet))
 	if p.Kind != KindWhoareyou {
 		t.Fatalf("kind %q, want %q", p.Kind, KindWhoareyou)
 	}
-	v5CheckIDs(t, p, nil, v5TestIDB) // WHOAREYOU carries no src-id and nothing was learned
-	v5CheckErr(t, p, nil)
+	checkIDs(t, p, nil, testIDB) // WHOAREYOU carries no src-id and nothing was learned
+	checkErr(t, p, nil)
 	if want := v.bytes(t, "whoareyou.request-nonce"); !bytes.Equal(p.Nonce, want) {
 		t.Errorf("nonce %x, want %x", p.Nonce, want)
 	}
@@ -163,29 +166,29 @@ func TestV5VectorWhoareyou(t *testing.T) {
 	if want := v.bytes(t, "whoareyou.challenge-data"); !bytes.Equal(p.ChallengeData, want) {
 		t.Errorf("challenge-data\n got %x\nwant %x", p.ChallengeData, want)
 	}
-	if len(v.packet) != v5MinPacketSize {
-		t.Errorf("WHOAREYOU is %d bytes, want %d", len(v.packet), v5MinPacketSize)
+	if len(v.packet) != MinPacketSize {
+		t.Errorf("WHOAREYOU is %d bytes, want %d", len(v.packet), MinPacketSize)
 	}
 }
 
 // The spec's ordinary message vector: decrypts with the given read-key, and without it
 // still yields the header and says why it could not be decrypted.
 func TestV5VectorPingMessage(t *testing.T) {
-	v := v5ReadVector(t, "v5.1-ping-message")
-	if got := enode.HexID(v.in["src-node-id"]); got != v5TestIDA {
-		t.Fatalf("vector src-node-id %v is not testKeyA's %v", got, v5TestIDA)
+	v := readVector(t, "v5.1-ping-message")
+	if got := enode.HexID(v.in["src-node-id"]); got != testIDA {
+		t.Fatalf("vector src-node-id %v is not testKeyA's %v", got, testIDA)
 	}
-	rec := v5Datagram(v5AddrA, v5AddrB, v.packet)
+	rec := datagram(addrA, addrB, v.packet)
 
 	t.Run("no session", func(t *testing.T) {
-		d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-		p := v5MustDecode(t, d, rec)
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		p := mustDecode(t, d, rec)
 		if p.Kind != KindMessage {
 			t.Fatalf("kind %q, want %q", p.Kind, KindMessage)
 		}
-		v5CheckIDs(t, p, &v5TestIDA, v5TestIDB)
-		v5CheckErr(t, p, errV5NoKey)
-		if errors.Is(p.Err, errV5RandomPacket) {
+		checkIDs(t, p, &testIDA, testIDB)
+		checkErr(t, p, ErrNoKey)
+		if errors.Is(p.Err, ErrRandomPacket) {
 			t.Errorf("a %d-byte message reported as a random packet", len(v.packet))
 		}
 		if p.Msg != nil {
@@ -196,30 +199,30 @@ func TestV5VectorPingMessage(t *testing.T) {
 		}
 	})
 	t.Run("session key known", func(t *testing.T) {
-		d := NewV5Decoder(nil) // no node key at all: the session key is enough
-		var key [v5KeySize]byte
+		d := NewDecoder(nil) // no node key at all: the session key is enough
+		var key [sessionKeySize]byte
 		copy(key[:], v.bytes(t, "read-key"))
-		d.st.addKey(v5SessionID{v5Direction{v5TestIDA, v5TestIDB}, v5AddrA, v5AddrB}, key)
-		d.AddKnownID(v5TestIDB)
-		p := v5MustDecode(t, d, rec)
-		v5CheckIDs(t, p, &v5TestIDA, v5TestIDB)
-		v5CheckErr(t, p, nil)
-		v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 2)
+		d.st.addKey(sessionID{direction{testIDA, testIDB}, addrA, addrB}, key)
+		d.AddKnownID(testIDB)
+		p := mustDecode(t, d, rec)
+		checkIDs(t, p, &testIDA, testIDB)
+		checkErr(t, p, nil)
+		checkPing(t, p, v.bytes(t, "ping.req-id"), 2)
 	})
 	t.Run("session set up at another address", func(t *testing.T) {
-		d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-		var key [v5KeySize]byte
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		var key [sessionKeySize]byte
 		copy(key[:], v.bytes(t, "read-key"))
-		d.st.addKey(v5SessionID{v5Direction{v5TestIDA, v5TestIDB}, netip.MustParseAddrPort("10.0.0.9:30303"), v5AddrB}, key)
-		p := v5MustDecode(t, d, rec)
-		v5CheckErr(t, p, errV5OtherAddress)
-		v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 2)
+		d.st.addKey(sessionID{direction{testIDA, testIDB}, netip.MustParseAddrPort("10.0.0.9:30303"), addrB}, key)
+		p := mustDecode(t, d, rec)
+		checkErr(t, p, errOtherAddress)
+		checkPing(t, p, v.bytes(t, "ping.req-id"), 2)
 	})
 	t.Run("stale session key", func(t *testing.T) {
-		d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-		d.st.addKey(v5SessionID{v5Direction{v5TestIDA, v5TestIDB}, v5AddrA, v5AddrB}, [v5KeySize]byte{1})
-		p := v5MustDecode(t, d, rec)
-		v5CheckErr(t, p, errV5SessionMismatch)
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		d.st.addKey(sessionID{direction{testIDA, testIDB}, addrA, addrB}, [sessionKeySize]byte{1})
+		p := mustDecode(t, d, rec)
+		checkErr(t, p, errSessionMismatch)
 	})
 }
 
@@ -235,36 +238,36 @@ func TestV5VectorHandshake(t *testing.T) {
 		{"v5.1-ping-handshake-enr", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := v5ReadVector(t, tc.name)
-			rec := v5Datagram(v5AddrA, v5AddrB, v.packet)
+			v := readVector(t, tc.name)
+			rec := datagram(addrA, addrB, v.packet)
 			challenge := v.bytes(t, "whoareyou.challenge-data")
-			newDecoder := func() *V5Decoder {
-				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-				// B sent the WHOAREYOU (from v5AddrB) that A's handshake answers.
-				d.st.storeChallenge(v5TestIDA, v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true})
+			newDecoder := func() *Decoder {
+				d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+				// B sent the WHOAREYOU (from addrB) that A's handshake answers.
+				d.st.storeChallenge(testIDA, seenChallenge{data: challenge, challengerAddr: addrB, challengerID: testIDB, hasChallengerID: true})
 				if !tc.withENR {
 					// Without an ENR in the handshake, A's key comes from a record known before.
-					d.AddNode(enode.NewV4(&v5TestKeyA.PublicKey, v5AddrA.Addr().AsSlice(), 0, int(v5AddrA.Port())))
+					d.AddNode(enode.NewV4(&testKeyA.PublicKey, addrA.Addr().AsSlice(), 0, int(addrA.Port())))
 				}
 				return d
 			}
 
 			d := newDecoder()
-			p := v5MustDecode(t, d, rec)
+			p := mustDecode(t, d, rec)
 			if p.Kind != KindHandshake {
 				t.Fatalf("kind %q, want %q", p.Kind, KindHandshake)
 			}
-			v5CheckIDs(t, p, &v5TestIDA, v5TestIDB)
-			v5CheckErr(t, p, nil)
+			checkIDs(t, p, &testIDA, testIDB)
+			checkErr(t, p, nil)
 			if want := v.bytes(t, "nonce"); !bytes.Equal(p.Nonce, want) {
 				t.Errorf("nonce %x, want %x", p.Nonce, want)
 			}
-			v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 1)
+			checkPing(t, p, v.bytes(t, "ping.req-id"), 1)
 
 			// The authdata, as left unmasked in the decoder's scratch header.
-			auth := d.hdr[v5StaticEnd:]
-			if got := enode.ID(auth[:32]); got != v5TestIDA {
-				t.Errorf("authdata src-id %v, want %v", got, v5TestIDA)
+			auth := d.hdr[staticEnd:]
+			if got := enode.ID(auth[:32]); got != testIDA {
+				t.Errorf("authdata src-id %v, want %v", got, testIDA)
 			}
 			if auth[32] != 64 || auth[33] != 33 {
 				t.Errorf("sig-size %d eph-key-size %d, want 64 33", auth[32], auth[33])
@@ -273,19 +276,19 @@ func TestV5VectorHandshake(t *testing.T) {
 				t.Errorf("ephemeral-pubkey %x, want %x", auth[34+64:34+64+33], want)
 			}
 			// The session key B derived for A's packets is the vector's read-key.
-			ring, ok := d.st.sessions.get(v5SessionID{v5Direction{v5TestIDA, v5TestIDB}, v5AddrA, v5AddrB})
+			ring, ok := d.st.sessions.get(sessionID{direction{testIDA, testIDB}, addrA, addrB})
 			if !ok || ring[0] == nil {
 				t.Fatal("no session stored after the handshake")
 			}
 			if want := v.bytes(t, "read-key"); !bytes.Equal(ring[0].raw[:], want) {
 				t.Errorf("initiator-key %x, want read-key %x", ring[0].raw, want)
 			}
-			if _, ok := d.st.sessions.get(v5SessionID{v5Direction{v5TestIDB, v5TestIDA}, v5AddrB, v5AddrA}); !ok {
+			if _, ok := d.st.sessions.get(sessionID{direction{testIDB, testIDA}, addrB, addrA}); !ok {
 				t.Error("no recipient-key stored for B's replies")
 			}
 
 			if tc.withENR {
-				if len(p.Records) != 1 || p.Records[0].ID() != v5TestIDA {
+				if len(p.Records) != 1 || p.Records[0].ID() != testIDA {
 					t.Fatalf("records %v, want A's ENR", p.Records)
 				}
 				if !p.HasENRSeq || p.ENRSeq != 1 { // PING's enr-seq and the record's are both 1
@@ -298,54 +301,54 @@ func TestV5VectorHandshake(t *testing.T) {
 			if !tc.withENR { // with an ENR, the handshake's own record is authoritative
 				t.Run("wrong initiator key", func(t *testing.T) {
 					d := newDecoder()
-					other := enode.NewV4(&v5MustKey("4444444444444444444444444444444444444444444444444444444444444444").PublicKey, nil, 0, 0)
-					d.st.pubkeys.put(v5TestIDA, other.Pubkey())
-					p := v5MustDecode(t, d, rec)
-					v5CheckErr(t, p, errV5BadIDSignature)
-					v5CheckErr(t, p, errV5BadHandshake)
-					v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 1) // decrypted all the same
+					other := enode.NewV4(&mustKey("4444444444444444444444444444444444444444444444444444444444444444").PublicKey, nil, 0, 0)
+					d.st.pubkeys.put(testIDA, other.Pubkey())
+					p := mustDecode(t, d, rec)
+					checkErr(t, p, errBadIDSignature)
+					checkErr(t, p, errBadHandshake)
+					checkPing(t, p, v.bytes(t, "ping.req-id"), 1) // decrypted all the same
 				})
 			}
 			t.Run("late handshake", func(t *testing.T) {
-				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-				d.st.storeChallenge(v5TestIDA, v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true, sent: rec.Time.Add(-1001 * time.Millisecond)})
-				p := v5MustDecode(t, d, rec)
-				v5CheckErr(t, p, errV5LateHandshake)
-				v5CheckPing(t, p, v.bytes(t, "ping.req-id"), 1)
+				d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+				d.st.storeChallenge(testIDA, seenChallenge{data: challenge, challengerAddr: addrB, challengerID: testIDB, hasChallengerID: true, sent: rec.Time.Add(-1001 * time.Millisecond)})
+				p := mustDecode(t, d, rec)
+				checkErr(t, p, errLateHandshake)
+				checkPing(t, p, v.bytes(t, "ping.req-id"), 1)
 
-				d = NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-				d.st.storeChallenge(v5TestIDA, v5Challenge{data: challenge, challengerAddr: v5AddrB, challengerID: v5TestIDB, hasChallengerID: true, sent: rec.Time.Add(-time.Second)})
-				v5CheckErr(t, v5MustDecode(t, d, rec), nil) // exactly 1s is still in time
+				d = NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+				d.st.storeChallenge(testIDA, seenChallenge{data: challenge, challengerAddr: addrB, challengerID: testIDB, hasChallengerID: true, sent: rec.Time.Add(-time.Second)})
+				checkErr(t, mustDecode(t, d, rec), nil) // exactly 1s is still in time
 			})
 			t.Run("challenge not captured", func(t *testing.T) {
-				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-				p := v5MustDecode(t, d, rec)
-				v5CheckErr(t, p, errV5NoChallenge)
-				v5CheckErr(t, p, errV5NoKey)
-				v5CheckIDs(t, p, &v5TestIDA, v5TestIDB)
+				d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+				p := mustDecode(t, d, rec)
+				checkErr(t, p, errNoChallenge)
+				checkErr(t, p, ErrNoKey)
+				checkIDs(t, p, &testIDA, testIDB)
 			})
 			t.Run("wrong challenge", func(t *testing.T) {
-				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
+				d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
 				bad := bytes.Clone(challenge)
 				bad[len(bad)-1] ^= 0x80
-				d.st.storeChallenge(v5TestIDA, v5Challenge{data: bad, challengerAddr: v5AddrB})
-				p := v5MustDecode(t, d, rec)
-				v5CheckErr(t, p, errV5HandshakeDecrypt)
+				d.st.storeChallenge(testIDA, seenChallenge{data: bad, challengerAddr: addrB})
+				p := mustDecode(t, d, rec)
+				checkErr(t, p, errHandshakeDecrypt)
 			})
 			t.Run("recipient key unknown", func(t *testing.T) {
-				d := NewV5Decoder(nil)
-				d.AddKnownID(v5TestIDB)
-				p := v5MustDecode(t, d, rec)
-				v5CheckErr(t, p, errV5NoKey)
-				if errors.Is(p.Err, errV5InitiatorSide) {
+				d := NewDecoder(nil)
+				d.AddKnownID(testIDB)
+				p := mustDecode(t, d, rec)
+				checkErr(t, p, ErrNoKey)
+				if errors.Is(p.Err, errInitiatorSide) {
 					t.Error("A's key was not given, yet the error blames the initiator side")
 				}
 			})
 			t.Run("initiator key only", func(t *testing.T) {
-				d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyA})
-				d.AddKnownID(v5TestIDB)
-				p := v5MustDecode(t, d, rec)
-				v5CheckErr(t, p, errV5InitiatorSide)
+				d := NewDecoder([]*ecdsa.PrivateKey{testKeyA})
+				d.AddKnownID(testIDB)
+				p := mustDecode(t, d, rec)
+				checkErr(t, p, errInitiatorSide)
 			})
 		})
 	}
@@ -354,46 +357,46 @@ func TestV5VectorHandshake(t *testing.T) {
 // Key agreement, ECDH and ID signature against the spec's crypto vectors (go-ethereum
 // p2p/discover/v5wire/crypto_test.go).
 func TestV5VectorCrypto(t *testing.T) {
-	cdata := v5Hex(t, "000000000000000000000000000000006469736376350001010102030405060708090a0b0c00180102030405060708090a0b0c0d0e0f100000000000000000")
+	cdata := hexBytes(t, "000000000000000000000000000000006469736376350001010102030405060708090a0b0c00180102030405060708090a0b0c0d0e0f100000000000000000")
 	t.Run("ecdh", func(t *testing.T) {
-		priv := v5MustKey("fb757dc581730490a1d7a00deea65e9b1936924caaea8f44d476014856b68736")
-		pub, err := v5DecodeEphemeral(v5Hex(t, "039961e4c2356d61bedb83052c115d311acb3a96f5777296dcf297351130266231"))
+		priv := mustKey("fb757dc581730490a1d7a00deea65e9b1936924caaea8f44d476014856b68736")
+		pub, err := decodeEphemeral(hexBytes(t, "039961e4c2356d61bedb83052c115d311acb3a96f5777296dcf297351130266231"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := v5Hex(t, "033b11a2a1f214567e1537ce5e509ffd9b21373247f2a3ff6841f4976f53165e7e")
-		if got := v5ECDH(priv, pub); !bytes.Equal(got, want) {
+		want := hexBytes(t, "033b11a2a1f214567e1537ce5e509ffd9b21373247f2a3ff6841f4976f53165e7e")
+		if got := ecdh(priv, pub); !bytes.Equal(got, want) {
 			t.Errorf("shared secret %x, want %x", got, want)
 		}
 	})
 	t.Run("key derivation", func(t *testing.T) {
-		eph := v5MustKey("fb757dc581730490a1d7a00deea65e9b1936924caaea8f44d476014856b68736")
+		eph := mustKey("fb757dc581730490a1d7a00deea65e9b1936924caaea8f44d476014856b68736")
 		// Initiator side: ephemeral secret with B's static public key.
-		keys, ok := v5DeriveKeys(eph, &v5TestKeyB.PublicKey, v5TestIDA, v5TestIDB, cdata)
+		keys, ok := deriveKeys(eph, &testKeyB.PublicKey, testIDA, testIDB, cdata)
 		if !ok {
 			t.Fatal("key derivation failed")
 		}
-		if want := v5Hex(t, "dccc82d81bd610f4f76d3ebe97a40571"); !bytes.Equal(keys.initiator[:], want) {
+		if want := hexBytes(t, "dccc82d81bd610f4f76d3ebe97a40571"); !bytes.Equal(keys.initiator[:], want) {
 			t.Errorf("initiator-key %x, want %x", keys.initiator, want)
 		}
-		if want := v5Hex(t, "ac74bb8773749920b0d3a8881c173ec5"); !bytes.Equal(keys.recipient[:], want) {
+		if want := hexBytes(t, "ac74bb8773749920b0d3a8881c173ec5"); !bytes.Equal(keys.recipient[:], want) {
 			t.Errorf("recipient-key %x, want %x", keys.recipient, want)
 		}
 		// Recipient side, what the decoder does: B's static key with the ephemeral public key.
-		again, ok := v5DeriveKeys(v5TestKeyB, &eph.PublicKey, v5TestIDA, v5TestIDB, cdata)
+		again, ok := deriveKeys(testKeyB, &eph.PublicKey, testIDA, testIDB, cdata)
 		if !ok || again != keys {
 			t.Errorf("recipient-side keys %x differ from initiator-side %x", again, keys)
 		}
 	})
 	t.Run("id signature", func(t *testing.T) {
-		key := v5MustKey("fb757dc581730490a1d7a00deea65e9b1936924caaea8f44d476014856b68736")
+		key := mustKey("fb757dc581730490a1d7a00deea65e9b1936924caaea8f44d476014856b68736")
 		destID := enode.HexID("0xbbbb9d047f0488c0b5a93c1c3f2d8bafc7c8ff337024a55434a0d0555de64db9")
-		ephPub := v5Hex(t, "039961e4c2356d61bedb83052c115d311acb3a96f5777296dcf297351130266231")
-		sig := v5Hex(t, "94852a1e2318c4e5e9d422c98eaf19d1d90d876b29cd06ca7cb7546d0fff7b484fe86c09a064fe72bdbef73ba8e9c34df0cd2b53e9d65528c2c7f336d5dfc6e6")
-		if !v5VerifyIDSignature(&key.PublicKey, sig, cdata, ephPub, destID) {
+		ephPub := hexBytes(t, "039961e4c2356d61bedb83052c115d311acb3a96f5777296dcf297351130266231")
+		sig := hexBytes(t, "94852a1e2318c4e5e9d422c98eaf19d1d90d876b29cd06ca7cb7546d0fff7b484fe86c09a064fe72bdbef73ba8e9c34df0cd2b53e9d65528c2c7f336d5dfc6e6")
+		if !verifyIDSignature(&key.PublicKey, sig, cdata, ephPub, destID) {
 			t.Error("the spec's id-signature does not verify")
 		}
-		if v5VerifyIDSignature(&key.PublicKey, sig, cdata, ephPub, v5TestIDA) {
+		if verifyIDSignature(&key.PublicKey, sig, cdata, ephPub, testIDA) {
 			t.Error("the id-signature verifies for another recipient")
 		}
 	})
@@ -401,7 +404,7 @@ func TestV5VectorCrypto(t *testing.T) {
 
 // Masking must match cipher.NewCTR across block boundaries and counter carries.
 func TestV5MaskMatchesCTR(t *testing.T) {
-	block := v5NewMaskBlock(v5TestIDB)
+	block := newMaskBlock(testIDB)
 	for _, iv := range [][]byte{
 		make([]byte, 16),
 		bytes.Repeat([]byte{0xff}, 16),
@@ -409,10 +412,10 @@ func TestV5MaskMatchesCTR(t *testing.T) {
 	} {
 		for _, off := range []int{0, 5, 16, 23, 31, 32} {
 			buf := make([]byte, 300)
-			var m v5Mask
+			var m headerMask
 			m.xor(block, iv, off, buf[off:])
 			want := make([]byte, 300)
-			v5StdCTR(block, iv, want)
+			stdCTR(block, iv, want)
 			if !bytes.Equal(buf[off:], want[off:]) {
 				t.Fatalf("iv %x offset %d: keystream differs from cipher.NewCTR", iv, off)
 			}
@@ -421,65 +424,65 @@ func TestV5MaskMatchesCTR(t *testing.T) {
 }
 
 func TestV5NotDiscv5(t *testing.T) {
-	d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-	d.AddKnownID(v5TestIDA)
-	v := v5ReadVector(t, "v5.1-ping-message")
+	d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+	d.AddKnownID(testIDA)
+	v := readVector(t, "v5.1-ping-message")
 	for name, payload := range map[string][]byte{
 		"empty":           nil,
 		"62 bytes":        v.packet[:62],
 		"zeros":           make([]byte, 200),
-		"masked for C":    v5Remask(v.packet, v5TestIDB, enode.ID{0xcc}),
-		"other protocol":  v5Remask(v5WithByte(v5Remask(v.packet, v5TestIDB, enode.ID{}), 16, 'X'), enode.ID{}, v5TestIDB),
+		"masked for C":    remask(v.packet, testIDB, enode.ID{0xcc}),
+		"other protocol":  remask(withByte(remask(v.packet, testIDB, enode.ID{}), 16, 'X'), enode.ID{}, testIDB),
 		"discv4-ish ping": append(bytes.Repeat([]byte{0xab}, 97), 0x01, 0xc0),
 	} {
-		if p, ok := d.Decode(v5Datagram(v5AddrA, v5AddrB, payload)); ok {
+		if p, ok := d.Decode(datagram(addrA, addrB, payload)); ok {
 			t.Errorf("%s: decoded as discv5: %+v", name, p)
 		}
 	}
-	if _, ok := d.Decode(&Record{Kind: ICMP, Payload: v.packet, Len: len(v.packet)}); ok {
+	if _, ok := d.Decode(&record.Record{Kind: record.ICMP, Payload: v.packet, Len: len(v.packet)}); ok {
 		t.Error("an ICMP record decoded as discv5")
 	}
 }
 
 // Broken headers still come back as discv5 (the protocol-id unmasked) with a named error.
 func TestV5MalformedHeaders(t *testing.T) {
-	v := v5ReadVector(t, "v5.1-ping-message")
-	plain := v5Remask(v.packet, v5TestIDB, enode.ID{})
+	v := readVector(t, "v5.1-ping-message")
+	plain := remask(v.packet, testIDB, enode.ID{})
 	for _, tc := range []struct {
 		name string
 		edit func([]byte) []byte // on the unmasked packet
 		want error
 	}{
-		{"version 2", func(b []byte) []byte { return v5WithByte(b, 23, 2) }, errV5BadVersion},
-		{"flag 3", func(b []byte) []byte { return v5WithByte(b, 24, 3) }, errV5BadFlag},
-		{"authsize beyond packet", func(b []byte) []byte { return v5WithByte(b, 37, 0xff) }, errV5AuthSize},
-		{"message authsize 31", func(b []byte) []byte { return v5WithByte(b, 38, 31) }, errV5AuthSize},
-		{"too short", func(b []byte) []byte { return b[:v5StaticEnd+40] }, errV5TooShort},
-		{"whoareyou authsize 32", func(b []byte) []byte { return v5WithByte(b, 24, v5FlagWhoareyou) }, errV5AuthSize},
-		{"handshake sizes beyond authdata", func(b []byte) []byte { return v5WithByte(b, 24, v5FlagHandshake) }, errV5AuthSize},
+		{"version 2", func(b []byte) []byte { return withByte(b, 23, 2) }, errBadVersion},
+		{"flag 3", func(b []byte) []byte { return withByte(b, 24, 3) }, errBadFlag},
+		{"authsize beyond packet", func(b []byte) []byte { return withByte(b, 37, 0xff) }, errAuthSize},
+		{"message authsize 31", func(b []byte) []byte { return withByte(b, 38, 31) }, errAuthSize},
+		{"too short", func(b []byte) []byte { return b[:staticEnd+40] }, errTooShort},
+		{"whoareyou authsize 32", func(b []byte) []byte { return withByte(b, 24, flagWhoareyou) }, errAuthSize},
+		{"handshake sizes beyond authdata", func(b []byte) []byte { return withByte(b, 24, flagHandshake) }, errAuthSize},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-			pkt := v5Remask(tc.edit(bytes.Clone(plain)), enode.ID{}, v5TestIDB)
-			p := v5MustDecode(t, d, v5Datagram(v5AddrA, v5AddrB, pkt))
-			v5CheckErr(t, p, tc.want)
-			if !p.HasDstID || p.DstID != v5TestIDB || len(p.Nonce) != 12 {
+			d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+			pkt := remask(tc.edit(bytes.Clone(plain)), enode.ID{}, testIDB)
+			p := mustDecode(t, d, datagram(addrA, addrB, pkt))
+			checkErr(t, p, tc.want)
+			if !p.HasDstID || p.DstID != testIDB || len(p.Nonce) != 12 {
 				t.Errorf("header fields lost: %+v", p)
 			}
 		})
 	}
 	t.Run("truncated capture", func(t *testing.T) {
-		d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyB})
-		r := v5Datagram(v5AddrA, v5AddrB, v.packet[:80])
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		r := datagram(addrA, addrB, v.packet[:80])
 		r.Len = len(v.packet)
-		p := v5MustDecode(t, d, r)
-		v5CheckErr(t, p, errV5Truncated)
-		v5CheckIDs(t, p, &v5TestIDA, v5TestIDB)
+		p := mustDecode(t, d, r)
+		checkErr(t, p, ErrTruncated)
+		checkIDs(t, p, &testIDA, testIDB)
 	})
 }
 
-// v5StdCTR is the reference keystream: the standard library's CTR.
-func v5StdCTR(block interface{ Encrypt(dst, src []byte) }, iv, buf []byte) {
+// stdCTR is the reference keystream: the standard library's CTR.
+func stdCTR(block interface{ Encrypt(dst, src []byte) }, iv, buf []byte) {
 	ctr := make([]byte, 16)
 	copy(ctr, iv)
 	ks := make([]byte, 16)
@@ -497,31 +500,31 @@ func v5StdCTR(block interface{ Encrypt(dst, src []byte) }, iv, buf []byte) {
 	}
 }
 
-// v5Remask removes the header mask of from and applies the one of to; the zero ID
+// remask removes the header mask of from and applies the one of to; the zero ID
 // stands for "no mask" (a plain header).
-func v5Remask(pkt []byte, from, to enode.ID) []byte {
+func remask(pkt []byte, from, to enode.ID) []byte {
 	out := bytes.Clone(pkt)
-	var m v5Mask
+	var m headerMask
 	if from != (enode.ID{}) {
-		m.xor(v5NewMaskBlock(from), out[:v5IVSize], 0, out[v5IVSize:v5StaticEnd])
-		v5XORAuthdata(&m, from, out)
+		m.xor(newMaskBlock(from), out[:ivSize], 0, out[ivSize:staticEnd])
+		xorAuthdata(&m, from, out)
 	}
 	if to != (enode.ID{}) {
-		v5XORAuthdata(&m, to, out) // reads the size while the static header is plain
-		m.xor(v5NewMaskBlock(to), out[:v5IVSize], 0, out[v5IVSize:v5StaticEnd])
+		xorAuthdata(&m, to, out) // reads the size while the static header is plain
+		m.xor(newMaskBlock(to), out[:ivSize], 0, out[ivSize:staticEnd])
 	}
 	return out
 }
 
-// v5XORAuthdata applies id's keystream to the authdata whose size the (plain) static
+// xorAuthdata applies id's keystream to the authdata whose size the (plain) static
 // header declares, as far as the packet goes.
-func v5XORAuthdata(m *v5Mask, id enode.ID, pkt []byte) {
-	size := int(binary.BigEndian.Uint16(pkt[v5StaticEnd-2 : v5StaticEnd]))
-	end := min(v5StaticEnd+size, len(pkt))
-	m.xor(v5NewMaskBlock(id), pkt[:v5IVSize], v5StaticEnd-v5IVSize, pkt[v5StaticEnd:end])
+func xorAuthdata(m *headerMask, id enode.ID, pkt []byte) {
+	size := int(binary.BigEndian.Uint16(pkt[staticEnd-2 : staticEnd]))
+	end := min(staticEnd+size, len(pkt))
+	m.xor(newMaskBlock(id), pkt[:ivSize], staticEnd-ivSize, pkt[staticEnd:end])
 }
 
-func v5WithByte(b []byte, i int, v byte) []byte {
+func withByte(b []byte, i int, v byte) []byte {
 	out := bytes.Clone(b)
 	out[i] = v
 	return out
@@ -529,7 +532,7 @@ func v5WithByte(b []byte, i int, v byte) []byte {
 
 // The decoder's memory is bounded: beyond the limit, the oldest entries go first.
 func TestV5StateBounds(t *testing.T) {
-	b := newV5Bounded[int, int](4)
+	b := newBounded[int, int](4)
 	for i := 0; i < 10; i++ {
 		b.put(i, i)
 	}
@@ -547,25 +550,25 @@ func TestV5StateBounds(t *testing.T) {
 		}
 	}
 
-	var k v5KnownIDs
+	var k knownIDs
 	k.index = make(map[enode.ID]int)
 	id := func(i int) enode.ID { return enode.ID{byte(i >> 8), byte(i), 1} }
-	for i := 0; i < v5MaxKnownIDs+5; i++ {
+	for i := 0; i < maxKnownIDs+5; i++ {
 		k.add(id(i))
 	}
-	k.add(id(v5MaxKnownIDs)) // already known: no change
-	if len(k.ids) != v5MaxKnownIDs || len(k.index) != v5MaxKnownIDs {
-		t.Fatalf("%d candidates (%d indexed), want %d", len(k.ids), len(k.index), v5MaxKnownIDs)
+	k.add(id(maxKnownIDs)) // already known: no change
+	if len(k.ids) != maxKnownIDs || len(k.index) != maxKnownIDs {
+		t.Fatalf("%d candidates (%d indexed), want %d", len(k.ids), len(k.index), maxKnownIDs)
 	}
 	for i := 0; i < 5; i++ {
 		if _, ok := k.get(id(i)); ok {
 			t.Errorf("oldest ID %d still a candidate", i)
 		}
 	}
-	if got := k.newest(0).id; got != id(v5MaxKnownIDs+4) {
+	if got := k.newest(0).id; got != id(maxKnownIDs+4) {
 		t.Errorf("newest candidate %v, want the last added", got)
 	}
-	if got := k.newest(v5MaxKnownIDs - 1).id; got != id(5) {
+	if got := k.newest(maxKnownIDs - 1).id; got != id(5) {
 		t.Errorf("oldest candidate %v, want ID 5", got)
 	}
 	for i, c := range k.ids {
@@ -580,15 +583,15 @@ func TestV5StateBounds(t *testing.T) {
 // costs one AES block, not one per known ID). Sent to any other address, the same bytes
 // unmask with the known ID they were masked for.
 func TestV5LocalAddressUnmasksWithLocalIDsOnly(t *testing.T) {
-	v := v5ReadVector(t, "v5.1-ping-message") // masked for B
-	d := NewV5Decoder([]*ecdsa.PrivateKey{v5TestKeyA})
-	d.LearnAddr(v5TestIDA, v5AddrA)
-	d.AddKnownID(v5TestIDB)
-	if p, ok := d.Decode(v5Datagram(v5AddrB, v5AddrA, v.packet)); ok {
+	v := readVector(t, "v5.1-ping-message") // masked for B
+	d := NewDecoder([]*ecdsa.PrivateKey{testKeyA})
+	d.LearnAddr(testIDA, addrA)
+	d.AddKnownID(testIDB)
+	if p, ok := d.Decode(datagram(addrB, addrA, v.packet)); ok {
 		t.Fatalf("a packet for B decoded at A's address: %+v", p)
 	}
 	other := netip.MustParseAddrPort("10.0.0.9:30303")
-	if p, ok := d.Decode(v5Datagram(v5AddrA, other, v.packet)); !ok || p.DstID != v5TestIDB {
+	if p, ok := d.Decode(datagram(addrA, other, v.packet)); !ok || p.DstID != testIDB {
 		t.Fatalf("not unmasked with the known ID at another address: %+v %v", p, ok)
 	}
 }
