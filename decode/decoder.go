@@ -138,7 +138,7 @@ func NewDecoder(cfg Config) *Decoder {
 	d := &Decoder{
 		cfg:        cfg,
 		v4:         discv4.NewDecoder(),
-		v5:         discv5.NewDecoder(cfg.Identity.Keys),
+		v5:         discv5.NewDecoder(cfg.Identity.Keys, cfg.HandshakeTimeout),
 		flows:      make(map[ipPair][]*seenDatagram),
 		localIDs:   make(map[enode.ID]bool),
 		localAddrs: make(map[netip.AddrPort]bool),

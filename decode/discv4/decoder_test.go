@@ -48,7 +48,7 @@ func datagram(payload []byte) *record.Record {
 	return &record.Record{Kind: record.Datagram, Len: len(payload), Payload: payload}
 }
 
-func TestV4DecodesEveryPacketType(t *testing.T) {
+func TestDecodesEveryPacketType(t *testing.T) {
 	keyB := disctest.Key(t, disctest.KeyB)
 	idB := disctest.ID(t, disctest.KeyB)
 	keyA := disctest.Key(t, disctest.KeyA)
@@ -145,7 +145,7 @@ func TestV4DecodesEveryPacketType(t *testing.T) {
 
 // NEIGHBORS entries are built without enode.NewV4's repeated key decompression; they must
 // still read exactly as NewV4's nodes do.
-func TestV4NeighborNodeMatchesNewV4(t *testing.T) {
+func TestNeighborNodeMatchesNewV4(t *testing.T) {
 	key := disctest.Key(t, disctest.KeyA)
 	for _, tc := range []struct {
 		ip       net.IP
@@ -168,7 +168,7 @@ func TestV4NeighborNodeMatchesNewV4(t *testing.T) {
 
 // ENRSeq is optional on the wire (EIP-868): geth leaves out a zero one, pre-868 nodes
 // never send it, and a node may send 0 explicitly. Only the last has an ENRSeq.
-func TestV4ENRSeqPresence(t *testing.T) {
+func TestENRSeqPresence(t *testing.T) {
 	keyB := disctest.Key(t, disctest.KeyB)
 	to := v4wire.NewEndpoint(netip.MustParseAddrPort("10.99.0.2:30303"), 0)
 	type pongWithSeq struct { // ENRSeq not optional: encoded even when zero
@@ -198,7 +198,7 @@ func TestV4ENRSeqPresence(t *testing.T) {
 }
 
 // A PING from before EIP-868 has no ENRSeq: it must not read as sequence 0.
-func TestV4PingWithoutENRSeq(t *testing.T) {
+func TestPingWithoutENRSeq(t *testing.T) {
 	type legacyPing struct {
 		Version    uint
 		From, To   v4wire.Endpoint
@@ -218,7 +218,7 @@ func TestV4PingWithoutENRSeq(t *testing.T) {
 	}
 }
 
-func TestV4RejectsWhatIsNotDiscv4(t *testing.T) {
+func TestRejectsWhatIsNotDiscv4(t *testing.T) {
 	valid := disctest.V4Encode(t, disctest.Key(t, disctest.KeyB), &v4wire.ENRRequest{Expiration: 1795463786})
 	flipped := bytes.Clone(valid)
 	flipped[len(flipped)-1] ^= 1
@@ -250,7 +250,7 @@ func TestV4RejectsWhatIsNotDiscv4(t *testing.T) {
 	}
 }
 
-func TestV4HashValidButUndecodable(t *testing.T) {
+func TestHashValidButUndecodable(t *testing.T) {
 	keyB := disctest.Key(t, disctest.KeyB)
 	idB := disctest.ID(t, disctest.KeyB)
 
@@ -329,7 +329,7 @@ func TestV4HashValidButUndecodable(t *testing.T) {
 	}
 }
 
-func TestV4CacheIsBoundedAndServesRepeats(t *testing.T) {
+func TestCacheIsBoundedAndServesRepeats(t *testing.T) {
 	keyB := disctest.Key(t, disctest.KeyB)
 	pkts := make([][]byte, 5)
 	for i := range pkts {
@@ -396,7 +396,7 @@ func captureRecords(t testing.TB, name string) []*record.Record {
 // Every discv4 packet in the shared captures, counted per kind by hand from
 // `tcpdump -nn -r FILE` (packet sizes and time ranges: see the report), decoded with the
 // right sender.
-func TestV4SharedCaptures(t *testing.T) {
+func TestSharedCaptures(t *testing.T) {
 	idA, idG, idB := disctest.ID(t, disctest.KeyA), disctest.ID(t, disctest.KeyG), disctest.ID(t, disctest.KeyB)
 	for _, tc := range []struct {
 		file  string

@@ -42,22 +42,22 @@ func BenchmarkV5Unmask(b *testing.B) {
 
 	// The common case: a packet to a local node, no session (e.g. a random packet).
 	b.Run("message to local node", func(b *testing.B) {
-		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 		run(b, d, datagram(addrA, addrB, msg.packet), true)
 	})
 	b.Run("whoareyou", func(b *testing.B) {
-		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 		run(b, d, datagram(addrA, addrB, way.packet), true)
 	})
 	// An outbound packet: the destination's ID is learned from its address.
 	b.Run("message to learned address", func(b *testing.B) {
-		d := NewDecoder(nil)
+		d := NewDecoder(nil, 0)
 		d.LearnAddr(testIDB, addrB)
 		run(b, d, datagram(addrA, addrB, msg.packet), true)
 	})
 	// Header only: finding the key and unmasking static header and authdata.
 	b.Run("header only", func(b *testing.B) {
-		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 		data := msg.packet
 		b.ReportAllocs()
 		cpu := startCPU()
@@ -73,7 +73,7 @@ func BenchmarkV5Unmask(b *testing.B) {
 	})
 	// With session keys: unmask, AES-GCM open and message decoding.
 	b.Run("message decrypted", func(b *testing.B) {
-		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 		var key [sessionKeySize]byte
 		copy(key[:], msg.bytes(b, "read-key"))
 		d.st.addKey(sessionID{direction{testIDA, testIDB}, addrA, addrB}, key)
@@ -81,7 +81,7 @@ func BenchmarkV5Unmask(b *testing.B) {
 	})
 	// A handshake with key recovery (ECDH, HKDF, id-signature check): rare, costly.
 	b.Run("handshake decrypted", func(b *testing.B) {
-		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 		d.st.storeChallenge(testIDA, seenChallenge{data: hs.bytes(b, "whoareyou.challenge-data"), challengerAddr: addrB, challengerID: testIDB, hasChallengerID: true})
 		d.AddNode(enode.NewV4(&testKeyA.PublicKey, addrA.Addr().AsSlice(), 0, int(addrA.Port())))
 		run(b, d, datagram(addrA, addrB, hs.packet), true)
@@ -89,7 +89,7 @@ func BenchmarkV5Unmask(b *testing.B) {
 	// Worst case: a non-discv5 datagram tried against every known ID.
 	for _, known := range []int{16, maxKnownIDs} {
 		b.Run(fmt.Sprintf("not discv5, %d known IDs", known), func(b *testing.B) {
-			d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+			d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 			for i := 0; i < known; i++ {
 				d.AddKnownID(enode.ID{byte(i >> 8), byte(i), 0xee})
 			}
@@ -99,7 +99,7 @@ func BenchmarkV5Unmask(b *testing.B) {
 	}
 	// Junk to the local node's own address: only its own ID can unmask what it receives.
 	b.Run(fmt.Sprintf("not discv5 to the local node, %d known IDs", maxKnownIDs), func(b *testing.B) {
-		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 		d.LearnAddr(testIDB, addrB)
 		for i := 0; i < maxKnownIDs; i++ {
 			d.AddKnownID(enode.ID{byte(i >> 8), byte(i), 0xee})

@@ -80,7 +80,7 @@ func readUDP(t *testing.T, name string) []*record.Record {
 // (`devp2p discv5 ping`, `devp2p discv5 resolve`), each a fresh handshake:
 // B→A random MESSAGE, A→B WHOAREYOU echoing its nonce, B→A HANDSHAKE (with B's ENR)
 // carrying the request, A→B MESSAGE with the response.
-func TestV5PcapDevp2pDiscovery(t *testing.T) {
+func TestPcapDevp2pDiscovery(t *testing.T) {
 	recs := readUDP(t, "devp2p-discovery.pcap")
 	if len(recs) != 20 {
 		t.Fatalf("%d datagrams, want 20", len(recs))
@@ -96,7 +96,7 @@ func TestV5PcapDevp2pDiscovery(t *testing.T) {
 		{"keys of A and B", []*ecdsa.PrivateKey{pcapKeyA, pcapKeyB}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := NewDecoder(tc.keys)
+			d := NewDecoder(tc.keys, 0)
 			var got []packet.Packet
 			var index []int
 			for i, r := range recs {
@@ -173,7 +173,7 @@ func TestV5PcapDevp2pDiscovery(t *testing.T) {
 	t.Run("key of B only", func(t *testing.T) {
 		// B is the initiator of both handshakes: without A's key nothing decrypts, but B's
 		// packets to A unmask once A's ID is known.
-		d := NewDecoder([]*ecdsa.PrivateKey{pcapKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{pcapKeyB}, 0)
 		d.AddKnownID(idA)
 		var errs []error
 		for _, r := range recs {
@@ -200,13 +200,13 @@ func TestV5PcapDevp2pDiscovery(t *testing.T) {
 // the first one: HandshakeResend): the decoder's view of what A could read agrees with
 // what A did. PingMultiIP's reuse of a session from another address
 // decrypts (the keys are known) but is flagged, as A challenged it.
-func TestV5PcapConformanceSuite(t *testing.T) {
+func TestPcapConformanceSuite(t *testing.T) {
 	recs := readUDP(t, "suites-devp2p.pcap")
 	if len(recs) != 152 { // 154 frames, 2 of them ICMP errors
 		t.Fatalf("%d UDP datagrams, want 152", len(recs))
 	}
 	idA := enode.PubkeyToIDV4(&pcapKeyA.PublicKey)
-	d := NewDecoder([]*ecdsa.PrivateKey{pcapKeyA})
+	d := NewDecoder([]*ecdsa.PrivateKey{pcapKeyA}, 0)
 	counts := make(map[string]int)
 	unreadable := make(map[string]bool) // nonces of packets to A that A could not accept
 	var challenged []string

@@ -147,7 +147,7 @@ func equalIDs(a, b []enode.ID) bool {
 	return true
 }
 
-func TestV5GethExchange(t *testing.T) {
+func TestGethExchange(t *testing.T) {
 	a := disctest.NewNodeFromKey(t, testKeyA, addrA)
 	b := disctest.NewNodeFromKey(t, testKeyB, addrB)
 	x := newExchange(t, a, b)
@@ -165,10 +165,10 @@ func TestV5GethExchange(t *testing.T) {
 		{kind: KindMessage, src: &idB, dst: idA, msg: "TALKRESP/v5", reqID: []byte{3}},
 	}
 	t.Run("key of B", func(t *testing.T) {
-		d := NewDecoder([]*ecdsa.PrivateKey{b.Key})
+		d := NewDecoder([]*ecdsa.PrivateKey{b.Key}, 0)
 		checkExchange(t, d, x, recipientView)
 		// The WHOAREYOU's challenge-data is what A used as HKDF salt.
-		d2 := NewDecoder([]*ecdsa.PrivateKey{b.Key})
+		d2 := NewDecoder([]*ecdsa.PrivateKey{b.Key}, 0)
 		d2.Decode(x.recs[0])
 		p, _ := d2.Decode(x.recs[1])
 		if !bytes.Equal(p.ChallengeData, x.challengeData) {
@@ -182,13 +182,13 @@ func TestV5GethExchange(t *testing.T) {
 		}
 	})
 	t.Run("keys of A and B", func(t *testing.T) {
-		d := NewDecoder([]*ecdsa.PrivateKey{a.Key, b.Key})
+		d := NewDecoder([]*ecdsa.PrivateKey{a.Key, b.Key}, 0)
 		checkExchange(t, d, x, recipientView)
 	})
 	t.Run("each datagram followed by its read", func(t *testing.T) {
 		// The tracer reports the application's read of a datagram after its arrival;
 		// decoding both must give the same result as decoding the datagram once.
-		d := NewDecoder([]*ecdsa.PrivateKey{b.Key})
+		d := NewDecoder([]*ecdsa.PrivateKey{b.Key}, 0)
 		y := new(exchange)
 		var doubled []wantPacket
 		for i, r := range x.recs {
@@ -204,7 +204,7 @@ func TestV5GethExchange(t *testing.T) {
 	t.Run("key of A, B's ID known", func(t *testing.T) {
 		// A is the initiator: its handshake keys come from an ephemeral secret, so the
 		// session stays closed; every header still decodes.
-		d := NewDecoder([]*ecdsa.PrivateKey{a.Key})
+		d := NewDecoder([]*ecdsa.PrivateKey{a.Key}, 0)
 		d.AddKnownID(idB)
 		checkExchange(t, d, x, []wantPacket{
 			{kind: KindMessage, src: &idA, dst: idB, err: ErrRandomPacket},
@@ -219,7 +219,7 @@ func TestV5GethExchange(t *testing.T) {
 	})
 	t.Run("key of A, B unknown", func(t *testing.T) {
 		// Packets to B cannot be unmasked until B's ID shows up as a src-id (the PONG).
-		d := NewDecoder([]*ecdsa.PrivateKey{a.Key})
+		d := NewDecoder([]*ecdsa.PrivateKey{a.Key}, 0)
 		checkExchange(t, d, x, []wantPacket{
 			{skip: true},
 			{kind: KindWhoareyou, dst: idA},
@@ -232,7 +232,7 @@ func TestV5GethExchange(t *testing.T) {
 		})
 	})
 	t.Run("no keys, both IDs known", func(t *testing.T) {
-		d := NewDecoder(nil)
+		d := NewDecoder(nil, 0)
 		d.AddKnownID(idA)
 		d.AddKnownID(idB)
 		checkExchange(t, d, x, []wantPacket{
@@ -247,7 +247,7 @@ func TestV5GethExchange(t *testing.T) {
 		})
 	})
 	t.Run("capture starts after the handshake", func(t *testing.T) {
-		d := NewDecoder([]*ecdsa.PrivateKey{b.Key})
+		d := NewDecoder([]*ecdsa.PrivateKey{b.Key}, 0)
 		x2 := &exchange{recs: x.recs[3:], what: x.what[3:], nonce: x.nonce[3:]}
 		checkExchange(t, d, x2, []wantPacket{
 			{skip: true}, // PONG to A, whose ID is not known yet
@@ -262,7 +262,7 @@ func TestV5GethExchange(t *testing.T) {
 // geth resends an identical WHOAREYOU while a challenge is pending; the resend must not
 // disturb the handshake that follows, and a second, different challenge (a new
 // attempt) must still let the handshake answering the first one decrypt.
-func TestV5GethWhoareyouResend(t *testing.T) {
+func TestGethWhoareyouResend(t *testing.T) {
 	a := disctest.NewNodeFromKey(t, testKeyA, addrA)
 	b := disctest.NewNodeFromKey(t, testKeyB, addrB)
 	x := new(exchange)
@@ -277,7 +277,7 @@ func TestV5GethWhoareyouResend(t *testing.T) {
 	w.Node = b.LN.Node()
 	x.send(t, "handshake", a, b, &v5wire.Ping{ReqID: []byte{7}}, w)
 
-	d := NewDecoder([]*ecdsa.PrivateKey{b.Key})
+	d := NewDecoder([]*ecdsa.PrivateKey{b.Key}, 0)
 	// An unrelated challenge from B to A, stored after the real one, comes first in the
 	// list: the decoder must fall back to the older one.
 	for i, r := range x.recs {
@@ -303,11 +303,11 @@ func TestV5GethWhoareyouResend(t *testing.T) {
 
 // A re-handshake replaces the session: packets under the new keys decrypt, and a packet
 // still in flight under the previous keys does too.
-func TestV5GethRehandshake(t *testing.T) {
+func TestGethRehandshake(t *testing.T) {
 	a := disctest.NewNodeFromKey(t, testKeyA, addrA)
 	b := disctest.NewNodeFromKey(t, testKeyB, addrB)
 	x := newExchange(t, a, b)
-	d := NewDecoder([]*ecdsa.PrivateKey{b.Key})
+	d := NewDecoder([]*ecdsa.PrivateKey{b.Key}, 0)
 	for _, r := range x.recs {
 		d.Decode(r)
 	}
@@ -339,7 +339,7 @@ func TestV5GethRehandshake(t *testing.T) {
 	})
 }
 
-func TestV5ErrorClasses(t *testing.T) {
+func TestErrorClasses(t *testing.T) {
 	for _, e := range []error{ErrRandomPacket, errInitiatorSide, errNoChallenge} {
 		if !errors.Is(e, ErrNoKey) {
 			t.Errorf("%q is not a case of %q", e, ErrNoKey)

@@ -8,7 +8,6 @@ import (
 	"crypto/cipher"
 	"crypto/ecdsa"
 	"encoding/binary"
-
 	"fmt"
 	"net/netip"
 	"time"
@@ -66,7 +65,7 @@ const (
 	whoareyouAuthSize = 24 // id-nonce(16) enr-seq(8)
 	handshakeAuthHead = 34 // src-id(32) sig-size(1) eph-key-size(1)
 	// defaultHandshakeTimeout is how long go-ethereum keeps a WHOAREYOU it sent: a handshake
-	// arriving later is dropped (v5wire handshakeTimeout).
+	// arriving later is dropped (v5wire handshakeTimeout). NewDecoder takes another.
 	defaultHandshakeTimeout = time.Second
 	// randomMessageSize is how many random bytes go-ethereum sends as the message of a
 	// packet that asks for a handshake (v5wire randomPacketMsgSize).
@@ -87,6 +86,11 @@ type Decoder struct {
 	locals []localNode
 	st     state
 
+	// handshakeTimeout is how long a recipient keeps a WHOAREYOU it sent; a HANDSHAKE
+	// answering it later is refused with lateHandshake, which says the duration.
+	handshakeTimeout time.Duration
+	lateHandshake    error
+
 	mask  headerMask
 	probe [16]byte
 	hdr   []byte // the unmasked header of the packet being decoded
@@ -102,8 +106,14 @@ type localNode struct {
 // NewDecoder returns a decoder holding the given node keys ("local" nodes: the ones
 // whose inbound packets unmask first and whose handshakes as recipient decrypt). keys
 // may be empty: headers still decode for every node ID known or learned.
-func NewDecoder(keys []*ecdsa.PrivateKey) *Decoder {
-	d := &Decoder{st: newState(), hdr: make([]byte, 0, 512)}
+// handshakeTimeout is how long a node keeps a challenge (WHOAREYOU) waiting for its
+// HANDSHAKE; 0 takes go-ethereum's, 1s.
+func NewDecoder(keys []*ecdsa.PrivateKey, handshakeTimeout time.Duration) *Decoder {
+	if handshakeTimeout <= 0 {
+		handshakeTimeout = defaultHandshakeTimeout
+	}
+	d := &Decoder{st: newState(), hdr: make([]byte, 0, 512), handshakeTimeout: handshakeTimeout}
+	d.lateHandshake = &caseError{fmt.Sprintf("handshake answers a WHOAREYOU sent more than %v before: go-ethereum has dropped that challenge and ignores the handshake", handshakeTimeout), errLateHandshake}
 	for _, key := range keys {
 		if key == nil {
 			continue

@@ -38,8 +38,9 @@ var (
 	errBadEphemeralKey  = &caseError{"invalid handshake: bad ephemeral public key", errBadHandshake}
 	errHandshakeDecrypt = &caseError{"invalid handshake: the message does not decrypt with the keys derived from the captured challenge", errBadHandshake}
 
-	// errLateHandshake comes with the decrypted message.
-	errLateHandshake = errors.New("handshake answers a WHOAREYOU sent more than 1s before: go-ethereum has dropped that challenge and ignores the handshake")
+	// errLateHandshake comes with the decrypted message. Each Decoder says it with its
+	// handshake timeout (Decoder.lateHandshake), as a case of this error.
+	errLateHandshake = errors.New("handshake answers a WHOAREYOU sent longer ago than the handshake timeout")
 
 	errBadVersion = errors.New("unsupported discv5 header version")
 	errBadFlag    = errors.New("invalid discv5 header flag")

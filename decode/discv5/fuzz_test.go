@@ -29,7 +29,7 @@ func FuzzV5Header(f *testing.F) {
 	readKey := readVector(f, "v5.1-ping-message").bytes(f, "read-key")
 
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 		d.AddKnownID(testIDA)
 		d.st.storeChallenge(testIDA, seenChallenge{data: challenge, challengerAddr: addrB, challengerID: testIDB, hasChallengerID: true})
 		var key [sessionKeySize]byte

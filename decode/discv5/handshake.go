@@ -119,8 +119,8 @@ func (d *Decoder) decodeHandshake(p *packet.Packet, r *record.Record, dst enode.
 		if pub := d.pubkey(src, node); pub != nil && !verifyIDSignature(pub, sig, c.data, ephKey, dst) {
 			setErr(p, errBadIDSignature)
 		}
-		if !pending(c, r) {
-			setErr(p, errLateHandshake)
+		if !d.pending(c, r) {
+			setErr(p, d.lateHandshake)
 		}
 		d.setMessage(p, pt)
 		return
@@ -145,7 +145,7 @@ func (d *Decoder) forgetLocalInitiated(a, b enode.ID) {
 // checkHandshakePublic makes, for a handshake this decoder cannot decrypt, the
 // recipient's checks that need no private key: the
 // id-signature must prove the initiator's key (pub) over the challenge the handshake
-// answers, and that challenge must still be pending (geth keeps one for 1s).
+// answers, and that challenge must still be pending (for the handshake timeout).
 // challenges are the candidates, newest first. Without decryption to tell which one the
 // handshake answers, only the signature can name it, so without pub nothing is claimed;
 // and a signature that fits no candidate is called bad only while the newest one is
@@ -163,17 +163,17 @@ func (d *Decoder) checkHandshakePublic(p *packet.Packet, r *record.Record, pub *
 		}
 	}
 	switch {
-	case answers == nil && pending(challenges[0], r):
+	case answers == nil && d.pending(challenges[0], r):
 		setErr(p, errBadIDSignature)
-	case answers != nil && !pending(answers, r):
-		setErr(p, errLateHandshake)
+	case answers != nil && !d.pending(answers, r):
+		setErr(p, d.lateHandshake)
 	}
 }
 
 // pending reports whether challenge c still waits for its HANDSHAKE at r's time (a
 // challenge without a time, or a record without one, counts as pending).
-func pending(c *seenChallenge, r *record.Record) bool {
-	return c.sent.IsZero() || r.Time.IsZero() || r.Time.Sub(c.sent) <= defaultHandshakeTimeout
+func (d *Decoder) pending(c *seenChallenge, r *record.Record) bool {
+	return c.sent.IsZero() || r.Time.IsZero() || r.Time.Sub(c.sent) <= d.handshakeTimeout
 }
 
 // decodeRecord decodes and verifies a handshake's ENR, which must be the sender's.

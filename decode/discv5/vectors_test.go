@@ -17,6 +17,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/internal/disctest"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
 )
@@ -145,9 +146,9 @@ func checkPing(t *testing.T, p packet.Packet, reqID []byte, enrSeq uint64) {
 
 // The spec's WHOAREYOU vector: header fields, authdata and the challenge-data that the
 // handshake vectors use as HKDF salt.
-func TestV5VectorWhoareyou(t *testing.T) {
+func TestVectorWhoareyou(t *testing.T) {
 	v := readVector(t, "v5.1-whoareyou")
-	d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+	d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 	p := mustDecode(t, d, datagram(addrA, addrB, v.packet))
 	if p.Kind != KindWhoareyou {
 		t.Fatalf("kind %q, want %q", p.Kind, KindWhoareyou)
@@ -173,7 +174,7 @@ func TestV5VectorWhoareyou(t *testing.T) {
 
 // The spec's ordinary message vector: decrypts with the given read-key, and without it
 // still yields the header and says why it could not be decrypted.
-func TestV5VectorPingMessage(t *testing.T) {
+func TestVectorPingMessage(t *testing.T) {
 	v := readVector(t, "v5.1-ping-message")
 	if got := enode.HexID(v.in["src-node-id"]); got != testIDA {
 		t.Fatalf("vector src-node-id %v is not testKeyA's %v", got, testIDA)
@@ -181,7 +182,7 @@ func TestV5VectorPingMessage(t *testing.T) {
 	rec := datagram(addrA, addrB, v.packet)
 
 	t.Run("no session", func(t *testing.T) {
-		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 		p := mustDecode(t, d, rec)
 		if p.Kind != KindMessage {
 			t.Fatalf("kind %q, want %q", p.Kind, KindMessage)
@@ -199,7 +200,7 @@ func TestV5VectorPingMessage(t *testing.T) {
 		}
 	})
 	t.Run("session key known", func(t *testing.T) {
-		d := NewDecoder(nil) // no node key at all: the session key is enough
+		d := NewDecoder(nil, 0) // no node key at all: the session key is enough
 		var key [sessionKeySize]byte
 		copy(key[:], v.bytes(t, "read-key"))
 		d.st.addKey(sessionID{direction{testIDA, testIDB}, addrA, addrB}, key)
@@ -210,7 +211,7 @@ func TestV5VectorPingMessage(t *testing.T) {
 		checkPing(t, p, v.bytes(t, "ping.req-id"), 2)
 	})
 	t.Run("session set up at another address", func(t *testing.T) {
-		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 		var key [sessionKeySize]byte
 		copy(key[:], v.bytes(t, "read-key"))
 		d.st.addKey(sessionID{direction{testIDA, testIDB}, netip.MustParseAddrPort("10.0.0.9:30303"), addrB}, key)
@@ -219,7 +220,7 @@ func TestV5VectorPingMessage(t *testing.T) {
 		checkPing(t, p, v.bytes(t, "ping.req-id"), 2)
 	})
 	t.Run("stale session key", func(t *testing.T) {
-		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 		d.st.addKey(sessionID{direction{testIDA, testIDB}, addrA, addrB}, [sessionKeySize]byte{1})
 		p := mustDecode(t, d, rec)
 		checkErr(t, p, errSessionMismatch)
@@ -229,7 +230,7 @@ func TestV5VectorPingMessage(t *testing.T) {
 // The two handshake vectors: authdata fields, key agreement from B's key with the
 // captured challenge-data (the derived key must be the vector's read-key), the
 // id-signature, the ENR, and the decrypted PING.
-func TestV5VectorHandshake(t *testing.T) {
+func TestVectorHandshake(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		withENR bool
@@ -242,7 +243,7 @@ func TestV5VectorHandshake(t *testing.T) {
 			rec := datagram(addrA, addrB, v.packet)
 			challenge := v.bytes(t, "whoareyou.challenge-data")
 			newDecoder := func() *Decoder {
-				d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+				d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 				// B sent the WHOAREYOU (from addrB) that A's handshake answers.
 				d.st.storeChallenge(testIDA, seenChallenge{data: challenge, challengerAddr: addrB, challengerID: testIDB, hasChallengerID: true})
 				if !tc.withENR {
@@ -301,7 +302,7 @@ func TestV5VectorHandshake(t *testing.T) {
 			if !tc.withENR { // with an ENR, the handshake's own record is authoritative
 				t.Run("wrong initiator key", func(t *testing.T) {
 					d := newDecoder()
-					other := enode.NewV4(&mustKey("4444444444444444444444444444444444444444444444444444444444444444").PublicKey, nil, 0, 0)
+					other := enode.NewV4(&mustKey(disctest.KeyC).PublicKey, nil, 0, 0)
 					d.st.pubkeys.put(testIDA, other.Pubkey())
 					p := mustDecode(t, d, rec)
 					checkErr(t, p, errBadIDSignature)
@@ -310,25 +311,38 @@ func TestV5VectorHandshake(t *testing.T) {
 				})
 			}
 			t.Run("late handshake", func(t *testing.T) {
-				d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+				d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 				d.st.storeChallenge(testIDA, seenChallenge{data: challenge, challengerAddr: addrB, challengerID: testIDB, hasChallengerID: true, sent: rec.Time.Add(-1001 * time.Millisecond)})
 				p := mustDecode(t, d, rec)
 				checkErr(t, p, errLateHandshake)
 				checkPing(t, p, v.bytes(t, "ping.req-id"), 1)
 
-				d = NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+				d = NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 				d.st.storeChallenge(testIDA, seenChallenge{data: challenge, challengerAddr: addrB, challengerID: testIDB, hasChallengerID: true, sent: rec.Time.Add(-time.Second)})
 				checkErr(t, mustDecode(t, d, rec), nil) // exactly 1s is still in time
 			})
+			t.Run("handshake timeout of 2s", func(t *testing.T) {
+				at := func(ago time.Duration) packet.Packet {
+					d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 2*time.Second)
+					d.st.storeChallenge(testIDA, seenChallenge{data: challenge, challengerAddr: addrB, challengerID: testIDB, hasChallengerID: true, sent: rec.Time.Add(-ago)})
+					return mustDecode(t, d, rec)
+				}
+				checkErr(t, at(1500*time.Millisecond), nil)
+				late := at(2001 * time.Millisecond)
+				checkErr(t, late, errLateHandshake)
+				if late.Err == nil || !strings.Contains(late.Err.Error(), "more than 2s before") {
+					t.Errorf("late handshake says %q, want the 2s it was given", late.Err)
+				}
+			})
 			t.Run("challenge not captured", func(t *testing.T) {
-				d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+				d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 				p := mustDecode(t, d, rec)
 				checkErr(t, p, errNoChallenge)
 				checkErr(t, p, ErrNoKey)
 				checkIDs(t, p, &testIDA, testIDB)
 			})
 			t.Run("wrong challenge", func(t *testing.T) {
-				d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+				d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 				bad := bytes.Clone(challenge)
 				bad[len(bad)-1] ^= 0x80
 				d.st.storeChallenge(testIDA, seenChallenge{data: bad, challengerAddr: addrB})
@@ -336,7 +350,7 @@ func TestV5VectorHandshake(t *testing.T) {
 				checkErr(t, p, errHandshakeDecrypt)
 			})
 			t.Run("recipient key unknown", func(t *testing.T) {
-				d := NewDecoder(nil)
+				d := NewDecoder(nil, 0)
 				d.AddKnownID(testIDB)
 				p := mustDecode(t, d, rec)
 				checkErr(t, p, ErrNoKey)
@@ -345,7 +359,7 @@ func TestV5VectorHandshake(t *testing.T) {
 				}
 			})
 			t.Run("initiator key only", func(t *testing.T) {
-				d := NewDecoder([]*ecdsa.PrivateKey{testKeyA})
+				d := NewDecoder([]*ecdsa.PrivateKey{testKeyA}, 0)
 				d.AddKnownID(testIDB)
 				p := mustDecode(t, d, rec)
 				checkErr(t, p, errInitiatorSide)
@@ -356,7 +370,7 @@ func TestV5VectorHandshake(t *testing.T) {
 
 // Key agreement, ECDH and ID signature against the spec's crypto vectors (go-ethereum
 // p2p/discover/v5wire/crypto_test.go).
-func TestV5VectorCrypto(t *testing.T) {
+func TestVectorCrypto(t *testing.T) {
 	cdata := hexBytes(t, "000000000000000000000000000000006469736376350001010102030405060708090a0b0c00180102030405060708090a0b0c0d0e0f100000000000000000")
 	t.Run("ecdh", func(t *testing.T) {
 		priv := mustKey("fb757dc581730490a1d7a00deea65e9b1936924caaea8f44d476014856b68736")
@@ -403,7 +417,7 @@ func TestV5VectorCrypto(t *testing.T) {
 }
 
 // Masking must match cipher.NewCTR across block boundaries and counter carries.
-func TestV5MaskMatchesCTR(t *testing.T) {
+func TestMaskMatchesCTR(t *testing.T) {
 	block := newMaskBlock(testIDB)
 	for _, iv := range [][]byte{
 		make([]byte, 16),
@@ -423,8 +437,8 @@ func TestV5MaskMatchesCTR(t *testing.T) {
 	}
 }
 
-func TestV5NotDiscv5(t *testing.T) {
-	d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+func TestNotDiscv5(t *testing.T) {
+	d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 	d.AddKnownID(testIDA)
 	v := readVector(t, "v5.1-ping-message")
 	for name, payload := range map[string][]byte{
@@ -445,7 +459,7 @@ func TestV5NotDiscv5(t *testing.T) {
 }
 
 // Broken headers still come back as discv5 (the protocol-id unmasked) with a named error.
-func TestV5MalformedHeaders(t *testing.T) {
+func TestMalformedHeaders(t *testing.T) {
 	v := readVector(t, "v5.1-ping-message")
 	plain := remask(v.packet, testIDB, enode.ID{})
 	for _, tc := range []struct {
@@ -462,7 +476,7 @@ func TestV5MalformedHeaders(t *testing.T) {
 		{"handshake sizes beyond authdata", func(b []byte) []byte { return withByte(b, 24, flagHandshake) }, errAuthSize},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+			d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 			pkt := remask(tc.edit(bytes.Clone(plain)), enode.ID{}, testIDB)
 			p := mustDecode(t, d, datagram(addrA, addrB, pkt))
 			checkErr(t, p, tc.want)
@@ -472,7 +486,7 @@ func TestV5MalformedHeaders(t *testing.T) {
 		})
 	}
 	t.Run("truncated capture", func(t *testing.T) {
-		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{testKeyB}, 0)
 		r := datagram(addrA, addrB, v.packet[:80])
 		r.Len = len(v.packet)
 		p := mustDecode(t, d, r)
@@ -531,7 +545,7 @@ func withByte(b []byte, i int, v byte) []byte {
 }
 
 // The decoder's memory is bounded: beyond the limit, the oldest entries go first.
-func TestV5StateBounds(t *testing.T) {
+func TestStateBounds(t *testing.T) {
 	b := newBounded[int, int](4)
 	for i := 0; i < 10; i++ {
 		b.put(i, i)
@@ -582,9 +596,9 @@ func TestV5StateBounds(t *testing.T) {
 // could not read a packet masked for another ID, so that one is not discv5 there (and
 // costs one AES block, not one per known ID). Sent to any other address, the same bytes
 // unmask with the known ID they were masked for.
-func TestV5LocalAddressUnmasksWithLocalIDsOnly(t *testing.T) {
+func TestLocalAddressUnmasksWithLocalIDsOnly(t *testing.T) {
 	v := readVector(t, "v5.1-ping-message") // masked for B
-	d := NewDecoder([]*ecdsa.PrivateKey{testKeyA})
+	d := NewDecoder([]*ecdsa.PrivateKey{testKeyA}, 0)
 	d.LearnAddr(testIDA, addrA)
 	d.AddKnownID(testIDB)
 	if p, ok := d.Decode(datagram(addrB, addrA, v.packet)); ok {
