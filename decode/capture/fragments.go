@@ -11,6 +11,42 @@ import (
 	"github.com/discotrace/discotrace/decode/record"
 )
 
+// Where a pcap's fragment reassembly gave up, the Location of its Drop records. The
+// Reason is always the kernel's FRAG_REASM_TIMEOUT, the name consumers look for; the
+// Location tells the three cases apart.
+const (
+	// FragTimeout: the reassembly timeout (Linux's: 30 s for IPv4, 60 s for IPv6)
+	// passed in capture time without the missing fragments; the record's Time is when it
+	// expired.
+	FragTimeout = "pcap: reassembly timed out"
+	// FragEndOfCapture: the capture ended with the datagram still incomplete (it may
+	// have been completed after the capture stopped); Time is the capture's last packet.
+	FragEndOfCapture = "pcap: capture ended before the datagram was complete"
+	// FragEvicted: too many incomplete datagrams were pending (maxPendingFrags);
+	// the oldest was given up, as the kernel does under fragment memory pressure.
+	FragEvicted = "pcap: too many incomplete datagrams, oldest given up"
+	// FragStalled: the datagram's other fragments did not follow its first one within
+	// fragGap. A sender writes a datagram's fragments back to back, so they are
+	// lost: the kernel gives up only at its timeout, long after the request waiting for
+	// the datagram timed out, and this early report is what lets the decoder name the
+	// loss as its cause. Time is the first fragment's plus the gap. If the rest does come
+	// later, the datagram is still reassembled and reported.
+	FragStalled = "pcap: the other fragments did not follow within 100ms (the kernel gives up at its reassembly timeout)"
+)
+
+// fragGap is how long after a datagram's first fragment its others may still come
+// before the reader reports it lost: far above the back-to-back spacing of fragments on
+// any link, and below the shortest discovery timeout (500 ms) minus a round trip.
+const fragGap = 100 * time.Millisecond
+
+// Reassembly limits: Linux's default timeouts, and a bound on the memory held.
+const (
+	fragTimeoutV4   = 30 * time.Second // net.ipv4.ipfrag_time
+	fragTimeoutV6   = 60 * time.Second // net.ipv6.ip6frag_time
+	maxPendingFrags = 256              // at most 256×64 KiB of fragments held
+	maxIPPayload    = 65535
+)
+
 // IP fragment reassembly. The kernel's rules, simplified where a capture cannot know
 // better: fragments are grouped by (src, dst, id, protocol); the timer starts with the
 // first fragment and is not restarted; a repeated or overlapping fragment is ignored (the

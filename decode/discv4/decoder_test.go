@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-
 	"strings"
 	"testing"
 	"time"

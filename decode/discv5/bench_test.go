@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/discotrace/discotrace/decode/record"
 	"github.com/ethereum/go-ethereum/p2p/enode"
+
+	"github.com/discotrace/discotrace/decode/record"
 )
 
 // The goal is >= 1,000,000 headers unmasked per second per core:

@@ -29,7 +29,7 @@ const (
 func newMaskBlock(id enode.ID) cipher.Block {
 	block, err := aes.NewCipher(id[:sessionKeySize])
 	if err != nil {
-		panic("decode: AES-128 rejected a 16-byte key: " + err.Error()) // cannot happen
+		panic("discv5: AES-128 rejected a 16-byte key: " + err.Error()) // cannot happen
 	}
 	return block
 }
@@ -157,11 +157,11 @@ func verifyIDSignature(pub *ecdsa.PublicKey, sig, challengeData, ephPubkey []byt
 func newAEAD(key [sessionKeySize]byte) cipher.AEAD {
 	block, err := aes.NewCipher(key[:])
 	if err != nil {
-		panic("decode: AES-128 rejected a 16-byte key: " + err.Error()) // cannot happen
+		panic("discv5: AES-128 rejected a 16-byte key: " + err.Error()) // cannot happen
 	}
 	aead, err := cipher.NewGCM(block)
 	if err != nil {
-		panic("decode: GCM setup failed: " + err.Error()) // cannot happen with AES
+		panic("discv5: GCM setup failed: " + err.Error()) // cannot happen with AES
 	}
 	return aead
 }

@@ -12,11 +12,11 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/discotrace/discotrace/decode/record"
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 )
 
 // discv5 wire decoding for an observer that is not (only) one of the two ends.

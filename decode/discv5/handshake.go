@@ -2,19 +2,17 @@ package discv5
 
 import (
 	"bytes"
-
 	"crypto/ecdsa"
 	"encoding/binary"
-
 	"fmt"
 
-	"github.com/discotrace/discotrace/decode/record"
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 	"github.com/ethereum/go-ethereum/p2p/enr"
 	"github.com/ethereum/go-ethereum/rlp"
 
 	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 )
 
 func (d *Decoder) decodeWhoareyou(p *packet.Packet, r *record.Record, nonce v5wire.Nonce, auth, hdr []byte) {

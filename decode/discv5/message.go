@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/discotrace/discotrace/decode/record"
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 )
 
 // decryptMessage opens an ordinary message with the keys of its direction: those of
