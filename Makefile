@@ -38,17 +38,18 @@ test-host:
 # Inputs are kept as found (-fuzzminimizetime 0): minimizing kilobyte-sized capture seeds
 # stalls the workers for seconds and teaches the run nothing.
 FUZZTIME ?= 200000x
-# Each target is package/FuzzName: go test fuzzes one package at a time.
-FUZZ_TARGETS = decode/FuzzV5Header decode/FuzzV4Decode decode/FuzzReadCapture decode/FuzzDecoderFeed ndjson/FuzzNDJSONEncoder
+# Each target as package:name (go test -fuzz runs one target of one package at a time).
+FUZZ_TARGETS = decode/discv5:FuzzV5Header decode/discv4:FuzzV4Decode decode/capture:FuzzReadCapture decode:FuzzDecoderFeed ndjson:FuzzNDJSONEncoder
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
-		echo "fuzz $$t for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$${t##*/}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 "./$${t%/*}/" || exit 1; \
+	@for pt in $(FUZZ_TARGETS); do \
+		p=$${pt%%:*}; t=$${pt#*:}; \
+		echo "fuzz $$t in ./$$p for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 ./$$p/ || exit 1; \
 	done
 
 # Speed and cost figures (printed, never asserted): decoder rates, then what tracing costs.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./decode/
+	$(GO) test -run '^$$' -bench . -benchmem ./decode/...
 	bench/run.sh
 
 include vmtest/vmtest.mk

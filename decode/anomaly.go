@@ -9,7 +9,11 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/discv4"
+	"github.com/discotrace/discotrace/decode/discv5"
 	"github.com/discotrace/discotrace/decode/internal/bounded"
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -89,30 +93,30 @@ func (an *anomalies) init(d *Decoder) {
 func (an *anomalies) stale(t time.Time) bool { return an.d.now.Sub(t) > idRetention }
 
 // packet checks one decoded packet.
-func (an *anomalies) packet(r *Record, p *Packet, emit func(*ndjson.Event)) {
+func (an *anomalies) packet(r *record.Record, p *packet.Packet, emit func(*ndjson.Event)) {
 	if p.Err != nil {
 		return
 	}
 	switch p.Proto {
-	case ProtoV4:
+	case packet.ProtoV4:
 		an.clockSkew(r, p, emit)
 		switch p.Kind {
-		case KindV4Ping, KindV4Pong:
+		case discv4.KindPing, discv4.KindPong:
 			if p.HasENRSeq && p.HasSrcID {
 				an.enrSeq(r, p.SrcID, p.ENRSeq, p.Kind, emit)
 			}
-		case KindV4ENRResponse:
+		case discv4.KindENRResponse:
 			for _, n := range p.Records {
 				if n.ID() == p.SrcID {
 					an.enrSeq(r, n.ID(), n.Seq(), "ENRRESPONSE", emit)
 				}
 			}
 		}
-		if p.Kind == KindV4Pong {
+		if p.Kind == discv4.KindPong {
 			an.endpoint(r, p.To, "PONG", emit)
 		}
-	case ProtoV5:
-		if !p.HasSrcID || p.Kind == KindWhoareyou {
+	case packet.ProtoV5:
+		if !p.HasSrcID || p.Kind == discv5.KindWhoareyou {
 			return // a WHOAREYOU's enr-seq is the challenger's copy of the OTHER node's record
 		}
 		ownRecord := false
@@ -140,24 +144,24 @@ func (an *anomalies) packet(r *Record, p *Packet, emit func(*ndjson.Event)) {
 	}
 }
 
-func (an *anomalies) event(r *Record, kind string, peer netip.AddrPort) *ndjson.Event {
+func (an *anomalies) event(r *record.Record, kind string, peer netip.AddrPort) *ndjson.Event {
 	return &ndjson.Event{Type: ndjson.TypeAnomaly, Time: ndjson.Time(r.Time), Anomaly: kind, Peer: ndjson.Addr(peer)}
 }
 
-func (an *anomalies) evidence(r *Record, p string) ndjson.Evidence {
+func (an *anomalies) evidence(r *record.Record, p string) ndjson.Evidence {
 	typ := ndjson.TypePacket
 	switch r.Dir {
-	case DirIn:
+	case record.DirIn:
 		typ = ndjson.TypeRecv
-	case DirOut:
+	case record.DirOut:
 		typ = ndjson.TypeSend
 	}
 	return ndjson.Evidence{Time: ndjson.Time(r.Time), Type: typ, Detail: p}
 }
 
 // clockSkew estimates a remote sender's clock offset from a discv4 expiration.
-func (an *anomalies) clockSkew(r *Record, p *Packet, emit func(*ndjson.Event)) {
-	if p.Expiration.IsZero() || v4ExpirationNegative(p) || r.Dir == DirOut || an.d.isLocal(r.Src) {
+func (an *anomalies) clockSkew(r *record.Record, p *packet.Packet, emit func(*ndjson.Event)) {
+	if p.Expiration.IsZero() || v4ExpirationNegative(p) || r.Dir == record.DirOut || an.d.isLocal(r.Src) {
 		return // the local clock is the capture's clock
 	}
 	key := ndjson.Addr(r.Src)
@@ -212,7 +216,7 @@ func (an *anomalies) clockSkew(r *Record, p *Packet, emit func(*ndjson.Event)) {
 
 // enrSeq records a node's own claim of its ENR sequence number and reports when it
 // goes down. Only first-hand claims count: a NEIGHBORS or NODES entry may be stale.
-func (an *anomalies) enrSeq(r *Record, id enode.ID, seq uint64, from string, emit func(*ndjson.Event)) {
+func (an *anomalies) enrSeq(r *record.Record, id enode.ID, seq uint64, from string, emit func(*ndjson.Event)) {
 	if seq == 0 {
 		return // "no record" (test tools send it), not a claim about one
 	}
@@ -241,11 +245,11 @@ func (an *anomalies) enrSeq(r *Record, id enode.ID, seq uint64, from string, emi
 
 // endpoint compares the address a peer says it saw us at (PONG's "to") with the address
 // its answer was sent to here: different means something rewrites our address (NAT).
-func (an *anomalies) endpoint(r *Record, reported netip.AddrPort, what string, emit func(*ndjson.Event)) {
+func (an *anomalies) endpoint(r *record.Record, reported netip.AddrPort, what string, emit func(*ndjson.Event)) {
 	if !reported.IsValid() || reported.Addr().IsUnspecified() {
 		return
 	}
-	if r.Dir == DirOut || r.Dir == DirUnknown && len(an.d.localAddrs) > 0 && !an.d.isLocal(r.Dst) {
+	if r.Dir == record.DirOut || r.Dir == record.DirUnknown && len(an.d.localAddrs) > 0 && !an.d.isLocal(r.Dst) {
 		return // a PONG the local node sends: the peer's address, not ours
 	}
 	local := unmapAP(r.Dst)
@@ -273,7 +277,7 @@ func (an *anomalies) endpoint(r *Record, reported netip.AddrPort, what string, e
 
 // whoareyou counts challenges from one node to one peer; StormThreshold of them within
 // StormWindow is a storm, reported once until the rate falls again.
-func (an *anomalies) whoareyou(r *Record, emit func(*ndjson.Event)) {
+func (an *anomalies) whoareyou(r *record.Record, emit func(*ndjson.Event)) {
 	k := flowOf(r.Src, r.Dst)
 	s, ok := an.storms.Get(k)
 	if !ok {
@@ -305,7 +309,7 @@ func (an *anomalies) whoareyou(r *Record, emit func(*ndjson.Event)) {
 	ev.Detail = fmt.Sprintf("%d WHOAREYOU from %s to %s within %s: the peer keeps failing or losing its sessions",
 		len(s.times), ndjson.Addr(r.Src), ndjson.Addr(r.Dst), an.d.cfg.StormWindow)
 	for _, t := range s.times {
-		ev.Evidence = append(ev.Evidence, an.evidence(&Record{Time: t, Dir: r.Dir}, "WHOAREYOU"))
+		ev.Evidence = append(ev.Evidence, an.evidence(&record.Record{Time: t, Dir: r.Dir}, "WHOAREYOU"))
 	}
 	emit(ev)
 }

@@ -4,39 +4,22 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ethereum/go-ethereum/crypto"
 
+	"github.com/discotrace/discotrace/decode/capture"
+	"github.com/discotrace/discotrace/decode/discv4"
+	"github.com/discotrace/discotrace/decode/discv5"
+	"github.com/discotrace/discotrace/decode/internal/disctest"
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
 // The shared captures (see ../../shared/testdata/README.md): real go-ethereum traffic
 // between node A (10.99.0.1) and devp2p testers, decoded with the README's keys.
-
-const (
-	capKeyA = "1111111111111111111111111111111111111111111111111111111111111111"
-	capKeyG = "2222222222222222222222222222222222222222222222222222222222222222"
-	capKeyB = "3333333333333333333333333333333333333333333333333333333333333333"
-	capKeyC = "4444444444444444444444444444444444444444444444444444444444444444"
-)
-
-func capturePath(t testing.TB, name string) string {
-	t.Helper()
-	for _, dir := range []string{os.Getenv("DISCOTRACE_TESTDATA"), "../../shared/testdata", "/work/shared/testdata"} {
-		if dir == "" {
-			continue
-		}
-		p := filepath.Join(dir, "pcap", name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skipf("capture %s not found: set DISCOTRACE_TESTDATA to the shared testdata folder", name)
-	return ""
-}
 
 // decodeCapture runs a capture through ReadCapture and a Decoder holding keys.
 func decodeCapture(t testing.TB, name string, keys ...string) []*ndjson.Event {
@@ -49,7 +32,7 @@ func decodeCapture(t testing.TB, name string, keys ...string) []*ndjson.Event {
 		}
 		id.Keys = append(id.Keys, key)
 	}
-	f, err := os.Open(capturePath(t, name))
+	f, err := os.Open(disctest.CapturePath(t, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +40,7 @@ func decodeCapture(t testing.TB, name string, keys ...string) []*ndjson.Event {
 	d := NewDecoder(Config{Identity: id})
 	var evs []*ndjson.Event
 	emit := func(ev *ndjson.Event) { evs = append(evs, ev) }
-	if err := ReadCapture(f, func(r *Record) error { d.Feed(r, emit); return nil }); err != nil {
+	if err := capture.Read(f, func(r *record.Record) error { d.Feed(r, emit); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	d.Flush(emit)
@@ -119,7 +102,7 @@ func ofType(evs []*ndjson.Event, typ string) []*ndjson.Event {
 }
 
 func TestCaptureDevp2pDiscovery(t *testing.T) {
-	evs := decodeCapture(t, "devp2p-discovery.pcap", capKeyA)
+	evs := decodeCapture(t, "devp2p-discovery.pcap", disctest.KeyA)
 	checkCounts(t, "packets", packetKinds(evs), map[string]int{
 		"discv4/PING": 4, "discv4/PONG": 4, "discv4/ENRREQUEST": 2, "discv4/ENRRESPONSE": 2,
 		"discv5/MESSAGE!":  2, // the random first packets
@@ -139,7 +122,7 @@ func TestCaptureDevp2pDiscovery(t *testing.T) {
 		t.Fatalf("%d packets, want 20", len(pkts))
 	}
 	msg, way, hs, pong := pkts[12].Disc, pkts[13].Disc, pkts[14].Disc, pkts[15].Disc
-	if msg.Kind != KindMessage || way.Kind != KindWhoareyou || hs.Kind != KindHandshake || pong.Kind != KindMessage {
+	if msg.Kind != discv5.KindMessage || way.Kind != discv5.KindWhoareyou || hs.Kind != discv5.KindHandshake || pong.Kind != discv5.KindMessage {
 		t.Fatalf("sequence %s %s %s %s", msg.Kind, way.Kind, hs.Kind, pong.Kind)
 	}
 	if way.Nonce != msg.Nonce || hs.Msg != "PING/v5" || pong.Msg != "PONG/v5" || pong.ReqID != hs.ReqID || hs.ReqID == "" {
@@ -147,11 +130,11 @@ func TestCaptureDevp2pDiscovery(t *testing.T) {
 	}
 	// The endpoints the packets name: B's PING says where it is and where it sends to;
 	// A's PONG (discv4 and discv5) says where it saw B, here without NAT: B's address.
-	if ping := pkts[0].Disc; ping.Kind != KindV4Ping || ping.From != "10.99.0.2:30303" || ping.To != "10.99.0.1:30303" ||
+	if ping := pkts[0].Disc; ping.Kind != discv4.KindPing || ping.From != "10.99.0.2:30303" || ping.To != "10.99.0.1:30303" ||
 		ping.Expiration == "" {
 		t.Errorf("discv4 PING: %+v", ping)
 	}
-	if v4pong := pkts[1].Disc; v4pong.Kind != KindV4Pong || v4pong.To != "10.99.0.2:30303" || v4pong.From != "" {
+	if v4pong := pkts[1].Disc; v4pong.Kind != discv4.KindPong || v4pong.To != "10.99.0.2:30303" || v4pong.From != "" {
 		t.Errorf("discv4 PONG: %+v", v4pong)
 	}
 	if pong.To != "10.99.0.2:30303" {
@@ -211,7 +194,7 @@ func TestCaptureDevp2pDiscoveryWithoutKeys(t *testing.T) {
 
 // geth behind `reject with icmp type port-unreachable`: the failures are ICMP-classified.
 func TestCaptureRejectICMP(t *testing.T) {
-	evs := decodeCapture(t, "reject.pcap", capKeyA, capKeyG, capKeyB, capKeyC)
+	evs := decodeCapture(t, "reject.pcap", disctest.KeyA, disctest.KeyG, disctest.KeyB, disctest.KeyC)
 	checkCounts(t, "packets", packetKinds(evs), map[string]int{
 		"discv4/PING": 5, "discv4/PONG": 2, "discv4/FINDNODE": 2, "discv4/ENRREQUEST": 2,
 		"discv5/MESSAGE!": 9, "discv5/WHOAREYOU": 1,
@@ -279,7 +262,7 @@ func TestCaptureRejectICMP(t *testing.T) {
 
 // The conformance suites, deliberately malformed packets included.
 func TestCaptureConformanceSuites(t *testing.T) {
-	evs := decodeCapture(t, "suites-devp2p.pcap", capKeyA)
+	evs := decodeCapture(t, "suites-devp2p.pcap", disctest.KeyA)
 	checkCounts(t, "packets", packetKinds(evs), map[string]int{
 		"unknown/!":        1, // A's packet to B sent before B's node ID was seen
 		"discv4/!":         1, // packet type 66
@@ -309,7 +292,7 @@ func TestCaptureConformanceSuites(t *testing.T) {
 	})
 	expired := 0
 	for _, ev := range ofType(evs, ndjson.TypePacket) {
-		if ev.Disc.Proto == ProtoV4 && ev.Disc.Kind == "" && !strings.Contains(ev.Disc.Error, "unknown packet type 66") {
+		if ev.Disc.Proto == packet.ProtoV4 && ev.Disc.Kind == "" && !strings.Contains(ev.Disc.Error, "unknown packet type 66") {
 			t.Errorf("discv4 packet not decoded: %+v", ev.Disc)
 		}
 		if strings.HasPrefix(ev.Disc.Error, "expired on arrival") {
@@ -328,7 +311,7 @@ func TestCaptureConformanceSuites(t *testing.T) {
 			if d.TalkProtocol != "test-protocol" {
 				t.Errorf("TALKREQ protocol %q", d.TalkProtocol)
 			}
-		case d.Proto == ProtoV4 && d.Kind == KindV4Findnode:
+		case d.Proto == packet.ProtoV4 && d.Kind == discv4.KindFindnode:
 			targets++
 			if len(d.Target) != 64 {
 				t.Errorf("FINDNODE target %q", d.Target)
@@ -346,7 +329,7 @@ func TestCaptureDeterministic(t *testing.T) {
 		encode := func() []byte {
 			var buf bytes.Buffer
 			enc := ndjson.NewEncoder(&buf)
-			for _, ev := range decodeCapture(t, name, capKeyA, capKeyG, capKeyB, capKeyC) {
+			for _, ev := range decodeCapture(t, name, disctest.KeyA, disctest.KeyG, disctest.KeyB, disctest.KeyC) {
 				if err := enc.Encode(ev); err != nil {
 					t.Fatal(err)
 				}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -165,7 +166,7 @@ func (t *tracked) verdict() (string, []ndjson.Evidence) {
 
 // icmpCause classifies an ICMP or ICMPv6 error: fragmentation trouble (needs
 // fragmentation, packet too big, reassembly time exceeded) or unreachability.
-func icmpCause(r *Record) string {
+func icmpCause(r *record.Record) string {
 	v6 := r.Src.Addr().Is6() && !r.Src.Addr().Is4In6() ||
 		r.QuotedSrc.Addr().Is6() && !r.QuotedSrc.Addr().Is4In6()
 	if v6 {
@@ -188,7 +189,7 @@ func icmpCause(r *Record) string {
 
 // icmpDetail describes an ICMP error for evidence: "icmp 3/3 port unreachable from
 // 10.0.0.2 quoting 10.0.0.1:30303 > 10.0.0.2:30303".
-func icmpDetail(r *Record) string {
+func icmpDetail(r *record.Record) string {
 	name := icmpName(r)
 	if name != "" {
 		name = " " + name
@@ -205,7 +206,7 @@ func icmpDetail(r *Record) string {
 	return s
 }
 
-func icmpName(r *Record) string {
+func icmpName(r *record.Record) string {
 	if r.Src.Addr().Is6() && !r.Src.Addr().Is4In6() {
 		switch r.ICMPType {
 		case 1:
@@ -260,7 +261,7 @@ func dropCause(reason string) string {
 }
 
 // dropDetail describes a drop for evidence: "SOCKET_RCVBUFF in udp_queue_rcv_one_skb".
-func dropDetail(r *Record) string {
+func dropDetail(r *record.Record) string {
 	reason := r.Reason
 	if reason == "" {
 		reason = "drop (no reason given)"
@@ -272,7 +273,7 @@ func dropDetail(r *Record) string {
 }
 
 // readDetail describes the application reading a datagram.
-func readDetail(r *Record) string {
+func readDetail(r *record.Record) string {
 	who := "the application"
 	if r.HasProc {
 		who = fmt.Sprintf("pid %d (%s)", r.PID, r.Comm)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -176,10 +177,10 @@ func popFrom[K comparable](m map[K]*sdQueue, k K, sd *seenDatagram) {
 	}
 }
 
-func (t *datagrams) add(r *Record, evType string, disc *ndjson.Disc) *seenDatagram {
+func (t *datagrams) add(r *record.Record, evType string, disc *ndjson.Disc) *seenDatagram {
 	sd := &seenDatagram{
 		t: r.Time, src: unmapAP(r.Src), dst: unmapAP(r.Dst), n: r.Len, evType: evType, disc: disc,
-		inbound: r.Dir != DirOut, sent: r.Dir == DirOut, recv: r.Dir == DirIn,
+		inbound: r.Dir != record.DirOut, sent: r.Dir == record.DirOut, recv: r.Dir == record.DirIn,
 	}
 	sd.headLen = uint8(copy(sd.head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)]))
 	flow := flowKey{sd.src, sd.dst}
@@ -217,8 +218,8 @@ func (t *datagrams) expire(cut time.Time) {
 // twinOf returns the other observation of the datagram r is, when this host both sent
 // and received it: the send for a receive, or the receive for a send (per-CPU buffers
 // may deliver the receive first).
-func (t *datagrams) twinOf(r *Record) *seenDatagram {
-	if r.Dir == DirUnknown {
+func (t *datagrams) twinOf(r *record.Record) *seenDatagram {
+	if r.Dir == record.DirUnknown {
 		return nil
 	}
 	var head [quoteLen]byte
@@ -232,7 +233,7 @@ func (t *datagrams) twinOf(r *Record) *seenDatagram {
 		if r.Time.Sub(sd.t) > maxTwinDelay {
 			break
 		}
-		other := sd.sent && r.Dir == DirIn || sd.recv && r.Dir == DirOut
+		other := sd.sent && r.Dir == record.DirIn || sd.recv && r.Dir == record.DirOut
 		if other && sd.twin == nil && sd.n == r.Len {
 			return sd
 		}
@@ -245,7 +246,7 @@ const maxTwinDelay = time.Second
 
 // takeRead returns the datagram a read of r takes from its socket queue: the oldest
 // unread one of its flow with its length (any length when the read does not say), or nil.
-func (t *datagrams) takeRead(r *Record) *seenDatagram {
+func (t *datagrams) takeRead(r *record.Record) *seenDatagram {
 	flow := flowOf(r.Src, r.Dst)
 	var q *sdQueue
 	if r.Len > 0 {
@@ -272,7 +273,7 @@ func (t *datagrams) takeRead(r *Record) *seenDatagram {
 
 // quoted returns the datagram an ICMP error quotes: the newest one of the quoted flow
 // sent before the error whose first bytes match the quoted payload, when there is one.
-func (t *datagrams) quoted(r *Record) *seenDatagram {
+func (t *datagrams) quoted(r *record.Record) *seenDatagram {
 	src, dst := unmapAP(r.QuotedSrc), unmapAP(r.QuotedDst)
 	ports := src.Port() != 0 && dst.Port() != 0
 	if len(r.Payload) >= quoteLen && ports {
@@ -289,7 +290,7 @@ func (t *datagrams) quoted(r *Record) *seenDatagram {
 
 // newestMatching returns the newest datagram of q, among the lookBack newest, that an
 // ICMP error r can quote.
-func newestMatching(q *sdQueue, r *Record) *seenDatagram {
+func newestMatching(q *sdQueue, r *record.Record) *seenDatagram {
 	if q == nil {
 		return nil
 	}

@@ -15,7 +15,11 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/discv4"
+	"github.com/discotrace/discotrace/decode/discv5"
 	"github.com/discotrace/discotrace/decode/internal/bounded"
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -116,8 +120,8 @@ const (
 // gives the same output. Not safe for concurrent use.
 type Decoder struct {
 	cfg Config
-	v4  *V4Decoder
-	v5  *V5Decoder
+	v4  *discv4.Decoder
+	v5  *discv5.Decoder
 
 	now       time.Time // the latest record time
 	nextSweep time.Time
@@ -144,8 +148,8 @@ func NewDecoder(cfg Config) *Decoder {
 	cfg.setDefaults()
 	d := &Decoder{
 		cfg:        cfg,
-		v4:         NewV4Decoder(),
-		v5:         NewV5Decoder(cfg.Identity.Keys),
+		v4:         discv4.NewDecoder(),
+		v5:         discv5.NewDecoder(cfg.Identity.Keys, cfg.HandshakeTimeout),
 		localIDs:   make(map[enode.ID]bool),
 		localAddrs: make(map[netip.AddrPort]bool),
 		ids:        bounded.New[netip.AddrPort, learnedID](maxLearnedIDs),
@@ -175,22 +179,22 @@ func NewDecoder(cfg Config) *Decoder {
 
 // Feed decodes one record and emits its event, preceded by whatever timed out before
 // the record's time and followed by whatever it completes.
-func (d *Decoder) Feed(r *Record, emit func(*ndjson.Event)) {
+func (d *Decoder) Feed(r *record.Record, emit func(*ndjson.Event)) {
 	if r.Time.After(d.now) {
 		d.now = r.Time
 	}
 	d.fire(emit, false)
 	d.sweep()
 	switch r.Kind {
-	case Datagram:
+	case record.Datagram:
 		d.feedDatagram(r, emit)
-	case Read:
+	case record.Read:
 		d.feedRead(r, emit)
-	case ICMP:
+	case record.ICMP:
 		d.feedICMP(r, emit)
-	case Drop:
+	case record.Drop:
 		d.feedDrop(r, emit)
-	case Lost:
+	case record.Lost:
 		since := r.Since
 		if since.IsZero() || since.After(r.Time) {
 			since = r.Time
@@ -381,16 +385,16 @@ func (d *Decoder) idAt(a netip.AddrPort) (enode.ID, bool) {
 
 // learn takes what a decoded packet tells about node IDs, addresses and the local side,
 // and hands it to the discv5 decoder so that later headers unmask cheaply.
-func (d *Decoder) learn(r *Record, p *Packet) {
+func (d *Decoder) learn(r *record.Record, p *packet.Packet) {
 	switch r.Dir {
-	case DirOut:
+	case record.DirOut:
 		d.addLocal(r.Src)
-	case DirIn:
+	case record.DirIn:
 		d.addLocal(r.Dst)
 	}
-	if p.HasSrcID && p.Kind != KindWhoareyou {
+	if p.HasSrcID && p.Kind != discv5.KindWhoareyou {
 		d.learnID(r.Src, p.SrcID, r.Time)
-		if p.Proto == ProtoV4 {
+		if p.Proto == packet.ProtoV4 {
 			d.v5.LearnAddr(p.SrcID, r.Src)
 		}
 		if d.localIDs[p.SrcID] {
@@ -418,18 +422,18 @@ func (d *Decoder) learn(r *Record, p *Packet) {
 
 // ---- per record kind ----
 
-func (d *Decoder) decodePacket(r *Record) Packet {
+func (d *Decoder) decodePacket(r *record.Record) packet.Packet {
 	if p, ok := d.v4.Decode(r); ok {
 		return p
 	}
 	if p, ok := d.v5.Decode(r); ok {
 		return p
 	}
-	p := Packet{Proto: ProtoUnknown, Err: ErrNotDiscovery}
+	p := packet.Packet{Proto: packet.ProtoUnknown, Err: ErrNotDiscovery}
 	switch {
 	case len(r.Payload) < r.Len:
 		p.Err = fmt.Errorf("%w; the payload was truncated to %d of %d bytes by the capture", ErrNotDiscovery, len(r.Payload), r.Len)
-	case r.Len >= v5MinPacketSize && (r.Dir == DirOut || d.isLocal(r.Src)):
+	case r.Len >= discv5.MinPacketSize && (r.Dir == record.DirOut || d.isLocal(r.Src)):
 		p.Err = errUnknownDestination
 	}
 	return p
@@ -441,7 +445,7 @@ func (d *Decoder) decodePacket(r *Record) Packet {
 // names its ID.
 var errUnknownDestination = fmt.Errorf("%w: sent by a local node, so most likely discv5 to a node whose ID is not known yet (its header is masked with that ID); the handshake it starts is reported once the peer's answer names it", ErrNotDiscovery)
 
-func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
+func (d *Decoder) feedDatagram(r *record.Record, emit func(*ndjson.Event)) {
 	if first := d.seen.twinOf(r); first != nil {
 		// This host sent and received it: the same datagram, already decoded and
 		// tracked. Decoding it again would count it twice (a duplicate request, a
@@ -456,28 +460,28 @@ func (d *Decoder) feedDatagram(r *Record, emit func(*ndjson.Event)) {
 	}
 	p := d.decodePacket(r)
 	d.learn(r, &p)
-	if _, ok := d.held.Get(unmapAP(r.Src)); ok && p.Proto != ProtoUnknown {
+	if _, ok := d.held.Get(unmapAP(r.Src)); ok && p.Proto != packet.ProtoUnknown {
 		// Before r, which may answer one of them, and which they may explain.
 		if d.replayHeld(r.Src, emit) {
-			d.v5.reexplain(&p)
+			d.v5.Reexplain(&p)
 		}
 	}
 	ev := RecordEvent(r, d.cfg.WithPayload)
 	ev.Disc = discOf(r, &p)
 	sd := d.seen.add(r, ev.Type, ev.Disc)
 	emit(ev)
-	if p.Proto == ProtoUnknown {
+	if p.Proto == packet.ProtoUnknown {
 		d.hold(r, sd)
 	}
 	d.track(r, &p, sd, emit)
 }
 
 // track hands a decoded datagram to the exchange, handshake and anomaly trackers.
-func (d *Decoder) track(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
+func (d *Decoder) track(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
 	switch p.Proto {
-	case ProtoV4:
+	case packet.ProtoV4:
 		d.ex.v4(r, p, sd, emit)
-	case ProtoV5:
+	case packet.ProtoV5:
 		d.hs.packet(r, p, sd, emit)
 		d.ex.v5(r, p, sd, emit)
 	}
@@ -504,14 +508,14 @@ const (
 )
 
 type heldDatagram struct {
-	r  Record
+	r  record.Record
 	sd *seenDatagram
 }
 
 // hold keeps a copy of r (the payload may be the producer's buffer) if it could be a
 // discv5 packet.
-func (d *Decoder) hold(r *Record, sd *seenDatagram) {
-	if r.Len < v5MinPacketSize || len(r.Payload) < r.Len {
+func (d *Decoder) hold(r *record.Record, sd *seenDatagram) {
+	if r.Len < discv5.MinPacketSize || len(r.Payload) < r.Len {
 		return
 	}
 	k := unmapAP(r.Dst)
@@ -576,7 +580,7 @@ func sendErrDetail(ret int64) string {
 }
 
 // discOf is the "disc" object of a decoded packet.
-func discOf(r *Record, p *Packet) *ndjson.Disc {
+func discOf(r *record.Record, p *packet.Packet) *ndjson.Disc {
 	disc := &ndjson.Disc{Proto: p.Proto, Kind: p.Kind}
 	if p.Msg != nil {
 		disc.Msg = p.Msg.Name()
@@ -600,7 +604,7 @@ func discOf(r *Record, p *Packet) *ndjson.Disc {
 		disc.Nodes = ndjson.Ptr(p.Nodes)
 	}
 	disc.From, disc.To = ndjson.Addr(p.From), ndjson.Addr(p.To)
-	if p.Proto == ProtoV4 && !p.Expiration.IsZero() && p.Expiration.Unix() <= maxRFC3339Unix {
+	if p.Proto == packet.ProtoV4 && !p.Expiration.IsZero() && p.Expiration.Unix() <= maxRFC3339Unix {
 		disc.Expiration = p.Expiration.UTC().Format(time.RFC3339)
 	}
 	if len(p.Target) == len(v4wire.Pubkey{}) {
@@ -642,8 +646,8 @@ func printableOrHex(s string) string {
 
 // expiredOnArrival reports whether a discv4 packet's expiration had passed when it was
 // captured: its receiver drops it unanswered.
-func expiredOnArrival(r *Record, p *Packet) bool {
-	if p.Proto != ProtoV4 || p.Expiration.IsZero() {
+func expiredOnArrival(r *record.Record, p *packet.Packet) bool {
+	if p.Proto != packet.ProtoV4 || p.Expiration.IsZero() {
 		return false
 	}
 	// As go-ethereum's v4wire.Expired: time.Unix(expiration, 0).Before(now). Compared as
@@ -657,14 +661,14 @@ func expiredOnArrival(r *Record, p *Packet) bool {
 // saturates those to the int64 limit): go-ethereum converts expirations to int64, so for
 // it they lie before 1970 and the packet is expired. The devp2p suite sends such values
 // on purpose.
-func v4ExpirationNegative(p *Packet) bool {
+func v4ExpirationNegative(p *packet.Packet) bool {
 	return p.Expiration.Unix() == math.MaxInt64
 }
 
 // feedRead attaches to a read the decoded packet it reads (the oldest unread datagram
 // of the flow with its length: the socket queue is FIFO), and records that the local
 // application got it.
-func (d *Decoder) feedRead(r *Record, emit func(*ndjson.Event)) {
+func (d *Decoder) feedRead(r *record.Record, emit func(*ndjson.Event)) {
 	ev := RecordEvent(r, d.cfg.WithPayload)
 	if sd := d.seen.takeRead(r); sd != nil {
 		ev.Disc = sd.disc
@@ -681,9 +685,9 @@ func (d *Decoder) feedRead(r *Record, emit func(*ndjson.Event)) {
 // feedICMP attributes an ICMP error to the datagram it quotes: the one whose first bytes
 // match the quoted payload when the record carries it, else the latest one of the quoted
 // flow sent before the error.
-func (d *Decoder) feedICMP(r *Record, emit func(*ndjson.Event)) {
+func (d *Decoder) feedICMP(r *record.Record, emit func(*ndjson.Event)) {
 	ev := RecordEvent(r, d.cfg.WithPayload)
-	if r.Dir == DirUnknown {
+	if r.Dir == record.DirUnknown {
 		switch {
 		case d.isLocalIP(r.Dst):
 			ev.Dir = "in"
@@ -708,7 +712,7 @@ func (d *Decoder) feedICMP(r *Record, emit func(*ndjson.Event)) {
 
 // feedDrop attributes a kernel drop to the items waiting on its flow: a request dropped
 // on its way in, or an answer dropped before the application could read it.
-func (d *Decoder) feedDrop(r *Record, emit func(*ndjson.Event)) {
+func (d *Decoder) feedDrop(r *record.Record, emit func(*ndjson.Event)) {
 	emit(RecordEvent(r, d.cfg.WithPayload))
 	if !r.Src.Addr().IsValid() || !r.Dst.Addr().IsValid() {
 		return

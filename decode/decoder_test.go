@@ -13,19 +13,24 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/capture"
+	"github.com/discotrace/discotrace/decode/discv4"
+	"github.com/discotrace/discotrace/decode/internal/disctest"
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
 // captureRecords reads a shared capture's records.
-func captureRecords(tb testing.TB, name string) []*Record {
+func captureRecords(tb testing.TB, name string) []*record.Record {
 	tb.Helper()
-	f, err := os.Open(capturePath(tb, name))
+	f, err := os.Open(disctest.CapturePath(tb, name))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer f.Close()
-	var recs []*Record
-	if err := ReadCapture(f, func(r *Record) error { recs = append(recs, r); return nil }); err != nil {
+	var recs []*record.Record
+	if err := capture.Read(f, func(r *record.Record) error { recs = append(recs, r); return nil }); err != nil {
 		tb.Fatal(err)
 	}
 	return recs
@@ -35,11 +40,11 @@ func captureRecords(tb testing.TB, name string) []*Record {
 // quoting them: whatever the bytes, every record gives exactly one event of its own and
 // nothing panics. Run: go test ./decode -fuzz FuzzDecoderFeed -fuzztime 30s
 func FuzzDecoderFeed(f *testing.F) {
-	key, _ := crypto.HexToECDSA(capKeyA)
+	key, _ := crypto.HexToECDSA(disctest.KeyA)
 	ping, _, _ := v4wire.Encode(key, &v4wire.Ping{Version: 4, Expiration: 1 << 40})
 	f.Add(ping, []byte{}, uint8(3), uint8(3))
 	for _, name := range []string{"devp2p-discovery.pcap", "suites-devp2p.pcap"} {
-		if p := os.Getenv("DISCOTRACE_TESTDATA"); p != "" || fileExists("/work/shared/testdata/pcap/"+name) {
+		if p := os.Getenv("DISCOTRACE_TESTDATA"); p != "" || disctest.FileExists("/work/shared/testdata/pcap/"+name) {
 			recs := captureRecords(f, name)
 			for i := 0; i+1 < len(recs); i += 7 {
 				f.Add(recs[i].Payload, recs[i+1].Payload, uint8(3), uint8(4))
@@ -50,14 +55,14 @@ func FuzzDecoderFeed(f *testing.F) {
 		d := NewDecoder(Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{key}}})
 		x, y := netip.MustParseAddrPort("10.0.0.1:30303"), netip.MustParseAddrPort("10.0.0.2:30303")
 		now := time.Unix(1_800_000_000, 0)
-		recs := []*Record{
-			{Kind: Datagram, Src: x, Dst: y, Len: len(a), Payload: a},
-			{Kind: Datagram, Src: y, Dst: x, Len: len(b), Payload: b},
-			{Kind: ICMP, Src: netip.AddrPortFrom(y.Addr(), 0), Dst: netip.AddrPortFrom(x.Addr(), 0), ICMPType: typ, ICMPCode: code, QuotedSrc: x, QuotedDst: y, Len: len(a), Payload: a},
-			{Kind: Datagram, Src: x, Dst: y, Len: len(a) + 1, Payload: a, Dir: DirOut, HasSendRet: true, SendRet: -int64(code)},
-			{Kind: Read, Src: y, Dst: x, Len: len(b)},
-			{Kind: Drop, Src: y, Dst: x, Reason: "SOCKET_RCVBUFF"},
-			{Kind: Datagram, Src: y, Dst: x, Len: len(a), Payload: a},
+		recs := []*record.Record{
+			{Kind: record.Datagram, Src: x, Dst: y, Len: len(a), Payload: a},
+			{Kind: record.Datagram, Src: y, Dst: x, Len: len(b), Payload: b},
+			{Kind: record.ICMP, Src: netip.AddrPortFrom(y.Addr(), 0), Dst: netip.AddrPortFrom(x.Addr(), 0), ICMPType: typ, ICMPCode: code, QuotedSrc: x, QuotedDst: y, Len: len(a), Payload: a},
+			{Kind: record.Datagram, Src: x, Dst: y, Len: len(a) + 1, Payload: a, Dir: record.DirOut, HasSendRet: true, SendRet: -int64(code)},
+			{Kind: record.Read, Src: y, Dst: x, Len: len(b)},
+			{Kind: record.Drop, Src: y, Dst: x, Reason: "SOCKET_RCVBUFF"},
+			{Kind: record.Datagram, Src: y, Dst: x, Len: len(a), Payload: a},
 		}
 		own := 0
 		emit := func(ev *ndjson.Event) {
@@ -78,14 +83,12 @@ func FuzzDecoderFeed(f *testing.F) {
 	})
 }
 
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
-
 // BenchmarkDecoderCapture decodes the conformance-suite capture end to end (wire
 // decoding, signature recovery, discv5 decryption, tracking), a fresh Decoder per
 // pass so that no cache carries over. It prints packets/s.
 func BenchmarkDecoderCapture(b *testing.B) {
 	recs := captureRecords(b, "suites-devp2p.pcap")
-	key, _ := crypto.HexToECDSA(capKeyA)
+	key, _ := crypto.HexToECDSA(disctest.KeyA)
 	events := 0
 	emit := func(*ndjson.Event) { events++ }
 	b.ResetTimer()
@@ -104,10 +107,10 @@ func BenchmarkDecoderCapture(b *testing.B) {
 // pairs whose signatures the discv4 cache already holds (as for retransmits and both
 // directions of a traced host), so the figure is pairing, timers, evidence and events.
 func BenchmarkDecoderTrackingV4(b *testing.B) {
-	keys := []string{capKeyA, capKeyB}
-	var recs []*Record
+	keys := []string{disctest.KeyA, disctest.KeyB}
+	var recs []*record.Record
 	now := time.Unix(1_800_000_000, 0)
-	warm := NewV4Decoder()
+	warm := discv4.NewDecoder()
 	for i := 0; i < 1000; i++ {
 		ka, _ := crypto.HexToECDSA(keys[i%2])
 		kb, _ := crypto.HexToECDSA(keys[(i+1)%2])
@@ -117,8 +120,8 @@ func BenchmarkDecoderTrackingV4(b *testing.B) {
 		pong, _, _ := v4wire.Encode(kb, &v4wire.Pong{ReplyTok: hash, Expiration: uint64(now.Unix()) + 20})
 		t := now.Add(time.Duration(i) * time.Millisecond)
 		recs = append(recs,
-			&Record{Kind: Datagram, Time: t, Src: x, Dst: y, Len: len(ping), Payload: ping},
-			&Record{Kind: Datagram, Time: t.Add(300 * time.Microsecond), Src: y, Dst: x, Len: len(pong), Payload: pong})
+			&record.Record{Kind: record.Datagram, Time: t, Src: x, Dst: y, Len: len(ping), Payload: ping},
+			&record.Record{Kind: record.Datagram, Time: t.Add(300 * time.Microsecond), Src: y, Dst: x, Len: len(pong), Payload: pong})
 	}
 	for _, r := range recs {
 		warm.Decode(r)
@@ -144,21 +147,21 @@ func BenchmarkDecoderTrackingV4(b *testing.B) {
 // operator can look up, a TALKREQ protocol that survives JSON whatever its bytes, and an
 // expiration only when RFC 3339 can write it.
 func TestDiscFields(t *testing.T) {
-	key, err := crypto.HexToECDSA(capKeyA)
+	key, err := crypto.HexToECDSA(disctest.KeyA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &Record{Kind: Datagram, Time: time.Unix(1795463766, 0)}
+	rec := &record.Record{Kind: record.Datagram, Time: time.Unix(1795463766, 0)}
 	target := v4wire.EncodePubkey(&key.PublicKey)
-	fn := discOf(rec, &Packet{Proto: ProtoV4, Kind: KindV4Findnode, Target: target[:], Expiration: v4Time(1795463786)})
+	fn := discOf(rec, &packet.Packet{Proto: packet.ProtoV4, Kind: discv4.KindFindnode, Target: target[:], Expiration: discv4.ExpirationTime(1795463786)})
 	if want := enode.PubkeyToIDV4(&key.PublicKey).String(); fn.Target != want || fn.Expiration != "2026-11-23T19:56:26Z" {
 		t.Errorf("FINDNODE target %s expiration %s, want %s and 2026-11-23T19:56:26Z", fn.Target, fn.Expiration, want)
 	}
-	if far := discOf(rec, &Packet{Proto: ProtoV4, Kind: KindV4Ping, Expiration: v4Time(math.MaxUint64)}); far.Expiration != "" || far.Error == "" {
+	if far := discOf(rec, &packet.Packet{Proto: packet.ProtoV4, Kind: discv4.KindPing, Expiration: discv4.ExpirationTime(math.MaxUint64)}); far.Expiration != "" || far.Error == "" {
 		t.Errorf("expiration 2^64-1: %q, error %q; want none, and the expired-on-arrival error", far.Expiration, far.Error)
 	}
 	for proto, want := range map[string]string{"portal": "portal", "a b~": "a b~", "\x00\x01": "0x0001", "é": "0xc3a9"} {
-		if got := discOf(rec, &Packet{Proto: ProtoV5, Msg: &v5wire.TalkRequest{Protocol: proto}}).TalkProtocol; got != want {
+		if got := discOf(rec, &packet.Packet{Proto: packet.ProtoV5, Msg: &v5wire.TalkRequest{Protocol: proto}}).TalkProtocol; got != want {
 			t.Errorf("TALKREQ protocol %q shows as %q, want %q", proto, got, want)
 		}
 	}

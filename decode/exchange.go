@@ -11,7 +11,10 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/discv4"
 	"github.com/discotrace/discotrace/decode/internal/bounded"
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -93,24 +96,24 @@ func (x *exchanges) init(d *Decoder) {
 // answers its request, as it does for go-ethereum: a NEIGHBORS with invalid entries
 // (geth skips them and counts the rest), an ENRRESPONSE with an invalid record (geth
 // matches the reply and rejects the record afterwards).
-func v4Answers(p *Packet) bool {
-	return errors.Is(p.Err, ErrV4BadNeighbor) || errors.Is(p.Err, ErrV4BadRecord) || errors.Is(p.Err, ErrV4RecordNotSender)
+func v4Answers(p *packet.Packet) bool {
+	return errors.Is(p.Err, discv4.ErrBadNeighbor) || errors.Is(p.Err, discv4.ErrBadRecord) || errors.Is(p.Err, discv4.ErrRecordNotSender)
 }
 
 // v4RequestOf names the request a discv4 response answers.
 var v4RequestOf = map[string]string{
-	KindV4Pong:        KindV4Ping,
-	KindV4ENRResponse: KindV4ENRRequest,
-	KindV4Neighbors:   KindV4Findnode,
+	discv4.KindPong:        discv4.KindPing,
+	discv4.KindENRResponse: discv4.KindENRRequest,
+	discv4.KindNeighbors:   discv4.KindFindnode,
 }
 
 // v4 tracks a decoded discv4 packet.
-func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
+func (x *exchanges) v4(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
 	if p.Err != nil && !v4Answers(p) {
 		return
 	}
 	switch p.Kind {
-	case KindV4Ping, KindV4ENRRequest, KindV4Findnode:
+	case discv4.KindPing, discv4.KindENRRequest, discv4.KindFindnode:
 		key := string(p.Hash)
 		if ex, _ := x.byHash.Get(key); ex != nil && !ex.answered && !ex.done {
 			// The same bytes again while it waits: a duplicate of the request, not a new
@@ -129,7 +132,7 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 			}
 		}
 		ex.forget = unindex
-		if p.Kind == KindV4Findnode {
+		if p.Kind == discv4.KindFindnode {
 			k := flowOf(r.Src, r.Dst)
 			// The peer answers its FINDNODEs one after the other, each answer's packets
 			// back to back: one whose last packet came well before this request went out
@@ -165,7 +168,7 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 				}
 			}
 		}
-	case KindV4Pong, KindV4ENRResponse:
+	case discv4.KindPong, discv4.KindENRResponse:
 		ex, _ := x.byHash.Get(string(p.ReplyTok))
 		if ex == nil || ex.req != v4Name(v4RequestOf[p.Kind]) || ex.to.Addr().Unmap() != r.Src.Addr().Unmap() {
 			return // not an answer to a request seen: before the capture, or forged
@@ -175,7 +178,7 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 		}
 		ex.forget()
 		x.answer(ex, r, p, sd, v4Name(p.Kind))
-	case KindV4Neighbors:
+	case discv4.KindNeighbors:
 		list, _ := x.findnode.Get(flowOf(r.Dst, r.Src))
 		if len(list) == 0 {
 			return
@@ -198,7 +201,7 @@ func (x *exchanges) v4(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 // expiredAnswer handles a discv4 response that arrived already expired: go-ethereum
 // drops those before matching them to a request, so for the requester it does not
 // answer; it becomes the evidence of the failure instead. It reports whether p was one.
-func (x *exchanges) expiredAnswer(ex *exchange, r *Record, p *Packet, sd *seenDatagram) bool {
+func (x *exchanges) expiredAnswer(ex *exchange, r *record.Record, p *packet.Packet, sd *seenDatagram) bool {
 	if !expiredOnArrival(r, p) {
 		return false
 	}
@@ -211,13 +214,13 @@ func (x *exchanges) expiredAnswer(ex *exchange, r *Record, p *Packet, sd *seenDa
 
 // expiredEvidence is the observation that what (a request or an answer) arrived expired,
 // so that who ignores it.
-func expiredEvidence(r *Record, sd *seenDatagram, what, who string) *ndjson.Evidence {
+func expiredEvidence(r *record.Record, sd *seenDatagram, what, who string) *ndjson.Evidence {
 	return &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
 		Detail: fmt.Sprintf("%s expired on arrival: the %s ignores it", what, who)}
 }
 
 // v5 tracks a decrypted discv5 message.
-func (x *exchanges) v5(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
+func (x *exchanges) v5(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
 	if p.Msg == nil {
 		return
 	}
@@ -257,7 +260,7 @@ func (x *exchanges) v5(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson
 	}
 }
 
-func (x *exchanges) open(r *Record, p *Packet, sd *seenDatagram, name string, timeout time.Duration) *exchange {
+func (x *exchanges) open(r *record.Record, p *packet.Packet, sd *seenDatagram, name string, timeout time.Duration) *exchange {
 	ex := &exchange{req: name, from: r.Src, to: r.Dst, t: r.Time, timeout: timeout, attempts: 1}
 	ex.fromID, ex.hasFrom = p.SrcID, p.HasSrcID
 	ex.toID, ex.hasTo = p.DstID, p.HasDstID
@@ -293,7 +296,7 @@ func (x *exchanges) open(r *Record, p *Packet, sd *seenDatagram, name string, ti
 // answer completes an exchange (the caller takes it out of the indexes it no longer
 // belongs in). The verdict waits SettleDelay: an ICMP error or drop quoting the answer
 // means it never reached the requester's application.
-func (x *exchanges) answer(ex *exchange, r *Record, p *Packet, sd *seenDatagram, name string) {
+func (x *exchanges) answer(ex *exchange, r *record.Record, p *packet.Packet, sd *seenDatagram, name string) {
 	if ex.answered || ex.done {
 		return
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/discotrace/discotrace/decode/internal/disctest"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -15,17 +17,17 @@ import (
 // exchanges are reported as they happened.
 func TestScenarioFloodFromOnePeer(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 	flooder := netip.MustParseAddrPort("10.6.6.6:4000")
 	junk := make([]byte, 256)
-	ping := s.ping(a, b, DirOut)
+	ping := s.ping(a, b, record.DirOut)
 	for i := range 2 * maxSeen {
 		binary.BigEndian.PutUint64(junk, uint64(i)) // each datagram its own
-		s.feed(scDatagram(flooder, a.addr, junk, DirIn))
-		s.feed(&Record{Kind: Read, Src: flooder, Dst: a.addr, Len: len(junk)})
+		s.feed(scDatagram(flooder, a.Addr, junk, record.DirIn))
+		s.feed(&record.Record{Kind: record.Read, Src: flooder, Dst: a.Addr, Len: len(junk)})
 		if i == maxSeen {
-			pong := s.pong(b, a, ping, DirIn)
-			s.feed(&Record{Kind: Read, Src: b.addr, Dst: a.addr, Len: len(pong)})
+			pong := s.pong(b, a, ping, record.DirIn)
+			s.feed(&record.Record{Kind: record.Read, Src: b.Addr, Dst: a.Addr, Len: len(pong)})
 		}
 		s.after(10 * time.Microsecond)
 	}
@@ -63,11 +65,11 @@ func TestScenarioFloodFromOnePeer(t *testing.T) {
 // waited, is evidence beside no_response: the answer may have been lost.
 func TestScenarioLossNoticedLateQualifiesNoResponse(t *testing.T) {
 	s := newScNet(t, Config{LossReportDelay: 1100 * time.Millisecond})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 	start := s.now
-	s.ping(a, b, DirOut)
+	s.ping(a, b, record.DirOut)
 	s.after(900 * time.Millisecond) // the tracer checks its loss counters once a second
-	s.feed(&Record{Kind: Lost, Count: 5, Since: start.Add(-100 * time.Millisecond)})
+	s.feed(&record.Record{Kind: record.Lost, Count: 5, Since: start.Add(-100 * time.Millisecond)})
 	s.tick(time.Second)
 	checkFailed(t, s.only(ndjson.TypeExchange), CauseNoResponse, "lost 5 observations lost by the tracer meanwhile")
 	if l := s.only(ndjson.TypeLost); l.Since != ndjson.Time(start.Add(-100*time.Millisecond)) {
@@ -78,11 +80,11 @@ func TestScenarioLossNoticedLateQualifiesNoResponse(t *testing.T) {
 // A request resent many times lists the first copies as evidence and counts the rest.
 func TestScenarioEvidenceIsCapped(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	ping := s.ping(a, b, DirOut)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, record.DirOut)
 	for range maxSentEvidence + 9 {
 		s.after(time.Millisecond)
-		s.feed(scDatagram(a.addr, b.addr, ping, DirOut))
+		s.feed(scDatagram(a.Addr, b.Addr, ping, record.DirOut))
 	}
 	s.tick(time.Second)
 	ex := s.only(ndjson.TypeExchange)
@@ -99,9 +101,9 @@ func BenchmarkDecoderFlood(b *testing.B) {
 			d := NewDecoder(Config{})
 			src, dst := netip.MustParseAddrPort("10.6.6.6:4000"), netip.MustParseAddrPort("10.0.0.1:30303")
 			payload := make([]byte, 256)
-			recv := Record{Kind: Datagram, Dir: DirIn, Src: src, Dst: dst, Len: len(payload), Payload: payload}
-			read := Record{Kind: Read, Src: src, Dst: dst, Len: len(payload)}
-			drop := Record{Kind: Drop, Src: src, Dst: dst, Len: len(payload), Reason: "SOCKET_RCVBUFF"}
+			recv := record.Record{Kind: record.Datagram, Dir: record.DirIn, Src: src, Dst: dst, Len: len(payload), Payload: payload}
+			read := record.Record{Kind: record.Read, Src: src, Dst: dst, Len: len(payload)}
+			drop := record.Record{Kind: record.Drop, Src: src, Dst: dst, Len: len(payload), Reason: "SOCKET_RCVBUFF"}
 			t := scT0
 			step := time.Second / time.Duration(perSecond)
 			emit := func(*ndjson.Event) {}
@@ -125,15 +127,15 @@ func BenchmarkDecoderFlood(b *testing.B) {
 // datagrams the same flow carried since.
 func TestScenarioICMPQuotesARequestBehindAFlood(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	ping := scDatagram(a.addr, b.addr, s.ping(a, b, DirOut), DirOut)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping := scDatagram(a.Addr, b.Addr, s.ping(a, b, record.DirOut), record.DirOut)
 	junk := make([]byte, 64)
 	for i := range 10 * lookBack {
 		binary.BigEndian.PutUint64(junk, uint64(i))
-		s.feed(scDatagram(a.addr, b.addr, junk, DirOut))
+		s.feed(scDatagram(a.Addr, b.Addr, junk, record.DirOut))
 	}
 	s.after(time.Millisecond)
-	s.feed(icmpRec(b.addr, a.addr, 3, 3, ping))
+	s.feed(icmpRec(b.Addr, a.Addr, 3, 3, ping))
 	s.tick(time.Second)
 	checkFailed(t, s.only(ndjson.TypeExchange), CauseICMPUnreachable, "icmp 3/3")
 }

@@ -15,6 +15,9 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/internal/disctest"
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -29,34 +32,34 @@ type recordingConn struct {
 	local netip.AddrPort
 
 	mu   sync.Mutex
-	recs []*Record
+	recs []*record.Record
 }
 
-func (c *recordingConn) keep(dir Direction, src, dst netip.AddrPort, b []byte) {
+func (c *recordingConn) keep(dir record.Direction, src, dst netip.AddrPort, b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.recs = append(c.recs, &Record{Kind: Datagram, Time: time.Now(), Dir: dir, Src: src, Dst: dst, Len: len(b), Payload: bytes.Clone(b)})
+	c.recs = append(c.recs, &record.Record{Kind: record.Datagram, Time: time.Now(), Dir: dir, Src: src, Dst: dst, Len: len(b), Payload: bytes.Clone(b)})
 }
 
 func (c *recordingConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	n, from, err := c.UDPConn.ReadFromUDPAddrPort(b)
 	if err == nil {
-		c.keep(DirIn, from, c.local, b[:n])
+		c.keep(record.DirIn, from, c.local, b[:n])
 	}
 	return n, from, err
 }
 
 func (c *recordingConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
-	c.keep(DirOut, c.local, to, b) // before the write: its answer cannot come first
+	c.keep(record.DirOut, c.local, to, b) // before the write: its answer cannot come first
 	return c.UDPConn.WriteToUDPAddrPort(b, to)
 }
 
 // records returns what the socket saw, in time order.
-func (c *recordingConn) records() []*Record {
+func (c *recordingConn) records() []*record.Record {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := slices.Clone(c.recs)
-	slices.SortStableFunc(out, func(a, b *Record) int { return a.Time.Compare(b.Time) })
+	slices.SortStableFunc(out, func(a, b *record.Record) int { return a.Time.Compare(b.Time) })
 	return out
 }
 
@@ -95,7 +98,7 @@ func (n *gethNode) config() discover.Config {
 
 // decodeGeth runs records through a Decoder that holds the local node's key, and counts
 // the handshake and exchange verdicts.
-func decodeGeth(t *testing.T, local *gethNode, recs []*Record) (map[string]int, []*ndjson.Event) {
+func decodeGeth(t *testing.T, local *gethNode, recs []*record.Record) (map[string]int, []*ndjson.Event) {
 	t.Helper()
 	d := NewDecoder(Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{local.key}}})
 	var evs []*ndjson.Event
@@ -140,7 +143,7 @@ func checkGethDecoded(t *testing.T, evs []*ndjson.Event, proto string) int {
 // starts the handshake, then asks that peer for nodes and its record; and it pings a
 // second peer itself, whose ID the decoder learns only from its answer.
 func TestGethDiscv5(t *testing.T) {
-	a, b, c := newGethNode(t, scKeyA), newGethNode(t, scKeyB), newGethNode(t, scKeyC)
+	a, b, c := newGethNode(t, disctest.KeyA), newGethNode(t, disctest.KeyB), newGethNode(t, disctest.KeyC)
 	udpA, err := discover.ListenV5(a.conn, a.ln, a.config())
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +175,7 @@ func TestGethDiscv5(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 
 	verdicts, evs := decodeGeth(t, a, a.conn.records())
-	if n := checkGethDecoded(t, evs, ProtoV5); n < 12 {
+	if n := checkGethDecoded(t, evs, packet.ProtoV5); n < 12 {
 		t.Errorf("%d datagrams, want at least 12", n)
 	}
 	// The nodes' tables work in the background too (a node just added is pinged), so
@@ -194,7 +197,7 @@ func TestGethDiscv5(t *testing.T) {
 // Two discv4 nodes bond (PING both ways), then the local one asks for the other's record
 // and looks up a key, which sends FINDNODE.
 func TestGethDiscv4(t *testing.T) {
-	a, b := newGethNode(t, scKeyA), newGethNode(t, scKeyB)
+	a, b := newGethNode(t, disctest.KeyA), newGethNode(t, disctest.KeyB)
 	udpB, err := discover.ListenV4(b.conn, b.ln, b.config())
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +222,7 @@ func TestGethDiscv4(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 
 	verdicts, evs := decodeGeth(t, a, a.conn.records())
-	checkGethDecoded(t, evs, ProtoV4)
+	checkGethDecoded(t, evs, packet.ProtoV4)
 	checkGethVerdicts(t, verdicts, map[string]int{
 		"PING/v4 answered ":       2, // a's, and b's to bond back
 		"ENRREQUEST/v4 answered ": 1, "FINDNODE/v4 answered ": 1,

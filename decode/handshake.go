@@ -9,7 +9,10 @@ import (
 
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/discv5"
 	"github.com/discotrace/discotrace/decode/internal/bounded"
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -110,7 +113,7 @@ func (h *handshakes) sweep(cut time.Time) {
 }
 
 // packet tracks one discv5 packet.
-func (h *handshakes) packet(r *Record, p *Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
+func (h *handshakes) packet(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
 	fwd := h.pair(r.Src, r.Dst)
 	rev := h.pair(r.Dst, r.Src)
 	prevFromPeer := rev.last
@@ -120,19 +123,19 @@ func (h *handshakes) packet(r *Record, p *Packet, sd *seenDatagram, emit func(*n
 		}
 	}()
 	switch p.Kind {
-	case KindMessage:
+	case discv5.KindMessage:
 		h.message(r, p, sd, fwd, rev, prevFromPeer, emit)
-	case KindWhoareyou:
+	case discv5.KindWhoareyou:
 		h.whoareyou(r, p, sd, rev, emit)
-	case KindHandshake:
+	case discv5.KindHandshake:
 		h.handshake(r, p, sd, fwd, emit)
 	}
 }
 
-func (h *handshakes) message(r *Record, p *Packet, sd *seenDatagram, fwd, rev *pairState, prevFromPeer time.Time, emit func(*ndjson.Event)) {
+func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagram, fwd, rev *pairState, prevFromPeer time.Time, emit func(*ndjson.Event)) {
 	// As an answer: the recipient of a handshake responds, or a peer in session answers.
 	// A random packet answers nothing: its sender has no session.
-	random := errors.Is(p.Err, errV5RandomPacket)
+	random := errors.Is(p.Err, discv5.ErrRandomPacket)
 	firstResponse := false
 	if a := rev.att; a != nil && !random && !a.done && a.state == stateHandshakeSent {
 		a.state, a.respT = stateEstablished, r.Time
@@ -243,7 +246,7 @@ func compactMsgs(list []*v5Msg) []*v5Msg {
 
 // whoareyou handles a challenge from the recipient (r.Src) to the initiator (r.Dst);
 // st is the initiator→recipient pair.
-func (h *handshakes) whoareyou(r *Record, p *Packet, sd *seenDatagram, st *pairState, emit func(*ndjson.Event)) {
+func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatagram, st *pairState, emit func(*ndjson.Event)) {
 	if a := st.att; a != nil && len(p.ChallengeData) > 0 && bytes.Equal(a.challenge, p.ChallengeData) {
 		// An identical resend: the recipient repeats its pending challenge to every new
 		// packet of the initiator. Those packets belong to this attempt (and a copy
@@ -353,12 +356,12 @@ func (h *handshakes) expire(a *attempt, since time.Time, timeout time.Duration, 
 // v5HandshakeRefused reports whether p is a HANDSHAKE its recipient's own checks refuse
 // (late, bad id-signature, record or message), as opposed to one this decoder merely
 // cannot open (no key, a capture's snap length).
-func v5HandshakeRefused(p *Packet) bool {
-	return p.Kind == KindHandshake && p.Err != nil && !errors.Is(p.Err, errV5NoKey) && !errors.Is(p.Err, errV5Truncated)
+func v5HandshakeRefused(p *packet.Packet) bool {
+	return p.Kind == discv5.KindHandshake && p.Err != nil && !errors.Is(p.Err, discv5.ErrNoKey) && !errors.Is(p.Err, discv5.ErrTruncated)
 }
 
 // handshake handles a HANDSHAKE from the initiator (r.Src); st is initiator→recipient.
-func (h *handshakes) handshake(r *Record, p *Packet, sd *seenDatagram, st *pairState, emit func(*ndjson.Event)) {
+func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatagram, st *pairState, emit func(*ndjson.Event)) {
 	a := st.att
 	if a != nil && !a.done && a.state == stateChallenged && a.hasChallenge && r.Time.Sub(a.challengeT) > h.d.cfg.HandshakeTimeout {
 		// The answer to a challenge the recipient has already dropped: it ignores it.

@@ -10,6 +10,8 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/p2p/enode"
+
+	"github.com/discotrace/discotrace/decode/internal/disctest"
 )
 
 const (
@@ -119,7 +121,7 @@ func TestParseNodeID(t *testing.T) {
 }
 
 func TestParseENR(t *testing.T) {
-	n := newScNode(t, idKeyHex, "10.0.0.1:30303").ln.Node()
+	n := disctest.NewNode(t, idKeyHex, "10.0.0.1:30303").LN.Node()
 	got, err := ParseENR(n.String())
 	if err != nil {
 		t.Fatal(err)
@@ -139,13 +141,13 @@ func TestParseENR(t *testing.T) {
 
 // The local identity tells which side of a pcap is local: an ENR's endpoint at once.
 func TestIdentityENRMakesItsEndpointLocal(t *testing.T) {
-	a := newScNode(t, idKeyHex, "10.0.0.1:30303")
-	d := NewDecoder(Config{Identity: Identity{Nodes: []*enode.Node{a.ln.Node()}}})
-	if !d.isLocal(a.addr) || d.isLocal(netip.MustParseAddrPort("10.0.0.2:30303")) {
+	a := disctest.NewNode(t, idKeyHex, "10.0.0.1:30303")
+	d := NewDecoder(Config{Identity: Identity{Nodes: []*enode.Node{a.LN.Node()}}})
+	if !d.isLocal(a.Addr) || d.isLocal(netip.MustParseAddrPort("10.0.0.2:30303")) {
 		t.Fatal("the ENR's endpoint should be local, and only it")
 	}
-	ids := (&Identity{IDs: []enode.ID{a.id()}, Nodes: []*enode.Node{a.ln.Node()}}).AllIDs()
-	if len(ids) != 1 || ids[0] != a.id() {
+	ids := (&Identity{IDs: []enode.ID{a.ID()}, Nodes: []*enode.Node{a.LN.Node()}}).AllIDs()
+	if len(ids) != 1 || ids[0] != a.ID() {
 		t.Fatalf("AllIDs %v", ids)
 	}
 }

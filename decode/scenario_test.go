@@ -12,12 +12,15 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common/mclock"
-	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
-	"github.com/ethereum/go-ethereum/p2p/enr"
 
+	"github.com/discotrace/discotrace/decode/discv4"
+	"github.com/discotrace/discotrace/decode/discv5"
+	"github.com/discotrace/discotrace/decode/internal/disctest"
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -44,7 +47,7 @@ func (s *scNet) after(d time.Duration) { s.now = s.now.Add(d) }
 
 func (s *scNet) emit(ev *ndjson.Event) { s.events = append(s.events, ev) }
 
-func (s *scNet) feed(r *Record) {
+func (s *scNet) feed(r *record.Record) {
 	r.Time = s.now
 	s.dec.Feed(r, s.emit)
 }
@@ -81,85 +84,51 @@ func (s *scNet) dump() string {
 	return b.String()
 }
 
-// scNode is a node with a key, an address and, for discv5, go-ethereum's codec.
-type scNode struct {
-	key   *ecdsa.PrivateKey
-	addr  netip.AddrPort
-	ln    *enode.LocalNode
-	codec *v5wire.Codec
-}
-
-func newScNode(t *testing.T, keyHex, addr string) *scNode {
-	t.Helper()
-	key, err := crypto.HexToECDSA(keyHex)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ap := netip.MustParseAddrPort(addr)
-	db, err := enode.OpenDB("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	ln := enode.NewLocalNode(db, key)
-	ln.SetStaticIP(net.IP(ap.Addr().AsSlice()))
-	ln.Set(enr.UDP(ap.Port()))
-	return &scNode{key: key, addr: ap, ln: ln, codec: v5wire.NewCodec(ln, key, mclock.System{}, nil)}
-}
-
-func (n *scNode) id() enode.ID { return n.ln.ID() }
-
-const (
-	scKeyA = "1111111111111111111111111111111111111111111111111111111111111111"
-	scKeyB = "3333333333333333333333333333333333333333333333333333333333333333"
-	scKeyC = "4444444444444444444444444444444444444444444444444444444444444444"
-)
-
 // datagram is a record of payload from one node to another, as a pcap shows it.
-func scDatagram(from, to netip.AddrPort, payload []byte, dir Direction) *Record {
-	return &Record{Kind: Datagram, Dir: dir, Src: from, Dst: to, Len: len(payload), Payload: payload}
+func scDatagram(from, to netip.AddrPort, payload []byte, dir record.Direction) *record.Record {
+	return &record.Record{Kind: record.Datagram, Dir: dir, Src: from, Dst: to, Len: len(payload), Payload: payload}
 }
 
 // v4 sends a discv4 packet and returns its bytes.
-func (s *scNet) v4(from, to *scNode, p v4wire.Packet, dir Direction) []byte {
+func (s *scNet) v4(from, to *disctest.Node, p v4wire.Packet, dir record.Direction) []byte {
 	s.t.Helper()
-	b, _, err := v4wire.Encode(from.key, p)
+	b, _, err := v4wire.Encode(from.Key, p)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.feed(scDatagram(from.addr, to.addr, bytes.Clone(b), dir))
+	s.feed(scDatagram(from.Addr, to.Addr, bytes.Clone(b), dir))
 	return b
 }
 
 func (s *scNet) exp() uint64 { return uint64(s.now.Add(20 * time.Second).Unix()) }
 
-func (s *scNet) ping(from, to *scNode, dir Direction) []byte {
+func (s *scNet) ping(from, to *disctest.Node, dir record.Direction) []byte {
 	s.seq++
-	return s.v4(from, to, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(from.addr, 0), To: v4wire.NewEndpoint(to.addr, 0), Expiration: s.exp(), ENRSeq: s.seq}, dir)
+	return s.v4(from, to, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(from.Addr, 0), To: v4wire.NewEndpoint(to.Addr, 0), Expiration: s.exp(), ENRSeq: s.seq}, dir)
 }
 
 // tick moves record time on with a datagram no tracker cares about.
 func (s *scNet) tick(d time.Duration) {
 	s.after(d)
-	s.feed(scDatagram(netip.MustParseAddrPort("10.9.9.9:9"), netip.MustParseAddrPort("10.9.9.8:9"), []byte("tick"), DirUnknown))
+	s.feed(scDatagram(netip.MustParseAddrPort("10.9.9.9:9"), netip.MustParseAddrPort("10.9.9.8:9"), []byte("tick"), record.DirUnknown))
 }
 
-func (s *scNet) pong(from, to *scNode, ping []byte, dir Direction) []byte {
-	return s.v4(from, to, &v4wire.Pong{To: v4wire.NewEndpoint(to.addr, 0), ReplyTok: ping[:32], Expiration: s.exp()}, dir)
+func (s *scNet) pong(from, to *disctest.Node, ping []byte, dir record.Direction) []byte {
+	return s.v4(from, to, &v4wire.Pong{To: v4wire.NewEndpoint(to.Addr, 0), ReplyTok: ping[:32], Expiration: s.exp()}, dir)
 }
 
 // v5 sends a discv5 packet through the sender's codec, has the receiver's codec decode
 // it (so both move through the real protocol states), and returns what the receiver
 // decoded.
-func (s *scNet) v5(from, to *scNode, p v5wire.Packet, challenge *v5wire.Whoareyou) v5wire.Packet {
+func (s *scNet) v5(from, to *disctest.Node, p v5wire.Packet, challenge *v5wire.Whoareyou) v5wire.Packet {
 	s.t.Helper()
-	b, _, err := from.codec.Encode(to.id(), to.addr.String(), p, challenge)
+	b, _, err := from.Codec.Encode(to.ID(), to.Addr.String(), p, challenge)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	b = bytes.Clone(b)
-	s.feed(scDatagram(from.addr, to.addr, bytes.Clone(b), DirUnknown))
-	_, _, got, err := to.codec.Decode(b, from.addr.String())
+	s.feed(scDatagram(from.Addr, to.Addr, bytes.Clone(b), record.DirUnknown))
+	_, _, got, err := to.Codec.Decode(b, from.Addr.String())
 	if err != nil {
 		s.t.Fatalf("go-ethereum could not decode its own %s: %v", p.Name(), err)
 	}
@@ -168,7 +137,7 @@ func (s *scNet) v5(from, to *scNode, p v5wire.Packet, challenge *v5wire.Whoareyo
 
 // challenge runs a's random first packet and b's WHOAREYOU, returning the challenge a
 // answers with a HANDSHAKE.
-func (s *scNet) challenge(a, b *scNode, req v5wire.Packet) *v5wire.Whoareyou {
+func (s *scNet) challenge(a, b *disctest.Node, req v5wire.Packet) *v5wire.Whoareyou {
 	s.t.Helper()
 	nonce := s.randomPacket(a, b, req)
 	s.after(time.Millisecond)
@@ -176,13 +145,13 @@ func (s *scNet) challenge(a, b *scNode, req v5wire.Packet) *v5wire.Whoareyou {
 	if !ok {
 		s.t.Fatal("the challenge did not decode as WHOAREYOU")
 	}
-	w.Node = b.ln.Node()
+	w.Node = b.LN.Node()
 	return w
 }
 
 // randomPacket sends a's first packet to b, random bytes since they have no session, and
 // returns its nonce, which b's WHOAREYOU echoes.
-func (s *scNet) randomPacket(a, b *scNode, req v5wire.Packet) v5wire.Nonce {
+func (s *scNet) randomPacket(a, b *disctest.Node, req v5wire.Packet) v5wire.Nonce {
 	s.t.Helper()
 	u, ok := s.v5(a, b, req, nil).(*v5wire.Unknown)
 	if !ok {
@@ -193,25 +162,25 @@ func (s *scNet) randomPacket(a, b *scNode, req v5wire.Packet) v5wire.Nonce {
 
 // unseenChallenge is b's WHOAREYOU for a's packet with nonce, which the capture misses:
 // a's codec takes it, the decoder never sees it.
-func (s *scNet) unseenChallenge(b, a *scNode, nonce v5wire.Nonce) *v5wire.Whoareyou {
+func (s *scNet) unseenChallenge(b, a *disctest.Node, nonce v5wire.Nonce) *v5wire.Whoareyou {
 	s.t.Helper()
-	enc, _, err := b.codec.Encode(a.id(), a.addr.String(), &v5wire.Whoareyou{Nonce: nonce, IDNonce: [16]byte{7}, Node: a.ln.Node()}, nil)
+	enc, _, err := b.Codec.Encode(a.ID(), a.Addr.String(), &v5wire.Whoareyou{Nonce: nonce, IDNonce: [16]byte{7}, Node: a.LN.Node()}, nil)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	_, _, p, err := a.codec.Decode(bytes.Clone(enc), b.addr.String())
+	_, _, p, err := a.Codec.Decode(bytes.Clone(enc), b.Addr.String())
 	w, ok := p.(*v5wire.Whoareyou)
 	if err != nil || !ok {
 		s.t.Fatalf("the challenge did not decode as WHOAREYOU: %v", err)
 	}
-	w.Node = b.ln.Node()
+	w.Node = b.LN.Node()
 	return w
 }
 
 // pingHandshake runs a's PING to b through a whole handshake, as go-ethereum does it:
 // the random packet, b's WHOAREYOU, a's HANDSHAKE with the PING 1 ms later, and b's
 // PONG pongAfter after that. It returns the PING.
-func (s *scNet) pingHandshake(a, b *scNode, pongAfter time.Duration) *v5wire.Ping {
+func (s *scNet) pingHandshake(a, b *disctest.Node, pongAfter time.Duration) *v5wire.Ping {
 	s.t.Helper()
 	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
 	w := s.challenge(a, b, ping)
@@ -223,13 +192,13 @@ func (s *scNet) pingHandshake(a, b *scNode, pongAfter time.Duration) *v5wire.Pin
 }
 
 // v5pong answers a request with reqID from to, telling it where from saw it.
-func (s *scNet) v5pong(from, to *scNode, reqID []byte) {
-	s.v5(from, to, &v5wire.Pong{ReqID: reqID, ENRSeq: 1, ToIP: net.IP(to.addr.Addr().AsSlice()), ToPort: to.addr.Port()}, nil)
+func (s *scNet) v5pong(from, to *disctest.Node, reqID []byte) {
+	s.v5(from, to, &v5wire.Pong{ReqID: reqID, ENRSeq: 1, ToIP: net.IP(to.Addr.Addr().AsSlice()), ToPort: to.Addr.Port()}, nil)
 }
 
-func icmpRec(from, to netip.AddrPort, typ, code uint8, quoted *Record) *Record {
-	return &Record{
-		Kind: ICMP, Src: netip.AddrPortFrom(from.Addr(), 0), Dst: netip.AddrPortFrom(to.Addr(), 0),
+func icmpRec(from, to netip.AddrPort, typ, code uint8, quoted *record.Record) *record.Record {
+	return &record.Record{
+		Kind: record.ICMP, Src: netip.AddrPortFrom(from.Addr(), 0), Dst: netip.AddrPortFrom(to.Addr(), 0),
 		ICMPType: typ, ICMPCode: code, QuotedSrc: quoted.Src, QuotedDst: quoted.Dst,
 		Len: quoted.Len, Payload: quoted.Payload,
 	}
@@ -255,16 +224,16 @@ func checkFailed(t *testing.T, ev *ndjson.Event, cause string, evidence ...strin
 
 func TestScenarioPingAnswered(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	ping := s.ping(a, b, DirUnknown)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, record.DirUnknown)
 	s.after(3 * time.Millisecond)
-	s.pong(b, a, ping, DirUnknown)
+	s.pong(b, a, ping, record.DirUnknown)
 	s.flush()
 	ex := s.only(ndjson.TypeExchange)
 	if ex.Outcome != OutcomeAnswered || ex.Req != "PING/v4" || ex.Resp != "PONG/v4" || *ex.RTTNs != int64(3*time.Millisecond) {
 		t.Fatalf("exchange %+v", ex)
 	}
-	if ex.InitiatorID != a.id().String() || ex.RecipientID != b.id().String() || ex.Initiator != "10.0.0.1:30303" {
+	if ex.InitiatorID != a.ID().String() || ex.RecipientID != b.ID().String() || ex.Initiator != "10.0.0.1:30303" {
 		t.Fatalf("ids %+v", ex)
 	}
 	if len(s.ofType(ndjson.TypePacket)) != 2 {
@@ -275,15 +244,15 @@ func TestScenarioPingAnswered(t *testing.T) {
 // A peer that never answers: the timeout fires on record time, before the next record.
 func TestScenarioNoResponseTimesOutOnRecordTime(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b, c := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303"), newScNode(t, scKeyC, "10.0.0.3:30303")
-	s.ping(a, b, DirUnknown)
+	a, b, c := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303"), disctest.NewNode(t, disctest.KeyC, "10.0.0.3:30303")
+	s.ping(a, b, record.DirUnknown)
 	s.after(499 * time.Millisecond)
-	s.ping(a, c, DirUnknown) // still within b's 500 ms
+	s.ping(a, c, record.DirUnknown) // still within b's 500 ms
 	if n := len(s.ofType(ndjson.TypeExchange)); n != 0 {
 		t.Fatalf("%d exchanges before the timeout", n)
 	}
 	s.after(2 * time.Millisecond)
-	s.ping(c, a, DirUnknown)
+	s.ping(c, a, record.DirUnknown)
 	if got := s.events[len(s.events)-2]; got.Type != ndjson.TypeExchange {
 		t.Fatalf("the timeout should come before the record that passes it:\n%s", s.dump())
 	}
@@ -299,12 +268,12 @@ func TestScenarioNoResponseTimesOutOnRecordTime(t *testing.T) {
 // A peer behind a REJECT rule: the ICMP error quoting our PING is the cause.
 func TestScenarioPeerBehindRejectRule(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	ping := s.ping(a, b, DirOut)
-	req := scDatagram(a.addr, b.addr, ping, DirOut)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, record.DirOut)
+	req := scDatagram(a.Addr, b.Addr, ping, record.DirOut)
 	s.after(100 * time.Microsecond)
-	icmp := icmpRec(b.addr, a.addr, 3, 3, req)
-	icmp.Dir, icmp.HasNotified = DirIn, true // the tracer: received, and the unconnected socket not told
+	icmp := icmpRec(b.Addr, a.Addr, 3, 3, req)
+	icmp.Dir, icmp.HasNotified = record.DirIn, true // the tracer: received, and the unconnected socket not told
 	s.feed(icmp)
 	s.after(time.Second)
 	s.flush()
@@ -320,14 +289,14 @@ func TestScenarioPeerBehindRejectRule(t *testing.T) {
 // gets it.
 func TestScenarioAnswerRejectedByLocalFirewall(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	ping := s.ping(a, b, DirUnknown)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, record.DirUnknown)
 	s.after(time.Millisecond)
-	pong := s.pong(b, a, ping, DirUnknown)
+	pong := s.pong(b, a, ping, record.DirUnknown)
 	s.after(20 * time.Microsecond)
-	s.feed(icmpRec(a.addr, b.addr, 3, 3, scDatagram(b.addr, a.addr, pong, DirUnknown)))
+	s.feed(icmpRec(a.Addr, b.Addr, 3, 3, scDatagram(b.Addr, a.Addr, pong, record.DirUnknown)))
 	s.after(time.Second)
-	s.feed(scDatagram(b.addr, a.addr, []byte("later"), DirUnknown))
+	s.feed(scDatagram(b.Addr, a.Addr, []byte("later"), record.DirUnknown))
 	ex := s.only(ndjson.TypeExchange)
 	checkFailed(t, ex, CauseICMPUnreachable, "quoting 10.0.0.2:30303 > 10.0.0.1:30303")
 	if ex.Resp != "PONG/v4" || *ex.RTTNs != int64(time.Millisecond) {
@@ -338,10 +307,10 @@ func TestScenarioAnswerRejectedByLocalFirewall(t *testing.T) {
 // The answer reached the host and the kernel dropped it: full receive buffer.
 func TestScenarioFullReceiveBuffer(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s.ping(a, b, DirOut)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s.ping(a, b, record.DirOut)
 	s.after(2 * time.Millisecond)
-	s.feed(&Record{Kind: Drop, Src: b.addr, Dst: a.addr, Len: 154, Reason: "SOCKET_RCVBUFF", Location: "__udp_enqueue_schedule_skb"})
+	s.feed(&record.Record{Kind: record.Drop, Src: b.Addr, Dst: a.Addr, Len: 154, Reason: "SOCKET_RCVBUFF", Location: "__udp_enqueue_schedule_skb"})
 	s.flush()
 	checkFailed(t, s.only(ndjson.TypeExchange), CauseKernelDrop, "drop SOCKET_RCVBUFF in __udp_enqueue_schedule_skb")
 }
@@ -349,10 +318,10 @@ func TestScenarioFullReceiveBuffer(t *testing.T) {
 // A fragmented answer loses a fragment: the reassembly drop has no ports.
 func TestScenarioLostFragment(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s.ping(a, b, DirUnknown)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s.ping(a, b, record.DirUnknown)
 	s.after(30 * time.Millisecond)
-	s.feed(&Record{Kind: Drop, Src: netip.AddrPortFrom(b.addr.Addr(), 0), Dst: netip.AddrPortFrom(a.addr.Addr(), 0), Reason: ReasonFragReasmTimeout})
+	s.feed(&record.Record{Kind: record.Drop, Src: netip.AddrPortFrom(b.Addr.Addr(), 0), Dst: netip.AddrPortFrom(a.Addr.Addr(), 0), Reason: record.ReasonFragReasmTimeout})
 	s.after(time.Second)
 	s.flush()
 	checkFailed(t, s.only(ndjson.TypeExchange), CauseFragmentLoss, "FRAG_REASM_TIMEOUT")
@@ -361,9 +330,9 @@ func TestScenarioLostFragment(t *testing.T) {
 // The path needs a smaller packet: ICMP fragmentation needed quoting the request.
 func TestScenarioFragmentationNeeded(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	ping := s.ping(a, b, DirUnknown)
-	s.feed(icmpRec(netip.MustParseAddrPort("10.0.0.254:0"), a.addr, 3, 4, scDatagram(a.addr, b.addr, ping, DirUnknown)))
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, record.DirUnknown)
+	s.feed(icmpRec(netip.MustParseAddrPort("10.0.0.254:0"), a.Addr, 3, 4, scDatagram(a.Addr, b.Addr, ping, record.DirUnknown)))
 	s.flush()
 	checkFailed(t, s.only(ndjson.TypeExchange), CauseFragmentLoss, "icmp 3/4 fragmentation needed from 10.0.0.254")
 }
@@ -371,13 +340,13 @@ func TestScenarioFragmentationNeeded(t *testing.T) {
 // The local application read the request and never answered (tracer only).
 func TestScenarioApplicationReadButNeverAnswered(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	ping := s.ping(b, a, DirIn)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping := s.ping(b, a, record.DirIn)
 	s.after(300 * time.Microsecond)
-	s.feed(&Record{Kind: Read, Src: b.addr, Dst: a.addr, Len: len(ping), HasProc: true, PID: 4242, Comm: "geth", HasQueueTime: true, QueueTime: 250 * time.Microsecond})
+	s.feed(&record.Record{Kind: record.Read, Src: b.Addr, Dst: a.Addr, Len: len(ping), HasProc: true, PID: 4242, Comm: "geth", HasQueueTime: true, QueueTime: 250 * time.Microsecond})
 	s.tick(time.Second)
 	read := s.only(ndjson.TypeRead)
-	if read.Disc == nil || read.Disc.Kind != KindV4Ping {
+	if read.Disc == nil || read.Disc.Kind != discv4.KindPing {
 		t.Fatalf("the read should carry the decoded packet it read: %+v", read)
 	}
 	checkFailed(t, s.only(ndjson.TypeExchange), CauseAppDrop, "read read by pid 4242 (geth) after 250µs")
@@ -385,31 +354,31 @@ func TestScenarioApplicationReadButNeverAnswered(t *testing.T) {
 
 func TestScenarioFindnodeAnsweredByTwoNeighbors(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	c := newScNode(t, scKeyC, "10.0.0.3:30303")
-	s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&c.key.PublicKey), Expiration: s.exp()}, DirUnknown)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	c := disctest.NewNode(t, disctest.KeyC, "10.0.0.3:30303")
+	s.v4(a, b, &v4wire.Findnode{Target: v4wire.EncodePubkey(&c.Key.PublicKey), Expiration: s.exp()}, record.DirUnknown)
 	s.after(2 * time.Millisecond)
-	nb := v4wire.Node{IP: net.IP{10, 0, 0, 3}, UDP: 30303, TCP: 30303, ID: v4wire.EncodePubkey(&c.key.PublicKey)}
-	s.v4(b, a, &v4wire.Neighbors{Nodes: []v4wire.Node{nb, nb}, Expiration: s.exp()}, DirUnknown)
+	nb := v4wire.Node{IP: net.IP{10, 0, 0, 3}, UDP: 30303, TCP: 30303, ID: v4wire.EncodePubkey(&c.Key.PublicKey)}
+	s.v4(b, a, &v4wire.Neighbors{Nodes: []v4wire.Node{nb, nb}, Expiration: s.exp()}, record.DirUnknown)
 	s.after(time.Millisecond)
-	s.v4(b, a, &v4wire.Neighbors{Nodes: []v4wire.Node{nb}, Expiration: s.exp()}, DirUnknown)
+	s.v4(b, a, &v4wire.Neighbors{Nodes: []v4wire.Node{nb}, Expiration: s.exp()}, record.DirUnknown)
 	s.flush()
 	ex := s.only(ndjson.TypeExchange)
 	if ex.Outcome != OutcomeAnswered || ex.Req != "FINDNODE/v4" || ex.Resp != "NEIGHBORS/v4" || *ex.RTTNs != int64(2*time.Millisecond) {
 		t.Fatalf("exchange %+v", ex)
 	}
 	// The NEIGHBORS entries teach the decoder c's ID at its address.
-	if id, ok := s.dec.idAt(c.addr); !ok || id != c.id() {
+	if id, ok := s.dec.idAt(c.Addr); !ok || id != c.ID() {
 		t.Fatalf("c's ID not learned from NEIGHBORS")
 	}
 }
 
 func TestScenarioENRRequest(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	req := s.v4(a, b, &v4wire.ENRRequest{Expiration: s.exp()}, DirUnknown)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	req := s.v4(a, b, &v4wire.ENRRequest{Expiration: s.exp()}, record.DirUnknown)
 	s.after(400 * time.Microsecond)
-	s.v4(b, a, &v4wire.ENRResponse{ReplyTok: req[:32], Record: *b.ln.Node().Record()}, DirUnknown)
+	s.v4(b, a, &v4wire.ENRResponse{ReplyTok: req[:32], Record: *b.LN.Node().Record()}, record.DirUnknown)
 	s.flush()
 	ex := s.only(ndjson.TypeExchange)
 	if ex.Outcome != OutcomeAnswered || ex.Resp != "ENRRESPONSE/v4" || *ex.RTTNs != int64(400*time.Microsecond) {
@@ -420,9 +389,9 @@ func TestScenarioENRRequest(t *testing.T) {
 // A full discv5 handshake with go-ethereum's codec: random packet, WHOAREYOU (resent
 // once, identically), HANDSHAKE with PING, PONG.
 func TestScenarioV5HandshakeEstablished(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.key}}})
-	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: a.ln.Seq()}
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.Key}}})
+	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: a.LN.Seq()}
 	w := s.challenge(a, b, ping)
 	// a sends a second request before answering; b repeats its challenge, byte for byte.
 	s.after(time.Millisecond)
@@ -432,7 +401,7 @@ func TestScenarioV5HandshakeEstablished(t *testing.T) {
 	s.after(time.Millisecond)
 	s.v5(a, b, ping, w)
 	s.after(500 * time.Microsecond)
-	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: b.ln.Seq(), ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
+	s.v5(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: b.LN.Seq(), ToIP: net.IP{10, 0, 0, 1}, ToPort: 30303}, nil)
 	s.after(time.Second)
 	s.flush()
 
@@ -440,7 +409,7 @@ func TestScenarioV5HandshakeEstablished(t *testing.T) {
 	if hs.Outcome != OutcomeEstablished || hs.Attempts != 2 || hs.Cause != "" {
 		t.Fatalf("handshake %+v\n%s", hs, s.dump())
 	}
-	if hs.Initiator != "10.0.0.1:30303" || hs.Recipient != "10.0.0.2:30303" || hs.InitiatorID != a.id().String() || hs.RecipientID != b.id().String() {
+	if hs.Initiator != "10.0.0.1:30303" || hs.Recipient != "10.0.0.2:30303" || hs.InitiatorID != a.ID().String() || hs.RecipientID != b.ID().String() {
 		t.Fatalf("who: %+v", hs)
 	}
 	if *hs.WhoareyouRTTNs != int64(time.Millisecond) || *hs.HandshakeRTTNs != int64(500*time.Microsecond) || *hs.TotalNs != int64(4500*time.Microsecond) {
@@ -457,26 +426,26 @@ func TestScenarioV5HandshakeEstablished(t *testing.T) {
 
 // The recipient challenges the HANDSHAKE again: rejected; the next attempt succeeds.
 func TestScenarioV5HandshakeRejected(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 	// Only b's ID is given: its inbound headers unmask, and a's ID comes from src-id.
-	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.ID()}}})
 	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
 	w := s.challenge(a, b, ping)
 	s.after(time.Millisecond)
 	// b's codec forgets the challenge (as a restarted node does) and challenges the
 	// HANDSHAKE itself.
-	b.codec = v5wire.NewCodec(b.ln, b.key, mclock.System{}, nil)
-	hsPkt, hsNonce, err := a.codec.Encode(b.id(), b.addr.String(), ping, w)
+	b.Codec = v5wire.NewCodec(b.LN, b.Key, mclock.System{}, nil)
+	hsPkt, hsNonce, err := a.Codec.Encode(b.ID(), b.Addr.String(), ping, w)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(hsPkt), DirUnknown))
+	s.feed(scDatagram(a.Addr, b.Addr, bytes.Clone(hsPkt), record.DirUnknown))
 	s.after(time.Millisecond)
 	w2, ok := s.v5(b, a, &v5wire.Whoareyou{Nonce: hsNonce, IDNonce: [16]byte{8}}, nil).(*v5wire.Whoareyou)
 	if !ok {
 		t.Fatal("second challenge")
 	}
-	w2.Node = b.ln.Node()
+	w2.Node = b.LN.Node()
 	s.after(time.Millisecond)
 	s.v5(a, b, ping, w2)
 	s.after(time.Millisecond)
@@ -495,24 +464,24 @@ func TestScenarioV5HandshakeRejected(t *testing.T) {
 
 // A random first packet to a peer whose port is closed.
 func TestScenarioV5FirstPacketUnreachable(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	b2 := newScNode(t, scKeyC, "10.0.0.3:30303")
-	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
-	s.dec.v5.AddKnownID(b2.id()) // as if learned from a NEIGHBORS
-	enc, _, err := a.codec.Encode(b.id(), b.addr.String(), &v5wire.Ping{ReqID: []byte{1}}, nil)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	b2 := disctest.NewNode(t, disctest.KeyC, "10.0.0.3:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.ID()}}})
+	s.dec.v5.AddKnownID(b2.ID()) // as if learned from a NEIGHBORS
+	enc, _, err := a.Codec.Encode(b.ID(), b.Addr.String(), &v5wire.Ping{ReqID: []byte{1}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := scDatagram(a.addr, b.addr, bytes.Clone(enc), DirUnknown)
+	req := scDatagram(a.Addr, b.Addr, bytes.Clone(enc), record.DirUnknown)
 	s.feed(req)
 	s.after(50 * time.Microsecond)
-	s.feed(icmpRec(b.addr, a.addr, 3, 3, req))
+	s.feed(icmpRec(b.Addr, a.Addr, 3, 3, req))
 	// And one to a peer that stays silent.
-	enc, _, err = a.codec.Encode(b2.id(), b2.addr.String(), &v5wire.Ping{ReqID: []byte{2}}, nil)
+	enc, _, err = a.Codec.Encode(b2.ID(), b2.Addr.String(), &v5wire.Ping{ReqID: []byte{2}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.feed(scDatagram(a.addr, b2.addr, bytes.Clone(enc), DirUnknown))
+	s.feed(scDatagram(a.Addr, b2.Addr, bytes.Clone(enc), record.DirUnknown))
 	s.tick(time.Second)
 	hss := s.ofType(ndjson.TypeHandshake)
 	if len(hss) != 2 {
@@ -520,7 +489,7 @@ func TestScenarioV5FirstPacketUnreachable(t *testing.T) {
 	}
 	checkFailed(t, hss[0], CauseICMPUnreachable, "icmp 3/3 port unreachable from 10.0.0.2")
 	checkFailed(t, hss[1], CauseNoResponse, "never answered the first MESSAGE")
-	if hss[0].RecipientID != b.id().String() || hss[0].Attempts != 0 || hss[0].WhoareyouRTTNs != nil {
+	if hss[0].RecipientID != b.ID().String() || hss[0].Attempts != 0 || hss[0].WhoareyouRTTNs != nil {
 		t.Fatalf("unchallenged attempt: %+v", hss[0])
 	}
 	// With b's ID given, the ICMP error's direction is known: b's host sent it.
@@ -530,20 +499,20 @@ func TestScenarioV5FirstPacketUnreachable(t *testing.T) {
 }
 
 func TestScenarioV5InitiatorNeverAnswersChallenge(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{HandshakeTimeout: 300 * time.Millisecond, Identity: Identity{IDs: []enode.ID{b.id()}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{HandshakeTimeout: 300 * time.Millisecond, Identity: Identity{IDs: []enode.ID{b.ID()}}})
 	s.challenge(a, b, &v5wire.Ping{ReqID: []byte{1}})
 	// Decided a response timeout (700 ms) after the challenge expired: a HANDSHAKE in
 	// between would be a late one.
 	s.after(1001 * time.Millisecond)
-	s.feed(scDatagram(a.addr, b.addr, []byte("not discovery"), DirUnknown))
+	s.feed(scDatagram(a.Addr, b.Addr, []byte("not discovery"), record.DirUnknown))
 	hs := s.only(ndjson.TypeHandshake)
 	checkFailed(t, hs, CauseNoResponse, "the initiator 10.0.0.1:30303 never answered the challenge")
 	if hs.Attempts != 1 || *hs.WhoareyouRTTNs != int64(time.Millisecond) {
 		t.Fatalf("%+v", hs)
 	}
 	unknown := s.ofType(ndjson.TypePacket)[2]
-	if unknown.Disc.Proto != ProtoUnknown || !strings.Contains(unknown.Disc.Error, "not a discv4 or discv5 packet") {
+	if unknown.Disc.Proto != packet.ProtoUnknown || !strings.Contains(unknown.Disc.Error, "not a discv4 or discv5 packet") {
 		t.Fatalf("unknown datagram: %+v", unknown.Disc)
 	}
 }
@@ -551,14 +520,14 @@ func TestScenarioV5InitiatorNeverAnswersChallenge(t *testing.T) {
 // A peer whose clock is 40 s behind: its PINGs arrive already expired.
 func TestScenarioClockSkew(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 	for i := 0; i < 4; i++ {
 		behind := uint64(s.now.Add(-40 * time.Second).Add(20 * time.Second).Unix())
-		s.v4(b, a, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(b.addr, 0), To: v4wire.NewEndpoint(a.addr, 0), Expiration: behind}, DirIn)
+		s.v4(b, a, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(b.Addr, 0), To: v4wire.NewEndpoint(a.Addr, 0), Expiration: behind}, record.DirIn)
 		s.after(time.Second)
 	}
 	an := s.only(ndjson.TypeAnomaly)
-	if an.Anomaly != AnomalyClockSkew || an.PeerID != b.id().String() || an.Peer != "10.0.0.2:30303" {
+	if an.Anomaly != AnomalyClockSkew || an.PeerID != b.ID().String() || an.Peer != "10.0.0.2:30303" {
 		t.Fatalf("anomaly %+v", an)
 	}
 	if *an.OffsetNs != int64(-39500*time.Millisecond) {
@@ -572,24 +541,24 @@ func TestScenarioClockSkew(t *testing.T) {
 	}
 	// One deliberately expired packet from another peer is not a skewed clock, nor is
 	// one far-future packet among a correct clock's: the median of three ignores it.
-	c := newScNode(t, scKeyC, "10.0.0.3:30303")
-	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: 1}, DirIn)
-	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: s.exp()}, DirIn)
-	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: s.exp() + 3600}, DirIn)
-	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: s.exp() + 1}, DirIn)
+	c := disctest.NewNode(t, disctest.KeyC, "10.0.0.3:30303")
+	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: 1}, record.DirIn)
+	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: s.exp()}, record.DirIn)
+	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: s.exp() + 3600}, record.DirIn)
+	s.v4(c, a, &v4wire.Ping{Version: 4, Expiration: s.exp() + 1}, record.DirIn)
 	if len(s.ofType(ndjson.TypeAnomaly)) != 1 {
 		t.Fatalf("an outlier reported as skew:\n%s", s.dump())
 	}
 	// Two samples each way is no majority, behind or ahead; a third is.
 	for j, off := range []int64{-40, 40} {
-		d := newScNode(t, []string{"5555555555555555555555555555555555555555555555555555555555555555",
+		d := disctest.NewNode(t, []string{"5555555555555555555555555555555555555555555555555555555555555555",
 			"6666666666666666666666666666666666666666666666666666666666666666"}[j], "10.0.0.4:30303")
 		for i, skewed := range []bool{false, false, true, true, true} {
 			exp := s.exp()
 			if skewed {
 				exp = uint64(int64(exp) + off)
 			}
-			s.v4(d, a, &v4wire.Ping{Version: 4, Expiration: exp}, DirIn)
+			s.v4(d, a, &v4wire.Ping{Version: 4, Expiration: exp}, record.DirIn)
 			if n := len(s.ofType(ndjson.TypeAnomaly)); n != 1+j+i/4 {
 				t.Fatalf("offset %ds, after %d samples: %d anomalies\n%s", off, i+1, n, s.dump())
 			}
@@ -599,13 +568,13 @@ func TestScenarioClockSkew(t *testing.T) {
 
 func TestScenarioENRSeqRegression(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 	for _, seq := range []uint64{5, 7, 0, 7, 3, 2} {
-		s.v4(b, a, &v4wire.Ping{Version: 4, Expiration: s.exp(), ENRSeq: seq}, DirUnknown)
+		s.v4(b, a, &v4wire.Ping{Version: 4, Expiration: s.exp(), ENRSeq: seq}, record.DirUnknown)
 		s.after(time.Second)
 	}
 	an := s.only(ndjson.TypeAnomaly)
-	if an.Anomaly != AnomalyENRSeqRegression || an.PeerID != b.id().String() || !strings.Contains(an.Detail, "from 7 to 3") {
+	if an.Anomaly != AnomalyENRSeqRegression || an.PeerID != b.ID().String() || !strings.Contains(an.Detail, "from 7 to 3") {
 		t.Fatalf("anomaly %+v", an)
 	}
 	if len(an.Evidence) != 2 || an.Evidence[0].Time != ndjson.Time(scT0.Add(3*time.Second)) {
@@ -615,23 +584,23 @@ func TestScenarioENRSeqRegression(t *testing.T) {
 
 // A NAT: the peer saw us at our public address.
 func TestScenarioEndpointMismatch(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "192.168.1.10:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.key}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "192.168.1.10:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key}}})
 	public := netip.MustParseAddrPort("203.0.113.7:41000")
 	for i := 0; i < 2; i++ {
-		ping := s.ping(a, b, DirUnknown)
+		ping := s.ping(a, b, record.DirUnknown)
 		s.after(time.Millisecond)
-		s.v4(b, a, &v4wire.Pong{To: v4wire.NewEndpoint(public, 0), ReplyTok: ping[:32], Expiration: s.exp()}, DirUnknown)
+		s.v4(b, a, &v4wire.Pong{To: v4wire.NewEndpoint(public, 0), ReplyTok: ping[:32], Expiration: s.exp()}, record.DirUnknown)
 		s.after(time.Second)
 	}
 	// b pinging a and a answering is the other direction: no anomaly about b.
-	ping := s.ping(b, a, DirUnknown)
-	s.pong(a, b, ping, DirUnknown)
+	ping := s.ping(b, a, record.DirUnknown)
+	s.pong(a, b, ping, record.DirUnknown)
 	// A NAT that gives each peer its own port is still one finding.
 	for i, addr := range []string{"10.0.0.3:30303", "10.0.0.4:30303"} {
-		c := newScNode(t, scKeyC, addr)
-		ping := s.ping(a, c, DirUnknown)
-		s.v4(c, a, &v4wire.Pong{To: v4wire.NewEndpoint(netip.AddrPortFrom(public.Addr(), uint16(42000+i)), 0), ReplyTok: ping[:32], Expiration: s.exp()}, DirUnknown)
+		c := disctest.NewNode(t, disctest.KeyC, addr)
+		ping := s.ping(a, c, record.DirUnknown)
+		s.v4(c, a, &v4wire.Pong{To: v4wire.NewEndpoint(netip.AddrPortFrom(public.Addr(), uint16(42000+i)), 0), ReplyTok: ping[:32], Expiration: s.exp()}, record.DirUnknown)
 	}
 	an := s.only(ndjson.TypeAnomaly)
 	if an.Anomaly != AnomalyEndpointMismatch || an.Peer != "10.0.0.2:30303" || !strings.Contains(an.Detail, "reached us at 203.0.113.7:41000, but we are at 192.168.1.10:30303") {
@@ -640,12 +609,12 @@ func TestScenarioEndpointMismatch(t *testing.T) {
 }
 
 func TestScenarioWhoareyouStorm(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{StormThreshold: 4, StormWindow: 5 * time.Second, Identity: Identity{IDs: []enode.ID{b.id()}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{StormThreshold: 4, StormWindow: 5 * time.Second, Identity: Identity{IDs: []enode.ID{b.ID()}}})
 	for i := 0; i < 6; i++ {
 		s.challenge(a, b, &v5wire.Ping{ReqID: []byte{byte(i)}})
-		a.codec = v5wire.NewCodec(a.ln, a.key, mclock.System{}, nil) // a forgets, and starts over
-		b.codec = v5wire.NewCodec(b.ln, b.key, mclock.System{}, nil)
+		a.Codec = v5wire.NewCodec(a.LN, a.Key, mclock.System{}, nil) // a forgets, and starts over
+		b.Codec = v5wire.NewCodec(b.LN, b.Key, mclock.System{}, nil)
 		s.after(time.Second)
 	}
 	an := s.only(ndjson.TypeAnomaly)
@@ -665,8 +634,8 @@ func TestScenarioWhoareyouStorm(t *testing.T) {
 // One challenge that geth repeats, byte for byte, to each of the initiator's concurrent
 // requests is one challenge: no storm, one handshake with every copy in its attempts.
 func TestScenarioWhoareyouResendsAreNoStorm(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{StormThreshold: 4, StormWindow: 5 * time.Second, Identity: Identity{IDs: []enode.ID{b.id()}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{StormThreshold: 4, StormWindow: 5 * time.Second, Identity: Identity{IDs: []enode.ID{b.ID()}}})
 	w := s.challenge(a, b, &v5wire.Ping{ReqID: []byte{1}})
 	for i := 0; i < 5; i++ {
 		s.after(time.Millisecond)
@@ -686,10 +655,10 @@ func TestScenarioWhoareyouResendsAreNoStorm(t *testing.T) {
 func TestScenarioDeterministic(t *testing.T) {
 	run := func() string {
 		s := newScNet(t, Config{})
-		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+		a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 		for i := 0; i < 20; i++ {
-			s.ping(a, b, DirUnknown)
-			s.ping(b, a, DirUnknown)
+			s.ping(a, b, record.DirUnknown)
+			s.ping(b, a, record.DirUnknown)
 			s.after(10 * time.Millisecond)
 		}
 		s.flush()
@@ -712,11 +681,11 @@ func TestScenarioDeterministic(t *testing.T) {
 // State follows the traffic rate, not the length of the capture.
 func TestScenarioBoundedState(t *testing.T) {
 	s := newScNet(t, Config{})
-	a := newScNode(t, scKeyA, "10.0.0.1:30303")
-	peers := []*scNode{newScNode(t, scKeyB, "10.0.0.2:30303"), newScNode(t, scKeyC, "10.0.0.3:30303")}
+	a := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303")
+	peers := []*disctest.Node{disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303"), disctest.NewNode(t, disctest.KeyC, "10.0.0.3:30303")}
 	maxHeld := 0
 	for i := 0; i < 3000; i++ { // 300 s at 10 packets/s
-		s.ping(a, peers[i%2], DirUnknown)
+		s.ping(a, peers[i%2], record.DirUnknown)
 		s.after(100 * time.Millisecond)
 		maxHeld = max(maxHeld, s.dec.seen.all.len())
 	}
@@ -736,9 +705,9 @@ func TestScenarioBoundedState(t *testing.T) {
 	junk := bytes.Repeat([]byte{0x42}, 100)
 	for i := 0; i < maxLearnedIDs+10; i++ {
 		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 30303)
-		s.dec.learnID(addr, a.id(), s.now)
+		s.dec.learnID(addr, a.ID(), s.now)
 		if i < 2*maxHeldAddrs {
-			s.feed(scDatagram(a.addr, addr, junk, DirOut))
+			s.feed(scDatagram(a.Addr, addr, junk, record.DirOut))
 		}
 	}
 	if s.dec.ids.Len() > maxLearnedIDs || s.dec.held.Len() > maxHeldAddrs {
@@ -759,9 +728,9 @@ func TestScenarioFailedSends(t *testing.T) {
 		{syscall.ECONNREFUSED, CauseICMPUnreachable, "send failed: connection refused (-111)"},
 	} {
 		s := newScNet(t, Config{})
-		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-		b2, _, _ := v4wire.Encode(a.key, &v4wire.Ping{Version: 4, Expiration: s.exp()})
-		r := scDatagram(a.addr, b.addr, b2, DirOut)
+		a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+		b2, _, _ := v4wire.Encode(a.Key, &v4wire.Ping{Version: 4, Expiration: s.exp()})
+		r := scDatagram(a.Addr, b.Addr, b2, record.DirOut)
 		r.HasSendRet, r.SendRet = true, -int64(c.errno)
 		s.feed(r)
 		s.flush()
@@ -775,12 +744,12 @@ func TestScenarioFailedSends(t *testing.T) {
 // Events the tracer lost while a request waited are shown beside no_response.
 func TestScenarioLostEventsQualifyNoResponse(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s.ping(a, b, DirOut)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s.ping(a, b, record.DirOut)
 	s.after(10 * time.Millisecond)
-	s.feed(&Record{Kind: Lost, Count: 7})
+	s.feed(&record.Record{Kind: record.Lost, Count: 7})
 	s.after(5 * time.Millisecond)
-	s.feed(&Record{Kind: Lost, Count: 3})
+	s.feed(&record.Record{Kind: record.Lost, Count: 3})
 	s.tick(time.Second)
 	checkFailed(t, s.only(ndjson.TypeExchange), CauseNoResponse, "lost 10 observations lost by the tracer meanwhile")
 	if l := s.ofType(ndjson.TypeLost); len(l) != 2 || *l[0].Count != 7 {
@@ -791,11 +760,11 @@ func TestScenarioLostEventsQualifyNoResponse(t *testing.T) {
 // A quiet network: Advance fires the settle delay and the timeouts without a record.
 func TestScenarioAdvanceWithoutRecords(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	ping := s.ping(a, b, DirOut)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, record.DirOut)
 	s.after(time.Millisecond)
-	s.pong(b, a, ping, DirIn)
-	s.ping(a, b, DirOut)
+	s.pong(b, a, ping, record.DirIn)
+	s.ping(a, b, record.DirOut)
 	s.dec.Advance(s.now.Add(99*time.Millisecond), s.emit)
 	if n := len(s.ofType(ndjson.TypeExchange)); n != 0 {
 		t.Fatalf("%d exchanges before the answer settled", n)
@@ -813,24 +782,24 @@ func TestScenarioAdvanceWithoutRecords(t *testing.T) {
 // Both nodes on this host (loopback, or two namespaces): the tracer sees every datagram
 // sent and then received. One datagram, one decoding, one count.
 func TestScenarioBothEndsLocal(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "127.0.0.1:30303"), newScNode(t, scKeyB, "127.0.0.1:30304")
-	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.key, b.key}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "127.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "127.0.0.1:30304")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key, b.Key}}})
 	// Feed each datagram as the send, then as the receive 30 µs later.
-	twice := func(from, to *scNode, p v5wire.Packet, challenge *v5wire.Whoareyou) v5wire.Packet {
-		enc, _, err := from.codec.Encode(to.id(), to.addr.String(), p, challenge)
+	twice := func(from, to *disctest.Node, p v5wire.Packet, challenge *v5wire.Whoareyou) v5wire.Packet {
+		enc, _, err := from.Codec.Encode(to.ID(), to.Addr.String(), p, challenge)
 		if err != nil {
 			t.Fatal(err)
 		}
 		enc = bytes.Clone(enc)
-		first, second := DirOut, DirIn
+		first, second := record.DirOut, record.DirIn
 		if p.Kind() == v5wire.WhoareyouPacket {
-			first, second = DirIn, DirOut // delivered out of order, as per-CPU buffers may
+			first, second = record.DirIn, record.DirOut // delivered out of order, as per-CPU buffers may
 		}
-		s.feed(scDatagram(from.addr, to.addr, bytes.Clone(enc), first))
+		s.feed(scDatagram(from.Addr, to.Addr, bytes.Clone(enc), first))
 		s.after(30 * time.Microsecond)
-		s.feed(scDatagram(from.addr, to.addr, bytes.Clone(enc), second))
+		s.feed(scDatagram(from.Addr, to.Addr, bytes.Clone(enc), second))
 		s.after(time.Millisecond)
-		_, _, got, err := to.codec.Decode(enc, from.addr.String())
+		_, _, got, err := to.Codec.Decode(enc, from.Addr.String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -839,7 +808,7 @@ func TestScenarioBothEndsLocal(t *testing.T) {
 	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
 	unknown := twice(a, b, ping, nil).(*v5wire.Unknown)
 	w := twice(b, a, &v5wire.Whoareyou{Nonce: unknown.Nonce, IDNonce: [16]byte{3}}, nil).(*v5wire.Whoareyou)
-	w.Node = b.ln.Node()
+	w.Node = b.LN.Node()
 	twice(a, b, ping, w)
 	twice(b, a, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP{127, 0, 0, 1}, ToPort: 30303}, nil)
 	s.tick(time.Second)
@@ -856,7 +825,7 @@ func TestScenarioBothEndsLocal(t *testing.T) {
 		t.Fatalf("%d sends, %d receives", len(sends), len(recvs))
 	}
 	for i := range sends {
-		if recvs[i].Disc != sends[i].Disc || sends[i].Disc.Kind == "" || sends[i].Disc.Proto != ProtoV5 {
+		if recvs[i].Disc != sends[i].Disc || sends[i].Disc.Kind == "" || sends[i].Disc.Proto != packet.ProtoV5 {
 			t.Errorf("receive %d does not carry its send's decoding: %+v / %+v", i, recvs[i].Disc, sends[i].Disc)
 		}
 	}
@@ -878,9 +847,9 @@ func TestScenarioIPv6AndMappedAddresses(t *testing.T) {
 		{3, 1, CauseFragmentLoss, "icmp 3/1 time exceeded from 2001:db8::fe"},
 	} {
 		s := newScNet(t, Config{})
-		a, b := newScNode(t, scKeyA, "[2001:db8::1]:30303"), newScNode(t, scKeyB, "[2001:db8::2]:30303")
-		ping := s.ping(a, b, DirUnknown)
-		s.feed(icmpRec(netip.MustParseAddrPort("[2001:db8::fe]:0"), a.addr, c.typ, c.code, scDatagram(a.addr, b.addr, ping, DirUnknown)))
+		a, b := disctest.NewNode(t, disctest.KeyA, "[2001:db8::1]:30303"), disctest.NewNode(t, disctest.KeyB, "[2001:db8::2]:30303")
+		ping := s.ping(a, b, record.DirUnknown)
+		s.feed(icmpRec(netip.MustParseAddrPort("[2001:db8::fe]:0"), a.Addr, c.typ, c.code, scDatagram(a.Addr, b.Addr, ping, record.DirUnknown)))
 		s.flush()
 		ex := s.only(ndjson.TypeExchange)
 		checkFailed(t, ex, c.cause, c.detail)
@@ -889,18 +858,18 @@ func TestScenarioIPv6AndMappedAddresses(t *testing.T) {
 		}
 	}
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s.ping(a, b, DirOut)
-	s.feed(&Record{Kind: Drop, Src: netip.MustParseAddrPort("[::ffff:10.0.0.2]:30303"), Dst: netip.MustParseAddrPort("[::ffff:10.0.0.1]:30303"), Reason: "UDP_CSUM"})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s.ping(a, b, record.DirOut)
+	s.feed(&record.Record{Kind: record.Drop, Src: netip.MustParseAddrPort("[::ffff:10.0.0.2]:30303"), Dst: netip.MustParseAddrPort("[::ffff:10.0.0.1]:30303"), Reason: "UDP_CSUM"})
 	s.flush()
 	checkFailed(t, s.only(ndjson.TypeExchange), CauseKernelDrop, "UDP_CSUM: 10.0.0.2:30303 > 10.0.0.1:30303")
 }
 
 // A HANDSHAKE's own record outranks the enr-seq of the PING inside it.
 func TestScenarioHandshakeRecordOutranksMessageSeq(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.key}}})
-	stale := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: a.ln.Seq() - 1}
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.Key}}})
+	stale := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: a.LN.Seq() - 1}
 	w := s.challenge(a, b, stale)
 	w.RecordSeq = 0 // b has no record of a: a sends it
 	s.after(time.Millisecond)
@@ -909,7 +878,7 @@ func TestScenarioHandshakeRecordOutranksMessageSeq(t *testing.T) {
 	if n := len(s.ofType(ndjson.TypeAnomaly)); n != 0 {
 		t.Fatalf("%d anomalies:\n%s", n, s.dump())
 	}
-	if hs := s.ofType(ndjson.TypePacket)[2]; hs.Disc.Kind != KindHandshake || *hs.Disc.ENRSeq == 0 {
+	if hs := s.ofType(ndjson.TypePacket)[2]; hs.Disc.Kind != discv5.KindHandshake || *hs.Disc.ENRSeq == 0 {
 		t.Fatalf("the HANDSHAKE should carry a's record: %+v", hs.Disc)
 	}
 }
@@ -917,19 +886,19 @@ func TestScenarioHandshakeRecordOutranksMessageSeq(t *testing.T) {
 // The local node (b) reads a handshake's first packet and never challenges it: a
 // stuck discovery loop, seen only because the tracer saw the read.
 func TestScenarioV5ReadButNeverChallenged(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.key}}})
-	enc, _, err := a.codec.Encode(b.id(), b.addr.String(), &v5wire.Ping{ReqID: []byte{1}}, nil)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.Key}}})
+	enc, _, err := a.Codec.Encode(b.ID(), b.Addr.String(), &v5wire.Ping{ReqID: []byte{1}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(enc), DirIn))
+	s.feed(scDatagram(a.Addr, b.Addr, bytes.Clone(enc), record.DirIn))
 	s.after(40 * time.Microsecond)
-	s.feed(&Record{Kind: Read, Src: a.addr, Dst: b.addr, Len: len(enc), HasProc: true, PID: 77, Comm: "geth", HasQueueTime: true, QueueTime: 35 * time.Microsecond})
+	s.feed(&record.Record{Kind: record.Read, Src: a.Addr, Dst: b.Addr, Len: len(enc), HasProc: true, PID: 77, Comm: "geth", HasQueueTime: true, QueueTime: 35 * time.Microsecond})
 	s.tick(time.Second)
 	hs := s.only(ndjson.TypeHandshake)
 	checkFailed(t, hs, CauseAppDrop, "read read by pid 77 (geth) after 35µs in the socket queue, never answered")
-	if read := s.only(ndjson.TypeRead); read.Disc == nil || read.Disc.Kind != KindMessage {
+	if read := s.only(ndjson.TypeRead); read.Disc == nil || read.Disc.Kind != discv5.KindMessage {
 		t.Fatalf("read %+v", read)
 	}
 }
@@ -939,10 +908,10 @@ func TestScenarioV5ReadButNeverChallenged(t *testing.T) {
 // and the id-signature need none).
 func TestScenarioV5LateHandshake(t *testing.T) {
 	for _, withKey := range []bool{true, false} {
-		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-		cfg := Config{Identity: Identity{IDs: []enode.ID{b.id()}}}
+		a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+		cfg := Config{Identity: Identity{IDs: []enode.ID{b.ID()}}}
 		if withKey {
-			cfg.Identity = Identity{Keys: []*ecdsa.PrivateKey{b.key}}
+			cfg.Identity = Identity{Keys: []*ecdsa.PrivateKey{b.Key}}
 		}
 		s := newScNet(t, cfg)
 		ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
@@ -965,8 +934,8 @@ func TestScenarioV5LateHandshake(t *testing.T) {
 // Without any key, a HANDSHAKE whose id-signature does not prove the initiator's key
 // (known from its ENR) over the captured challenge is one the recipient rejects.
 func TestScenarioV5BadSignatureWithoutKeys(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.ID()}}})
 	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
 	w := s.challenge(a, b, ping)
 	// a signs over another challenge than the one captured.
@@ -974,11 +943,11 @@ func TestScenarioV5BadSignatureWithoutKeys(t *testing.T) {
 	forged.ChallengeData = bytes.Clone(w.ChallengeData)
 	forged.ChallengeData[len(forged.ChallengeData)-9] ^= 1 // inside the id-nonce
 	s.after(time.Millisecond)
-	enc, _, err := a.codec.Encode(b.id(), b.addr.String(), ping, &forged)
+	enc, _, err := a.Codec.Encode(b.ID(), b.Addr.String(), ping, &forged)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(enc), DirUnknown))
+	s.feed(scDatagram(a.Addr, b.Addr, bytes.Clone(enc), record.DirUnknown))
 	s.tick(2 * time.Second)
 	s.flush()
 	if d := s.ofType(ndjson.TypePacket)[2].Disc; !strings.Contains(d.Error, "id-signature does not verify") {
@@ -992,19 +961,19 @@ func TestScenarioV5BadSignatureWithoutKeys(t *testing.T) {
 // they go out. The peer's PONG names its ID; they are decoded then, and the attempt is
 // established with its round trips, not a false failure.
 func TestScenarioV5LocalInitiatorToUnknownPeer(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.key}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key}}})
 	s.pingHandshake(a, b, time.Millisecond)
 	s.tick(3 * time.Second)
 	s.flush()
-	if pkts := s.ofType(ndjson.TypePacket); pkts[0].Disc.Proto != ProtoUnknown || pkts[2].Disc.Proto != ProtoUnknown {
+	if pkts := s.ofType(ndjson.TypePacket); pkts[0].Disc.Proto != packet.ProtoUnknown || pkts[2].Disc.Proto != packet.ProtoUnknown {
 		t.Fatalf("the outgoing packets unmasked before the peer's ID was known?\n%s", s.dump())
 	} else if !strings.Contains(pkts[2].Disc.Error, "to a node whose ID is not known yet") {
 		// (The first packet went out before anything showed which address is local.)
 		t.Errorf("the HANDSHAKE's error %q does not say why it stays closed", pkts[2].Disc.Error)
 	}
 	hs := s.only(ndjson.TypeHandshake)
-	if hs.Outcome != OutcomeEstablished || hs.Attempts != 1 || hs.RecipientID != b.id().String() || hs.WhoareyouRTTNs == nil || hs.HandshakeRTTNs == nil ||
+	if hs.Outcome != OutcomeEstablished || hs.Attempts != 1 || hs.RecipientID != b.ID().String() || hs.WhoareyouRTTNs == nil || hs.HandshakeRTTNs == nil ||
 		*hs.WhoareyouRTTNs != int64(time.Millisecond) || *hs.HandshakeRTTNs != int64(time.Millisecond) || hs.Time != ndjson.Time(scT0) {
 		t.Fatalf("handshake %+v\n%s", hs, s.dump())
 	}
@@ -1019,15 +988,15 @@ func TestScenarioV5LocalInitiatorToUnknownPeer(t *testing.T) {
 // When the local node sent the HANDSHAKE, the session's messages cannot be decrypted
 // with its key; they say that, not that the session started before the capture.
 func TestScenarioV5LocalInitiatorSessionSaysWhy(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.key}, IDs: []enode.ID{b.id()}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key}, IDs: []enode.ID{b.ID()}}})
 	s.pingHandshake(a, b, time.Millisecond)
 	s.after(time.Millisecond)
 	s.v5(a, b, &v5wire.Findnode{ReqID: []byte{9, 9, 9, 9, 9, 9, 9, 9}, Distances: []uint{256}}, nil)
 	s.flush()
 	pkts := s.ofType(ndjson.TypePacket)
 	for _, i := range []int{3, 4} {
-		if d := pkts[i].Disc; d.Kind != KindMessage || !strings.Contains(d.Error, "session set up by a local node's HANDSHAKE") {
+		if d := pkts[i].Disc; d.Kind != discv5.KindMessage || !strings.Contains(d.Error, "session set up by a local node's HANDSHAKE") {
 			t.Errorf("packet %d: %+v", i, d)
 		}
 	}
@@ -1041,10 +1010,10 @@ func TestScenarioV5LocalInitiatorSessionSaysWhy(t *testing.T) {
 // same order.
 func TestScenarioV5LateLearnedIDGivesTheSameVerdicts(t *testing.T) {
 	verdicts := func(known bool, pongAfter time.Duration) string {
-		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-		id := Identity{Keys: []*ecdsa.PrivateKey{a.key}}
+		a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+		id := Identity{Keys: []*ecdsa.PrivateKey{a.Key}}
 		if known {
-			id.IDs = []enode.ID{b.id()}
+			id.IDs = []enode.ID{b.ID()}
 		}
 		s := newScNet(t, Config{Identity: id})
 		s.pingHandshake(a, b, pongAfter)
@@ -1068,20 +1037,20 @@ func TestScenarioV5LateLearnedIDGivesTheSameVerdicts(t *testing.T) {
 	}
 	// An ICMP error quoting the first packet, before anything names the peer's ID.
 	bounced := func(known bool) string {
-		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-		id := Identity{Keys: []*ecdsa.PrivateKey{a.key}}
+		a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+		id := Identity{Keys: []*ecdsa.PrivateKey{a.Key}}
 		if known {
-			id.IDs = []enode.ID{b.id()}
+			id.IDs = []enode.ID{b.ID()}
 		}
 		s := newScNet(t, Config{Identity: id})
-		enc, _, err := a.codec.Encode(b.id(), b.addr.String(), &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}, nil)
+		enc, _, err := a.Codec.Encode(b.ID(), b.Addr.String(), &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		first := scDatagram(a.addr, b.addr, bytes.Clone(enc), DirOut)
+		first := scDatagram(a.Addr, b.Addr, bytes.Clone(enc), record.DirOut)
 		s.feed(first)
 		s.after(time.Millisecond)
-		s.feed(icmpRec(b.addr, a.addr, 3, 3, first))
+		s.feed(icmpRec(b.Addr, a.Addr, 3, 3, first))
 		s.after(300 * time.Millisecond)
 		s.v5(b, a, &v5wire.Ping{ReqID: []byte{9}, ENRSeq: 1}, nil) // b's own packet names it
 		s.tick(3 * time.Second)
@@ -1101,8 +1070,8 @@ func TestScenarioV5LateLearnedIDGivesTheSameVerdicts(t *testing.T) {
 // it; and a response slower than the response timeout still shows the handshake
 // established, without counting as a request of its own.
 func TestScenarioV5SlowAndLateAnswers(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.key}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.Key}}})
 	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
 	w := s.challenge(a, b, ping)
 	s.after(1200 * time.Millisecond)
@@ -1110,8 +1079,8 @@ func TestScenarioV5SlowAndLateAnswers(t *testing.T) {
 	s.tick(3 * time.Second)
 	checkFailed(t, s.only(ndjson.TypeExchange), CauseRejected, "carried by a HANDSHAKE the recipient cannot accept")
 
-	a, b = newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s = newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.key}, IDs: []enode.ID{b.id()}}})
+	a, b = disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s = newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key}, IDs: []enode.ID{b.ID()}}})
 	w = s.challenge(a, b, ping)
 	s.after(time.Millisecond)
 	s.v5(a, b, ping, w)
@@ -1132,21 +1101,21 @@ func TestScenarioV5SlowAndLateAnswers(t *testing.T) {
 // HANDSHAKE, none seen before), nothing can be checked, so nothing is claimed: a
 // HANDSHAKE 1.5 s after the challenge it may not even answer is not called late.
 func TestScenarioV5NoClaimWithoutKeys(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.ID()}}})
 	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
 	w := s.challenge(a, b, ping)
-	w.RecordSeq = a.ln.Node().Seq() // b has a's record: the HANDSHAKE carries none
-	w.Node = b.ln.Node()
+	w.RecordSeq = a.LN.Node().Seq() // b has a's record: the HANDSHAKE carries none
+	w.Node = b.LN.Node()
 	s.after(1500 * time.Millisecond)
-	enc, _, err := a.codec.Encode(b.id(), b.addr.String(), ping, w)
+	enc, _, err := a.Codec.Encode(b.ID(), b.Addr.String(), ping, w)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.feed(scDatagram(a.addr, b.addr, bytes.Clone(enc), DirUnknown))
+	s.feed(scDatagram(a.Addr, b.Addr, bytes.Clone(enc), record.DirUnknown))
 	s.tick(3 * time.Second)
 	hsPkt := s.ofType(ndjson.TypePacket)[2].Disc
-	if hsPkt.Kind != KindHandshake || hsPkt.ENRSeq != nil || !strings.HasPrefix(hsPkt.Error, "no session key") {
+	if hsPkt.Kind != discv5.KindHandshake || hsPkt.ENRSeq != nil || !strings.HasPrefix(hsPkt.Error, "no session key") {
 		t.Fatalf("HANDSHAKE %+v", hsPkt)
 	}
 }
@@ -1154,8 +1123,8 @@ func TestScenarioV5NoClaimWithoutKeys(t *testing.T) {
 // Two requests with one request ID in one session: the first one's timeout must not
 // take the second out of the index.
 func TestScenarioV5SameRequestIDAgain(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.key}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{b.Key}}})
 	ping := s.pingHandshake(a, b, time.Millisecond)
 	s.after(500 * time.Millisecond)
 	s.v5(a, b, ping, nil) // the same request ID, in the session, before the first's timer
@@ -1171,8 +1140,8 @@ func TestScenarioV5SameRequestIDAgain(t *testing.T) {
 // A HANDSHAKE whose challenge the capture lacks, after two random packets: the
 // challenge answered the first, so the first starts the one attempt.
 func TestScenarioV5HandshakeWithoutCapturedChallenge(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.ID()}}})
 	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
 	nonce := s.randomPacket(a, b, ping)
 	s.after(10 * time.Millisecond)
@@ -1195,8 +1164,8 @@ func TestScenarioV5HandshakeWithoutCapturedChallenge(t *testing.T) {
 // signature fits no captured challenge, but the one captured is long expired: nothing
 // says the recipient refused it, and it did not.
 func TestScenarioV5MissingChallengeIsNoRejection(t *testing.T) {
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.id()}}})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.ID()}}})
 	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
 	w := s.challenge(a, b, ping)
 	s.after(time.Millisecond)
@@ -1206,7 +1175,7 @@ func TestScenarioV5MissingChallengeIsNoRejection(t *testing.T) {
 	s.after(10 * time.Minute)
 	// b forgets the session (restart); a's next message is answered by a WHOAREYOU the
 	// capture does not have.
-	b2 := newScNode(t, scKeyB, "10.0.0.2:30303")
+	b2 := disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 	ping2 := &v5wire.Ping{ReqID: []byte{2}, ENRSeq: 1}
 	w2 := s.unseenChallenge(b2, a, s.randomPacket(a, b2, ping2))
 	s.after(2 * time.Millisecond)
@@ -1216,7 +1185,7 @@ func TestScenarioV5MissingChallengeIsNoRejection(t *testing.T) {
 	s.tick(3 * time.Second)
 	s.flush()
 	for _, ev := range s.events {
-		if ev.Disc != nil && ev.Disc.Kind == KindHandshake && strings.Contains(ev.Disc.Error, "id-signature") {
+		if ev.Disc != nil && ev.Disc.Kind == discv5.KindHandshake && strings.Contains(ev.Disc.Error, "id-signature") {
 			t.Errorf("HANDSHAKE called forged: %s", ev.Disc.Error)
 		}
 		if ev.Type == ndjson.TypeHandshake && ev.Outcome != OutcomeEstablished {

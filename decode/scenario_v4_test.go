@@ -10,6 +10,8 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
 
+	"github.com/discotrace/discotrace/decode/internal/disctest"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -30,15 +32,15 @@ func scNeighbors(t *testing.T, n int) []v4wire.Node {
 }
 
 // findnode sends from's FINDNODE for target's key to to, as the local node's request.
-func (s *scNet) findnode(from, to, target *scNode) []byte {
+func (s *scNet) findnode(from, to, target *disctest.Node) []byte {
 	s.t.Helper()
-	return s.v4(from, to, &v4wire.Findnode{Target: v4wire.EncodePubkey(&target.key.PublicKey), Expiration: s.exp()}, DirOut)
+	return s.v4(from, to, &v4wire.Findnode{Target: v4wire.EncodePubkey(&target.Key.PublicKey), Expiration: s.exp()}, record.DirOut)
 }
 
 // neighbors answers with one NEIGHBORS packet of nodes, as the local node receives it.
-func (s *scNet) neighbors(from, to *scNode, nodes []v4wire.Node) {
+func (s *scNet) neighbors(from, to *disctest.Node, nodes []v4wire.Node) {
 	s.t.Helper()
-	s.v4(from, to, &v4wire.Neighbors{Nodes: nodes, Expiration: s.exp()}, DirIn)
+	s.v4(from, to, &v4wire.Neighbors{Nodes: nodes, Expiration: s.exp()}, record.DirIn)
 }
 
 func scExchange(t *testing.T, ev *ndjson.Event, req, outcome string, rtt time.Duration, attempts int) {
@@ -56,7 +58,7 @@ func scExchange(t *testing.T, ev *ndjson.Event, req, outcome string, rtt time.Du
 // other's.
 func TestScenarioTwoFindnodesToOnePeer(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 	first, second := scNeighbors(t, 16), scNeighbors(t, 16)
 	s.findnode(a, b, a)
 	s.after(time.Millisecond)
@@ -79,11 +81,11 @@ func TestScenarioTwoFindnodesToOnePeer(t *testing.T) {
 // A FINDNODE sent twice within one second has the same bytes: one request tried twice.
 func TestScenarioFindnodeRetransmitted(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	req := &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}
-	s.v4(a, b, req, DirOut)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	req := &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.Key.PublicKey), Expiration: s.exp()}
+	s.v4(a, b, req, record.DirOut)
 	s.after(100 * time.Millisecond)
-	s.v4(a, b, req, DirOut)
+	s.v4(a, b, req, record.DirOut)
 	s.after(2 * time.Millisecond)
 	s.neighbors(b, a, scNeighbors(t, 3))
 	s.tick(time.Second)
@@ -95,15 +97,15 @@ func TestScenarioFindnodeRetransmitted(t *testing.T) {
 // matches the reply, then rejects the record). Something came back: not no_response.
 func TestScenarioPartlyInvalidAnswers(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b, c := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303"), newScNode(t, scKeyC, "10.0.0.3:30303")
+	a, b, c := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303"), disctest.NewNode(t, disctest.KeyC, "10.0.0.3:30303")
 	nodes := scNeighbors(t, 3)
 	copy(nodes[1].ID[:], bytes.Repeat([]byte{1}, 64))
 	s.findnode(a, b, b)
 	s.after(time.Millisecond)
 	s.neighbors(b, a, nodes)
-	req := s.v4(a, b, &v4wire.ENRRequest{Expiration: s.exp()}, DirOut)
+	req := s.v4(a, b, &v4wire.ENRRequest{Expiration: s.exp()}, record.DirOut)
 	s.after(time.Millisecond)
-	s.v4(b, a, &v4wire.ENRResponse{ReplyTok: req[:32], Record: *c.ln.Node().Record()}, DirIn)
+	s.v4(b, a, &v4wire.ENRResponse{ReplyTok: req[:32], Record: *c.LN.Node().Record()}, record.DirIn)
 	s.tick(time.Second)
 	if recv := s.ofType(ndjson.TypeRecv); len(recv) != 2 || recv[0].Disc.Error == "" || recv[1].Disc.Error == "" {
 		t.Fatalf("the invalid parts are not reported on the packets:\n%s", s.dump())
@@ -121,10 +123,10 @@ func TestScenarioPartlyInvalidAnswers(t *testing.T) {
 // expiration, not silence.
 func TestScenarioExpiredAnswer(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	ping := s.ping(a, b, DirOut)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, record.DirOut)
 	s.after(time.Millisecond)
-	s.v4(b, a, &v4wire.Pong{To: v4wire.NewEndpoint(a.addr, 0), ReplyTok: ping[:32], Expiration: s.exp() - 30}, DirIn)
+	s.v4(b, a, &v4wire.Pong{To: v4wire.NewEndpoint(a.Addr, 0), ReplyTok: ping[:32], Expiration: s.exp() - 30}, record.DirIn)
 	s.tick(time.Second)
 	checkFailed(t, s.only(ndjson.TypeExchange), CauseExpired, "PONG from 10.0.0.2:30303 expired on arrival")
 }
@@ -133,10 +135,10 @@ func TestScenarioExpiredAnswer(t *testing.T) {
 // expiration is the current second is expired once that second has begun.
 func TestScenarioExpiresWithinItsSecond(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 	s.after(600 * time.Millisecond)
-	s.v4(b, a, &v4wire.Ping{Version: 4, Expiration: uint64(scT0.Unix())}, DirIn)
-	s.v4(b, a, &v4wire.Ping{Version: 4, Expiration: uint64(scT0.Unix()) + 1}, DirIn)
+	s.v4(b, a, &v4wire.Ping{Version: 4, Expiration: uint64(scT0.Unix())}, record.DirIn)
+	s.v4(b, a, &v4wire.Ping{Version: 4, Expiration: uint64(scT0.Unix()) + 1}, record.DirIn)
 	s.tick(time.Second)
 	recv := s.ofType(ndjson.TypeRecv)
 	if recv[0].Disc.Error == "" || recv[1].Disc.Error != "" {
@@ -151,13 +153,13 @@ func TestScenarioExpiresWithinItsSecond(t *testing.T) {
 // replies by sender IP too.
 func TestScenarioPongFromAnotherHost(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b, c := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303"), newScNode(t, scKeyC, "10.0.0.3:30303")
-	ping := s.ping(a, b, DirOut)
-	s.pong(c, a, ping, DirIn)
+	a, b, c := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303"), disctest.NewNode(t, disctest.KeyC, "10.0.0.3:30303")
+	ping := s.ping(a, b, record.DirOut)
+	s.pong(c, a, ping, record.DirIn)
 	s.tick(time.Second)
 	ex := s.only(ndjson.TypeExchange)
 	checkFailed(t, ex, CauseNoResponse)
-	if ex.RecipientID == c.id().String() {
+	if ex.RecipientID == c.ID().String() {
 		t.Fatalf("the stranger's ID became the recipient's")
 	}
 }
@@ -178,22 +180,22 @@ func TestScenarioUnrelatedDropAfterRead(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newScNet(t, Config{})
-			a, b := newScNode(t, scKeyA, c.addrA), newScNode(t, scKeyB, c.addrB)
+			a, b := disctest.NewNode(t, disctest.KeyA, c.addrA), disctest.NewNode(t, disctest.KeyB, c.addrB)
 			var ping []byte
 			if c.bothLocal {
-				ping = s.ping(b, a, DirOut)
+				ping = s.ping(b, a, record.DirOut)
 				s.after(30 * time.Microsecond)
-				s.feed(scDatagram(b.addr, a.addr, ping, DirIn))
+				s.feed(scDatagram(b.Addr, a.Addr, ping, record.DirIn))
 			} else {
-				ping = s.ping(b, a, DirIn)
+				ping = s.ping(b, a, record.DirIn)
 			}
-			s.feed(&Record{Kind: Read, Src: b.addr, Dst: a.addr, Len: len(ping)})
+			s.feed(&record.Record{Kind: record.Read, Src: b.Addr, Dst: a.Addr, Len: len(ping)})
 			s.after(time.Millisecond)
 			n := c.dropLen
 			if n == 0 {
 				n = len(ping)
 			}
-			s.feed(&Record{Kind: Drop, Src: b.addr, Dst: a.addr, Len: n, Reason: "SOCKET_RCVBUFF"})
+			s.feed(&record.Record{Kind: record.Drop, Src: b.Addr, Dst: a.Addr, Len: n, Reason: "SOCKET_RCVBUFF"})
 			s.tick(time.Second)
 			checkFailed(t, s.only(ndjson.TypeExchange), CauseAppDrop)
 		})
@@ -204,22 +206,22 @@ func TestScenarioUnrelatedDropAfterRead(t *testing.T) {
 // within the second after its answer has the same bytes, and is a new request.
 func TestScenarioSameBytesAfterAnswer(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
-	ping := &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(a.addr, 0), To: v4wire.NewEndpoint(b.addr, 0), Expiration: s.exp(), ENRSeq: 1}
-	raw := s.v4(a, b, ping, DirOut)
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping := &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(a.Addr, 0), To: v4wire.NewEndpoint(b.Addr, 0), Expiration: s.exp(), ENRSeq: 1}
+	raw := s.v4(a, b, ping, record.DirOut)
 	s.after(10 * time.Millisecond)
-	s.pong(b, a, raw, DirIn)
+	s.pong(b, a, raw, record.DirIn)
 	s.after(400 * time.Millisecond)
-	s.v4(a, b, ping, DirOut)
+	s.v4(a, b, ping, record.DirOut)
 	s.after(200 * time.Millisecond) // past the first PING's timeout
-	s.pong(b, a, raw, DirIn)
-	findnode := &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.key.PublicKey), Expiration: s.exp()}
+	s.pong(b, a, raw, record.DirIn)
+	findnode := &v4wire.Findnode{Target: v4wire.EncodePubkey(&b.Key.PublicKey), Expiration: s.exp()}
 	nodes := scNeighbors(t, 16)
-	s.v4(a, b, findnode, DirOut)
+	s.v4(a, b, findnode, record.DirOut)
 	s.after(2 * time.Millisecond)
 	s.neighbors(b, a, nodes[:12])
 	s.after(300 * time.Millisecond)
-	s.v4(a, b, findnode, DirOut) // a new lookup, though its answer's tail never came
+	s.v4(a, b, findnode, record.DirOut) // a new lookup, though its answer's tail never came
 	s.after(2 * time.Millisecond)
 	s.neighbors(b, a, nodes[:12])
 	s.neighbors(b, a, nodes[12:])
@@ -240,7 +242,7 @@ func TestScenarioSameBytesAfterAnswer(t *testing.T) {
 func TestScenarioShortNeighborsAnswers(t *testing.T) {
 	for _, n := range []int{12, 5} {
 		s := newScNet(t, Config{})
-		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+		a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 		nodes := scNeighbors(t, n)
 		s.findnode(a, b, a)
 		if n < 12 {
@@ -268,13 +270,13 @@ func TestScenarioShortNeighborsAnswers(t *testing.T) {
 // token is the hash of an ENRREQUEST, not of a PING.
 func TestScenarioAnswersThatDoNotCount(t *testing.T) {
 	s := newScNet(t, Config{})
-	a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 	s.findnode(a, b, a)
 	s.after(time.Millisecond)
-	s.v4(b, a, &v4wire.Neighbors{Nodes: scNeighbors(t, 3), Expiration: s.exp() - 30}, DirIn)
-	req := s.v4(a, b, &v4wire.ENRRequest{Expiration: s.exp()}, DirOut)
+	s.v4(b, a, &v4wire.Neighbors{Nodes: scNeighbors(t, 3), Expiration: s.exp() - 30}, record.DirIn)
+	req := s.v4(a, b, &v4wire.ENRRequest{Expiration: s.exp()}, record.DirOut)
 	s.after(time.Millisecond)
-	s.pong(b, a, req, DirIn)
+	s.pong(b, a, req, record.DirIn)
 	s.tick(time.Second)
 	exs := s.ofType(ndjson.TypeExchange)
 	if len(exs) != 2 {
@@ -288,8 +290,8 @@ func TestScenarioAnswersThatDoNotCount(t *testing.T) {
 // be decided.
 func TestScenarioHeldDatagramsExpire(t *testing.T) {
 	s := newScNet(t, Config{})
-	a := newScNode(t, scKeyA, "10.0.0.1:30303")
-	s.feed(scDatagram(a.addr, netip.MustParseAddrPort("10.0.0.7:30303"), bytes.Repeat([]byte{0x42}, 100), DirOut))
+	a := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303")
+	s.feed(scDatagram(a.Addr, netip.MustParseAddrPort("10.0.0.7:30303"), bytes.Repeat([]byte{0x42}, 100), record.DirOut))
 	if s.dec.held.Len() != 1 {
 		t.Fatalf("%d addresses held, want 1", s.dec.held.Len())
 	}
@@ -305,7 +307,7 @@ func TestScenarioHeldDatagramsExpire(t *testing.T) {
 func TestScenarioFindnodeBetweenAnswerPackets(t *testing.T) {
 	for _, answered := range []bool{true, false} {
 		s := newScNet(t, Config{})
-		a, b := newScNode(t, scKeyA, "10.0.0.1:30303"), newScNode(t, scKeyB, "10.0.0.2:30303")
+		a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 		nodes := scNeighbors(t, 16)
 		s.findnode(a, b, a)
 		s.after(2 * time.Millisecond)

@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/discotrace/discotrace/decode"
+	"github.com/discotrace/discotrace/decode/capture"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -64,7 +66,7 @@ func runDecode(out, diag io.Writer, path string, f *decoderFlags) error {
 			writeErr = enc.Encode(ev)
 		}
 	}
-	stats, err := decode.ReadCaptureStats(in, func(r *decode.Record) error {
+	stats, err := capture.ReadStats(in, func(r *record.Record) error {
 		dec.Feed(r, emit)
 		return writeErr
 	})

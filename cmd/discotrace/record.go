@@ -1,14 +1,14 @@
 package main
 
 import (
-	"github.com/discotrace/discotrace/decode"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/tracer"
 )
 
 // recordOf turns a kernel event into the decoder's observation, the same shape a pcap
 // gives, so that `trace` and `decode` print and decode alike.
-func recordOf(ev *tracer.Event) decode.Record {
-	r := decode.Record{
+func recordOf(ev *tracer.Event) record.Record {
+	r := record.Record{
 		Time:    ev.Time,
 		Src:     ev.Src,
 		Dst:     ev.Dst,
@@ -25,29 +25,29 @@ func recordOf(ev *tracer.Event) decode.Record {
 	}
 	switch ev.Kind {
 	case tracer.KindSend:
-		r.Kind, r.Dir = decode.Datagram, decode.DirOut
+		r.Kind, r.Dir = record.Datagram, record.DirOut
 		r.HasSendRet, r.SendRet = ev.HasRet, ev.Ret
 	case tracer.KindRecv:
-		r.Kind, r.Dir = decode.Datagram, decode.DirIn
+		r.Kind, r.Dir = record.Datagram, record.DirIn
 	case tracer.KindRead:
-		r.Kind = decode.Read
+		r.Kind = record.Read
 		r.HasQueueTime, r.QueueTime = ev.HasQueueTime, ev.QueueTime
 	case tracer.KindICMP:
-		r.Kind = decode.ICMP
+		r.Kind = record.ICMP
 		switch ev.ICMPDir {
 		case tracer.ICMPIn:
-			r.Dir = decode.DirIn
+			r.Dir = record.DirIn
 		case tracer.ICMPOut:
-			r.Dir = decode.DirOut
+			r.Dir = record.DirOut
 		}
 		r.ICMPType, r.ICMPCode = ev.ICMPType, ev.ICMPCode
 		r.QuotedSrc, r.QuotedDst = ev.QuotedSrc, ev.QuotedDst
 		r.HasNotified, r.Notified = ev.HasNotified, ev.Notified
 	case tracer.KindDrop:
-		r.Kind = decode.Drop
+		r.Kind = record.Drop
 		r.Reason, r.Location = ev.Reason, ev.Location
 	case tracer.KindLost:
-		r.Kind = decode.Lost
+		r.Kind = record.Lost
 		r.Count = ev.Lost
 	}
 	return r

@@ -1,4 +1,6 @@
-package decode
+// Package packet defines a decoded discovery packet: what the wire decoders
+// (decode/discv4, decode/discv5) hand to the tracker (decode).
+package packet
 
 import (
 	"net/netip"
@@ -15,19 +17,11 @@ const (
 	ProtoUnknown = "unknown"
 )
 
-// discv5 packet kinds (the header flag), the value of disc.kind.
-const (
-	KindMessage   = "MESSAGE"
-	KindWhoareyou = "WHOAREYOU"
-	KindHandshake = "HANDSHAKE"
-)
-
-// Packet is one decoded discovery datagram: what the wire decoders (discv4.go, discv5*.go)
-// hand to the tracker. Fields that do not apply to Proto/Kind are zero.
+// Packet is one decoded discovery datagram. Fields that do not apply to Proto/Kind are zero.
 type Packet struct {
 	Proto string // ProtoV4, ProtoV5, ProtoUnknown
-	// Kind: discv4 PING, PONG, FINDNODE, NEIGHBORS, ENRREQUEST, ENRRESPONSE;
-	// discv5 MESSAGE, WHOAREYOU, HANDSHAKE.
+	// Kind: discv4 PING, PONG, FINDNODE, NEIGHBORS, ENRREQUEST, ENRRESPONSE
+	// (discv4.Kind*); discv5 MESSAGE, WHOAREYOU, HANDSHAKE (discv5.Kind*).
 	Kind string
 	// Err says why decoding stopped (malformed, bad signature, cannot decrypt: no key,
 	// session started before the capture, random first packet). A packet with Err set

@@ -1,4 +1,4 @@
-package decode
+package discv5
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
@@ -15,39 +14,25 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/discotrace/discotrace/decode/internal/disctest"
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 )
 
 // The shared captures (README beside them): real go-ethereum v1.17.10 traffic between
 // node A (10.99.0.1, key 11..11) and the devp2p tool as node B (10.99.0.2, key 33..33).
-// They are found through $DISCOTRACE_TESTDATA, as in the package's other tests, or
-// beside the checkout.
-func v5PcapPath(t *testing.T, name string) string {
-	t.Helper()
-	dirs := []string{filepath.Join("..", "..", "shared", "testdata")}
-	if env := os.Getenv("DISCOTRACE_TESTDATA"); env != "" {
-		dirs = append([]string{env}, dirs...)
-	}
-	for _, dir := range dirs {
-		p := filepath.Join(dir, "pcap", name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Fatalf("capture %s not found in %v: set DISCOTRACE_TESTDATA to the folder holding pcap/%s", name, dirs, name)
-	return ""
-}
-
 var (
-	v5PcapKeyA = v5MustKey("1111111111111111111111111111111111111111111111111111111111111111")
-	v5PcapKeyB = v5MustKey("3333333333333333333333333333333333333333333333333333333333333333")
+	pcapKeyA = mustKey(disctest.KeyA)
+	pcapKeyB = mustKey(disctest.KeyB)
 )
 
-// v5ReadPcap reads the UDP datagrams of an Ethernet pcap with gopacket directly, so
+// readUDP reads the UDP datagrams of an Ethernet pcap with gopacket directly, so
 // these tests do not depend on the package's capture reader. The payload is cut to the
 // UDP header's length: small frames carry Ethernet padding.
-func v5ReadPcap(t *testing.T, name string) []*Record {
+func readUDP(t *testing.T, name string) []*record.Record {
 	t.Helper()
-	f, err := os.Open(v5PcapPath(t, name))
+	f, err := os.Open(disctest.CapturePath(t, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +41,7 @@ func v5ReadPcap(t *testing.T, name string) []*Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var recs []*Record
+	var recs []*record.Record
 	for {
 		data, ci, err := r.ReadPacketData()
 		if errors.Is(err, io.EOF) {
@@ -78,8 +63,8 @@ func v5ReadPcap(t *testing.T, name string) []*Record {
 		if len(payload) > n {
 			payload = payload[:n]
 		}
-		recs = append(recs, &Record{
-			Kind:    Datagram,
+		recs = append(recs, &record.Record{
+			Kind:    record.Datagram,
 			Time:    ci.Timestamp,
 			Src:     netip.AddrPortFrom(src.Unmap(), uint16(udp.SrcPort)),
 			Dst:     netip.AddrPortFrom(dst.Unmap(), uint16(udp.DstPort)),
@@ -94,24 +79,24 @@ func v5ReadPcap(t *testing.T, name string) []*Record {
 // (`devp2p discv5 ping`, `devp2p discv5 resolve`), each a fresh handshake:
 // B→A random MESSAGE, A→B WHOAREYOU echoing its nonce, B→A HANDSHAKE (with B's ENR)
 // carrying the request, A→B MESSAGE with the response.
-func TestV5PcapDevp2pDiscovery(t *testing.T) {
-	recs := v5ReadPcap(t, "devp2p-discovery.pcap")
+func TestPcapDevp2pDiscovery(t *testing.T) {
+	recs := readUDP(t, "devp2p-discovery.pcap")
 	if len(recs) != 20 {
 		t.Fatalf("%d datagrams, want 20", len(recs))
 	}
-	idA := enode.PubkeyToIDV4(&v5PcapKeyA.PublicKey)
-	idB := enode.PubkeyToIDV4(&v5PcapKeyB.PublicKey)
+	idA := enode.PubkeyToIDV4(&pcapKeyA.PublicKey)
+	idB := enode.PubkeyToIDV4(&pcapKeyB.PublicKey)
 
 	for _, tc := range []struct {
 		name string
 		keys []*ecdsa.PrivateKey
 	}{
-		{"key of A", []*ecdsa.PrivateKey{v5PcapKeyA}},
-		{"keys of A and B", []*ecdsa.PrivateKey{v5PcapKeyA, v5PcapKeyB}},
+		{"key of A", []*ecdsa.PrivateKey{pcapKeyA}},
+		{"keys of A and B", []*ecdsa.PrivateKey{pcapKeyA, pcapKeyB}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := NewV5Decoder(tc.keys)
-			var got []Packet
+			d := NewDecoder(tc.keys, 0)
+			var got []packet.Packet
 			var index []int
 			for i, r := range recs {
 				if p, ok := d.Decode(r); ok {
@@ -128,10 +113,10 @@ func TestV5PcapDevp2pDiscovery(t *testing.T) {
 			} {
 				msg, way, hs, resp := got[4*conv], got[4*conv+1], got[4*conv+2], got[4*conv+3]
 
-				if msg.Kind != KindMessage || !errors.Is(msg.Err, errV5RandomPacket) || msg.Msg != nil {
+				if msg.Kind != KindMessage || !errors.Is(msg.Err, ErrRandomPacket) || msg.Msg != nil {
 					t.Errorf("conv %d: first packet %s err %v, want a random MESSAGE", conv, msg.Kind, msg.Err)
 				}
-				v5CheckIDs(t, msg, &idB, idA)
+				checkIDs(t, msg, &idB, idA)
 
 				if way.Kind != KindWhoareyou || way.Err != nil {
 					t.Errorf("conv %d: second packet %s err %v, want WHOAREYOU", conv, way.Kind, way.Err)
@@ -139,7 +124,7 @@ func TestV5PcapDevp2pDiscovery(t *testing.T) {
 				if !bytes.Equal(way.Nonce, msg.Nonce) {
 					t.Errorf("conv %d: WHOAREYOU nonce %x does not echo %x", conv, way.Nonce, msg.Nonce)
 				}
-				v5CheckIDs(t, way, &idA, idB)
+				checkIDs(t, way, &idA, idB)
 				if len(way.ChallengeData) != 63 || len(way.IDNonce) != 16 {
 					t.Errorf("conv %d: challenge-data %d bytes, id-nonce %d", conv, len(way.ChallengeData), len(way.IDNonce))
 				}
@@ -147,7 +132,7 @@ func TestV5PcapDevp2pDiscovery(t *testing.T) {
 				if hs.Kind != KindHandshake || hs.Err != nil {
 					t.Errorf("conv %d: third packet %s err %v, want a valid HANDSHAKE", conv, hs.Kind, hs.Err)
 				}
-				v5CheckIDs(t, hs, &idB, idA)
+				checkIDs(t, hs, &idB, idA)
 				if hs.Msg == nil || hs.Msg.Name() != wantMsg.req {
 					t.Fatalf("conv %d: handshake message %v, want %s", conv, hs.Msg, wantMsg.req)
 				}
@@ -158,7 +143,7 @@ func TestV5PcapDevp2pDiscovery(t *testing.T) {
 				if resp.Kind != KindMessage || resp.Err != nil {
 					t.Errorf("conv %d: fourth packet %s err %v, want a MESSAGE", conv, resp.Kind, resp.Err)
 				}
-				v5CheckIDs(t, resp, &idA, idB)
+				checkIDs(t, resp, &idA, idB)
 				if resp.Msg == nil || resp.Msg.Name() != wantMsg.resp {
 					t.Fatalf("conv %d: response %v, want %s", conv, resp.Msg, wantMsg.resp)
 				}
@@ -187,7 +172,7 @@ func TestV5PcapDevp2pDiscovery(t *testing.T) {
 	t.Run("key of B only", func(t *testing.T) {
 		// B is the initiator of both handshakes: without A's key nothing decrypts, but B's
 		// packets to A unmask once A's ID is known.
-		d := NewV5Decoder([]*ecdsa.PrivateKey{v5PcapKeyB})
+		d := NewDecoder([]*ecdsa.PrivateKey{pcapKeyB}, 0)
 		d.AddKnownID(idA)
 		var errs []error
 		for _, r := range recs {
@@ -195,7 +180,7 @@ func TestV5PcapDevp2pDiscovery(t *testing.T) {
 				errs = append(errs, p.Err)
 			}
 		}
-		want := []error{errV5RandomPacket, nil, errV5InitiatorSide, errV5NoKey}
+		want := []error{ErrRandomPacket, nil, errInitiatorSide, ErrNoKey}
 		want = append(want, want...)
 		if len(errs) != len(want) {
 			t.Fatalf("%d discv5 packets, want %d", len(errs), len(want))
@@ -214,13 +199,13 @@ func TestV5PcapDevp2pDiscovery(t *testing.T) {
 // the first one: HandshakeResend): the decoder's view of what A could read agrees with
 // what A did. PingMultiIP's reuse of a session from another address
 // decrypts (the keys are known) but is flagged, as A challenged it.
-func TestV5PcapConformanceSuite(t *testing.T) {
-	recs := v5ReadPcap(t, "suites-devp2p.pcap")
+func TestPcapConformanceSuite(t *testing.T) {
+	recs := readUDP(t, "suites-devp2p.pcap")
 	if len(recs) != 152 { // 154 frames, 2 of them ICMP errors
 		t.Fatalf("%d UDP datagrams, want 152", len(recs))
 	}
-	idA := enode.PubkeyToIDV4(&v5PcapKeyA.PublicKey)
-	d := NewV5Decoder([]*ecdsa.PrivateKey{v5PcapKeyA})
+	idA := enode.PubkeyToIDV4(&pcapKeyA.PublicKey)
+	d := NewDecoder([]*ecdsa.PrivateKey{pcapKeyA}, 0)
 	counts := make(map[string]int)
 	unreadable := make(map[string]bool) // nonces of packets to A that A could not accept
 	var challenged []string
@@ -236,11 +221,11 @@ func TestV5PcapConformanceSuite(t *testing.T) {
 			key += " " + p.Msg.Name()
 		}
 		switch {
-		case errors.Is(p.Err, errV5RandomPacket):
+		case errors.Is(p.Err, ErrRandomPacket):
 			key += " random"
-		case errors.Is(p.Err, errV5OtherAddress):
+		case errors.Is(p.Err, errOtherAddress):
 			key += " other-address"
-		case errors.Is(p.Err, errV5BadMessage):
+		case errors.Is(p.Err, errBadMessage):
 			key += " bad-message"
 		case p.Err != nil:
 			t.Errorf("unexpected error %v on %s %s->%s", p.Err, p.Kind, r.Src, r.Dst)
@@ -259,7 +244,7 @@ func TestV5PcapConformanceSuite(t *testing.T) {
 				t.Errorf("WHOAREYOU attributed to %v, want A", p.SrcID)
 			}
 			challenged = append(challenged, nonce)
-		case p.DstID == idA && (errors.Is(p.Err, errV5RandomPacket) || errors.Is(p.Err, errV5OtherAddress)):
+		case p.DstID == idA && (errors.Is(p.Err, ErrRandomPacket) || errors.Is(p.Err, errOtherAddress)):
 			unreadable[nonce] = true
 			pending[r.Src] = true
 		}

@@ -1,22 +1,20 @@
-// Package decode turns observed datagrams into discovery events: discv4 and discv5 wire
-// decoding, discv5 handshake and request tracking, and the root cause of failures.
-//
-// It is pure Go and never touches the kernel: the tracer and the pcap reader both feed it
-// Records, and the same input always gives the same output.
-package decode
+// Package record defines what the tracer or a capture observed: the decoder's input.
+// The tracer (cmd/discotrace) and the capture reader (decode/capture) produce Records;
+// package decode consumes them.
+package record
 
 import (
 	"net/netip"
 	"time"
 )
 
-// RecordKind says what was observed.
-type RecordKind uint8
+// Kind says what was observed.
+type Kind uint8
 
 const (
 	// Datagram is a UDP datagram with its payload: sent or received by this host (tracer)
 	// or seen on the wire (pcap).
-	Datagram RecordKind = iota + 1
+	Datagram Kind = iota + 1
 	// Read is the local application reading a datagram from its socket (tracer only).
 	Read
 	// ICMP is an ICMP or ICMPv6 error quoting a UDP datagram.
@@ -42,7 +40,7 @@ const (
 
 // Record is one observation. Fields that do not apply to Kind are zero.
 type Record struct {
-	Kind RecordKind
+	Kind Kind
 	Time time.Time
 	Dir  Direction
 
@@ -81,7 +79,7 @@ type Record struct {
 	Notified    bool
 
 	// Drops: the kernel's reason name (SOCKET_RCVBUFF, UDP_CSUM, NO_SOCKET,
-	// FRAG_REASM_TIMEOUT, ...) and where it happened.
+	// ReasonFragReasmTimeout, ...) and where it happened.
 	Reason   string
 	Location string
 
@@ -92,3 +90,7 @@ type Record struct {
 	// Shed: how many records were reported without protocol decoding.
 	Undecoded uint64
 }
+
+// ReasonFragReasmTimeout is the kernel's drop reason for a datagram whose fragments never
+// all arrived (SKB_DROP_REASON_FRAG_REASM_TIMEOUT); the capture reader uses it too.
+const ReasonFragReasmTimeout = "FRAG_REASM_TIMEOUT"

@@ -1,4 +1,4 @@
-package decode
+package discv4
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,66 +16,41 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/enode"
 	"github.com/ethereum/go-ethereum/p2p/enr"
 	"github.com/ethereum/go-ethereum/rlp"
+
+	"github.com/discotrace/discotrace/decode/capture"
+	"github.com/discotrace/discotrace/decode/internal/disctest"
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 )
 
-// The shared captures' test-only node keys (testdata README).
-const (
-	v4TestKeyA = "1111111111111111111111111111111111111111111111111111111111111111" // devp2p listener 10.99.0.1
-	v4TestKeyG = "2222222222222222222222222222222222222222222222222222222222222222" // geth 10.99.0.1 (reject.pcap)
-	v4TestKeyB = "3333333333333333333333333333333333333333333333333333333333333333" // devp2p clients 10.99.0.2
-)
-
-func v4Key(t testing.TB, hexkey string) *ecdsa.PrivateKey {
+// signedFrame frames an arbitrary type byte and body: signed by key, hashed.
+func signedFrame(t testing.TB, key *ecdsa.PrivateKey, ptype byte, body []byte) []byte {
 	t.Helper()
-	k, err := crypto.HexToECDSA(hexkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func v4ID(t testing.TB, hexkey string) enode.ID {
-	return enode.PubkeyToIDV4(&v4Key(t, hexkey).PublicKey)
-}
-
-// v4Encode signs and frames a discv4 packet as geth does.
-func v4Encode(t testing.TB, key *ecdsa.PrivateKey, p v4wire.Packet) []byte {
-	t.Helper()
-	b, _, err := v4wire.Encode(key, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// v4Frame frames an arbitrary type byte and body: signed by key, hashed.
-func v4Frame(t testing.TB, key *ecdsa.PrivateKey, ptype byte, body []byte) []byte {
-	t.Helper()
-	pkt := make([]byte, v4HeadSize, v4HeadSize+1+len(body))
+	pkt := make([]byte, headSize, headSize+1+len(body))
 	pkt = append(pkt, ptype)
 	pkt = append(pkt, body...)
-	sig, err := crypto.Sign(crypto.Keccak256(pkt[v4HeadSize:]), key)
+	sig, err := crypto.Sign(crypto.Keccak256(pkt[headSize:]), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	copy(pkt[v4HashSize:], sig)
-	v4Rehash(pkt)
+	copy(pkt[hashSize:], sig)
+	rehash(pkt)
 	return pkt
 }
 
-// v4Rehash makes pkt's hash valid again after an edit.
-func v4Rehash(pkt []byte) {
-	copy(pkt, crypto.Keccak256(pkt[v4HashSize:]))
+// rehash makes pkt's hash valid again after an edit.
+func rehash(pkt []byte) {
+	copy(pkt, crypto.Keccak256(pkt[hashSize:]))
 }
 
-func v4Rec(payload []byte) *Record {
-	return &Record{Kind: Datagram, Len: len(payload), Payload: payload}
+func datagram(payload []byte) *record.Record {
+	return &record.Record{Kind: record.Datagram, Len: len(payload), Payload: payload}
 }
 
-func TestV4DecodesEveryPacketType(t *testing.T) {
-	keyB := v4Key(t, v4TestKeyB)
-	idB := v4ID(t, v4TestKeyB)
-	keyA := v4Key(t, v4TestKeyA)
+func TestDecodesEveryPacketType(t *testing.T) {
+	keyB := disctest.Key(t, disctest.KeyB)
+	idB := disctest.ID(t, disctest.KeyB)
+	keyA := disctest.Key(t, disctest.KeyA)
 	exp := uint64(1795463786)
 	wantExp := time.Unix(int64(exp), 0)
 	from := v4wire.NewEndpoint(netip.MustParseAddrPort("10.99.0.2:30303"), 30303)
@@ -97,35 +71,35 @@ func TestV4DecodesEveryPacketType(t *testing.T) {
 		{IP: net.ParseIP("2001:db8::2"), UDP: 30305, ID: v4wire.EncodePubkey(&keyB.PublicKey)},
 	}
 
-	d := NewV4Decoder()
+	d := NewDecoder()
 	for _, tc := range []struct {
 		pkt   v4wire.Packet
-		check func(t *testing.T, p Packet)
+		check func(t *testing.T, p packet.Packet)
 	}{
-		{&v4wire.Ping{Version: 4, From: from, To: to, Expiration: exp, ENRSeq: 9}, func(t *testing.T, p Packet) {
-			if p.Kind != KindV4Ping || p.From != netip.MustParseAddrPort("10.99.0.2:30303") ||
+		{&v4wire.Ping{Version: 4, From: from, To: to, Expiration: exp, ENRSeq: 9}, func(t *testing.T, p packet.Packet) {
+			if p.Kind != KindPing || p.From != netip.MustParseAddrPort("10.99.0.2:30303") ||
 				p.To != netip.MustParseAddrPort("[2001:db8::1]:30304") || !p.Expiration.Equal(wantExp) ||
 				!p.HasENRSeq || p.ENRSeq != 9 {
 				t.Errorf("got %+v", p)
 			}
 		}},
-		{&v4wire.Pong{To: from, ReplyTok: pingHash, Expiration: exp, ENRSeq: 1795463766702}, func(t *testing.T, p Packet) {
-			if p.Kind != KindV4Pong || p.To != netip.MustParseAddrPort("10.99.0.2:30303") ||
+		{&v4wire.Pong{To: from, ReplyTok: pingHash, Expiration: exp, ENRSeq: 1795463766702}, func(t *testing.T, p packet.Packet) {
+			if p.Kind != KindPong || p.To != netip.MustParseAddrPort("10.99.0.2:30303") ||
 				!bytes.Equal(p.ReplyTok, pingHash) || !p.Expiration.Equal(wantExp) || !p.HasENRSeq || p.ENRSeq != 1795463766702 {
 				t.Errorf("got %+v", p)
 			}
 		}},
-		{&v4wire.Findnode{Target: target, Expiration: exp}, func(t *testing.T, p Packet) {
-			if p.Kind != KindV4Findnode || !bytes.Equal(p.Target, target[:]) || !p.Expiration.Equal(wantExp) {
+		{&v4wire.Findnode{Target: target, Expiration: exp}, func(t *testing.T, p packet.Packet) {
+			if p.Kind != KindFindnode || !bytes.Equal(p.Target, target[:]) || !p.Expiration.Equal(wantExp) {
 				t.Errorf("got %+v", p)
 			}
 		}},
-		{&v4wire.Neighbors{Nodes: neighbors, Expiration: exp}, func(t *testing.T, p Packet) {
-			if p.Kind != KindV4Neighbors || !p.HasNodes || p.Nodes != 2 || len(p.Records) != 2 || !p.Expiration.Equal(wantExp) {
+		{&v4wire.Neighbors{Nodes: neighbors, Expiration: exp}, func(t *testing.T, p packet.Packet) {
+			if p.Kind != KindNeighbors || !p.HasNodes || p.Nodes != 2 || len(p.Records) != 2 || !p.Expiration.Equal(wantExp) {
 				t.Fatalf("got %+v", p)
 			}
 			n0, n1 := p.Records[0], p.Records[1]
-			if n0.ID() != v4ID(t, v4TestKeyA) || n0.IPAddr() != netip.MustParseAddr("10.0.0.1") || n0.UDP() != 30303 || n0.TCP() != 30303 ||
+			if n0.ID() != disctest.ID(t, disctest.KeyA) || n0.IPAddr() != netip.MustParseAddr("10.0.0.1") || n0.UDP() != 30303 || n0.TCP() != 30303 ||
 				!n0.Pubkey().Equal(&keyA.PublicKey) {
 				t.Errorf("record 0: %v %v %d %d", n0.ID(), n0.IPAddr(), n0.UDP(), n0.TCP())
 			}
@@ -133,13 +107,13 @@ func TestV4DecodesEveryPacketType(t *testing.T) {
 				t.Errorf("record 1: %v %v %d", n1.ID(), n1.IPAddr(), n1.UDP())
 			}
 		}},
-		{&v4wire.ENRRequest{Expiration: exp}, func(t *testing.T, p Packet) {
-			if p.Kind != KindV4ENRRequest || !p.Expiration.Equal(wantExp) || p.HasENRSeq {
+		{&v4wire.ENRRequest{Expiration: exp}, func(t *testing.T, p packet.Packet) {
+			if p.Kind != KindENRRequest || !p.Expiration.Equal(wantExp) || p.HasENRSeq {
 				t.Errorf("got %+v", p)
 			}
 		}},
-		{&v4wire.ENRResponse{ReplyTok: pingHash, Record: rec}, func(t *testing.T, p Packet) {
-			if p.Kind != KindV4ENRResponse || !bytes.Equal(p.ReplyTok, pingHash) || !p.HasENRSeq || p.ENRSeq != 7 ||
+		{&v4wire.ENRResponse{ReplyTok: pingHash, Record: rec}, func(t *testing.T, p packet.Packet) {
+			if p.Kind != KindENRResponse || !bytes.Equal(p.ReplyTok, pingHash) || !p.HasENRSeq || p.ENRSeq != 7 ||
 				!p.HasNodes || p.Nodes != 1 || len(p.Records) != 1 || !p.Expiration.IsZero() {
 				t.Fatalf("got %+v", p)
 			}
@@ -149,15 +123,15 @@ func TestV4DecodesEveryPacketType(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.pkt.Name(), func(t *testing.T) {
-			raw := v4Encode(t, keyB, tc.pkt)
-			p, ok := d.Decode(v4Rec(raw))
+			raw := disctest.V4Encode(t, keyB, tc.pkt)
+			p, ok := d.Decode(datagram(raw))
 			if !ok {
 				t.Fatal("not recognised as discv4")
 			}
 			if p.Err != nil {
 				t.Fatalf("error: %v", p.Err)
 			}
-			if p.Proto != ProtoV4 || !p.HasSrcID || p.SrcID != idB || p.HasDstID {
+			if p.Proto != packet.ProtoV4 || !p.HasSrcID || p.SrcID != idB || p.HasDstID {
 				t.Errorf("proto %q src %v (%v) dst %v", p.Proto, p.SrcID, p.HasSrcID, p.HasDstID)
 			}
 			if !bytes.Equal(p.Hash, raw[:32]) {
@@ -170,8 +144,8 @@ func TestV4DecodesEveryPacketType(t *testing.T) {
 
 // NEIGHBORS entries are built without enode.NewV4's repeated key decompression; they must
 // still read exactly as NewV4's nodes do.
-func TestV4NeighborNodeMatchesNewV4(t *testing.T) {
-	key := v4Key(t, v4TestKeyA)
+func TestNeighborNodeMatchesNewV4(t *testing.T) {
+	key := disctest.Key(t, disctest.KeyA)
 	for _, tc := range []struct {
 		ip       net.IP
 		udp, tcp uint16
@@ -182,7 +156,7 @@ func TestV4NeighborNodeMatchesNewV4(t *testing.T) {
 		{nil, 0, 0},
 	} {
 		rn := v4wire.Node{IP: tc.ip, UDP: tc.udp, TCP: tc.tcp, ID: v4wire.EncodePubkey(&key.PublicKey)}
-		got, want := v4NeighborNode(rn, &key.PublicKey), enode.NewV4(&key.PublicKey, tc.ip, int(tc.tcp), int(tc.udp))
+		got, want := neighborNode(rn, &key.PublicKey), enode.NewV4(&key.PublicKey, tc.ip, int(tc.tcp), int(tc.udp))
 		if got.ID() != want.ID() || !got.Pubkey().Equal(want.Pubkey()) || got.IPAddr() != want.IPAddr() ||
 			got.UDP() != want.UDP() || got.TCP() != want.TCP() || got.Seq() != want.Seq() {
 			t.Errorf("%v: got %v %v %d %d, NewV4 gives %v %v %d %d", tc.ip, got.ID(), got.IPAddr(), got.UDP(), got.TCP(),
@@ -193,8 +167,8 @@ func TestV4NeighborNodeMatchesNewV4(t *testing.T) {
 
 // ENRSeq is optional on the wire (EIP-868): geth leaves out a zero one, pre-868 nodes
 // never send it, and a node may send 0 explicitly. Only the last has an ENRSeq.
-func TestV4ENRSeqPresence(t *testing.T) {
-	keyB := v4Key(t, v4TestKeyB)
+func TestENRSeqPresence(t *testing.T) {
+	keyB := disctest.Key(t, disctest.KeyB)
 	to := v4wire.NewEndpoint(netip.MustParseAddrPort("10.99.0.2:30303"), 0)
 	type pongWithSeq struct { // ENRSeq not optional: encoded even when zero
 		To         v4wire.Endpoint
@@ -206,24 +180,24 @@ func TestV4ENRSeqPresence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := NewV4Decoder()
+	d := NewDecoder()
 	for _, tc := range []struct {
 		name   string
 		pkt    []byte
 		hasSeq bool
 	}{
-		{"zero left out by geth", v4Encode(t, keyB, &v4wire.Pong{To: to, ReplyTok: make([]byte, 32), Expiration: 1}), false},
-		{"zero on the wire", v4Frame(t, keyB, v4wire.PongPacket, explicit), true},
+		{"zero left out by geth", disctest.V4Encode(t, keyB, &v4wire.Pong{To: to, ReplyTok: make([]byte, 32), Expiration: 1}), false},
+		{"zero on the wire", signedFrame(t, keyB, v4wire.PongPacket, explicit), true},
 	} {
-		p, ok := d.Decode(v4Rec(tc.pkt))
-		if !ok || p.Err != nil || p.Kind != KindV4Pong || p.HasENRSeq != tc.hasSeq || p.ENRSeq != 0 {
+		p, ok := d.Decode(datagram(tc.pkt))
+		if !ok || p.Err != nil || p.Kind != KindPong || p.HasENRSeq != tc.hasSeq || p.ENRSeq != 0 {
 			t.Errorf("%s: ok %v, %+v", tc.name, ok, p)
 		}
 	}
 }
 
 // A PING from before EIP-868 has no ENRSeq: it must not read as sequence 0.
-func TestV4PingWithoutENRSeq(t *testing.T) {
+func TestPingWithoutENRSeq(t *testing.T) {
 	type legacyPing struct {
 		Version    uint
 		From, To   v4wire.Endpoint
@@ -233,8 +207,8 @@ func TestV4PingWithoutENRSeq(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, ok := NewV4Decoder().Decode(v4Rec(v4Frame(t, v4Key(t, v4TestKeyB), v4wire.PingPacket, body)))
-	if !ok || p.Err != nil || p.Kind != KindV4Ping || p.HasENRSeq {
+	p, ok := NewDecoder().Decode(datagram(signedFrame(t, disctest.Key(t, disctest.KeyB), v4wire.PingPacket, body)))
+	if !ok || p.Err != nil || p.Kind != KindPing || p.HasENRSeq {
 		t.Fatalf("ok %v, %+v", ok, p)
 	}
 	// Zero-length endpoint IPs (geth sends them when it does not know its address).
@@ -243,49 +217,49 @@ func TestV4PingWithoutENRSeq(t *testing.T) {
 	}
 }
 
-func TestV4RejectsWhatIsNotDiscv4(t *testing.T) {
-	valid := v4Encode(t, v4Key(t, v4TestKeyB), &v4wire.ENRRequest{Expiration: 1795463786})
+func TestRejectsWhatIsNotDiscv4(t *testing.T) {
+	valid := disctest.V4Encode(t, disctest.Key(t, disctest.KeyB), &v4wire.ENRRequest{Expiration: 1795463786})
 	flipped := bytes.Clone(valid)
 	flipped[len(flipped)-1] ^= 1
-	d := NewV4Decoder()
-	for name, r := range map[string]*Record{
-		"empty":                                 v4Rec(nil),
-		"shorter than the header":               v4Rec(valid[:v4HeadSize]),
-		"body changed, hash stale":              v4Rec(flipped),
-		"zeros":                                 v4Rec(make([]byte, 200)),
-		"snapped payload":                       {Kind: Datagram, Len: len(valid) + 10, Payload: valid},
-		"datagram shorter than its buffer, cut": {Kind: Datagram, Len: len(valid) - 1, Payload: valid},
+	d := NewDecoder()
+	for name, r := range map[string]*record.Record{
+		"empty":                                 datagram(nil),
+		"shorter than the header":               datagram(valid[:headSize]),
+		"body changed, hash stale":              datagram(flipped),
+		"zeros":                                 datagram(make([]byte, 200)),
+		"snapped payload":                       {Kind: record.Datagram, Len: len(valid) + 10, Payload: valid},
+		"datagram shorter than its buffer, cut": {Kind: record.Datagram, Len: len(valid) - 1, Payload: valid},
 	} {
 		if p, ok := d.Decode(r); ok {
 			t.Errorf("%s: decoded as discv4: %+v", name, p)
 		}
 	}
-	if _, ok := d.Decode(v4Rec(valid)); !ok {
+	if _, ok := d.Decode(datagram(valid)); !ok {
 		t.Fatal("the valid packet is not recognised")
 	}
 	// A buffer longer than the datagram it holds: only the first Len bytes count.
-	if _, ok := d.Decode(&Record{Kind: Datagram, Len: len(valid), Payload: append(bytes.Clone(valid), 0, 0, 0)}); !ok {
+	if _, ok := d.Decode(&record.Record{Kind: record.Datagram, Len: len(valid), Payload: append(bytes.Clone(valid), 0, 0, 0)}); !ok {
 		t.Error("datagram in a longer buffer not recognised")
 	}
 	// A packet carrying a cached packet's hash but other content must not hit the cache.
 	forged := bytes.Clone(flipped)
 	copy(forged, valid[:32])
-	if p, ok := d.Decode(v4Rec(forged)); ok {
+	if p, ok := d.Decode(datagram(forged)); ok {
 		t.Errorf("forged packet decoded from the cache: %+v", p)
 	}
 }
 
-func TestV4HashValidButUndecodable(t *testing.T) {
-	keyB := v4Key(t, v4TestKeyB)
-	idB := v4ID(t, v4TestKeyB)
+func TestHashValidButUndecodable(t *testing.T) {
+	keyB := disctest.Key(t, disctest.KeyB)
+	idB := disctest.ID(t, disctest.KeyB)
 
-	badSig := v4Encode(t, keyB, &v4wire.ENRRequest{Expiration: 1})
-	badSig[v4HashSize+64] = 9 // recovery id must be 0 or 1
-	v4Rehash(badSig)
+	badSig := disctest.V4Encode(t, keyB, &v4wire.ENRRequest{Expiration: 1})
+	badSig[hashSize+64] = 9 // recovery id must be 0 or 1
+	rehash(badSig)
 
-	wrongType := v4Frame(t, keyB, 66, []byte{0xc1, 0x01})
-	badRLP := v4Frame(t, keyB, v4wire.PingPacket, []byte{0xc5, 0x01})              // list claims 5 bytes, has 1
-	shortPong := v4Frame(t, keyB, v4wire.PongPacket, []byte{0xc2, 0xc0, 0x80}[:2]) // list too short for To/ReplyTok
+	wrongType := signedFrame(t, keyB, 66, []byte{0xc1, 0x01})
+	badRLP := signedFrame(t, keyB, v4wire.PingPacket, []byte{0xc5, 0x01})              // list claims 5 bytes, has 1
+	shortPong := signedFrame(t, keyB, v4wire.PongPacket, []byte{0xc2, 0xc0, 0x80}[:2]) // list too short for To/ReplyTok
 
 	// An ENR whose signature does not match its content (the enr package refuses to
 	// encode such a record, so it is written out: [sig, seq, k, v, ...] with sorted keys).
@@ -298,24 +272,24 @@ func TestV4HashValidButUndecodable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	badRecord := v4Frame(t, keyB, v4wire.ENRResponsePacket, recBody)
+	badRecord := signedFrame(t, keyB, v4wire.ENRResponsePacket, recBody)
 
 	// A valid ENR of node A, sent by node B.
 	var recA enr.Record
-	if err := enode.SignV4(&recA, v4Key(t, v4TestKeyA)); err != nil {
+	if err := enode.SignV4(&recA, disctest.Key(t, disctest.KeyA)); err != nil {
 		t.Fatal(err)
 	}
-	otherRecord := v4Encode(t, keyB, &v4wire.ENRResponse{ReplyTok: make([]byte, 32), Record: recA})
+	otherRecord := disctest.V4Encode(t, keyB, &v4wire.ENRResponse{ReplyTok: make([]byte, 32), Record: recA})
 
 	// NEIGHBORS with one entry that is not a curve point.
 	var notOnCurve v4wire.Pubkey
 	notOnCurve[0] = 1
-	badNeighbor := v4Encode(t, keyB, &v4wire.Neighbors{Expiration: 1, Nodes: []v4wire.Node{
+	badNeighbor := disctest.V4Encode(t, keyB, &v4wire.Neighbors{Expiration: 1, Nodes: []v4wire.Node{
 		{IP: net.IP{10, 0, 0, 1}, UDP: 30303, ID: v4wire.EncodePubkey(&keyB.PublicKey)},
 		{IP: net.IP{10, 0, 0, 2}, UDP: 30303, ID: notOnCurve},
 	}})
 
-	d := NewV4Decoder()
+	d := NewDecoder()
 	for _, tc := range []struct {
 		name    string
 		pkt     []byte
@@ -324,23 +298,23 @@ func TestV4HashValidButUndecodable(t *testing.T) {
 		hasSrc  bool
 		records int
 	}{
-		{"bad signature", badSig, ErrV4BadSignature, "", false, 0},
-		{"unknown type", wrongType, ErrV4UnknownType, "", true, 0},
-		{"truncated RLP", badRLP, ErrV4Malformed, KindV4Ping, true, 0},
-		{"PONG missing fields", shortPong, ErrV4Malformed, KindV4Pong, true, 0},
-		{"ENR with a bad signature", badRecord, ErrV4BadRecord, KindV4ENRResponse, true, 0},
-		{"ENR of another node", otherRecord, ErrV4RecordNotSender, KindV4ENRResponse, true, 1},
-		{"NEIGHBORS entry off the curve", badNeighbor, ErrV4BadNeighbor, KindV4Neighbors, true, 1},
+		{"bad signature", badSig, ErrBadSignature, "", false, 0},
+		{"unknown type", wrongType, ErrUnknownType, "", true, 0},
+		{"truncated RLP", badRLP, ErrMalformed, KindPing, true, 0},
+		{"PONG missing fields", shortPong, ErrMalformed, KindPong, true, 0},
+		{"ENR with a bad signature", badRecord, ErrBadRecord, KindENRResponse, true, 0},
+		{"ENR of another node", otherRecord, ErrRecordNotSender, KindENRResponse, true, 1},
+		{"NEIGHBORS entry off the curve", badNeighbor, ErrBadNeighbor, KindNeighbors, true, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, ok := d.Decode(v4Rec(tc.pkt))
+			p, ok := d.Decode(datagram(tc.pkt))
 			if !ok {
 				t.Fatal("hash-valid packet not recognised as discv4")
 			}
 			if !errors.Is(p.Err, tc.want) {
 				t.Fatalf("error %v, want %v", p.Err, tc.want)
 			}
-			if p.Proto != ProtoV4 || p.Kind != tc.kind || p.HasSrcID != tc.hasSrc || len(p.Records) != tc.records ||
+			if p.Proto != packet.ProtoV4 || p.Kind != tc.kind || p.HasSrcID != tc.hasSrc || len(p.Records) != tc.records ||
 				!bytes.Equal(p.Hash, tc.pkt[:32]) {
 				t.Errorf("got kind %q src %v records %d hash %x", p.Kind, p.HasSrcID, len(p.Records), p.Hash)
 			}
@@ -349,20 +323,20 @@ func TestV4HashValidButUndecodable(t *testing.T) {
 			}
 		})
 	}
-	if p, _ := d.Decode(v4Rec(wrongType)); !strings.Contains(p.Err.Error(), "66") {
+	if p, _ := d.Decode(datagram(wrongType)); !strings.Contains(p.Err.Error(), "66") {
 		t.Errorf("unknown type error %q does not name the type", p.Err)
 	}
 }
 
-func TestV4CacheIsBoundedAndServesRepeats(t *testing.T) {
-	keyB := v4Key(t, v4TestKeyB)
+func TestCacheIsBoundedAndServesRepeats(t *testing.T) {
+	keyB := disctest.Key(t, disctest.KeyB)
 	pkts := make([][]byte, 5)
 	for i := range pkts {
-		pkts[i] = v4Encode(t, keyB, &v4wire.ENRRequest{Expiration: uint64(1000 + i)})
+		pkts[i] = disctest.V4Encode(t, keyB, &v4wire.ENRRequest{Expiration: uint64(1000 + i)})
 	}
-	d := newV4Decoder(2)
+	d := newDecoder(2)
 	for _, pkt := range pkts {
-		if _, ok := d.Decode(v4Rec(pkt)); !ok {
+		if _, ok := d.Decode(datagram(pkt)); !ok {
 			t.Fatal("not decoded")
 		}
 		if len(d.cur) > 2 || len(d.prev) > 2 {
@@ -383,66 +357,46 @@ func TestV4CacheIsBoundedAndServesRepeats(t *testing.T) {
 	// A repeat is served from the cache, equal to a fresh decode, and the caller's
 	// buffer being overwritten afterwards does not change what was returned.
 	buf := bytes.Clone(pkts[3])
-	first, _ := d.Decode(v4Rec(buf))
+	first, _ := d.Decode(datagram(buf))
 	clear(buf)
-	again, _ := d.Decode(v4Rec(pkts[3]))
-	fresh, _ := newV4Decoder(0).Decode(v4Rec(pkts[3]))
-	for _, p := range []Packet{first, again} {
+	again, _ := d.Decode(datagram(pkts[3]))
+	fresh, _ := newDecoder(0).Decode(datagram(pkts[3]))
+	for _, p := range []packet.Packet{first, again} {
 		if !bytes.Equal(p.Hash, fresh.Hash) || p.SrcID != fresh.SrcID || !p.Expiration.Equal(fresh.Expiration) || p.Kind != fresh.Kind {
 			t.Errorf("cached %+v, fresh %+v", p, fresh)
 		}
 	}
 	// The disabled cache stays empty.
-	nc := newV4Decoder(0)
-	nc.Decode(v4Rec(pkts[0]))
+	nc := newDecoder(0)
+	nc.Decode(datagram(pkts[0]))
 	if nc.cur != nil || nc.prev != nil {
 		t.Error("cache disabled but filled")
 	}
 }
 
-// pcapDir finds the shared test captures: $DISCOTRACE_TESTDATA/pcap (the variable the
-// package's other tests use), the repository's testdata/pcap, or the team's shared copy
-// beside the checkout. It fails rather than skips: the exact counts are the point.
-func pcapDir(t testing.TB) string {
+// captureRecords reads one shared capture with the capture reader.
+func captureRecords(t testing.TB, name string) []*record.Record {
 	t.Helper()
-	var dirs []string
-	if env := os.Getenv("DISCOTRACE_TESTDATA"); env != "" {
-		dirs = append(dirs, filepath.Join(env, "pcap"))
-	}
-	dirs = append(dirs, filepath.Join("..", "testdata", "pcap"), filepath.Join("..", "..", "shared", "testdata", "pcap"))
-	for _, dir := range dirs {
-		if _, err := os.Stat(filepath.Join(dir, "devp2p-discovery.pcap")); err == nil {
-			return dir
-		}
-	}
-	t.Fatalf("shared test captures not found in %v: set DISCOTRACE_TESTDATA to the folder holding pcap/devp2p-discovery.pcap", dirs)
-	return ""
-}
-
-// pcapRecords reads one shared capture.
-func pcapRecords(t testing.TB, name string) ([]*Record, CaptureStats) {
-	t.Helper()
-	f, err := os.Open(filepath.Join(pcapDir(t), name))
+	f, err := os.Open(disctest.CapturePath(t, name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var recs []*Record
-	st, err := ReadCaptureStats(f, func(r *Record) error {
+	var recs []*record.Record
+	if err := capture.Read(f, func(r *record.Record) error {
 		recs = append(recs, r)
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	return recs, st
+	return recs
 }
 
 // Every discv4 packet in the shared captures, counted per kind by hand from
 // `tcpdump -nn -r FILE` (packet sizes and time ranges: see the report), decoded with the
 // right sender.
-func TestV4SharedCaptures(t *testing.T) {
-	idA, idG, idB := v4ID(t, v4TestKeyA), v4ID(t, v4TestKeyG), v4ID(t, v4TestKeyB)
+func TestSharedCaptures(t *testing.T) {
+	idA, idG, idB := disctest.ID(t, disctest.KeyA), disctest.ID(t, disctest.KeyG), disctest.ID(t, disctest.KeyB)
 	for _, tc := range []struct {
 		file  string
 		kinds map[string]int
@@ -455,13 +409,13 @@ func TestV4SharedCaptures(t *testing.T) {
 	}{
 		{
 			file:  "devp2p-discovery.pcap",
-			kinds: map[string]int{KindV4Ping: 4, KindV4Pong: 4, KindV4ENRRequest: 2, KindV4ENRResponse: 2},
+			kinds: map[string]int{KindPing: 4, KindPong: 4, KindENRRequest: 2, KindENRResponse: 2},
 			notV4: 8, // discv5: 91, 63, 344, 113, 91, 63, 339, 242 bytes
 			known: map[string]enode.ID{"10.99.0.1": idA, "10.99.0.2": idB},
 		},
 		{
 			file:  "reject.pcap",
-			kinds: map[string]int{KindV4Ping: 5, KindV4Pong: 2, KindV4Findnode: 2, KindV4ENRRequest: 2},
+			kinds: map[string]int{KindPing: 5, KindPong: 2, KindFindnode: 2, KindENRRequest: 2},
 			notV4: 10,
 			known: map[string]enode.ID{"10.99.0.1": idG, "10.99.0.2": idB},
 		},
@@ -470,8 +424,8 @@ func TestV4SharedCaptures(t *testing.T) {
 			// 1 ENRRESPONSE (273), 2 NEIGHBORS (338, 417); the testers 14 PING, 7 PONG (147),
 			// 6 FINDNODE, 1 NEIGHBORS (186), 1 ENRREQUEST (104) and 1 packet of type 66.
 			file: "suites-devp2p.pcap",
-			kinds: map[string]int{KindV4Ping: 27, KindV4Pong: 20, KindV4Findnode: 6, KindV4Neighbors: 3,
-				KindV4ENRRequest: 1, KindV4ENRResponse: 1, "": 1},
+			kinds: map[string]int{KindPing: 27, KindPong: 20, KindFindnode: 6, KindNeighbors: 3,
+				KindENRRequest: 1, KindENRResponse: 1, "": 1},
 			notV4:      93,
 			errs:       1,
 			strayPongs: 1,
@@ -479,14 +433,14 @@ func TestV4SharedCaptures(t *testing.T) {
 		},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			recs, _ := pcapRecords(t, tc.file)
-			d := NewV4Decoder()
+			recs := captureRecords(t, tc.file)
+			d := NewDecoder()
 			kinds := map[string]int{}
 			notV4, errs, strayPongs := 0, 0, 0
 			pings := map[string]enode.ID{}           // PING hash -> sender
 			senders := map[netip.AddrPort]enode.ID{} // each socket signs with one key
 			for _, r := range recs {
-				if r.Kind != Datagram {
+				if r.Kind != record.Datagram {
 					continue
 				}
 				p, ok := d.Decode(r)
@@ -497,7 +451,7 @@ func TestV4SharedCaptures(t *testing.T) {
 				kinds[p.Kind]++
 				if p.Err != nil {
 					errs++
-					if !errors.Is(p.Err, ErrV4UnknownType) {
+					if !errors.Is(p.Err, ErrUnknownType) {
 						t.Errorf("%v %s: %v", r.Time, p.Kind, p.Err)
 					}
 				}
@@ -512,12 +466,12 @@ func TestV4SharedCaptures(t *testing.T) {
 					t.Errorf("%v %s from %v: sender %v, want %v", r.Time, p.Kind, r.Src, p.SrcID, want)
 				}
 				switch p.Kind {
-				case KindV4Ping:
+				case KindPing:
 					pings[string(p.Hash)] = p.SrcID
 					if p.To.Addr() != r.Dst.Addr() && p.To.Addr() != netip.MustParseAddr("192.0.2.0") {
 						t.Errorf("%v PING to %v sent to %v", r.Time, p.To, r.Dst)
 					}
-				case KindV4Pong:
+				case KindPong:
 					// Every PONG answers a PING captured before it, sent by the PONG's recipient,
 					// and tells the recipient the address its PING came from.
 					if _, ok := pings[string(p.ReplyTok)]; !ok {
@@ -527,7 +481,7 @@ func TestV4SharedCaptures(t *testing.T) {
 						t.Errorf("%v PONG to %v sent to %v", r.Time, p.To, r.Dst)
 					}
 				}
-				if p.Kind != "" && p.Kind != KindV4ENRResponse {
+				if p.Kind != "" && p.Kind != KindENRResponse {
 					// Expirations are set 20 s ahead by the sender (the suite also sends
 					// already-expired ones, which are in the past).
 					ahead := p.Expiration.Sub(r.Time)
@@ -536,7 +490,7 @@ func TestV4SharedCaptures(t *testing.T) {
 					}
 				}
 			}
-			if !v4EqualCounts(kinds, tc.kinds) || notV4 != tc.notV4 || errs != tc.errs || strayPongs != tc.strayPongs {
+			if !equalCounts(kinds, tc.kinds) || notV4 != tc.notV4 || errs != tc.errs || strayPongs != tc.strayPongs {
 				t.Errorf("kinds %v not-v4 %d errors %d stray PONGs %d, want %v %d %d %d",
 					kinds, notV4, errs, strayPongs, tc.kinds, tc.notV4, tc.errs, tc.strayPongs)
 			}
@@ -544,7 +498,7 @@ func TestV4SharedCaptures(t *testing.T) {
 	}
 }
 
-func v4EqualCounts(a, b map[string]int) bool {
+func equalCounts(a, b map[string]int) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -557,13 +511,13 @@ func v4EqualCounts(a, b map[string]int) bool {
 }
 
 // The captured discv4 payloads, for benchmarks and fuzz seeds.
-func v4CapturedPackets(t testing.TB) [][]byte {
+func capturedPackets(t testing.TB) [][]byte {
 	var out [][]byte
-	d := newV4Decoder(0)
+	d := newDecoder(0)
 	for _, name := range []string{"devp2p-discovery.pcap", "reject.pcap", "suites-devp2p.pcap"} {
-		recs, _ := pcapRecords(t, name)
+		recs := captureRecords(t, name)
 		for _, r := range recs {
-			if _, ok := d.Decode(r); ok && r.Kind == Datagram {
+			if _, ok := d.Decode(r); ok && r.Kind == record.Datagram {
 				out = append(out, r.Payload)
 			}
 		}
@@ -571,8 +525,8 @@ func v4CapturedPackets(t testing.TB) [][]byte {
 	return out
 }
 
-// benchV4Decode decodes recs round and round with d and reports packets/s.
-func benchV4Decode(b *testing.B, d *V4Decoder, recs []*Record) {
+// benchDecode decodes recs round and round with d and reports packets/s.
+func benchDecode(b *testing.B, d *Decoder, recs []*record.Record) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -585,25 +539,25 @@ func benchV4Decode(b *testing.B, d *V4Decoder, recs []*Record) {
 }
 
 // BenchmarkV4 measures decoding with signature recovery (cache miss) and from the cache.
-// Run: go test -bench BenchmarkV4 -run '^$' ./decode
+// Run: go test -bench BenchmarkV4 -run '^$' ./decode/discv4
 func BenchmarkV4(b *testing.B) {
-	pkts := v4CapturedPackets(b)
-	recs := make([]*Record, len(pkts))
+	pkts := capturedPackets(b)
+	recs := make([]*record.Record, len(pkts))
 	for i, p := range pkts {
-		recs[i] = v4Rec(p)
+		recs[i] = datagram(p)
 	}
-	b.Run("recover", func(b *testing.B) { benchV4Decode(b, newV4Decoder(0), recs) })
+	b.Run("recover", func(b *testing.B) { benchDecode(b, newDecoder(0), recs) })
 	b.Run("secp256k1-floor", func(b *testing.B) {
 		// Signature recovery alone (go-ethereum's crypto.Ecrecover, libsecp256k1 with cgo)
 		// on the same packets: the bound on the "recover" figure for this CPU.
 		hashes := make([][]byte, len(pkts))
 		for i, p := range pkts {
-			hashes[i] = crypto.Keccak256(p[v4HeadSize:])
+			hashes[i] = crypto.Keccak256(p[headSize:])
 		}
 		i := 0
 		for b.Loop() {
 			j := i % len(pkts)
-			if _, err := crypto.Ecrecover(hashes[j], pkts[j][v4HashSize:v4HeadSize]); err != nil {
+			if _, err := crypto.Ecrecover(hashes[j], pkts[j][hashSize:headSize]); err != nil {
 				b.Fatal(err)
 			}
 			i++
@@ -620,8 +574,8 @@ func BenchmarkV4(b *testing.B) {
 			}
 			nodes = append(nodes, v4wire.Node{IP: net.IP{10, 0, 0, 1}, UDP: 30303, TCP: 30303, ID: v4wire.EncodePubkey(&k.PublicKey)})
 		}
-		r := v4Rec(v4Encode(b, v4Key(b, v4TestKeyB), &v4wire.Neighbors{Nodes: nodes, Expiration: 1}))
-		d := newV4Decoder(0)
+		r := datagram(disctest.V4Encode(b, disctest.Key(b, disctest.KeyB), &v4wire.Neighbors{Nodes: nodes, Expiration: 1}))
+		d := newDecoder(0)
 		for b.Loop() {
 			if p, _ := d.Decode(r); p.Err != nil || len(p.Records) != v4wire.MaxNeighbors {
 				b.Fatalf("%+v", p)
@@ -630,16 +584,16 @@ func BenchmarkV4(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
 	})
 	b.Run("cached", func(b *testing.B) {
-		d := NewV4Decoder()
+		d := NewDecoder()
 		for _, r := range recs {
 			d.Decode(r)
 		}
-		benchV4Decode(b, d, recs)
+		benchDecode(b, d, recs)
 	})
 	b.Run("not-discv4", func(b *testing.B) {
 		// The cost every discv5 datagram pays before the v5 decoder sees it.
-		r := v4Rec(bytes.Repeat([]byte{0x42}, 150))
-		d := NewV4Decoder()
+		r := datagram(bytes.Repeat([]byte{0x42}, 150))
+		d := NewDecoder()
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, ok := d.Decode(r); ok {

@@ -1,4 +1,6 @@
-package decode
+// Package capture reads pcap and pcapng files into records: UDP datagrams, IPv4/IPv6
+// fragments reassembled (or reported lost), and ICMP/ICMPv6 errors quoting UDP datagrams.
+package capture
 
 import (
 	"bufio"
@@ -9,14 +11,17 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/discotrace/discotrace/decode/record"
 )
 
-// Errors ReadCapture returns about the file itself; match them with errors.Is.
+// Errors Read returns about the file itself; match them with errors.Is.
 var (
 	// ErrNotCapture: the input is not a pcap or pcapng file, or its file header is cut short.
 	// Nothing was emitted.
@@ -24,57 +29,17 @@ var (
 	// ErrUnsupportedLink: the capture's link type carries no IP this reader can find.
 	// Nothing was emitted.
 	ErrUnsupportedLink = errors.New("capture link type not supported")
-	// ErrCaptureDamaged: the file breaks off or is corrupt after its header (a capture
+	// ErrDamaged: the file breaks off or is corrupt after its header (a capture
 	// whose writer was killed, a file cut short by a copy). Every record before the damage
 	// has been emitted, and the incomplete fragmented datagrams have been reported.
-	ErrCaptureDamaged = errors.New("capture file damaged")
+	ErrDamaged = errors.New("capture file damaged")
 )
 
-// Where a pcap's fragment reassembly gave up, the Location of its Drop records. The
-// Reason is always the kernel's FRAG_REASM_TIMEOUT, the name consumers look for; the
-// Location tells the three cases apart.
-const (
-	// PcapFragTimeout: the reassembly timeout (Linux's: 30 s for IPv4, 60 s for IPv6)
-	// passed in capture time without the missing fragments; the record's Time is when it
-	// expired.
-	PcapFragTimeout = "pcap: reassembly timed out"
-	// PcapFragEndOfCapture: the capture ended with the datagram still incomplete (it may
-	// have been completed after the capture stopped); Time is the capture's last packet.
-	PcapFragEndOfCapture = "pcap: capture ended before the datagram was complete"
-	// PcapFragEvicted: too many incomplete datagrams were pending (pcapMaxPendingFrags);
-	// the oldest was given up, as the kernel does under fragment memory pressure.
-	PcapFragEvicted = "pcap: too many incomplete datagrams, oldest given up"
-	// PcapFragStalled: the datagram's other fragments did not follow its first one within
-	// pcapFragGap. A sender writes a datagram's fragments back to back, so they are
-	// lost: the kernel gives up only at its timeout, long after the request waiting for
-	// the datagram timed out, and this early report is what lets the decoder name the
-	// loss as its cause. Time is the first fragment's plus the gap. If the rest does come
-	// later, the datagram is still reassembled and reported.
-	PcapFragStalled = "pcap: the other fragments did not follow within 100ms (the kernel gives up at its reassembly timeout)"
-)
-
-// pcapFragGap is how long after a datagram's first fragment its others may still come
-// before the reader reports it lost: far above the back-to-back spacing of fragments on
-// any link, and below the shortest discovery timeout (500 ms) minus a round trip.
-const pcapFragGap = 100 * time.Millisecond
-
-// ReasonFragReasmTimeout is the kernel's drop reason for a datagram whose fragments never
-// all arrived (SKB_DROP_REASON_FRAG_REASM_TIMEOUT); the pcap reader uses it too.
-const ReasonFragReasmTimeout = "FRAG_REASM_TIMEOUT"
-
-// Reassembly limits: Linux's default timeouts, and a bound on the memory held.
-const (
-	pcapFragTimeoutV4   = 30 * time.Second // net.ipv4.ipfrag_time
-	pcapFragTimeoutV6   = 60 * time.Second // net.ipv6.ip6frag_time
-	pcapMaxPendingFrags = 256              // at most 256×64 KiB of fragments held
-	pcapMaxIPPayload    = 65535
-)
-
-// CaptureStats counts what ReadCaptureStats found in a capture. Every frame read is
+// Stats counts what ReadStats found in a capture. Every frame read is
 // counted once in Datagrams, ICMPErrors, Fragments, Other, Malformed or UnsupportedLink,
 // and so is every datagram reassembled from fragments (also counted in Reassembled):
 // Frames + Reassembled == Datagrams + ICMPErrors + Fragments + Other + Malformed + UnsupportedLink.
-type CaptureStats struct {
+type Stats struct {
 	Frames     int // packets read from the file
 	Datagrams  int // UDP datagrams emitted (Kind Datagram), reassembled ones included
 	ICMPErrors int // ICMP/ICMPv6 errors quoting a UDP datagram emitted (Kind ICMP)
@@ -91,12 +56,12 @@ type CaptureStats struct {
 	UnsupportedLink int // pcapng packets from interfaces of a link type without IP
 }
 
-// ReadCapture reads a pcap or pcapng stream and calls emit for each UDP datagram (Kind
+// Read reads a pcap or pcapng stream and calls emit for each UDP datagram (Kind
 // Datagram, Dir DirUnknown), ICMP/ICMPv6 error quoting a UDP datagram (Kind ICMP, Dir
 // DirUnknown, ICMPType/Code, Src/Dst = the error's own IPs with port 0, QuotedSrc/
 // QuotedDst = the quoted UDP tuple, Len and Payload = the quoted datagram's UDP length and
 // whatever of its payload the error carries) and IPv4/IPv6 datagram never reassembled
-// from its fragments (Kind Drop, Reason FRAG_REASM_TIMEOUT, Location one of PcapFrag*,
+// from its fragments (Kind Drop, Reason FRAG_REASM_TIMEOUT, Location one of Frag*,
 // the UDP tuple, Len and payload prefix when the first fragment was seen).
 //
 // Records come in capture order, each owning its Payload. Time is the capture's time
@@ -110,22 +75,22 @@ type CaptureStats struct {
 //
 // It returns an error only when the file itself cannot be read: ErrNotCapture or
 // ErrUnsupportedLink (nothing emitted; for pcapng, every packet came from interfaces
-// without IP), ErrCaptureDamaged (everything before the damage emitted), or the first
+// without IP), ErrDamaged (everything before the damage emitted), or the first
 // error emit returns (as is). Malformed packets inside a readable capture are skipped
-// and counted (see ReadCaptureStats), never fatal.
-func ReadCapture(r io.Reader, emit func(*Record) error) error {
-	_, err := ReadCaptureStats(r, emit)
+// and counted (see ReadStats), never fatal.
+func Read(r io.Reader, emit func(*record.Record) error) error {
+	_, err := ReadStats(r, emit)
 	return err
 }
 
-// ReadCaptureStats is ReadCapture, also telling what the capture held; the stats are
+// ReadStats is Read, also telling what the capture held; the stats are
 // valid up to where reading stopped, error or not.
-func ReadCaptureStats(r io.Reader, emit func(*Record) error) (CaptureStats, error) {
-	src, err := pcapOpen(r)
+func ReadStats(r io.Reader, emit func(*record.Record) error) (Stats, error) {
+	src, err := open(r)
 	if err != nil {
-		return CaptureStats{}, err
+		return Stats{}, err
 	}
-	p := &pcapParser{emit: emit, frags: make(map[pcapFragKey]*pcapFragQueue)}
+	p := &parser{emit: emit, frags: make(map[fragKey]*fragQueue)}
 	for {
 		data, ci, err := src.ZeroCopyReadPacketData()
 		if err == io.EOF {
@@ -136,9 +101,9 @@ func ReadCaptureStats(r io.Reader, emit func(*Record) error) (CaptureStats, erro
 				return p.stats, ferr
 			}
 			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return p.stats, fmt.Errorf("%w: the file ends in the middle of packet %d (the capture was cut short); the %d packets before it were read", ErrCaptureDamaged, p.stats.Frames+1, p.stats.Frames)
+				return p.stats, fmt.Errorf("%w: the file ends in the middle of packet %d (the capture was cut short); the %d packets before it were read", ErrDamaged, p.stats.Frames+1, p.stats.Frames)
 			}
-			return p.stats, fmt.Errorf("%w: cannot read packet %d (%v); the %d packets before it were read", ErrCaptureDamaged, p.stats.Frames+1, err, p.stats.Frames)
+			return p.stats, fmt.Errorf("%w: cannot read packet %d (%v); the %d packets before it were read", ErrDamaged, p.stats.Frames+1, err, p.stats.Frames)
 		}
 		link := src.LinkType()
 		if len(ci.AncillaryData) > 0 { // pcapng with interfaces of several link types
@@ -156,13 +121,13 @@ func ReadCaptureStats(r io.Reader, emit func(*Record) error) (CaptureStats, erro
 	}
 	if p.stats.Frames > 0 && p.stats.UnsupportedLink == p.stats.Frames {
 		// A pcapng file whose every packet came from interfaces without IP.
-		return p.stats, pcapUnsupportedLinkError(p.firstUnsupported)
+		return p.stats, unsupportedLinkError(p.firstUnsupported)
 	}
 	return p.stats, nil
 }
 
-// pcapSource is what pcapgo's pcap and pcapng readers have in common.
-type pcapSource interface {
+// source is what pcapgo's pcap and pcapng readers have in common.
+type source interface {
 	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
 	LinkType() layers.LinkType
 }
@@ -177,8 +142,8 @@ var (
 	gzipMagic   = []byte{0x1f, 0x8b}
 )
 
-// pcapOpen detects the format by its magic and reads the file header.
-func pcapOpen(r io.Reader) (pcapSource, error) {
+// open detects the format by its magic and reads the file header.
+func open(r io.Reader) (source, error) {
 	br := bufio.NewReader(r)
 	head, err := br.Peek(4)
 	if err != nil && err != io.EOF {
@@ -203,27 +168,27 @@ func pcapOpen(r io.Reader) (pcapSource, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: bad pcapng section header: %v", ErrNotCapture, err)
 		}
-		// Each packet names its interface's link type (see ReadCaptureStats), so a file
+		// Each packet names its interface's link type (see ReadStats), so a file
 		// can only be refused for its link types once all its packets were read.
 		return ng, nil
-	case pcapIsPcapMagic(head):
+	case isPcapMagic(head):
 		pr, err := pcapgo.NewReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("%w: bad pcap file header: %v", ErrNotCapture, err)
 		}
-		if !pcapLinkSupported(pr.LinkType()) {
-			return nil, pcapUnsupportedLinkError(pr.LinkType())
+		if !linkSupported(pr.LinkType()) {
+			return nil, unsupportedLinkError(pr.LinkType())
 		}
 		return pr, nil
 	}
 	return nil, fmt.Errorf("%w: it starts with %x, neither a pcap nor a pcapng magic; write captures with tcpdump -w, dumpcap or Wireshark", ErrNotCapture, head)
 }
 
-func pcapUnsupportedLinkError(lt layers.LinkType) error {
+func unsupportedLinkError(lt layers.LinkType) error {
 	return fmt.Errorf("%w: %v (%d); capture on an Ethernet, loopback or \"any\" interface, or as raw IP", ErrUnsupportedLink, lt, int(lt))
 }
 
-func pcapIsPcapMagic(head []byte) bool {
+func isPcapMagic(head []byte) bool {
 	for _, m := range pcapMagics {
 		if bytes.Equal(head, m) {
 			return true
@@ -234,29 +199,29 @@ func pcapIsPcapMagic(head []byte) bool {
 
 // Raw IP link types: LINKTYPE_RAW, and the DLT_RAW values some systems write (12, 14).
 const (
-	pcapLinkRaw12 layers.LinkType = 12
-	pcapLinkRaw14 layers.LinkType = 14
+	linkRaw12 layers.LinkType = 12
+	linkRaw14 layers.LinkType = 14
 )
 
-func pcapLinkSupported(lt layers.LinkType) bool {
+func linkSupported(lt layers.LinkType) bool {
 	switch lt {
 	case layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2,
-		layers.LinkTypeRaw, pcapLinkRaw12, pcapLinkRaw14, layers.LinkTypeIPv4, layers.LinkTypeIPv6,
+		layers.LinkTypeRaw, linkRaw12, linkRaw14, layers.LinkTypeIPv4, layers.LinkTypeIPv6,
 		layers.LinkTypeNull, layers.LinkTypeLoop:
 		return true
 	}
 	return false
 }
 
-// pcapParser turns frames into records. Its layers are reused from frame to frame.
-type pcapParser struct {
-	emit  func(*Record) error
-	stats CaptureStats
+// parser turns frames into records. Its layers are reused from frame to frame.
+type parser struct {
+	emit  func(*record.Record) error
+	stats Stats
 
 	// Fragmented datagrams being reassembled: the map finds them, fragOrder keeps them in
 	// the order their first fragment arrived, so that expiry is deterministic.
-	frags     map[pcapFragKey]*pcapFragQueue
-	fragOrder []*pcapFragQueue
+	frags     map[fragKey]*fragQueue
+	fragOrder []*fragQueue
 	lastTime  time.Time // the latest capture time seen
 	// whole says the current frame was captured entire (not cut by the snap length): an
 	// IP packet shorter than its header says is then malformed, not truncated.
@@ -276,14 +241,14 @@ type pcapParser struct {
 	icmp6 layers.ICMPv6
 }
 
-// pcapIP is one IP packet's addressing: what the transport layer needs.
-type pcapIP struct {
+// ipAddrs is one IP packet's addressing: what the transport layer needs.
+type ipAddrs struct {
 	src, dst netip.Addr
 	v6       bool
 }
 
 // frame handles one captured frame.
-func (p *pcapParser) frame(link layers.LinkType, data []byte, ts time.Time) error {
+func (p *parser) frame(link layers.LinkType, data []byte, ts time.Time) error {
 	p.stats.Frames++
 	if ts.After(p.lastTime) {
 		p.lastTime = ts
@@ -291,7 +256,7 @@ func (p *pcapParser) frame(link layers.LinkType, data []byte, ts time.Time) erro
 	if err := p.expireFragments(); err != nil {
 		return err
 	}
-	if !pcapLinkSupported(link) {
+	if !linkSupported(link) {
 		if p.stats.UnsupportedLink == 0 {
 			p.firstUnsupported = link
 		}
@@ -314,7 +279,7 @@ func (p *pcapParser) frame(link layers.LinkType, data []byte, ts time.Time) erro
 
 // network strips the link header: the IP version and the IP packet, or ok=false (counted)
 // when there is none.
-func (p *pcapParser) network(link layers.LinkType, data []byte) (version int, pkt []byte, ok bool) {
+func (p *parser) network(link layers.LinkType, data []byte) (version int, pkt []byte, ok bool) {
 	df := gopacket.NilDecodeFeedback
 	var etype layers.EthernetType
 	switch link {
@@ -386,12 +351,12 @@ func (p *pcapParser) network(link layers.LinkType, data []byte) (version int, pk
 }
 
 // ipv4 handles an IPv4 packet: transport directly, or through reassembly.
-func (p *pcapParser) ipv4(pkt []byte, ts time.Time) error {
+func (p *parser) ipv4(pkt []byte, ts time.Time) error {
 	if err := p.ip4.DecodeFromBytes(pkt, gopacket.NilDecodeFeedback); err != nil || p.ip4.Version != 4 {
 		p.stats.Malformed++
 		return nil
 	}
-	ip := pcapIP{src: pcapAddr(p.ip4.SrcIP), dst: pcapAddr(p.ip4.DstIP)}
+	ip := ipAddrs{src: addrOf(p.ip4.SrcIP), dst: addrOf(p.ip4.DstIP)}
 	proto := p.ip4.Protocol
 	declared := int(p.ip4.Length) - int(p.ip4.IHL)*4 // the IP payload length the header claims
 	if p.whole && len(p.ip4.Payload) < declared {
@@ -403,8 +368,8 @@ func (p *pcapParser) ipv4(pkt []byte, ts time.Time) error {
 			p.stats.Other++
 			return nil
 		}
-		key := pcapFragKey{src: ip.src, dst: ip.dst, id: uint32(p.ip4.Id), proto: uint8(proto)}
-		frag := pcapFrag{off: int(p.ip4.FragOffset) * 8, end: int(p.ip4.FragOffset)*8 + declared, data: p.ip4.Payload}
+		key := fragKey{src: ip.src, dst: ip.dst, id: uint32(p.ip4.Id), proto: uint8(proto)}
+		frag := fragment{off: int(p.ip4.FragOffset) * 8, end: int(p.ip4.FragOffset)*8 + declared, data: p.ip4.Payload}
 		whole, total, done, err := p.addFragment(key, frag, p.ip4.Flags&layers.IPv4MoreFragments != 0, ts)
 		if !done || err != nil {
 			return err
@@ -415,12 +380,12 @@ func (p *pcapParser) ipv4(pkt []byte, ts time.Time) error {
 }
 
 // ipv6 handles an IPv6 packet: extension headers, then transport or reassembly.
-func (p *pcapParser) ipv6(pkt []byte, ts time.Time) error {
+func (p *parser) ipv6(pkt []byte, ts time.Time) error {
 	if err := p.ip6.DecodeFromBytes(pkt, gopacket.NilDecodeFeedback); err != nil || p.ip6.Version != 6 {
 		p.stats.Malformed++
 		return nil
 	}
-	ip := pcapIP{src: pcapAddr(p.ip6.SrcIP), dst: pcapAddr(p.ip6.DstIP), v6: true}
+	ip := ipAddrs{src: addrOf(p.ip6.SrcIP), dst: addrOf(p.ip6.DstIP), v6: true}
 	next, rest := p.ip6.NextHeader, p.ip6.Payload
 	declared := int(p.ip6.Length)
 	if p.ip6.HopByHop != nil {
@@ -434,7 +399,7 @@ func (p *pcapParser) ipv6(pkt []byte, ts time.Time) error {
 		p.stats.Malformed++ // the header claims more than the wire carried
 		return nil
 	}
-	proto, upper, fh, consumed, ok := pcapIPv6Walk(next, rest)
+	proto, upper, fh, consumed, ok := walkIPv6(next, rest)
 	if !ok {
 		p.stats.Malformed++
 		return nil
@@ -445,17 +410,17 @@ func (p *pcapParser) ipv6(pkt []byte, ts time.Time) error {
 	}
 	// A fragment: upper starts at the fragmentable part, whose first header is fh.next.
 	if fh.next != layers.IPProtocolUDP && fh.next != layers.IPProtocolICMPv6 &&
-		!pcapIPv6IsExtension(fh.next) {
+		!isIPv6Extension(fh.next) {
 		p.stats.Other++
 		return nil
 	}
-	key := pcapFragKey{src: ip.src, dst: ip.dst, id: fh.id, proto: uint8(fh.next), v6: true}
-	frag := pcapFrag{off: fh.off, end: fh.off + declared, data: upper}
+	key := fragKey{src: ip.src, dst: ip.dst, id: fh.id, proto: uint8(fh.next), v6: true}
+	frag := fragment{off: fh.off, end: fh.off + declared, data: upper}
 	whole, total, done, err := p.addFragment(key, frag, fh.more, ts)
 	if !done || err != nil {
 		return err
 	}
-	proto, upper, fh, consumed, ok = pcapIPv6Walk(layers.IPProtocol(key.proto), whole)
+	proto, upper, fh, consumed, ok = walkIPv6(layers.IPProtocol(key.proto), whole)
 	if !ok || fh != nil { // a fragment header inside a reassembled datagram is invalid
 		p.stats.Malformed++
 		return nil
@@ -463,18 +428,18 @@ func (p *pcapParser) ipv6(pkt []byte, ts time.Time) error {
 	return p.transport(ip, proto, upper, total-consumed, ts)
 }
 
-// pcapIPv6Frag is an IPv6 fragment header.
-type pcapIPv6Frag struct {
+// ipv6Frag is an IPv6 fragment header.
+type ipv6Frag struct {
 	next layers.IPProtocol
 	off  int // in bytes
 	more bool
 	id   uint32
 }
 
-// pcapIPv6Walk skips IPv6 extension headers starting with next: it returns the upper-layer
+// walkIPv6 skips IPv6 extension headers starting with next: it returns the upper-layer
 // protocol and its bytes, or stops at a fragment header (fh set, upper = the fragment's
 // data); consumed is how many bytes the headers took.
-func pcapIPv6Walk(next layers.IPProtocol, data []byte) (proto layers.IPProtocol, upper []byte, fh *pcapIPv6Frag, consumed int, ok bool) {
+func walkIPv6(next layers.IPProtocol, data []byte) (proto layers.IPProtocol, upper []byte, fh *ipv6Frag, consumed int, ok bool) {
 	for range 16 { // bound the walk: no real packet chains more headers
 		switch next {
 		case layers.IPProtocolIPv6Fragment:
@@ -482,7 +447,7 @@ func pcapIPv6Walk(next layers.IPProtocol, data []byte) (proto layers.IPProtocol,
 				return 0, nil, nil, 0, false
 			}
 			v := binary.BigEndian.Uint16(data[2:4])
-			fh = &pcapIPv6Frag{
+			fh = &ipv6Frag{
 				next: layers.IPProtocol(data[0]),
 				off:  int(v &^ 7),
 				more: v&1 != 0,
@@ -490,7 +455,7 @@ func pcapIPv6Walk(next layers.IPProtocol, data []byte) (proto layers.IPProtocol,
 			}
 			return next, data[8:], fh, consumed + 8, true
 		case layers.IPProtocolIPv6HopByHop, layers.IPProtocolIPv6Routing, layers.IPProtocolIPv6Destination,
-			layers.IPProtocolAH, pcapIPProtoMobility, pcapIPProtoHIP, pcapIPProtoShim6:
+			layers.IPProtocolAH, ipProtoMobility, ipProtoHIP, ipProtoShim6:
 			if len(data) < 8 {
 				return 0, nil, nil, 0, false
 			}
@@ -511,15 +476,15 @@ func pcapIPv6Walk(next layers.IPProtocol, data []byte) (proto layers.IPProtocol,
 
 // IPv6 extension headers gopacket has no constant for.
 const (
-	pcapIPProtoMobility layers.IPProtocol = 135
-	pcapIPProtoHIP      layers.IPProtocol = 139
-	pcapIPProtoShim6    layers.IPProtocol = 140
+	ipProtoMobility layers.IPProtocol = 135
+	ipProtoHIP      layers.IPProtocol = 139
+	ipProtoShim6    layers.IPProtocol = 140
 )
 
-func pcapIPv6IsExtension(p layers.IPProtocol) bool {
+func isIPv6Extension(p layers.IPProtocol) bool {
 	switch p {
 	case layers.IPProtocolIPv6HopByHop, layers.IPProtocolIPv6Routing, layers.IPProtocolIPv6Destination,
-		layers.IPProtocolAH, pcapIPProtoMobility, pcapIPProtoHIP, pcapIPProtoShim6:
+		layers.IPProtocolAH, ipProtoMobility, ipProtoHIP, ipProtoShim6:
 		return true
 	}
 	return false
@@ -527,17 +492,17 @@ func pcapIPv6IsExtension(p layers.IPProtocol) bool {
 
 // transport handles a whole (possibly reassembled) IP payload: data is what was captured
 // of it, declared its length by the IP header.
-func (p *pcapParser) transport(ip pcapIP, proto layers.IPProtocol, data []byte, declared int, ts time.Time) error {
+func (p *parser) transport(ip ipAddrs, proto layers.IPProtocol, data []byte, declared int, ts time.Time) error {
 	switch {
 	case proto == layers.IPProtocolUDP:
-		src, dst, n, payload, ok := pcapUDP(&p.udp, data, declared)
+		src, dst, n, payload, ok := readUDP(&p.udp, data, declared)
 		if !ok {
 			p.stats.Malformed++
 			return nil
 		}
 		p.stats.Datagrams++
-		return p.emit(&Record{
-			Kind:    Datagram,
+		return p.emit(&record.Record{
+			Kind:    record.Datagram,
 			Time:    ts,
 			Src:     netip.AddrPortFrom(ip.src, src),
 			Dst:     netip.AddrPortFrom(ip.dst, dst),
@@ -553,16 +518,16 @@ func (p *pcapParser) transport(ip pcapIP, proto layers.IPProtocol, data []byte, 
 	return nil
 }
 
-// pcapUDP reads a UDP header: ports, the payload length it declares and the captured part
+// readUDP reads a UDP header: ports, the payload length it declares and the captured part
 // of the payload. declared is the IP payload length, -1 when unknown (a quoted datagram).
 // ok is false when the header is cut off or its length is impossible.
-func pcapUDP(udp *layers.UDP, data []byte, declared int) (src, dst uint16, n int, payload []byte, ok bool) {
+func readUDP(udp *layers.UDP, data []byte, declared int) (src, dst uint16, n int, payload []byte, ok bool) {
 	if err := udp.DecodeFromBytes(data, gopacket.NilDecodeFeedback); err != nil {
 		return 0, 0, 0, nil, false
 	}
 	// Length 0 is only valid for IPv6 jumbograms (RFC 2675), whose length comes from IP.
 	switch {
-	case udp.Length == 0 && declared > pcapMaxIPPayload:
+	case udp.Length == 0 && declared > maxIPPayload:
 		n = declared - 8
 	case udp.Length < 8 || (declared >= 0 && int(udp.Length) > declared):
 		return 0, 0, 0, nil, false
@@ -577,7 +542,7 @@ func pcapUDP(udp *layers.UDP, data []byte, declared int) (src, dst uint16, n int
 }
 
 // icmpv4 emits an ICMP error that quotes a UDP datagram.
-func (p *pcapParser) icmpv4(ip pcapIP, data []byte, ts time.Time) error {
+func (p *parser) icmpv4(ip ipAddrs, data []byte, ts time.Time) error {
 	if err := p.icmp4.DecodeFromBytes(data, gopacket.NilDecodeFeedback); err != nil {
 		p.stats.Malformed++
 		return nil
@@ -614,7 +579,7 @@ func (p *pcapParser) icmpv4(ip pcapIP, data []byte, ts time.Time) error {
 }
 
 // icmpv6 emits an ICMPv6 error that quotes a UDP datagram.
-func (p *pcapParser) icmpv6(ip pcapIP, data []byte, ts time.Time) error {
+func (p *parser) icmpv6(ip ipAddrs, data []byte, ts time.Time) error {
 	if err := p.icmp6.DecodeFromBytes(data, gopacket.NilDecodeFeedback); err != nil {
 		p.stats.Malformed++
 		return nil
@@ -634,13 +599,13 @@ func (p *pcapParser) icmpv6(ip pcapIP, data []byte, ts time.Time) error {
 		return nil
 	}
 	q = q[4:]
-	proto, quoted, fh, _, ok := pcapIPv6Walk(layers.IPProtocol(q[6]), q[40:])
+	proto, quoted, fh, _, ok := walkIPv6(layers.IPProtocol(q[6]), q[40:])
 	if ok && fh != nil {
 		if fh.off != 0 {
 			p.stats.Other++ // a non-first fragment: no UDP ports to match
 			return nil
 		}
-		proto, quoted, _, _, ok = pcapIPv6Walk(fh.next, quoted)
+		proto, quoted, _, _, ok = walkIPv6(fh.next, quoted)
 	}
 	if !ok {
 		p.stats.Malformed++
@@ -655,21 +620,21 @@ func (p *pcapParser) icmpv6(ip pcapIP, data []byte, ts time.Time) error {
 }
 
 // emitICMP emits an ICMP error record for the quoted UDP datagram that starts at udp.
-func (p *pcapParser) emitICMP(ip pcapIP, typ, code uint8, qsrc, qdst netip.Addr, udp []byte, ts time.Time) error {
+func (p *parser) emitICMP(ip ipAddrs, typ, code uint8, qsrc, qdst netip.Addr, udp []byte, ts time.Time) error {
 	// The quote is usually cut (RFC 792 requires only 8 bytes after the IP header; Linux
 	// quotes up to 576 bytes in all): the header's length still tells the datagram's size.
 	if len(udp) < 8 {
 		p.stats.Malformed++
 		return nil
 	}
-	sport, dport, n, payload, ok := pcapUDP(&p.udp, udp, -1)
+	sport, dport, n, payload, ok := readUDP(&p.udp, udp, -1)
 	if !ok {
 		p.stats.Malformed++
 		return nil
 	}
 	p.stats.ICMPErrors++
-	return p.emit(&Record{
-		Kind:      ICMP,
+	return p.emit(&record.Record{
+		Kind:      record.ICMP,
 		Time:      ts,
 		Src:       netip.AddrPortFrom(ip.src, 0),
 		Dst:       netip.AddrPortFrom(ip.dst, 0),
@@ -682,232 +647,17 @@ func (p *pcapParser) emitICMP(ip pcapIP, typ, code uint8, qsrc, qdst netip.Addr,
 	})
 }
 
-// pcapAddr converts a 4- or 16-byte IP from a decoded layer.
-func pcapAddr(b []byte) netip.Addr {
+// addrOf converts a 4- or 16-byte IP from a decoded layer.
+func addrOf(b []byte) netip.Addr {
 	a, _ := netip.AddrFromSlice(b)
 	return a
 }
 
-// IP fragment reassembly. The kernel's rules, simplified where a capture cannot know
-// better: fragments are grouped by (src, dst, id, protocol); the timer starts with the
-// first fragment and is not restarted; a repeated or overlapping fragment is ignored (the
-// first copy wins); a fragment that contradicts the datagram's end, is not a multiple of
-// 8 bytes while more follow, or reaches past 64 KiB is malformed and ignored.
-
-// pcapFragKey identifies the datagram a fragment belongs to.
-type pcapFragKey struct {
-	src, dst netip.Addr
-	id       uint32
-	proto    uint8 // IPv4 protocol; IPv6: the fragment header's next header
-	v6       bool
-}
-
-// pcapFrag is one fragment: it covers [off, end) of the datagram's IP payload, of which
-// data holds what was captured (shorter than end-off when the capture snapped it).
-type pcapFrag struct {
-	off, end int
-	data     []byte
-}
-
-// pcapFragQueue is one datagram being reassembled.
-type pcapFragQueue struct {
-	key      pcapFragKey
-	first    time.Time  // capture time of its first fragment: the kernel's timer starts there
-	deadline time.Time  // first + the reassembly timeout
-	frags    []pcapFrag // sorted by off, never overlapping
-	total    int        // the datagram's IP payload length, -1 until the last fragment arrives
-	closed   bool       // completed or given up; fragOrder drops it lazily
-	reported bool       // reported lost as stalled: kept only for a late completion
-}
-
-// addFragment adds a fragment; when it completes its datagram it returns the datagram's
-// IP payload (what was captured of it: the prefix up to the first snapped fragment) and
-// the length the fragments declare.
-func (p *pcapParser) addFragment(key pcapFragKey, f pcapFrag, more bool, ts time.Time) (whole []byte, total int, done bool, err error) {
-	size := f.end - f.off
-	if size < 0 || f.end > pcapMaxIPPayload || (more && (size == 0 || size%8 != 0)) {
-		p.stats.Malformed++
-		return nil, 0, false, nil
+// unwrapPathError drops the *os.PathError wrapper, whose text repeats the path.
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
 	}
-	q := p.frags[key]
-	if q == nil {
-		if len(p.frags) >= pcapMaxPendingFrags {
-			if err := p.evictOldestFragments(ts); err != nil {
-				return nil, 0, false, err
-			}
-		}
-		timeout := pcapFragTimeoutV4
-		if key.v6 {
-			timeout = pcapFragTimeoutV6
-		}
-		q = &pcapFragQueue{key: key, first: ts, deadline: ts.Add(timeout), total: -1}
-		p.frags[key] = q
-		p.fragOrder = append(p.fragOrder, q)
-	}
-	if !more {
-		if (q.total >= 0 && q.total != f.end) || (len(q.frags) > 0 && q.frags[len(q.frags)-1].end > f.end) {
-			p.stats.Malformed++ // a second, different end, or data already past this end
-			return nil, 0, false, nil
-		}
-	} else if q.total >= 0 && f.end > q.total {
-		p.stats.Malformed++
-		return nil, 0, false, nil
-	}
-	// Insert sorted by offset, refusing overlaps.
-	i := 0
-	for i < len(q.frags) && q.frags[i].off < f.off {
-		i++
-	}
-	if (i > 0 && q.frags[i-1].end > f.off) || (i < len(q.frags) && q.frags[i].off < f.end) ||
-		(i < len(q.frags) && q.frags[i].off == f.off) {
-		p.stats.Fragments++
-		p.stats.DuplicateFragments++
-		return nil, 0, false, nil
-	}
-	if len(f.data) > size {
-		f.data = f.data[:size]
-	}
-	f.data = bytes.Clone(f.data) // the frame buffer is reused for the next packet
-	q.frags = append(q.frags, pcapFrag{})
-	copy(q.frags[i+1:], q.frags[i:])
-	q.frags[i] = f
-	p.stats.Fragments++
-	if !more {
-		q.total = f.end
-	}
-	if q.total < 0 || q.frags[0].off != 0 {
-		return nil, 0, false, nil
-	}
-	for j := 1; j < len(q.frags); j++ {
-		if q.frags[j].off != q.frags[j-1].end {
-			return nil, 0, false, nil
-		}
-	}
-	if q.frags[len(q.frags)-1].end != q.total {
-		return nil, 0, false, nil
-	}
-	p.closeFragments(q)
-	p.stats.Reassembled++
-	return q.capturedPrefix(), q.total, true, nil
-}
-
-// capturedPrefix is the datagram's IP payload from offset 0 up to the first byte the
-// capture does not have.
-func (q *pcapFragQueue) capturedPrefix() []byte {
-	var buf []byte
-	at := 0
-	for _, f := range q.frags {
-		if f.off != at {
-			break
-		}
-		buf = append(buf, f.data...)
-		if len(f.data) < f.end-f.off {
-			break
-		}
-		at = f.end
-	}
-	return buf
-}
-
-func (p *pcapParser) closeFragments(q *pcapFragQueue) {
-	q.closed = true
-	delete(p.frags, q.key)
-}
-
-// expireFragments gives up the datagrams whose reassembly timeout passed by the latest
-// capture time, oldest first.
-func (p *pcapParser) expireFragments() error {
-	if len(p.frags) == 0 {
-		p.fragOrder = p.fragOrder[:0]
-		return nil
-	}
-	kept := p.fragOrder[:0]
-	for _, q := range p.fragOrder {
-		if q.closed {
-			continue
-		}
-		if p.lastTime.After(q.deadline) {
-			if err := p.giveUpFragments(q, q.deadline, PcapFragTimeout); err != nil {
-				return err
-			}
-			continue
-		}
-		if !q.reported && p.lastTime.Sub(q.first) > pcapFragGap {
-			q.reported = true
-			if err := p.reportFragments(q, q.first.Add(pcapFragGap), PcapFragStalled); err != nil {
-				return err
-			}
-		}
-		kept = append(kept, q)
-	}
-	clear(p.fragOrder[len(kept):])
-	p.fragOrder = kept
-	return nil
-}
-
-// evictOldestFragments gives up the oldest pending datagram to make room.
-func (p *pcapParser) evictOldestFragments(ts time.Time) error {
-	for _, q := range p.fragOrder {
-		if !q.closed {
-			return p.giveUpFragments(q, ts, PcapFragEvicted)
-		}
-	}
-	return nil
-}
-
-// flushFragments reports the datagrams still incomplete at the end of the capture.
-func (p *pcapParser) flushFragments() error {
-	for _, q := range p.fragOrder {
-		if q.closed {
-			continue
-		}
-		if err := p.giveUpFragments(q, p.lastTime, PcapFragEndOfCapture); err != nil {
-			return err
-		}
-	}
-	p.fragOrder = p.fragOrder[:0]
-	return nil
-}
-
-// giveUpFragments stops reassembling q, reporting it lost unless that was done when it
-// stalled.
-func (p *pcapParser) giveUpFragments(q *pcapFragQueue, at time.Time, where string) error {
-	p.closeFragments(q)
-	if q.reported {
-		return nil
-	}
-	return p.reportFragments(q, at, where)
-}
-
-// reportFragments emits a Drop record for an incomplete datagram. When its first
-// fragment was captured, the record has the UDP ports, length and payload prefix, so that
-// the decoder can tell which discovery packet was lost.
-func (p *pcapParser) reportFragments(q *pcapFragQueue, at time.Time, where string) error {
-	p.stats.FragmentDrops++
-	rec := &Record{
-		Kind:     Drop,
-		Time:     at,
-		Src:      netip.AddrPortFrom(q.key.src, 0),
-		Dst:      netip.AddrPortFrom(q.key.dst, 0),
-		Reason:   ReasonFragReasmTimeout,
-		Location: where,
-	}
-	prefix := q.capturedPrefix()
-	proto, upper := layers.IPProtocol(q.key.proto), prefix
-	if q.key.v6 {
-		var ok bool
-		if proto, upper, _, _, ok = pcapIPv6Walk(proto, prefix); !ok {
-			proto = 0
-		}
-	}
-	if proto == layers.IPProtocolUDP && len(upper) >= 8 {
-		sport, dport := binary.BigEndian.Uint16(upper[0:2]), binary.BigEndian.Uint16(upper[2:4])
-		rec.Src = netip.AddrPortFrom(q.key.src, sport)
-		rec.Dst = netip.AddrPortFrom(q.key.dst, dport)
-		if n := int(binary.BigEndian.Uint16(upper[4:6])); n >= 8 {
-			rec.Len = n - 8
-			rec.Payload = upper[8:min(len(upper), n)]
-		}
-	}
-	return p.emit(rec)
+	return err
 }

@@ -1,4 +1,6 @@
-package decode
+// Package discv4 decodes discv4 packets (hash, signature recovery, RLP body) into
+// packet.Packet values, caching signature recovery by packet hash.
+package discv4
 
 import (
 	"bytes"
@@ -14,81 +16,84 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/enode"
 	"github.com/ethereum/go-ethereum/p2p/enr"
 	"github.com/ethereum/go-ethereum/rlp"
+
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
 )
 
 // discv4 packet kinds, the value of disc.kind.
 const (
-	KindV4Ping        = "PING"
-	KindV4Pong        = "PONG"
-	KindV4Findnode    = "FINDNODE"
-	KindV4Neighbors   = "NEIGHBORS"
-	KindV4ENRRequest  = "ENRREQUEST"
-	KindV4ENRResponse = "ENRRESPONSE"
+	KindPing        = "PING"
+	KindPong        = "PONG"
+	KindFindnode    = "FINDNODE"
+	KindNeighbors   = "NEIGHBORS"
+	KindENRRequest  = "ENRREQUEST"
+	KindENRResponse = "ENRRESPONSE"
 )
 
 // Why a hash-valid discv4 packet could not be decoded completely. Decode wraps them with
 // detail; match them with errors.Is.
 var (
-	// ErrV4BadSignature: the signature does not recover a public key, so the sender is unknown.
-	ErrV4BadSignature = errors.New("discv4: signature does not recover a public key")
-	// ErrV4UnknownType: the packet-type byte is none of the six discv4 types.
-	ErrV4UnknownType = errors.New("discv4: unknown packet type")
-	// ErrV4Malformed: the RLP body does not decode as the packet type says.
-	ErrV4Malformed = errors.New("discv4: malformed packet body")
-	// ErrV4BadRecord: an ENRRESPONSE carries a record whose signature or identity scheme is invalid.
-	ErrV4BadRecord = errors.New("discv4: invalid ENR in ENRRESPONSE")
-	// ErrV4RecordNotSender: an ENRRESPONSE carries a valid record of another node than its
+	// ErrBadSignature: the signature does not recover a public key, so the sender is unknown.
+	ErrBadSignature = errors.New("discv4: signature does not recover a public key")
+	// ErrUnknownType: the packet-type byte is none of the six discv4 types.
+	ErrUnknownType = errors.New("discv4: unknown packet type")
+	// ErrMalformed: the RLP body does not decode as the packet type says.
+	ErrMalformed = errors.New("discv4: malformed packet body")
+	// ErrBadRecord: an ENRRESPONSE carries a record whose signature or identity scheme is invalid.
+	ErrBadRecord = errors.New("discv4: invalid ENR in ENRRESPONSE")
+	// ErrRecordNotSender: an ENRRESPONSE carries a valid record of another node than its
 	// sender (geth rejects these: a node answers with its own record).
-	ErrV4RecordNotSender = errors.New("discv4: ENRRESPONSE record belongs to another node than its sender")
-	// ErrV4BadNeighbor: a NEIGHBORS entry's public key is not a point on secp256k1.
-	ErrV4BadNeighbor = errors.New("discv4: NEIGHBORS entry with an invalid public key")
+	ErrRecordNotSender = errors.New("discv4: ENRRESPONSE record belongs to another node than its sender")
+	// ErrBadNeighbor: a NEIGHBORS entry's public key is not a point on secp256k1.
+	ErrBadNeighbor = errors.New("discv4: NEIGHBORS entry with an invalid public key")
 )
 
 // discv4 framing: hash || signature || packet-type || RLP body.
 const (
-	v4HashSize = 32
-	v4SigSize  = crypto.SignatureLength
-	v4HeadSize = v4HashSize + v4SigSize
+	hashSize = 32
+	sigSize  = crypto.SignatureLength
+	headSize = hashSize + sigSize
 )
 
-// v4CacheGeneration is how many packets one cache generation holds. Two generations are
-// kept (see V4Decoder), so the cache holds between one and two generations' worth: enough
+// cacheGeneration is how many packets one cache generation holds. Two generations are
+// kept (see Decoder), so the cache holds between one and two generations' worth: enough
 // for the retransmits and send/receive pairs of a busy node over several seconds, while
 // bounding memory to a few MiB.
-const v4CacheGeneration = 4096
+const cacheGeneration = 4096
 
-// V4Decoder decodes discv4 packets, caching signature recovery by packet hash (retransmits are common). Not safe for concurrent use.
+// Decoder decodes discv4 packets, caching signature recovery by packet hash (retransmits are common). Not safe for concurrent use.
 //
 // The cache keeps the whole decoded Packet: the packet hash covers every byte after it,
 // so a packet whose hash checks out and is already cached decodes to the same value.
 // Slices in returned Packets (Hash, ReplyTok, Target, Records) are shared between calls
 // for the same packet and must be treated as read-only.
-type V4Decoder struct {
+type Decoder struct {
 	// The cache is two generations of maps: lookups check both, inserts go to cur, and
 	// when cur is full it becomes prev and the old prev is dropped. Entries used in the
 	// last generation survive (they are moved to cur on a hit), which approximates LRU at
 	// the cost of a map swap instead of list bookkeeping on every hit.
-	cur, prev map[[v4HashSize]byte]Packet
+	cur, prev map[[hashSize]byte]packet.Packet
 	genSize   int // entries per generation; 0 disables the cache
 
 	keccak crypto.KeccakState
-	digest [v4HashSize]byte
+	digest [hashSize]byte
 	stream *rlp.Stream
 	reader bytes.Reader
 }
 
-// NewV4Decoder returns a decoder with a signature-recovery cache of up to
+// NewDecoder returns a decoder with a signature-recovery cache of up to
 // 2×4096 packets.
-func NewV4Decoder() *V4Decoder {
-	return newV4Decoder(v4CacheGeneration)
+func NewDecoder() *Decoder {
+	return newDecoder(cacheGeneration)
 }
 
-// newV4Decoder returns a decoder whose cache holds genSize packets per generation;
+// newDecoder returns a decoder whose cache holds genSize packets per generation;
 // genSize 0 disables the cache (benchmarks of the recovery path use it).
-func newV4Decoder(genSize int) *V4Decoder {
-	d := &V4Decoder{genSize: genSize, keccak: crypto.NewKeccakState()}
+func newDecoder(genSize int) *Decoder {
+	d := &Decoder{genSize: genSize, keccak: crypto.NewKeccakState()}
 	if genSize > 0 {
-		d.cur = make(map[[v4HashSize]byte]Packet, genSize)
+		d.cur = make(map[[hashSize]byte]packet.Packet, genSize)
 	}
 	d.stream = rlp.NewStream(&d.reader, 0)
 	return d
@@ -100,20 +105,20 @@ func newV4Decoder(genSize int) *V4Decoder {
 // this check). A truncated payload (len(Payload) < Len) cannot be checked and also gives
 // false. A hash-valid packet always gives true; when it cannot be decoded further
 // (bad signature, unknown type, RLP error, invalid record) Packet.Err says why and
-// wraps one of the ErrV4 values.
-func (d *V4Decoder) Decode(r *Record) (Packet, bool) {
+// wraps one of the Err values.
+func (d *Decoder) Decode(r *record.Record) (packet.Packet, bool) {
 	buf := r.Payload
 	if r.Len > 0 && r.Len < len(buf) { // a producer's buffer longer than the datagram
 		buf = buf[:r.Len]
 	}
-	if len(buf) < v4HeadSize+1 || len(buf) < r.Len {
-		return Packet{}, false
+	if len(buf) < headSize+1 || len(buf) < r.Len {
+		return packet.Packet{}, false
 	}
 	d.keccak.Reset()
-	d.keccak.Write(buf[v4HashSize:])
+	d.keccak.Write(buf[hashSize:])
 	d.keccak.Read(d.digest[:])
-	if !bytes.Equal(d.digest[:], buf[:v4HashSize]) {
-		return Packet{}, false
+	if !bytes.Equal(d.digest[:], buf[:hashSize]) {
+		return packet.Packet{}, false
 	}
 	key := d.digest
 	if d.genSize > 0 {
@@ -133,27 +138,27 @@ func (d *V4Decoder) Decode(r *Record) (Packet, bool) {
 }
 
 // remember puts p into the current cache generation, retiring the previous one when full.
-func (d *V4Decoder) remember(key [v4HashSize]byte, p Packet) {
+func (d *Decoder) remember(key [hashSize]byte, p packet.Packet) {
 	if len(d.cur) >= d.genSize {
 		d.prev = d.cur
-		d.cur = make(map[[v4HashSize]byte]Packet, d.genSize)
+		d.cur = make(map[[hashSize]byte]packet.Packet, d.genSize)
 	}
 	d.cur[key] = p
 }
 
 // decodeVerified decodes a packet whose hash has been checked. Every slice it returns is
 // a copy: buf belongs to the caller and may be reused after Decode returns.
-func (d *V4Decoder) decodeVerified(buf []byte) Packet {
-	p := Packet{Proto: ProtoV4, Hash: bytes.Clone(buf[:v4HashSize])}
-	sig, sigdata := buf[v4HashSize:v4HeadSize], buf[v4HeadSize:]
+func (d *Decoder) decodeVerified(buf []byte) packet.Packet {
+	p := packet.Packet{Proto: packet.ProtoV4, Hash: bytes.Clone(buf[:hashSize])}
+	sig, sigdata := buf[hashSize:headSize], buf[headSize:]
 
 	d.keccak.Reset()
 	d.keccak.Write(sigdata)
-	var sighash [v4HashSize]byte
+	var sighash [hashSize]byte
 	d.keccak.Read(sighash[:])
 	pub, err := crypto.Ecrecover(sighash[:], sig)
 	if err != nil {
-		p.Err = fmt.Errorf("%w: %w", ErrV4BadSignature, err)
+		p.Err = fmt.Errorf("%w: %w", ErrBadSignature, err)
 		return p
 	}
 	var sender v4wire.Pubkey
@@ -163,45 +168,45 @@ func (d *V4Decoder) decodeVerified(buf []byte) Packet {
 	ptype, body := sigdata[0], sigdata[1:]
 	switch ptype {
 	case v4wire.PingPacket:
-		p.Kind = KindV4Ping
+		p.Kind = KindPing
 		var req v4wire.Ping
 		if p.Err = d.decodeBody(body, &req); p.Err != nil {
 			return p
 		}
-		p.From, p.To = v4Endpoint(req.From), v4Endpoint(req.To)
-		p.Expiration = v4Time(req.Expiration)
+		p.From, p.To = endpoint(req.From), endpoint(req.To)
+		p.Expiration = ExpirationTime(req.Expiration)
 		// ENRSeq is optional (EIP-868): a zero value cannot tell "absent" from "0", the
 		// number of list elements can.
-		if v4ListLen(body) >= 5 {
+		if listLen(body) >= 5 {
 			p.HasENRSeq, p.ENRSeq = true, req.ENRSeq
 		}
 	case v4wire.PongPacket:
-		p.Kind = KindV4Pong
+		p.Kind = KindPong
 		var resp v4wire.Pong
 		if p.Err = d.decodeBody(body, &resp); p.Err != nil {
 			return p
 		}
-		p.To = v4Endpoint(resp.To)
+		p.To = endpoint(resp.To)
 		p.ReplyTok = bytes.Clone(resp.ReplyTok)
-		p.Expiration = v4Time(resp.Expiration)
-		if v4ListLen(body) >= 4 {
+		p.Expiration = ExpirationTime(resp.Expiration)
+		if listLen(body) >= 4 {
 			p.HasENRSeq, p.ENRSeq = true, resp.ENRSeq
 		}
 	case v4wire.FindnodePacket:
-		p.Kind = KindV4Findnode
+		p.Kind = KindFindnode
 		var req v4wire.Findnode
 		if p.Err = d.decodeBody(body, &req); p.Err != nil {
 			return p
 		}
 		p.Target = bytes.Clone(req.Target[:])
-		p.Expiration = v4Time(req.Expiration)
+		p.Expiration = ExpirationTime(req.Expiration)
 	case v4wire.NeighborsPacket:
-		p.Kind = KindV4Neighbors
+		p.Kind = KindNeighbors
 		var resp v4wire.Neighbors
 		if p.Err = d.decodeBody(body, &resp); p.Err != nil {
 			return p
 		}
-		p.Expiration = v4Time(resp.Expiration)
+		p.Expiration = ExpirationTime(resp.Expiration)
 		p.HasNodes, p.Nodes = true, len(resp.Nodes)
 		p.Records = make([]*enode.Node, 0, len(resp.Nodes))
 		bad := 0
@@ -211,20 +216,20 @@ func (d *V4Decoder) decodeVerified(buf []byte) Packet {
 				bad++
 				continue
 			}
-			p.Records = append(p.Records, v4NeighborNode(rn, pk))
+			p.Records = append(p.Records, neighborNode(rn, pk))
 		}
 		if bad > 0 {
-			p.Err = fmt.Errorf("%w: %d of %d entries", ErrV4BadNeighbor, bad, len(resp.Nodes))
+			p.Err = fmt.Errorf("%w: %d of %d entries", ErrBadNeighbor, bad, len(resp.Nodes))
 		}
 	case v4wire.ENRRequestPacket:
-		p.Kind = KindV4ENRRequest
+		p.Kind = KindENRRequest
 		var req v4wire.ENRRequest
 		if p.Err = d.decodeBody(body, &req); p.Err != nil {
 			return p
 		}
-		p.Expiration = v4Time(req.Expiration)
+		p.Expiration = ExpirationTime(req.Expiration)
 	case v4wire.ENRResponsePacket:
-		p.Kind = KindV4ENRResponse
+		p.Kind = KindENRResponse
 		var resp v4wire.ENRResponse
 		if p.Err = d.decodeBody(body, &resp); p.Err != nil {
 			return p
@@ -233,21 +238,21 @@ func (d *V4Decoder) decodeVerified(buf []byte) Packet {
 		p.HasNodes, p.Nodes = true, 1
 		n, err := enode.New(enode.ValidSchemes, &resp.Record)
 		if err != nil {
-			p.Err = fmt.Errorf("%w: %w", ErrV4BadRecord, err)
+			p.Err = fmt.Errorf("%w: %w", ErrBadRecord, err)
 			return p
 		}
 		p.HasENRSeq, p.ENRSeq = true, n.Seq()
 		p.Records = []*enode.Node{n}
 		if n.ID() != p.SrcID {
-			p.Err = fmt.Errorf("%w: record of %v", ErrV4RecordNotSender, n.ID())
+			p.Err = fmt.Errorf("%w: record of %v", ErrRecordNotSender, n.ID())
 		}
 	default:
-		p.Err = fmt.Errorf("%w %d", ErrV4UnknownType, ptype)
+		p.Err = fmt.Errorf("%w %d", ErrUnknownType, ptype)
 	}
 	return p
 }
 
-// v4NeighborNode is a NEIGHBORS entry as a node: its ID, public key and endpoint.
+// neighborNode is a NEIGHBORS entry as a node: its ID, public key and endpoint.
 //
 // enode.NewV4 would build the same node with the "v4" compatibility scheme, but it
 // decompresses the public key three times (about 25 µs per entry on a 2 GHz core, 12
@@ -255,7 +260,7 @@ func (d *V4Decoder) decodeVerified(buf []byte) Packet {
 // the same with the "null" scheme, which carries the ID as computed from the key
 // (keccak256 of it, as for every v4 node) instead of deriving it again: ID, Pubkey,
 // IPAddr, UDP and TCP are those NewV4 would give.
-func v4NeighborNode(rn v4wire.Node, pk *ecdsa.PublicKey) *enode.Node {
+func neighborNode(rn v4wire.Node, pk *ecdsa.PublicKey) *enode.Node {
 	var r enr.Record
 	if addr, ok := netip.AddrFromSlice(rn.IP); ok {
 		addr = addr.Unmap()
@@ -277,17 +282,17 @@ func v4NeighborNode(rn v4wire.Node, pk *ecdsa.PublicKey) *enode.Node {
 
 // decodeBody decodes the RLP body into v the way geth does: trailing data after the list
 // is allowed (forward compatibility), and so are extra list elements (the types' "tail").
-func (d *V4Decoder) decodeBody(body []byte, v any) error {
+func (d *Decoder) decodeBody(body []byte, v any) error {
 	d.reader.Reset(body)
 	d.stream.Reset(&d.reader, uint64(len(body)))
 	if err := d.stream.Decode(v); err != nil {
-		return fmt.Errorf("%w: %w", ErrV4Malformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return nil
 }
 
-// v4ListLen is the number of elements in the RLP list at the start of body, or -1.
-func v4ListLen(body []byte) int {
+// listLen is the number of elements in the RLP list at the start of body, or -1.
+func listLen(body []byte) int {
 	content, _, err := rlp.SplitList(body)
 	if err != nil {
 		return -1
@@ -299,9 +304,9 @@ func v4ListLen(body []byte) int {
 	return n
 }
 
-// v4Endpoint turns a wire endpoint into its UDP address; the zero AddrPort when the IP
+// endpoint turns a wire endpoint into its UDP address; the zero AddrPort when the IP
 // is neither 4 nor 16 bytes long (geth sends an empty IP when it does not know its own).
-func v4Endpoint(e v4wire.Endpoint) netip.AddrPort {
+func endpoint(e v4wire.Endpoint) netip.AddrPort {
 	addr, ok := netip.AddrFromSlice(e.IP)
 	if !ok {
 		return netip.AddrPort{}
@@ -309,9 +314,10 @@ func v4Endpoint(e v4wire.Endpoint) netip.AddrPort {
 	return netip.AddrPortFrom(addr.Unmap(), e.UDP)
 }
 
-// v4Time converts a discv4 expiration (Unix seconds) to a time, saturating values that do
-// not fit an int64 instead of letting them wrap into the past.
-func v4Time(ts uint64) time.Time {
+// ExpirationTime converts a discv4 expiration (Unix seconds) to a time, saturating values
+// that do not fit an int64 (to the int64 limit, which the tracker reads as "negative for
+// go-ethereum") instead of letting them wrap into the past.
+func ExpirationTime(ts uint64) time.Time {
 	if ts > math.MaxInt64 {
 		ts = math.MaxInt64
 	}
