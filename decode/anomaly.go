@@ -14,15 +14,7 @@ import (
 	"github.com/discotrace/discotrace/decode/internal/bounded"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
-	"github.com/discotrace/discotrace/ndjson"
-)
-
-// Anomaly names, the value of "anomaly".
-const (
-	AnomalyClockSkew        = "clock_skew"
-	AnomalyENRSeqRegression = "enr_seq_regression"
-	AnomalyEndpointMismatch = "endpoint_mismatch"
-	AnomalyWhoareyouStorm   = "whoareyou_storm"
+	"github.com/discotrace/discotrace/decode/result"
 )
 
 // v4ExpirationWindow is how far in the future go-ethereum sets discv4 expirations. The
@@ -47,6 +39,7 @@ type seqClaim struct {
 	seq      uint64
 	t        time.Time
 	peer     netip.AddrPort
+	seen     result.Evidence // the packet that made the claim, its detail still unset
 	reported bool
 }
 
@@ -61,6 +54,7 @@ const maxStormTimes = 64
 
 type stormState struct {
 	times    []time.Time
+	seen     []result.Evidence // the challenges, as times
 	reported bool
 }
 
@@ -93,27 +87,27 @@ func (an *anomalies) init(d *Decoder) {
 func (an *anomalies) stale(t time.Time) bool { return an.d.now.Sub(t) > idRetention }
 
 // packet checks one decoded packet.
-func (an *anomalies) packet(r *record.Record, p *packet.Packet, emit func(*ndjson.Event)) {
+func (an *anomalies) packet(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(result.Event)) {
 	if p.Err != nil {
 		return
 	}
 	switch p.Proto {
 	case packet.ProtoV4:
-		an.clockSkew(r, p, emit)
+		an.clockSkew(r, p, sd, emit)
 		switch p.Kind {
 		case discv4.KindPing, discv4.KindPong:
 			if p.HasENRSeq && p.HasSrcID {
-				an.enrSeq(r, p.SrcID, p.ENRSeq, p.Kind, emit)
+				an.enrSeq(r, sd, p.SrcID, p.ENRSeq, p.Kind, emit)
 			}
 		case discv4.KindENRResponse:
 			for _, n := range p.Records {
 				if n.ID() == p.SrcID {
-					an.enrSeq(r, n.ID(), n.Seq(), "ENRRESPONSE", emit)
+					an.enrSeq(r, sd, n.ID(), n.Seq(), "ENRRESPONSE", emit)
 				}
 			}
 		}
 		if p.Kind == discv4.KindPong {
-			an.endpoint(r, p.To, "PONG", emit)
+			an.endpoint(r, sd, p.To, "PONG", emit)
 		}
 	case packet.ProtoV5:
 		if !p.HasSrcID || p.Kind == discv5.KindWhoareyou {
@@ -122,7 +116,7 @@ func (an *anomalies) packet(r *record.Record, p *packet.Packet, emit func(*ndjso
 		ownRecord := false
 		for _, n := range p.Records {
 			if n.ID() == p.SrcID {
-				an.enrSeq(r, n.ID(), n.Seq(), "HANDSHAKE record", emit)
+				an.enrSeq(r, sd, n.ID(), n.Seq(), "HANDSHAKE record", emit)
 				ownRecord = true
 			}
 		}
@@ -131,40 +125,34 @@ func (an *anomalies) packet(r *record.Record, p *packet.Packet, emit func(*ndjso
 		switch m := p.Msg.(type) {
 		case *v5wire.Ping:
 			if !ownRecord {
-				an.enrSeq(r, p.SrcID, m.ENRSeq, m.Name(), emit)
+				an.enrSeq(r, sd, p.SrcID, m.ENRSeq, m.Name(), emit)
 			}
 		case *v5wire.Pong:
 			if !ownRecord {
-				an.enrSeq(r, p.SrcID, m.ENRSeq, m.Name(), emit)
+				an.enrSeq(r, sd, p.SrcID, m.ENRSeq, m.Name(), emit)
 			}
 			if p.To.IsValid() {
-				an.endpoint(r, p.To, m.Name(), emit)
+				an.endpoint(r, sd, p.To, m.Name(), emit)
 			}
 		}
 	}
 }
 
-func (an *anomalies) event(r *record.Record, kind string, peer netip.AddrPort) *ndjson.Event {
-	return &ndjson.Event{Type: ndjson.TypeAnomaly, Time: ndjson.Time(r.Time), Anomaly: kind, Peer: ndjson.Addr(peer)}
+func (an *anomalies) event(r *record.Record, kind result.AnomalyKind, peer netip.AddrPort) *result.Anomaly {
+	return &result.Anomaly{Head: result.Head{Time: r.Time}, Kind: kind, Peer: peer}
 }
 
-func (an *anomalies) evidence(r *record.Record, p string) ndjson.Evidence {
-	typ := ndjson.TypePacket
-	switch r.Dir {
-	case record.DirIn:
-		typ = ndjson.TypeRecv
-	case record.DirOut:
-		typ = ndjson.TypeSend
-	}
-	return ndjson.Evidence{Time: ndjson.Time(r.Time), Type: typ, Detail: p}
+// evidence is the packet sd that shows an anomaly.
+func (an *anomalies) evidence(sd *seenDatagram, detail string) result.Evidence {
+	return sd.evidence(detail)
 }
 
 // clockSkew estimates a remote sender's clock offset from a discv4 expiration.
-func (an *anomalies) clockSkew(r *record.Record, p *packet.Packet, emit func(*ndjson.Event)) {
-	if p.Expiration.IsZero() || v4ExpirationNegative(p) || r.Dir == record.DirOut || an.d.isLocal(r.Src) {
+func (an *anomalies) clockSkew(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(result.Event)) {
+	if p.Expiration.IsZero() || p.ExpirationNegative() || r.Dir == record.DirOut || an.d.isLocal(r.Src) {
 		return // the local clock is the capture's clock
 	}
-	key := ndjson.Addr(r.Src)
+	key := addrText(r.Src)
 	if p.HasSrcID {
 		key = p.SrcID.String()
 	}
@@ -196,11 +184,11 @@ func (an *anomalies) clockSkew(r *record.Record, p *packet.Packet, emit func(*nd
 		return
 	}
 	s.reported = true
-	ev := an.event(r, AnomalyClockSkew, r.Src)
+	ev := an.event(r, result.ClockSkew, r.Src)
 	if p.HasSrcID {
-		ev.PeerID = p.SrcID.String()
+		ev.PeerID = &p.SrcID
 	}
-	ev.OffsetNs = nsPtr(median)
+	ev.Offset = durPtr(median)
 	dir := "ahead of"
 	if median < 0 {
 		dir = "behind"
@@ -210,42 +198,44 @@ func (an *anomalies) clockSkew(r *record.Record, p *packet.Packet, emit func(*nd
 	if median <= -v4ExpirationWindow {
 		ev.Detail += "; its packets arrive already expired and are ignored"
 	}
-	ev.Evidence = []ndjson.Evidence{an.evidence(r, fmt.Sprintf("%s expiration %s", p.Kind, p.Expiration.UTC().Format(time.RFC3339)))}
+	ev.Evidence = []result.Evidence{an.evidence(sd, fmt.Sprintf("%s expiration %s", p.Kind, p.Expiration.UTC().Format(time.RFC3339)))}
 	emit(ev)
 }
 
 // enrSeq records a node's own claim of its ENR sequence number and reports when it
 // goes down. Only first-hand claims count: a NEIGHBORS or NODES entry may be stale.
-func (an *anomalies) enrSeq(r *record.Record, id enode.ID, seq uint64, from string, emit func(*ndjson.Event)) {
+func (an *anomalies) enrSeq(r *record.Record, sd *seenDatagram, id enode.ID, seq uint64, from string, emit func(result.Event)) {
 	if seq == 0 {
 		return // "no record" (test tools send it), not a claim about one
 	}
 	c, ok := an.seqs.Get(id)
 	if !ok || an.stale(c.t) {
-		an.seqs.Put(id, &seqClaim{seq: seq, t: r.Time, peer: r.Src})
+		an.seqs.Put(id, &seqClaim{seq: seq, t: r.Time, peer: r.Src, seen: sd.evidence("")})
 		return
 	}
 	if seq >= c.seq {
-		c.seq, c.t, c.peer = seq, r.Time, r.Src
+		c.seq, c.t, c.peer, c.seen = seq, r.Time, r.Src, sd.evidence("")
 		return
 	}
 	if c.reported {
 		return // once per node: the evidence of one drop is enough
 	}
 	c.reported = true
-	ev := an.event(r, AnomalyENRSeqRegression, r.Src)
-	ev.PeerID = id.String()
+	ev := an.event(r, result.ENRSeqRegression, r.Src)
+	ev.PeerID = &id
 	ev.Detail = fmt.Sprintf("ENR sequence number went down from %d to %d (%s): the node lost its record and restarted from an older one, or two nodes share a key", c.seq, seq, from)
-	ev.Evidence = []ndjson.Evidence{
-		{Time: ndjson.Time(c.t), Type: ndjson.TypePacket, Detail: fmt.Sprintf("seq %d from %s", c.seq, ndjson.Addr(c.peer))},
-		an.evidence(r, fmt.Sprintf("seq %d from %s in %s", seq, ndjson.Addr(r.Src), from)),
+	first := c.seen
+	first.Detail = fmt.Sprintf("seq %d from %s", c.seq, addrText(c.peer))
+	ev.Evidence = []result.Evidence{
+		first,
+		an.evidence(sd, fmt.Sprintf("seq %d from %s in %s", seq, addrText(r.Src), from)),
 	}
 	emit(ev)
 }
 
 // endpoint compares the address a peer says it saw us at (PONG's "to") with the address
 // its answer was sent to here: different means something rewrites our address (NAT).
-func (an *anomalies) endpoint(r *record.Record, reported netip.AddrPort, what string, emit func(*ndjson.Event)) {
+func (an *anomalies) endpoint(r *record.Record, sd *seenDatagram, reported netip.AddrPort, what string, emit func(result.Event)) {
 	if !reported.IsValid() || reported.Addr().IsUnspecified() {
 		return
 	}
@@ -265,19 +255,19 @@ func (an *anomalies) endpoint(r *record.Record, reported netip.AddrPort, what st
 		return
 	}
 	an.mismatch.Put(k, r.Time)
-	ev := an.event(r, AnomalyEndpointMismatch, r.Src)
+	ev := an.event(r, result.EndpointMismatch, r.Src)
 	if id, ok := an.d.idAt(r.Src); ok {
-		ev.PeerID = id.String()
+		ev.PeerID = &id
 	}
 	ev.Detail = fmt.Sprintf("%s from %s says it reached us at %s, but we are at %s: something rewrites our address (NAT); peers will record %s",
-		what, ndjson.Addr(r.Src), ndjson.Addr(reported), ndjson.Addr(local), ndjson.Addr(reported))
-	ev.Evidence = []ndjson.Evidence{an.evidence(r, fmt.Sprintf("%s to=%s", what, ndjson.Addr(reported)))}
+		what, addrText(r.Src), addrText(reported), addrText(local), addrText(reported))
+	ev.Evidence = []result.Evidence{an.evidence(sd, fmt.Sprintf("%s to=%s", what, addrText(reported)))}
 	emit(ev)
 }
 
 // whoareyou counts challenges from one node to one peer; StormThreshold of them within
 // StormWindow is a storm, reported once until the rate falls again.
-func (an *anomalies) whoareyou(r *record.Record, emit func(*ndjson.Event)) {
+func (an *anomalies) whoareyou(r *record.Record, sd *seenDatagram, emit func(result.Event)) {
 	k := flowOf(r.Src, r.Dst)
 	s, ok := an.storms.Get(k)
 	if !ok {
@@ -290,10 +280,13 @@ func (an *anomalies) whoareyou(r *record.Record, emit func(*ndjson.Event)) {
 		i++
 	}
 	s.times = append(s.times[:0], s.times[i:]...)
+	s.seen = append(s.seen[:0], s.seen[i:]...)
 	if len(s.times) >= maxStormTimes {
 		s.times = append(s.times[:0], s.times[1:]...)
+		s.seen = append(s.seen[:0], s.seen[1:]...)
 	}
 	s.times = append(s.times, r.Time)
+	s.seen = append(s.seen, sd.evidence("WHOAREYOU"))
 	if len(s.times) < an.d.cfg.StormThreshold {
 		s.reported = false
 		return
@@ -302,14 +295,12 @@ func (an *anomalies) whoareyou(r *record.Record, emit func(*ndjson.Event)) {
 		return
 	}
 	s.reported = true
-	ev := an.event(r, AnomalyWhoareyouStorm, r.Dst)
+	ev := an.event(r, result.WhoareyouStorm, r.Dst)
 	if id, ok := an.d.idAt(r.Dst); ok {
-		ev.PeerID = id.String()
+		ev.PeerID = &id
 	}
 	ev.Detail = fmt.Sprintf("%d WHOAREYOU from %s to %s within %s: the peer keeps failing or losing its sessions",
-		len(s.times), ndjson.Addr(r.Src), ndjson.Addr(r.Dst), an.d.cfg.StormWindow)
-	for _, t := range s.times {
-		ev.Evidence = append(ev.Evidence, an.evidence(&record.Record{Time: t, Dir: r.Dir}, "WHOAREYOU"))
-	}
+		len(s.times), addrText(r.Src), addrText(r.Dst), an.d.cfg.StormWindow)
+	ev.Evidence = append(ev.Evidence, s.seen...)
 	emit(ev)
 }

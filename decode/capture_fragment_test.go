@@ -12,6 +12,7 @@ import (
 	"github.com/discotrace/discotrace/decode/capture"
 	"github.com/discotrace/discotrace/decode/internal/disctest"
 	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -37,7 +38,7 @@ func TestCaptureFragmentLossExplainsTimeout(t *testing.T) {
 		at(40*time.Second, disctest.UDPPacket(t, netip.MustParseAddrPort("10.0.0.9:9"), local, []byte("tick"))))
 	d := NewDecoder(Config{})
 	var evs []*ndjson.Event
-	emit := func(ev *ndjson.Event) { evs = append(evs, ev) }
+	emit := func(ev result.Event) { evs = append(evs, ndjson.FromResult(ev, false)) }
 	if err := capture.Read(bytes.NewReader(file), func(r *record.Record) error { d.Feed(r, emit); return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func TestCaptureFragmentLossExplainsTimeout(t *testing.T) {
 			ex = ev
 		}
 	}
-	if ex == nil || ex.Outcome != OutcomeFailed || ex.Cause != CauseFragmentLoss {
+	if ex == nil || ex.Outcome != string(result.Failed) || ex.Cause != string(result.FragmentLoss) {
 		t.Fatalf("exchange %+v", ex)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/discotrace/discotrace/decode/internal/disctest"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -39,7 +40,7 @@ func decodeCapture(t testing.TB, name string, keys ...string) []*ndjson.Event {
 	defer f.Close()
 	d := NewDecoder(Config{Identity: id})
 	var evs []*ndjson.Event
-	emit := func(ev *ndjson.Event) { evs = append(evs, ev) }
+	emit := func(ev result.Event) { evs = append(evs, ndjson.FromResult(ev, false)) }
 	if err := capture.Read(f, func(r *record.Record) error { d.Feed(r, emit); return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func TestCaptureDevp2pDiscovery(t *testing.T) {
 	hss := ofType(evs, ndjson.TypeHandshake)
 	for i, w := range want {
 		h := hss[i]
-		if h.Time != w.time || h.Outcome != OutcomeEstablished || h.Attempts != 1 ||
+		if h.Time != w.time || h.Outcome != string(result.Established) || h.Attempts != 1 ||
 			*h.WhoareyouRTTNs != w.whoareyou || *h.HandshakeRTTNs != w.handshake || *h.TotalNs != w.tl {
 			t.Errorf("handshake %d: %s %s attempts %d rtts %d %d %d, want %+v", i, h.Time, h.Outcome, h.Attempts,
 				*h.WhoareyouRTTNs, *h.HandshakeRTTNs, *h.TotalNs, w)
@@ -233,7 +234,7 @@ func TestCaptureRejectICMP(t *testing.T) {
 			continue
 		}
 		got = append(got, failure{ev.Type, ev.Time[11:26], ev.Initiator, ev.Recipient, ev.Req, ev.Outcome, ev.Cause})
-		if ev.Cause != CauseICMPUnreachable {
+		if ev.Cause != string(result.ICMPUnreachable) {
 			continue
 		}
 		icmps := 0
@@ -343,5 +344,35 @@ func TestCaptureDeterministic(t *testing.T) {
 		if !bytes.Equal(a, b) || len(a) == 0 {
 			t.Errorf("%s: two runs differ (%d and %d bytes)", name, len(a), len(b))
 		}
+	}
+}
+
+// Every event is numbered in output order, and evidence cites the event it rests on:
+// the cited event came earlier, with the type and time the evidence gives.
+func TestCaptureEvidenceCitesEvents(t *testing.T) {
+	cited := 0
+	for _, name := range []string{"devp2p-discovery.pcap", "reject.pcap", "suites-devp2p.pcap"} {
+		evs := decodeCapture(t, name, disctest.KeyA, disctest.KeyG, disctest.KeyB, disctest.KeyC)
+		for i, ev := range evs {
+			if ev.Seq != uint64(i+1) {
+				t.Fatalf("%s: event %d has seq %d", name, i+1, ev.Seq)
+			}
+			for _, e := range ev.Evidence {
+				if e.Seq == 0 {
+					continue
+				}
+				cited++
+				if e.Seq >= ev.Seq {
+					t.Errorf("%s: event %d cites a later event %d", name, ev.Seq, e.Seq)
+					continue
+				}
+				if c := evs[e.Seq-1]; c.Type != e.Type || c.Time != e.Time {
+					t.Errorf("%s: event %d cites %d as a %s at %s, but it is a %s at %s", name, ev.Seq, e.Seq, e.Type, e.Time, c.Type, c.Time)
+				}
+			}
+		}
+	}
+	if cited < 10 {
+		t.Errorf("%d evidence items cite an event, want the failures' datagrams and ICMP errors cited", cited)
 	}
 }

@@ -7,38 +7,9 @@ import (
 	"time"
 
 	"github.com/discotrace/discotrace/decode/record"
-	"github.com/discotrace/discotrace/ndjson"
-)
+	"github.com/ethereum/go-ethereum/p2p/enode"
 
-// Failure causes, the value of "cause" on failed handshakes and exchanges.
-const (
-	// CauseNoResponse: nothing came back, and nothing observed explains why.
-	CauseNoResponse = "no_response"
-	// CauseICMPUnreachable: an ICMP error quotes one of the datagrams. The application
-	// (with an unconnected socket) only ever saw a timeout.
-	CauseICMPUnreachable = "icmp_unreachable"
-	// CauseKernelDrop: the kernel dropped the request or the answer (the reason says why).
-	CauseKernelDrop = "kernel_drop"
-	// CauseFragmentLoss: fragment reassembly failed, or the path needs a smaller packet.
-	CauseFragmentLoss = "fragment_loss"
-	// CauseRejected: the peer could not verify the handshake and challenged again (or the
-	// handshake is invalid on the wire).
-	CauseRejected = "rejected"
-	// CauseAppDrop: the local application read the datagram and never answered.
-	CauseAppDrop = "app_drop"
-	// CauseExpired: a discv4 request or its answer arrived after its expiration, so its
-	// receiver ignored it: the two clocks disagree by more than the packet's lifetime
-	// (20 s for go-ethereum), or the packet was held up that long.
-	CauseExpired = "expired"
-)
-
-// Outcomes, the value of "outcome".
-const (
-	OutcomeEstablished = "established" // handshake: the recipient answered after the handshake
-	OutcomeAnswered    = "answered"    // exchange: the response arrived in time
-	OutcomeFailed      = "failed"
-	// OutcomeOpen: the input ended before the deadline and nothing decisive was seen.
-	OutcomeOpen = "open"
+	"github.com/discotrace/discotrace/decode/result"
 )
 
 // maxSentEvidence bounds the datagrams one handshake or exchange lists as evidence
@@ -52,29 +23,29 @@ type tracked struct {
 	done bool
 
 	// sent lists the item's datagrams: the evidence behind no_response.
-	sent []ndjson.Evidence
+	sent []result.Evidence
 	// netCause is the strongest network cause seen (ICMP error, kernel drop), netEv the
 	// observations behind it.
-	netCause string
-	netEv    []ndjson.Evidence
+	netCause result.Cause
+	netEv    []result.Evidence
 	// awaiting is the datagram whose receiver must act next; read says the local
 	// application read it (tracer only).
 	awaiting *seenDatagram
-	read     *ndjson.Evidence
+	read     *result.Evidence
 	// answer is the datagram that completed the item; answerLost says an ICMP error or
 	// a drop shows it never reached the application.
 	answer     *seenDatagram
 	answerLost bool
 	// rejected, when set, is the observation showing the peer refused a handshake.
-	rejected *ndjson.Evidence
+	rejected *result.Evidence
 	// expired, when set, is a discv4 request or answer that arrived already expired.
-	expired *ndjson.Evidence
+	expired *result.Evidence
 	// more counts the observations left out of sent and netEv (evidence_more).
 	more int
 }
 
 // keep appends evs to list up to maxSentEvidence and counts the rest in t.more.
-func (t *tracked) keep(list *[]ndjson.Evidence, evs ...ndjson.Evidence) {
+func (t *tracked) keep(list *[]result.Evidence, evs ...result.Evidence) {
 	n := min(len(evs), max(0, maxSentEvidence-len(*list)))
 	*list = append(*list, evs[:n]...)
 	t.more += len(evs) - n
@@ -90,16 +61,16 @@ func (t *tracked) absorb(o *tracked) {
 // after the settle delay, not at once: an ICMP error or a drop quoting the answer may still
 // show it never reached the application (answerLost), which makes the item failed rather
 // than ok. decide emits the item with the outcome.
-func (t *tracked) settleAnswer(d *Decoder, sd *seenDatagram, at time.Time, ok string, decide func(outcome string, emit func(*ndjson.Event))) {
+func (t *tracked) settleAnswer(d *Decoder, sd *seenDatagram, at time.Time, ok result.Outcome, decide func(outcome result.Outcome, emit func(result.Event))) {
 	t.answer = sd
 	sd.own(t)
-	d.after(at.Add(d.cfg.SettleDelay), func(emit func(*ndjson.Event), _ bool) {
+	d.after(at.Add(d.cfg.SettleDelay), func(emit func(result.Event), _ bool) {
 		if t.done {
 			return
 		}
 		outcome := ok
 		if t.answerLost {
-			outcome = OutcomeFailed
+			outcome = result.Failed
 		}
 		decide(outcome, emit)
 	})
@@ -111,17 +82,17 @@ func (t *tracked) addSent(sd *seenDatagram, detail string) {
 		t.more++
 		return
 	}
-	t.sent = append(t.sent, ndjson.Evidence{Time: ndjson.Time(sd.t), Type: sd.evType, Detail: detail})
+	t.sent = append(t.sent, sd.evidence(detail))
 }
 
 // causeRank orders causes by how directly they explain a failure.
-func causeRank(c string) int {
+func causeRank(c result.Cause) int {
 	switch c {
-	case CauseFragmentLoss:
+	case result.FragmentLoss:
 		return 3
-	case CauseICMPUnreachable:
+	case result.ICMPUnreachable:
 		return 2
-	case CauseKernelDrop:
+	case result.KernelDrop:
 		return 1
 	}
 	return 0
@@ -129,7 +100,7 @@ func causeRank(c string) int {
 
 // network records an ICMP error or a drop concerning the item. onAnswer says it concerns
 // the datagram that answered the item.
-func (t *tracked) network(cause string, ev ndjson.Evidence, onAnswer bool) {
+func (t *tracked) network(cause result.Cause, ev result.Evidence, onAnswer bool) {
 	if t.done {
 		return
 	}
@@ -148,43 +119,43 @@ func (t *tracked) decisive() bool {
 }
 
 // verdict returns the best-supported cause of the item's failure and its evidence.
-func (t *tracked) verdict() (string, []ndjson.Evidence) {
-	ev := append([]ndjson.Evidence(nil), t.sent...)
+func (t *tracked) verdict() (result.Cause, []result.Evidence) {
+	ev := append([]result.Evidence(nil), t.sent...)
 	switch {
 	case t.netCause != "":
 		return t.netCause, append(ev, t.netEv...)
 	case t.expired != nil:
 		// Before app_drop: an expired request is read, then ignored for its expiration.
-		return CauseExpired, append(ev, *t.expired)
+		return result.Expired, append(ev, *t.expired)
 	case t.rejected != nil:
-		return CauseRejected, append(ev, *t.rejected)
+		return result.Rejected, append(ev, *t.rejected)
 	case t.read != nil:
-		return CauseAppDrop, append(ev, *t.read)
+		return result.AppDrop, append(ev, *t.read)
 	}
-	return CauseNoResponse, ev
+	return result.NoResponse, ev
 }
 
 // icmpCause classifies an ICMP or ICMPv6 error: fragmentation trouble (needs
 // fragmentation, packet too big, reassembly time exceeded) or unreachability.
-func icmpCause(r *record.Record) string {
+func icmpCause(r *record.Record) result.Cause {
 	v6 := r.Src.Addr().Is6() && !r.Src.Addr().Is4In6() ||
 		r.QuotedSrc.Addr().Is6() && !r.QuotedSrc.Addr().Is4In6()
 	if v6 {
 		switch {
 		case r.ICMPType == 2: // packet too big
-			return CauseFragmentLoss
+			return result.FragmentLoss
 		case r.ICMPType == 3 && r.ICMPCode == 1: // fragment reassembly time exceeded
-			return CauseFragmentLoss
+			return result.FragmentLoss
 		}
-		return CauseICMPUnreachable
+		return result.ICMPUnreachable
 	}
 	switch {
 	case r.ICMPType == 3 && r.ICMPCode == 4: // fragmentation needed and DF set
-		return CauseFragmentLoss
+		return result.FragmentLoss
 	case r.ICMPType == 11 && r.ICMPCode == 1: // fragment reassembly time exceeded
-		return CauseFragmentLoss
+		return result.FragmentLoss
 	}
-	return CauseICMPUnreachable
+	return result.ICMPUnreachable
 }
 
 // icmpDetail describes an ICMP error for evidence: "icmp 3/3 port unreachable from
@@ -195,7 +166,7 @@ func icmpDetail(r *record.Record) string {
 		name = " " + name
 	}
 	s := fmt.Sprintf("icmp %d/%d%s from %s quoting %s > %s", r.ICMPType, r.ICMPCode, name,
-		r.Src.Addr().Unmap(), ndjson.Addr(r.QuotedSrc), ndjson.Addr(r.QuotedDst))
+		r.Src.Addr().Unmap(), addrText(r.QuotedSrc), addrText(r.QuotedDst))
 	if r.HasNotified {
 		if r.Notified {
 			s += "; the socket was told"
@@ -253,11 +224,11 @@ func icmpName(r *record.Record) string {
 }
 
 // dropCause classifies a kernel drop by its reason name.
-func dropCause(reason string) string {
+func dropCause(reason string) result.Cause {
 	if strings.Contains(reason, "FRAG") || reason == "PKT_TOO_BIG" {
-		return CauseFragmentLoss
+		return result.FragmentLoss
 	}
-	return CauseKernelDrop
+	return result.KernelDrop
 }
 
 // dropDetail describes a drop for evidence: "SOCKET_RCVBUFF in udp_queue_rcv_one_skb".
@@ -269,7 +240,7 @@ func dropDetail(r *record.Record) string {
 	if r.Location != "" {
 		reason += " in " + r.Location
 	}
-	return fmt.Sprintf("%s: %s > %s", reason, ndjson.Addr(r.Src), ndjson.Addr(r.Dst))
+	return fmt.Sprintf("%s: %s > %s", reason, addrText(r.Src), addrText(r.Dst))
 }
 
 // readDetail describes the application reading a datagram.
@@ -294,4 +265,25 @@ func sameEndpoint(a, b netip.AddrPort) bool {
 }
 
 // nsPtr returns d in nanoseconds for the schema's optional duration fields.
-func nsPtr(d time.Duration) *int64 { return ndjson.Ptr(int64(d)) }
+// durPtr returns d for the results' optional durations.
+func durPtr(d time.Duration) *time.Duration { return &d }
+
+// ptr returns a pointer to a copy of e.
+func ptr(e result.Evidence) *result.Evidence { return &e }
+
+// idPtr returns id when known, for the results' optional node IDs.
+func idPtr(id enode.ID, known bool) *enode.ID {
+	if !known {
+		return nil
+	}
+	return &id
+}
+
+// addrText writes an address for evidence and details as the schema does: "ip:port",
+// "[v6]:port", IPv4-mapped IPv6 as IPv4.
+func addrText(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()).String()
+}

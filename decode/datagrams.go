@@ -5,8 +5,9 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
-	"github.com/discotrace/discotrace/ndjson"
+	"github.com/discotrace/discotrace/decode/result"
 )
 
 // Datagrams seen recently, for ICMP errors, drops and reads to refer to. Each is indexed
@@ -33,11 +34,12 @@ type seenDatagram struct {
 	n        int
 	head     [quoteLen]byte
 	headLen  uint8
-	evType   string
-	disc     *ndjson.Disc
-	inbound  bool // may be queued on a local socket (Dir in, or unknown)
-	sent     bool // Dir out: a local send
-	recv     bool // Dir in: a local receive
+	evType   string         // its event's type
+	seq      uint64         // its event's seq
+	pkt      *packet.Packet // what it decoded as; nil until it decodes
+	inbound  bool           // may be queued on a local socket (Dir in, or unknown)
+	sent     bool           // Dir out: a local send
+	recv     bool           // Dir in: a local receive
 	read     bool
 	evicted  bool
 	owners   []*tracked
@@ -71,6 +73,11 @@ func (sd *seenDatagram) own(t *tracked) {
 	}
 }
 
+// evidence is an observation about sd, citing its event.
+func (sd *seenDatagram) evidence(detail string) result.Evidence {
+	return result.Evidence{Seq: sd.seq, Time: sd.t, Observed: sd.evType, Detail: detail}
+}
+
 // headMatches reports whether sd starts with the bytes of prefix (as far as both go).
 func (sd *seenDatagram) headMatches(prefix []byte) bool {
 	n := min(len(prefix), int(sd.headLen))
@@ -80,8 +87,8 @@ func (sd *seenDatagram) headMatches(prefix []byte) bool {
 // netObservation is an ICMP error about a datagram that nothing tracked yet: a held
 // one, tracked once its destination's ID is learned, takes it then.
 type netObservation struct {
-	cause string
-	ev    ndjson.Evidence
+	cause result.Cause
+	ev    result.Evidence
 }
 
 // sdQueue is a FIFO of datagrams, oldest first.
@@ -177,9 +184,9 @@ func popFrom[K comparable](m map[K]*sdQueue, k K, sd *seenDatagram) {
 	}
 }
 
-func (t *datagrams) add(r *record.Record, evType string, disc *ndjson.Disc) *seenDatagram {
+func (t *datagrams) add(r *record.Record, obs *result.Observation) *seenDatagram {
 	sd := &seenDatagram{
-		t: r.Time, src: unmapAP(r.Src), dst: unmapAP(r.Dst), n: r.Len, evType: evType, disc: disc,
+		t: r.Time, src: unmapAP(r.Src), dst: unmapAP(r.Dst), n: r.Len, evType: result.TypeOf(r), seq: obs.Seq, pkt: obs.Packet,
 		inbound: r.Dir != record.DirOut, sent: r.Dir == record.DirOut, recv: r.Dir == record.DirIn,
 	}
 	sd.headLen = uint8(copy(sd.head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)]))

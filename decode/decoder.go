@@ -3,16 +3,12 @@ package decode
 import (
 	"bytes"
 	"container/heap"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"net/netip"
 	"syscall"
 	"time"
 
-	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
-	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/decode/discv4"
@@ -20,7 +16,7 @@ import (
 	"github.com/discotrace/discotrace/decode/internal/bounded"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
-	"github.com/discotrace/discotrace/ndjson"
+	"github.com/discotrace/discotrace/decode/result"
 )
 
 // How the Decoder reports (the contract the NDJSON stream follows):
@@ -69,9 +65,6 @@ type Config struct {
 	StormThreshold int
 	StormWindow    time.Duration
 
-	// WithPayload adds the captured payload, hex, to datagram events.
-	WithPayload bool
-
 	// LossReportDelay is how long after they happen the source reports lost
 	// observations at the latest (a live tracer checks its loss counters periodically;
 	// zero for a capture). An item about to fail for want of an answer waits that long
@@ -114,10 +107,11 @@ const (
 	sweepEvery    = time.Second
 )
 
-// Decoder turns Records into ndjson Events: one event per record, plus the handshake,
-// exchange and anomaly events the records complete. Time is record time: timeouts fire
-// when a later record (or Flush) passes them, never on the wall clock, so the same input
-// gives the same output. Not safe for concurrent use.
+// Decoder turns Records into results (package result): one observation per record, plus
+// the handshakes, exchanges and anomalies the records complete, numbered in output order
+// (Head.Seq) so that evidence can cite them. Time is record time: timeouts fire when a
+// later record (or Flush) passes them, never on the wall clock, so the same input gives
+// the same output. Not safe for concurrent use.
 type Decoder struct {
 	cfg Config
 	v4  *discv4.Decoder
@@ -127,8 +121,9 @@ type Decoder struct {
 	nextSweep time.Time
 	retention time.Duration // how long datagrams stay matchable by ICMP, drops and reads
 
-	timers timerHeap
-	seq    uint64
+	timers  timerHeap
+	seq     uint64 // of the latest timer
+	emitted uint64 // the seq of the latest event
 
 	seen datagrams
 	lost []lostMark
@@ -179,7 +174,8 @@ func NewDecoder(cfg Config) *Decoder {
 
 // Feed decodes one record and emits its event, preceded by whatever timed out before
 // the record's time and followed by whatever it completes.
-func (d *Decoder) Feed(r *record.Record, emit func(*ndjson.Event)) {
+func (d *Decoder) Feed(r *record.Record, emit func(result.Event)) {
+	emit = d.number(emit)
 	if r.Time.After(d.now) {
 		d.now = r.Time
 	}
@@ -194,62 +190,115 @@ func (d *Decoder) Feed(r *record.Record, emit func(*ndjson.Event)) {
 		d.feedICMP(r, emit)
 	case record.Drop:
 		d.feedDrop(r, emit)
-	case record.Lost:
-		since := r.Since
-		if since.IsZero() || since.After(r.Time) {
-			since = r.Time
-		}
-		if len(d.lost) == maxLostMarks {
-			d.lost = append(d.lost[:0], d.lost[1:]...)
-		}
-		d.lost = append(d.lost, lostMark{since, r.Time, r.Count})
-		emit(RecordEvent(r, d.cfg.WithPayload))
+	case record.Lost, record.Shed:
+		obs := observe(r)
+		emit(obs)
+		d.markLost(r, obs.Seq)
 	default:
-		emit(RecordEvent(r, d.cfg.WithPayload))
+		emit(observe(r))
 	}
 }
 
-// lostMark is a count of observations the tracer could not deliver, lost between since
-// and t (the tracer notices losses only when it checks its counters).
+// Skim reports r without decoding it, for a consumer that has fallen behind: its event,
+// numbered like the others but without a packet, and the timeouts its time passes. A
+// skimmed datagram is not tracked: the consumer reports it as shed (record.Shed), which
+// the verdicts it could have changed cite.
+func (d *Decoder) Skim(r *record.Record, emit func(result.Event)) {
+	emit = d.number(emit)
+	if r.Time.After(d.now) {
+		d.now = r.Time
+	}
+	d.fire(emit, false)
+	d.sweep()
+	emit(observe(r))
+}
+
+// number gives each event emit gets the stream's next sequence number.
+func (d *Decoder) number(emit func(result.Event)) func(result.Event) {
+	return func(ev result.Event) {
+		d.emitted++
+		ev.EventHead().Seq = d.emitted
+		emit(ev)
+	}
+}
+
+// observe is the observation of r, before any decoding.
+func observe(r *record.Record) *result.Observation {
+	return &result.Observation{Head: result.Head{Time: r.Time}, Record: *r}
+}
+
+// markLost keeps a loss (lost by the tracer, or dropped or left undecoded by a consumer
+// that fell behind) as evidence for the items waiting meanwhile.
+func (d *Decoder) markLost(r *record.Record, seq uint64) {
+	n := r.Count
+	if r.Kind == record.Shed {
+		n += r.Undecoded
+	}
+	if n == 0 {
+		return
+	}
+	since := r.Since
+	if since.IsZero() || since.After(r.Time) {
+		since = r.Time
+	}
+	if len(d.lost) == maxLostMarks {
+		d.lost = append(d.lost[:0], d.lost[1:]...)
+	}
+	d.lost = append(d.lost, lostMark{since, r.Time, n, r.Kind == record.Shed, seq})
+}
+
+// lostMark is a count of observations lost between since and t (the tracer notices
+// losses only when it checks its counters), or shed by a consumer that fell behind.
 type lostMark struct {
 	since, t time.Time
 	count    uint64
+	shed     bool
+	seq      uint64
 }
 
-// lostEvidence says how many observations were lost while an item waited: a
+// lostEvidence says how many observations were lost or shed while an item waited: a
 // no_response verdict may then be wrong (the answer may be among them). A loss counts
 // when its span overlaps the wait.
-func (d *Decoder) lostEvidence(from, to time.Time) []ndjson.Evidence {
-	var n uint64
-	var last time.Time
-	for _, l := range d.lost {
-		if !l.t.Before(from) && !l.since.After(to) {
-			n += l.count
-			last = l.t
+func (d *Decoder) lostEvidence(from, to time.Time) []result.Evidence {
+	var ev []result.Evidence
+	for _, shed := range []bool{false, true} {
+		var n uint64
+		var last lostMark
+		for _, l := range d.lost {
+			if l.shed == shed && !l.t.Before(from) && !l.since.After(to) {
+				n += l.count
+				last = l
+			}
+		}
+		switch {
+		case n == 0:
+		case shed:
+			ev = append(ev, result.Evidence{Seq: last.seq, Time: last.t, Observed: result.TypeShed,
+				Detail: fmt.Sprintf("%d observations not decoded meanwhile (decoding fell behind): the answer may be among them", n)})
+		default:
+			ev = append(ev, result.Evidence{Seq: last.seq, Time: last.t, Observed: result.TypeLost,
+				Detail: fmt.Sprintf("%d observations lost by the tracer meanwhile: the answer may be among them", n)})
 		}
 	}
-	if n == 0 {
-		return nil
-	}
-	return []ndjson.Evidence{{Time: ndjson.Time(last), Type: ndjson.TypeLost,
-		Detail: fmt.Sprintf("%d observations lost by the tracer meanwhile: the answer may be among them", n)}}
+	return ev
 }
 
 // awaitLoss runs fail now, or, when the failure is for want of an answer (noAnswer) and
 // the source reports losses late, once a loss before deadline would have been reported.
-func (d *Decoder) awaitLoss(deadline time.Time, noAnswer bool, emit func(*ndjson.Event), fail func(emit func(*ndjson.Event))) {
+func (d *Decoder) awaitLoss(deadline time.Time, noAnswer bool, emit func(result.Event), fail func(emit func(result.Event))) {
 	if !noAnswer || d.cfg.LossReportDelay <= 0 {
 		fail(emit)
 		return
 	}
-	d.after(deadline.Add(d.cfg.LossReportDelay), func(emit func(*ndjson.Event), _ bool) { fail(emit) })
+	d.after(deadline.Add(d.cfg.LossReportDelay), func(emit func(result.Event), _ bool) { fail(emit) })
 }
 
 // Advance moves record time to t without a record and emits what times out before it.
 // A live tracer calls it when no record has come for a while, with the current kernel
 // time, so that answers settle and timeouts fire while the network is quiet. Offline
 // decoding never needs it. A t before the latest record time does nothing.
-func (d *Decoder) Advance(t time.Time, emit func(*ndjson.Event)) {
+func (d *Decoder) Advance(t time.Time, emit func(result.Event)) {
+	emit = d.number(emit)
 	if t.After(d.now) {
 		d.now = t
 	}
@@ -260,7 +309,8 @@ func (d *Decoder) Advance(t time.Time, emit func(*ndjson.Event)) {
 // Flush reports everything still open at the end of input: answers still settling as
 // answered or established, requests and handshakes still waiting as open (or failed,
 // when an ICMP error, a drop or a rejection already decided them), in deadline order.
-func (d *Decoder) Flush(emit func(*ndjson.Event)) {
+func (d *Decoder) Flush(emit func(result.Event)) {
+	emit = d.number(emit)
 	d.fire(emit, true)
 }
 
@@ -271,7 +321,7 @@ func (d *Decoder) Flush(emit func(*ndjson.Event)) {
 type timer struct {
 	at   time.Time
 	seq  uint64
-	fire func(emit func(*ndjson.Event), atEnd bool)
+	fire func(emit func(result.Event), atEnd bool)
 }
 
 type timerHeap []timer
@@ -295,13 +345,13 @@ func (h *timerHeap) Pop() any {
 
 // after schedules fn at t. Timers of finished items stay in the heap until they pass and
 // then do nothing: cheaper than removal, and bounded by the longest timeout.
-func (d *Decoder) after(t time.Time, fn func(emit func(*ndjson.Event), atEnd bool)) {
+func (d *Decoder) after(t time.Time, fn func(emit func(result.Event), atEnd bool)) {
 	d.seq++
 	heap.Push(&d.timers, timer{at: t, seq: d.seq, fire: fn})
 }
 
 // fire runs the timers whose time has passed (all of them atEnd), earliest first.
-func (d *Decoder) fire(emit func(*ndjson.Event), atEnd bool) {
+func (d *Decoder) fire(emit func(result.Event), atEnd bool) {
 	for d.timers.Len() > 0 {
 		t := d.timers[0]
 		if !atEnd && !t.at.Before(d.now) {
@@ -445,17 +495,17 @@ func (d *Decoder) decodePacket(r *record.Record) packet.Packet {
 // names its ID.
 var errUnknownDestination = fmt.Errorf("%w: sent by a local node, so most likely discv5 to a node whose ID is not known yet (its header is masked with that ID); the handshake it starts is reported once the peer's answer names it", ErrNotDiscovery)
 
-func (d *Decoder) feedDatagram(r *record.Record, emit func(*ndjson.Event)) {
+func (d *Decoder) feedDatagram(r *record.Record, emit func(result.Event)) {
 	if first := d.seen.twinOf(r); first != nil {
 		// This host sent and received it: the same datagram, already decoded and
 		// tracked. Decoding it again would count it twice (a duplicate request, a
 		// resent challenge).
-		ev := RecordEvent(r, d.cfg.WithPayload)
-		ev.Disc = first.disc
-		second := d.seen.add(r, ev.Type, ev.Disc)
+		obs := observe(r)
+		obs.Packet, obs.PacketTime = first.pkt, first.t
+		emit(obs)
+		second := d.seen.add(r, obs)
 		second.twin, first.twin = first, second
 		second.owners = first.owners
-		emit(ev)
 		return
 	}
 	p := d.decodePacket(r)
@@ -466,10 +516,10 @@ func (d *Decoder) feedDatagram(r *record.Record, emit func(*ndjson.Event)) {
 			d.v5.Reexplain(&p)
 		}
 	}
-	ev := RecordEvent(r, d.cfg.WithPayload)
-	ev.Disc = discOf(r, &p)
-	sd := d.seen.add(r, ev.Type, ev.Disc)
-	emit(ev)
+	obs := observe(r)
+	obs.Packet, obs.PacketTime = &p, r.Time
+	emit(obs)
+	sd := d.seen.add(r, obs)
 	if p.Proto == packet.ProtoUnknown {
 		d.hold(r, sd)
 	}
@@ -477,7 +527,7 @@ func (d *Decoder) feedDatagram(r *record.Record, emit func(*ndjson.Event)) {
 }
 
 // track hands a decoded datagram to the exchange, handshake and anomaly trackers.
-func (d *Decoder) track(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
+func (d *Decoder) track(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(result.Event)) {
 	switch p.Proto {
 	case packet.ProtoV4:
 		d.ex.v4(r, p, sd, emit)
@@ -485,11 +535,11 @@ func (d *Decoder) track(r *record.Record, p *packet.Packet, sd *seenDatagram, em
 		d.hs.packet(r, p, sd, emit)
 		d.ex.v5(r, p, sd, emit)
 	}
-	d.an.packet(r, p, emit)
+	d.an.packet(r, p, sd, emit)
 	if r.HasSendRet && r.SendRet < 0 {
 		// The kernel refused to send it (a local firewall's EPERM, no route...): the
 		// peer never saw it.
-		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType, Detail: sendErrDetail(r.SendRet)}
+		e := sd.evidence(sendErrDetail(r.SendRet))
 		cause := sendErrCause(r.SendRet)
 		for _, o := range sd.owners {
 			o.network(cause, e, sd.is(o.answer))
@@ -534,7 +584,7 @@ func (d *Decoder) hold(r *record.Record, sd *seenDatagram) {
 // which gives the verdicts of an ID known all along. (They are not interleaved with the
 // held datagrams themselves: no case was found where that would change a verdict.) It
 // reports whether anything was tracked.
-func (d *Decoder) replayHeld(addr netip.AddrPort, emit func(*ndjson.Event)) bool {
+func (d *Decoder) replayHeld(addr netip.AddrPort, emit func(result.Event)) bool {
 	k := unmapAP(addr)
 	list, _ := d.held.Get(k)
 	d.held.Delete(k)
@@ -550,7 +600,7 @@ func (d *Decoder) replayHeld(addr netip.AddrPort, emit func(*ndjson.Event)) bool
 			continue
 		}
 		d.learn(&h.r, &p)
-		h.sd.disc = discOf(&h.r, &p)
+		h.sd.pkt = &p
 		d.track(&h.r, &p, h.sd, emit)
 		tracked = true
 	}
@@ -564,14 +614,14 @@ func (d *Decoder) replayHeld(addr netip.AddrPort, emit func(*ndjson.Event)) bool
 // sendErrCause classifies a failed send: ECONNREFUSED is an earlier ICMP port
 // unreachable reported on a connected socket, EMSGSIZE a path MTU too small for the
 // datagram; anything else is the local kernel refusing it.
-func sendErrCause(ret int64) string {
+func sendErrCause(ret int64) result.Cause {
 	switch syscall.Errno(-ret) {
 	case syscall.ECONNREFUSED:
-		return CauseICMPUnreachable
+		return result.ICMPUnreachable
 	case syscall.EMSGSIZE:
-		return CauseFragmentLoss
+		return result.FragmentLoss
 	}
-	return CauseKernelDrop
+	return result.KernelDrop
 }
 
 // sendErrDetail describes a failed send: "send failed: operation not permitted (-1)".
@@ -579,129 +629,47 @@ func sendErrDetail(ret int64) string {
 	return fmt.Sprintf("send failed: %s (%d)", syscall.Errno(-ret).Error(), ret)
 }
 
-// discOf is the "disc" object of a decoded packet.
-func discOf(r *record.Record, p *packet.Packet) *ndjson.Disc {
-	disc := &ndjson.Disc{Proto: p.Proto, Kind: p.Kind}
-	if p.Msg != nil {
-		disc.Msg = p.Msg.Name()
-		if id := p.Msg.RequestID(); len(id) > 0 {
-			disc.ReqID = hex.EncodeToString(id)
-		}
-	}
-	if len(p.Nonce) > 0 {
-		disc.Nonce = hex.EncodeToString(p.Nonce)
-	}
-	if p.HasSrcID {
-		disc.SrcID = p.SrcID.String()
-	}
-	if p.HasDstID {
-		disc.DstID = p.DstID.String()
-	}
-	if p.HasENRSeq {
-		disc.ENRSeq = ndjson.Ptr(p.ENRSeq)
-	}
-	if p.HasNodes {
-		disc.Nodes = ndjson.Ptr(p.Nodes)
-	}
-	disc.From, disc.To = ndjson.Addr(p.From), ndjson.Addr(p.To)
-	if p.Proto == packet.ProtoV4 && !p.Expiration.IsZero() && p.Expiration.Unix() <= maxRFC3339Unix {
-		disc.Expiration = p.Expiration.UTC().Format(time.RFC3339)
-	}
-	if len(p.Target) == len(v4wire.Pubkey{}) {
-		disc.Target = v4wire.Pubkey(p.Target).ID().String()
-	}
-	switch m := p.Msg.(type) {
-	case *v5wire.Findnode:
-		disc.Distances = m.Distances
-	case *v5wire.TalkRequest:
-		disc.TalkProtocol = printableOrHex(m.Protocol)
-	}
-	switch {
-	case p.Err != nil:
-		disc.Error = p.Err.Error()
-	case v4ExpirationNegative(p):
-		disc.Error = "expired on arrival: the expiration is 2^63 or more, negative as a signed Unix time; go-ethereum ignores the packet"
-	case expiredOnArrival(r, p):
-		disc.Error = fmt.Sprintf("expired on arrival: expiration %s is %s before the capture time; the receiver ignores it",
-			p.Expiration.UTC().Format(time.RFC3339), r.Time.Sub(p.Expiration).Round(time.Millisecond))
-	}
-	return disc
-}
-
-// maxRFC3339Unix is the last second RFC 3339 can write (9999-12-31T23:59:59Z): discv4
-// expirations past it (the devp2p suite sends 2^64-1) are left out of disc.expiration
-// and reported through disc.error instead.
-const maxRFC3339Unix = 253402300799
-
-// printableOrHex returns s when it is printable ASCII, else its bytes as 0x-prefixed hex,
-// so that a binary TALKREQ protocol name survives JSON unchanged.
-func printableOrHex(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return "0x" + hex.EncodeToString([]byte(s))
-		}
-	}
-	return s
-}
-
-// expiredOnArrival reports whether a discv4 packet's expiration had passed when it was
-// captured: its receiver drops it unanswered.
-func expiredOnArrival(r *record.Record, p *packet.Packet) bool {
-	if p.Proto != packet.ProtoV4 || p.Expiration.IsZero() {
-		return false
-	}
-	// As go-ethereum's v4wire.Expired: time.Unix(expiration, 0).Before(now). Compared as
-	// Unix seconds, then the fraction: times near the int64 limit overflow time.Time's
-	// internal representation and compare wrongly.
-	exp, now := p.Expiration.Unix(), r.Time.Unix()
-	return v4ExpirationNegative(p) || exp < now || exp == now && r.Time.Nanosecond() > 0
-}
-
-// v4ExpirationNegative reports an expiration of 2^63 or more (the discv4 decoder
-// saturates those to the int64 limit): go-ethereum converts expirations to int64, so for
-// it they lie before 1970 and the packet is expired. The devp2p suite sends such values
-// on purpose.
-func v4ExpirationNegative(p *packet.Packet) bool {
-	return p.Expiration.Unix() == math.MaxInt64
-}
-
 // feedRead attaches to a read the decoded packet it reads (the oldest unread datagram
 // of the flow with its length: the socket queue is FIFO), and records that the local
 // application got it.
-func (d *Decoder) feedRead(r *record.Record, emit func(*ndjson.Event)) {
-	ev := RecordEvent(r, d.cfg.WithPayload)
-	if sd := d.seen.takeRead(r); sd != nil {
-		ev.Disc = sd.disc
-		e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeRead, Detail: readDetail(r)}
-		for _, o := range sd.owners {
-			if !o.done && sd.is(o.awaiting) {
-				o.read = &e
-			}
+func (d *Decoder) feedRead(r *record.Record, emit func(result.Event)) {
+	obs := observe(r)
+	sd := d.seen.takeRead(r)
+	if sd != nil {
+		obs.Packet, obs.PacketTime = sd.pkt, sd.t
+	}
+	emit(obs)
+	if sd == nil {
+		return
+	}
+	e := result.Evidence{Seq: obs.Seq, Time: r.Time, Observed: result.TypeRead, Detail: readDetail(r)}
+	for _, o := range sd.owners {
+		if !o.done && sd.is(o.awaiting) {
+			o.read = &e
 		}
 	}
-	emit(ev)
 }
 
 // feedICMP attributes an ICMP error to the datagram it quotes: the one whose first bytes
 // match the quoted payload when the record carries it, else the latest one of the quoted
 // flow sent before the error.
-func (d *Decoder) feedICMP(r *record.Record, emit func(*ndjson.Event)) {
-	ev := RecordEvent(r, d.cfg.WithPayload)
+func (d *Decoder) feedICMP(r *record.Record, emit func(result.Event)) {
+	obs := observe(r)
 	if r.Dir == record.DirUnknown {
 		switch {
 		case d.isLocalIP(r.Dst):
-			ev.Dir = "in"
+			obs.Record.Dir = record.DirIn
 		case d.isLocalIP(r.Src):
-			ev.Dir = "out"
+			obs.Record.Dir = record.DirOut
 		}
 	}
-	emit(ev)
+	emit(obs)
 	sd := d.seen.quoted(r)
 	if sd == nil {
 		return
 	}
 	cause := icmpCause(r)
-	e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeICMP, Detail: icmpDetail(r)}
+	e := result.Evidence{Seq: obs.Seq, Time: r.Time, Observed: result.TypeICMP, Detail: icmpDetail(r)}
 	for _, o := range sd.owners {
 		o.network(cause, e, sd.is(o.answer))
 	}
@@ -712,13 +680,14 @@ func (d *Decoder) feedICMP(r *record.Record, emit func(*ndjson.Event)) {
 
 // feedDrop attributes a kernel drop to the items waiting on its flow: a request dropped
 // on its way in, or an answer dropped before the application could read it.
-func (d *Decoder) feedDrop(r *record.Record, emit func(*ndjson.Event)) {
-	emit(RecordEvent(r, d.cfg.WithPayload))
+func (d *Decoder) feedDrop(r *record.Record, emit func(result.Event)) {
+	obs := observe(r)
+	emit(obs)
 	if !r.Src.Addr().IsValid() || !r.Dst.Addr().IsValid() {
 		return
 	}
 	cause := dropCause(r.Reason)
-	e := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: ndjson.TypeDrop, Detail: dropDetail(r)}
+	e := result.Evidence{Seq: obs.Seq, Time: r.Time, Observed: result.TypeDrop, Detail: dropDetail(r)}
 	window := r.Time.Add(-d.retention / 2)
 	// The dropped datagram is a request of an item (same direction) or the answer it
 	// waits for (reverse direction).

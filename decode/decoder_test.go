@@ -2,7 +2,6 @@ package decode
 
 import (
 	"crypto/ecdsa"
-	"math"
 	"net/netip"
 	"os"
 	"testing"
@@ -10,14 +9,12 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
-	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
-	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/decode/capture"
 	"github.com/discotrace/discotrace/decode/discv4"
 	"github.com/discotrace/discotrace/decode/internal/disctest"
-	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -65,7 +62,8 @@ func FuzzDecoderFeed(f *testing.F) {
 			{Kind: record.Datagram, Src: y, Dst: x, Len: len(a), Payload: a},
 		}
 		own := 0
-		emit := func(ev *ndjson.Event) {
+		emit := func(res result.Event) {
+			ev := ndjson.FromResult(res, true)
 			switch ev.Type {
 			case ndjson.TypeHandshake, ndjson.TypeExchange, ndjson.TypeAnomaly:
 			default:
@@ -90,7 +88,7 @@ func BenchmarkDecoderCapture(b *testing.B) {
 	recs := captureRecords(b, "suites-devp2p.pcap")
 	key, _ := crypto.HexToECDSA(disctest.KeyA)
 	events := 0
-	emit := func(*ndjson.Event) { events++ }
+	emit := func(ev result.Event) { ndjson.FromResult(ev, false); events++ }
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		d := NewDecoder(Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{key}}})
@@ -127,7 +125,7 @@ func BenchmarkDecoderTrackingV4(b *testing.B) {
 		warm.Decode(r)
 	}
 	events := 0
-	emit := func(*ndjson.Event) { events++ }
+	emit := func(ev result.Event) { ndjson.FromResult(ev, false); events++ }
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		d := NewDecoder(Config{})
@@ -140,29 +138,5 @@ func BenchmarkDecoderTrackingV4(b *testing.B) {
 	b.ReportMetric(float64(len(recs)*b.N)/b.Elapsed().Seconds(), "records/s")
 	if events != b.N*3000 {
 		b.Fatalf("%d events, want 3000 per pass (2000 packets, 1000 exchanges)", events/b.N)
-	}
-}
-
-// disc names what a packet says beyond its kind: a FINDNODE target as the node ID an
-// operator can look up, a TALKREQ protocol that survives JSON whatever its bytes, and an
-// expiration only when RFC 3339 can write it.
-func TestDiscFields(t *testing.T) {
-	key, err := crypto.HexToECDSA(disctest.KeyA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &record.Record{Kind: record.Datagram, Time: time.Unix(1795463766, 0)}
-	target := v4wire.EncodePubkey(&key.PublicKey)
-	fn := discOf(rec, &packet.Packet{Proto: packet.ProtoV4, Kind: discv4.KindFindnode, Target: target[:], Expiration: discv4.ExpirationTime(1795463786)})
-	if want := enode.PubkeyToIDV4(&key.PublicKey).String(); fn.Target != want || fn.Expiration != "2026-11-23T19:56:26Z" {
-		t.Errorf("FINDNODE target %s expiration %s, want %s and 2026-11-23T19:56:26Z", fn.Target, fn.Expiration, want)
-	}
-	if far := discOf(rec, &packet.Packet{Proto: packet.ProtoV4, Kind: discv4.KindPing, Expiration: discv4.ExpirationTime(math.MaxUint64)}); far.Expiration != "" || far.Error == "" {
-		t.Errorf("expiration 2^64-1: %q, error %q; want none, and the expired-on-arrival error", far.Expiration, far.Error)
-	}
-	for proto, want := range map[string]string{"portal": "portal", "a b~": "a b~", "\x00\x01": "0x0001", "é": "0xc3a9"} {
-		if got := discOf(rec, &packet.Packet{Proto: packet.ProtoV5, Msg: &v5wire.TalkRequest{Protocol: proto}}).TalkProtocol; got != want {
-			t.Errorf("TALKREQ protocol %q shows as %q, want %q", proto, got, want)
-		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/discotrace/discotrace/decode/internal/bounded"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
-	"github.com/discotrace/discotrace/ndjson"
+	"github.com/discotrace/discotrace/decode/result"
 )
 
 // Request and response names in exchange events ("req", "resp"): the discv4 kind or the
@@ -108,7 +108,7 @@ var v4RequestOf = map[string]string{
 }
 
 // v4 tracks a decoded discv4 packet.
-func (x *exchanges) v4(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
+func (x *exchanges) v4(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(result.Event)) {
 	if p.Err != nil && !v4Answers(p) {
 		return
 	}
@@ -202,11 +202,11 @@ func (x *exchanges) v4(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 // drops those before matching them to a request, so for the requester it does not
 // answer; it becomes the evidence of the failure instead. It reports whether p was one.
 func (x *exchanges) expiredAnswer(ex *exchange, r *record.Record, p *packet.Packet, sd *seenDatagram) bool {
-	if !expiredOnArrival(r, p) {
+	if !p.ExpiredAt(r.Time) {
 		return false
 	}
 	if ex.expired == nil {
-		ex.expired = expiredEvidence(r, sd, fmt.Sprintf("%s from %s", p.Kind, ndjson.Addr(r.Src)), "requester")
+		ex.expired = expiredEvidence(r, sd, fmt.Sprintf("%s from %s", p.Kind, addrText(r.Src)), "requester")
 	}
 	sd.own(&ex.tracked)
 	return true
@@ -214,25 +214,23 @@ func (x *exchanges) expiredAnswer(ex *exchange, r *record.Record, p *packet.Pack
 
 // expiredEvidence is the observation that what (a request or an answer) arrived expired,
 // so that who ignores it.
-func expiredEvidence(r *record.Record, sd *seenDatagram, what, who string) *ndjson.Evidence {
-	return &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
-		Detail: fmt.Sprintf("%s expired on arrival: the %s ignores it", what, who)}
+func expiredEvidence(r *record.Record, sd *seenDatagram, what, who string) *result.Evidence {
+	return ptr(sd.evidence(fmt.Sprintf("%s expired on arrival: the %s ignores it", what, who)))
 }
 
 // v5 tracks a decrypted discv5 message.
-func (x *exchanges) v5(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
+func (x *exchanges) v5(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(result.Event)) {
 	if p.Msg == nil {
 		return
 	}
 	reqID := hex.EncodeToString(p.Msg.RequestID())
 	switch p.Msg.(type) {
 	case *v5wire.Ping, *v5wire.Findnode, *v5wire.TalkRequest:
-		var refused *ndjson.Evidence
+		var refused *result.Evidence
 		if v5HandshakeRefused(p) {
 			// The HANDSHAKE carrying it is one the recipient cannot accept (late, or a bad
 			// id-signature): it never reads the request.
-			refused = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
-				Detail: "carried by a HANDSHAKE the recipient cannot accept: " + p.Err.Error()}
+			refused = ptr(sd.evidence("carried by a HANDSHAKE the recipient cannot accept: " + p.Err.Error()))
 		}
 		k := v5ReqKey{flowOf(r.Src, r.Dst), reqID}
 		if ex, _ := x.v5reqs.Get(k); ex != nil {
@@ -267,26 +265,26 @@ func (x *exchanges) open(r *record.Record, p *packet.Packet, sd *seenDatagram, n
 	if !ex.hasTo {
 		ex.toID, ex.hasTo = x.d.idAt(r.Dst)
 	}
-	detail := fmt.Sprintf("%s to %s", name, ndjson.Addr(r.Dst))
+	detail := fmt.Sprintf("%s to %s", name, addrText(r.Dst))
 	ex.addSent(sd, detail)
-	if expiredOnArrival(r, p) {
-		ex.expired = expiredEvidence(r, sd, fmt.Sprintf("%s to %s", name, ndjson.Addr(r.Dst)), "receiver")
+	if p.ExpiredAt(r.Time) {
+		ex.expired = expiredEvidence(r, sd, fmt.Sprintf("%s to %s", name, addrText(r.Dst)), "receiver")
 	}
 	ex.awaiting = sd
 	sd.own(&ex.tracked)
 	deadline := r.Time.Add(timeout)
-	x.d.after(deadline, func(emit func(*ndjson.Event), atEnd bool) {
+	x.d.after(deadline, func(emit func(result.Event), atEnd bool) {
 		ex.forget() // a FINDNODE answered in part stops taking NEIGHBORS here too
 		if ex.answered || ex.done {
 			return
 		}
 		if atEnd && !ex.decisive() {
-			x.emit(ex, OutcomeOpen, emit)
+			x.emit(ex, result.Open, emit)
 			return
 		}
-		x.d.awaitLoss(deadline, !ex.decisive(), emit, func(emit func(*ndjson.Event)) {
+		x.d.awaitLoss(deadline, !ex.decisive(), emit, func(emit func(result.Event)) {
 			if !ex.done {
-				x.emit(ex, OutcomeFailed, emit)
+				x.emit(ex, result.Failed, emit)
 			}
 		})
 	})
@@ -304,40 +302,31 @@ func (x *exchanges) answer(ex *exchange, r *record.Record, p *packet.Packet, sd 
 	if p.HasSrcID {
 		ex.toID, ex.hasTo = p.SrcID, true
 	}
-	ex.settleAnswer(x.d, sd, r.Time, OutcomeAnswered, func(outcome string, emit func(*ndjson.Event)) {
+	ex.settleAnswer(x.d, sd, r.Time, result.Answered, func(outcome result.Outcome, emit func(result.Event)) {
 		x.emit(ex, outcome, emit)
 	})
 }
 
-func (x *exchanges) emit(ex *exchange, outcome string, emit func(*ndjson.Event)) {
+func (x *exchanges) emit(ex *exchange, outcome result.Outcome, emit func(result.Event)) {
 	ex.done = true
-	ev := &ndjson.Event{
-		Type:      ndjson.TypeExchange,
-		Time:      ndjson.Time(ex.t),
-		Initiator: ndjson.Addr(ex.from),
-		Recipient: ndjson.Addr(ex.to),
-		Req:       ex.req,
-		Resp:      ex.resp,
-		Outcome:   outcome,
-	}
-	if ex.hasFrom {
-		ev.InitiatorID = ex.fromID.String()
-	}
-	if ex.hasTo {
-		ev.RecipientID = ex.toID.String()
+	ev := &result.Exchange{
+		Head:      result.Head{Time: ex.t},
+		Initiator: ex.from, Recipient: ex.to,
+		InitiatorID: idPtr(ex.fromID, ex.hasFrom), RecipientID: idPtr(ex.toID, ex.hasTo),
+		Req: ex.req, Resp: ex.resp, Outcome: outcome,
 	}
 	if ex.attempts > 1 {
 		ev.Attempts = ex.attempts
 	}
 	if ex.answered {
-		ev.RTTNs = nsPtr(ex.respT.Sub(ex.t))
+		ev.RTT = durPtr(ex.respT.Sub(ex.t))
 	}
-	if outcome == OutcomeFailed {
+	if outcome == result.Failed {
 		ev.Cause, ev.Evidence = ex.verdict()
-		if ev.Cause == CauseNoResponse {
+		if ev.Cause == result.NoResponse {
 			ev.Evidence = append(ev.Evidence, x.d.lostEvidence(ex.t, ex.t.Add(ex.timeout))...)
 		}
-	} else if outcome == OutcomeOpen {
+	} else if outcome == result.Open {
 		ev.Evidence = append(ev.Evidence, ex.sent...)
 	}
 	if len(ev.Evidence) > 0 {
@@ -349,14 +338,14 @@ func (x *exchanges) emit(ex *exchange, outcome string, emit func(*ndjson.Event))
 // undecrypted reports a discv5 MESSAGE that could not be decrypted, was not a
 // handshake's random first packet, and that nothing answered: a request of a session the
 // capture cannot decrypt.
-func (x *exchanges) undecrypted(m *v5Msg, from, to netip.AddrPort, atEnd bool, emit func(*ndjson.Event)) {
+func (x *exchanges) undecrypted(m *v5Msg, from, to netip.AddrPort, atEnd bool, emit func(result.Event)) {
 	ex := &exchange{tracked: m.tracked, req: "MESSAGE/v5", from: from, to: to, t: m.t, attempts: 1}
 	ex.done = false
 	ex.fromID, ex.hasFrom = m.srcID, m.hasSrcID
 	ex.toID, ex.hasTo = m.dstID, m.hasDstID
 	if atEnd && !ex.decisive() {
-		x.emit(ex, OutcomeOpen, emit)
+		x.emit(ex, result.Open, emit)
 		return
 	}
-	x.emit(ex, OutcomeFailed, emit)
+	x.emit(ex, result.Failed, emit)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/discotrace/discotrace/decode/internal/disctest"
 	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -50,7 +51,7 @@ func TestScenarioFloodFromOnePeer(t *testing.T) {
 		t.Errorf("%d of %d reads of the flood carry their datagram's disc", reads, 2*maxSeen)
 	}
 	s.tick(time.Second)
-	if ex := s.only(ndjson.TypeExchange); ex.Outcome != OutcomeAnswered {
+	if ex := s.only(ndjson.TypeExchange); ex.Outcome != string(result.Answered) {
 		t.Errorf("the PING to the other peer during the flood: %+v", ex)
 	}
 	s.tick(time.Minute)
@@ -71,7 +72,7 @@ func TestScenarioLossNoticedLateQualifiesNoResponse(t *testing.T) {
 	s.after(900 * time.Millisecond) // the tracer checks its loss counters once a second
 	s.feed(&record.Record{Kind: record.Lost, Count: 5, Since: start.Add(-100 * time.Millisecond)})
 	s.tick(time.Second)
-	checkFailed(t, s.only(ndjson.TypeExchange), CauseNoResponse, "lost 5 observations lost by the tracer meanwhile")
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.NoResponse), "lost 5 observations lost by the tracer meanwhile")
 	if l := s.only(ndjson.TypeLost); l.Since != ndjson.Time(start.Add(-100*time.Millisecond)) {
 		t.Errorf("lost event since %q", l.Since)
 	}
@@ -106,7 +107,7 @@ func BenchmarkDecoderFlood(b *testing.B) {
 			drop := record.Record{Kind: record.Drop, Src: src, Dst: dst, Len: len(payload), Reason: "SOCKET_RCVBUFF"}
 			t := scT0
 			step := time.Second / time.Duration(perSecond)
-			emit := func(*ndjson.Event) {}
+			emit := func(result.Event) {}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				binary.BigEndian.PutUint64(payload, uint64(i))
@@ -137,5 +138,5 @@ func TestScenarioICMPQuotesARequestBehindAFlood(t *testing.T) {
 	s.after(time.Millisecond)
 	s.feed(icmpRec(b.Addr, a.Addr, 3, 3, ping))
 	s.tick(time.Second)
-	checkFailed(t, s.only(ndjson.TypeExchange), CauseICMPUnreachable, "icmp 3/3")
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.ICMPUnreachable), "icmp 3/3")
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/discotrace/discotrace/decode/internal/disctest"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -102,7 +103,7 @@ func decodeGeth(t *testing.T, local *gethNode, recs []*record.Record) (map[strin
 	t.Helper()
 	d := NewDecoder(Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{local.key}}})
 	var evs []*ndjson.Event
-	emit := func(ev *ndjson.Event) { evs = append(evs, ev) }
+	emit := func(ev result.Event) { evs = append(evs, ndjson.FromResult(ev, false)) }
 	for _, r := range recs {
 		d.Feed(r, emit)
 	}

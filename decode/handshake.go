@@ -13,7 +13,7 @@ import (
 	"github.com/discotrace/discotrace/decode/internal/bounded"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
-	"github.com/discotrace/discotrace/ndjson"
+	"github.com/discotrace/discotrace/decode/result"
 )
 
 // discv5 handshake reconstruction, from the wire alone:
@@ -113,7 +113,7 @@ func (h *handshakes) sweep(cut time.Time) {
 }
 
 // packet tracks one discv5 packet.
-func (h *handshakes) packet(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(*ndjson.Event)) {
+func (h *handshakes) packet(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(result.Event)) {
 	fwd := h.pair(r.Src, r.Dst)
 	rev := h.pair(r.Dst, r.Src)
 	prevFromPeer := rev.last
@@ -132,7 +132,7 @@ func (h *handshakes) packet(r *record.Record, p *packet.Packet, sd *seenDatagram
 	}
 }
 
-func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagram, fwd, rev *pairState, prevFromPeer time.Time, emit func(*ndjson.Event)) {
+func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagram, fwd, rev *pairState, prevFromPeer time.Time, emit func(result.Event)) {
 	// As an answer: the recipient of a handshake responds, or a peer in session answers.
 	// A random packet answers nothing: its sender has no session.
 	random := errors.Is(p.Err, discv5.ErrRandomPacket)
@@ -142,7 +142,7 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		if p.HasSrcID {
 			a.recipID, a.hasRecipID = p.SrcID, true
 		}
-		a.settleAnswer(h.d, sd, r.Time, OutcomeEstablished, func(outcome string, emit func(*ndjson.Event)) {
+		a.settleAnswer(h.d, sd, r.Time, result.Established, func(outcome result.Outcome, emit func(result.Event)) {
 			h.emit(a, outcome, emit)
 		})
 		// The recipient's first response: when this capture cannot open it, however
@@ -167,12 +167,12 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		// The packet the challenge answered, decoded only now (the decoder learned its
 		// recipient's ID after it went out): the attempt's first packet.
 		a.start, a.hasStart = r.Time, true
-		first := ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType, Detail: "MESSAGE to " + ndjson.Addr(r.Dst)}
+		first := sd.evidence("MESSAGE to " + addrText(r.Dst))
 		if len(a.sent) >= maxSentEvidence {
 			a.sent = a.sent[:maxSentEvidence-1]
 			a.more++
 		}
-		a.sent = append([]ndjson.Evidence{first}, a.sent...)
+		a.sent = append([]result.Evidence{first}, a.sent...)
 		sd.own(&a.tracked)
 		return
 	}
@@ -188,13 +188,13 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		r.Time.Sub(a.hsT) < h.d.retention {
 		m.inSession = true
 	}
-	m.addSent(sd, "MESSAGE to "+ndjson.Addr(r.Dst))
+	m.addSent(sd, "MESSAGE to "+addrText(r.Dst))
 	m.awaiting = sd
 	sd.own(&m.tracked)
 	fwd.msgs = append(fwd.msgs, m)
 	initiator, recipient := r.Src, r.Dst
 	deadline := r.Time.Add(h.d.cfg.V5Timeout)
-	h.d.after(deadline, func(emit func(*ndjson.Event), atEnd bool) {
+	h.d.after(deadline, func(emit func(result.Event), atEnd bool) {
 		if m.done {
 			return
 		}
@@ -208,7 +208,7 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 					h.d.ex.undecrypted(m, initiator, recipient, true, emit)
 					return
 				}
-				h.d.awaitLoss(deadline, !m.decisive(), emit, func(emit func(*ndjson.Event)) {
+				h.d.awaitLoss(deadline, !m.decisive(), emit, func(emit func(result.Event)) {
 					h.d.ex.undecrypted(m, initiator, recipient, false, emit)
 				})
 			}
@@ -221,11 +221,11 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		}
 		a.done = false // the attempt takes over the message's evidence
 		if atEnd && !a.decisive() {
-			h.emit(a, OutcomeOpen, emit)
+			h.emit(a, result.Open, emit)
 			return
 		}
-		h.d.awaitLoss(deadline, !a.decisive(), emit, func(emit func(*ndjson.Event)) {
-			h.emit(a, OutcomeFailed, emit)
+		h.d.awaitLoss(deadline, !a.decisive(), emit, func(emit func(result.Event)) {
+			h.emit(a, result.Failed, emit)
 		})
 	})
 }
@@ -246,7 +246,7 @@ func compactMsgs(list []*v5Msg) []*v5Msg {
 
 // whoareyou handles a challenge from the recipient (r.Src) to the initiator (r.Dst);
 // st is the initiator→recipient pair.
-func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatagram, st *pairState, emit func(*ndjson.Event)) {
+func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatagram, st *pairState, emit func(result.Event)) {
 	if a := st.att; a != nil && len(p.ChallengeData) > 0 && bytes.Equal(a.challenge, p.ChallengeData) {
 		// An identical resend: the recipient repeats its pending challenge to every new
 		// packet of the initiator. Those packets belong to this attempt (and a copy
@@ -269,7 +269,7 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 		return
 	}
 	// Only a new challenge counts towards a storm: resends are one challenge repeated.
-	h.d.an.whoareyou(r, emit)
+	h.d.an.whoareyou(r, sd, emit)
 	var start time.Time
 	hasStart := false
 	if a := st.att; a != nil && !a.done {
@@ -277,15 +277,14 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 		case stateHandshakeSent:
 			// A new challenge instead of a response: the recipient could not use the
 			// handshake.
-			a.rejected = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
-				Detail: "a new WHOAREYOU answered the HANDSHAKE"}
-			h.emit(a, OutcomeFailed, emit)
+			a.rejected = ptr(sd.evidence("a new WHOAREYOU answered the HANDSHAKE"))
+			h.emit(a, result.Failed, emit)
 			if bytes.Equal(a.hsNonce, p.Nonce) {
 				start, hasStart = a.hsT, true
 			}
 		case stateChallenged:
 			// A new challenge while the old one was never answered.
-			h.emit(a, OutcomeFailed, emit)
+			h.emit(a, result.Failed, emit)
 		}
 	}
 	a := &attempt{
@@ -307,8 +306,7 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 			if m.awaiting != nil {
 				for _, o := range m.awaiting.owners {
 					if o != &m.tracked && !o.done && o.answer == nil {
-						o.rejected = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
-							Detail: "the recipient answered the request with WHOAREYOU: it has no session with the sender"}
+						o.rejected = ptr(sd.evidence("the recipient answered the request with WHOAREYOU: it has no session with the sender"))
 					}
 				}
 			}
@@ -322,7 +320,7 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 		}
 	}
 	st.msgs = compactMsgs(st.msgs)
-	a.addSent(sd, "WHOAREYOU to "+ndjson.Addr(r.Dst))
+	a.addSent(sd, "WHOAREYOU to "+addrText(r.Dst))
 	a.awaiting = sd
 	sd.own(&a.tracked)
 	st.att = a
@@ -337,17 +335,17 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 // (a HANDSHAKE after its challenge expired) or slow (a response after the request
 // timed out) instead of as silence. waiting says a is still at that step.
 func (h *handshakes) expire(a *attempt, since time.Time, timeout time.Duration, waiting func() bool) {
-	h.d.after(since.Add(timeout+h.d.cfg.V5Timeout), func(emit func(*ndjson.Event), atEnd bool) {
+	h.d.after(since.Add(timeout+h.d.cfg.V5Timeout), func(emit func(result.Event), atEnd bool) {
 		if a.done || !waiting() {
 			return
 		}
 		if atEnd && !a.decisive() && !h.d.now.After(since.Add(timeout)) {
-			h.emit(a, OutcomeOpen, emit)
+			h.emit(a, result.Open, emit)
 			return
 		}
-		h.d.awaitLoss(since.Add(timeout), !a.decisive(), emit, func(emit func(*ndjson.Event)) {
+		h.d.awaitLoss(since.Add(timeout), !a.decisive(), emit, func(emit func(result.Event)) {
 			if !a.done && waiting() {
-				h.emit(a, OutcomeFailed, emit)
+				h.emit(a, result.Failed, emit)
 			}
 		})
 	})
@@ -361,21 +359,20 @@ func v5HandshakeRefused(p *packet.Packet) bool {
 }
 
 // handshake handles a HANDSHAKE from the initiator (r.Src); st is initiator→recipient.
-func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatagram, st *pairState, emit func(*ndjson.Event)) {
+func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatagram, st *pairState, emit func(result.Event)) {
 	a := st.att
 	if a != nil && !a.done && a.state == stateChallenged && a.hasChallenge && r.Time.Sub(a.challengeT) > h.d.cfg.HandshakeTimeout {
 		// The answer to a challenge the recipient has already dropped: it ignores it.
-		a.addSent(sd, "HANDSHAKE to "+ndjson.Addr(r.Dst))
+		a.addSent(sd, "HANDSHAKE to "+addrText(r.Dst))
 		sd.own(&a.tracked)
-		a.rejected = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
-			Detail: fmt.Sprintf("the HANDSHAKE came %s after the challenge; the recipient keeps a challenge for %s and ignores it",
-				r.Time.Sub(a.challengeT).Round(time.Millisecond), h.d.cfg.HandshakeTimeout)}
-		h.emit(a, OutcomeFailed, emit)
+		a.rejected = ptr(sd.evidence(fmt.Sprintf("the HANDSHAKE came %s after the challenge; the recipient keeps a challenge for %s and ignores it",
+			r.Time.Sub(a.challengeT).Round(time.Millisecond), h.d.cfg.HandshakeTimeout)))
+		h.emit(a, result.Failed, emit)
 		return
 	}
 	if a == nil || a.done || a.state != stateChallenged {
 		if a != nil && !a.done && a.state == stateHandshakeSent {
-			h.emit(a, OutcomeFailed, emit) // a second HANDSHAKE without a new challenge
+			h.emit(a, result.Failed, emit) // a second HANDSHAKE without a new challenge
 		}
 		// The challenge was not captured. The initiator's random packets shortly before,
 		// still unanswered, are what it answered: the recipient challenged the first
@@ -402,12 +399,11 @@ func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatag
 	if p.HasDstID {
 		a.recipID, a.hasRecipID = p.DstID, true
 	}
-	a.addSent(sd, "HANDSHAKE to "+ndjson.Addr(r.Dst))
+	a.addSent(sd, "HANDSHAKE to "+addrText(r.Dst))
 	if v5HandshakeRefused(p) {
 		// The recipient's own checks fail on these bytes (bad id-signature, record or
 		// message): it drops the HANDSHAKE and will not answer.
-		a.rejected = &ndjson.Evidence{Time: ndjson.Time(r.Time), Type: sd.evType,
-			Detail: "the recipient cannot accept this HANDSHAKE: " + p.Err.Error()}
+		a.rejected = ptr(sd.evidence("the recipient cannot accept this HANDSHAKE: " + p.Err.Error()))
 	}
 	a.awaiting, a.read = sd, nil
 	sd.own(&a.tracked)
@@ -420,7 +416,7 @@ func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatag
 
 // emit reports an attempt. Its time is when it started: the packet the first challenge
 // answers, else the challenge, else the HANDSHAKE.
-func (h *handshakes) emit(a *attempt, outcome string, emit func(*ndjson.Event)) {
+func (h *handshakes) emit(a *attempt, outcome result.Outcome, emit func(result.Event)) {
 	a.done = true
 	t := a.start
 	switch {
@@ -430,39 +426,31 @@ func (h *handshakes) emit(a *attempt, outcome string, emit func(*ndjson.Event)) 
 	default:
 		t = a.hsT
 	}
-	ev := &ndjson.Event{
-		Type:      ndjson.TypeHandshake,
-		Time:      ndjson.Time(t),
-		Initiator: ndjson.Addr(a.initiator),
-		Recipient: ndjson.Addr(a.recipient),
-		Outcome:   outcome,
-		Attempts:  a.challenges,
-	}
-	if a.hasInitID {
-		ev.InitiatorID = a.initID.String()
-	}
-	if a.hasRecipID {
-		ev.RecipientID = a.recipID.String()
+	ev := &result.Handshake{
+		Head:      result.Head{Time: t},
+		Initiator: a.initiator, Recipient: a.recipient,
+		InitiatorID: idPtr(a.initID, a.hasInitID), RecipientID: idPtr(a.recipID, a.hasRecipID),
+		Outcome: outcome, Attempts: a.challenges,
 	}
 	if a.hasStart && a.hasChallenge {
-		ev.WhoareyouRTTNs = nsPtr(a.challengeT.Sub(a.start))
+		ev.WhoareyouRTT = durPtr(a.challengeT.Sub(a.start))
 	}
 	if a.state == stateEstablished {
-		ev.HandshakeRTTNs = nsPtr(a.respT.Sub(a.hsT))
+		ev.HandshakeRTT = durPtr(a.respT.Sub(a.hsT))
 		if a.hasStart {
-			ev.TotalNs = nsPtr(a.respT.Sub(a.start))
+			ev.Total = durPtr(a.respT.Sub(a.start))
 		} else if a.hasChallenge {
-			ev.TotalNs = nsPtr(a.respT.Sub(a.challengeT))
+			ev.Total = durPtr(a.respT.Sub(a.challengeT))
 		}
 	}
 	switch outcome {
-	case OutcomeFailed:
+	case result.Failed:
 		ev.Cause, ev.Evidence = a.verdict()
-		if ev.Cause == CauseNoResponse {
-			ev.Evidence = append(ev.Evidence, ndjson.Evidence{Time: ndjson.Time(t), Type: ndjson.TypeHandshake, Detail: a.stalled()})
+		if ev.Cause == result.NoResponse {
+			ev.Evidence = append(ev.Evidence, result.Evidence{Time: t, Observed: result.TypeHandshake, Detail: a.stalled()})
 			ev.Evidence = append(ev.Evidence, h.d.lostEvidence(t, h.d.now)...)
 		}
-	case OutcomeOpen:
+	case result.Open:
 		ev.Evidence = append(ev.Evidence, a.sent...)
 	}
 	if len(ev.Evidence) > 0 {
@@ -475,11 +463,11 @@ func (h *handshakes) emit(a *attempt, outcome string, emit func(*ndjson.Event)) 
 func (a *attempt) stalled() string {
 	switch a.state {
 	case stateChallenged:
-		return fmt.Sprintf("the initiator %s never answered the challenge", ndjson.Addr(a.initiator))
+		return fmt.Sprintf("the initiator %s never answered the challenge", addrText(a.initiator))
 	case stateHandshakeSent:
-		return fmt.Sprintf("the recipient %s never answered the HANDSHAKE", ndjson.Addr(a.recipient))
+		return fmt.Sprintf("the recipient %s never answered the HANDSHAKE", addrText(a.recipient))
 	case stateEstablished:
 		return "the response never reached the initiator"
 	}
-	return fmt.Sprintf("the recipient %s never answered the first MESSAGE", ndjson.Addr(a.recipient))
+	return fmt.Sprintf("the recipient %s never answered the first MESSAGE", addrText(a.recipient))
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/decode/internal/disctest"
+	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -26,9 +27,9 @@ func TestScenarioV5HandshakeTimeoutConfigured(t *testing.T) {
 		answered       bool          // the recipient answers the PING the HANDSHAKE carries
 		outcome, cause string
 	}{
-		{timeout: 2 * time.Second, answered: true, outcome: OutcomeEstablished},
-		{timeout: 2 * time.Second, outcome: OutcomeFailed, cause: CauseNoResponse},
-		{timeout: 0, outcome: OutcomeFailed, cause: CauseRejected},
+		{timeout: 2 * time.Second, answered: true, outcome: string(result.Established)},
+		{timeout: 2 * time.Second, outcome: string(result.Failed), cause: string(result.NoResponse)},
+		{timeout: 0, outcome: string(result.Failed), cause: string(result.Rejected)},
 	} {
 		for _, withKey := range []bool{true, false} {
 			a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")

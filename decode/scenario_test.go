@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/netip"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/discotrace/discotrace/decode/internal/disctest"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -45,7 +47,7 @@ func newScNet(t *testing.T, cfg Config) *scNet {
 
 func (s *scNet) after(d time.Duration) { s.now = s.now.Add(d) }
 
-func (s *scNet) emit(ev *ndjson.Event) { s.events = append(s.events, ev) }
+func (s *scNet) emit(ev result.Event) { s.events = append(s.events, ndjson.FromResult(ev, false)) }
 
 func (s *scNet) feed(r *record.Record) {
 	r.Time = s.now
@@ -206,7 +208,7 @@ func icmpRec(from, to netip.AddrPort, typ, code uint8, quoted *record.Record) *r
 
 func checkFailed(t *testing.T, ev *ndjson.Event, cause string, evidence ...string) {
 	t.Helper()
-	if ev.Outcome != OutcomeFailed || ev.Cause != cause {
+	if ev.Outcome != string(result.Failed) || ev.Cause != cause {
 		t.Fatalf("outcome %q cause %q, want failed %q: %+v", ev.Outcome, ev.Cause, cause, ev)
 	}
 	for _, want := range evidence {
@@ -230,7 +232,7 @@ func TestScenarioPingAnswered(t *testing.T) {
 	s.pong(b, a, ping, record.DirUnknown)
 	s.flush()
 	ex := s.only(ndjson.TypeExchange)
-	if ex.Outcome != OutcomeAnswered || ex.Req != "PING/v4" || ex.Resp != "PONG/v4" || *ex.RTTNs != int64(3*time.Millisecond) {
+	if ex.Outcome != string(result.Answered) || ex.Req != "PING/v4" || ex.Resp != "PONG/v4" || *ex.RTTNs != int64(3*time.Millisecond) {
 		t.Fatalf("exchange %+v", ex)
 	}
 	if ex.InitiatorID != a.ID().String() || ex.RecipientID != b.ID().String() || ex.Initiator != "10.0.0.1:30303" {
@@ -256,11 +258,11 @@ func TestScenarioNoResponseTimesOutOnRecordTime(t *testing.T) {
 	if got := s.events[len(s.events)-2]; got.Type != ndjson.TypeExchange {
 		t.Fatalf("the timeout should come before the record that passes it:\n%s", s.dump())
 	}
-	checkFailed(t, s.only(ndjson.TypeExchange), CauseNoResponse, "PING/v4 to 10.0.0.2:30303")
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.NoResponse), "PING/v4 to 10.0.0.2:30303")
 	// At the end of input, what has not timed out yet is open.
 	s.flush()
 	exs := s.ofType(ndjson.TypeExchange)
-	if len(exs) != 3 || exs[1].Outcome != OutcomeOpen || exs[2].Outcome != OutcomeOpen || exs[1].Cause != "" {
+	if len(exs) != 3 || exs[1].Outcome != string(result.Open) || exs[2].Outcome != string(result.Open) || exs[1].Cause != "" {
 		t.Fatalf("after flush:\n%s", s.dump())
 	}
 }
@@ -278,7 +280,7 @@ func TestScenarioPeerBehindRejectRule(t *testing.T) {
 	s.after(time.Second)
 	s.flush()
 	ex := s.only(ndjson.TypeExchange)
-	checkFailed(t, ex, CauseICMPUnreachable, "send PING/v4 to 10.0.0.2:30303",
+	checkFailed(t, ex, string(result.ICMPUnreachable), "send PING/v4 to 10.0.0.2:30303",
 		"icmp 3/3 port unreachable from 10.0.0.2 quoting 10.0.0.1:30303 > 10.0.0.2:30303; the socket was not told: the application only sees a timeout")
 	if ex.RTTNs != nil || ex.Resp != "" {
 		t.Fatalf("a failed request has no rtt or response: %+v", ex)
@@ -298,7 +300,7 @@ func TestScenarioAnswerRejectedByLocalFirewall(t *testing.T) {
 	s.after(time.Second)
 	s.feed(scDatagram(b.Addr, a.Addr, []byte("later"), record.DirUnknown))
 	ex := s.only(ndjson.TypeExchange)
-	checkFailed(t, ex, CauseICMPUnreachable, "quoting 10.0.0.2:30303 > 10.0.0.1:30303")
+	checkFailed(t, ex, string(result.ICMPUnreachable), "quoting 10.0.0.2:30303 > 10.0.0.1:30303")
 	if ex.Resp != "PONG/v4" || *ex.RTTNs != int64(time.Millisecond) {
 		t.Fatalf("the answer seen on the wire should still be reported: %+v", ex)
 	}
@@ -312,7 +314,7 @@ func TestScenarioFullReceiveBuffer(t *testing.T) {
 	s.after(2 * time.Millisecond)
 	s.feed(&record.Record{Kind: record.Drop, Src: b.Addr, Dst: a.Addr, Len: 154, Reason: "SOCKET_RCVBUFF", Location: "__udp_enqueue_schedule_skb"})
 	s.flush()
-	checkFailed(t, s.only(ndjson.TypeExchange), CauseKernelDrop, "drop SOCKET_RCVBUFF in __udp_enqueue_schedule_skb")
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.KernelDrop), "drop SOCKET_RCVBUFF in __udp_enqueue_schedule_skb")
 }
 
 // A fragmented answer loses a fragment: the reassembly drop has no ports.
@@ -324,7 +326,7 @@ func TestScenarioLostFragment(t *testing.T) {
 	s.feed(&record.Record{Kind: record.Drop, Src: netip.AddrPortFrom(b.Addr.Addr(), 0), Dst: netip.AddrPortFrom(a.Addr.Addr(), 0), Reason: record.ReasonFragReasmTimeout})
 	s.after(time.Second)
 	s.flush()
-	checkFailed(t, s.only(ndjson.TypeExchange), CauseFragmentLoss, "FRAG_REASM_TIMEOUT")
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.FragmentLoss), "FRAG_REASM_TIMEOUT")
 }
 
 // The path needs a smaller packet: ICMP fragmentation needed quoting the request.
@@ -334,7 +336,7 @@ func TestScenarioFragmentationNeeded(t *testing.T) {
 	ping := s.ping(a, b, record.DirUnknown)
 	s.feed(icmpRec(netip.MustParseAddrPort("10.0.0.254:0"), a.Addr, 3, 4, scDatagram(a.Addr, b.Addr, ping, record.DirUnknown)))
 	s.flush()
-	checkFailed(t, s.only(ndjson.TypeExchange), CauseFragmentLoss, "icmp 3/4 fragmentation needed from 10.0.0.254")
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.FragmentLoss), "icmp 3/4 fragmentation needed from 10.0.0.254")
 }
 
 // The local application read the request and never answered (tracer only).
@@ -349,7 +351,7 @@ func TestScenarioApplicationReadButNeverAnswered(t *testing.T) {
 	if read.Disc == nil || read.Disc.Kind != discv4.KindPing {
 		t.Fatalf("the read should carry the decoded packet it read: %+v", read)
 	}
-	checkFailed(t, s.only(ndjson.TypeExchange), CauseAppDrop, "read read by pid 4242 (geth) after 250µs")
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.AppDrop), "read read by pid 4242 (geth) after 250µs")
 }
 
 func TestScenarioFindnodeAnsweredByTwoNeighbors(t *testing.T) {
@@ -364,7 +366,7 @@ func TestScenarioFindnodeAnsweredByTwoNeighbors(t *testing.T) {
 	s.v4(b, a, &v4wire.Neighbors{Nodes: []v4wire.Node{nb}, Expiration: s.exp()}, record.DirUnknown)
 	s.flush()
 	ex := s.only(ndjson.TypeExchange)
-	if ex.Outcome != OutcomeAnswered || ex.Req != "FINDNODE/v4" || ex.Resp != "NEIGHBORS/v4" || *ex.RTTNs != int64(2*time.Millisecond) {
+	if ex.Outcome != string(result.Answered) || ex.Req != "FINDNODE/v4" || ex.Resp != "NEIGHBORS/v4" || *ex.RTTNs != int64(2*time.Millisecond) {
 		t.Fatalf("exchange %+v", ex)
 	}
 	// The NEIGHBORS entries teach the decoder c's ID at its address.
@@ -381,7 +383,7 @@ func TestScenarioENRRequest(t *testing.T) {
 	s.v4(b, a, &v4wire.ENRResponse{ReplyTok: req[:32], Record: *b.LN.Node().Record()}, record.DirUnknown)
 	s.flush()
 	ex := s.only(ndjson.TypeExchange)
-	if ex.Outcome != OutcomeAnswered || ex.Resp != "ENRRESPONSE/v4" || *ex.RTTNs != int64(400*time.Microsecond) {
+	if ex.Outcome != string(result.Answered) || ex.Resp != "ENRRESPONSE/v4" || *ex.RTTNs != int64(400*time.Microsecond) {
 		t.Fatalf("exchange %+v", ex)
 	}
 }
@@ -406,7 +408,7 @@ func TestScenarioV5HandshakeEstablished(t *testing.T) {
 	s.flush()
 
 	hs := s.only(ndjson.TypeHandshake)
-	if hs.Outcome != OutcomeEstablished || hs.Attempts != 2 || hs.Cause != "" {
+	if hs.Outcome != string(result.Established) || hs.Attempts != 2 || hs.Cause != "" {
 		t.Fatalf("handshake %+v\n%s", hs, s.dump())
 	}
 	if hs.Initiator != "10.0.0.1:30303" || hs.Recipient != "10.0.0.2:30303" || hs.InitiatorID != a.ID().String() || hs.RecipientID != b.ID().String() {
@@ -416,7 +418,7 @@ func TestScenarioV5HandshakeEstablished(t *testing.T) {
 		t.Fatalf("rtts: whoareyou %d handshake %d total %d", *hs.WhoareyouRTTNs, *hs.HandshakeRTTNs, *hs.TotalNs)
 	}
 	ex := s.only(ndjson.TypeExchange)
-	if ex.Req != "PING/v5" || ex.Resp != "PONG/v5" || ex.Outcome != OutcomeAnswered || *ex.RTTNs != int64(500*time.Microsecond) {
+	if ex.Req != "PING/v5" || ex.Resp != "PONG/v5" || ex.Outcome != string(result.Answered) || *ex.RTTNs != int64(500*time.Microsecond) {
 		t.Fatalf("exchange %+v", ex)
 	}
 	if hs.Time != ndjson.Time(scT0) {
@@ -456,8 +458,8 @@ func TestScenarioV5HandshakeRejected(t *testing.T) {
 	if len(hss) != 2 {
 		t.Fatalf("want 2 handshake attempts:\n%s", s.dump())
 	}
-	checkFailed(t, hss[0], CauseRejected, "a new WHOAREYOU answered the HANDSHAKE")
-	if hss[1].Outcome != OutcomeEstablished || *hss[1].WhoareyouRTTNs != int64(time.Millisecond) || hss[1].Time != ndjson.Time(scT0.Add(2*time.Millisecond)) {
+	checkFailed(t, hss[0], string(result.Rejected), "a new WHOAREYOU answered the HANDSHAKE")
+	if hss[1].Outcome != string(result.Established) || *hss[1].WhoareyouRTTNs != int64(time.Millisecond) || hss[1].Time != ndjson.Time(scT0.Add(2*time.Millisecond)) {
 		t.Fatalf("second attempt starts with the rejected HANDSHAKE: %+v", hss[1])
 	}
 }
@@ -487,8 +489,8 @@ func TestScenarioV5FirstPacketUnreachable(t *testing.T) {
 	if len(hss) != 2 {
 		t.Fatalf("want 2 failed handshakes:\n%s", s.dump())
 	}
-	checkFailed(t, hss[0], CauseICMPUnreachable, "icmp 3/3 port unreachable from 10.0.0.2")
-	checkFailed(t, hss[1], CauseNoResponse, "never answered the first MESSAGE")
+	checkFailed(t, hss[0], string(result.ICMPUnreachable), "icmp 3/3 port unreachable from 10.0.0.2")
+	checkFailed(t, hss[1], string(result.NoResponse), "never answered the first MESSAGE")
 	if hss[0].RecipientID != b.ID().String() || hss[0].Attempts != 0 || hss[0].WhoareyouRTTNs != nil {
 		t.Fatalf("unchallenged attempt: %+v", hss[0])
 	}
@@ -507,7 +509,7 @@ func TestScenarioV5InitiatorNeverAnswersChallenge(t *testing.T) {
 	s.after(1001 * time.Millisecond)
 	s.feed(scDatagram(a.Addr, b.Addr, []byte("not discovery"), record.DirUnknown))
 	hs := s.only(ndjson.TypeHandshake)
-	checkFailed(t, hs, CauseNoResponse, "the initiator 10.0.0.1:30303 never answered the challenge")
+	checkFailed(t, hs, string(result.NoResponse), "the initiator 10.0.0.1:30303 never answered the challenge")
 	if hs.Attempts != 1 || *hs.WhoareyouRTTNs != int64(time.Millisecond) {
 		t.Fatalf("%+v", hs)
 	}
@@ -527,7 +529,7 @@ func TestScenarioClockSkew(t *testing.T) {
 		s.after(time.Second)
 	}
 	an := s.only(ndjson.TypeAnomaly)
-	if an.Anomaly != AnomalyClockSkew || an.PeerID != b.ID().String() || an.Peer != "10.0.0.2:30303" {
+	if an.Anomaly != string(result.ClockSkew) || an.PeerID != b.ID().String() || an.Peer != "10.0.0.2:30303" {
 		t.Fatalf("anomaly %+v", an)
 	}
 	if *an.OffsetNs != int64(-39500*time.Millisecond) {
@@ -574,7 +576,7 @@ func TestScenarioENRSeqRegression(t *testing.T) {
 		s.after(time.Second)
 	}
 	an := s.only(ndjson.TypeAnomaly)
-	if an.Anomaly != AnomalyENRSeqRegression || an.PeerID != b.ID().String() || !strings.Contains(an.Detail, "from 7 to 3") {
+	if an.Anomaly != string(result.ENRSeqRegression) || an.PeerID != b.ID().String() || !strings.Contains(an.Detail, "from 7 to 3") {
 		t.Fatalf("anomaly %+v", an)
 	}
 	if len(an.Evidence) != 2 || an.Evidence[0].Time != ndjson.Time(scT0.Add(3*time.Second)) {
@@ -603,7 +605,7 @@ func TestScenarioEndpointMismatch(t *testing.T) {
 		s.v4(c, a, &v4wire.Pong{To: v4wire.NewEndpoint(netip.AddrPortFrom(public.Addr(), uint16(42000+i)), 0), ReplyTok: ping[:32], Expiration: s.exp()}, record.DirUnknown)
 	}
 	an := s.only(ndjson.TypeAnomaly)
-	if an.Anomaly != AnomalyEndpointMismatch || an.Peer != "10.0.0.2:30303" || !strings.Contains(an.Detail, "reached us at 203.0.113.7:41000, but we are at 192.168.1.10:30303") {
+	if an.Anomaly != string(result.EndpointMismatch) || an.Peer != "10.0.0.2:30303" || !strings.Contains(an.Detail, "reached us at 203.0.113.7:41000, but we are at 192.168.1.10:30303") {
 		t.Fatalf("anomaly %+v", an)
 	}
 }
@@ -618,7 +620,7 @@ func TestScenarioWhoareyouStorm(t *testing.T) {
 		s.after(time.Second)
 	}
 	an := s.only(ndjson.TypeAnomaly)
-	if an.Anomaly != AnomalyWhoareyouStorm || an.Peer != "10.0.0.1:30303" || len(an.Evidence) != 4 {
+	if an.Anomaly != string(result.WhoareyouStorm) || an.Peer != "10.0.0.1:30303" || len(an.Evidence) != 4 {
 		t.Fatalf("anomaly %+v", an)
 	}
 	if an.Time != ndjson.Time(scT0.Add(3*1001*time.Millisecond+time.Millisecond)) { // the 4th challenge
@@ -626,7 +628,7 @@ func TestScenarioWhoareyouStorm(t *testing.T) {
 	}
 	s.flush()
 	hss := s.ofType(ndjson.TypeHandshake)
-	if len(hss) != 6 || hss[4].Cause != CauseNoResponse || hss[5].Outcome != OutcomeOpen {
+	if len(hss) != 6 || hss[4].Cause != string(result.NoResponse) || hss[5].Outcome != string(result.Open) {
 		t.Fatalf("%d handshakes, want 5 failed and the last one open:\n%s", len(hss), s.dump())
 	}
 }
@@ -723,9 +725,9 @@ func TestScenarioFailedSends(t *testing.T) {
 		cause  string
 		detail string
 	}{
-		{syscall.EPERM, CauseKernelDrop, "send failed: operation not permitted (-1)"},
-		{syscall.EMSGSIZE, CauseFragmentLoss, "send failed: message too long (-90)"},
-		{syscall.ECONNREFUSED, CauseICMPUnreachable, "send failed: connection refused (-111)"},
+		{syscall.EPERM, string(result.KernelDrop), "send failed: operation not permitted (-1)"},
+		{syscall.EMSGSIZE, string(result.FragmentLoss), "send failed: message too long (-90)"},
+		{syscall.ECONNREFUSED, string(result.ICMPUnreachable), "send failed: connection refused (-111)"},
 	} {
 		s := newScNet(t, Config{})
 		a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
@@ -751,7 +753,7 @@ func TestScenarioLostEventsQualifyNoResponse(t *testing.T) {
 	s.after(5 * time.Millisecond)
 	s.feed(&record.Record{Kind: record.Lost, Count: 3})
 	s.tick(time.Second)
-	checkFailed(t, s.only(ndjson.TypeExchange), CauseNoResponse, "lost 10 observations lost by the tracer meanwhile")
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.NoResponse), "lost 10 observations lost by the tracer meanwhile")
 	if l := s.ofType(ndjson.TypeLost); len(l) != 2 || *l[0].Count != 7 {
 		t.Fatalf("lost events %+v", l)
 	}
@@ -770,11 +772,11 @@ func TestScenarioAdvanceWithoutRecords(t *testing.T) {
 		t.Fatalf("%d exchanges before the answer settled", n)
 	}
 	s.dec.Advance(s.now.Add(101*time.Millisecond), s.emit)
-	if ex := s.only(ndjson.TypeExchange); ex.Outcome != OutcomeAnswered {
+	if ex := s.only(ndjson.TypeExchange); ex.Outcome != string(result.Answered) {
 		t.Fatalf("%+v", ex)
 	}
 	s.dec.Advance(s.now.Add(501*time.Millisecond), s.emit)
-	if exs := s.ofType(ndjson.TypeExchange); len(exs) != 2 || exs[1].Cause != CauseNoResponse {
+	if exs := s.ofType(ndjson.TypeExchange); len(exs) != 2 || exs[1].Cause != string(result.NoResponse) {
 		t.Fatalf("second ping should have timed out:\n%s", s.dump())
 	}
 }
@@ -814,10 +816,10 @@ func TestScenarioBothEndsLocal(t *testing.T) {
 	s.tick(time.Second)
 
 	hs := s.only(ndjson.TypeHandshake)
-	if hs.Outcome != OutcomeEstablished || hs.Attempts != 1 {
+	if hs.Outcome != string(result.Established) || hs.Attempts != 1 {
 		t.Fatalf("handshake %+v", hs)
 	}
-	if ex := s.only(ndjson.TypeExchange); ex.Outcome != OutcomeAnswered || ex.Attempts != 0 || ex.Req != "PING/v5" {
+	if ex := s.only(ndjson.TypeExchange); ex.Outcome != string(result.Answered) || ex.Attempts != 0 || ex.Req != "PING/v5" {
 		t.Fatalf("exchange %+v", ex)
 	}
 	sends, recvs := s.ofType(ndjson.TypeSend), s.ofType(ndjson.TypeRecv)
@@ -825,7 +827,7 @@ func TestScenarioBothEndsLocal(t *testing.T) {
 		t.Fatalf("%d sends, %d receives", len(sends), len(recvs))
 	}
 	for i := range sends {
-		if recvs[i].Disc != sends[i].Disc || sends[i].Disc.Kind == "" || sends[i].Disc.Proto != packet.ProtoV5 {
+		if !reflect.DeepEqual(recvs[i].Disc, sends[i].Disc) || sends[i].Disc.Kind == "" || sends[i].Disc.Proto != packet.ProtoV5 {
 			t.Errorf("receive %d does not carry its send's decoding: %+v / %+v", i, recvs[i].Disc, sends[i].Disc)
 		}
 	}
@@ -842,9 +844,9 @@ func TestScenarioIPv6AndMappedAddresses(t *testing.T) {
 		cause     string
 		detail    string
 	}{
-		{2, 0, CauseFragmentLoss, "icmp 2/0 packet too big from 2001:db8::fe"},
-		{1, 4, CauseICMPUnreachable, "icmp 1/4 port unreachable from 2001:db8::fe"},
-		{3, 1, CauseFragmentLoss, "icmp 3/1 time exceeded from 2001:db8::fe"},
+		{2, 0, string(result.FragmentLoss), "icmp 2/0 packet too big from 2001:db8::fe"},
+		{1, 4, string(result.ICMPUnreachable), "icmp 1/4 port unreachable from 2001:db8::fe"},
+		{3, 1, string(result.FragmentLoss), "icmp 3/1 time exceeded from 2001:db8::fe"},
 	} {
 		s := newScNet(t, Config{})
 		a, b := disctest.NewNode(t, disctest.KeyA, "[2001:db8::1]:30303"), disctest.NewNode(t, disctest.KeyB, "[2001:db8::2]:30303")
@@ -862,7 +864,7 @@ func TestScenarioIPv6AndMappedAddresses(t *testing.T) {
 	s.ping(a, b, record.DirOut)
 	s.feed(&record.Record{Kind: record.Drop, Src: netip.MustParseAddrPort("[::ffff:10.0.0.2]:30303"), Dst: netip.MustParseAddrPort("[::ffff:10.0.0.1]:30303"), Reason: "UDP_CSUM"})
 	s.flush()
-	checkFailed(t, s.only(ndjson.TypeExchange), CauseKernelDrop, "UDP_CSUM: 10.0.0.2:30303 > 10.0.0.1:30303")
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.KernelDrop), "UDP_CSUM: 10.0.0.2:30303 > 10.0.0.1:30303")
 }
 
 // A HANDSHAKE's own record outranks the enr-seq of the PING inside it.
@@ -897,7 +899,7 @@ func TestScenarioV5ReadButNeverChallenged(t *testing.T) {
 	s.feed(&record.Record{Kind: record.Read, Src: a.Addr, Dst: b.Addr, Len: len(enc), HasProc: true, PID: 77, Comm: "geth", HasQueueTime: true, QueueTime: 35 * time.Microsecond})
 	s.tick(time.Second)
 	hs := s.only(ndjson.TypeHandshake)
-	checkFailed(t, hs, CauseAppDrop, "read read by pid 77 (geth) after 35µs in the socket queue, never answered")
+	checkFailed(t, hs, string(result.AppDrop), "read read by pid 77 (geth) after 35µs in the socket queue, never answered")
 	if read := s.only(ndjson.TypeRead); read.Disc == nil || read.Disc.Kind != discv5.KindMessage {
 		t.Fatalf("read %+v", read)
 	}
@@ -921,7 +923,7 @@ func TestScenarioV5LateHandshake(t *testing.T) {
 		s.tick(3 * time.Second)
 		s.flush()
 		hs := s.only(ndjson.TypeHandshake)
-		checkFailed(t, hs, CauseRejected, "the HANDSHAKE came 1.2s after the challenge")
+		checkFailed(t, hs, string(result.Rejected), "the HANDSHAKE came 1.2s after the challenge")
 		if hs.Attempts != 1 || hs.WhoareyouRTTNs == nil || *hs.WhoareyouRTTNs != int64(time.Millisecond) {
 			t.Errorf("with key %v: %+v", withKey, hs)
 		}
@@ -953,7 +955,7 @@ func TestScenarioV5BadSignatureWithoutKeys(t *testing.T) {
 	if d := s.ofType(ndjson.TypePacket)[2].Disc; !strings.Contains(d.Error, "id-signature does not verify") {
 		t.Fatalf("HANDSHAKE error %q", d.Error)
 	}
-	checkFailed(t, s.only(ndjson.TypeHandshake), CauseRejected, "id-signature")
+	checkFailed(t, s.only(ndjson.TypeHandshake), string(result.Rejected), "id-signature")
 }
 
 // The local node starts a handshake with a peer the decoder has no ID for (a bootnode
@@ -973,7 +975,7 @@ func TestScenarioV5LocalInitiatorToUnknownPeer(t *testing.T) {
 		t.Errorf("the HANDSHAKE's error %q does not say why it stays closed", pkts[2].Disc.Error)
 	}
 	hs := s.only(ndjson.TypeHandshake)
-	if hs.Outcome != OutcomeEstablished || hs.Attempts != 1 || hs.RecipientID != b.ID().String() || hs.WhoareyouRTTNs == nil || hs.HandshakeRTTNs == nil ||
+	if hs.Outcome != string(result.Established) || hs.Attempts != 1 || hs.RecipientID != b.ID().String() || hs.WhoareyouRTTNs == nil || hs.HandshakeRTTNs == nil ||
 		*hs.WhoareyouRTTNs != int64(time.Millisecond) || *hs.HandshakeRTTNs != int64(time.Millisecond) || hs.Time != ndjson.Time(scT0) {
 		t.Fatalf("handshake %+v\n%s", hs, s.dump())
 	}
@@ -1000,7 +1002,7 @@ func TestScenarioV5LocalInitiatorSessionSaysWhy(t *testing.T) {
 			t.Errorf("packet %d: %+v", i, d)
 		}
 	}
-	if hs := s.only(ndjson.TypeHandshake); hs.Outcome != OutcomeEstablished {
+	if hs := s.only(ndjson.TypeHandshake); hs.Outcome != string(result.Established) {
 		t.Errorf("handshake %+v", hs)
 	}
 }
@@ -1061,7 +1063,7 @@ func TestScenarioV5LateLearnedIDGivesTheSameVerdicts(t *testing.T) {
 		}
 		return strings.Join(out, "\n")
 	}
-	if k, l := bounced(true), bounced(false); k != l || !strings.Contains(k, CauseICMPUnreachable) {
+	if k, l := bounced(true), bounced(false); k != l || !strings.Contains(k, string(result.ICMPUnreachable)) {
 		t.Errorf("ICMP error: with the ID known\n%s\nlearned late\n%s", k, l)
 	}
 }
@@ -1077,7 +1079,7 @@ func TestScenarioV5SlowAndLateAnswers(t *testing.T) {
 	s.after(1200 * time.Millisecond)
 	s.v5(a, b, ping, w)
 	s.tick(3 * time.Second)
-	checkFailed(t, s.only(ndjson.TypeExchange), CauseRejected, "carried by a HANDSHAKE the recipient cannot accept")
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.Rejected), "carried by a HANDSHAKE the recipient cannot accept")
 
 	a, b = disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 	s = newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key}, IDs: []enode.ID{b.ID()}}})
@@ -1089,7 +1091,7 @@ func TestScenarioV5SlowAndLateAnswers(t *testing.T) {
 	s.tick(3 * time.Second)
 	s.flush()
 	hs := s.only(ndjson.TypeHandshake)
-	if hs.Outcome != OutcomeEstablished || *hs.HandshakeRTTNs != int64(800*time.Millisecond) {
+	if hs.Outcome != string(result.Established) || *hs.HandshakeRTTNs != int64(800*time.Millisecond) {
 		t.Fatalf("handshake %+v", hs)
 	}
 	if exs := s.ofType(ndjson.TypeExchange); len(exs) != 0 {
@@ -1132,7 +1134,7 @@ func TestScenarioV5SameRequestIDAgain(t *testing.T) {
 	s.v5pong(b, a, ping.ReqID)
 	s.tick(3 * time.Second)
 	exs := s.ofType(ndjson.TypeExchange)
-	if len(exs) != 2 || exs[0].Outcome != OutcomeAnswered || exs[1].Outcome != OutcomeAnswered {
+	if len(exs) != 2 || exs[0].Outcome != string(result.Answered) || exs[1].Outcome != string(result.Answered) {
 		t.Fatalf("want both PINGs answered:\n%s", s.dump())
 	}
 }
@@ -1154,7 +1156,7 @@ func TestScenarioV5HandshakeWithoutCapturedChallenge(t *testing.T) {
 	s.tick(3 * time.Second)
 	s.flush()
 	hs := s.only(ndjson.TypeHandshake)
-	if hs.Outcome != OutcomeEstablished || hs.Time != ndjson.Time(scT0) || *hs.TotalNs != int64(12*time.Millisecond) {
+	if hs.Outcome != string(result.Established) || hs.Time != ndjson.Time(scT0) || *hs.TotalNs != int64(12*time.Millisecond) {
 		t.Fatalf("handshake %+v", hs)
 	}
 }
@@ -1188,7 +1190,7 @@ func TestScenarioV5MissingChallengeIsNoRejection(t *testing.T) {
 		if ev.Disc != nil && ev.Disc.Kind == discv5.KindHandshake && strings.Contains(ev.Disc.Error, "id-signature") {
 			t.Errorf("HANDSHAKE called forged: %s", ev.Disc.Error)
 		}
-		if ev.Type == ndjson.TypeHandshake && ev.Outcome != OutcomeEstablished {
+		if ev.Type == ndjson.TypeHandshake && ev.Outcome != string(result.Established) {
 			t.Errorf("handshake %s %s", ev.Outcome, ev.Cause)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/discotrace/discotrace/decode/internal/disctest"
 	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -74,8 +75,8 @@ func TestScenarioTwoFindnodesToOnePeer(t *testing.T) {
 	if len(exs) != 2 {
 		t.Fatalf("%d exchanges, want 2:\n%s", len(exs), s.dump())
 	}
-	scExchange(t, exs[0], "FINDNODE/v4", OutcomeAnswered, 3*time.Millisecond, 0)
-	scExchange(t, exs[1], "FINDNODE/v4", OutcomeAnswered, 32*time.Millisecond, 0)
+	scExchange(t, exs[0], "FINDNODE/v4", string(result.Answered), 3*time.Millisecond, 0)
+	scExchange(t, exs[1], "FINDNODE/v4", string(result.Answered), 32*time.Millisecond, 0)
 }
 
 // A FINDNODE sent twice within one second has the same bytes: one request tried twice.
@@ -89,7 +90,7 @@ func TestScenarioFindnodeRetransmitted(t *testing.T) {
 	s.after(2 * time.Millisecond)
 	s.neighbors(b, a, scNeighbors(t, 3))
 	s.tick(time.Second)
-	scExchange(t, s.only(ndjson.TypeExchange), "FINDNODE/v4", OutcomeAnswered, 102*time.Millisecond, 2)
+	scExchange(t, s.only(ndjson.TypeExchange), "FINDNODE/v4", string(result.Answered), 102*time.Millisecond, 2)
 }
 
 // Answers go-ethereum accepts although part of them is invalid: a NEIGHBORS with an entry
@@ -114,8 +115,8 @@ func TestScenarioPartlyInvalidAnswers(t *testing.T) {
 	if len(exs) != 2 {
 		t.Fatalf("%d exchanges, want 2:\n%s", len(exs), s.dump())
 	}
-	scExchange(t, exs[0], "FINDNODE/v4", OutcomeAnswered, time.Millisecond, 0)
-	scExchange(t, exs[1], "ENRREQUEST/v4", OutcomeAnswered, time.Millisecond, 0)
+	scExchange(t, exs[0], "FINDNODE/v4", string(result.Answered), time.Millisecond, 0)
+	scExchange(t, exs[1], "ENRREQUEST/v4", string(result.Answered), time.Millisecond, 0)
 }
 
 // A PONG that arrives expired (the peer's clock is 30 s behind) is dropped by geth before
@@ -128,7 +129,7 @@ func TestScenarioExpiredAnswer(t *testing.T) {
 	s.after(time.Millisecond)
 	s.v4(b, a, &v4wire.Pong{To: v4wire.NewEndpoint(a.Addr, 0), ReplyTok: ping[:32], Expiration: s.exp() - 30}, record.DirIn)
 	s.tick(time.Second)
-	checkFailed(t, s.only(ndjson.TypeExchange), CauseExpired, "PONG from 10.0.0.2:30303 expired on arrival")
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.Expired), "PONG from 10.0.0.2:30303 expired on arrival")
 }
 
 // geth's v4wire.Expired is time.Unix(expiration, 0).Before(now): a packet whose
@@ -145,8 +146,8 @@ func TestScenarioExpiresWithinItsSecond(t *testing.T) {
 		t.Fatalf("expiration now at +0.6 s: %q; a second later: %q", recv[0].Disc.Error, recv[1].Disc.Error)
 	}
 	exs := s.ofType(ndjson.TypeExchange)
-	checkFailed(t, exs[0], CauseExpired, "expired on arrival")
-	checkFailed(t, exs[1], CauseNoResponse)
+	checkFailed(t, exs[0], string(result.Expired), "expired on arrival")
+	checkFailed(t, exs[1], string(result.NoResponse))
 }
 
 // A PONG with the right reply token from another host does not answer: geth matches
@@ -158,7 +159,7 @@ func TestScenarioPongFromAnotherHost(t *testing.T) {
 	s.pong(c, a, ping, record.DirIn)
 	s.tick(time.Second)
 	ex := s.only(ndjson.TypeExchange)
-	checkFailed(t, ex, CauseNoResponse)
+	checkFailed(t, ex, string(result.NoResponse))
 	if ex.RecipientID == c.ID().String() {
 		t.Fatalf("the stranger's ID became the recipient's")
 	}
@@ -197,7 +198,7 @@ func TestScenarioUnrelatedDropAfterRead(t *testing.T) {
 			}
 			s.feed(&record.Record{Kind: record.Drop, Src: b.Addr, Dst: a.Addr, Len: n, Reason: "SOCKET_RCVBUFF"})
 			s.tick(time.Second)
-			checkFailed(t, s.only(ndjson.TypeExchange), CauseAppDrop)
+			checkFailed(t, s.only(ndjson.TypeExchange), string(result.AppDrop))
 		})
 	}
 }
@@ -230,10 +231,10 @@ func TestScenarioSameBytesAfterAnswer(t *testing.T) {
 	if len(exs) != 4 {
 		t.Fatalf("%d exchanges, want 4:\n%s", len(exs), s.dump())
 	}
-	scExchange(t, exs[0], "PING/v4", OutcomeAnswered, 10*time.Millisecond, 0)
-	scExchange(t, exs[1], "PING/v4", OutcomeAnswered, 200*time.Millisecond, 0)
-	scExchange(t, exs[2], "FINDNODE/v4", OutcomeAnswered, 2*time.Millisecond, 0)
-	scExchange(t, exs[3], "FINDNODE/v4", OutcomeAnswered, 2*time.Millisecond, 0)
+	scExchange(t, exs[0], "PING/v4", string(result.Answered), 10*time.Millisecond, 0)
+	scExchange(t, exs[1], "PING/v4", string(result.Answered), 200*time.Millisecond, 0)
+	scExchange(t, exs[2], "FINDNODE/v4", string(result.Answered), 2*time.Millisecond, 0)
+	scExchange(t, exs[3], "FINDNODE/v4", string(result.Answered), 2*time.Millisecond, 0)
 }
 
 // A peer that knows exactly 12 nodes answers in one packet of 12, and one that knows
@@ -260,7 +261,7 @@ func TestScenarioShortNeighborsAnswers(t *testing.T) {
 		s.neighbors(b, a, nodes)
 		s.tick(2 * time.Second)
 		exs := s.ofType(ndjson.TypeExchange)
-		if len(exs) != 2 || exs[0].Outcome != OutcomeAnswered || exs[1].Outcome != OutcomeAnswered {
+		if len(exs) != 2 || exs[0].Outcome != string(result.Answered) || exs[1].Outcome != string(result.Answered) {
 			t.Fatalf("%d nodes: want two answered FINDNODEs:\n%s", n, s.dump())
 		}
 	}
@@ -282,8 +283,8 @@ func TestScenarioAnswersThatDoNotCount(t *testing.T) {
 	if len(exs) != 2 {
 		t.Fatalf("%d exchanges:\n%s", len(exs), s.dump())
 	}
-	checkFailed(t, exs[0], CauseExpired, "NEIGHBORS from 10.0.0.2:30303 expired on arrival")
-	checkFailed(t, exs[1], CauseNoResponse)
+	checkFailed(t, exs[0], string(result.Expired), "NEIGHBORS from 10.0.0.2:30303 expired on arrival")
+	checkFailed(t, exs[1], string(result.NoResponse))
 }
 
 // Datagrams held for a later-learned ID are let go once nothing they started can still
@@ -330,11 +331,11 @@ func TestScenarioFindnodeBetweenAnswerPackets(t *testing.T) {
 		if first.Time > second.Time {
 			first, second = second, first
 		}
-		scExchange(t, first, "FINDNODE/v4", OutcomeAnswered, 2*time.Millisecond, 0)
+		scExchange(t, first, "FINDNODE/v4", string(result.Answered), 2*time.Millisecond, 0)
 		if answered {
-			scExchange(t, second, "FINDNODE/v4", OutcomeAnswered, 2100*time.Microsecond, 0)
+			scExchange(t, second, "FINDNODE/v4", string(result.Answered), 2100*time.Microsecond, 0)
 		} else {
-			checkFailed(t, second, CauseNoResponse)
+			checkFailed(t, second, string(result.NoResponse))
 		}
 	}
 }

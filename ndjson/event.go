@@ -6,22 +6,24 @@
 // bumps the version. Fields that do not apply to an event's type are left out.
 package ndjson
 
+import "github.com/discotrace/discotrace/decode/result"
+
 // SchemaVersion is the version of the event schema written in every line as "v".
 const SchemaVersion = 1
 
-// Event types, the value of "type".
+// Event types, the value of "type": the decoder's names (package result).
 const (
-	TypeSend      = "send"      // a datagram leaving a socket of this host (kernel)
-	TypeRecv      = "recv"      // a datagram reaching the UDP layer of this host (kernel)
-	TypeRead      = "read"      // the application reading a datagram (kernel)
-	TypeICMP      = "icmp"      // an ICMP/ICMPv6 error quoting a watched datagram
-	TypeDrop      = "drop"      // the kernel freeing a watched datagram or fragment
-	TypeLost      = "lost"      // events the kernel side could not deliver
-	TypeShed      = "shed"      // records the decoder dropped or did not decode: it fell behind
-	TypePacket    = "packet"    // a datagram seen in a capture file
-	TypeHandshake = "handshake" // one discv5 handshake attempt
-	TypeExchange  = "exchange"  // one request and its response (or failure)
-	TypeAnomaly   = "anomaly"   // something wrong that is not a single failure
+	TypeSend      = result.TypeSend
+	TypeRecv      = result.TypeRecv
+	TypeRead      = result.TypeRead
+	TypeICMP      = result.TypeICMP
+	TypeDrop      = result.TypeDrop
+	TypeLost      = result.TypeLost
+	TypeShed      = result.TypeShed
+	TypePacket    = result.TypePacket
+	TypeHandshake = result.TypeHandshake
+	TypeExchange  = result.TypeExchange
+	TypeAnomaly   = result.TypeAnomaly
 )
 
 // Event is one line of the stream. Time is RFC 3339 with nanoseconds, addresses are

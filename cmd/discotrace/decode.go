@@ -11,6 +11,7 @@ import (
 	"github.com/discotrace/discotrace/decode"
 	"github.com/discotrace/discotrace/decode/capture"
 	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -61,9 +62,9 @@ func runDecode(out, diag io.Writer, path string, f *decoderFlags) error {
 	dec := decode.NewDecoder(cfg)
 	enc := ndjson.NewEncoder(out)
 	var writeErr error
-	emit := func(ev *ndjson.Event) {
+	emit := func(ev result.Event) {
 		if writeErr == nil {
-			writeErr = enc.Encode(ev)
+			writeErr = enc.Encode(ndjson.FromResult(ev, f.payload))
 		}
 	}
 	stats, err := capture.ReadStats(in, func(r *record.Record) error {

@@ -47,7 +47,6 @@ func (f *decoderFlags) config() (decode.Config, error) {
 		V4Timeout:        f.v4Timeout,
 		V5Timeout:        f.v5Timeout,
 		HandshakeTimeout: f.handshakeTimeout,
-		WithPayload:      f.payload,
 	}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/discotrace/discotrace/decode"
+	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 	"github.com/discotrace/discotrace/tracer"
 )
@@ -97,6 +98,9 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		if err != nil {
 			return err
 		}
+		// A loss is reported at the next check of the counters, after the items it may
+		// explain timed out: they wait for it.
+		dcfg.LossReportDelay = tracer.DefaultLostInterval + tracer.MaxDeliveryDelay
 		dec = decode.NewDecoder(dcfg)
 	}
 	start := time.Now()
@@ -144,10 +148,11 @@ func stream(tr *tracer.Tracer, stdout io.Writer, dec *decode.Decoder, withPayloa
 		}
 	}()
 	enc := ndjson.NewEncoder(stdout)
+	var rawSeq uint64 // --raw: the events' seq, as the decoder numbers its own
 	var writeErr error
-	emit := func(ev *ndjson.Event) {
+	emit := func(ev result.Event) {
 		if writeErr == nil {
-			writeErr = enc.Encode(ev)
+			writeErr = enc.Encode(ndjson.FromResult(ev, withPayload))
 		}
 	}
 	tick := time.NewTicker(decoderTick)
@@ -161,7 +166,8 @@ func stream(tr *tracer.Tracer, stdout io.Writer, dec *decode.Decoder, withPayloa
 			}
 			r := recordOf(&ev)
 			if dec == nil {
-				emit(decode.RecordEvent(&r, withPayload))
+				rawSeq++
+				emit(&result.Observation{Head: result.Head{Seq: rawSeq, Time: r.Time}, Record: r})
 			} else {
 				dec.Feed(&r, emit)
 			}

@@ -1,0 +1,195 @@
+package ndjson
+
+import (
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
+	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
+	"github.com/ethereum/go-ethereum/p2p/enode"
+
+	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/decode/result"
+)
+
+// FromResult renders one of the decoder's results as a line of the stream: the one place
+// typed results become the schema. withPayload adds a datagram's captured bytes, hex.
+func FromResult(res result.Event, withPayload bool) *Event {
+	var ev *Event
+	switch x := res.(type) {
+	case *result.Observation:
+		ev = observation(x, withPayload)
+	case *result.Handshake:
+		ev = &Event{
+			Type: TypeHandshake, Initiator: Addr(x.Initiator), Recipient: Addr(x.Recipient),
+			InitiatorID: idString(x.InitiatorID), RecipientID: idString(x.RecipientID),
+			Outcome: string(x.Outcome), Cause: string(x.Cause), Attempts: x.Attempts,
+			WhoareyouRTTNs: nanos(x.WhoareyouRTT), HandshakeRTTNs: nanos(x.HandshakeRTT), TotalNs: nanos(x.Total),
+			Evidence: evidence(x.Evidence), EvidenceMore: x.EvidenceMore,
+		}
+	case *result.Exchange:
+		ev = &Event{
+			Type: TypeExchange, Initiator: Addr(x.Initiator), Recipient: Addr(x.Recipient),
+			InitiatorID: idString(x.InitiatorID), RecipientID: idString(x.RecipientID),
+			Req: x.Req, Resp: x.Resp, Outcome: string(x.Outcome), Cause: string(x.Cause),
+			RTTNs: nanos(x.RTT), Attempts: x.Attempts,
+			Evidence: evidence(x.Evidence), EvidenceMore: x.EvidenceMore,
+		}
+	case *result.Anomaly:
+		ev = &Event{
+			Type: TypeAnomaly, Anomaly: string(x.Kind), Peer: Addr(x.Peer), PeerID: idString(x.PeerID),
+			OffsetNs: nanos(x.Offset), Detail: x.Detail, Evidence: evidence(x.Evidence),
+		}
+	default:
+		panic(fmt.Sprintf("ndjson: no rendering for %T", res))
+	}
+	h := res.EventHead()
+	ev.Seq, ev.Time = h.Seq, Time(h.Time)
+	return ev
+}
+
+// observation is a record's own event (what `trace --raw` prints), with "disc" when the
+// decoder decoded its packet.
+func observation(o *result.Observation, withPayload bool) *Event {
+	r := &o.Record
+	ev := &Event{Type: result.TypeOf(r)}
+	switch r.Kind {
+	case record.Read:
+		if r.HasQueueTime {
+			ev.QueueNs = Ptr(int64(r.QueueTime))
+		}
+	case record.ICMP:
+		ev.ICMPType, ev.ICMPCode = Ptr(r.ICMPType), Ptr(r.ICMPCode)
+		ev.QuotedSrc, ev.QuotedDst = Addr(r.QuotedSrc), Addr(r.QuotedDst)
+		switch r.Dir {
+		case record.DirIn:
+			ev.Dir = "in"
+		case record.DirOut:
+			ev.Dir = "out"
+		}
+		if r.HasNotified {
+			ev.Notified = Ptr(r.Notified)
+		}
+	case record.Drop:
+		ev.Reason, ev.Location = r.Reason, r.Location
+	case record.Lost, record.Shed:
+		ev.Count = Ptr(r.Count)
+		if !r.Since.IsZero() {
+			ev.Since = Time(r.Since)
+		}
+		if r.Kind == record.Shed {
+			ev.Undecoded = Ptr(r.Undecoded)
+		}
+		return ev
+	}
+	ev.Src, ev.Dst = Addr(r.Src), Addr(r.Dst)
+	if r.Kind == record.Datagram || r.Kind == record.Read || r.Len > 0 {
+		ev.Len = Ptr(r.Len)
+	}
+	if r.HasProc {
+		ev.PID, ev.TID, ev.Comm = Ptr(r.PID), Ptr(r.TID), r.Comm
+	}
+	ev.Cgroup, ev.NetNS, ev.Ifindex, ev.Cookie = r.Cgroup, r.NetNS, r.Ifindex, r.Cookie
+	if r.HasSendRet {
+		ev.Ret = Ptr(r.SendRet)
+	}
+	if withPayload && len(r.Payload) > 0 {
+		ev.Payload = hex.EncodeToString(r.Payload)
+	}
+	if o.Packet != nil {
+		ev.Disc = disc(o.Packet, o.PacketTime)
+	}
+	return ev
+}
+
+// disc is the "disc" object of a decoded packet received at t.
+func disc(p *packet.Packet, t time.Time) *Disc {
+	d := &Disc{Proto: p.Proto, Kind: p.Kind}
+	if p.Msg != nil {
+		d.Msg = p.Msg.Name()
+		if id := p.Msg.RequestID(); len(id) > 0 {
+			d.ReqID = hex.EncodeToString(id)
+		}
+	}
+	if len(p.Nonce) > 0 {
+		d.Nonce = hex.EncodeToString(p.Nonce)
+	}
+	if p.HasSrcID {
+		d.SrcID = p.SrcID.String()
+	}
+	if p.HasDstID {
+		d.DstID = p.DstID.String()
+	}
+	if p.HasENRSeq {
+		d.ENRSeq = Ptr(p.ENRSeq)
+	}
+	if p.HasNodes {
+		d.Nodes = Ptr(p.Nodes)
+	}
+	d.From, d.To = Addr(p.From), Addr(p.To)
+	if p.Proto == packet.ProtoV4 && !p.Expiration.IsZero() && p.Expiration.Unix() <= maxRFC3339Unix {
+		d.Expiration = p.Expiration.UTC().Format(time.RFC3339)
+	}
+	if len(p.Target) == len(v4wire.Pubkey{}) {
+		d.Target = v4wire.Pubkey(p.Target).ID().String()
+	}
+	switch m := p.Msg.(type) {
+	case *v5wire.Findnode:
+		d.Distances = m.Distances
+	case *v5wire.TalkRequest:
+		d.TalkProtocol = printableOrHex(m.Protocol)
+	}
+	switch {
+	case p.Err != nil:
+		d.Error = p.Err.Error()
+	case p.ExpirationNegative():
+		d.Error = "expired on arrival: the expiration is 2^63 or more, negative as a signed Unix time; go-ethereum ignores the packet"
+	case p.ExpiredAt(t):
+		d.Error = fmt.Sprintf("expired on arrival: expiration %s is %s before the capture time; the receiver ignores it",
+			p.Expiration.UTC().Format(time.RFC3339), t.Sub(p.Expiration).Round(time.Millisecond))
+	}
+	return d
+}
+
+// maxRFC3339Unix is the last second RFC 3339 can write (9999-12-31T23:59:59Z): discv4
+// expirations past it (the devp2p suite sends 2^64-1) are left out of disc.expiration
+// and reported through disc.error instead.
+const maxRFC3339Unix = 253402300799
+
+// printableOrHex returns s when it is printable ASCII, else its bytes as 0x-prefixed hex,
+// so that a binary TALKREQ protocol name survives JSON unchanged.
+func printableOrHex(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return "0x" + hex.EncodeToString([]byte(s))
+		}
+	}
+	return s
+}
+
+func evidence(list []result.Evidence) []Evidence {
+	if len(list) == 0 {
+		return nil
+	}
+	out := make([]Evidence, len(list))
+	for i, e := range list {
+		out[i] = Evidence{Seq: e.Seq, Time: Time(e.Time), Type: e.Observed, Detail: e.Detail}
+	}
+	return out
+}
+
+func idString(id *enode.ID) string {
+	if id == nil {
+		return ""
+	}
+	return id.String()
+}
+
+func nanos(d *time.Duration) *int64 {
+	if d == nil {
+		return nil
+	}
+	return Ptr(int64(*d))
+}
