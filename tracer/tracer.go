@@ -48,7 +48,7 @@ type Tracer struct {
 
 	readMu        sync.Mutex // held by Read; Close takes it to free what Read uses
 	rec           ringbuf.Record
-	dec           decodeState
+	parser        recordParser
 	nextLostCheck time.Time
 	lostReported  uint64
 	lostPerCPU    []uint64
@@ -344,7 +344,7 @@ func (t *Tracer) Read() (Event, error) {
 		err := t.reader.ReadInto(&t.rec)
 		switch {
 		case err == nil:
-			return t.decode(t.rec.RawSample)
+			return t.parseRecord(t.rec.RawSample)
 		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
 			// Woken by the deadline, or by Close to drain.
 		default:
@@ -364,7 +364,7 @@ func (t *Tracer) drainLocked() {
 	t.reader.SetDeadline(time.Now()) // no waiting: only what is there
 	for t.reader.ReadInto(&t.rec) == nil {
 		// A record that does not decode cannot be delivered: count it as lost.
-		if ev, err := t.decode(t.rec.RawSample); err == nil {
+		if ev, err := t.parseRecord(t.rec.RawSample); err == nil {
 			t.drained = append(t.drained, ev)
 		} else {
 			t.undecodable++
