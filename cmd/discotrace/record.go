@@ -48,7 +48,7 @@ func recordOf(ev *tracer.Event) decode.Record {
 		r.Reason, r.Location = ev.Reason, ev.Location
 	case tracer.KindLost:
 		r.Kind = decode.Lost
-		r.Count = ev.Lost
+		r.Count, r.Since = ev.Lost, ev.LostSince
 	}
 	return r
 }
