@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/discotrace/discotrace/decode"
+	"github.com/discotrace/discotrace/decode/live"
 	"github.com/discotrace/discotrace/ndjson"
 	"github.com/discotrace/discotrace/tracer"
 )
@@ -125,75 +126,32 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
-// is nil (--raw), else what the decoder makes of them. A reader goroutine feeds a buffered
-// channel; lines are flushed whenever it runs empty, so a burst is written in one go and a
-// lone event appears at once. Decoder timeouts follow the wall clock between events, so a
-// request that is never answered is reported while the host is quiet too.
+// is nil (--raw), else what the decoder makes of them. The live path between the two
+// (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
+// could not keep up with as shed events.
 func stream(tr *tracer.Tracer, stdout io.Writer, dec *decode.Decoder, withPayload bool) error {
-	events := make(chan tracer.Event, 1024)
-	readErr := make(chan error, 1)
-	go func() {
-		defer close(events)
-		for {
-			ev, err := tr.Read()
-			if err != nil {
-				readErr <- err
-				return
-			}
-			events <- ev
-		}
-	}()
-	enc := ndjson.NewEncoder(stdout)
-	var writeErr error
-	emit := func(ev *ndjson.Event) {
-		if writeErr == nil {
-			writeErr = enc.Encode(ev)
-		}
-	}
-	tick := time.NewTicker(decoderTick)
-	defer tick.Stop()
-	for open := true; open && writeErr == nil; {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				open = false
-				break
-			}
-			r := recordOf(&ev)
-			if dec == nil {
-				emit(decode.RecordEvent(&r, withPayload))
-			} else {
-				dec.Feed(&r, emit)
-			}
-		case now := <-tick.C:
-			if dec != nil {
-				// Events up to MaxDeliveryDelay old may still be in the ring: judge
-				// timeouts as of then, so a late answer is not called missing.
-				dec.Advance(now.Add(-tracer.MaxDeliveryDelay), emit)
-			}
-		}
-		if len(events) == 0 && writeErr == nil {
-			writeErr = enc.Flush()
-		}
-	}
-	if dec != nil && writeErr == nil {
-		dec.Flush(emit)
-	}
-	if writeErr == nil {
-		writeErr = enc.Flush()
-	}
-	if writeErr != nil {
+	_, err := live.Run(tracerSource{tr}, dec, ndjson.NewEncoder(stdout), live.Config{WithPayload: withPayload})
+	if err != nil {
 		tr.Close()
-		return fmt.Errorf("write events: %w", writeErr)
 	}
-	if err := <-readErr; !errors.Is(err, tracer.ErrClosed) {
-		return fmt.Errorf("read kernel events: %w", err)
-	}
-	return nil
+	return err
 }
 
-// decoderTick is how often the decoder's timeouts are checked while no event comes.
-const decoderTick = 100 * time.Millisecond
+// tracerSource is the tracer as the live path's source of records.
+type tracerSource struct{ tr *tracer.Tracer }
+
+func (s tracerSource) Read() (decode.Record, error) {
+	ev, err := s.tr.Read()
+	switch {
+	case errors.Is(err, tracer.ErrClosed):
+		return decode.Record{}, io.EOF
+	case err != nil:
+		return decode.Record{}, fmt.Errorf("read kernel events: %w", err)
+	}
+	return recordOf(&ev), nil
+}
+
+func (s tracerSource) DeliveredUntil() time.Time { return s.tr.DeliveredUntil() }
 
 // printPlan shows each event class's hooks, then each distinct reason a better backend was
 // not used, once, with the classes it applies to.
