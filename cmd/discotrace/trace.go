@@ -122,19 +122,24 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, stdout, dec, f.payload)
+	return stream(tr, stdout, stderr, dec, f.payload)
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
 // is nil (--raw), else what the decoder makes of them. The live path between the two
 // (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
-// could not keep up with as shed events.
-func stream(tr *tracer.Tracer, stdout io.Writer, dec *decode.Decoder, withPayload bool) error {
-	_, err := live.Run(tracerSource{tr}, dec, ndjson.NewEncoder(stdout), live.Config{WithPayload: withPayload})
+// could not keep up with as shed events, summed up on stderr at the end.
+func stream(tr *tracer.Tracer, stdout, stderr io.Writer, dec *decode.Decoder, withPayload bool) error {
+	st, err := live.Run(tracerSource{tr}, dec, ndjson.NewEncoder(stdout), live.Config{WithPayload: withPayload})
 	if err != nil {
 		tr.Close()
+		return err
 	}
-	return err
+	if st.Dropped+st.Undecoded > 0 {
+		fmt.Fprintf(stderr, "discotrace: could not keep up with %d of %d kernel events: %d dropped, %d datagrams printed without decoding (shed events say when); --raw keeps up with more, --port or --netns narrows the input\n",
+			st.Dropped+st.Undecoded, st.Read, st.Dropped, st.Undecoded)
+	}
+	return nil
 }
 
 // tracerSource is the tracer as the live path's source of records.

@@ -108,7 +108,7 @@ func Run(src Source, dec *decode.Decoder, out Output, cfg Config) (Stats, error)
 					return st, fmt.Errorf("write events: %w", p.err)
 				}
 				if err := <-readErr; !errors.Is(err, io.EOF) {
-					return st, fmt.Errorf("read records: %w", err)
+					return st, err // the source says what failed
 				}
 				return st, nil
 			}
