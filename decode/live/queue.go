@@ -8,11 +8,11 @@ import (
 	"github.com/discotrace/discotrace/decode"
 )
 
-// DefaultCapacity is the queue's size in records. Chosen by memory: a queued record holds
-// a payload copy of up to 1280 bytes (the snap length) beside its ~400-byte struct, so a
-// full queue takes at most about 27 MiB. At 200k kernel events/s it is 80 ms of input:
-// enough to ride out a GC pause or a slow batch. A longer gap is met by shedding, not by
-// queueing, which would only make every record older when decided.
+// DefaultCapacity is the queue's size in records. Chosen by memory: a slot is 432 bytes
+// (7 MiB allocated up front) and a queued record holds a payload copy of up to 1280 bytes
+// (the snap length), so a full queue takes at most about 28 MiB. At 200k kernel events/s
+// it is 80 ms of input: enough to ride out a GC pause or a slow batch. A longer gap is met
+// by shedding, not by queueing, which would only make every record older when decided.
 const DefaultCapacity = 16384
 
 // item is one queued record, with the records dropped just before it because the queue
