@@ -276,6 +276,41 @@ func TestFloodFromOnePeerDoesNotBlindTheOthers(t *testing.T) {
 	if st.Reports < 2 {
 		t.Errorf("%d shed events over 2.4 s of shedding, want one a second and one at the end:\n%s", st.Reports, out.dump())
 	}
+	// Their spans follow each other without overlap; each but the last spans a second.
+	sheds := out.ofType(ndjson.TypeShed)
+	for i, ev := range sheds {
+		since, at := mustTime(t, ev.Since), mustTime(t, ev.Time)
+		if i > 0 && since.Before(mustTime(t, sheds[i-1].Time)) {
+			t.Errorf("shed event %d starts at %v, before the previous one ended", i, since)
+		}
+		if i < len(sheds)-1 && at.Sub(since) < time.Second {
+			t.Errorf("shed event %d spans %v: more than one a second", i, at.Sub(since))
+		}
+	}
+}
+
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	at, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("time %q: %v", s, err)
+	}
+	return at
+}
+
+// The input ends (SIGINT, --duration) with a request still waiting: Run flushes the
+// decoder, and the exchange shows as open.
+func TestRunFlushesAtTheEnd(t *testing.T) {
+	req := ping(t, newKey(t), local, peerB)
+	src := &fakeSource{recs: []decode.Record{datagram(t0, decode.DirOut, local, peerB, req)}}
+	out := &collected{}
+	if _, err := Run(src, decode.NewDecoder(decode.Config{}), out, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	exs := out.ofType(ndjson.TypeExchange)
+	if len(exs) != 1 || exs[0].Outcome != "open" || out.flushes == 0 {
+		t.Fatalf("want the PING's exchange open and the output flushed (%d flushes):\n%s", out.flushes, out.dump())
+	}
 }
 
 // Under extreme pressure (the queue at its skim mark) every datagram is reported
