@@ -87,6 +87,8 @@ type Event struct {
 	Reason   string
 	Location string
 
-	// Lost: how many events could not be delivered since the last report.
-	Lost uint64
+	// Lost: how many events could not be delivered since the last report. They were lost
+	// between LostSince (the previous check of the counters, or Open) and Time.
+	Lost      uint64
+	LostSince time.Time
 }

@@ -46,6 +46,10 @@ func TestRingOverflowIsCounted(t *testing.T) {
 	for _, ev := range evs {
 		if ev.Kind == KindLost {
 			lost += ev.Lost
+			// The loss happened between the previous check of the counters and this one.
+			if ev.LostSince.IsZero() || !ev.LostSince.Before(ev.Time) {
+				t.Errorf("lost report at %v says the loss began at %v: want a span before it", ev.Time, ev.LostSince)
+			}
 		} else {
 			delivered++
 		}

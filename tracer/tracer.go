@@ -48,13 +48,18 @@ type Tracer struct {
 
 	readMu        sync.Mutex // held by Read; Close takes it to free what Read uses
 	rec           ringbuf.Record
-	dec           decodeState
+	parser        recordParser
 	nextLostCheck time.Time
+	lastLostCheck time.Time // when the lost counters were last read: a loss reported next happened after it
 	lostReported  uint64
 	lostPerCPU    []uint64
 	drainDone     bool    // the ring buffer was emptied into drained after Close
 	drained       []Event // what Read returns after Close, before ErrClosed
 	undecodable   uint64  // drained records that did not decode, reported as lost
+
+	// caughtUp is when (Unix ns) a Read last began a wait that then found the ring empty
+	// without returning anything in between (see DeliveredUntil).
+	caughtUp atomic.Int64
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -149,7 +154,8 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	t.rec.RawSample = make([]byte, 0, recordBufferSize)
 	t.plan = makePlan(ch, attachPoints, missing, t.helpers.limits())
-	t.nextLostCheck = time.Now().Add(cfg.LostInterval)
+	t.lastLostCheck = time.Now()
+	t.nextLostCheck = t.lastLostCheck.Add(cfg.LostInterval)
 	return t, nil
 }
 
@@ -328,12 +334,13 @@ func (t *Tracer) Read() (Event, error) {
 		now := time.Now()
 		if !now.Before(t.nextLostCheck) {
 			t.nextLostCheck = now.Add(t.cfg.LostInterval)
-			lost, err := t.lostSinceLastReport()
+			since := t.lastLostCheck
+			lost, err := t.lostSinceLastReport(now)
 			if err != nil {
 				return Event{}, err
 			}
 			if lost > 0 {
-				return Event{Kind: KindLost, Time: now, Lost: lost}, nil
+				return Event{Kind: KindLost, Time: now, Lost: lost, LostSince: since}, nil
 			}
 		}
 		deadline := now.Add(pollInterval)
@@ -344,13 +351,33 @@ func (t *Tracer) Read() (Event, error) {
 		err := t.reader.ReadInto(&t.rec)
 		switch {
 		case err == nil:
-			return t.decode(t.rec.RawSample)
-		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
-			// Woken by the deadline, or by Close to drain.
+			return t.parseRecord(t.rec.RawSample)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The reader returns this only once it has read the ring empty: everything
+			// written before now was returned, by this call or earlier ones.
+			t.caughtUp.Store(now.UnixNano())
+		case errors.Is(err, ringbuf.ErrFlushed):
+			// Woken by Close to drain.
 		default:
 			return Event{}, fmt.Errorf("read ring buffer: %w", err)
 		}
 	}
+}
+
+// DeliveredUntil returns a time before which every event has been returned by Read, with
+// Read called again since (so its caller has dealt with it): the last time a Read found
+// the ring buffer empty, less MaxDeliveryDelay (an event is stamped before it is written).
+// A consumer that has processed all it got from Read may judge timeouts as of then: no
+// older event is still on its way. It stays put while the ring is never found empty (the
+// events themselves then move time on), and is zero until the first time it is. Safe to
+// call beside Read. (A boolean "ring empty" would race: a record taken from the ring just
+// before the check is neither in the ring nor yet with the caller.)
+func (t *Tracer) DeliveredUntil() time.Time {
+	ns := t.caughtUp.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).Add(-MaxDeliveryDelay)
 }
 
 // drainLocked, once the programs are detached, moves what is left in the ring buffer and
@@ -364,23 +391,25 @@ func (t *Tracer) drainLocked() {
 	t.reader.SetDeadline(time.Now()) // no waiting: only what is there
 	for t.reader.ReadInto(&t.rec) == nil {
 		// A record that does not decode cannot be delivered: count it as lost.
-		if ev, err := t.decode(t.rec.RawSample); err == nil {
+		if ev, err := t.parseRecord(t.rec.RawSample); err == nil {
 			t.drained = append(t.drained, ev)
 		} else {
 			t.undecodable++
 		}
 	}
-	if lost, err := t.lostSinceLastReport(); err == nil && lost+t.undecodable > 0 {
-		t.drained = append(t.drained, Event{Kind: KindLost, Time: time.Now(), Lost: lost + t.undecodable})
+	since, now := t.lastLostCheck, time.Now()
+	if lost, err := t.lostSinceLastReport(now); err == nil && lost+t.undecodable > 0 {
+		t.drained = append(t.drained, Event{Kind: KindLost, Time: now, Lost: lost + t.undecodable, LostSince: since})
 	}
 }
 
-// lostSinceLastReport sums the per-CPU lost counters and returns the growth since the
-// last report.
-func (t *Tracer) lostSinceLastReport() (uint64, error) {
+// lostSinceLastReport sums the per-CPU lost counters, read at now, and returns the growth
+// since the last report.
+func (t *Tracer) lostSinceLastReport(now time.Time) (uint64, error) {
 	if err := t.lostEvents.Lookup(uint32(0), &t.lostPerCPU); err != nil {
 		return 0, fmt.Errorf("read lost event counters: %w", err)
 	}
+	t.lastLostCheck = now
 	var total uint64
 	for _, n := range t.lostPerCPU {
 		total += n

@@ -48,7 +48,7 @@ func recordOf(ev *tracer.Event) record.Record {
 		r.Reason, r.Location = ev.Reason, ev.Location
 	case tracer.KindLost:
 		r.Kind = record.Lost
-		r.Count = ev.Lost
+		r.Count, r.Since = ev.Lost, ev.LostSince
 	}
 	return r
 }

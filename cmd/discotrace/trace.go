@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/discotrace/discotrace/decode"
+	"github.com/discotrace/discotrace/decode/live"
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 	"github.com/discotrace/discotrace/tracer"
@@ -125,81 +127,52 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, stdout, dec, f.payload)
+	return stream(tr, stdout, stderr, dec, f.payload)
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
-// is nil (--raw), else what the decoder makes of them. A reader goroutine feeds a buffered
-// channel; lines are flushed whenever it runs empty, so a burst is written in one go and a
-// lone event appears at once. Decoder timeouts follow the wall clock between events, so a
-// request that is never answered is reported while the host is quiet too.
-func stream(tr *tracer.Tracer, stdout io.Writer, dec *decode.Decoder, withPayload bool) error {
-	events := make(chan tracer.Event, 1024)
-	readErr := make(chan error, 1)
-	go func() {
-		defer close(events)
-		for {
-			ev, err := tr.Read()
-			if err != nil {
-				readErr <- err
-				return
-			}
-			events <- ev
-		}
-	}()
-	enc := ndjson.NewEncoder(stdout)
-	var rawSeq uint64 // --raw: the events' seq, as the decoder numbers its own
-	var writeErr error
-	emit := func(ev result.Event) {
-		if writeErr == nil {
-			writeErr = enc.Encode(ndjson.FromResult(ev, withPayload))
-		}
-	}
-	tick := time.NewTicker(decoderTick)
-	defer tick.Stop()
-	for open := true; open && writeErr == nil; {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				open = false
-				break
-			}
-			r := recordOf(&ev)
-			if dec == nil {
-				rawSeq++
-				emit(&result.Observation{Head: result.Head{Seq: rawSeq, Time: r.Time}, Record: r})
-			} else {
-				dec.Feed(&r, emit)
-			}
-		case now := <-tick.C:
-			if dec != nil {
-				// Events up to MaxDeliveryDelay old may still be in the ring: judge
-				// timeouts as of then, so a late answer is not called missing.
-				dec.Advance(now.Add(-tracer.MaxDeliveryDelay), emit)
-			}
-		}
-		if len(events) == 0 && writeErr == nil {
-			writeErr = enc.Flush()
-		}
-	}
-	if dec != nil && writeErr == nil {
-		dec.Flush(emit)
-	}
-	if writeErr == nil {
-		writeErr = enc.Flush()
-	}
-	if writeErr != nil {
+// is nil (--raw), else what the decoder makes of them. The live path between the two
+// (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
+// could not keep up with as shed events, summed up on stderr at the end.
+func stream(tr *tracer.Tracer, stdout, stderr io.Writer, dec *decode.Decoder, withPayload bool) error {
+	st, err := live.Run(tracerSource{tr}, dec, ndjsonOutput{ndjson.NewEncoder(stdout), withPayload}, live.Config{})
+	if err != nil {
 		tr.Close()
-		return fmt.Errorf("write events: %w", writeErr)
+		return err
 	}
-	if err := <-readErr; !errors.Is(err, tracer.ErrClosed) {
-		return fmt.Errorf("read kernel events: %w", err)
+	if st.Dropped+st.Undecoded > 0 {
+		fmt.Fprintf(stderr, "discotrace: could not keep up with %d of %d kernel events: %d dropped, %d datagrams printed without decoding (shed events say when); --raw keeps up with more, --port or --netns narrows the input\n",
+			st.Dropped+st.Undecoded, st.Read, st.Dropped, st.Undecoded)
 	}
 	return nil
 }
 
-// decoderTick is how often the decoder's timeouts are checked while no event comes.
-const decoderTick = 100 * time.Millisecond
+// ndjsonOutput writes the live path's results as NDJSON lines.
+type ndjsonOutput struct {
+	enc         *ndjson.Encoder
+	withPayload bool
+}
+
+func (o ndjsonOutput) Write(ev result.Event) error {
+	return o.enc.Encode(ndjson.FromResult(ev, o.withPayload))
+}
+func (o ndjsonOutput) Flush() error { return o.enc.Flush() }
+
+// tracerSource is the tracer as the live path's source of records.
+type tracerSource struct{ tr *tracer.Tracer }
+
+func (s tracerSource) Read() (record.Record, error) {
+	ev, err := s.tr.Read()
+	switch {
+	case errors.Is(err, tracer.ErrClosed):
+		return record.Record{}, io.EOF
+	case err != nil:
+		return record.Record{}, fmt.Errorf("read kernel events: %w", err)
+	}
+	return recordOf(&ev), nil
+}
+
+func (s tracerSource) DeliveredUntil() time.Time { return s.tr.DeliveredUntil() }
 
 // printPlan shows each event class's hooks, then each distinct reason a better backend was
 // not used, once, with the classes it applies to.

@@ -218,3 +218,52 @@ func runUnprivileged(t *testing.T, test string, args ...string) string {
 	}
 	return stdout.String()
 }
+
+// A burst into a one-page ring buffer: the tracer loses events, and each lost line says
+// the span the loss happened in (since, before its time), for the decoder to weigh
+// against the requests that waited meanwhile.
+func TestTraceLostEventsCarryTheirSpan(t *testing.T) {
+	port := portWithNoListener(t)
+	node, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	f := &traceFlags{hookFlags: hookFlags{ports: []uint{uint(port)}, backend: "auto"},
+		duration: 2 * time.Second, snapLen: 1280, ringSize: os.Getpagesize(), decoderFlags: decoderFlags{
+			v4Timeout: 500 * time.Millisecond, v5Timeout: 700 * time.Millisecond, handshakeTimeout: time.Second}}
+	stdout, stderr, done := startTrace(t, f)
+	peer, err := net.DialUDP("udp4", nil, node.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	payload := make([]byte, 1000) // three records fill the ring
+	for range 300 {
+		if _, err := peer.Write(payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("trace: %v (stderr: %s)", err, stderr.String())
+	}
+	var lost uint64
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var ev ndjson.Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if ev.Type != ndjson.TypeLost {
+			continue
+		}
+		lost += *ev.Count
+		since, err1 := time.Parse(time.RFC3339Nano, ev.Since)
+		at, err2 := time.Parse(time.RFC3339Nano, ev.Time)
+		if err1 != nil || err2 != nil || !since.Before(at) {
+			t.Errorf("lost line %q: want since, before time", line)
+		}
+	}
+	if lost == 0 {
+		t.Fatalf("no event lost with a %d-byte ring and a burst of 300 datagrams of 1000 bytes: the test did not overflow it", os.Getpagesize())
+	}
+}

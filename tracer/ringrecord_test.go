@@ -28,9 +28,9 @@ func record(kind discotraceDtKind, comm string, payload []byte) []byte {
 	return raw[:headerSize+len(payload)]
 }
 
-// The decoder reuses buffers across records: every event must still own its payload and
+// The parser reuses buffers across records: every event must still own its payload and
 // comm, whatever later records and the consumer do.
-func TestDecodeOwnsPayloadAndComm(t *testing.T) {
+func TestParsedEventOwnsPayloadAndComm(t *testing.T) {
 	tr := &Tracer{clock: newMonoClock()}
 	var evs []Event
 	var want [][]byte
@@ -41,7 +41,7 @@ func TestDecodeOwnsPayloadAndComm(t *testing.T) {
 			comm = "bb"
 		}
 		raw := record(discotraceDtKindDT_KIND_SEND, comm, p)
-		ev, err := tr.decode(raw)
+		ev, err := tr.parseRecord(raw)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,15 +63,15 @@ func TestDecodeOwnsPayloadAndComm(t *testing.T) {
 		}
 	}
 	big := bytes.Repeat([]byte{7}, MaxSnapLen)
-	ev, err := tr.decode(record(discotraceDtKindDT_KIND_RECV, "c", big))
+	ev, err := tr.parseRecord(record(discotraceDtKindDT_KIND_RECV, "c", big))
 	if err != nil || !bytes.Equal(ev.Payload, big) {
 		t.Fatalf("snap-length payload: %v, %d bytes", err, len(ev.Payload))
 	}
 }
 
-// BenchmarkDecode is what user space spends per event of a loopback exchange (a send,
+// BenchmarkParseRecord is what user space spends per event of a loopback exchange (a send,
 // a recv and a read record).
-func BenchmarkDecode(b *testing.B) {
+func BenchmarkParseRecord(b *testing.B) {
 	tr := &Tracer{clock: newMonoClock()}
 	p := make([]byte, 256)
 	raws := [][]byte{
@@ -81,7 +81,7 @@ func BenchmarkDecode(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		if _, err := tr.decode(raws[i%3]); err != nil {
+		if _, err := tr.parseRecord(raws[i%3]); err != nil {
 			b.Fatal(err)
 		}
 	}

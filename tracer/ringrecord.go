@@ -24,9 +24,9 @@ const recordBufferSize = 4096
 // serves many events (a kept event keeps at most one block alive).
 const payloadChunkSize = 16 << 10
 
-// decodeState is what decode reuses from one record to the next. Only the goroutine that
+// recordParser is what parseRecord reuses from one record to the next. Only the goroutine that
 // holds Tracer.readMu uses it.
-type decodeState struct {
+type recordParser struct {
 	payloads []byte // the unused rest of the current payload block
 
 	// The comm of the last record and its string: events of one process come in runs.
@@ -36,7 +36,7 @@ type decodeState struct {
 
 // payloadCopy returns a copy of p that the event owns: a slice of a shared block, its
 // capacity cut to its length so that appending to it never reaches a neighbour.
-func (d *decodeState) payloadCopy(p []byte) []byte {
+func (d *recordParser) payloadCopy(p []byte) []byte {
 	if len(p) > payloadChunkSize/4 {
 		return bytes.Clone(p)
 	}
@@ -49,16 +49,16 @@ func (d *decodeState) payloadCopy(p []byte) []byte {
 	return c
 }
 
-func (d *decodeState) comm(c *[16]int8) string {
+func (d *recordParser) comm(c *[16]int8) string {
 	if *c != d.lastComm || d.lastCommStr == "" {
 		d.lastComm, d.lastCommStr = *c, commString(c)
 	}
 	return d.lastCommStr
 }
 
-// decode turns one ring buffer record into an Event. It reads the fixed layout in place
+// parseRecord turns one ring buffer record into an Event. It reads the fixed layout in place
 // (no reflection) and copies the payload, which the next record would overwrite.
-func (t *Tracer) decode(raw []byte) (Event, error) {
+func (t *Tracer) parseRecord(raw []byte) (Event, error) {
 	if len(raw) < headerSize {
 		return Event{}, fmt.Errorf("ring buffer record of %d bytes is shorter than the %d-byte event header", len(raw), headerSize)
 	}
@@ -80,10 +80,10 @@ func (t *Tracer) decode(raw []byte) (Event, error) {
 	flags := discotraceDtFlag(h.Flags)
 	if flags&discotraceDtFlagDT_FLAG_PROC != 0 {
 		ev.HasProc, ev.PID, ev.TID = true, h.Pid, h.Tid
-		ev.Comm = t.dec.comm(&h.Comm)
+		ev.Comm = t.parser.comm(&h.Comm)
 	}
 	if h.CapLen > 0 {
-		ev.Payload = t.dec.payloadCopy(raw[headerSize : headerSize+int(h.CapLen)])
+		ev.Payload = t.parser.payloadCopy(raw[headerSize : headerSize+int(h.CapLen)])
 	}
 	switch ev.Kind {
 	case KindSend:

@@ -1,0 +1,95 @@
+package live
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"github.com/discotrace/discotrace/decode"
+	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/decode/result"
+	"github.com/discotrace/discotrace/ndjson"
+)
+
+// loopbackTriples is the shape of the load test: one peer pair on loopback, each
+// 256-byte datagram seen as send, recv and read, 15 us apart (67k datagrams/s).
+type loopbackTriples struct {
+	n, i int
+	at   time.Time
+}
+
+func (s *loopbackTriples) Read() (record.Record, error) {
+	if s.i >= s.n {
+		return record.Record{}, io.EOF
+	}
+	k := s.i % 3
+	if k == 0 {
+		s.at = s.at.Add(15 * time.Microsecond)
+	}
+	s.i++
+	payload := make([]byte, 256)
+	switch k {
+	case 0:
+		return datagram(s.at, record.DirOut, peerB, local, payload), nil
+	case 1:
+		return datagram(s.at, record.DirIn, peerB, local, payload), nil
+	}
+	return record.Record{Kind: record.Read, Time: s.at, Src: peerB, Dst: local, Len: 256}, nil
+}
+
+func (s *loopbackTriples) DeliveredUntil() time.Time { return time.Time{} }
+
+// BenchmarkConsumer is what the consumer spends per record of that load with nothing shed
+// (a queue deep enough to hold it all, high water above it): decoding and NDJSON
+// encoding, the rate the live path keeps up with without shedding, 10,000 datagrams.
+func BenchmarkConsumer(b *testing.B) {
+	const n = 3 * 10_000
+	for b.Loop() {
+		src := &loopbackTriples{n: n, at: t0}
+		p := newPipeline(src, decode.NewDecoder(decode.Config{}), encoded{ndjson.NewEncoder(io.Discard)}, Config{Capacity: n, HighWater: n, SkimWater: n + 1})
+		for {
+			r, err := src.Read()
+			if err != nil {
+				break
+			}
+			p.q.push(&r)
+		}
+		p.takeAll()
+		p.finish()
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// encoded is an Output that renders and encodes each event, as trace does.
+type encoded struct{ enc *ndjson.Encoder }
+
+func (e encoded) Write(ev result.Event) error { return e.enc.Encode(ndjson.FromResult(ev, false)) }
+func (e encoded) Flush() error                { return e.enc.Flush() }
+
+// discard is an Output that writes nothing: what the queue itself costs.
+type discard struct{}
+
+func (discard) Write(result.Event) error { return nil }
+func (discard) Flush() error             { return nil }
+
+// BenchmarkQueueHandoff is the reader-to-consumer handoff through Run without a decoder
+// or encoding (the consumer still builds each record's event): records/s offered by a
+// reader that never waits, records/s the consumer took, and the share dropped.
+func BenchmarkQueueHandoff(b *testing.B) {
+	const n = 3 * 100_000
+	var taken, dropped uint64
+	for b.Loop() {
+		st, err := Run(&loopbackTriples{n: n, at: t0}, nil, discard{}, Config{Ticks: make(chan time.Time)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Read != st.Fed+st.Dropped {
+			b.Fatalf("read %d, fed %d, dropped %d", st.Read, st.Fed, st.Dropped)
+		}
+		taken += st.Fed
+		dropped += st.Dropped
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "offered/s")
+	b.ReportMetric(float64(taken)/b.Elapsed().Seconds(), "taken/s")
+	b.ReportMetric(float64(dropped)/float64(n*b.N), "dropped/record")
+}
