@@ -7,8 +7,8 @@
 // -hostile writes the shape an attacker can send instead: every packet from one address,
 // each with a fresh random node ID.
 //
-// It asserts no timing; it fails only if decode fails or reports fewer packets than the
-// capture holds. Run from the repository root:
+// It asserts no timing; it fails only if decode fails or its output does not have one
+// packet event per packet of the capture. Run from the repository root:
 //
 //	go run ./bench/decodeload
 //	go run ./bench/decodeload -hostile -runs 3

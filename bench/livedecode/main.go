@@ -159,12 +159,12 @@ func runMode(o options, mode, outPath string) (accounted bool, err error) {
 		}
 	case "rss":
 		ld.length = o.rssDuration
-		ld.next = func() []byte {
-			p, _ := b.Message(local, b.NodeID(), o.size) // size was checked by the other modes' builder calls
-			return p
-		}
 		if _, err := b.Message(local, local, o.size); err != nil {
-			return false, err
+			return false, err // the size is the only thing that can be wrong: checked once here
+		}
+		ld.next = func() []byte {
+			p, _ := b.Message(local, b.NodeID(), o.size)
+			return p
 		}
 	}
 
