@@ -2,7 +2,9 @@
 // shedding when decoding falls behind, and record time.
 //
 // The reader (a goroutine reading the Source) never waits on decoding: it pushes into a
-// bounded queue and drops what does not fit. The consumer decodes what it takes; while
+// bounded queue and drops what does not fit, and the datagrams of the heaviest remote
+// addresses once it is three quarters full, so that a flood cannot fill it alone. The
+// consumer decodes what it takes; while
 // the queue stands above its high-water mark it reports the datagrams of the heaviest
 // remote addresses without decoding them, so a flood from one peer does not blind it to
 // the others, and above its skim mark every datagram. Whatever was dropped or left
@@ -49,6 +51,9 @@ type Config struct {
 	HighWater int
 	// SkimWater is the queue length from which every datagram is (7/8 of the capacity).
 	SkimWater int
+	// GuardWater is the queue length from which the reader drops the datagrams and reads
+	// of heavy remote addresses, keeping the rest for the others (3/4 of the capacity).
+	GuardWater int
 	// ReportEvery is the least record time between two shed reports (one second).
 	ReportEvery time.Duration
 	// Ticks says when to move time on while no record comes (every 100 ms).
@@ -68,6 +73,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SkimWater <= 0 {
 		c.SkimWater = c.Capacity * 7 / 8
+	}
+	if c.GuardWater <= 0 {
+		c.GuardWater = c.Capacity * 3 / 4
 	}
 	if c.ReportEvery <= 0 {
 		c.ReportEvery = time.Second
@@ -148,7 +156,7 @@ type shedSpan struct {
 
 func newPipeline(src Source, dec *decode.Decoder, out Output, cfg Config) *pipeline {
 	cfg.setDefaults()
-	p := &pipeline{src: src, dec: dec, out: out, cfg: cfg, q: newQueue(cfg.Capacity), load: newSourceLoad()}
+	p := &pipeline{src: src, dec: dec, out: out, cfg: cfg, q: newQueue(cfg.Capacity, cfg.GuardWater), load: newSourceLoad()}
 	p.emit = func(ev result.Event) {
 		if p.err == nil {
 			p.err = out.Write(ev)

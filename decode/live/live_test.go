@@ -339,14 +339,14 @@ func TestSkimAtTheSkimMark(t *testing.T) {
 // heavy sender among them.
 func TestSourceLoadIsBoundedAndKeepsTheHeavy(t *testing.T) {
 	l := newSourceLoad()
-	heavyAddr := netip.MustParseAddr("192.0.2.1")
+	heavyAddr := netip.MustParseAddrPort("192.0.2.1:30303")
 	var heavy bool
 	for i := range 200_000 {
 		if i%4 == 0 {
 			heavy = l.add(heavyAddr)
 			continue
 		}
-		spoofed := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		spoofed := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 30303)
 		if l.add(spoofed) {
 			t.Fatalf("spoofed address %v, seen once, is heavy", spoofed)
 		}
@@ -361,5 +361,39 @@ func TestSourceLoadIsBoundedAndKeepsTheHeavy(t *testing.T) {
 		if l.index[c.addr] != i || (i > 0 && l.heap[(i-1)/2].count > c.count) {
 			t.Fatalf("heap broken at %d", i)
 		}
+	}
+}
+
+// A flood fills the queue only up to its guard length: the rest stays for the other
+// peers, whose datagrams are queued while the flood's are dropped and counted.
+func TestAFloodCannotFillTheQueue(t *testing.T) {
+	keyB, keyF := newKey(t), newKey(t)
+	src := &fakeSource{}
+	out := &collected{}
+	p := newPipeline(src, decode.NewDecoder(decode.Config{}), out, Config{Capacity: 64})
+	fromB, fromF := ping(t, keyB, peerB, local), ping(t, keyF, flood, local)
+	at := t0
+	for i := range 1000 {
+		at = at.Add(time.Millisecond)
+		r := datagram(at, record.DirIn, flood, local, fromF)
+		if i%100 == 99 {
+			r = datagram(at, record.DirIn, peerB, local, fromB)
+		}
+		p.q.push(&r)
+	}
+	if n := len(p.q.ch); n >= 64 {
+		t.Fatalf("the flood filled the queue: %d of 64", n)
+	}
+	p.takeAll()
+	p.finish()
+	b := 0
+	for _, ev := range out.ofType(ndjson.TypeRecv) {
+		if ev.Src == peerB.String() {
+			b++
+		}
+	}
+	st := p.stats()
+	if b != 10 || st.Dropped == 0 || st.Read != st.Fed+st.Undecoded+st.Dropped {
+		t.Errorf("%d of B's 10 datagrams written; stats %+v", b, st)
 	}
 }

@@ -39,24 +39,34 @@ func (s *dropSpan) add(t time.Time) {
 }
 
 // queue is the bounded queue between the reader and the consumer. push never waits: when
-// the queue is full the record is dropped and counted.
+// the queue is full the record is dropped and counted, and from its guard length on so
+// are the datagrams and reads of heavy remote addresses, which keeps the rest of the
+// queue for the other peers: a flood cannot fill it alone.
 type queue struct {
 	ch     chan item
+	guard  int
+	load   *sourceLoad   // the reader's own estimate: only push uses it
 	pushed atomic.Uint64 // records offered to the queue, dropped or not
 
 	mu      sync.Mutex // guards pending: push adds to it, the consumer may take it while idle
 	pending dropSpan   // drops not yet attached to a queued record
 }
 
-func newQueue(capacity int) *queue {
-	return &queue{ch: make(chan item, capacity)}
+func newQueue(capacity, guard int) *queue {
+	return &queue{ch: make(chan item, capacity), guard: guard, load: newSourceLoad()}
 }
 
-// push queues r, carrying the drops before it, or drops it when the queue is full.
+// push queues r, carrying the drops before it, or drops it when the queue is full or r
+// is a heavy address's from the guard length on.
 func (q *queue) push(r *record.Record) {
 	q.pushed.Add(1)
+	heavy := (r.Kind == record.Datagram || r.Kind == record.Read) && q.load.add(remote(r))
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if heavy && len(q.ch) >= q.guard {
+		q.pending.add(r.Time)
+		return
+	}
 	select {
 	case q.ch <- item{rec: *r, drops: q.pending}:
 		q.pending = dropSpan{}

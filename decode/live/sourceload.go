@@ -16,7 +16,8 @@ const (
 	heavyMin   = 32
 )
 
-// sourceLoad estimates which remote addresses account for most of the recent datagrams,
+// sourceLoad estimates which remote endpoints (address and port: a discovery peer; peers
+// behind one NAT or on one host share an address) account for most of the recent datagrams,
 // in fixed memory: the Space-Saving algorithm (Metwally, Agrawal, El Abbadi, 2005) over
 // maxSources counters in a min-heap. Eviction policy: an address not tracked takes the
 // counter of the least loaded tracked one and inherits its count as possible error, so a
@@ -24,33 +25,33 @@ const (
 // cannot evict an address that has more than 1/maxSources of the traffic. Every
 // decayEvery datagrams all counts halve, so load is recent load.
 type sourceLoad struct {
-	heap  []sourceCount      // min-heap by count
-	index map[netip.Addr]int // address -> position in heap
-	total uint64             // datagrams counted (halved with the counts)
-	since int                // datagrams since the last halving
+	heap  []sourceCount          // min-heap by count
+	index map[netip.AddrPort]int // endpoint -> position in heap
+	total uint64                 // datagrams counted (halved with the counts)
+	since int                    // datagrams since the last halving
 }
 
 type sourceCount struct {
-	addr  netip.Addr
+	addr  netip.AddrPort
 	count uint64 // estimated datagrams, an overestimate by at most err
 	err   uint64
 }
 
 func newSourceLoad() *sourceLoad {
-	return &sourceLoad{index: make(map[netip.Addr]int, maxSources)}
+	return &sourceLoad{index: make(map[netip.AddrPort]int, maxSources)}
 }
 
 // remote is the other end of a datagram: its sender when received, its destination when
 // sent (a capture's datagrams, whose direction is unknown here, count by sender).
-func remote(r *record.Record) netip.Addr {
+func remote(r *record.Record) netip.AddrPort {
 	if r.Dir == record.DirOut {
-		return r.Dst.Addr()
+		return r.Dst
 	}
-	return r.Src.Addr()
+	return r.Src
 }
 
 // add counts one datagram of addr and reports whether addr is heavy.
-func (l *sourceLoad) add(addr netip.Addr) (heavy bool) {
+func (l *sourceLoad) add(addr netip.AddrPort) (heavy bool) {
 	l.total++
 	if l.since++; l.since >= decayEvery {
 		l.halve()
