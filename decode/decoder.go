@@ -176,11 +176,7 @@ func NewDecoder(cfg Config) *Decoder {
 // the record's time and followed by whatever it completes.
 func (d *Decoder) Feed(r *record.Record, emit func(result.Event)) {
 	emit = d.number(emit)
-	if r.Time.After(d.now) {
-		d.now = r.Time
-	}
-	d.fire(emit, false)
-	d.sweep()
+	d.moveTo(r.Time, emit)
 	switch r.Kind {
 	case record.Datagram:
 		d.feedDatagram(r, emit)
@@ -205,11 +201,7 @@ func (d *Decoder) Feed(r *record.Record, emit func(result.Event)) {
 // the verdicts it could have changed cite.
 func (d *Decoder) Skim(r *record.Record, emit func(result.Event)) {
 	emit = d.number(emit)
-	if r.Time.After(d.now) {
-		d.now = r.Time
-	}
-	d.fire(emit, false)
-	d.sweep()
+	d.moveTo(r.Time, emit)
 	emit(observe(r))
 }
 
@@ -298,7 +290,11 @@ func (d *Decoder) awaitLoss(deadline time.Time, noAnswer bool, emit func(result.
 // time, so that answers settle and timeouts fire while the network is quiet. Offline
 // decoding never needs it. A t before the latest record time does nothing.
 func (d *Decoder) Advance(t time.Time, emit func(result.Event)) {
-	emit = d.number(emit)
+	d.moveTo(t, d.number(emit))
+}
+
+// moveTo moves record time to t (never back) and emits what times out before it.
+func (d *Decoder) moveTo(t time.Time, emit func(result.Event)) {
 	if t.After(d.now) {
 		d.now = t
 	}
