@@ -19,9 +19,11 @@ import (
 // masking IV, both unique per packet.
 const quoteLen = 16
 
-// maxSeen bounds the datagrams kept (each costs a few hundred bytes with its decoded
-// packet); under a flood the oldest go first, before the retention time.
-const maxSeen = 32768
+// maxSeen bounds the datagrams kept (each costs about a kilobyte with its decoded packet
+// and its index entries); under a flood the oldest go first, before the retention time.
+// At 60k datagrams/s that still keeps a quarter of a second: reads, ICMP errors and drops
+// refer to datagrams milliseconds old.
+const maxSeen = 16384
 
 // lookBack bounds how far back from the newest datagram of a key a lookup walks when
 // the key alone does not decide (a drop without payload, a short ICMP quote): what it
