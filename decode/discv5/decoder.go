@@ -84,7 +84,12 @@ var protocolID = [6]byte{'d', 'i', 's', 'c', 'v', '5'}
 // challenges, session keys) and not safe for concurrent use.
 type Decoder struct {
 	locals []localNode
-	st     state
+	// pinned are the local node IDs given without a key (a bare ID or an ENR): they
+	// unmask what their node receives, so unlike learned IDs they are never forgotten,
+	// however many peers the traffic brings. pinnedPubkeys keeps their ENRs' keys.
+	pinned        []candidate
+	pinnedPubkeys map[enode.ID]*ecdsa.PublicKey
+	st            state
 
 	// handshakeTimeout is how long a recipient keeps a WHOAREYOU it sent; a HANDSHAKE
 	// answering it later is refused with lateHandshake, which says the duration.
@@ -112,7 +117,7 @@ func NewDecoder(keys []*ecdsa.PrivateKey, handshakeTimeout time.Duration) *Decod
 	if handshakeTimeout <= 0 {
 		handshakeTimeout = defaultHandshakeTimeout
 	}
-	d := &Decoder{st: newState(), hdr: make([]byte, 0, 512), handshakeTimeout: handshakeTimeout}
+	d := &Decoder{st: newState(), hdr: make([]byte, 0, 512), handshakeTimeout: handshakeTimeout, pinnedPubkeys: make(map[enode.ID]*ecdsa.PublicKey)}
 	d.lateHandshake = &caseError{fmt.Sprintf("handshake answers a WHOAREYOU sent more than %v before: go-ethereum has dropped that challenge and ignores the handshake", handshakeTimeout), errLateHandshake}
 	for _, key := range keys {
 		if key == nil {
@@ -131,6 +136,30 @@ func NewDecoder(keys []*ecdsa.PrivateKey, handshakeTimeout time.Duration) *Decod
 // discv4 senders...).
 func (d *Decoder) AddKnownID(id enode.ID) {
 	d.blockFor(id)
+}
+
+// AddLocalID makes id a local node whose key is not held (--node-id): its inbound
+// packets unmask with it after the keyed local nodes, and no amount of traffic from
+// other nodes makes the decoder forget it.
+func (d *Decoder) AddLocalID(id enode.ID) {
+	if d.local(id) != nil || d.pinnedBlock(id) != nil {
+		return
+	}
+	d.pinned = append(d.pinned, candidate{id: id, block: newMaskBlock(id)})
+}
+
+// AddLocalNode is AddLocalID for a local node's record (--enr), whose public key is
+// kept as long as its ID (for the id-signatures of the handshakes it sends) and whose
+// endpoint is learned like any other.
+func (d *Decoder) AddLocalNode(n *enode.Node) {
+	if n == nil {
+		return
+	}
+	d.AddLocalID(n.ID())
+	if pub := n.Pubkey(); pub != nil {
+		d.pinnedPubkeys[n.ID()] = pub
+	}
+	d.learnNode(n)
 }
 
 // LearnAddr records that addr is an endpoint of id: packets sent to addr unmask with
@@ -247,8 +276,8 @@ func (d *Decoder) Decode(r *record.Record) (packet.Packet, bool) {
 }
 
 // findDestination finds the node ID whose masking key turns the header into
-// "discv5": the ID known at the destination address, then the local IDs, then every
-// known ID, newest first.
+// "discv5": the ID known at the destination address, then the local IDs (keyed, then
+// pinned), then every known ID, newest first.
 func (d *Decoder) findDestination(dstAddr netip.AddrPort, data []byte) (enode.ID, cipher.Block, bool) {
 	var tried enode.ID
 	var triedOne bool
@@ -266,6 +295,15 @@ func (d *Decoder) findDestination(dstAddr netip.AddrPort, data []byte) (enode.ID
 		}
 		if d.unmasks(l.block, data) {
 			return l.id, l.block, true
+		}
+	}
+	for i := range d.pinned {
+		c := &d.pinned[i]
+		if triedOne && c.id == tried {
+			continue
+		}
+		if d.unmasks(c.block, data) {
+			return c.id, c.block, true
 		}
 	}
 	if triedOne && d.local(tried) != nil {
@@ -317,8 +355,21 @@ func (d *Decoder) pubkey(id enode.ID, fromHandshake *enode.Node) *ecdsa.PublicKe
 	if pub, ok := d.st.pubkeys.get(id); ok {
 		return pub
 	}
+	if pub, ok := d.pinnedPubkeys[id]; ok {
+		return pub
+	}
 	if l := d.local(id); l != nil {
 		return &l.key.PublicKey
+	}
+	return nil
+}
+
+// pinnedBlock returns the masking block of a pinned local ID, or nil.
+func (d *Decoder) pinnedBlock(id enode.ID) cipher.Block {
+	for i := range d.pinned {
+		if d.pinned[i].id == id {
+			return d.pinned[i].block
+		}
 	}
 	return nil
 }
@@ -327,6 +378,9 @@ func (d *Decoder) pubkey(id enode.ID, fromHandshake *enode.Node) *ecdsa.PublicKe
 func (d *Decoder) blockFor(id enode.ID) cipher.Block {
 	if l := d.local(id); l != nil {
 		return l.block
+	}
+	if block := d.pinnedBlock(id); block != nil {
+		return block
 	}
 	return d.st.known.add(id)
 }
