@@ -281,7 +281,7 @@ func (d *Decoder) Decode(r *record.Record) (packet.Packet, bool) {
 func (d *Decoder) findDestination(dstAddr netip.AddrPort, data []byte) (enode.ID, cipher.Block, bool) {
 	var tried enode.ID
 	var triedOne bool
-	if id, ok := d.st.addrs.get(dstAddr); ok {
+	if id, ok := d.st.addrs.Get(dstAddr); ok {
 		block := d.blockFor(id)
 		if d.unmasks(block, data) {
 			return id, block, true
@@ -352,7 +352,7 @@ func (d *Decoder) pubkey(id enode.ID, fromHandshake *enode.Node) *ecdsa.PublicKe
 	if fromHandshake != nil {
 		return fromHandshake.Pubkey()
 	}
-	if pub, ok := d.st.pubkeys.get(id); ok {
+	if pub, ok := d.st.pubkeys.Get(id); ok {
 		return pub
 	}
 	if pub, ok := d.pinnedPubkeys[id]; ok {
@@ -390,23 +390,23 @@ func (d *Decoder) learnAddr(addr netip.AddrPort, id enode.ID) {
 		return
 	}
 	addr = normalize(addr)
-	if cur, ok := d.st.addrs.get(addr); ok && cur == id {
+	if cur, ok := d.st.addrs.Get(addr); ok && cur == id {
 		return // the common case: nothing new, and one map lookup instead of three
 	}
 	d.blockFor(id)
-	d.st.addrs.put(addr, id)
+	d.st.addrs.Put(addr, id)
 }
 
 // learnSender remembers what a MESSAGE or HANDSHAKE tells: its sender's ID and address,
 // and its nonce, which a WHOAREYOU answering it will echo.
 func (d *Decoder) learnSender(addr netip.AddrPort, src, dst enode.ID, nonce v5wire.Nonce) {
 	d.learnAddr(addr, src)
-	d.st.nonces.put(nonce, sentPacket{src: src, dst: dst})
+	d.st.nonces.Put(nonce, sentPacket{src: src, dst: dst})
 }
 
 func (d *Decoder) learnNode(n *enode.Node) {
 	if pub := n.Pubkey(); pub != nil {
-		d.st.pubkeys.put(n.ID(), pub)
+		d.st.pubkeys.Put(n.ID(), pub)
 	}
 	d.blockFor(n.ID())
 	if ep, ok := n.UDPEndpoint(); ok {
