@@ -158,13 +158,13 @@ func NewDecoder(cfg Config) *Decoder {
 	d.an.init(d)
 	for _, id := range cfg.Identity.AllIDs() {
 		d.localIDs[id] = true
-		d.v5.AddKnownID(id)
+		d.v5.AddLocalID(id)
 	}
 	for _, n := range cfg.Identity.Nodes {
 		if n == nil {
 			continue
 		}
-		d.v5.AddNode(n)
+		d.v5.AddLocalNode(n)
 		if ep, ok := n.UDPEndpoint(); ok {
 			d.addLocal(ep)
 		}

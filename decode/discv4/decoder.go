@@ -17,6 +17,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/enr"
 	"github.com/ethereum/go-ethereum/rlp"
 
+	"github.com/discotrace/discotrace/decode/internal/bounded"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
 )
@@ -56,11 +57,11 @@ const (
 	headSize = hashSize + sigSize
 )
 
-// cacheGeneration is how many packets one cache generation holds. Two generations are
-// kept (see Decoder), so the cache holds between one and two generations' worth: enough
-// for the retransmits and send/receive pairs of a busy node over several seconds, while
-// bounding memory to a few MiB.
-const cacheGeneration = 4096
+// cacheSize is how many decoded packets the signature-recovery cache keeps: enough for
+// the retransmits and send/receive pairs of a busy node over several seconds, while
+// bounding memory to a few MiB. Past it the oldest insertion is forgotten first (package
+// bounded, the decoder's one policy for what the network chooses: here packet hashes).
+const cacheSize = 8192
 
 // Decoder decodes discv4 packets, caching signature recovery by packet hash (retransmits are common). Not safe for concurrent use.
 //
@@ -69,12 +70,7 @@ const cacheGeneration = 4096
 // Slices in returned Packets (Hash, ReplyTok, Target, Records) are shared between calls
 // for the same packet and must be treated as read-only.
 type Decoder struct {
-	// The cache is two generations of maps: lookups check both, inserts go to cur, and
-	// when cur is full it becomes prev and the old prev is dropped. Entries used in the
-	// last generation survive (they are moved to cur on a hit), which approximates LRU at
-	// the cost of a map swap instead of list bookkeeping on every hit.
-	cur, prev map[[hashSize]byte]packet.Packet
-	genSize   int // entries per generation; 0 disables the cache
+	cache *bounded.Map[[hashSize]byte, packet.Packet] // nil: no cache
 
 	keccak crypto.KeccakState
 	digest [hashSize]byte
@@ -82,18 +78,17 @@ type Decoder struct {
 	reader bytes.Reader
 }
 
-// NewDecoder returns a decoder with a signature-recovery cache of up to
-// 2×4096 packets.
+// NewDecoder returns a decoder with a signature-recovery cache of up to 8192 packets.
 func NewDecoder() *Decoder {
-	return newDecoder(cacheGeneration)
+	return newDecoder(cacheSize)
 }
 
-// newDecoder returns a decoder whose cache holds genSize packets per generation;
-// genSize 0 disables the cache (benchmarks of the recovery path use it).
-func newDecoder(genSize int) *Decoder {
-	d := &Decoder{genSize: genSize, keccak: crypto.NewKeccakState()}
-	if genSize > 0 {
-		d.cur = make(map[[hashSize]byte]packet.Packet, genSize)
+// newDecoder returns a decoder whose cache holds up to size packets; size 0 disables
+// the cache (benchmarks of the recovery path use it).
+func newDecoder(size int) *Decoder {
+	d := &Decoder{keccak: crypto.NewKeccakState()}
+	if size > 0 {
+		d.cache = bounded.New[[hashSize]byte, packet.Packet](size)
 	}
 	d.stream = rlp.NewStream(&d.reader, 0)
 	return d
@@ -120,30 +115,15 @@ func (d *Decoder) Decode(r *record.Record) (packet.Packet, bool) {
 	if !bytes.Equal(d.digest[:], buf[:hashSize]) {
 		return packet.Packet{}, false
 	}
-	key := d.digest
-	if d.genSize > 0 {
-		if p, ok := d.cur[key]; ok {
-			return p, true
-		}
-		if p, ok := d.prev[key]; ok {
-			d.remember(key, p)
-			return p, true
-		}
+	if d.cache == nil {
+		return d.decodeVerified(buf), true
+	}
+	if p, ok := d.cache.Get(d.digest); ok {
+		return p, true
 	}
 	p := d.decodeVerified(buf)
-	if d.genSize > 0 {
-		d.remember(key, p)
-	}
+	d.cache.Put(d.digest, p)
 	return p, true
-}
-
-// remember puts p into the current cache generation, retiring the previous one when full.
-func (d *Decoder) remember(key [hashSize]byte, p packet.Packet) {
-	if len(d.cur) >= d.genSize {
-		d.prev = d.cur
-		d.cur = make(map[[hashSize]byte]packet.Packet, d.genSize)
-	}
-	d.cur[key] = p
 }
 
 // decodeVerified decodes a packet whose hash has been checked. Every slice it returns is

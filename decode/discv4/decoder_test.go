@@ -339,18 +339,16 @@ func TestCacheIsBoundedAndServesRepeats(t *testing.T) {
 		if _, ok := d.Decode(datagram(pkt)); !ok {
 			t.Fatal("not decoded")
 		}
-		if len(d.cur) > 2 || len(d.prev) > 2 {
-			t.Fatalf("cache grew to %d+%d entries, want at most 2+2", len(d.cur), len(d.prev))
+		if d.cache.Len() > 2 {
+			t.Fatalf("cache grew to %d entries, want at most 2", d.cache.Len())
 		}
 	}
-	// pkts[4] is in cur; pkts[2..3] in prev; pkts[0..1] evicted.
+	// The two newest insertions, pkts[3..4], are kept; the older ones forgotten.
 	has := func(pkt []byte) bool {
-		k := [32]byte(pkt[:32])
-		_, inCur := d.cur[k]
-		_, inPrev := d.prev[k]
-		return inCur || inPrev
+		_, ok := d.cache.Get([32]byte(pkt[:32]))
+		return ok
 	}
-	if has(pkts[0]) || has(pkts[1]) || !has(pkts[2]) || !has(pkts[3]) || !has(pkts[4]) {
+	if has(pkts[0]) || has(pkts[1]) || has(pkts[2]) || !has(pkts[3]) || !has(pkts[4]) {
 		t.Fatalf("cache content wrong: %v %v %v %v %v", has(pkts[0]), has(pkts[1]), has(pkts[2]), has(pkts[3]), has(pkts[4]))
 	}
 
@@ -369,7 +367,7 @@ func TestCacheIsBoundedAndServesRepeats(t *testing.T) {
 	// The disabled cache stays empty.
 	nc := newDecoder(0)
 	nc.Decode(datagram(pkts[0]))
-	if nc.cur != nil || nc.prev != nil {
+	if nc.cache != nil {
 		t.Error("cache disabled but filled")
 	}
 }

@@ -295,7 +295,7 @@ func TestGethWhoareyouResend(t *testing.T) {
 			}
 		}
 	}
-	list, _ := d.st.challenges.get(a.ID())
+	list, _ := d.st.challenges.Get(a.ID())
 	if len(list) != 2 {
 		t.Errorf("%d challenges stored for A, want 2 (the resend is the same challenge)", len(list))
 	}

@@ -84,7 +84,12 @@ var protocolID = [6]byte{'d', 'i', 's', 'c', 'v', '5'}
 // challenges, session keys) and not safe for concurrent use.
 type Decoder struct {
 	locals []localNode
-	st     state
+	// pinned are the local node IDs given without a key (a bare ID or an ENR): they
+	// unmask what their node receives, so unlike learned IDs they are never forgotten,
+	// however many peers the traffic brings. pinnedPubkeys keeps their ENRs' keys.
+	pinned        []candidate
+	pinnedPubkeys map[enode.ID]*ecdsa.PublicKey
+	st            state
 
 	// handshakeTimeout is how long a recipient keeps a WHOAREYOU it sent; a HANDSHAKE
 	// answering it later is refused with lateHandshake, which says the duration.
@@ -112,7 +117,7 @@ func NewDecoder(keys []*ecdsa.PrivateKey, handshakeTimeout time.Duration) *Decod
 	if handshakeTimeout <= 0 {
 		handshakeTimeout = defaultHandshakeTimeout
 	}
-	d := &Decoder{st: newState(), hdr: make([]byte, 0, 512), handshakeTimeout: handshakeTimeout}
+	d := &Decoder{st: newState(), hdr: make([]byte, 0, 512), handshakeTimeout: handshakeTimeout, pinnedPubkeys: make(map[enode.ID]*ecdsa.PublicKey)}
 	d.lateHandshake = &caseError{fmt.Sprintf("handshake answers a WHOAREYOU sent more than %v before: go-ethereum has dropped that challenge and ignores the handshake", handshakeTimeout), errLateHandshake}
 	for _, key := range keys {
 		if key == nil {
@@ -131,6 +136,30 @@ func NewDecoder(keys []*ecdsa.PrivateKey, handshakeTimeout time.Duration) *Decod
 // discv4 senders...).
 func (d *Decoder) AddKnownID(id enode.ID) {
 	d.blockFor(id)
+}
+
+// AddLocalID makes id a local node whose key is not held (--node-id): its inbound
+// packets unmask with it after the keyed local nodes, and no amount of traffic from
+// other nodes makes the decoder forget it.
+func (d *Decoder) AddLocalID(id enode.ID) {
+	if d.local(id) != nil || d.pinnedBlock(id) != nil {
+		return
+	}
+	d.pinned = append(d.pinned, candidate{id: id, block: newMaskBlock(id)})
+}
+
+// AddLocalNode is AddLocalID for a local node's record (--enr), whose public key is
+// kept as long as its ID (for the id-signatures of the handshakes it sends) and whose
+// endpoint is learned like any other.
+func (d *Decoder) AddLocalNode(n *enode.Node) {
+	if n == nil {
+		return
+	}
+	d.AddLocalID(n.ID())
+	if pub := n.Pubkey(); pub != nil {
+		d.pinnedPubkeys[n.ID()] = pub
+	}
+	d.learnNode(n)
 }
 
 // LearnAddr records that addr is an endpoint of id: packets sent to addr unmask with
@@ -247,12 +276,12 @@ func (d *Decoder) Decode(r *record.Record) (packet.Packet, bool) {
 }
 
 // findDestination finds the node ID whose masking key turns the header into
-// "discv5": the ID known at the destination address, then the local IDs, then every
-// known ID, newest first.
+// "discv5": the ID known at the destination address, then the local IDs (keyed, then
+// pinned), then every known ID, newest first.
 func (d *Decoder) findDestination(dstAddr netip.AddrPort, data []byte) (enode.ID, cipher.Block, bool) {
 	var tried enode.ID
 	var triedOne bool
-	if id, ok := d.st.addrs.get(dstAddr); ok {
+	if id, ok := d.st.addrs.Get(dstAddr); ok {
 		block := d.blockFor(id)
 		if d.unmasks(block, data) {
 			return id, block, true
@@ -266,6 +295,15 @@ func (d *Decoder) findDestination(dstAddr netip.AddrPort, data []byte) (enode.ID
 		}
 		if d.unmasks(l.block, data) {
 			return l.id, l.block, true
+		}
+	}
+	for i := range d.pinned {
+		c := &d.pinned[i]
+		if triedOne && c.id == tried {
+			continue
+		}
+		if d.unmasks(c.block, data) {
+			return c.id, c.block, true
 		}
 	}
 	if triedOne && d.local(tried) != nil {
@@ -314,11 +352,24 @@ func (d *Decoder) pubkey(id enode.ID, fromHandshake *enode.Node) *ecdsa.PublicKe
 	if fromHandshake != nil {
 		return fromHandshake.Pubkey()
 	}
-	if pub, ok := d.st.pubkeys.get(id); ok {
+	if pub, ok := d.st.pubkeys.Get(id); ok {
+		return pub
+	}
+	if pub, ok := d.pinnedPubkeys[id]; ok {
 		return pub
 	}
 	if l := d.local(id); l != nil {
 		return &l.key.PublicKey
+	}
+	return nil
+}
+
+// pinnedBlock returns the masking block of a pinned local ID, or nil.
+func (d *Decoder) pinnedBlock(id enode.ID) cipher.Block {
+	for i := range d.pinned {
+		if d.pinned[i].id == id {
+			return d.pinned[i].block
+		}
 	}
 	return nil
 }
@@ -328,6 +379,9 @@ func (d *Decoder) blockFor(id enode.ID) cipher.Block {
 	if l := d.local(id); l != nil {
 		return l.block
 	}
+	if block := d.pinnedBlock(id); block != nil {
+		return block
+	}
 	return d.st.known.add(id)
 }
 
@@ -336,23 +390,23 @@ func (d *Decoder) learnAddr(addr netip.AddrPort, id enode.ID) {
 		return
 	}
 	addr = normalize(addr)
-	if cur, ok := d.st.addrs.get(addr); ok && cur == id {
+	if cur, ok := d.st.addrs.Get(addr); ok && cur == id {
 		return // the common case: nothing new, and one map lookup instead of three
 	}
 	d.blockFor(id)
-	d.st.addrs.put(addr, id)
+	d.st.addrs.Put(addr, id)
 }
 
 // learnSender remembers what a MESSAGE or HANDSHAKE tells: its sender's ID and address,
 // and its nonce, which a WHOAREYOU answering it will echo.
 func (d *Decoder) learnSender(addr netip.AddrPort, src, dst enode.ID, nonce v5wire.Nonce) {
 	d.learnAddr(addr, src)
-	d.st.nonces.put(nonce, sentPacket{src: src, dst: dst})
+	d.st.nonces.Put(nonce, sentPacket{src: src, dst: dst})
 }
 
 func (d *Decoder) learnNode(n *enode.Node) {
 	if pub := n.Pubkey(); pub != nil {
-		d.st.pubkeys.put(n.ID(), pub)
+		d.st.pubkeys.Put(n.ID(), pub)
 	}
 	d.blockFor(n.ID())
 	if ep, ok := n.UDPEndpoint(); ok {

@@ -26,9 +26,9 @@ func (d *Decoder) decodeWhoareyou(p *packet.Packet, r *record.Record, nonce v5wi
 
 	// WHOAREYOU has no src-id. It echoes the nonce of the packet it answers, whose
 	// recipient is the challenger; failing that, the node last seen at its address.
-	if sent, ok := d.st.nonces.get(nonce); ok && sent.src == p.DstID {
+	if sent, ok := d.st.nonces.Get(nonce); ok && sent.src == p.DstID {
 		p.SrcID, p.HasSrcID = sent.dst, true
-	} else if id, ok := d.st.addrs.get(normalize(r.Src)); ok {
+	} else if id, ok := d.st.addrs.Get(normalize(r.Src)); ok {
 		p.SrcID, p.HasSrcID = id, true
 	}
 	d.st.storeChallenge(p.DstID, seenChallenge{
@@ -82,7 +82,7 @@ func (d *Decoder) decodeHandshake(p *packet.Packet, r *record.Record, dst enode.
 		d.st.dropSession(src, dst, normalize(r.Src), normalize(r.Dst))
 		if d.local(src) != nil {
 			setErr(p, errInitiatorSide)
-			d.st.localInitiated.put(direction{src, dst}, true)
+			d.st.localInitiated.Put(direction{src, dst}, true)
 		} else {
 			d.forgetLocalInitiated(src, dst)
 			setErr(p, ErrNoKey)
@@ -130,14 +130,14 @@ func (d *Decoder) decodeHandshake(p *packet.Packet, r *record.Record, dst enode.
 // localInitiatedPair reports whether the last handshake between a and b that the
 // capture shows was sent by a local node.
 func (d *Decoder) localInitiatedPair(a, b enode.ID) bool {
-	_, ab := d.st.localInitiated.get(direction{a, b})
-	_, ba := d.st.localInitiated.get(direction{b, a})
+	_, ab := d.st.localInitiated.Get(direction{a, b})
+	_, ba := d.st.localInitiated.Get(direction{b, a})
 	return ab || ba
 }
 
 func (d *Decoder) forgetLocalInitiated(a, b enode.ID) {
-	d.st.localInitiated.remove(direction{a, b})
-	d.st.localInitiated.remove(direction{b, a})
+	d.st.localInitiated.Delete(direction{a, b})
+	d.st.localInitiated.Delete(direction{b, a})
 }
 
 // checkHandshakePublic makes, for a handshake this decoder cannot decrypt, the

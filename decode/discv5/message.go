@@ -17,11 +17,11 @@ import (
 // is go-ethereum, will not find that session and answers WHOAREYOU).
 func (d *Decoder) decryptMessage(p *packet.Packet, r *record.Record, src, dst enode.ID, nonce v5wire.Nonce, hdr, msg []byte) {
 	sid := sessionID{direction{src, dst}, normalize(r.Src), normalize(r.Dst)}
-	ring, haveKeys := d.st.sessions.get(sid)
+	ring, haveKeys := d.st.sessions.Get(sid)
 	if haveKeys && d.openWith(p, ring, nil, nonce, hdr, msg) {
 		return
 	}
-	if pair, ok := d.st.pairs.get(sid.dir); ok {
+	if pair, ok := d.st.pairs.Get(sid.dir); ok {
 		haveKeys = true
 		if d.openWith(p, pair, ring, nonce, hdr, msg) {
 			setErr(p, errOtherAddress)

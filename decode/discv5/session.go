@@ -9,12 +9,16 @@ import (
 
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
+
+	"github.com/discotrace/discotrace/decode/internal/bounded"
 )
 
 // State the discv5 decoder keeps between packets: which node ID sits behind which
 // address, the challenges (WHOAREYOU) seen, and the session keys recovered from
 // handshakes. Everything is bounded so that a long capture with many peers cannot
-// grow memory without limit; the oldest entries are forgotten first.
+// grow memory without limit, by the decoder's one eviction policy (package bounded:
+// the oldest insertion is forgotten first). The local nodes are not part of this state:
+// they are never forgotten (Decoder.locals and pinned).
 
 // Bounds of the decoder's state. A busy mainnet node talks to a few thousand peers;
 // the bounds keep the most recent of them.
@@ -33,43 +37,8 @@ const (
 	keysPerDirection = 2
 )
 
-// bounded is a map that forgets its oldest insertions beyond max entries.
-// Deleting a key leaves its slot in the ring: a key deleted and added again may be
-// forgotten earlier than strictly necessary, never later, so the bound holds.
-type bounded[K comparable, V any] struct {
-	m     map[K]V
-	order []K // insertion ring
-	next  int // slot the next insertion overwrites once the ring is full
-	max   int
-}
-
-func newBounded[K comparable, V any](max int) *bounded[K, V] {
-	return &bounded[K, V]{m: make(map[K]V), max: max}
-}
-
-func (b *bounded[K, V]) get(k K) (V, bool) {
-	v, ok := b.m[k]
-	return v, ok
-}
-
-func (b *bounded[K, V]) put(k K, v V) {
-	if _, ok := b.m[k]; ok {
-		b.m[k] = v
-		return
-	}
-	if len(b.order) < b.max {
-		b.order = append(b.order, k)
-	} else {
-		delete(b.m, b.order[b.next])
-		b.order[b.next] = k
-		b.next = (b.next + 1) % b.max
-	}
-	b.m[k] = v
-}
-
-func (b *bounded[K, V]) remove(k K) { delete(b.m, k) }
-
-// knownIDs are the candidate destinations with their masking blocks, in a ring so
+// knownIDs are the candidate destinations with their masking blocks. The policy is
+// bounded.Map's (the oldest insertion is forgotten first), kept in a ring of its own so
 // that trying them all walks a slice from the newest, without map lookups.
 type knownIDs struct {
 	ids   []candidate
@@ -146,28 +115,28 @@ type seenChallenge struct {
 // state is the decoder's memory.
 type state struct {
 	known      knownIDs // IDs to try, with their masking block
-	addrs      *bounded[netip.AddrPort, enode.ID]
-	sessions   *bounded[sessionID, *keyRing]
-	pairs      *bounded[direction, *keyRing]        // the same keys by node pair, any endpoints
-	challenges *bounded[enode.ID, []*seenChallenge] // by challenged node, newest first
-	nonces     *bounded[v5wire.Nonce, sentPacket]
-	pubkeys    *bounded[enode.ID, *ecdsa.PublicKey]
+	addrs      *bounded.Map[netip.AddrPort, enode.ID]
+	sessions   *bounded.Map[sessionID, *keyRing]
+	pairs      *bounded.Map[direction, *keyRing]        // the same keys by node pair, any endpoints
+	challenges *bounded.Map[enode.ID, []*seenChallenge] // by challenged node, newest first
+	nonces     *bounded.Map[v5wire.Nonce, sentPacket]
+	pubkeys    *bounded.Map[enode.ID, *ecdsa.PublicKey]
 	// localInitiated marks node pairs whose last handshake a local node sent: their
 	// messages cannot be decrypted with the local key, and say so.
-	localInitiated *bounded[direction, bool]
+	localInitiated *bounded.Map[direction, bool]
 }
 
 func newState() state {
 	return state{
 		known:      knownIDs{index: make(map[enode.ID]int)},
-		addrs:      newBounded[netip.AddrPort, enode.ID](maxAddrs),
-		sessions:   newBounded[sessionID, *keyRing](maxSessions),
-		pairs:      newBounded[direction, *keyRing](maxSessions),
-		challenges: newBounded[enode.ID, []*seenChallenge](maxChallenged),
-		nonces:     newBounded[v5wire.Nonce, sentPacket](maxNonces),
-		pubkeys:    newBounded[enode.ID, *ecdsa.PublicKey](maxPubkeys),
+		addrs:      bounded.New[netip.AddrPort, enode.ID](maxAddrs),
+		sessions:   bounded.New[sessionID, *keyRing](maxSessions),
+		pairs:      bounded.New[direction, *keyRing](maxSessions),
+		challenges: bounded.New[enode.ID, []*seenChallenge](maxChallenged),
+		nonces:     bounded.New[v5wire.Nonce, sentPacket](maxNonces),
+		pubkeys:    bounded.New[enode.ID, *ecdsa.PublicKey](maxPubkeys),
 
-		localInitiated: newBounded[direction, bool](maxSessions),
+		localInitiated: bounded.New[direction, bool](maxSessions),
 	}
 }
 
@@ -191,16 +160,16 @@ func (s *state) storeSession(initiator, recipient enode.ID, initiatorAddr, recip
 // the node pair at any endpoints.
 func (s *state) addKey(id sessionID, raw [sessionKeySize]byte) {
 	k := &sessionKey{raw: raw, aead: newAEAD(raw)}
-	ring, ok := s.sessions.get(id)
+	ring, ok := s.sessions.Get(id)
 	if !ok {
 		ring = new(keyRing)
-		s.sessions.put(id, ring)
+		s.sessions.Put(id, ring)
 	}
 	ring.push(k)
-	pair, ok := s.pairs.get(id.dir)
+	pair, ok := s.pairs.Get(id.dir)
 	if !ok {
 		pair = new(keyRing)
-		s.pairs.put(id.dir, pair)
+		s.pairs.Put(id.dir, pair)
 	}
 	pair.push(k)
 }
@@ -228,16 +197,16 @@ func (r *keyRing) push(k *sessionKey) {
 // dropSession forgets the keys between two nodes: a handshake whose keys cannot be
 // derived replaced them, and decrypting with the old ones would mislead.
 func (s *state) dropSession(a, b enode.ID, addrA, addrB netip.AddrPort) {
-	s.sessions.remove(sessionID{direction{a, b}, addrA, addrB})
-	s.sessions.remove(sessionID{direction{b, a}, addrB, addrA})
-	s.pairs.remove(direction{a, b})
-	s.pairs.remove(direction{b, a})
+	s.sessions.Delete(sessionID{direction{a, b}, addrA, addrB})
+	s.sessions.Delete(sessionID{direction{b, a}, addrB, addrA})
+	s.pairs.Delete(direction{a, b})
+	s.pairs.Delete(direction{b, a})
 }
 
 // storeChallenge keeps a WHOAREYOU for the handshake that should answer it. An
 // identical resend (geth repeats a pending challenge byte for byte) is stored once.
 func (s *state) storeChallenge(challenged enode.ID, c seenChallenge) {
-	list, _ := s.challenges.get(challenged)
+	list, _ := s.challenges.Get(challenged)
 	for _, old := range list {
 		if bytes.Equal(old.data, c.data) && old.challengerAddr == c.challengerAddr {
 			if !old.hasChallengerID && c.hasChallengerID {
@@ -256,14 +225,14 @@ func (s *state) storeChallenge(challenged enode.ID, c seenChallenge) {
 	stored := new(seenChallenge) // allocated only for a new challenge, not per resend
 	*stored = c
 	list[0] = stored
-	s.challenges.put(challenged, list)
+	s.challenges.Put(challenged, list)
 }
 
 // challengesFor returns the challenges a handshake from initiator to (recipientID at
 // recipientAddr) may answer, newest first: those sent by that node ID, or from that
 // address when the challenger's ID was not known.
 func (s *state) challengesFor(initiator, recipientID enode.ID, recipientAddr netip.AddrPort) []*seenChallenge {
-	list, _ := s.challenges.get(initiator)
+	list, _ := s.challenges.Get(initiator)
 	var out []*seenChallenge
 	for _, c := range list {
 		if (c.hasChallengerID && c.challengerID == recipientID) || c.challengerAddr == recipientAddr {

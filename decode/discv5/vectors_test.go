@@ -277,14 +277,14 @@ func TestVectorHandshake(t *testing.T) {
 				t.Errorf("ephemeral-pubkey %x, want %x", auth[34+64:34+64+33], want)
 			}
 			// The session key B derived for A's packets is the vector's read-key.
-			ring, ok := d.st.sessions.get(sessionID{direction{testIDA, testIDB}, addrA, addrB})
+			ring, ok := d.st.sessions.Get(sessionID{direction{testIDA, testIDB}, addrA, addrB})
 			if !ok || ring[0] == nil {
 				t.Fatal("no session stored after the handshake")
 			}
 			if want := v.bytes(t, "read-key"); !bytes.Equal(ring[0].raw[:], want) {
 				t.Errorf("initiator-key %x, want read-key %x", ring[0].raw, want)
 			}
-			if _, ok := d.st.sessions.get(sessionID{direction{testIDB, testIDA}, addrB, addrA}); !ok {
+			if _, ok := d.st.sessions.Get(sessionID{direction{testIDB, testIDA}, addrB, addrA}); !ok {
 				t.Error("no recipient-key stored for B's replies")
 			}
 
@@ -303,7 +303,7 @@ func TestVectorHandshake(t *testing.T) {
 				t.Run("wrong initiator key", func(t *testing.T) {
 					d := newDecoder()
 					other := enode.NewV4(&mustKey(disctest.KeyC).PublicKey, nil, 0, 0)
-					d.st.pubkeys.put(testIDA, other.Pubkey())
+					d.st.pubkeys.Put(testIDA, other.Pubkey())
 					p := mustDecode(t, d, rec)
 					checkErr(t, p, errBadIDSignature)
 					checkErr(t, p, errBadHandshake)
@@ -544,26 +544,9 @@ func withByte(b []byte, i int, v byte) []byte {
 	return out
 }
 
-// The decoder's memory is bounded: beyond the limit, the oldest entries go first.
+// The candidate IDs are bounded: beyond the limit, the oldest go first (the maps of
+// the state are bounded.Map, tested in its package).
 func TestStateBounds(t *testing.T) {
-	b := newBounded[int, int](4)
-	for i := 0; i < 10; i++ {
-		b.put(i, i)
-	}
-	b.put(9, 90) // an update does not evict
-	if len(b.m) != 4 {
-		t.Fatalf("%d entries, want 4", len(b.m))
-	}
-	for i := 0; i < 10; i++ {
-		v, ok := b.get(i)
-		if want := i >= 6; ok != want {
-			t.Errorf("entry %d present %v, want %v", i, ok, want)
-		}
-		if i == 9 && v != 90 {
-			t.Errorf("entry 9 = %d, want the update 90", v)
-		}
-	}
-
 	var k knownIDs
 	k.index = make(map[enode.ID]int)
 	id := func(i int) enode.ID { return enode.ID{byte(i >> 8), byte(i), 1} }
