@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
+	"github.com/ethereum/go-ethereum/p2p/enode"
+
 	"github.com/discotrace/discotrace/decode/internal/disctest"
 	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
@@ -139,4 +142,29 @@ func TestScenarioICMPQuotesARequestBehindAFlood(t *testing.T) {
 	s.feed(icmpRec(b.Addr, a.Addr, 3, 3, ping))
 	s.tick(time.Second)
 	checkFailed(t, s.only(ndjson.TypeExchange), string(result.ICMPUnreachable), "icmp 3/3")
+}
+
+// A peer flooding discv5 messages: the messages followed per pair stay bounded (each
+// message costs O(1), not the length of the flood), and every one is still reported.
+func TestScenarioMessageFloodFromOnePeer(t *testing.T) {
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{a.ID()}}})
+	const n = 2000
+	most := 0
+	for i := range n {
+		s.randomPacket(b, a, &v5wire.Ping{ReqID: binary.BigEndian.AppendUint32(nil, uint32(i)), ENRSeq: 1})
+		st, ok := s.dec.hs.pairs.Get(flowOf(b.Addr, a.Addr))
+		if !ok {
+			t.Fatalf("message %d is not followed", i)
+		}
+		most = max(most, len(st.msgs))
+		s.after(100 * time.Microsecond)
+	}
+	s.tick(2 * time.Second)
+	if most > maxPendingMsgs {
+		t.Errorf("up to %d messages followed for one pair, bound %d", most, maxPendingMsgs)
+	}
+	if hs := s.ofType(ndjson.TypeHandshake); len(hs) != n {
+		t.Errorf("%d handshakes reported for %d first packets nothing answered", len(hs), n)
+	}
 }

@@ -105,6 +105,7 @@ func (h *handshakes) pair(from, to netip.AddrPort) *pairState {
 // sweep forgets pairs with nothing pending and no recent traffic.
 func (h *handshakes) sweep(cut time.Time) {
 	h.pairs.All(func(k flowKey, st *pairState) bool {
+		st.msgs = compactMsgs(st.msgs)
 		if len(st.msgs) == 0 && (st.att == nil || st.att.done) && st.last.Before(cut) {
 			h.pairs.Delete(k)
 		}
@@ -191,15 +192,14 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 	m.addSent(sd, "MESSAGE to "+addrText(r.Dst))
 	m.awaiting = sd
 	sd.own(&m.tracked)
-	fwd.msgs = append(fwd.msgs, m)
+	fwd.msgs = appendMsg(fwd.msgs, m)
 	initiator, recipient := r.Src, r.Dst
 	deadline := r.Time.Add(h.d.cfg.V5Timeout)
 	h.d.after(deadline, func(emit func(result.Event), atEnd bool) {
 		if m.done {
 			return
 		}
-		m.done = true
-		fwd.msgs = compactMsgs(fwd.msgs)
+		m.done = true // it leaves fwd.msgs at the next compaction
 		if !m.random {
 			if !m.decrypted && !m.inSession && !m.peerRecent {
 				// A request in a session this capture cannot decrypt: not a handshake,
@@ -228,6 +228,25 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 			h.emit(a, result.Failed, emit)
 		})
 	})
+}
+
+// maxPendingMsgs bounds the unanswered messages followed per pair: of a peer flooding
+// messages the latest are followed; older ones keep their timers and are reported, but
+// can no longer be answered or challenged. It keeps each message's cost O(1).
+const maxPendingMsgs = 64
+
+// appendMsg adds m to a pair's pending messages, making room by dropping finished ones
+// and then, if need be, the oldest.
+func appendMsg(list []*v5Msg, m *v5Msg) []*v5Msg {
+	if len(list) >= maxPendingMsgs {
+		list = compactMsgs(list)
+	}
+	if len(list) >= maxPendingMsgs {
+		n := copy(list, list[1:])
+		list[n] = nil
+		list = list[:n]
+	}
+	return append(list, m)
 }
 
 // compactMsgs drops finished messages, keeping order.
@@ -301,7 +320,7 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 		a.recipID, a.hasRecipID = h.d.idAt(r.Src)
 	}
 	for _, m := range st.msgs {
-		if bytes.Equal(m.nonce, p.Nonce) {
+		if !m.done && bytes.Equal(m.nonce, p.Nonce) {
 			// A request the recipient could not decrypt: it has no session (any more).
 			if m.awaiting != nil {
 				for _, o := range m.awaiting.owners {
