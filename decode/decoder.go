@@ -101,8 +101,8 @@ const (
 	// second at most).
 	maxLostMarks = 64
 	// maxLearnedIDs bounds address -> node ID: a flood of spoofed source addresses
-	// pushes out the oldest (the v5 decoder keeps its own bounded map).
-	maxLearnedIDs = 65536
+	// pushes out the oldest (the v5 decoder keeps its own map of the same size).
+	maxLearnedIDs = 16384
 	idRetention   = time.Hour
 	sweepEvery    = time.Second
 )
