@@ -2,15 +2,14 @@
 // shedding when decoding falls behind, and record time.
 //
 // The reader (a goroutine reading the Source) never waits on decoding: it pushes into a
-// bounded queue and drops what does not fit, and the datagrams of the heaviest remote
-// addresses once it is three quarters full, so that a flood cannot fill it alone. The
-// consumer decodes what it takes; while
-// the queue stands above its high-water mark it reports the datagrams of the heaviest
-// remote addresses without decoding them, so a flood from one peer does not blind it to
-// the others, and above its skim mark every datagram. Whatever was dropped or left
-// undecoded is reported as data, in record.Shed records. The decoder's clock moves only
-// with the records processed; the source's clock moves it on only when nothing is queued
-// and the source has delivered everything older.
+// bounded queue and drops what does not fit, and the datagrams of the heaviest flows once
+// the queue is three quarters full, so that a flood cannot fill it alone. The consumer
+// decodes what it takes; while the queue stands above its high-water mark it reports the
+// datagrams of the heaviest flows without decoding them, so a flood from one peer does
+// not blind it to the others, and above its skim mark every datagram. Whatever was
+// dropped or left undecoded is reported as data, in record.Shed records. The decoder's
+// clock moves only with the records processed; the source's clock moves it on only when
+// nothing is queued and the source has delivered everything older.
 package live
 
 import (
@@ -46,13 +45,13 @@ type Output interface {
 type Config struct {
 	// Capacity is the queue's size in records (DefaultCapacity).
 	Capacity int
-	// HighWater is the queue length above which the datagrams of heavy remote addresses
+	// HighWater is the queue length above which the datagrams of heavy flows
 	// are reported undecoded (half the capacity).
 	HighWater int
 	// SkimWater is the queue length from which every datagram is (7/8 of the capacity).
 	SkimWater int
 	// GuardWater is the queue length from which the reader drops the datagrams and reads
-	// of heavy remote addresses, keeping the rest for the others (3/4 of the capacity).
+	// of heavy flows, keeping the rest for the others (3/4 of the capacity).
 	GuardWater int
 	// ReportEvery is the least record time between two shed reports (one second).
 	ReportEvery time.Duration
@@ -199,9 +198,9 @@ func (p *pipeline) take(it *item) {
 }
 
 // skim decides whether a datagram is reported undecoded. Every datagram counts toward
-// its remote address's load, so the heavy ones are known when the queue grows.
+// its flow's load, so the heavy ones are known when the queue grows.
 func (p *pipeline) skim(r *record.Record) bool {
-	heavy := p.load.add(remote(r))
+	heavy := p.load.add(flowOf(r))
 	depth := len(p.q.ch)
 	switch {
 	case depth >= p.cfg.SkimWater:

@@ -339,14 +339,14 @@ func TestSkimAtTheSkimMark(t *testing.T) {
 // heavy sender among them.
 func TestSourceLoadIsBoundedAndKeepsTheHeavy(t *testing.T) {
 	l := newSourceLoad()
-	heavyAddr := netip.MustParseAddrPort("192.0.2.1:30303")
+	heavyAddr := flow{netip.MustParseAddrPort("192.0.2.1:30303"), local}
 	var heavy bool
 	for i := range 200_000 {
 		if i%4 == 0 {
 			heavy = l.add(heavyAddr)
 			continue
 		}
-		spoofed := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 30303)
+		spoofed := flow{netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 30303), local}
 		if l.add(spoofed) {
 			t.Fatalf("spoofed address %v, seen once, is heavy", spoofed)
 		}

@@ -40,7 +40,7 @@ func (s *dropSpan) add(t time.Time) {
 
 // queue is the bounded queue between the reader and the consumer. push never waits: when
 // the queue is full the record is dropped and counted, and from its guard length on so
-// are the datagrams and reads of heavy remote addresses, which keeps the rest of the
+// are the datagrams and reads of heavy flows, which keeps the rest of the
 // queue for the other peers: a flood cannot fill it alone.
 type queue struct {
 	ch     chan item
@@ -60,7 +60,7 @@ func newQueue(capacity, guard int) *queue {
 // is a heavy address's from the guard length on.
 func (q *queue) push(r *record.Record) {
 	q.pushed.Add(1)
-	heavy := (r.Kind == record.Datagram || r.Kind == record.Read) && q.load.add(remote(r))
+	heavy := (r.Kind == record.Datagram || r.Kind == record.Read) && q.load.add(flowOf(r))
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if heavy && len(q.ch) >= q.guard {

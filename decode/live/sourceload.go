@@ -6,9 +6,9 @@ import (
 	"github.com/discotrace/discotrace/decode/record"
 )
 
-// Bounds of the load estimate. A remote address is heavy when it has at least heavyMin of
-// the recent datagrams and at least 1/heavyShare of them: no discovery peer sends that
-// much on its own, a flood does.
+// Bounds of the load estimate. A flow is heavy when it has at least heavyMin of the
+// recent datagrams and at least 1/heavyShare of them: no discovery peer sends that much
+// on its own, a flood does.
 const (
 	maxSources = 256  // counters kept
 	decayEvery = 4096 // datagrams between halvings: "recent" is the last few thousand
@@ -16,42 +16,39 @@ const (
 	heavyMin   = 32
 )
 
-// sourceLoad estimates which remote endpoints (address and port: a discovery peer; peers
-// behind one NAT or on one host share an address) account for most of the recent datagrams,
-// in fixed memory: the Space-Saving algorithm (Metwally, Agrawal, El Abbadi, 2005) over
-// maxSources counters in a min-heap. Eviction policy: an address not tracked takes the
-// counter of the least loaded tracked one and inherits its count as possible error, so a
-// flood of spoofed addresses only churns the bottom of the heap, never grows it, and
-// cannot evict an address that has more than 1/maxSources of the traffic. Every
-// decayEvery datagrams all counts halve, so load is recent load.
+// sourceLoad estimates which flows (from one endpoint to another, ports included: peers
+// behind one NAT or on one host share an address, and the local node is one end of every
+// flow) account for most of the recent datagrams, in fixed memory: the Space-Saving
+// algorithm (Metwally, Agrawal, El Abbadi, 2005) over maxSources counters in a min-heap.
+// Eviction policy: a flow not tracked takes the counter of the least loaded tracked one
+// and inherits its count as possible error, so a flood of spoofed addresses only churns
+// the bottom of the heap, never grows it, and cannot evict a flow that has more than
+// 1/maxSources of the traffic. Every decayEvery datagrams all counts halve, so load is
+// recent load.
 type sourceLoad struct {
-	heap  []sourceCount          // min-heap by count
-	index map[netip.AddrPort]int // endpoint -> position in heap
-	total uint64                 // datagrams counted (halved with the counts)
-	since int                    // datagrams since the last halving
+	heap  []sourceCount // min-heap by count
+	index map[flow]int  // flow -> position in heap
+	total uint64        // datagrams counted (halved with the counts)
+	since int           // datagrams since the last halving
 }
 
 type sourceCount struct {
-	addr  netip.AddrPort
+	addr  flow
 	count uint64 // estimated datagrams, an overestimate by at most err
 	err   uint64
 }
 
 func newSourceLoad() *sourceLoad {
-	return &sourceLoad{index: make(map[netip.AddrPort]int, maxSources)}
+	return &sourceLoad{index: make(map[flow]int, maxSources)}
 }
 
-// remote is the other end of a datagram: its sender when received, its destination when
-// sent (a capture's datagrams, whose direction is unknown here, count by sender).
-func remote(r *record.Record) netip.AddrPort {
-	if r.Dir == record.DirOut {
-		return r.Dst
-	}
-	return r.Src
-}
+// flow is a datagram's sender and receiver: a read's is the datagram's it read.
+type flow struct{ src, dst netip.AddrPort }
 
-// add counts one datagram of addr and reports whether addr is heavy.
-func (l *sourceLoad) add(addr netip.AddrPort) (heavy bool) {
+func flowOf(r *record.Record) flow { return flow{r.Src, r.Dst} }
+
+// add counts one datagram of addr and reports whether its flow is heavy.
+func (l *sourceLoad) add(addr flow) (heavy bool) {
 	l.total++
 	if l.since++; l.since >= decayEvery {
 		l.halve()
