@@ -125,6 +125,13 @@ type Decoder struct {
 	seq     uint64 // of the latest timer
 	emitted uint64 // the seq of the latest event
 
+	// pending counts the requests and messages waiting for an answer (each holds its
+	// state and a timer); past maxPending new ones are not followed, only counted
+	// (untracked, since untrackedSince) and reported in a shed event.
+	pending        int
+	untracked      uint64
+	untrackedSince time.Time
+
 	seen datagrams
 	lost []lostMark
 
@@ -275,6 +282,35 @@ func (d *Decoder) lostEvidence(from, to time.Time) []result.Evidence {
 	return ev
 }
 
+// maxPending bounds the requests and messages followed at once. A busy node has a few
+// hundred in flight; a flood of requests from one peer or of new peers has thousands a
+// second, each waiting up to the response timeout (plus LossReportDelay live).
+const maxPending = 16384
+
+// follow reports whether a new request or message r can be followed, and counts it as
+// untracked when it cannot: too many are pending already.
+func (d *Decoder) follow(r *record.Record) bool {
+	if d.pending < maxPending {
+		d.pending++
+		return true
+	}
+	if d.untracked == 0 {
+		d.untrackedSince = r.Time
+	}
+	d.untracked++
+	return false
+}
+
+// reportUntracked emits what was not followed as a shed event, whose span starts at the
+// first of it: at most once per sweep, and at the end.
+func (d *Decoder) reportUntracked(emit func(result.Event)) {
+	if d.untracked == 0 {
+		return
+	}
+	emit(observe(&record.Record{Kind: record.Shed, Time: d.now, Since: d.untrackedSince, Untracked: d.untracked}))
+	d.untracked = 0
+}
+
 // awaitLoss runs fail now, or, when the failure is for want of an answer (noAnswer) and
 // the source reports losses late, once a loss before deadline would have been reported.
 func (d *Decoder) awaitLoss(deadline time.Time, noAnswer bool, emit func(result.Event), fail func(emit func(result.Event))) {
@@ -282,7 +318,11 @@ func (d *Decoder) awaitLoss(deadline time.Time, noAnswer bool, emit func(result.
 		fail(emit)
 		return
 	}
-	d.after(deadline.Add(d.cfg.LossReportDelay), func(emit func(result.Event), _ bool) { fail(emit) })
+	d.pending++ // it stays in memory meanwhile
+	d.after(deadline.Add(d.cfg.LossReportDelay), func(emit func(result.Event), _ bool) {
+		d.pending--
+		fail(emit)
+	})
 }
 
 // Advance moves record time to t without a record and emits what times out before it.
@@ -299,7 +339,9 @@ func (d *Decoder) moveTo(t time.Time, emit func(result.Event)) {
 		d.now = t
 	}
 	d.fire(emit, false)
-	d.sweep()
+	if d.sweep() {
+		d.reportUntracked(emit)
+	}
 }
 
 // Flush reports everything still open at the end of input: answers still settling as
@@ -308,6 +350,7 @@ func (d *Decoder) moveTo(t time.Time, emit func(result.Event)) {
 func (d *Decoder) Flush(emit func(result.Event)) {
 	emit = d.number(emit)
 	d.fire(emit, true)
+	d.reportUntracked(emit)
 }
 
 // ---- timers ----
@@ -359,10 +402,11 @@ func (d *Decoder) fire(emit func(result.Event), atEnd bool) {
 }
 
 // sweep forgets datagrams and learned state too old to matter, once per sweepEvery of
-// record time, so memory follows the traffic rate, not the capture length.
-func (d *Decoder) sweep() {
+// record time, so memory follows the traffic rate, not the capture length. It reports
+// whether it ran.
+func (d *Decoder) sweep() bool {
 	if d.now.Before(d.nextSweep) {
-		return
+		return false
 	}
 	d.nextSweep = d.now.Add(sweepEvery)
 	cut := d.now.Add(-d.retention)
@@ -380,6 +424,7 @@ func (d *Decoder) sweep() {
 	}
 	d.lost = append(d.lost[:0], d.lost[i:]...)
 	d.hs.sweep(cut)
+	return true
 }
 
 // ---- identity learning ----

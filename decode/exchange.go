@@ -124,6 +124,9 @@ func (x *exchanges) v4(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 			sd.own(&ex.tracked)
 			return
 		}
+		if !x.d.follow(r) {
+			return
+		}
 		ex := x.open(r, p, sd, v4Name(p.Kind), x.d.cfg.V4Timeout)
 		x.byHash.Put(key, ex)
 		unindex := func() {
@@ -242,6 +245,9 @@ func (x *exchanges) v5(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 			sd.own(&ex.tracked)
 			return
 		}
+		if !x.d.follow(r) {
+			return
+		}
 		ex := x.open(r, p, sd, p.Msg.Name(), x.d.cfg.V5Timeout)
 		x.v5reqs.Put(k, ex)
 		ex.forget = func() {
@@ -274,6 +280,7 @@ func (x *exchanges) open(r *record.Record, p *packet.Packet, sd *seenDatagram, n
 	sd.own(&ex.tracked)
 	deadline := r.Time.Add(timeout)
 	x.d.after(deadline, func(emit func(result.Event), atEnd bool) {
+		x.d.pending--
 		ex.forget() // a FINDNODE answered in part stops taking NEIGHBORS here too
 		if ex.answered || ex.done {
 			return

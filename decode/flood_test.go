@@ -168,3 +168,32 @@ func TestScenarioMessageFloodFromOnePeer(t *testing.T) {
 		t.Errorf("%d handshakes reported for %d first packets nothing answered", len(hs), n)
 	}
 }
+
+// Past maxPending requests and messages waiting at once, new ones are decoded but not
+// followed: memory stays bounded, and a shed event counts them (untracked).
+func TestScenarioPendingIsBounded(t *testing.T) {
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{a.ID()}}})
+	const n = maxPending + 1000
+	for i := range n {
+		s.randomPacket(b, a, &v5wire.Ping{ReqID: binary.BigEndian.AppendUint32(nil, uint32(i)), ENRSeq: 1})
+		if s.dec.pending > maxPending {
+			t.Fatalf("%d pending after %d messages, bound %d", s.dec.pending, i+1, maxPending)
+		}
+		s.after(10 * time.Microsecond)
+	}
+	s.tick(2 * time.Second)
+	s.flush()
+	var untracked uint64
+	for _, ev := range s.ofType(ndjson.TypeShed) {
+		if ev.Untracked != nil {
+			untracked += *ev.Untracked
+		}
+	}
+	if hs := len(s.ofType(ndjson.TypeHandshake)); hs != maxPending || untracked != n-maxPending {
+		t.Errorf("%d handshakes reported and %d counted untracked, want %d and %d", hs, untracked, maxPending, n-maxPending)
+	}
+	if s.dec.pending != 0 {
+		t.Errorf("%d still pending at the end", s.dec.pending)
+	}
+}

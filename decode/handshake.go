@@ -179,6 +179,9 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 	}
 
 	// As a request.
+	if !h.d.follow(r) {
+		return
+	}
 	m := &v5Msg{
 		t: r.Time, nonce: p.Nonce, decrypted: p.Msg != nil,
 		random:     random,
@@ -196,6 +199,7 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 	initiator, recipient := r.Src, r.Dst
 	deadline := r.Time.Add(h.d.cfg.V5Timeout)
 	h.d.after(deadline, func(emit func(result.Event), atEnd bool) {
+		h.d.pending--
 		if m.done {
 			return
 		}

@@ -49,6 +49,7 @@ func appendEvent(b []byte, ev *Event) []byte {
 	b = appendUintPtr(b, `,"count":`, ev.Count)
 	b = appendStr(b, `,"since":`, ev.Since)
 	b = appendUintPtr(b, `,"undecoded":`, ev.Undecoded)
+	b = appendUintPtr(b, `,"untracked":`, ev.Untracked)
 
 	if ev.Disc != nil {
 		b = appendDisc(append(b, `,"disc":`...), ev.Disc)

@@ -74,6 +74,9 @@ type Event struct {
 	Count     *uint64 `json:"count,omitempty"`
 	Since     string  `json:"since,omitempty"`
 	Undecoded *uint64 `json:"undecoded,omitempty"`
+	// Untracked is, for shed, how many requests and messages were decoded but not
+	// followed into exchanges and handshakes: too many were waiting for answers.
+	Untracked *uint64 `json:"untracked,omitempty"`
 
 	// Disc is the decoded discovery packet carried by a datagram event.
 	Disc *Disc `json:"disc,omitempty"`

@@ -81,6 +81,9 @@ func observation(o *result.Observation, withPayload bool) *Event {
 		}
 		if r.Kind == record.Shed {
 			ev.Undecoded = Ptr(r.Undecoded)
+			if r.Untracked > 0 {
+				ev.Untracked = Ptr(r.Untracked)
+			}
 		}
 		return ev
 	}

@@ -87,8 +87,11 @@ type Record struct {
 	// (a Lost record is stamped when the loss was noticed; it happened in that span).
 	Count uint64
 	Since time.Time
-	// Shed: how many records were reported without protocol decoding.
+	// Shed: how many records were reported without protocol decoding, and how many
+	// requests and messages were decoded but not followed (the decoder had too many
+	// waiting for answers already).
 	Undecoded uint64
+	Untracked uint64
 }
 
 // ReasonFragReasmTimeout is the kernel's drop reason for a datagram whose fragments never
