@@ -17,7 +17,8 @@
 // Read returns them and then ErrClosed (a blocked Read wakes up to do so).
 // Events the kernel side could not deliver because the ring buffer was full are counted
 // per CPU and reported by Read as KindLost events (every Config.LostInterval, when the
-// count grew), never hidden.
+// count grew), never hidden; LostSince says since when, the previous check. DeliveredUntil
+// tells a consumer that judges timeouts up to when every event has been returned.
 //
 // Nothing is pinned: every program is attached through a BPF link owned by this process,
 // so Close, or the process dying, detaches everything.
