@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/discotrace/discotrace/decode/record"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
 )
 
