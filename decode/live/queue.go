@@ -8,7 +8,7 @@ import (
 	"github.com/discotrace/discotrace/decode/record"
 )
 
-// DefaultCapacity is the queue's size in records. Chosen by memory: a slot is 432 bytes
+// DefaultCapacity is the queue's size in records. Chosen by memory: a slot is 440 bytes
 // (7 MiB allocated up front) and a queued record holds a payload copy of up to 1280 bytes
 // (the snap length), so a full queue takes at most about 28 MiB. At 200k kernel events/s
 // it is 80 ms of input: enough to ride out a GC pause or a slow batch. A longer gap is met
