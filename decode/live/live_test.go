@@ -217,6 +217,11 @@ func TestQueueFullDropsAreCountedOnce(t *testing.T) {
 			if uint64(len(sheds)) != st.Reports || len(sheds) == 0 {
 				t.Errorf("%d shed events, %d reports", len(sheds), st.Reports)
 			}
+			for i, ev := range out.events { // numbered in output order, with or without a decoder
+				if ev.Seq != uint64(i+1) {
+					t.Fatalf("event %d has seq %d", i+1, ev.Seq)
+				}
+			}
 		})
 	}
 }
