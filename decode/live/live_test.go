@@ -12,6 +12,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
 
 	"github.com/discotrace/discotrace/decode"
+	"github.com/discotrace/discotrace/decode/internal/disctest"
 	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
@@ -34,18 +35,8 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 	return k
 }
 
-// v4Encode signs and frames a discv4 packet as geth does.
-func v4Encode(t testing.TB, key *ecdsa.PrivateKey, p v4wire.Packet) []byte {
-	t.Helper()
-	b, _, err := v4wire.Encode(key, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func ping(t testing.TB, key *ecdsa.PrivateKey, from, to netip.AddrPort) []byte {
-	return v4Encode(t, key, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(from, 0), To: v4wire.NewEndpoint(to, 0),
+	return disctest.V4Encode(t, key, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(from, 0), To: v4wire.NewEndpoint(to, 0),
 		Expiration: uint64(t0.Add(20 * time.Second).Unix())})
 }
 
@@ -147,7 +138,7 @@ func TestAnswerQueuedBehindABurstIsAnswered(t *testing.T) {
 		r := datagram(at, record.DirIn, other, local, []byte("not discovery"))
 		p.q.push(&r)
 		if i == burst/2 {
-			pong := v4Encode(t, keyB, &v4wire.Pong{To: v4wire.NewEndpoint(local, 0), ReplyTok: req[:32], Expiration: uint64(t0.Add(20 * time.Second).Unix())})
+			pong := disctest.V4Encode(t, keyB, &v4wire.Pong{To: v4wire.NewEndpoint(local, 0), ReplyTok: req[:32], Expiration: uint64(t0.Add(20 * time.Second).Unix())})
 			r := datagram(t0.Add(50*time.Millisecond), record.DirIn, peerB, local, pong)
 			p.q.push(&r)
 		}
