@@ -36,10 +36,10 @@ type skewState struct {
 }
 
 type seqClaim struct {
-	seq      uint64
-	t        time.Time
-	peer     netip.AddrPort
-	seen     result.Evidence // the packet that made the claim, its detail still unset
+	seq  uint64
+	peer netip.AddrPort
+	// seen is the packet that made the claim (its time the claim's), detail still unset.
+	seen     result.Evidence
 	reported bool
 }
 
@@ -49,13 +49,12 @@ type mismatchKey struct {
 	publicIP netip.Addr
 }
 
-// maxStormTimes bounds the challenge times kept per pair (and listed as evidence).
+// maxStormTimes bounds the challenges kept per pair (and listed as evidence).
 const maxStormTimes = 64
 
 type stormState struct {
-	times    []time.Time
-	seen     []result.Evidence // the challenges, as times
-	reported bool
+	challenges []result.Evidence // the recent ones, oldest first
+	reported   bool
 }
 
 // anomalies detects what is wrong without being one failure: clock skew (discv4
@@ -209,12 +208,12 @@ func (an *anomalies) enrSeq(r *record.Record, sd *seenDatagram, id enode.ID, seq
 		return // "no record" (test tools send it), not a claim about one
 	}
 	c, ok := an.seqs.Get(id)
-	if !ok || an.stale(c.t) {
-		an.seqs.Put(id, &seqClaim{seq: seq, t: r.Time, peer: r.Src, seen: sd.evidence("")})
+	if !ok || an.stale(c.seen.Time) {
+		an.seqs.Put(id, &seqClaim{seq: seq, peer: r.Src, seen: sd.evidence("")})
 		return
 	}
 	if seq >= c.seq {
-		c.seq, c.t, c.peer, c.seen = seq, r.Time, r.Src, sd.evidence("")
+		c.seq, c.peer, c.seen = seq, r.Src, sd.evidence("")
 		return
 	}
 	if c.reported {
@@ -276,18 +275,15 @@ func (an *anomalies) whoareyou(r *record.Record, sd *seenDatagram, emit func(res
 	}
 	cut := r.Time.Add(-an.d.cfg.StormWindow)
 	i := 0
-	for i < len(s.times) && !s.times[i].After(cut) {
+	for i < len(s.challenges) && !s.challenges[i].Time.After(cut) {
 		i++
 	}
-	s.times = append(s.times[:0], s.times[i:]...)
-	s.seen = append(s.seen[:0], s.seen[i:]...)
-	if len(s.times) >= maxStormTimes {
-		s.times = append(s.times[:0], s.times[1:]...)
-		s.seen = append(s.seen[:0], s.seen[1:]...)
+	s.challenges = append(s.challenges[:0], s.challenges[i:]...)
+	if len(s.challenges) >= maxStormTimes {
+		s.challenges = append(s.challenges[:0], s.challenges[1:]...)
 	}
-	s.times = append(s.times, r.Time)
-	s.seen = append(s.seen, sd.evidence("WHOAREYOU"))
-	if len(s.times) < an.d.cfg.StormThreshold {
+	s.challenges = append(s.challenges, sd.evidence("WHOAREYOU"))
+	if len(s.challenges) < an.d.cfg.StormThreshold {
 		s.reported = false
 		return
 	}
@@ -300,7 +296,7 @@ func (an *anomalies) whoareyou(r *record.Record, sd *seenDatagram, emit func(res
 		ev.PeerID = &id
 	}
 	ev.Detail = fmt.Sprintf("%d WHOAREYOU from %s to %s within %s: the peer keeps failing or losing its sessions",
-		len(s.times), addrText(r.Src), addrText(r.Dst), an.d.cfg.StormWindow)
-	ev.Evidence = append(ev.Evidence, s.seen...)
+		len(s.challenges), addrText(r.Src), addrText(r.Dst), an.d.cfg.StormWindow)
+	ev.Evidence = append(ev.Evidence, s.challenges...)
 	emit(ev)
 }
