@@ -33,9 +33,8 @@ func TestTraceAccountsForEveryDatagram(t *testing.T) {
 	}
 	defer rx.Close()
 	rx.SetReadBuffer(8 << 20)
-	f := &traceFlags{hookFlags: hookFlags{ports: []uint{uint(port)}, backend: "auto"},
-		duration: sendFor + 2*time.Second, snapLen: 1280, ringSize: 8 << 20, decoderFlags: decoderFlags{
-			payload: true, v4Timeout: 500 * time.Millisecond, v5Timeout: 700 * time.Millisecond, handshakeTimeout: time.Second}}
+	f := traceWith(sendFor+2*time.Second, port)
+	f.payload = true
 	stdout, stderr, done := startTrace(t, f)
 
 	reads := readAll(rx)

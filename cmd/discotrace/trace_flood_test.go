@@ -44,9 +44,8 @@ func TestTraceReportsGethPingsDuringAFlood(t *testing.T) {
 	pinger, pinged := newDiscv4Socket(t), newDiscv4Socket(t)
 	pingedAddr := pinged.LocalAddr().(*net.UDPAddr)
 
-	f := &traceFlags{hookFlags: hookFlags{ports: []uint{uint(pingedAddr.Port), uint(floodPort)}, backend: "auto"},
-		duration: floodFor + 3*time.Second, snapLen: 1280, ringSize: 8 << 20, decoderFlags: decoderFlags{
-			payload: true, v4Timeout: 500 * time.Millisecond, v5Timeout: 700 * time.Millisecond, handshakeTimeout: time.Second}}
+	f := traceWith(floodFor+3*time.Second, pingedAddr.Port, floodPort)
+	f.payload = true
 	stdout, stderr, done := startTrace(t, f)
 
 	udpPinged := listenV4(t, pinged)

@@ -17,15 +17,29 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
 
+	"github.com/discotrace/discotrace/decode"
 	"github.com/discotrace/discotrace/ndjson"
+	"github.com/discotrace/discotrace/tracer"
 )
+
+// traceWith is `discotrace trace` with its flags' defaults (decoded, auto backend) on
+// ports, for d.
+func traceWith(d time.Duration, ports ...int) *traceFlags {
+	f := &traceFlags{duration: d, snapLen: tracer.MaxSnapLen, ringSize: tracer.DefaultRingSize,
+		hookFlags: hookFlags{backend: "auto"}, decoderFlags: decoderFlags{v4Timeout: decode.DefaultV4Timeout,
+			v5Timeout: decode.DefaultV5Timeout, handshakeTimeout: decode.DefaultHandshakeTimeout}}
+	for _, p := range ports {
+		f.ports = append(f.ports, uint(p))
+	}
+	return f
+}
 
 // `discotrace trace --raw` on a watched port: a datagram sent to it where nothing listens
 // shows as one send, one icmp out, one icmp in and one drop line, valid NDJSON.
 func TestTraceRawPrintsKernelEvents(t *testing.T) {
 	port := portWithNoListener(t)
-	f := &traceFlags{raw: true, hookFlags: hookFlags{ports: []uint{uint(port)}, backend: "auto"},
-		duration: 2 * time.Second, snapLen: 1280, ringSize: 8 << 20, decoderFlags: decoderFlags{payload: true}}
+	f := traceWith(2*time.Second, port)
+	f.raw, f.payload = true, true
 	stdout, stderr, done := startTrace(t, f)
 	peer, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
@@ -68,9 +82,7 @@ func TestTraceRawPrintsKernelEvents(t *testing.T) {
 // a timeout.
 func TestTraceDecodesAPingToAGonePeer(t *testing.T) {
 	port := portWithNoListener(t) // the peer is gone
-	f := &traceFlags{hookFlags: hookFlags{ports: []uint{uint(port)}, backend: "auto"},
-		duration: 2 * time.Second, snapLen: 1280, ringSize: 8 << 20, decoderFlags: decoderFlags{
-			v4Timeout: 500 * time.Millisecond, v5Timeout: 700 * time.Millisecond, handshakeTimeout: time.Second}}
+	f := traceWith(2*time.Second, port)
 	stdout, stderr, done := startTrace(t, f)
 	key, err := crypto.GenerateKey()
 	if err != nil {
@@ -229,9 +241,8 @@ func TestTraceLostEventsCarryTheirSpan(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer node.Close()
-	f := &traceFlags{hookFlags: hookFlags{ports: []uint{uint(port)}, backend: "auto"},
-		duration: 2 * time.Second, snapLen: 1280, ringSize: os.Getpagesize(), decoderFlags: decoderFlags{
-			v4Timeout: 500 * time.Millisecond, v5Timeout: 700 * time.Millisecond, handshakeTimeout: time.Second}}
+	f := traceWith(2*time.Second, port)
+	f.ringSize = os.Getpagesize()
 	stdout, stderr, done := startTrace(t, f)
 	peer, err := net.DialUDP("udp4", nil, node.LocalAddr().(*net.UDPAddr))
 	if err != nil {
