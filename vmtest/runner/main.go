@@ -303,6 +303,16 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 		fmt.Fprintf(os.Stderr, "=== vmtest %s: booting %s %s (%s) under TCG, timeout %s; console log %s\n",
 			r, k.Package, k.Version, k.Release, cfg.timeout, logFile)
 		res := bootVM(ctx, k.vmlinuz(), initrd, cfg.vm, "["+r.String()+"] ", os.Stdout, lf)
+		if res.DiedBooting {
+			// The job never started, so a second boot cannot hide a failure of ours; a
+			// second early death is reported as it is.
+			fmt.Fprintf(os.Stderr, "=== vmtest %s: the kernel died before /init started (%v); booting once more\n", r, res.Err)
+			fmt.Fprintf(lf, "\n=== second boot: the first died before /init started\n")
+			first := res.Wall
+			res = bootVM(ctx, k.vmlinuz(), initrd, cfg.vm, "["+r.String()+"] ", os.Stdout, lf)
+			res.Wall += first
+			res.Rebooted = true
+		}
 		lf.Close()
 		os.Remove(initrd)
 		outcomes = append(outcomes, outcome{spec: r, what: k.Package + " " + k.Version, res: res, logFile: logFile})
@@ -324,6 +334,9 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 		boot := "-"
 		if o.res.BootTime > 0 {
 			boot = fmt.Sprintf("boot %.1fs (guest uptime %.2fs)", o.res.BootTime.Seconds(), o.res.Uptime)
+		}
+		if o.res.Rebooted {
+			verdict += " (second boot: the first died before /init)"
 		}
 		fmt.Fprintf(os.Stderr, "%-16s %-58s %-32s total %-8s %s\n", o.spec, o.what, boot, o.res.Wall.Round(100*time.Millisecond), verdict)
 	}

@@ -33,6 +33,10 @@ type runResult struct {
 	BootTime time.Duration // host time from qemu start to the guest's /init, 0 if unknown
 	Uptime   float64       // guest uptime when /init started, seconds
 	Wall     time.Duration // whole run
+	// DiedBooting: the kernel stopped (panicked) before /init reported booting, so
+	// nothing of the job ran. Seen rarely under TCG early in boot; worth one more boot.
+	DiedBooting bool
+	Rebooted    bool // this is a second boot's result; the first died booting
 }
 
 func checkQemu() error {
@@ -142,6 +146,7 @@ func bootVM(ctx context.Context, vmlinuz, initrd string, opt vmOptions, prefix s
 		res.Status = code >> 1
 		res.Err = nil
 	case code == 0:
+		res.DiedBooting = res.BootTime == 0
 		res.Err = fmt.Errorf("the guest stopped without reporting a status (kernel panic, or /init crashed). Last console lines: %s", lastLines)
 	case code == 1 && res.BootTime > 0:
 		// isa-debug-exit with 0 and a qemu error both exit 1: without the marker, the
