@@ -30,9 +30,12 @@ type exchange struct {
 	fromID, toID   enode.ID
 	hasFrom, hasTo bool
 	t, respT       time.Time
-	timeout        time.Duration
-	attempts       int
-	answered       bool
+	// lastT is when the latest copy of the request went out: identical copies cannot be
+	// told apart, and the latest before the answer is the one a resend got answered.
+	lastT    time.Time
+	timeout  time.Duration
+	attempts int
+	answered bool
 	// nodes counts the entries of the NEIGHBORS packets a discv4 FINDNODE got so far,
 	// lastNeighbors is when the latest came.
 	nodes         int
@@ -44,6 +47,14 @@ type exchange struct {
 type flowKey struct{ from, to netip.AddrPort }
 
 func flowOf(from, to netip.AddrPort) flowKey { return flowKey{unmapAP(from), unmapAP(to)} }
+
+// v4ReqKey finds a discv4 request by its hash and the IP it went to: requests without
+// a destination in their bytes (ENRREQUEST, a FINDNODE's repeated target) are identical
+// for every peer, and geth matches a reply by the IP it comes from.
+type v4ReqKey struct {
+	hash string
+	to   netip.Addr
+}
 
 // v5ReqKey finds a discv5 request by who asked whom and its request ID.
 type v5ReqKey struct {
@@ -72,7 +83,7 @@ const v4NeighborsSpread = 50 * time.Millisecond
 // still reported, but an answer can no longer find it.
 type exchanges struct {
 	d        *Decoder
-	byHash   *bounded.Map[string, *exchange]
+	byHash   *bounded.Map[v4ReqKey, *exchange]
 	findnode *bounded.Map[flowKey, []*exchange]
 	v5reqs   *bounded.Map[v5ReqKey, *exchange]
 }
@@ -87,7 +98,7 @@ const (
 
 func (x *exchanges) init(d *Decoder) {
 	x.d = d
-	x.byHash = bounded.New[string, *exchange](maxPendingRequests)
+	x.byHash = bounded.New[v4ReqKey, *exchange](maxPendingRequests)
 	x.findnode = bounded.New[flowKey, []*exchange](maxPendingRequests)
 	x.v5reqs = bounded.New[v5ReqKey, *exchange](maxPendingRequests)
 }
@@ -114,12 +125,14 @@ func (x *exchanges) v4(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 	}
 	switch p.Kind {
 	case discv4.KindPing, discv4.KindENRRequest, discv4.KindFindnode:
-		key := string(p.Hash)
+		key := v4ReqKey{string(p.Hash), r.Dst.Addr().Unmap()}
 		if ex, _ := x.byHash.Get(key); ex != nil && !ex.answered && !ex.done {
-			// The same bytes again while it waits: a duplicate of the request, not a new
-			// one. (geth signs deterministically and expirations are whole seconds, so a
-			// new request within the second after an answer has the same bytes too.)
+			// The same bytes to the same peer again while it waits: a duplicate of the
+			// request, not a new one. (geth signs deterministically and expirations are
+			// whole seconds, so a new request within the second after an answer has the
+			// same bytes too.)
 			ex.attempts++
+			ex.lastT = r.Time
 			ex.addSent(sd, "duplicate "+p.Kind)
 			sd.own(&ex.tracked)
 			return
@@ -172,8 +185,8 @@ func (x *exchanges) v4(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 			}
 		}
 	case discv4.KindPong, discv4.KindENRResponse:
-		ex, _ := x.byHash.Get(string(p.ReplyTok))
-		if ex == nil || ex.req != v4Name(v4RequestOf[p.Kind]) || ex.to.Addr().Unmap() != r.Src.Addr().Unmap() {
+		ex, _ := x.byHash.Get(v4ReqKey{string(p.ReplyTok), r.Src.Addr().Unmap()})
+		if ex == nil || ex.req != v4Name(v4RequestOf[p.Kind]) {
 			return // not an answer to a request seen: before the capture, or forged
 		}
 		if x.expiredAnswer(ex, r, p, sd) {
@@ -240,6 +253,7 @@ func (x *exchanges) v5(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 			// geth resends a request inside the HANDSHAKE after a WHOAREYOU, with the same
 			// request ID: the same exchange, tried again.
 			ex.attempts++
+			ex.lastT = r.Time
 			ex.addSent(sd, p.Kind+" "+p.Msg.Name())
 			ex.awaiting, ex.read, ex.rejected = sd, nil, refused // the challenge was answered
 			sd.own(&ex.tracked)
@@ -265,7 +279,7 @@ func (x *exchanges) v5(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 }
 
 func (x *exchanges) open(r *record.Record, p *packet.Packet, sd *seenDatagram, name string, timeout time.Duration) *exchange {
-	ex := &exchange{req: name, from: r.Src, to: r.Dst, t: r.Time, timeout: timeout, attempts: 1}
+	ex := &exchange{req: name, from: r.Src, to: r.Dst, t: r.Time, lastT: r.Time, timeout: timeout, attempts: 1}
 	ex.fromID, ex.hasFrom = p.SrcID, p.HasSrcID
 	ex.toID, ex.hasTo = p.DstID, p.HasDstID
 	if !ex.hasTo {
@@ -326,7 +340,7 @@ func (x *exchanges) emit(ex *exchange, outcome result.Outcome, emit func(result.
 		ev.Attempts = ex.attempts
 	}
 	if ex.answered {
-		ev.RTT = durPtr(ex.respT.Sub(ex.t))
+		ev.RTT = durPtr(ex.respT.Sub(ex.lastT))
 	}
 	if outcome == result.Failed {
 		ev.Cause, ev.Evidence = ex.verdict()

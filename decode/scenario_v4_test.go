@@ -79,7 +79,8 @@ func TestScenarioTwoFindnodesToOnePeer(t *testing.T) {
 	scExchange(t, exs[1], "FINDNODE/v4", string(result.Answered), 32*time.Millisecond, 0)
 }
 
-// A FINDNODE sent twice within one second has the same bytes: one request tried twice.
+// A FINDNODE sent twice within one second has the same bytes: one request tried twice,
+// whose RTT is the latest copy's (the one a resend gets answered).
 func TestScenarioFindnodeRetransmitted(t *testing.T) {
 	s := newScNet(t, Config{})
 	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
@@ -90,7 +91,49 @@ func TestScenarioFindnodeRetransmitted(t *testing.T) {
 	s.after(2 * time.Millisecond)
 	s.neighbors(b, a, scNeighbors(t, 3))
 	s.tick(time.Second)
-	scExchange(t, s.only(ndjson.TypeExchange), "FINDNODE/v4", string(result.Answered), 102*time.Millisecond, 2)
+	scExchange(t, s.only(ndjson.TypeExchange), "FINDNODE/v4", string(result.Answered), 2*time.Millisecond, 2)
+}
+
+// An ENRREQUEST names no destination: the same bytes sent to three peers within one
+// second are three requests, each answered by its own peer, never one tried three times.
+func TestScenarioIdenticalRequestsToPeers(t *testing.T) {
+	s := newScNet(t, Config{})
+	a := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303")
+	peers := []*disctest.Node{
+		disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303"),
+		disctest.NewNode(t, disctest.KeyC, "10.0.0.3:30303"),
+		disctest.NewNode(t, disctest.KeyG, "10.0.0.4:30303"),
+	}
+	req := &v4wire.ENRRequest{Expiration: s.exp()}
+	var hashes [][]byte
+	for _, p := range peers {
+		hashes = append(hashes, s.v4(a, p, req, record.DirOut))
+	}
+	if string(hashes[0]) != string(hashes[2]) {
+		t.Fatal("the test needs identical requests: signing is deterministic")
+	}
+	s.after(2 * time.Millisecond)
+	for i, p := range peers[1:] { // the first peer never answers
+		s.v4(p, a, &v4wire.ENRResponse{ReplyTok: hashes[i+1][:32], Record: *p.LN.Node().Record()}, record.DirIn)
+	}
+	s.tick(2 * time.Second)
+	exs := s.ofType(ndjson.TypeExchange)
+	if len(exs) != 3 {
+		t.Fatalf("%d exchanges, want 3:\n%s", len(exs), s.dump())
+	}
+	byPeer := map[string]string{}
+	for _, e := range exs {
+		if e.Attempts != 0 {
+			t.Errorf("exchange to %s: attempts %d, want 1 (each copy went to another peer)", e.Recipient, e.Attempts)
+		}
+		byPeer[e.Recipient] = e.Outcome
+	}
+	want := map[string]string{"10.0.0.2:30303": "failed", "10.0.0.3:30303": "answered", "10.0.0.4:30303": "answered"}
+	for peer, outcome := range want {
+		if byPeer[peer] != outcome {
+			t.Errorf("exchange to %s: %q, want %q\n%s", peer, byPeer[peer], outcome, s.dump())
+		}
+	}
 }
 
 // Answers go-ethereum accepts although part of them is invalid: a NEIGHBORS with an entry
