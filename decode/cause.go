@@ -44,11 +44,29 @@ type tracked struct {
 	more int
 }
 
-// keep appends evs to list up to maxSentEvidence and counts the rest in t.more.
+// keep appends evs to list up to maxSentEvidence and counts the rest in t.more. An event
+// already cited is not cited again: one drop or ICMP error reaches an item through each
+// observation of the datagram it is about.
 func (t *tracked) keep(list *[]result.Evidence, evs ...result.Evidence) {
-	n := min(len(evs), max(0, maxSentEvidence-len(*list)))
-	*list = append(*list, evs[:n]...)
-	t.more += len(evs) - n
+	for _, e := range evs {
+		if e.Seq != 0 && cites(*list, e.Seq) {
+			continue
+		}
+		if len(*list) >= maxSentEvidence {
+			t.more++
+			continue
+		}
+		*list = append(*list, e)
+	}
+}
+
+func cites(list []result.Evidence, seq uint64) bool {
+	for _, e := range list {
+		if e.Seq == seq {
+			return true
+		}
+	}
+	return false
 }
 
 // absorb takes over the evidence of o (a message that turned out to start a handshake).

@@ -44,12 +44,27 @@ type seenDatagram struct {
 	recv     bool           // Dir in: a local receive
 	read     bool
 	evicted  bool
-	owners   []*tracked
+	// dropped: a kernel drop was attributed to it; a drop is one datagram.
+	dropped bool
+	// cookie is the socket it was sent from (sent) or queued on (recv), 0 if unknown.
+	cookie uint64
+	owners []*tracked
 	// twin is, for the receive of a datagram sent by this same host (both ends local),
 	// the send record: one datagram, observed twice.
 	twin *seenDatagram
 	// unowned are ICMP errors about it that came while nothing tracked it.
 	unowned []netObservation
+}
+
+// socketOf returns the cookie of the socket that sent sd (sending) or queued it
+// (receiving), from whichever of its observations saw that socket; 0 if unknown.
+func (sd *seenDatagram) socketOf(sending bool) uint64 {
+	for _, o := range [2]*seenDatagram{sd, sd.twin} {
+		if o != nil && o.cookie != 0 && (sending && o.sent || !sending && o.recv) {
+			return o.cookie
+		}
+	}
+	return 0
 }
 
 // wasRead reports whether the application read sd (as the receive of a datagram this
@@ -190,6 +205,7 @@ func (t *datagrams) add(r *record.Record, obs *result.Observation) *seenDatagram
 	sd := &seenDatagram{
 		t: r.Time, src: unmapAP(r.Src), dst: unmapAP(r.Dst), n: r.Len, evType: result.TypeOf(r), seq: obs.Seq, pkt: obs.Packet,
 		inbound: r.Dir != record.DirOut, sent: r.Dir == record.DirOut, recv: r.Dir == record.DirIn,
+		cookie: r.Cookie,
 	}
 	sd.headLen = uint8(copy(sd.head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)]))
 	flow := flowKey{sd.src, sd.dst}

@@ -719,8 +719,12 @@ func (d *Decoder) feedICMP(r *record.Record, emit func(result.Event)) {
 	}
 }
 
-// feedDrop attributes a kernel drop to the items waiting on its flow: a request dropped
-// on its way in, or an answer dropped before the application could read it.
+// feedDrop attributes a kernel drop to the one datagram it is: the newest of its flow and
+// length not already dropped (an unread one first: a datagram read cannot be dropped
+// afterwards), a request of an item or the answer it got; failing that, an answer to a
+// request of the reverse flow, dropped before anything saw it. The socket the kernel
+// dropped it at, when it says, must be the one that datagram was for: a drop of another
+// process's packet from the same peer is not this item's.
 func (d *Decoder) feedDrop(r *record.Record, emit func(result.Event)) {
 	obs := observe(r)
 	emit(obs)
@@ -730,25 +734,56 @@ func (d *Decoder) feedDrop(r *record.Record, emit func(result.Event)) {
 	cause := dropCause(r.Reason)
 	e := result.Evidence{Seq: obs.Seq, Time: r.Time, Observed: result.TypeDrop, Detail: dropDetail(r)}
 	window := r.Time.Add(-d.retention / 2)
-	// The dropped datagram is a request of an item (same direction) or the answer it
-	// waits for (reverse direction).
+	var unread, read *seenDatagram
 	d.seen.newestOf(r.Src, r.Dst, window, r.Time, func(sd *seenDatagram) {
-		for _, o := range sd.owners {
-			switch {
-			case sd.is(o.answer) && (r.Len == 0 || r.Len == sd.n):
-				o.network(cause, e, true) // the answer itself, seen and then dropped
-			case o.answer == nil && sd.is(o.awaiting) && (r.Len == 0 || r.Len == sd.n) && !sd.wasRead():
-				// The request itself, dropped before its receiver read it (a read
-				// datagram cannot be dropped afterwards: the drop is another one's).
-				o.network(cause, e, false)
-			}
+		if unread != nil || sd.dropped || r.Len != 0 && r.Len != sd.n || !sameSocket(r.Cookie, sd.socketOf(false)) {
+			return
+		}
+		if !sd.wasRead() {
+			unread = sd
+		} else if read == nil {
+			read = sd
 		}
 	})
+	if unread != nil {
+		d.dropped(unread, cause, e)
+		return
+	}
+	attributed := false
 	d.seen.newestOf(r.Dst, r.Src, window, r.Time, func(sd *seenDatagram) {
+		if !sameSocket(r.Cookie, sd.socketOf(true)) {
+			return
+		}
 		for _, o := range sd.owners {
 			if o.answer == nil && sd.is(o.awaiting) {
 				o.network(cause, e, false) // an answer to it, dropped unseen
+				attributed = true
 			}
 		}
 	})
+	if !attributed && read != nil {
+		// A datagram recvmsg dequeued and dropped (a bad checksum) is taken for read.
+		d.dropped(read, cause, e)
+	}
 }
+
+// dropped attributes a drop to sd, the datagram it is.
+func (d *Decoder) dropped(sd *seenDatagram, cause result.Cause, e result.Evidence) {
+	sd.dropped = true
+	if sd.twin != nil {
+		sd.twin.dropped = true
+	}
+	for _, o := range sd.owners {
+		switch {
+		case sd.is(o.answer):
+			o.network(cause, e, true) // the answer itself, seen and then dropped
+		case o.answer == nil && sd.is(o.awaiting) && !sd.wasRead():
+			// The request, dropped before its receiver read it (a read request is not
+			// the one dropped: the drop is another's of its length).
+			o.network(cause, e, false)
+		}
+	}
+}
+
+// sameSocket reports whether two socket cookies may name one socket: 0 is unknown.
+func sameSocket(a, b uint64) bool { return a == 0 || b == 0 || a == b }

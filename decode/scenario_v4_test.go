@@ -382,3 +382,71 @@ func TestScenarioFindnodeBetweenAnswerPackets(t *testing.T) {
 		}
 	}
 }
+
+// Two identical PINGs get two identical PONGs; the second PONG is dropped at the full
+// socket, the first read: the drop is the second copy's, not the answer's (issue 10,
+// item 3), and the exchange is answered.
+func TestScenarioDropOfIdenticalAnswer(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, record.DirOut)
+	s.after(time.Millisecond)
+	s.feed(scDatagram(a.Addr, b.Addr, bytes.Clone(ping), record.DirOut))
+	s.after(time.Millisecond)
+	pong := s.pong(b, a, ping, record.DirIn)
+	s.after(10 * time.Microsecond)
+	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(pong), record.DirIn))
+	s.feed(&record.Record{Kind: record.Drop, Src: b.Addr, Dst: a.Addr, Len: len(pong), Reason: "SOCKET_RCVBUFF"})
+	s.feed(&record.Record{Kind: record.Read, Src: b.Addr, Dst: a.Addr, Len: len(pong)})
+	s.tick(time.Second)
+	scExchange(t, s.only(ndjson.TypeExchange), "PING/v4", string(result.Answered), time.Millisecond, 2)
+}
+
+// Both ends on this host: the request is seen sent and received, one datagram. A drop
+// of it at the full receive buffer is cited once, not once per observation (issue 9,
+// item 2).
+func TestScenarioDropCitedOnce(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := disctest.NewNode(t, disctest.KeyA, "127.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "127.0.0.1:30304")
+	ping := s.ping(a, b, record.DirOut)
+	s.after(30 * time.Microsecond)
+	s.feed(scDatagram(a.Addr, b.Addr, bytes.Clone(ping), record.DirIn))
+	s.feed(&record.Record{Kind: record.Drop, Src: a.Addr, Dst: b.Addr, Len: len(ping), Reason: "SOCKET_RCVBUFF"})
+	s.tick(time.Second)
+	ex := s.only(ndjson.TypeExchange)
+	checkFailed(t, ex, string(result.KernelDrop))
+	drops := 0
+	for _, e := range ex.Evidence {
+		if e.Type == ndjson.TypeDrop {
+			drops++
+		}
+	}
+	if drops != 1 {
+		t.Fatalf("the drop is cited %d times, want once: %+v", drops, ex.Evidence)
+	}
+}
+
+// A drop at another socket of the same peer pair (another process of the host, talking
+// to the same peer) is not this request's answer (issue 10, item 4): the kernel names the
+// socket it dropped at, and the request went out of a different one.
+func TestScenarioDropAtAnotherSocket(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping, _, err := v4wire.Encode(a.Key, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(a.Addr, 0), To: v4wire.NewEndpoint(b.Addr, 0), Expiration: s.exp()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(&record.Record{Kind: record.Datagram, Dir: record.DirOut, Src: a.Addr, Dst: b.Addr, Len: len(ping), Payload: bytes.Clone(ping), Cookie: 7})
+	s.after(time.Millisecond)
+	s.feed(&record.Record{Kind: record.Drop, Src: b.Addr, Dst: a.Addr, Len: 200, Reason: "SOCKET_RCVBUFF", Cookie: 8})
+	s.tick(time.Second)
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.NoResponse))
+
+	// The same drop at the requesting socket is its answer's.
+	s = newScNet(t, Config{})
+	s.feed(&record.Record{Kind: record.Datagram, Dir: record.DirOut, Src: a.Addr, Dst: b.Addr, Len: len(ping), Payload: bytes.Clone(ping), Cookie: 7})
+	s.after(time.Millisecond)
+	s.feed(&record.Record{Kind: record.Drop, Src: b.Addr, Dst: a.Addr, Len: 200, Reason: "SOCKET_RCVBUFF", Cookie: 7})
+	s.tick(time.Second)
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.KernelDrop))
+}
