@@ -46,6 +46,8 @@ type seenDatagram struct {
 	evicted  bool
 	// dropped: a kernel drop was attributed to it; a drop is one datagram.
 	dropped bool
+	// lost: a drop or an ICMP error says it never reached its receiver's application.
+	lost bool
 	// cookie is the socket it was sent from (sent) or queued on (recv), 0 if unknown.
 	cookie uint64
 	owners []*tracked

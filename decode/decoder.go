@@ -709,6 +709,10 @@ func (d *Decoder) feedICMP(r *record.Record, emit func(result.Event)) {
 	if sd == nil {
 		return
 	}
+	sd.lost = true
+	if sd.twin != nil {
+		sd.twin.lost = true
+	}
 	cause := icmpCause(r)
 	e := result.Evidence{Seq: obs.Seq, Time: r.Time, Observed: result.TypeICMP, Detail: icmpDetail(r)}
 	for _, o := range sd.owners {
@@ -769,9 +773,9 @@ func (d *Decoder) feedDrop(r *record.Record, emit func(result.Event)) {
 
 // dropped attributes a drop to sd, the datagram it is.
 func (d *Decoder) dropped(sd *seenDatagram, cause result.Cause, e result.Evidence) {
-	sd.dropped = true
+	sd.dropped, sd.lost = true, true
 	if sd.twin != nil {
-		sd.twin.dropped = true
+		sd.twin.dropped, sd.twin.lost = true, true
 	}
 	for _, o := range sd.owners {
 		switch {

@@ -138,7 +138,9 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 	// A random packet answers nothing: its sender has no session.
 	random := errors.Is(p.Err, discv5.ErrRandomPacket)
 	firstResponse := false
-	if a := rev.att; a != nil && !random && !a.done && a.state == stateHandshakeSent {
+	// A HANDSHAKE that was dropped, or that an ICMP error quotes, set up no session:
+	// the peer's messages after it belong to an older one (issue 10, item 1).
+	if a := rev.att; a != nil && !random && !a.done && a.state == stateHandshakeSent && !a.awaiting.lost {
 		a.state, a.respT = stateEstablished, r.Time
 		if p.HasSrcID {
 			a.recipID, a.hasRecipID = p.SrcID, true

@@ -1195,3 +1195,42 @@ func TestScenarioV5MissingChallengeIsNoRejection(t *testing.T) {
 		}
 	}
 }
+
+// The HANDSHAKE of a new attempt is dropped on its way in; the recipient then sends a
+// message of its own under the older session it still has. That message proves nothing
+// of the new session: the attempt fails, and the drop is why (issue 10, item 1).
+func TestScenarioV5DroppedHandshakeIsNotEstablished(t *testing.T) {
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.ID()}}})
+	s.pingHandshake(a, b, time.Millisecond)
+	s.after(time.Second)
+
+	// a restarts (no sessions), b keeps its session with a.
+	a2 := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303")
+	ping := &v5wire.Ping{ReqID: []byte{7}, ENRSeq: 1}
+	w := s.challenge(a2, b, ping)
+	s.after(time.Millisecond)
+	hs, _, err := a2.Codec.Encode(b.ID(), b.Addr.String(), ping, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(a2.Addr, b.Addr, bytes.Clone(hs), record.DirUnknown))
+	s.feed(&record.Record{Kind: record.Drop, Src: a2.Addr, Dst: b.Addr, Len: len(hs), Reason: "NETFILTER_DROP"})
+	s.after(5 * time.Millisecond)
+	old, _, err := b.Codec.Encode(a.ID(), a.Addr.String(), &v5wire.Findnode{ReqID: []byte{9}, Distances: []uint{256}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(old), record.DirUnknown))
+	s.tick(3 * time.Second)
+	s.flush()
+
+	hss := s.ofType(ndjson.TypeHandshake)
+	if len(hss) != 2 {
+		t.Fatalf("%d handshakes, want 2:\n%s", len(hss), s.dump())
+	}
+	if hss[0].Outcome != string(result.Established) {
+		t.Errorf("first handshake %q, want established", hss[0].Outcome)
+	}
+	checkFailed(t, hss[1], string(result.KernelDrop), "NETFILTER_DROP")
+}
