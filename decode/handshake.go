@@ -207,9 +207,9 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		}
 		m.done = true // it leaves fwd.msgs at the next compaction
 		if !m.random {
-			if !m.decrypted && !m.inSession && !m.peerRecent {
+			if !m.decrypted && (!m.inSession && !m.peerRecent || m.rejected != nil) {
 				// A request in a session this capture cannot decrypt: not a handshake,
-				// but an exchange nothing answered.
+				// but an exchange nothing answered (or that met a stale challenge).
 				if atEnd && !m.decisive() {
 					h.d.ex.undecrypted(m, initiator, recipient, true, emit)
 					return
@@ -274,11 +274,13 @@ func compactMsgs(list []*v5Msg) []*v5Msg {
 func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatagram, st *pairState, emit func(result.Event)) {
 	if a := st.att; a != nil && len(p.ChallengeData) > 0 && bytes.Equal(a.challenge, p.ChallengeData) {
 		// An identical resend: the recipient repeats its pending challenge to every new
-		// packet of the initiator. Those packets belong to this attempt (and a copy
-		// arriving after the attempt ended changes nothing).
-		if a.done || a.state == stateEstablished {
+		// packet of the initiator it cannot decrypt.
+		if a.done || a.state != stateChallenged {
+			h.repeatedChallenge(a, r, sd, st)
+			st.msgs = compactMsgs(st.msgs)
 			return
 		}
+		// Before the HANDSHAKE: packets that crossed the challenge, part of this attempt.
 		a.challenges++
 		a.addSent(sd, "WHOAREYOU resent")
 		sd.own(&a.tracked)
@@ -352,6 +354,53 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 	// A HANDSHAKE arriving after the challenge expired is late (rejected: the recipient
 	// ignores it), not silence.
 	h.expire(a, r.Time, h.d.cfg.HandshakeTimeout, func() bool { return a.state == stateChallenged })
+}
+
+// repeatedChallenge handles a repeat of attempt a's challenge that came after its
+// HANDSHAKE (or after it ended). The initiator's packets since the HANDSHAKE, still
+// unanswered, are what the recipient answered with it: it still holds the challenge, so
+// it has no session from that HANDSHAKE, and the initiator ignores a WHOAREYOU whose
+// nonce is not its latest packet's. Each of those packets fails on its own, rejected;
+// with none, the repeat merely crossed the HANDSHAKE.
+func (h *handshakes) repeatedChallenge(a *attempt, r *record.Record, sd *seenDatagram, st *pairState) {
+	since := a.challengeT
+	if a.hasHandshake {
+		since = a.hsT
+	}
+	ev := sd.evidence("the recipient repeated its challenge to an earlier packet: it has no session with the sender, and the sender ignores a challenge for another packet's nonce")
+	stale := false
+	for _, m := range st.msgs {
+		if m.done || m.t.After(r.Time) || !m.t.After(a.challengeT) {
+			continue
+		}
+		if !m.t.After(since) {
+			if !a.done && a.state == stateHandshakeSent {
+				m.done = true // it crossed the challenge: part of the attempt, as resends are
+			}
+			continue
+		}
+		stale = true
+		m.rejected = ptr(ev)
+		if m.awaiting != nil {
+			for _, o := range m.awaiting.owners {
+				if !o.done && o.answer == nil {
+					o.rejected = ptr(ev) // the exchange of a decrypted request
+				}
+			}
+		}
+		sd.own(&m.tracked)
+	}
+	if !stale {
+		if !a.done && a.state == stateHandshakeSent {
+			a.challenges++
+			a.addSent(sd, "WHOAREYOU resent")
+			sd.own(&a.tracked)
+		}
+		return
+	}
+	if !a.done && a.state == stateHandshakeSent && a.rejected == nil {
+		a.rejected = ptr(sd.evidence("the recipient repeated its challenge after the HANDSHAKE: it never took the HANDSHAKE"))
+	}
 }
 
 // expire decides attempt a when the step begun at since gets no answer within timeout:

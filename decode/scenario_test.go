@@ -1147,7 +1147,7 @@ func TestScenarioV5HandshakeWithoutCapturedChallenge(t *testing.T) {
 	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
 	nonce := s.randomPacket(a, b, ping)
 	s.after(10 * time.Millisecond)
-	s.randomPacket(a, b, &v5wire.Ping{ReqID: []byte{2}, ENRSeq: 1})
+	s.randomPacket(a, b, &v5wire.Ping{ReqID: []byte{2, 2, 2, 2, 2, 2, 2, 2}, ENRSeq: 1})
 	w := s.unseenChallenge(b, a, nonce)
 	s.after(time.Millisecond)
 	s.v5(a, b, ping, w)
@@ -1178,7 +1178,7 @@ func TestScenarioV5MissingChallengeIsNoRejection(t *testing.T) {
 	// b forgets the session (restart); a's next message is answered by a WHOAREYOU the
 	// capture does not have.
 	b2 := disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
-	ping2 := &v5wire.Ping{ReqID: []byte{2}, ENRSeq: 1}
+	ping2 := &v5wire.Ping{ReqID: []byte{2, 2, 2, 2, 2, 2, 2, 2}, ENRSeq: 1}
 	w2 := s.unseenChallenge(b2, a, s.randomPacket(a, b2, ping2))
 	s.after(2 * time.Millisecond)
 	s.v5(a, b2, ping2, w2)
@@ -1233,4 +1233,48 @@ func TestScenarioV5DroppedHandshakeIsNotEstablished(t *testing.T) {
 		t.Errorf("first handshake %q, want established", hss[0].Outcome)
 	}
 	checkFailed(t, hss[1], string(result.KernelDrop), "NETFILTER_DROP")
+}
+
+// The recipient never takes the HANDSHAKE (here unseen why); the initiator, in session
+// from its side, sends a new request, and the recipient repeats its pending challenge,
+// byte for byte, with the nonce of the first packet. The initiator ignores that
+// challenge: the request fails on its own, rejected, and so does the attempt (issue 10,
+// item 2).
+func TestScenarioV5RepeatedChallengeAfterHandshake(t *testing.T) {
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{b.ID()}}})
+	ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
+	nonce := s.randomPacket(a, b, ping)
+	s.after(time.Millisecond)
+	challenge, _, err := b.Codec.Encode(a.ID(), a.Addr.String(), &v5wire.Whoareyou{Nonce: nonce, IDNonce: [16]byte{7}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	challenge = bytes.Clone(challenge)
+	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(challenge), record.DirUnknown))
+	_, _, p, err := a.Codec.Decode(bytes.Clone(challenge), b.Addr.String())
+	w, ok := p.(*v5wire.Whoareyou)
+	if err != nil || !ok {
+		t.Fatalf("the challenge did not decode: %v", err)
+	}
+	w.Node = b.LN.Node()
+	s.after(time.Millisecond)
+	hs, _, err := a.Codec.Encode(b.ID(), b.Addr.String(), ping, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(a.Addr, b.Addr, bytes.Clone(hs), record.DirUnknown)) // b never takes it
+	s.after(time.Second)
+	next, _, err := a.Codec.Encode(b.ID(), b.Addr.String(), &v5wire.Ping{ReqID: []byte{2, 2, 2, 2, 2, 2, 2, 2}, ENRSeq: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(a.Addr, b.Addr, bytes.Clone(next), record.DirUnknown))
+	s.after(300 * time.Microsecond)
+	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(challenge), record.DirUnknown))
+	s.tick(3 * time.Second)
+	s.flush()
+
+	checkFailed(t, s.only(ndjson.TypeHandshake), string(result.Rejected), "repeated its challenge after the HANDSHAKE")
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.Rejected), "repeated its challenge to an earlier packet")
 }
