@@ -83,7 +83,7 @@ func (t *tracked) settleAnswer(d *Decoder, sd *seenDatagram, at time.Time, ok re
 	t.answer = sd
 	sd.own(t)
 	d.after(at.Add(d.cfg.SettleDelay), func(emit func(result.Event), _ bool) {
-		if t.done {
+		if t.done || t.answer != sd { // decided, or the answer was taken back
 			return
 		}
 		outcome := ok

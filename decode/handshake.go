@@ -299,6 +299,10 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 	h.d.an.whoareyou(r, sd, emit)
 	var start time.Time
 	hasStart := false
+	if first := h.unanswer(r, p); first != nil {
+		// The challenged packet is the peer's own first contact, not a response.
+		start, hasStart = first.t, true
+	}
 	if a := st.att; a != nil && !a.done {
 		switch a.state {
 		case stateHandshakeSent:
@@ -354,6 +358,25 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 	// A HANDSHAKE arriving after the challenge expired is late (rejected: the recipient
 	// ignores it), not silence.
 	h.expire(a, r.Time, h.d.cfg.HandshakeTimeout, func() bool { return a.state == stateChallenged })
+}
+
+// unanswer takes back a response that a WHOAREYOU from the initiator (r.Src) now
+// challenges: the initiator could not decrypt it, so it was no message of the session
+// just set up but the recipient's own first contact (a random packet of a size this
+// decoder does not know) or a stale session's, and the attempt still waits for its
+// response. It returns the datagram taken back.
+func (h *handshakes) unanswer(r *record.Record, p *packet.Packet) *seenDatagram {
+	st, _ := h.pairs.Get(flowOf(r.Src, r.Dst))
+	if st == nil || st.att == nil {
+		return nil
+	}
+	a := st.att
+	if a.done || a.state != stateEstablished || a.answer == nil || a.answer.pkt == nil || !bytes.Equal(a.answer.pkt.Nonce, p.Nonce) {
+		return nil
+	}
+	answer := a.answer
+	a.state, a.answer, a.respT = stateHandshakeSent, nil, time.Time{}
+	return answer
 }
 
 // repeatedChallenge handles a repeat of attempt a's challenge that came after its

@@ -1278,3 +1278,46 @@ func TestScenarioV5RepeatedChallengeAfterHandshake(t *testing.T) {
 	checkFailed(t, s.only(ndjson.TypeHandshake), string(result.Rejected), "repeated its challenge after the HANDSHAKE")
 	checkFailed(t, s.only(ndjson.TypeExchange), string(result.Rejected), "repeated its challenge to an earlier packet")
 }
+
+// Another implementation's random first packet need not be 20 bytes. The recipient of a
+// handshake sends its own first contact (44 random bytes) right after the HANDSHAKE; it
+// is no response: the initiator answers it with WHOAREYOU, so it could not decrypt it,
+// and the attempt still waits for its response (issue 9, item 6).
+func TestScenarioV5ChallengedPacketIsNoResponse(t *testing.T) {
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{a.ID(), b.ID()}}})
+	ping := &v5wire.Ping{ReqID: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ENRSeq: 1}
+	w := s.challenge(a, b, ping)
+	s.after(time.Millisecond)
+	s.v5(a, b, ping, w)
+	s.after(time.Millisecond)
+
+	nonce := v5wire.Nonce{9, 9, 9}
+	head := v5wire.Header{
+		IV:           [16]byte{5},
+		StaticHeader: v5wire.StaticHeader{ProtocolID: [6]byte{'d', 'i', 's', 'c', 'v', '5'}, Version: 1, Flag: 0, Nonce: nonce, AuthSize: 32},
+		AuthData:     b.ID().Bytes(),
+	}
+	random, err := b.Codec.EncodeRaw(a.ID(), head, bytes.Repeat([]byte{0x5a}, 44))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(random), record.DirUnknown))
+	s.after(300 * time.Microsecond)
+	challenge, _, err := a.Codec.Encode(b.ID(), b.Addr.String(), &v5wire.Whoareyou{Nonce: nonce, IDNonce: [16]byte{8}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(a.Addr, b.Addr, bytes.Clone(challenge), record.DirUnknown))
+	s.tick(3 * time.Second)
+	s.flush()
+
+	for _, hs := range s.ofType(ndjson.TypeHandshake) {
+		if hs.Outcome == string(result.Established) {
+			t.Fatalf("a challenged packet made a handshake established:\n%s", s.dump())
+		}
+	}
+	if n := len(s.ofType(ndjson.TypeHandshake)); n != 2 {
+		t.Fatalf("%d handshakes, want 2 (a's, failed; b's, challenged and never answered):\n%s", n, s.dump())
+	}
+}
