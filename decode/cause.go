@@ -42,6 +42,37 @@ type tracked struct {
 	expired *result.Evidence
 	// more counts the observations left out of sent and netEv (evidence_more).
 	more int
+
+	// Once reported failed: its event (seq, type, endpoints) and cause, which evidence
+	// coming later may still revise (Decoder.attribute).
+	seq                  uint64
+	evType               string
+	initiator, recipient netip.AddrPort
+	cause                result.Cause
+}
+
+// reported notes the failure event t was reported as, and keeps the datagram it waited
+// on in the late table: what a fragment loss tells long after may revise the verdict.
+func (t *tracked) reported(d *Decoder, h *result.Head, evType string, initiator, recipient netip.AddrPort, outcome result.Outcome, cause result.Cause) {
+	if outcome != result.Failed {
+		return
+	}
+	t.seq, t.evType, t.initiator, t.recipient, t.cause = h.Seq, evType, initiator, recipient, cause
+	if sd := t.awaiting; sd != nil && !sd.kept && t.revisable(result.FragmentLoss) {
+		sd.kept = true
+		d.late.insert(sd)
+	}
+}
+
+// revisable reports whether a network cause seen after t's failure was reported
+// explains it better: silence, or a drop, that a fragment loss or an ICMP error turns
+// out to be behind.
+func (t *tracked) revisable(cause result.Cause) bool {
+	switch t.cause {
+	case result.NoResponse, result.KernelDrop, result.ICMPUnreachable:
+		return t.seq != 0 && causeRank(cause) > causeRank(t.cause)
+	}
+	return false
 }
 
 // keep appends evs to list up to maxSentEvidence and counts the rest in t.more. An event

@@ -48,6 +48,8 @@ type seenDatagram struct {
 	dropped bool
 	// lost: a drop or an ICMP error says it never reached its receiver's application.
 	lost bool
+	// kept: it is in the late table too.
+	kept bool
 	// cookie is the socket it was sent from (sent) or queued on (recv), 0 if unknown.
 	cookie uint64
 	owners []*tracked
@@ -159,8 +161,14 @@ func pairOf(src, dst netip.AddrPort) ipPair {
 	return ipPair{src.Addr().Unmap(), dst.Addr().Unmap()}
 }
 
-// datagrams is the table of datagrams seen within the retention time (and maxSeen).
+// datagrams is the table of datagrams seen within the retention time (and maxSeen), or,
+// as the decoder's late table, of the datagrams of failures still open to revision.
 type datagrams struct {
+	// bound is the count bound (maxSeen); late says the table holds datagrams that
+	// the main table holds too, which its evictions must leave unmarked.
+	bound int
+	late  bool
+
 	all    sdQueue // every datagram, oldest first: expiry and the count bound
 	byHead map[headKey]*sdQueue
 	byFlow map[flowKey]*sdQueue
@@ -171,7 +179,8 @@ type datagrams struct {
 	unreadAny map[flowKey]*sdQueue
 }
 
-func (t *datagrams) init() {
+func (t *datagrams) init(bound int, late bool) {
+	t.bound, t.late = bound, late
 	t.byHead = make(map[headKey]*sdQueue)
 	t.byFlow = make(map[flowKey]*sdQueue)
 	t.byPair = make(map[ipPair]*sdQueue)
@@ -189,13 +198,14 @@ func pushTo[K comparable](m map[K]*sdQueue, k K, sd *seenDatagram) {
 }
 
 // popFrom removes sd from the front of its queue in m, with whatever read or evicted
-// datagrams precede it; sd is the oldest datagram of the table, so nothing else does.
-func popFrom[K comparable](m map[K]*sdQueue, k K, sd *seenDatagram) {
+// datagrams precede it (skipEvicted: the main table's marks); sd is the oldest datagram
+// of the table, so nothing else does.
+func popFrom[K comparable](m map[K]*sdQueue, k K, sd *seenDatagram, skipEvicted bool) {
 	q := m[k]
 	if q == nil {
 		return
 	}
-	for q.len() > 0 && (q.at(0) == sd || q.at(0).evicted) {
+	for q.len() > 0 && (q.at(0) == sd || skipEvicted && q.at(0).evicted) {
 		q.pop()
 	}
 	if q.len() == 0 {
@@ -210,9 +220,15 @@ func (t *datagrams) add(r *record.Record, obs *result.Observation) *seenDatagram
 		cookie: r.Cookie,
 	}
 	sd.headLen = uint8(copy(sd.head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)]))
+	t.insert(sd)
+	return sd
+}
+
+// insert indexes sd, forgetting the oldest beyond the count bound.
+func (t *datagrams) insert(sd *seenDatagram) {
 	flow := flowKey{sd.src, sd.dst}
 	t.all.push(sd)
-	if t.all.len() > maxSeen {
+	if t.all.len() > t.bound {
 		t.expire(time.Time{})
 	}
 	pushTo(t.byHead, headKey{flow, sd.head}, sd)
@@ -222,22 +238,23 @@ func (t *datagrams) add(r *record.Record, obs *result.Observation) *seenDatagram
 		pushTo(t.unread, readKey{flow, sd.n}, sd)
 		pushTo(t.unreadAny, flow, sd)
 	}
-	return sd
 }
 
 // expire forgets the datagrams older than cut, and the oldest beyond maxSeen.
 func (t *datagrams) expire(cut time.Time) {
-	for t.all.len() > 0 && (t.all.len() > maxSeen || t.all.at(0).t.Before(cut)) {
+	for t.all.len() > 0 && (t.all.len() > t.bound || t.all.at(0).t.Before(cut)) {
 		sd := t.all.at(0)
 		t.all.pop()
-		sd.evicted = true
+		if !t.late {
+			sd.evicted = true
+		}
 		flow := flowKey{sd.src, sd.dst}
-		popFrom(t.byHead, headKey{flow, sd.head}, sd)
-		popFrom(t.byFlow, flow, sd)
-		popFrom(t.byPair, pairOf(sd.src, sd.dst), sd)
+		popFrom(t.byHead, headKey{flow, sd.head}, sd, !t.late)
+		popFrom(t.byFlow, flow, sd, !t.late)
+		popFrom(t.byPair, pairOf(sd.src, sd.dst), sd, !t.late)
 		if sd.inbound {
-			popFrom(t.unread, readKey{flow, sd.n}, sd)
-			popFrom(t.unreadAny, flow, sd)
+			popFrom(t.unread, readKey{flow, sd.n}, sd, !t.late)
+			popFrom(t.unreadAny, flow, sd, !t.late)
 		}
 	}
 }

@@ -29,6 +29,9 @@ import (
 //     failure), at the timeout, or at Flush ("open" when the input ended first and
 //     nothing decisive was seen). Their "time" is when they started, so the stream is
 //     ordered by decision, not by "time".
+//   - A failure's cause may be revised later: an ICMP error or drop that explains it
+//     better (a fragment loss, after ipfrag_time) gives a revision event naming the
+//     failure's seq, within FragmentTimeout of its datagram.
 //   - Timeouts fire before the first record later than them: record time, not the
 //     wall clock; Advance moves it on without a record.
 //   - "attempts" counts, on a handshake, the WHOAREYOU challenges (the first and its
@@ -47,6 +50,7 @@ const (
 	DefaultClockSkewThreshold = 10 * time.Second
 	DefaultStormThreshold     = 5
 	DefaultStormWindow        = 10 * time.Second
+	DefaultFragmentTimeout    = 30 * time.Second // Linux's net.ipv4.ipfrag_time
 )
 
 // Config configures a Decoder. Zero values take the defaults.
@@ -65,6 +69,12 @@ type Config struct {
 	StormThreshold int
 	StormWindow    time.Duration
 
+	// FragmentTimeout is how long the kernel keeps an incomplete datagram's fragments
+	// (net.ipv4.ipfrag_time, 30 s by default): its drop, and the ICMP time exceeded
+	// that says so, come that long after the datagram, and still revise the verdict
+	// of the item it belonged to (a revision event).
+	FragmentTimeout time.Duration
+
 	// LossReportDelay is how long after they happen the source reports lost
 	// observations at the latest (a live tracer checks its loss counters periodically;
 	// zero for a capture). An item about to fail for want of an answer waits that long
@@ -82,6 +92,7 @@ func (c *Config) setDefaults() {
 	def(&c.V5Timeout, DefaultV5Timeout)
 	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	def(&c.SettleDelay, DefaultSettleDelay)
+	def(&c.FragmentTimeout, DefaultFragmentTimeout)
 	def(&c.ClockSkewThreshold, DefaultClockSkewThreshold)
 	def(&c.StormWindow, DefaultStormWindow)
 	if c.StormThreshold <= 0 {
@@ -100,6 +111,9 @@ const (
 	// maxLostMarks bounds the loss reports kept for evidence (the tracer sends one a
 	// second at most).
 	maxLostMarks = 64
+	// maxLate bounds the failures kept open to revision (failures are a small part of
+	// the traffic; under a flood of them the oldest go first).
+	maxLate = 4096
 	// maxLearnedIDs bounds address -> node ID: a flood of spoofed source addresses
 	// pushes out the oldest (the v5 decoder keeps its own map of the same size).
 	maxLearnedIDs = 16384
@@ -120,6 +134,9 @@ type Decoder struct {
 	now       time.Time // the latest record time
 	nextSweep time.Time
 	retention time.Duration // how long datagrams stay matchable by ICMP, drops and reads
+	// fragRetention is how long datagrams stay matchable by what a fragment loss gives,
+	// late: a reassembly timeout's drop or ICMP error.
+	fragRetention time.Duration
 
 	timers  timerHeap
 	seq     uint64 // of the latest timer
@@ -133,6 +150,9 @@ type Decoder struct {
 	untrackedSince time.Time
 
 	seen datagrams
+	// late keeps the datagram each failure reported was waiting on, for what a
+	// fragment loss tells long after (fragRetention): a revision of its verdict.
+	late datagrams
 	lost []lostMark
 
 	localIDs   map[enode.ID]bool
@@ -159,7 +179,9 @@ func NewDecoder(cfg Config) *Decoder {
 	}
 	longest := max(cfg.V4Timeout, cfg.V5Timeout, cfg.HandshakeTimeout)
 	d.retention = max(2*longest+cfg.SettleDelay, 5*time.Second)
-	d.seen.init()
+	d.fragRetention = max(d.retention, cfg.FragmentTimeout+time.Second)
+	d.seen.init(maxSeen, false)
+	d.late.init(maxLate, true)
 	d.ex.init(d)
 	d.hs.init(d)
 	d.an.init(d)
@@ -411,6 +433,7 @@ func (d *Decoder) sweep() bool {
 	d.nextSweep = d.now.Add(sweepEvery)
 	cut := d.now.Add(-d.retention)
 	d.seen.expire(cut)
+	d.late.expire(d.now.Add(-d.fragRetention))
 	heldCut := d.now.Add(-d.cfg.HandshakeTimeout - d.cfg.V5Timeout)
 	d.held.All(func(k netip.AddrPort, list []heldDatagram) bool {
 		if list[len(list)-1].r.Time.Before(heldCut) {
@@ -706,6 +729,9 @@ func (d *Decoder) feedICMP(r *record.Record, emit func(result.Event)) {
 	}
 	emit(obs)
 	sd := d.seen.quoted(r)
+	if sd == nil && icmpCause(r) == result.FragmentLoss {
+		sd = d.late.quoted(r) // a reassembly timeout's, ipfrag_time after the datagram
+	}
 	if sd == nil {
 		return
 	}
@@ -716,7 +742,7 @@ func (d *Decoder) feedICMP(r *record.Record, emit func(result.Event)) {
 	cause := icmpCause(r)
 	e := result.Evidence{Seq: obs.Seq, Time: r.Time, Observed: result.TypeICMP, Detail: icmpDetail(r)}
 	for _, o := range sd.owners {
-		o.network(cause, e, sd.is(o.answer))
+		d.attribute(o, cause, e, sd.is(o.answer), emit)
 	}
 	if len(sd.owners) == 0 && len(sd.unowned) < maxSentEvidence {
 		sd.unowned = append(sd.unowned, netObservation{cause, e})
@@ -728,7 +754,8 @@ func (d *Decoder) feedICMP(r *record.Record, emit func(result.Event)) {
 // afterwards), a request of an item or the answer it got; failing that, an answer to a
 // request of the reverse flow, dropped before anything saw it. The socket the kernel
 // dropped it at, when it says, must be the one that datagram was for: a drop of another
-// process's packet from the same peer is not this item's.
+// process's packet from the same peer is not this item's. A fragment loss, known only
+// after ipfrag_time, is also looked for among the failures already reported.
 func (d *Decoder) feedDrop(r *record.Record, emit func(result.Event)) {
 	obs := observe(r)
 	emit(obs)
@@ -737,9 +764,17 @@ func (d *Decoder) feedDrop(r *record.Record, emit func(result.Event)) {
 	}
 	cause := dropCause(r.Reason)
 	e := result.Evidence{Seq: obs.Seq, Time: r.Time, Observed: result.TypeDrop, Detail: dropDetail(r)}
-	window := r.Time.Add(-d.retention / 2)
+	if d.dropIn(&d.seen, r, r.Time.Add(-d.retention/2), cause, e, emit) || cause != result.FragmentLoss {
+		return
+	}
+	d.dropIn(&d.late, r, r.Time.Add(-d.fragRetention), cause, e, emit)
+}
+
+// dropIn attributes drop r to a datagram of table t seen since window; it reports
+// whether it found one.
+func (d *Decoder) dropIn(t *datagrams, r *record.Record, window time.Time, cause result.Cause, e result.Evidence, emit func(result.Event)) bool {
 	var unread, read *seenDatagram
-	d.seen.newestOf(r.Src, r.Dst, window, r.Time, func(sd *seenDatagram) {
+	t.newestOf(r.Src, r.Dst, window, r.Time, func(sd *seenDatagram) {
 		if unread != nil || sd.dropped || r.Len != 0 && r.Len != sd.n || !sameSocket(r.Cookie, sd.socketOf(false)) {
 			return
 		}
@@ -750,29 +785,31 @@ func (d *Decoder) feedDrop(r *record.Record, emit func(result.Event)) {
 		}
 	})
 	if unread != nil {
-		d.dropped(unread, cause, e)
-		return
+		d.dropped(unread, cause, e, emit)
+		return true
 	}
 	attributed := false
-	d.seen.newestOf(r.Dst, r.Src, window, r.Time, func(sd *seenDatagram) {
+	t.newestOf(r.Dst, r.Src, window, r.Time, func(sd *seenDatagram) {
 		if !sameSocket(r.Cookie, sd.socketOf(true)) {
 			return
 		}
 		for _, o := range sd.owners {
 			if o.answer == nil && sd.is(o.awaiting) {
-				o.network(cause, e, false) // an answer to it, dropped unseen
+				d.attribute(o, cause, e, false, emit) // an answer to it, dropped unseen
 				attributed = true
 			}
 		}
 	})
 	if !attributed && read != nil {
 		// A datagram recvmsg dequeued and dropped (a bad checksum) is taken for read.
-		d.dropped(read, cause, e)
+		d.dropped(read, cause, e, emit)
+		return true
 	}
+	return attributed
 }
 
 // dropped attributes a drop to sd, the datagram it is.
-func (d *Decoder) dropped(sd *seenDatagram, cause result.Cause, e result.Evidence) {
+func (d *Decoder) dropped(sd *seenDatagram, cause result.Cause, e result.Evidence, emit func(result.Event)) {
 	sd.dropped, sd.lost = true, true
 	if sd.twin != nil {
 		sd.twin.dropped, sd.twin.lost = true, true
@@ -780,13 +817,32 @@ func (d *Decoder) dropped(sd *seenDatagram, cause result.Cause, e result.Evidenc
 	for _, o := range sd.owners {
 		switch {
 		case sd.is(o.answer):
-			o.network(cause, e, true) // the answer itself, seen and then dropped
+			d.attribute(o, cause, e, true, emit) // the answer itself, seen and then dropped
 		case o.answer == nil && sd.is(o.awaiting) && !sd.wasRead():
 			// The request, dropped before its receiver read it (a read request is not
 			// the one dropped: the drop is another's of its length).
-			o.network(cause, e, false)
+			d.attribute(o, cause, e, false, emit)
 		}
 	}
+}
+
+// attribute gives item o a network observation about one of its datagrams: weighed
+// while it waits; once it was reported failed, a revision of that verdict when the
+// observation explains it better (a fragment loss known only after ipfrag_time).
+func (d *Decoder) attribute(o *tracked, cause result.Cause, e result.Evidence, onAnswer bool, emit func(result.Event)) {
+	if !o.done {
+		o.network(cause, e, onAnswer)
+		return
+	}
+	if onAnswer || !o.revisable(cause) {
+		return
+	}
+	o.cause = cause
+	emit(&result.Revision{
+		Head:    result.Head{Time: e.Time},
+		Revises: o.seq, Of: o.evType, Initiator: o.initiator, Recipient: o.recipient,
+		Cause: cause, Evidence: []result.Evidence{e},
+	})
 }
 
 // sameSocket reports whether two socket cookies may name one socket: 0 is unknown.

@@ -65,7 +65,7 @@ func FuzzDecoderFeed(f *testing.F) {
 		emit := func(res result.Event) {
 			ev := ndjson.FromResult(res, true)
 			switch ev.Type {
-			case ndjson.TypeHandshake, ndjson.TypeExchange, ndjson.TypeAnomaly:
+			case ndjson.TypeHandshake, ndjson.TypeExchange, ndjson.TypeAnomaly, ndjson.TypeRevision:
 			default:
 				own++
 			}

@@ -354,6 +354,7 @@ func (x *exchanges) emit(ex *exchange, outcome result.Outcome, emit func(result.
 		ev.EvidenceMore = ex.more
 	}
 	emit(ev)
+	ex.reported(x.d, &ev.Head, result.TypeExchange, ex.from, ex.to, outcome, ev.Cause)
 }
 
 // undecrypted reports a discv5 MESSAGE that could not be decrypted, was not a

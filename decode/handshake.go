@@ -554,6 +554,7 @@ func (h *handshakes) emit(a *attempt, outcome result.Outcome, emit func(result.E
 		ev.EvidenceMore = a.more
 	}
 	emit(ev)
+	a.reported(h.d, &ev.Head, result.TypeHandshake, a.initiator, a.recipient, outcome, ev.Cause)
 }
 
 // stalled says at which step a handshake stopped.

@@ -450,3 +450,46 @@ func TestScenarioDropAtAnotherSocket(t *testing.T) {
 	s.tick(time.Second)
 	checkFailed(t, s.only(ndjson.TypeExchange), string(result.KernelDrop))
 }
+
+// A PING too big for the path whose non-first fragments are lost: the request times out
+// as no_response at 0.5 s; the kernel gives the fragments up only after ipfrag_time (3 s
+// here), and the drop or the ICMP time exceeded that says so then revises the verdict,
+// naming the exchange by its seq (issue 9, item 4). One revision: the second
+// observation tells nothing more.
+func TestScenarioFragmentLossRevisesVerdict(t *testing.T) {
+	for _, via := range []string{"drop", "icmp", "both"} {
+		t.Run(via, func(t *testing.T) {
+			s := newScNet(t, Config{FragmentTimeout: 3 * time.Second})
+			a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+			ping := s.ping(a, b, record.DirOut)
+			s.after(time.Second)
+			s.tick(time.Second) // decided: no_response
+			ex := s.only(ndjson.TypeExchange)
+			checkFailed(t, ex, string(result.NoResponse))
+			s.after(1200 * time.Millisecond)
+			if via != "icmp" {
+				s.feed(&record.Record{Kind: record.Drop, Src: a.Addr, Dst: b.Addr, Len: len(ping), Reason: "FRAG_REASM_TIMEOUT"})
+			}
+			if via != "drop" {
+				s.feed(icmpRec(b.Addr, a.Addr, 11, 1, scDatagram(a.Addr, b.Addr, ping, record.DirOut)))
+			}
+			revs := s.ofType(ndjson.TypeRevision)
+			if len(revs) != 1 {
+				t.Fatalf("%d revisions, want 1:\n%s", len(revs), s.dump())
+			}
+			rev := revs[0]
+			if rev.Revises != ex.Seq || rev.RevisesType != ndjson.TypeExchange || rev.Cause != string(result.FragmentLoss) || len(rev.Evidence) != 1 {
+				t.Fatalf("revision %+v of exchange seq %d", rev, ex.Seq)
+			}
+		})
+	}
+	// Past ipfrag_time nothing is revised: what comes then is about something else.
+	s := newScNet(t, Config{FragmentTimeout: 3 * time.Second})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping := s.ping(a, b, record.DirOut)
+	s.tick(10 * time.Second)
+	s.feed(&record.Record{Kind: record.Drop, Src: a.Addr, Dst: b.Addr, Len: len(ping), Reason: "FRAG_REASM_TIMEOUT"})
+	if revs := s.ofType(ndjson.TypeRevision); len(revs) != 0 {
+		t.Fatalf("a revision 10 s after the request, with ipfrag_time 3 s: %+v", revs[0])
+	}
+}

@@ -69,6 +69,9 @@ func appendEvent(b []byte, ev *Event) []byte {
 	b = appendIntPtr(b, `,"total_ns":`, ev.TotalNs)
 	b = appendIntPtr(b, `,"rtt_ns":`, ev.RTTNs)
 
+	b = appendUint(b, `,"revises":`, ev.Revises)
+	b = appendStr(b, `,"revises_type":`, ev.RevisesType)
+
 	b = appendStr(b, `,"anomaly":`, ev.Anomaly)
 	b = appendStr(b, `,"peer":`, ev.Peer)
 	b = appendStr(b, `,"peer_id":`, ev.PeerID)

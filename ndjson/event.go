@@ -24,6 +24,7 @@ const (
 	TypeHandshake = result.TypeHandshake
 	TypeExchange  = result.TypeExchange
 	TypeAnomaly   = result.TypeAnomaly
+	TypeRevision  = result.TypeRevision
 )
 
 // Event is one line of the stream. Time is RFC 3339 with nanoseconds, addresses are
@@ -95,6 +96,11 @@ type Event struct {
 	HandshakeRTTNs *int64 `json:"handshake_rtt_ns,omitempty"`
 	TotalNs        *int64 `json:"total_ns,omitempty"`
 	RTTNs          *int64 `json:"rtt_ns,omitempty"`
+
+	// Revision events: the "seq" and "type" of the handshake or exchange whose cause
+	// they revise (the new one in "cause", the observation behind it in "evidence").
+	Revises     uint64 `json:"revises,omitempty"`
+	RevisesType string `json:"revises_type,omitempty"`
 
 	// Anomaly events.
 	Anomaly  string `json:"anomaly,omitempty"` // clock_skew, enr_seq_regression, endpoint_mismatch, whoareyou_storm

@@ -42,6 +42,12 @@ func FromResult(res result.Event, withPayload bool) *Event {
 			Type: TypeAnomaly, Anomaly: string(x.Kind), Peer: Addr(x.Peer), PeerID: idString(x.PeerID),
 			OffsetNs: nanos(x.Offset), Detail: x.Detail, Evidence: evidence(x.Evidence),
 		}
+	case *result.Revision:
+		ev = &Event{
+			Type: TypeRevision, Revises: x.Revises, RevisesType: x.Of,
+			Initiator: Addr(x.Initiator), Recipient: Addr(x.Recipient),
+			Cause: string(x.Cause), Evidence: evidence(x.Evidence),
+		}
 	default:
 		panic(fmt.Sprintf("ndjson: no rendering for %T", res))
 	}

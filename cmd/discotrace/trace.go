@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,6 +105,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		// A loss is reported at the next check of the counters, after the items it may
 		// explain timed out: they wait for it.
 		dcfg.LossReportDelay = tracer.DefaultLostInterval + tracer.MaxDeliveryDelay
+		dcfg.FragmentTimeout = fragmentTimeout()
 		dec = decode.NewDecoder(dcfg)
 	}
 	start := time.Now()
@@ -204,4 +207,19 @@ func portList(ports []uint16) string {
 		s[i] = fmt.Sprint(p)
 	}
 	return strings.Join(s, ", ")
+}
+
+// fragmentTimeout is how long after a datagram the kernel may report its fragments lost,
+// for the decoder to revise verdicts that long: net.ipv4.ipfrag_time of this namespace,
+// at least the kernel's default (other namespaces keep their own, usually the default).
+func fragmentTimeout() time.Duration {
+	t := decode.DefaultFragmentTimeout
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ipfrag_time")
+	if err != nil {
+		return t
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+		t = max(t, time.Duration(secs)*time.Second)
+	}
+	return t
 }

@@ -47,6 +47,7 @@ const (
 	TypeHandshake = "handshake" // one discv5 handshake attempt
 	TypeExchange  = "exchange"  // one request and its response (or failure)
 	TypeAnomaly   = "anomaly"   // something wrong that is not a single failure
+	TypeRevision  = "revision"  // a failure's cause, revised by evidence that came later
 )
 
 // TypeOf is the event type of a record.
@@ -164,6 +165,20 @@ type Exchange struct {
 	Attempts     int
 	Evidence     []Evidence
 	EvidenceMore int
+}
+
+// Revision revises the cause of a failed handshake or exchange already reported, when
+// evidence that explains it better comes later: a fragment reassembly times out only
+// after net.ipv4.ipfrag_time (30 s by default), long after the request timed out.
+type Revision struct {
+	Head
+	// Revises is the Seq of the handshake or exchange event it revises; Of is that
+	// event's type (TypeHandshake or TypeExchange).
+	Revises              uint64
+	Of                   string
+	Initiator, Recipient netip.AddrPort
+	Cause                Cause
+	Evidence             []Evidence
 }
 
 // AnomalyKind names what is wrong without being one failure.
