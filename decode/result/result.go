@@ -108,7 +108,8 @@ const (
 	// ICMPUnreachable: an ICMP error quotes one of the datagrams. The application (with an
 	// unconnected socket) only ever saw a timeout.
 	ICMPUnreachable Cause = "icmp_unreachable"
-	// KernelDrop: the kernel dropped the request or the answer (the drop says why).
+	// KernelDrop: a kernel the tracer watches dropped the request or its answer before
+	// the application read it (the drop says why).
 	KernelDrop Cause = "kernel_drop"
 	// FragmentLoss: fragment reassembly failed, or the path needs a smaller packet.
 	FragmentLoss Cause = "fragment_loss"
