@@ -52,6 +52,7 @@ type seenDatagram struct {
 	kept bool
 	// cookie is the socket it was sent from (sent) or queued on (recv), 0 if unknown.
 	cookie uint64
+	netns  uint32 // the network namespace it was seen in, 0 if unknown
 	owners []*tracked
 	// twin is, for the receive of a datagram sent by this same host (both ends local),
 	// the send record: one datagram, observed twice.
@@ -145,11 +146,9 @@ func (q *sdQueue) pop() {
 type (
 	// ipPair keys datagrams by addresses only: fragment drops do not know the ports.
 	ipPair struct{ src, dst netip.Addr }
-	// headKey is a datagram's identity: its endpoints and first bytes.
-	headKey struct {
-		flow flowKey
-		head [quoteLen]byte
-	}
+	// headKey is a datagram's identity: its first bytes (a discv4 hash, a discv5
+	// masking IV), which NAT leaves alone; lookups check the endpoints they know.
+	headKey [quoteLen]byte
 	// readKey is a socket queue as a read sees it: the datagram's endpoints and length.
 	readKey struct {
 		flow flowKey
@@ -217,7 +216,7 @@ func (t *datagrams) add(r *record.Record, obs *result.Observation) *seenDatagram
 	sd := &seenDatagram{
 		t: r.Time, src: unmapAP(r.Src), dst: unmapAP(r.Dst), n: r.Len, evType: result.TypeOf(r), seq: obs.Seq, pkt: obs.Packet,
 		inbound: r.Dir != record.DirOut, sent: r.Dir == record.DirOut, recv: r.Dir == record.DirIn,
-		cookie: r.Cookie,
+		cookie: r.Cookie, netns: r.NetNS,
 	}
 	sd.headLen = uint8(copy(sd.head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)]))
 	t.insert(sd)
@@ -231,7 +230,7 @@ func (t *datagrams) insert(sd *seenDatagram) {
 	if t.all.len() > t.bound {
 		t.expire(time.Time{})
 	}
-	pushTo(t.byHead, headKey{flow, sd.head}, sd)
+	pushTo(t.byHead, headKey(sd.head), sd)
 	pushTo(t.byFlow, flow, sd)
 	pushTo(t.byPair, pairOf(sd.src, sd.dst), sd)
 	if sd.inbound {
@@ -249,7 +248,7 @@ func (t *datagrams) expire(cut time.Time) {
 			sd.evicted = true
 		}
 		flow := flowKey{sd.src, sd.dst}
-		popFrom(t.byHead, headKey{flow, sd.head}, sd, !t.late)
+		popFrom(t.byHead, headKey(sd.head), sd, !t.late)
 		popFrom(t.byFlow, flow, sd, !t.late)
 		popFrom(t.byPair, pairOf(sd.src, sd.dst), sd, !t.late)
 		if sd.inbound {
@@ -261,28 +260,38 @@ func (t *datagrams) expire(cut time.Time) {
 
 // twinOf returns the other observation of the datagram r is, when this host both sent
 // and received it: the send for a receive, or the receive for a send (per-CPU buffers
-// may deliver the receive first).
+// may deliver the receive first). Its bytes and length identify it; its endpoints are
+// the same, or, when it crossed a NAT between two namespaces of this host, one of them
+// differs (masquerading rewrites the source, the reply's destination).
 func (t *datagrams) twinOf(r *record.Record) *seenDatagram {
 	if r.Dir == record.DirUnknown {
 		return nil
 	}
 	var head [quoteLen]byte
 	copy(head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)])
-	q := t.byHead[headKey{flowOf(r.Src, r.Dst), head}]
+	q := t.byHead[headKey(head)]
 	if q == nil {
 		return nil
 	}
+	src, dst := unmapAP(r.Src), unmapAP(r.Dst)
+	var natted *seenDatagram
 	for i := 0; i < min(q.len(), lookBack); i++ {
 		sd := q.newest(i)
 		if r.Time.Sub(sd.t) > maxTwinDelay {
 			break
 		}
 		other := sd.sent && r.Dir == record.DirIn || sd.recv && r.Dir == record.DirOut
-		if other && sd.twin == nil && sd.n == r.Len {
+		if !other || sd.twin != nil || sd.n != r.Len || !sd.headMatches(r.Payload) {
+			continue
+		}
+		switch {
+		case sd.src == src && sd.dst == dst:
 			return sd
+		case natted == nil && (sd.src == src) != (sd.dst == dst) && (sd.netns == 0 || r.NetNS == 0 || sd.netns != r.NetNS):
+			natted = sd
 		}
 	}
-	return nil
+	return natted
 }
 
 // maxTwinDelay is how long after its send a local datagram's receive may be seen.
@@ -322,7 +331,7 @@ func (t *datagrams) quoted(r *record.Record) *seenDatagram {
 	ports := src.Port() != 0 && dst.Port() != 0
 	if len(r.Payload) >= quoteLen && ports {
 		// The quoted bytes name the datagram, however many its flow had since.
-		if sd := newestMatching(t.byHead[headKey{flowKey{src, dst}, [quoteLen]byte(r.Payload[:quoteLen])}], r); sd != nil {
+		if sd := newestMatching(t.byHead[headKey(r.Payload[:quoteLen])], r); sd != nil {
 			return sd
 		}
 	}

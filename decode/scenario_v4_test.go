@@ -493,3 +493,32 @@ func TestScenarioFragmentLossRevisesVerdict(t *testing.T) {
 		t.Fatalf("a revision 10 s after the request, with ipfrag_time 3 s: %+v", revs[0])
 	}
 }
+
+// B, behind a masquerading router, pings A; both are traced on this host, in two
+// namespaces. A sees the PING from the router's address, B sees the PONG to its own:
+// one datagram each, seen twice, and one exchange with one attempt (issue 9, item 1).
+func TestScenarioNATBetweenTracedNamespaces(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.98.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.98.1.2:30303")
+	router := netip.MustParseAddrPort("10.98.0.254:4290")
+	ping, _, err := v4wire.Encode(b.Key, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(b.Addr, 0), To: v4wire.NewEndpoint(a.Addr, 0), Expiration: s.exp()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(from, to netip.AddrPort, p []byte, dir record.Direction, netns uint32) {
+		s.feed(&record.Record{Kind: record.Datagram, Dir: dir, Src: from, Dst: to, Len: len(p), Payload: bytes.Clone(p), NetNS: netns})
+	}
+	send(b.Addr, a.Addr, ping, record.DirOut, 2)
+	s.after(40 * time.Microsecond)
+	send(router, a.Addr, ping, record.DirIn, 1)
+	s.after(time.Millisecond)
+	pong, _, err := v4wire.Encode(a.Key, &v4wire.Pong{To: v4wire.NewEndpoint(router, 0), ReplyTok: ping[:32], Expiration: s.exp()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(a.Addr, router, pong, record.DirOut, 1)
+	s.after(40 * time.Microsecond)
+	send(a.Addr, b.Addr, pong, record.DirIn, 2)
+	s.tick(time.Second)
+	scExchange(t, s.only(ndjson.TypeExchange), "PING/v4", string(result.Answered), 1040*time.Microsecond, 0)
+}
