@@ -560,6 +560,11 @@ func (d *Decoder) decodePacket(r *record.Record) packet.Packet {
 var errUnknownDestination = fmt.Errorf("%w: sent by a local node, so most likely discv5 to a node whose ID is not known yet (its header is masked with that ID); the handshake it starts is reported once the peer's answer names it", ErrNotDiscovery)
 
 func (d *Decoder) feedDatagram(r *record.Record, emit func(result.Event)) {
+	if r.FailedUnseen() {
+		// Nothing of it is known but that it did not leave: nothing to decode or track.
+		emit(observe(r))
+		return
+	}
 	if first := d.seen.twinOf(r); first != nil {
 		// This host sent and received it: the same datagram, already decoded and
 		// tracked. Decoding it again would count it twice (a duplicate request, a

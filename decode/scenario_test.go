@@ -1321,3 +1321,20 @@ func TestScenarioV5ChallengedPacketIsNoResponse(t *testing.T) {
 		t.Fatalf("%d handshakes, want 2 (a's, failed; b's, challenged and never answered):\n%s", n, s.dump())
 	}
 }
+
+// A send the kernel refused, seen by a hook that sees only the socket and the error
+// (ENETUNREACH on the tracepoint backend): no payload, no length, no destination. It is
+// reported as what is known, without a decode error and without zero-filled fields.
+func TestScenarioFailedSendUnseen(t *testing.T) {
+	s := newScNet(t, Config{})
+	a := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303")
+	s.feed(&record.Record{Kind: record.Datagram, Dir: record.DirOut, Src: a.Addr, HasSendRet: true, SendRet: -int64(syscall.ENETUNREACH)})
+	s.flush()
+	ev := s.only(ndjson.TypeSend)
+	if ev.Disc != nil || ev.Len != nil || ev.Dst != "" || ev.Ret == nil || *ev.Ret != -int64(syscall.ENETUNREACH) {
+		t.Fatalf("send %+v (disc %+v)", ev, ev.Disc)
+	}
+	if len(s.events) != 1 {
+		t.Fatalf("%d events, want the send alone:\n%s", len(s.events), s.dump())
+	}
+}

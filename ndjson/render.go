@@ -94,7 +94,7 @@ func observation(o *result.Observation, withPayload bool) *Event {
 		return ev
 	}
 	ev.Src, ev.Dst = Addr(r.Src), Addr(r.Dst)
-	if r.Kind == record.Datagram || r.Kind == record.Read || r.Len > 0 {
+	if (r.Kind == record.Datagram || r.Kind == record.Read || r.Len > 0) && !r.FailedUnseen() {
 		ev.Len = Ptr(r.Len)
 	}
 	if r.HasProc {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net/netip"
+
 	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/tracer"
 )
@@ -27,6 +29,9 @@ func recordOf(ev *tracer.Event) record.Record {
 	case tracer.KindSend:
 		r.Kind, r.Dir = record.Datagram, record.DirOut
 		r.HasSendRet, r.SendRet = ev.HasRet, ev.Ret
+		if r.FailedUnseen() && r.Dst.Addr().IsUnspecified() && r.Dst.Port() == 0 {
+			r.Dst = netip.AddrPort{} // an unconnected socket's: the hook did not see it
+		}
 	case tracer.KindRecv:
 		r.Kind, r.Dir = record.Datagram, record.DirIn
 	case tracer.KindRead:

@@ -97,3 +97,10 @@ type Record struct {
 // ReasonFragReasmTimeout is the kernel's drop reason for a datagram whose fragments never
 // all arrived (SKB_DROP_REASON_FRAG_REASM_TIMEOUT); the capture reader uses it too.
 const ReasonFragReasmTimeout = "FRAG_REASM_TIMEOUT"
+
+// FailedUnseen reports whether r is a send the kernel refused whose message the hook
+// did not see (the tracepoint backend sees only the socket and the error): its length,
+// payload and, for an unconnected socket, destination are unknown, not zero.
+func (r *Record) FailedUnseen() bool {
+	return r.Kind == Datagram && r.HasSendRet && r.SendRet < 0 && r.Len == 0 && len(r.Payload) == 0
+}
