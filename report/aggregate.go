@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/discotrace/discotrace/ndjson"
 )
@@ -40,7 +39,7 @@ type Aggregator struct {
 	opt Options
 	sum Summary // the counters; Summary() fills in the rest
 
-	first, last  time.Time
+	first, last  string // event times, earliest and latest
 	hsRTT, exRTT sample
 	rng          splitmix
 
@@ -94,12 +93,13 @@ func New(opt Options) *Aggregator {
 func (a *Aggregator) Add(ev *ndjson.Event) {
 	a.sum.Events++
 	a.sum.ByType[ev.Type]++
-	if t, err := time.Parse(time.RFC3339Nano, ev.Time); err == nil {
-		if a.first.IsZero() || t.Before(a.first) {
-			a.first = t
+	// The schema writes times with a fixed nine-digit fraction, so they compare as text.
+	if ev.Time != "" {
+		if a.first == "" || ev.Time < a.first {
+			a.first = ev.Time
 		}
-		if t.After(a.last) {
-			a.last = t
+		if ev.Time > a.last {
+			a.last = ev.Time
 		}
 	}
 	var srcID, dstID string
@@ -313,9 +313,7 @@ func (a *Aggregator) Summary() Summary {
 	s.Anomalies = nonEmpty(s.Anomalies)
 	s.Handshakes = tally(a.sum.Handshakes, &a.hsRTT)
 	s.Exchanges = tally(a.sum.Exchanges, &a.exRTT)
-	if !a.first.IsZero() {
-		s.First, s.Last = ndjson.Time(a.first), ndjson.Time(a.last)
-	}
+	s.First, s.Last = a.first, a.last
 	s.LocalIDs = slices.Sorted(maps.Keys(a.localIDs))
 	s.LocalEndpoints = slices.Sorted(maps.Keys(a.localEPs))
 	if len(s.LocalIDs) == 0 {

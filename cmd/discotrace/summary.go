@@ -1,23 +1,22 @@
 package main
 
 import (
-	"github.com/discotrace/discotrace/decode/live"
 	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 	"github.com/discotrace/discotrace/report"
 )
 
-// summarizingOutput passes the live path's results on to next and counts each in agg,
-// for the summary `trace` prints when it stops: the same aggregator as `report`, fed the
-// same schema values as the output.
+// summarizingOutput is the NDJSON output that also counts each event in agg, for the
+// summary `trace` prints when it stops: the aggregator of `report`, fed the very values
+// that are printed. Each event is rendered once, for both: rendering is most of the
+// output's cost.
 type summarizingOutput struct {
-	next live.Output
-	agg  *report.Aggregator
+	ndjsonOutput
+	agg *report.Aggregator
 }
 
 func (o summarizingOutput) Write(ev result.Event) error {
-	o.agg.Add(ndjson.FromResult(ev, false))
-	return o.next.Write(ev)
+	line := ndjson.FromResult(ev, o.withPayload)
+	o.agg.Add(line)
+	return o.enc.Encode(line)
 }
-
-func (o summarizingOutput) Flush() error { return o.next.Flush() }
