@@ -137,7 +137,7 @@ func readEvents(r io.Reader, name string, agg *report.Aggregator) error {
 		switch {
 		case err != nil:
 		case ev.V == 0 || ev.Type == "":
-			err = errors.New(`it has no "v" and "type"`)
+			err = errors.New(`it lacks "v" or "type"`)
 		case ev.V != ndjson.SchemaVersion:
 			err = fmt.Errorf("schema version %d; this discotrace reads version %d", ev.V, ndjson.SchemaVersion)
 		}
@@ -158,8 +158,12 @@ func readEvents(r io.Reader, name string, agg *report.Aggregator) error {
 		return fmt.Errorf("cannot read %s after line %d: %w", name, line, err)
 	}
 	if bad > 0 {
-		return fmt.Errorf("line %d of %s is not a discotrace event (%v); %d such lines skipped, the report counts the %d events (report reads the NDJSON of trace or decode, or a pcap/pcapng capture)",
-			firstBad, name, why, bad, events)
+		skipped := "it was skipped"
+		if bad > 1 {
+			skipped = fmt.Sprintf("%d such lines skipped", bad)
+		}
+		return fmt.Errorf("line %d of %s is not a discotrace event (%v); %s, the report counts the %d events (report reads the NDJSON of trace or decode, or a pcap/pcapng capture)",
+			firstBad, name, why, skipped, events)
 	}
 	return nil
 }
