@@ -8,14 +8,17 @@ import (
 	"github.com/discotrace/discotrace/ndjson"
 )
 
-// Bounds of what an Aggregator keeps, by default.
+// Bounds of what an Aggregator keeps, by default (Options change them).
 const (
-	DefaultMaxPeers            = 4096
-	DefaultMaxSamples          = 256  // round trips kept per peer, for handshakes and for exchanges
-	DefaultMaxTotalSamples     = 8192 // round trips kept for the totals
-	maxEndpointsPerPeer        = 8
-	maxLocalEndpoints          = 64
-	samplerSeed            int = 0x5eed
+	DefaultMaxPeers        = 4096
+	DefaultMaxSamples      = 256  // round trips kept per peer, for handshakes and for exchanges
+	DefaultMaxTotalSamples = 8192 // round trips kept for the totals
+)
+
+const (
+	maxEndpointsPerPeer = 8
+	maxLocal            = 64 // local IDs and addresses learned (a host runs a few nodes)
+	samplerSeed         = 0x5eed
 )
 
 // Options set up an Aggregator. Zero values take the defaults.
@@ -72,7 +75,7 @@ func New(opt Options) *Aggregator {
 	}
 	a := &Aggregator{
 		opt:      opt,
-		rng:      splitmix{state: uint64(samplerSeed)},
+		rng:      splitmix{state: samplerSeed},
 		localIDs: map[string]bool{},
 		localEPs: map[string]bool{},
 		byID:     map[string]*peerState{},
@@ -187,13 +190,13 @@ func (a *Aggregator) decided(ev *ndjson.Event, t *Tally, total *sample, rtt *int
 // learnLocal notes an endpoint and an ID of the local node. A peer listed by that ID,
 // or by that address alone, until now was the local node: it leaves the table.
 func (a *Aggregator) learnLocal(ep, id string) {
-	if id != "" && !a.localIDs[id] {
+	if id != "" && !a.localIDs[id] && len(a.localIDs) < maxLocal {
 		a.localIDs[id] = true
 		if p := a.byID[id]; p != nil {
 			a.unlist(p)
 		}
 	}
-	if ep == "" || a.localEPs[ep] || len(a.localEPs) >= maxLocalEndpoints {
+	if ep == "" || a.localEPs[ep] || len(a.localEPs) >= maxLocal {
 		return
 	}
 	a.localEPs[ep] = true
