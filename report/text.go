@@ -59,7 +59,7 @@ func writePeers(w io.Writer, s *Summary, maxPeers int) error {
 	}
 	fmt.Fprintln(w, ":")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tENDPOINT\tIN\tOUT\tHANDSHAKES ok/failed\tEXCHANGES ok/failed\tHANDSHAKE ms p50/90/99\tEXCHANGE ms p50/90/99\tFAILURES, ANOMALIES")
+	fmt.Fprintln(tw, "NODE\tENDPOINT\tIN\tOUT\tHS ok/failed\tEXCH ok/failed\tHS ms p50/90/99\tEXCH ms p50/90/99\tFAILURES, ANOMALIES")
 	for i := range shown {
 		p := &shown[i]
 		ep := first(p.Endpoints)
