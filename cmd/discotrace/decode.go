@@ -1,16 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/discotrace/discotrace/decode"
-	"github.com/discotrace/discotrace/decode/capture"
-	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 )
@@ -59,48 +55,13 @@ func runDecode(out, diag io.Writer, path string, f *decoderFlags) error {
 		in = file
 	}
 
-	dec := decode.NewDecoder(cfg)
 	enc := ndjson.NewEncoder(out)
-	var writeErr error
-	emit := func(ev result.Event) {
-		if writeErr == nil {
-			writeErr = enc.Encode(ndjson.FromResult(ev, f.payload))
-		}
-	}
-	stats, err := capture.ReadStats(in, func(r *record.Record) error {
-		dec.Feed(r, emit)
-		return writeErr
+	err = decodeCapture(in, path, cfg, diag, func(ev result.Event) error {
+		return enc.Encode(ndjson.FromResult(ev, f.payload))
 	})
-	// Frames that give no event at all are said once, so that an empty output is not
-	// read as an empty capture.
-	if stats.Malformed > 0 || stats.UnsupportedLink > 0 {
-		fmt.Fprintf(diag, "discotrace: %d of %d frames skipped: %d with invalid or cut-off headers (a snap length below the UDP header?), %d from interfaces without IP\n",
-			stats.Malformed+stats.UnsupportedLink, stats.Frames, stats.Malformed, stats.UnsupportedLink)
+	// What was decoded before a damaged part is written too.
+	if ferr := enc.Flush(); ferr != nil && err == nil {
+		return fmt.Errorf("cannot write the events: %w", ferr)
 	}
-	if writeErr != nil {
-		return fmt.Errorf("cannot write the events: %w", writeErr)
-	}
-	if err != nil {
-		// Flush what was decoded before the damage, then say where it stopped.
-		dec.Flush(emit)
-		if ferr := enc.Flush(); ferr != nil {
-			return fmt.Errorf("cannot write the events: %w", ferr)
-		}
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return fmt.Errorf("cannot read the capture: %w", err)
-		}
-		if path == "-" {
-			path = "from standard input"
-		}
-		return fmt.Errorf("cannot read the capture %s: %w", path, err)
-	}
-	dec.Flush(emit)
-	if writeErr != nil {
-		return fmt.Errorf("cannot write the events: %w", writeErr)
-	}
-	if err := enc.Flush(); err != nil {
-		return fmt.Errorf("cannot write the events: %w", err)
-	}
-	return nil
+	return err
 }

@@ -22,7 +22,7 @@ import (
 
 const testKeyA = "1111111111111111111111111111111111111111111111111111111111111111"
 
-func testCapture(t *testing.T, name string) string {
+func testCapture(t testing.TB, name string) string {
 	t.Helper()
 	for _, dir := range []string{os.Getenv("DISCOTRACE_TESTDATA"), "../../../shared/testdata", "/work/shared/testdata"} {
 		if dir == "" {

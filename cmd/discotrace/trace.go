@@ -17,6 +17,7 @@ import (
 	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
+	"github.com/discotrace/discotrace/report"
 	"github.com/discotrace/discotrace/tracer"
 )
 
@@ -136,9 +137,14 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 // stream prints events until the tracer is closed: the kernel events themselves when dec
 // is nil (--raw), else what the decoder makes of them. The live path between the two
 // (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
-// could not keep up with as shed events, summed up on stderr at the end.
+// could not keep up with as shed events. What the events add up to (outcomes, causes,
+// losses) is summed up on stderr at the end.
 func stream(tr *tracer.Tracer, stdout, stderr io.Writer, dec *decode.Decoder, withPayload bool) error {
-	st, err := live.Run(tracerSource{tr}, dec, ndjsonOutput{ndjson.NewEncoder(stdout), withPayload}, live.Config{})
+	summary := report.New(report.Options{})
+	out := summarizingOutput{ndjsonOutput{ndjson.NewEncoder(stdout), withPayload}, summary}
+	st, err := live.Run(tracerSource{tr}, dec, out, live.Config{})
+	s := summary.Summary()
+	report.WriteClosing(stderr, &s, "discotrace: ")
 	if err != nil {
 		tr.Close()
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -131,6 +132,14 @@ func TestTraceDecodesAPingToAGonePeer(t *testing.T) {
 	}
 	if sends != 1 || exchanges != 1 {
 		t.Errorf("got %d send and %d exchange lines, want 1 and 1:\n%s", sends, exchanges, stdout.String())
+	}
+	// The closing summary on stderr adds up what stdout shows.
+	lines := strings.Count(stdout.String(), "\n")
+	for _, want := range []string{fmt.Sprintf("discotrace: %d events from ", lines), "; exchanges: 1 failed\n",
+		"discotrace: failures by cause: 1 icmp_unreachable\n", "discotrace: nothing lost"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("closing summary: no %q in stderr:\n%s", want, stderr.String())
+		}
 	}
 }
 
