@@ -18,7 +18,10 @@ const (
 const (
 	maxEndpointsPerPeer = 8
 	maxLocal            = 64 // local IDs and addresses learned (a host runs a few nodes)
-	samplerSeed         = 0x5eed
+	// maxRevisable bounds the failures remembered for a revision event to find: the
+	// latest ones (revisions come within ipfrag_time, 30 s by default).
+	maxRevisable = 4096
+	samplerSeed  = 0x5eed
 )
 
 // Options set up an Aggregator. Zero values take the defaults.
@@ -53,13 +56,27 @@ type Aggregator struct {
 	listed int // peers not merged away: what MaxPeers bounds
 	byID   map[string]*peerState
 	byEP   map[string]*peerState
+
+	// failures are the latest failures by seq, for revisions to find; failureRing
+	// keeps their order for the bound.
+	failures    map[uint64]*failure
+	failureRing []uint64
+	failureNext int
+}
+
+// failure is a failed handshake or exchange as counted: where, and under which cause.
+type failure struct {
+	tally *Tally
+	cause string
+	peers [2]*peerState
 }
 
 // peerState is a peer as it is being counted.
 type peerState struct {
 	Peer
 	hsRTT, exRTT sample
-	merged       bool // folded into another peer: no longer listed
+	merged       bool       // folded into another peer, or the local node: no longer listed
+	into         *peerState // the peer it was folded into
 }
 
 // New returns an empty aggregator.
@@ -80,6 +97,7 @@ func New(opt Options) *Aggregator {
 		localEPs: map[string]bool{},
 		byID:     map[string]*peerState{},
 		byEP:     map[string]*peerState{},
+		failures: map[uint64]*failure{},
 	}
 	a.sum.ByType = map[string]uint64{}
 	a.sum.Anomalies = map[string]uint64{}
@@ -147,6 +165,8 @@ func (a *Aggregator) Add(ev *ndjson.Event) {
 		a.decided(ev, &a.sum.Handshakes, &a.hsRTT, ev.TotalNs, func(p *peerState) (*Count, *sample) { return &p.Handshakes, &p.hsRTT })
 	case ndjson.TypeExchange:
 		a.decided(ev, &a.sum.Exchanges, &a.exRTT, ev.RTTNs, func(p *peerState) (*Count, *sample) { return &p.Exchanges, &p.exRTT })
+	case ndjson.TypeRevision:
+		a.revise(ev)
 	case ndjson.TypeAnomaly:
 		a.sum.Anomalies[ev.Anomaly]++
 		if p := a.peer(ev.Peer, ev.PeerID); p != nil {
@@ -166,10 +186,18 @@ func (a *Aggregator) decided(ev *ndjson.Event, t *Tally, total *sample, rtt *int
 	if rtt != nil {
 		total.add(*rtt, a.opt.MaxTotalSamples, &a.rng)
 	}
-	for _, side := range [2][2]string{{ev.Initiator, ev.InitiatorID}, {ev.Recipient, ev.RecipientID}} {
+	var f *failure
+	if failed && ev.Seq != 0 {
+		f = &failure{tally: t, cause: ev.Cause}
+		a.remember(ev.Seq, f)
+	}
+	for i, side := range [2][2]string{{ev.Initiator, ev.InitiatorID}, {ev.Recipient, ev.RecipientID}} {
 		p := a.peer(side[0], side[1])
 		if p == nil {
 			continue
+		}
+		if f != nil {
+			f.peers[i] = p
 		}
 		c, s := of(p)
 		switch {
@@ -185,6 +213,46 @@ func (a *Aggregator) decided(ev *ndjson.Event, t *Tally, total *sample, rtt *int
 			s.add(*rtt, a.opt.MaxSamples, &a.rng)
 		}
 	}
+}
+
+// remember keeps failure f, reported as event seq, for a revision to find; the oldest
+// past maxRevisable is forgotten.
+func (a *Aggregator) remember(seq uint64, f *failure) {
+	if len(a.failureRing) < maxRevisable {
+		a.failureRing = append(a.failureRing, seq)
+	} else {
+		delete(a.failures, a.failureRing[a.failureNext])
+		a.failureRing[a.failureNext] = seq
+		a.failureNext = (a.failureNext + 1) % maxRevisable
+	}
+	a.failures[seq] = f
+}
+
+// revise moves the failure a revision event names to its new cause.
+func (a *Aggregator) revise(ev *ndjson.Event) {
+	f := a.failures[ev.Revises]
+	if f == nil || ev.Cause == "" || ev.Cause == f.cause {
+		return
+	}
+	f.tally.Revised++
+	f.tally.ByCause[f.cause]--
+	if f.tally.ByCause[f.cause] == 0 {
+		delete(f.tally.ByCause, f.cause)
+	}
+	f.tally.ByCause[ev.Cause]++
+	for _, p := range f.peers {
+		for p != nil && p.into != nil {
+			p = p.into // its counts went there
+		}
+		if p == nil || p.merged {
+			continue
+		}
+		if p.Causes[f.cause]--; p.Causes[f.cause] == 0 {
+			delete(p.Causes, f.cause)
+		}
+		p.Causes = inc(p.Causes, ev.Cause)
+	}
+	f.cause = ev.Cause
 }
 
 // learnLocal notes an endpoint and an ID of the local node. A peer listed by that ID,
@@ -307,6 +375,7 @@ func (a *Aggregator) fold(from, into *peerState) {
 		a.addEndpoint(into, ep)
 	}
 	a.unlist(from)
+	from.into = into
 }
 
 // Summary returns what the events so far add up to.
@@ -356,7 +425,7 @@ func worstFirst(x, y Peer) int {
 }
 
 func tally(t Tally, rtt *sample) Tally {
-	return Tally{Total: t.Total, ByOutcome: nonEmpty(t.ByOutcome), ByCause: nonEmpty(t.ByCause), RTT: rtt.percentiles()}
+	return Tally{Total: t.Total, ByOutcome: nonEmpty(t.ByOutcome), ByCause: nonEmpty(t.ByCause), Revised: t.Revised, RTT: rtt.percentiles()}
 }
 
 func nonEmpty(m map[string]uint64) map[string]uint64 {

@@ -216,3 +216,19 @@ func TestSummaryJSONRoundTrips(t *testing.T) {
 		t.Errorf("round trip differs:\n%+v\n%+v", back, s)
 	}
 }
+
+// A revision event moves the failure it names to its new cause, in the totals and for
+// its peers; one naming an unknown event changes nothing.
+func TestRevisionMovesTheCause(t *testing.T) {
+	a := New(Options{LocalIDs: []string{"aa"}})
+	a.Add(&ndjson.Event{Type: ndjson.TypeExchange, Seq: 7, Initiator: "10.0.0.1:30303", InitiatorID: "aa", Recipient: "10.0.0.2:30303", RecipientID: "bb", Req: "PING/v4", Outcome: "failed", Cause: "no_response"})
+	a.Add(&ndjson.Event{Type: ndjson.TypeRevision, Seq: 9, Revises: 7, RevisesType: ndjson.TypeExchange, Cause: "fragment_loss"})
+	a.Add(&ndjson.Event{Type: ndjson.TypeRevision, Seq: 10, Revises: 99, RevisesType: ndjson.TypeExchange, Cause: "kernel_drop"})
+	s := a.Summary()
+	if got := s.Exchanges.ByCause; len(got) != 1 || got["fragment_loss"] != 1 || s.Exchanges.Revised != 1 {
+		t.Fatalf("exchanges by cause %v, revised %d", got, s.Exchanges.Revised)
+	}
+	if len(s.Peers) != 1 || len(s.Peers[0].Causes) != 1 || s.Peers[0].Causes["fragment_loss"] != 1 {
+		t.Fatalf("peers %+v", s.Peers)
+	}
+}

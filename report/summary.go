@@ -66,8 +66,10 @@ type Tally struct {
 	Total uint64 `json:"total"`
 	// ByOutcome counts them by "outcome" (established or answered, failed, open).
 	ByOutcome map[string]uint64 `json:"by_outcome,omitempty"`
-	// ByCause counts the failed ones by "cause".
+	// ByCause counts the failed ones by "cause", as revised by revision events.
 	ByCause map[string]uint64 `json:"by_cause,omitempty"`
+	// Revised counts the failures whose cause a revision event changed.
+	Revised uint64 `json:"revised,omitempty"`
 	// RTT is over the exchanges' rtt_ns, or the handshakes' total_ns.
 	RTT *Percentiles `json:"rtt,omitempty"`
 }

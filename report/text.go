@@ -130,6 +130,9 @@ func tallyLine(b *strings.Builder, name string, t *Tally, rttName string) {
 	fmt.Fprintf(b, "%-11s %d: %s", name, t.Total, counts(t.ByOutcome))
 	if len(t.ByCause) > 0 {
 		fmt.Fprintf(b, "; failed by cause: %s", counts(t.ByCause))
+		if t.Revised > 0 {
+			fmt.Fprintf(b, " (%d revised by later evidence)", t.Revised)
+		}
 	}
 	if t.RTT != nil {
 		fmt.Fprintf(b, "; %s ms p50 %s, p90 %s, p99 %s", rttName, ms(t.RTT.P50Ns), ms(t.RTT.P90Ns), ms(t.RTT.P99Ns))
