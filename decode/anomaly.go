@@ -67,7 +67,10 @@ type anomalies struct {
 	skew     *bounded.Map[string, *skewState]
 	seqs     *bounded.Map[enode.ID, *seqClaim]
 	mismatch *bounded.Map[mismatchKey, time.Time]
-	storms   *bounded.Map[flowKey, *stormState]
+	// advertised is each local node's endpoint as its record (ENR) gives it: from
+	// --enr, or its own record seen leaving (an ENRRESPONSE, a HANDSHAKE).
+	advertised map[enode.ID]netip.AddrPort
+	storms     *bounded.Map[flowKey, *stormState]
 }
 
 // maxAnomalyPeers bounds each anomaly map: a busy node talks to a few thousand peers.
@@ -79,6 +82,7 @@ func (an *anomalies) init(d *Decoder) {
 	an.seqs = bounded.New[enode.ID, *seqClaim](maxAnomalyPeers)
 	an.mismatch = bounded.New[mismatchKey, time.Time](maxAnomalyPeers)
 	an.storms = bounded.New[flowKey, *stormState](maxAnomalyPeers)
+	an.advertised = make(map[enode.ID]netip.AddrPort)
 }
 
 // stale reports whether state last touched at t is past its retention: it is then
@@ -102,6 +106,7 @@ func (an *anomalies) packet(r *record.Record, p *packet.Packet, sd *seenDatagram
 			for _, n := range p.Records {
 				if n.ID() == p.SrcID {
 					an.enrSeq(r, sd, n.ID(), n.Seq(), "ENRRESPONSE", emit)
+					an.ownRecord(n)
 				}
 			}
 		}
@@ -116,6 +121,7 @@ func (an *anomalies) packet(r *record.Record, p *packet.Packet, sd *seenDatagram
 		for _, n := range p.Records {
 			if n.ID() == p.SrcID {
 				an.enrSeq(r, sd, n.ID(), n.Seq(), "HANDSHAKE record", emit)
+				an.ownRecord(n)
 				ownRecord = true
 			}
 		}
@@ -232,8 +238,26 @@ func (an *anomalies) enrSeq(r *record.Record, sd *seenDatagram, id enode.ID, seq
 	emit(ev)
 }
 
-// endpoint compares the address a peer says it saw us at (PONG's "to") with the address
-// its answer was sent to here: different means something rewrites our address (NAT).
+// ownRecord takes a node's own record seen in a packet it sent: a local node's says
+// what it advertises.
+func (an *anomalies) ownRecord(n *enode.Node) {
+	if an.d.localIDs[n.ID()] {
+		an.advertise(n)
+	}
+}
+
+// advertise notes the endpoint a local node's record gives (the latest record seen).
+func (an *anomalies) advertise(n *enode.Node) {
+	if ep, ok := n.UDPEndpoint(); ok && len(an.advertised) < maxLocalAddrs {
+		an.advertised[n.ID()] = unmapAP(ep)
+	}
+}
+
+// endpoint compares the address a peer says it saw us at (PONG's "to") with what our
+// node advertises in its record, when known: peers that take the record cannot reach a
+// node that advertises another endpoint. Without the record it compares with the address
+// the answer was sent to here, which a NAT rewrites: informational, since a node behind
+// NAT that advertises its public endpoint is fine.
 func (an *anomalies) endpoint(r *record.Record, sd *seenDatagram, reported netip.AddrPort, what string, emit func(result.Event)) {
 	if !reported.IsValid() || reported.Addr().IsUnspecified() {
 		return
@@ -243,7 +267,11 @@ func (an *anomalies) endpoint(r *record.Record, sd *seenDatagram, reported netip
 	}
 	local := unmapAP(r.Dst)
 	reported = unmapAP(reported)
-	if reported == local {
+	adv, hasAdv := netip.AddrPort{}, false
+	if id, ok := an.d.idAt(r.Dst); ok && an.d.localIDs[id] {
+		adv, hasAdv = an.advertised[id]
+	}
+	if hasAdv && reported == adv || !hasAdv && reported == local {
 		return
 	}
 	// Once per local endpoint and public IP: a NAT that maps each peer to another port
@@ -258,8 +286,13 @@ func (an *anomalies) endpoint(r *record.Record, sd *seenDatagram, reported netip
 	if id, ok := an.d.idAt(r.Src); ok {
 		ev.PeerID = &id
 	}
-	ev.Detail = fmt.Sprintf("%s from %s says it reached us at %s, but we are at %s: something rewrites our address (NAT); peers will record %s",
-		what, addrText(r.Src), addrText(reported), addrText(local), addrText(reported))
+	if hasAdv {
+		ev.Detail = fmt.Sprintf("%s from %s says it reached us at %s, but our record advertises %s: peers that take the record from others cannot reach us (set the node's --nat or advertised address to %s)",
+			what, addrText(r.Src), addrText(reported), addrText(adv), addrText(reported))
+	} else {
+		ev.Detail = fmt.Sprintf("%s from %s says it reached us at %s, but we are at %s: a NAT rewrites our address. Informational: fine if our record advertises %s (give --enr to check)",
+			what, addrText(r.Src), addrText(reported), addrText(local), addrText(reported))
+	}
 	ev.Evidence = []result.Evidence{an.evidence(sd, fmt.Sprintf("%s to=%s", what, addrText(reported)))}
 	emit(ev)
 }

@@ -194,6 +194,7 @@ func NewDecoder(cfg Config) *Decoder {
 			continue
 		}
 		d.v5.AddLocalNode(n)
+		d.an.advertise(n)
 		if ep, ok := n.UDPEndpoint(); ok {
 			d.addLocal(ep)
 		}

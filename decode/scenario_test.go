@@ -1338,3 +1338,32 @@ func TestScenarioFailedSendUnseen(t *testing.T) {
 		t.Fatalf("%d events, want the send alone:\n%s", len(s.events), s.dump())
 	}
 }
+
+// With the local node's record known (--enr), what counts is whether peers reach it where
+// the record says: behind a NAT that its record accounts for, nothing is wrong; a record
+// advertising another endpoint than peers reach is the finding (issue 9, item 6).
+func TestScenarioEndpointMismatchAgainstRecord(t *testing.T) {
+	public := netip.MustParseAddrPort("203.0.113.7:41000")
+	for _, c := range []struct {
+		advertised string
+		anomaly    bool
+	}{
+		{"203.0.113.7:41000", false}, // the record names the NAT's mapping
+		{"192.168.1.10:30303", true}, // the record names the private address
+	} {
+		a, b := disctest.NewNode(t, disctest.KeyA, "192.168.1.10:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+		rec := disctest.NewNodeFromKey(t, a.Key, netip.MustParseAddrPort(c.advertised)).LN.Node()
+		s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key}, Nodes: []*enode.Node{rec}}})
+		ping := s.ping(a, b, record.DirUnknown)
+		s.after(time.Millisecond)
+		s.v4(b, a, &v4wire.Pong{To: v4wire.NewEndpoint(public, 0), ReplyTok: ping[:32], Expiration: s.exp()}, record.DirUnknown)
+		s.tick(time.Second)
+		ans := s.ofType(ndjson.TypeAnomaly)
+		switch {
+		case !c.anomaly && len(ans) != 0:
+			t.Errorf("record at %s: %+v", c.advertised, ans[0])
+		case c.anomaly && (len(ans) != 1 || !strings.Contains(ans[0].Detail, "our record advertises 192.168.1.10:30303")):
+			t.Errorf("record at %s: anomalies %+v", c.advertised, ans)
+		}
+	}
+}
