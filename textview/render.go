@@ -2,6 +2,7 @@ package textview
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -399,21 +400,24 @@ func bestEvidence(l *line, ev *ndjson.Event) {
 	if ev.Outcome != "failed" || len(ev.Evidence) == 0 {
 		return
 	}
-	i := best(ev.Cause, ev.Evidence)
-	e := ev.Evidence[i]
+	l.text(evidenceText(ev.Evidence[best(ev.Cause, ev.Evidence)], len(ev.Evidence)-1+ev.EvidenceMore))
+}
+
+// evidenceText shows one evidence item, " | #seq (+more) detail": the cited event, how
+// many other items there are, and the detail last, as it is what the width cuts.
+func evidenceText(e ndjson.Evidence, more int) string {
 	s := " |"
 	if e.Seq > 0 {
 		s += " #" + strconv.FormatUint(e.Seq, 10)
 	}
-	// The count goes before the detail, which is what the width cuts.
-	if more := len(ev.Evidence) - 1 + ev.EvidenceMore; more > 0 {
+	if more > 0 {
 		s += fmt.Sprintf(" (+%d more)", more)
 	}
 	detail := e.Detail
 	if detail == "" {
 		detail = e.Type
 	}
-	l.text(s + " " + clip(detail, maxDetail))
+	return s + " " + clip(detail, maxDetail)
 }
 
 // best picks the evidence item that shows the cause: the network observation (ICMP
@@ -460,7 +464,7 @@ func anomaly(l *line, ev *ndjson.Event) {
 		l.text(": " + clip(ev.Detail, maxDetail))
 	}
 	if n := len(ev.Evidence); n > 0 {
-		l.text(fmt.Sprintf(" (%d evidence, first #%d)", n, ev.Evidence[0].Seq))
+		l.text(evidenceText(ev.Evidence[0], n-1))
 	}
 }
 
@@ -515,25 +519,33 @@ func host(addr string) string {
 	return addr
 }
 
-// Duration formats a span given in nanoseconds for people: "850ns" never appears;
-// "0.4µs", "262µs", "5.26ms", "312ms", "1.25s", "2m5s".
+// Duration formats a span given in nanoseconds for people, with three significant digits
+// or so, never in ns: "0.4µs", "262µs", "5.26ms", "312ms", "1.25s", "2m5s". Each range
+// ends half a unit of its rounding early, so that 999.7µs reads 1.00ms, not 1000µs.
 func Duration(ns int64) string {
 	d := time.Duration(ns)
 	switch {
 	case d < 0:
 		return "-" + Duration(-ns)
-	case d < 10*time.Microsecond:
-		return strconv.FormatFloat(float64(d)/1e3, 'f', 1, 64) + "µs"
-	case d < time.Millisecond:
-		return strconv.FormatInt(int64(d.Round(time.Microsecond)/time.Microsecond), 10) + "µs"
-	case d < 10*time.Millisecond:
-		return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64) + "ms"
-	case d < time.Second:
-		return strconv.FormatFloat(float64(d)/1e6, 'f', 0, 64) + "ms"
-	case d < time.Minute:
-		return strconv.FormatFloat(float64(d)/1e9, 'f', 2, 64) + "s"
+	case d < 10*time.Microsecond-50:
+		return decimal(float64(d)/1e3, 1) + "µs"
+	case d < time.Millisecond-500:
+		return decimal(float64(d)/1e3, 0) + "µs"
+	case d < 10*time.Millisecond-5*time.Microsecond:
+		return decimal(float64(d)/1e6, 2) + "ms"
+	case d < time.Second-500*time.Microsecond:
+		return decimal(float64(d)/1e6, 0) + "ms"
+	case d < time.Minute-5*time.Millisecond:
+		return decimal(float64(d)/1e9, 2) + "s"
 	}
 	return d.Round(time.Second).String()
+}
+
+// decimal writes v with prec decimals, halves rounded away from zero (as
+// time.Duration.Round does; strconv would round 38.5 to even, 38).
+func decimal(v float64, prec int) string {
+	scale := math.Pow10(prec)
+	return strconv.FormatFloat(math.Round(v*scale)/scale, 'f', prec, 64)
 }
 
 // signedDuration is Duration with its sign always shown (a clock offset).

@@ -69,7 +69,7 @@ func NewWriter(w io.Writer, opts Options) *Writer {
 func (w *Writer) Write(ev *ndjson.Event) error {
 	if !w.header {
 		w.header = true
-		if _, err := w.w.WriteString(Header() + "\n"); err != nil {
+		if _, err := w.w.WriteString(header() + "\n"); err != nil {
 			return err
 		}
 	}
@@ -82,8 +82,8 @@ func (w *Writer) Write(ev *ndjson.Event) error {
 // Flush writes buffered lines to the underlying writer.
 func (w *Writer) Flush() error { return w.w.Flush() }
 
-// Header is the line of column titles.
-func Header() string {
+// header is the line of column titles.
+func header() string {
 	var l line
 	l.fixed(timeWidth, "TIME")
 	l.fixed(markWidth, "")

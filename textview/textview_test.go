@@ -361,6 +361,11 @@ func TestDuration(t *testing.T) {
 		1_250_000_000:   "1.25s",
 		125_000_000_000: "2m5s",
 		-3_000_000:      "-3.00ms",
+		999_700:         "1.00ms",
+		999_400:         "999µs",
+		9_996_000:       "10ms",
+		999_700_000:     "1.00s",
+		59_996_000_000:  "1m0s",
 	} {
 		if got := Duration(ns); got != want {
 			t.Errorf("Duration(%d) = %q, want %q", ns, got, want)
