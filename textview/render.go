@@ -5,7 +5,10 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/discotrace/discotrace/ndjson"
 )
@@ -16,6 +19,12 @@ const (
 	maxDetail   = 90
 	maxError    = 90
 	maxLocation = 40
+)
+
+// Widths of a datagram's size ("1280B") and packet kind ("HANDSHAKE FINDNODE").
+const (
+	lenWidth  = 5
+	kindWidth = 18
 )
 
 // Markers in the column after the time: what a line says without colour.
@@ -77,16 +86,21 @@ func datagram(l *line, ev *ndjson.Event) {
 	if ev.Len != nil {
 		size = strconv.Itoa(*ev.Len) + "B"
 	}
-	l.fixed(5, size)
+	l.fixed(lenWidth, size)
 	if d != nil {
-		l.fixed(18, kind(d))
+		l.fixed(kindWidth, kind(d))
 	} else if ev.Type != ndjson.TypeRead {
-		l.fixed(18, "(not decoded)")
+		l.fixed(kindWidth, "(not decoded)")
+	}
+	if failed {
+		s := "send failed: " + strconv.FormatInt(*ev.Ret, 10)
+		if name := unix.ErrnoName(syscall.Errno(-*ev.Ret)); name != "" {
+			s += " " + name
+		}
+		l.styled(s, failure)
+		l.text(" ")
 	}
 	var extra []string
-	if failed {
-		extra = append(extra, fmt.Sprintf("send failed: %d", *ev.Ret))
-	}
 	if ev.QueueNs != nil {
 		extra = append(extra, "queued "+Duration(*ev.QueueNs))
 	}
@@ -280,7 +294,7 @@ func drop(l *line, ev *ndjson.Event) {
 	if ev.Len != nil {
 		size = strconv.Itoa(*ev.Len) + "B"
 	}
-	l.fixed(5, size)
+	l.fixed(lenWidth, size)
 	l.styled(ev.Reason, failure)
 	if ev.Location != "" {
 		l.text(" in " + clip(ev.Location, maxLocation))
