@@ -6,20 +6,23 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-
-	"github.com/discotrace/discotrace/decode/result"
-	"github.com/discotrace/discotrace/ndjson"
 )
 
 func newDecodeCmd() *cobra.Command {
 	var f decoderFlags
+	var format formatFlag
 	cmd := &cobra.Command{
 		Use:   "decode FILE",
-		Short: "Decode a pcap or pcapng capture of discovery traffic into NDJSON events",
+		Short: "Decode a pcap or pcapng capture of discovery traffic into events",
 		Long: `Decode reads a capture file (pcap or pcapng: Ethernet, Linux cooked SLL/SLL2 or raw IP;
-"-" reads standard input) and prints one NDJSON event per datagram, ICMP error and
-fragment loss and, as they are decided, the discv5 handshakes, request/response exchanges
-and anomalies they make up.
+"-" reads standard input) and prints one event per datagram, ICMP error and fragment loss
+and, as they are decided, the discv5 handshakes, request/response exchanges and anomalies
+they make up.
+
+--format text (the default on a terminal) prints one aligned line per event, with node IDs
+as geth logs them (8 hex), round trips in ms or µs, and each failure's cause and best
+evidence, marked "!"; --format ndjson (the default into a pipe or a file) prints the
+complete events, one JSON object per line, for programs.
 
 Give the local node's key (--nodekey, as geth keeps it in <datadir>/geth/nodekey) to
 decrypt the discv5 sessions it answered; --node-id and --enr tell which side is local
@@ -31,16 +34,17 @@ Capture the ICMP errors and the non-first fragments too (they carry no UDP heade
     discotrace decode --nodekey <datadir>/geth/nodekey -`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], &f)
+			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], &f, &format)
 		},
 	}
 	f.register(cmd.Flags())
+	format.register(cmd)
 	return cmd
 }
 
 func init() { rootCmd.AddCommand(newDecodeCmd()) }
 
-func runDecode(out, diag io.Writer, path string, f *decoderFlags) error {
+func runDecode(stdout, diag io.Writer, path string, f *decoderFlags, format *formatFlag) error {
 	cfg, err := f.config()
 	if err != nil {
 		return err
@@ -55,12 +59,10 @@ func runDecode(out, diag io.Writer, path string, f *decoderFlags) error {
 		in = file
 	}
 
-	enc := ndjson.NewEncoder(out)
-	err = decodeCapture(in, path, cfg, diag, func(ev result.Event) error {
-		return enc.Encode(ndjson.FromResult(ev, f.payload))
-	})
+	out := format.output(stdout, f.payload)
+	err = decodeCapture(in, path, cfg, diag, out.Write)
 	// What was decoded before a damaged part is written too.
-	if ferr := enc.Flush(); ferr != nil && err == nil {
+	if ferr := out.Flush(); ferr != nil && err == nil {
 		return fmt.Errorf("cannot write the events: %w", ferr)
 	}
 	return err

@@ -7,9 +7,7 @@ import (
 	"testing"
 
 	"github.com/discotrace/discotrace/decode"
-	"github.com/discotrace/discotrace/decode/live"
 	"github.com/discotrace/discotrace/decode/result"
-	"github.com/discotrace/discotrace/ndjson"
 	"github.com/discotrace/discotrace/report"
 )
 
@@ -35,7 +33,7 @@ func BenchmarkTraceOutput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	run := func(b *testing.B, out func() live.Output) {
+	run := func(b *testing.B, out func() *renderedOutput) {
 		for b.Loop() {
 			o := out()
 			for _, ev := range events {
@@ -50,13 +48,15 @@ func BenchmarkTraceOutput(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
 	}
 	b.Run("ndjson", func(b *testing.B) {
-		run(b, func() live.Output {
-			return ndjsonOutput{ndjson.NewEncoder(io.Discard), false}
+		run(b, func() *renderedOutput {
+			return (&formatFlag{formatNDJSON}).output(io.Discard, false)
 		})
 	})
 	b.Run("ndjson+summary", func(b *testing.B) {
-		run(b, func() live.Output {
-			return summarizingOutput{ndjsonOutput{ndjson.NewEncoder(io.Discard), false}, report.New(report.Options{})}
+		run(b, func() *renderedOutput {
+			o := (&formatFlag{formatNDJSON}).output(io.Discard, false)
+			o.summary = report.New(report.Options{})
+			return o
 		})
 	})
 }

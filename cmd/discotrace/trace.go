@@ -15,8 +15,6 @@ import (
 	"github.com/discotrace/discotrace/decode"
 	"github.com/discotrace/discotrace/decode/live"
 	"github.com/discotrace/discotrace/decode/record"
-	"github.com/discotrace/discotrace/decode/result"
-	"github.com/discotrace/discotrace/ndjson"
 	"github.com/discotrace/discotrace/report"
 	"github.com/discotrace/discotrace/tracer"
 )
@@ -25,6 +23,7 @@ import (
 type traceFlags struct {
 	decoderFlags
 	hookFlags
+	format   formatFlag
 	raw      bool
 	duration time.Duration
 	snapLen  int
@@ -37,9 +36,9 @@ func newTraceCmd() *cobra.Command {
 	var f traceFlags
 	cmd := &cobra.Command{
 		Use:   "trace",
-		Short: "Trace discovery traffic in the kernel and print its events as NDJSON",
-		Long: `Trace attaches BPF programs to the running kernel and prints, one NDJSON object per line
-on stdout, every UDP datagram of the watched ports as the kernel sees it: send, recv (reaching
+		Short: "Trace discovery traffic in the kernel and print its events",
+		Long: `Trace attaches BPF programs to the running kernel and prints, one event per line on
+stdout, every UDP datagram of the watched ports as the kernel sees it: send, recv (reaching
 the socket), read (by the application, with the time it waited), icmp (errors quoting a
 watched datagram, in and out), drop (with the kernel's reason) and lost (events the ring
 buffer could not take). Traffic of every network namespace (containers) is seen.
@@ -50,15 +49,23 @@ cause of each failure (as ` + "`discotrace decode`" + ` does for a capture file)
 node's key (--nodekey) to decrypt the discv5 sessions it answers. --raw prints the kernel
 events alone, without decoding. The hooks chosen and the attach time go to stderr.
 
+--format text (the default on a terminal) prints one aligned line per event: time, type,
+endpoints, node IDs as geth logs them (8 hex), the packet's kind, round trips in ms or µs,
+and for a failed handshake or exchange its cause and best evidence; failures are marked
+"!", and coloured on a terminal. --format ndjson (the default into a pipe or a file) prints
+the complete events, one JSON object per line, for programs.
+
 Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 		Example: `  sudo discotrace trace --nodekey /var/lib/geth/geth/nodekey
-  sudo discotrace trace --raw --port 30303 --port 30304 --duration 1m --payload`,
+  sudo discotrace trace --raw --port 30303 --port 30304 --duration 1m --payload
+  sudo discotrace trace --format ndjson | jq 'select(.outcome == "failed")'`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTrace(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), &f)
 		},
 	}
 	fl := cmd.Flags()
+	f.format.register(cmd)
 	fl.BoolVar(&f.raw, "raw", false, "print the kernel events alone, without decoding")
 	f.decoderFlags.register(fl)
 	f.hookFlags.register(fl)
@@ -67,6 +74,7 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	fl.IntVar(&f.ringSize, "ringbuf-size", tracer.DefaultRingSize, "ring buffer size in bytes: a power of two, at least a page")
 	fl.Uint32Var(&f.netns, "netns", 0, "only this network namespace (inode, as `ls -Li /proc/PID/ns/net` shows)")
 	fl.Uint32Var(&f.pid, "pid", 0, "only sends and reads of this process")
+	completeBackend(cmd)
 	return cmd
 }
 
@@ -131,7 +139,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, stdout, stderr, dec, f.payload)
+	return stream(tr, f.format.output(stdout, f.payload), stderr, dec)
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
@@ -139,9 +147,9 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 // (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
 // could not keep up with as shed events. What the events add up to (outcomes, causes,
 // losses) is summed up on stderr at the end.
-func stream(tr *tracer.Tracer, stdout, stderr io.Writer, dec *decode.Decoder, withPayload bool) error {
+func stream(tr *tracer.Tracer, out *renderedOutput, stderr io.Writer, dec *decode.Decoder) error {
 	summary := report.New(report.Options{})
-	out := summarizingOutput{ndjsonOutput{ndjson.NewEncoder(stdout), withPayload}, summary}
+	out.summary = summary
 	st, err := live.Run(tracerSource{tr}, dec, out, live.Config{})
 	s := summary.Summary()
 	report.WriteClosing(stderr, &s, "discotrace: ")
@@ -155,17 +163,6 @@ func stream(tr *tracer.Tracer, stdout, stderr io.Writer, dec *decode.Decoder, wi
 	}
 	return nil
 }
-
-// ndjsonOutput writes the live path's results as NDJSON lines.
-type ndjsonOutput struct {
-	enc         *ndjson.Encoder
-	withPayload bool
-}
-
-func (o ndjsonOutput) Write(ev result.Event) error {
-	return o.enc.Encode(ndjson.FromResult(ev, o.withPayload))
-}
-func (o ndjsonOutput) Flush() error { return o.enc.Flush() }
 
 // tracerSource is the tracer as the live path's source of records.
 type tracerSource struct{ tr *tracer.Tracer }
