@@ -22,6 +22,7 @@ import (
 type traceFlags struct {
 	decoderFlags
 	hookFlags
+	metricsFlags
 	raw      bool
 	duration time.Duration
 	snapLen  int
@@ -59,6 +60,7 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	fl.BoolVar(&f.raw, "raw", false, "print the kernel events alone, without decoding")
 	f.decoderFlags.register(fl)
 	f.hookFlags.register(fl)
+	f.metricsFlags.register(fl)
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fl.IntVar(&f.snapLen, "snaplen", tracer.MaxSnapLen, fmt.Sprintf("payload bytes captured per datagram (0-%d)", tracer.MaxSnapLen))
 	fl.IntVar(&f.ringSize, "ringbuf-size", tracer.DefaultRingSize, "ring buffer size in bytes: a power of two, at least a page")
@@ -105,6 +107,11 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		dcfg.LossReportDelay = tracer.DefaultLostInterval + tracer.MaxDeliveryDelay
 		dec = decode.NewDecoder(dcfg)
 	}
+	ms, err := f.metricsFlags.start(stderr)
+	if err != nil {
+		return err
+	}
+	defer ms.close()
 	start := time.Now()
 	tr, err := tracer.Open(cfg)
 	if err != nil {
@@ -117,6 +124,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	defer tr.Close()
 	fmt.Fprintf(stderr, "discotrace: watching UDP ports %s; hooks attached in %v\n", portList(cfg.Ports), time.Since(start).Round(time.Millisecond))
 	printPlan(stderr, tr.Plan())
+	ms.setPlan(tr.Plan())
 
 	if f.duration > 0 {
 		var cancel context.CancelFunc
@@ -127,15 +135,15 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, stdout, stderr, dec, f.payload)
+	return stream(tr, stdout, stderr, dec, f.payload, ms)
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
 // is nil (--raw), else what the decoder makes of them. The live path between the two
 // (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
 // could not keep up with as shed events, summed up on stderr at the end.
-func stream(tr *tracer.Tracer, stdout, stderr io.Writer, dec *decode.Decoder, withPayload bool) error {
-	st, err := live.Run(tracerSource{tr}, dec, ndjsonOutput{ndjson.NewEncoder(stdout), withPayload}, live.Config{})
+func stream(tr *tracer.Tracer, stdout, stderr io.Writer, dec *decode.Decoder, withPayload bool, ms *metricsServer) error {
+	st, err := live.Run(tracerSource{tr}, dec, ms.outputs(ndjsonOutput{ndjson.NewEncoder(stdout), withPayload}), live.Config{})
 	if err != nil {
 		tr.Close()
 		return err
