@@ -272,7 +272,7 @@ func series(name string, labels map[string]string) string {
 }
 
 // countedFamilies are the metrics the stream's events determine: each series of them is
-// compared. (discotrace_peers and the Go and process collectors are not events.)
+// compared. (The Go and process collectors' are not.)
 var countedFamilies = []string{
 	"discotrace_events_total", "discotrace_datagrams_total", "discotrace_handshakes_total",
 	"discotrace_exchanges_total", "discotrace_handshake_duration_seconds_count",
@@ -280,7 +280,7 @@ var countedFamilies = []string{
 	"discotrace_request_duration_seconds_sum", "discotrace_kernel_drops_total",
 	"discotrace_icmp_errors_total", "discotrace_lost_events_total", "discotrace_undecoded_datagrams_total",
 	"discotrace_untracked_requests_total", "discotrace_decode_errors_total", "discotrace_anomalies_total",
-	"discotrace_hook_attached",
+	"discotrace_hook_attached", "discotrace_peers",
 }
 
 // countStream counts the NDJSON lines of out as the metrics should: it returns each
@@ -300,6 +300,7 @@ func countStream(t *testing.T, out, stderr string) (want map[string]float64, com
 		want[series(name, labels)] += v
 	}
 	seen := map[string]bool{}
+	peers := map[string]bool{} // the other end of each discovery datagram: all within the 10 minutes counted
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if line == "" {
 			continue
@@ -322,6 +323,14 @@ func countStream(t *testing.T, out, stderr string) (want map[string]float64, com
 				}
 			}
 			add(1, "discotrace_datagrams_total", "protocol", proto, "kind", kind, "direction", ev.Type)
+			if proto == "discv4" || proto == "discv5" {
+				switch ev.Type {
+				case ndjson.TypeSend:
+					peers[ev.Dst] = true
+				case ndjson.TypeRecv:
+					peers[ev.Src] = true
+				}
+			}
 		case ndjson.TypeICMP:
 			family := "ipv4"
 			if strings.HasPrefix(ev.Src, "[") {
@@ -357,6 +366,7 @@ func countStream(t *testing.T, out, stderr string) (want map[string]float64, com
 			add(1, "discotrace_anomalies_total", "kind", ev.Anomaly)
 		}
 	}
+	add(float64(len(peers)), "discotrace_peers")
 	// The plan lines: "discotrace: CLASS    BACKEND: hooks".
 	for _, m := range regexp.MustCompile(`(?m)^discotrace: (\S+) +(fentry|kprobe|tracepoint|none):`).FindAllStringSubmatch(stderr, -1) {
 		add(1, "discotrace_hook_attached", "class", m[1], "backend", m[2])
