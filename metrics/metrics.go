@@ -95,7 +95,8 @@ type Exporter struct {
 
 var _ live.Output = (*Exporter)(nil)
 
-// New returns an Exporter with every metric registered and at zero.
+// New returns an Exporter with every metric registered. A labelled series appears at its
+// first event, but for the two of lost_events_total, there from the start.
 func New() *Exporter {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
