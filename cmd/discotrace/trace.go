@@ -23,6 +23,7 @@ import (
 type traceFlags struct {
 	decoderFlags
 	hookFlags
+	metricsFlags
 	format   formatFlag
 	raw      bool
 	duration time.Duration
@@ -69,6 +70,7 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	fl.BoolVar(&f.raw, "raw", false, "print the kernel events alone, without decoding")
 	f.decoderFlags.register(fl)
 	f.hookFlags.register(fl)
+	f.metricsFlags.register(fl)
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fl.IntVar(&f.snapLen, "snaplen", tracer.MaxSnapLen, fmt.Sprintf("payload bytes captured per datagram (0-%d)", tracer.MaxSnapLen))
 	fl.IntVar(&f.ringSize, "ringbuf-size", tracer.DefaultRingSize, "ring buffer size in bytes: a power of two, at least a page")
@@ -117,6 +119,11 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		dcfg.FragmentTimeout = fragmentTimeout()
 		dec = decode.NewDecoder(dcfg)
 	}
+	ms, err := f.metricsFlags.start(stderr)
+	if err != nil {
+		return err
+	}
+	defer ms.close()
 	start := time.Now()
 	tr, err := tracer.Open(cfg)
 	if err != nil {
@@ -129,6 +136,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	defer tr.Close()
 	fmt.Fprintf(stderr, "discotrace: watching UDP ports %s; hooks attached in %v\n", portList(cfg.Ports), time.Since(start).Round(time.Millisecond))
 	printPlan(stderr, tr.Plan())
+	ms.setPlan(tr.Plan())
 
 	if f.duration > 0 {
 		var cancel context.CancelFunc
@@ -139,18 +147,18 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, f.format.output(stdout, f.payload), stderr, dec)
+	return stream(tr, f.format.output(stdout, f.payload), stderr, dec, ms)
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
 // is nil (--raw), else what the decoder makes of them. The live path between the two
 // (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
 // could not keep up with as shed events. What the events add up to (outcomes, causes,
-// losses) is summed up on stderr at the end.
-func stream(tr *tracer.Tracer, out *renderedOutput, stderr io.Writer, dec *decode.Decoder) error {
+// losses) is summed up on stderr at the end; ms, when metrics are served, counts them too.
+func stream(tr *tracer.Tracer, out *renderedOutput, stderr io.Writer, dec *decode.Decoder, ms *metricsServer) error {
 	summary := report.New(report.Options{})
 	out.summary = summary
-	st, err := live.Run(tracerSource{tr}, dec, out, live.Config{})
+	st, err := live.Run(tracerSource{tr}, dec, ms.outputs(out), live.Config{})
 	s := summary.Summary()
 	report.WriteClosing(stderr, &s, "discotrace: ")
 	if err != nil {
