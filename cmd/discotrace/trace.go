@@ -13,8 +13,6 @@ import (
 	"github.com/discotrace/discotrace/decode"
 	"github.com/discotrace/discotrace/decode/live"
 	"github.com/discotrace/discotrace/decode/record"
-	"github.com/discotrace/discotrace/decode/result"
-	"github.com/discotrace/discotrace/ndjson"
 	"github.com/discotrace/discotrace/tracer"
 )
 
@@ -22,6 +20,7 @@ import (
 type traceFlags struct {
 	decoderFlags
 	hookFlags
+	sinkFlags
 	raw      bool
 	duration time.Duration
 	snapLen  int
@@ -47,6 +46,10 @@ cause of each failure (as ` + "`discotrace decode`" + ` does for a capture file)
 node's key (--nodekey) to decrypt the discv5 sessions it answers. --raw prints the kernel
 events alone, without decoding. The hooks chosen and the attach time go to stderr.
 
+--output appends the events to a file instead (reopened on SIGHUP, for logrotate, or
+rotated by --output-max-size), --listen serves them to any number of readers on a unix
+socket; "--output -" keeps stdout as well.
+
 Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 		Example: `  sudo discotrace trace --nodekey /var/lib/geth/geth/nodekey
   sudo discotrace trace --raw --port 30303 --port 30304 --duration 1m --payload`,
@@ -59,6 +62,7 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	fl.BoolVar(&f.raw, "raw", false, "print the kernel events alone, without decoding")
 	f.decoderFlags.register(fl)
 	f.hookFlags.register(fl)
+	f.sinkFlags.register(fl)
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fl.IntVar(&f.snapLen, "snaplen", tracer.MaxSnapLen, fmt.Sprintf("payload bytes captured per datagram (0-%d)", tracer.MaxSnapLen))
 	fl.IntVar(&f.ringSize, "ringbuf-size", tracer.DefaultRingSize, "ring buffer size in bytes: a power of two, at least a page")
@@ -105,6 +109,13 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		dcfg.LossReportDelay = tracer.DefaultLostInterval + tracer.MaxDeliveryDelay
 		dec = decode.NewDecoder(dcfg)
 	}
+	// The outputs open before the hooks attach, so that one that cannot be opened stops
+	// trace at once; they close after the tracer stops, so every event reaches them.
+	out, closeOutputs, err := f.sinkFlags.open(stdout, stderr, f.payload)
+	if err != nil {
+		return err
+	}
+	defer closeOutputs()
 	start := time.Now()
 	tr, err := tracer.Open(cfg)
 	if err != nil {
@@ -127,15 +138,15 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, stdout, stderr, dec, f.payload)
+	return stream(tr, out, stderr, dec)
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
 // is nil (--raw), else what the decoder makes of them. The live path between the two
 // (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
 // could not keep up with as shed events, summed up on stderr at the end.
-func stream(tr *tracer.Tracer, stdout, stderr io.Writer, dec *decode.Decoder, withPayload bool) error {
-	st, err := live.Run(tracerSource{tr}, dec, ndjsonOutput{ndjson.NewEncoder(stdout), withPayload}, live.Config{})
+func stream(tr *tracer.Tracer, out live.Output, stderr io.Writer, dec *decode.Decoder) error {
+	st, err := live.Run(tracerSource{tr}, dec, out, live.Config{})
 	if err != nil {
 		tr.Close()
 		return err
@@ -146,17 +157,6 @@ func stream(tr *tracer.Tracer, stdout, stderr io.Writer, dec *decode.Decoder, wi
 	}
 	return nil
 }
-
-// ndjsonOutput writes the live path's results as NDJSON lines.
-type ndjsonOutput struct {
-	enc         *ndjson.Encoder
-	withPayload bool
-}
-
-func (o ndjsonOutput) Write(ev result.Event) error {
-	return o.enc.Encode(ndjson.FromResult(ev, o.withPayload))
-}
-func (o ndjsonOutput) Flush() error { return o.enc.Flush() }
 
 // tracerSource is the tracer as the live path's source of records.
 type tracerSource struct{ tr *tracer.Tracer }
