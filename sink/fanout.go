@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/discotrace/discotrace/decode/result"
@@ -41,7 +43,8 @@ type Reopener interface {
 
 // Fanout is the live path's output (decode/live.Output) over several sinks.
 type Fanout struct {
-	sinks       []Sink
+	sinks       []Sink // those still written to
+	all         []Sink // every sink opened, for Stats
 	withPayload bool
 	log         *log.Logger
 	// enc renders into line: each event is encoded once, for every sink.
@@ -52,7 +55,7 @@ type Fanout struct {
 // NewFanout writes to sinks; withPayload adds each datagram's payload to its event.
 // Failures are reported on log.
 func NewFanout(logger *log.Logger, withPayload bool, sinks ...Sink) *Fanout {
-	f := &Fanout{sinks: sinks, withPayload: withPayload, log: logger}
+	f := &Fanout{sinks: sinks, all: slices.Clone(sinks), withPayload: withPayload, log: logger}
 	f.enc = ndjson.NewEncoder(&f.line)
 	return f
 }
@@ -113,16 +116,49 @@ func (f *Fanout) Reopen() {
 	}
 }
 
-// Close flushes and closes every sink, each whatever the others do.
+// Close flushes and closes every sink, each whatever the others do, all at once: each
+// socket gives its readers a grace period, and they run side by side.
 func (f *Fanout) Close() error {
-	var errs []error
-	for _, s := range f.sinks {
-		if err := s.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
-		}
+	errs := make([]error, len(f.sinks))
+	var wg sync.WaitGroup
+	for i, s := range f.sinks {
+		wg.Go(func() {
+			if err := s.Close(); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", s.Name(), err)
+			}
+		})
 	}
+	wg.Wait()
 	f.sinks = nil
 	return errors.Join(errs...)
+}
+
+// Stats is what the sinks lost, and how many readers they serve.
+type Stats struct {
+	Readers      uint64 // socket readers connected now
+	ReaderLost   uint64 // events dropped for socket readers too slow to take them
+	ReadersGone  uint64 // socket readers whose connection failed
+	FileLost     uint64 // events not written to files that failed
+	FileFailures uint64 // writes, reopens and rotations of files that failed
+}
+
+// Stats sums the sinks' counts; safe to call from any goroutine.
+func (f *Fanout) Stats() Stats {
+	var st Stats
+	for _, s := range f.all {
+		switch s := s.(type) {
+		case *File:
+			fs := s.Stats()
+			st.FileLost += fs.Lost
+			st.FileFailures += fs.Failures
+		case *Listener:
+			ls := s.Stats()
+			st.Readers += ls.Readers
+			st.ReaderLost += ls.Lost
+			st.ReadersGone += ls.Gone
+		}
+	}
+	return st
 }
 
 // lostLine renders the lost event a sink writes into its own stream: n events lost by

@@ -29,7 +29,8 @@ func sendEvent(seq uint64) result.Event {
 }
 
 // Every sink gets the same lines. A sink that fails for good (stdout whose reader went)
-// is reported and dropped while the others go on; when none is left, writing fails.
+// is reported and dropped while the others go on, as they do beside a file on a full
+// disk; when none is left, writing fails.
 func TestFanoutWritesEverySinkAndOutlivesAFailedOne(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.ndjson")
 	tl, lg := newTestLog()
@@ -38,7 +39,11 @@ func TestFanoutWritesEverySinkAndOutlivesAFailedOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	out := NewFanout(lg, true, NewWriter("stdout", &buf), file, NewWriter("pipe", failingWriter{}))
+	full, err := OpenFile(FileConfig{Path: "/dev/full", Log: lg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := NewFanout(lg, true, NewWriter("stdout", &buf), file, NewWriter("pipe", failingWriter{}), full)
 	for seq := uint64(1); seq <= 3; seq++ {
 		if err := out.Write(sendEvent(seq)); err != nil {
 			t.Fatal(err)
@@ -46,6 +51,9 @@ func TestFanoutWritesEverySinkAndOutlivesAFailedOne(t *testing.T) {
 		if err := out.Flush(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if st := out.Stats(); st.FileLost != 3 || st.FileFailures == 0 {
+		t.Errorf("stats %+v: want the 3 events the full disk lost, and its failures", st)
 	}
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
@@ -57,8 +65,9 @@ func TestFanoutWritesEverySinkAndOutlivesAFailedOne(t *testing.T) {
 	if !strings.Contains(string(got), `"payload":"70696e67"`) {
 		t.Errorf("lines without the payload asked for:\n%s", got)
 	}
-	if l := tl.lines(); len(l) != 1 || !strings.Contains(l[0], "pipe: broken pipe; the other outputs go on") {
-		t.Errorf("reports %q: want one line naming the failed sink", l)
+	if l := tl.lines(); len(l) != 3 || !strings.Contains(l[0], "pipe: broken pipe; the other outputs go on") ||
+		!strings.Contains(l[1], "--output /dev/full: write /dev/full: no space left on device") || !strings.Contains(l[2], "3 events not written") {
+		t.Errorf("reports %q: want the failed pipe, the full disk, and what it lost", l)
 	}
 
 	alone := NewFanout(lg, false, NewWriter("stdout", failingWriter{}))

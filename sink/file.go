@@ -130,7 +130,7 @@ func (s *File) WriteLine(line []byte) error {
 	}
 	if _, err := s.w.Write(line); err != nil {
 		s.pending++
-		s.fail(fmt.Errorf("write: %w", err))
+		s.fail(err) // "write PATH: ..."
 		return nil
 	}
 	s.size += int64(len(line))
@@ -152,7 +152,7 @@ func (s *File) flush() {
 		return
 	}
 	if err := s.w.Flush(); err != nil {
-		s.fail(fmt.Errorf("write: %w", err))
+		s.fail(err) // "write PATH: ..."
 		return
 	}
 	s.pending = 0
