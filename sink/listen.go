@@ -22,6 +22,9 @@ const DefaultReaderBuffer = 4 << 20
 // them: short, so that the process ends within a second of SIGTERM.
 const DefaultCloseGrace = 300 * time.Millisecond
 
+// acceptRetry is how long a failed accept waits before the next.
+const acceptRetry = 100 * time.Millisecond
+
 // chunkSize is how many bytes of lines are handed to the readers at once: a burst is
 // split so that a reader's queue can hold several and drops only part of it.
 const chunkSize = 64 << 10
@@ -128,14 +131,23 @@ func (l *Listener) Stats() ListenStats {
 
 func (l *Listener) accept() {
 	defer l.wg.Done()
+	failing := false
 	for {
 		c, err := l.ln.AcceptUnix()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				l.cfg.Log.Printf("%s: accept: %v; no new readers", l.name, err)
-			}
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			// Out of file descriptors, say: the readers already served go on, and new
+			// ones are accepted again once it passes.
+			if !failing {
+				l.cfg.Log.Printf("%s: accept: %v; retrying", l.name, err)
+				failing = true
+			}
+			time.Sleep(acceptRetry)
+			continue
+		}
+		failing = false
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
