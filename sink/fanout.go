@@ -107,9 +107,10 @@ func (f *Fanout) drop(i int, err error) error {
 	return nil
 }
 
-// Reopen reopens every sink that has a destination to reopen (files, on SIGHUP).
+// Reopen reopens every sink that has a destination to reopen (files, on SIGHUP). It may
+// run beside Write: it reads only the list of sinks opened, which never changes.
 func (f *Fanout) Reopen() {
-	for _, s := range f.sinks {
+	for _, s := range f.all {
 		if r, ok := s.(Reopener); ok {
 			r.Reopen()
 		}

@@ -377,6 +377,7 @@ func TestTraceSinkOpenFailures(t *testing.T) {
 		{[]string{"--output", filepath.Join(dir, "x"), "--output-max-size", "lots"}, 2, `--output-max-size "lots"`},
 		{[]string{"--listen", "unix:" + filepath.Join(dir, "s"), "--listen-buffer", "0"}, 2, `--listen-buffer "0"`},
 		{[]string{"--output", "a", "--output", "a"}, 2, "--output a is given twice"},
+		{[]string{"--output-max-size", "1MiB"}, 2, "--output-max-size rotates an --output file"},
 	} {
 		f := traceWith(time.Second)
 		fl := pflag.NewFlagSet("trace", pflag.ContinueOnError)

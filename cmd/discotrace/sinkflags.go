@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -130,6 +131,9 @@ func (f *sinkFlags) check() (maxSize int64, keep, readerBuffer int, err error) {
 		seen["unix:"+path] = true
 	}
 	if f.maxSize != "" {
+		if !slices.ContainsFunc(f.outputs, func(o string) bool { return o != "-" }) {
+			return 0, 0, 0, usage("--output-max-size rotates an --output file: give one")
+		}
 		if maxSize, err = parseSize(f.maxSize); err != nil || maxSize <= 0 {
 			return 0, 0, 0, usage("--output-max-size %q: want a positive size such as 100MiB", f.maxSize)
 		}
