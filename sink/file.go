@@ -49,17 +49,17 @@ type File struct {
 	mu      sync.Mutex
 	f       *os.File // nil while failed
 	w       *bufio.Writer
-	size    int64 // the file's size, with what w holds
-	pending uint64
-	warned  bool // about the mode of a file others can read
+	size    int64  // the file's size, with what w holds
+	pending uint64 // lines w holds
+	warned  bool   // about the mode of a file others can read
 
-	failedAt   time.Time // when the current failure started; zero when writing
-	retryAt    time.Time
-	lost       uint64 // events lost in the current failure, until told in the file
-	torn       bool   // the failure may have left a partial line
-	failures   atomic.Uint64
-	lostTotal  atomic.Uint64
-	lostTimeAt time.Time // when the last of lost happened
+	failedAt  time.Time // when the current failure started; zero when writing
+	retryAt   time.Time
+	lost      uint64    // events lost in the current failure, until told in the file
+	lostUntil time.Time // when the last of them was lost
+	torn      bool      // the failure may have left a partial line
+	failures  atomic.Uint64
+	lostTotal atomic.Uint64
 }
 
 // OpenFile opens (creating it 0600 if needed) the file for appending. An existing file
@@ -215,7 +215,7 @@ func (s *File) recover() bool {
 		s.endTornLine()
 	}
 	if s.lost > 0 {
-		line := lostLine(ndjson.WhereFile, s.lost, s.failedAt, s.lostTimeAt)
+		line := lostLine(ndjson.WhereFile, s.lost, s.failedAt, s.lostUntil)
 		s.w.Write(line)
 		s.size += int64(len(line))
 		// lost is cleared once the line is flushed: should that fail too, the next lost
@@ -266,7 +266,7 @@ func (s *File) fail(err error) {
 func (s *File) lose(n uint64) {
 	s.lost += n
 	s.lostTotal.Add(n)
-	s.lostTimeAt = time.Now()
+	s.lostUntil = time.Now()
 }
 
 // rotate moves the file to Path.1, Path.1 to Path.2 and so on, dropping Path.Keep, and
