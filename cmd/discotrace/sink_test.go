@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -55,7 +56,8 @@ func TestTraceSinksAsAService(t *testing.T) {
 		}
 	}
 	fastConn, slowConn := dialSocket(t, sock), dialSocket(t, sock)
-	fast := readToEnd(fastConn)
+	fastReader := &countingReader{r: fastConn}
+	fast := readToEnd(fastReader)
 
 	udpPinged := listenV4(t, pinged)
 	defer udpPinged.Close()
@@ -70,9 +72,23 @@ func TestTraceSinksAsAService(t *testing.T) {
 		}
 	}
 
+	// Every 100 pings wait for the reader that keeps up to have what the files have
+	// (nothing was traced before it connected: the ports are new), so that it never
+	// falls 2 MiB behind, however busy the machine.
+	pings := 0
+	ping = func(ping func()) func() {
+		return func() {
+			ping()
+			if pings++; pings%100 == 0 {
+				for fastReader.n.Load() < fileSize(out+".1")+fileSize(out) {
+					time.Sleep(5 * time.Millisecond) // waiting for the reader, not timing it
+				}
+			}
+		}
+	}(ping)
+
 	// Enough pings for their events (about 4 KiB each) to overflow what waits for the
-	// slow reader: its socket buffer and its 2 MiB queue (which gives the other reader
-	// room to fall behind for a while on a busy machine).
+	// slow reader: its socket buffer and its 2 MiB queue.
 	for range 1200 {
 		ping()
 	}
@@ -294,6 +310,27 @@ func dialSocket(t *testing.T, path string) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// fileSize is the size of the file at path, 0 when there is none.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // readToEnd reads c until the other side closes it, and yields what it read.
