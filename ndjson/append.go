@@ -50,6 +50,7 @@ func appendEvent(b []byte, ev *Event) []byte {
 	b = appendStr(b, `,"since":`, ev.Since)
 	b = appendUintPtr(b, `,"undecoded":`, ev.Undecoded)
 	b = appendUintPtr(b, `,"untracked":`, ev.Untracked)
+	b = appendStr(b, `,"where":`, ev.Where)
 
 	if ev.Disc != nil {
 		b = appendDisc(append(b, `,"disc":`...), ev.Disc)

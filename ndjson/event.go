@@ -27,6 +27,12 @@ const (
 	TypeRevision  = result.TypeRevision
 )
 
+// Values of a lost event's "where": who lost the events (absent: the kernel's ring buffer).
+const (
+	WhereReader = "reader" // a --listen reader too slow to take them
+	WhereFile   = "file"   // an --output file that could not be written
+)
+
 // Event is one line of the stream. Time is RFC 3339 with nanoseconds, addresses are
 // "ip:port" ("[v6]:port" for IPv6). Pointers mark fields whose zero value is meaningful
 // (a zero-length datagram, pid 0 for kernel context), so that "absent" and "zero" differ.
@@ -78,6 +84,11 @@ type Event struct {
 	// Untracked is, for shed, how many requests and messages were decoded but not
 	// followed into exchanges and handshakes: too many were waiting for answers.
 	Untracked *uint64 `json:"untracked,omitempty"`
+	// Where is, for lost, who lost the events: absent for the kernel's ring buffer (the
+	// tracer could not deliver them), "reader" in the stream of a --listen reader that
+	// read too slowly (the events were dropped for it alone), "file" in an --output file
+	// that could not be written meanwhile (disk full, say).
+	Where string `json:"where,omitempty"`
 
 	// Disc is the decoded discovery packet carried by a datagram event.
 	Disc *Disc `json:"disc,omitempty"`

@@ -58,33 +58,63 @@ func (f *formatFlag) resolve(w io.Writer) string {
 // each datagram's bytes to NDJSON; the text view, bounded in width, leaves them out.
 func (f *formatFlag) output(w io.Writer, withPayload bool) *renderedOutput {
 	if f.resolve(w) == formatText {
-		tw := textview.NewWriter(w, textview.Options{Color: textview.ColorFor(w)})
-		return &renderedOutput{write: tw.Write, flush: tw.Flush}
+		return &renderedOutput{writers: []eventWriter{f.textWriter(w)}}
 	}
-	enc := ndjson.NewEncoder(w)
-	return &renderedOutput{write: enc.Encode, flush: enc.Flush, withPayload: withPayload}
+	return &renderedOutput{writers: []eventWriter{ndjsonWriter{ndjson.NewEncoder(w)}}, withPayload: withPayload}
 }
 
+// textWriter is the text view on w.
+func (f *formatFlag) textWriter(w io.Writer) eventWriter {
+	return textWriter{textview.NewWriter(w, textview.Options{Color: textview.ColorFor(w)})}
+}
+
+// eventWriter takes the schema's values: the NDJSON encoder, the text view, trace's sinks.
+type eventWriter interface {
+	WriteEvent(*ndjson.Event) error
+	Flush() error
+}
+
+type ndjsonWriter struct{ *ndjson.Encoder }
+
+func (w ndjsonWriter) WriteEvent(ev *ndjson.Event) error { return w.Encode(ev) }
+
+type textWriter struct{ *textview.Writer }
+
+func (w textWriter) WriteEvent(ev *ndjson.Event) error { return w.Write(ev) }
+
 // renderedOutput is the live path's output (live.Output): each result is rendered once
-// to the schema value (ndjson.FromResult), written in the chosen format and, when
-// summary is set, counted for trace's closing summary: rendering is most of an output's
-// cost.
+// to the schema value (ndjson.FromResult), written to every writer and, when summary is
+// set, counted for trace's closing summary: rendering is most of an output's cost.
 type renderedOutput struct {
-	write       func(*ndjson.Event) error
-	flush       func() error
+	writers     []eventWriter
 	withPayload bool
 	summary     *report.Aggregator
 }
 
+// Write writes ev to every writer; the first error is returned, after all were tried.
 func (o *renderedOutput) Write(ev result.Event) error {
 	line := ndjson.FromResult(ev, o.withPayload)
 	if o.summary != nil {
 		o.summary.Add(line)
 	}
-	return o.write(line)
+	var first error
+	for _, w := range o.writers {
+		if err := w.WriteEvent(line); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
-func (o *renderedOutput) Flush() error { return o.flush() }
+func (o *renderedOutput) Flush() error {
+	var first error
+	for _, w := range o.writers {
+		if err := w.Flush(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
 
 // completeValues makes the shell offer values (each "value\tdescription") for flag.
 func completeValues(cmd *cobra.Command, flag string, values ...string) {

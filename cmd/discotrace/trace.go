@@ -24,6 +24,7 @@ type traceFlags struct {
 	decoderFlags
 	hookFlags
 	metricsFlags
+	sinkFlags
 	format   formatFlag
 	raw      bool
 	duration time.Duration
@@ -56,6 +57,10 @@ and for a failed handshake or exchange its cause and best evidence; failures are
 "!", and coloured on a terminal. --format ndjson (the default into a pipe or a file) prints
 the complete events, one JSON object per line, for programs.
 
+--output appends the events to a file instead, as NDJSON (reopened on SIGHUP, for
+logrotate, or rotated by --output-max-size), --listen serves them to any number of readers
+on a unix socket; "--output -" keeps stdout as well.
+
 Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 		Example: `  sudo discotrace trace --nodekey /var/lib/geth/geth/nodekey
   sudo discotrace trace --raw --port 30303 --port 30304 --duration 1m --payload
@@ -71,6 +76,7 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	f.decoderFlags.register(fl)
 	f.hookFlags.register(fl)
 	f.metricsFlags.register(fl)
+	f.sinkFlags.register(fl)
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fl.IntVar(&f.snapLen, "snaplen", tracer.MaxSnapLen, fmt.Sprintf("payload bytes captured per datagram (0-%d)", tracer.MaxSnapLen))
 	fl.IntVar(&f.ringSize, "ringbuf-size", tracer.DefaultRingSize, "ring buffer size in bytes: a power of two, at least a page")
@@ -124,6 +130,18 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		return err
 	}
 	defer ms.close()
+	// The outputs open before the hooks attach, so that one that cannot be opened stops
+	// trace at once; they close after the tracer stops, so every event reaches them.
+	textOut := f.format.resolve(stdout) == formatText
+	fan, toStdout, closeOutputs, err := f.sinkFlags.open(stdout, stderr, f.payload, textOut)
+	if err != nil {
+		return err
+	}
+	defer closeOutputs()
+	out := &renderedOutput{withPayload: f.payload, writers: []eventWriter{fan}}
+	if toStdout && textOut {
+		out.writers = append(out.writers, f.format.textWriter(stdout))
+	}
 	start := time.Now()
 	tr, err := tracer.Open(cfg)
 	if err != nil {
@@ -147,7 +165,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, f.format.output(stdout, f.payload), stderr, dec, ms)
+	return stream(tr, out, stderr, dec, ms)
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
