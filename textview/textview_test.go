@@ -64,12 +64,12 @@ func decodeText(t *testing.T, name string, keys ...string) string {
 		id.Keys = append(id.Keys, key)
 	}
 	var buf bytes.Buffer
-	out := Output{NewWriter(&buf, Options{Location: time.UTC})}
+	out := NewWriter(&buf, Options{Location: time.UTC})
 	dec := decode.NewDecoder(decode.Config{Identity: id})
 	var werr error
 	emit := func(ev result.Event) {
 		if werr == nil {
-			werr = out.Write(ev)
+			werr = out.Write(ndjson.FromResult(ev, false))
 		}
 	}
 	if err := capture.Read(f, func(r *record.Record) error { dec.Feed(r, emit); return werr }); err != nil {
