@@ -12,8 +12,8 @@ import (
 
 	"github.com/discotrace/discotrace/decode"
 	"github.com/discotrace/discotrace/decode/live"
-	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
+	"github.com/discotrace/discotrace/internal/livetrace"
 	"github.com/discotrace/discotrace/ndjson"
 	"github.com/discotrace/discotrace/tracer"
 )
@@ -135,7 +135,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 // (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
 // could not keep up with as shed events, summed up on stderr at the end.
 func stream(tr *tracer.Tracer, stdout, stderr io.Writer, dec *decode.Decoder, withPayload bool) error {
-	st, err := live.Run(tracerSource{tr}, dec, ndjsonOutput{ndjson.NewEncoder(stdout), withPayload}, live.Config{})
+	st, err := live.Run(livetrace.Source{Tracer: tr}, dec, ndjsonOutput{ndjson.NewEncoder(stdout), withPayload}, live.Config{})
 	if err != nil {
 		tr.Close()
 		return err
@@ -157,22 +157,6 @@ func (o ndjsonOutput) Write(ev result.Event) error {
 	return o.enc.Encode(ndjson.FromResult(ev, o.withPayload))
 }
 func (o ndjsonOutput) Flush() error { return o.enc.Flush() }
-
-// tracerSource is the tracer as the live path's source of records.
-type tracerSource struct{ tr *tracer.Tracer }
-
-func (s tracerSource) Read() (record.Record, error) {
-	ev, err := s.tr.Read()
-	switch {
-	case errors.Is(err, tracer.ErrClosed):
-		return record.Record{}, io.EOF
-	case err != nil:
-		return record.Record{}, fmt.Errorf("read kernel events: %w", err)
-	}
-	return recordOf(&ev), nil
-}
-
-func (s tracerSource) DeliveredUntil() time.Time { return s.tr.DeliveredUntil() }
 
 // printPlan shows each event class's hooks, then each distinct reason a better backend was
 // not used, once, with the classes it applies to.
