@@ -1,0 +1,270 @@
+package demo
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/decode/result"
+	"github.com/discotrace/discotrace/internal/netlab"
+)
+
+// TestDemo runs the demo end to end on this kernel and checks, from the typed results,
+// that each scenario showed what it is there to show, then that the demo left nothing
+// behind: no namespace, socket, child process, node or BPF program.
+func TestDemo(t *testing.T) {
+	netlab.RequireRoot(t)
+	socketsBefore := sockets(t)
+	out := &recordingOutput{}
+	counts, err := Run(context.Background(), Config{Output: out, Log: testLog{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := out.events
+	bySeq := map[uint64]*result.Observation{}
+	for _, ev := range evs {
+		if o, ok := ev.(*result.Observation); ok {
+			bySeq[o.Seq] = o
+		}
+	}
+	// cites reports whether ev's evidence cites an observation for which match is true.
+	cites := func(evidence []result.Evidence, match func(*result.Observation) bool) bool {
+		return slices.ContainsFunc(evidence, func(e result.Evidence) bool {
+			o := bySeq[e.Seq]
+			return o != nil && match(o)
+		})
+	}
+
+	var established int
+	answered := map[string]int{}
+	failed := map[result.Cause]int{}
+	for _, ev := range evs {
+		switch ev := ev.(type) {
+		case *result.Handshake:
+			if ev.Outcome != result.Established {
+				continue
+			}
+			established++
+			if ev.WhoareyouRTT == nil || ev.HandshakeRTT == nil || ev.Total == nil || *ev.WhoareyouRTT <= 0 || *ev.HandshakeRTT <= 0 {
+				t.Errorf("handshake %v -> %v established without its round trips: %+v", ev.Initiator, ev.Recipient, ev)
+			}
+		case *result.Exchange:
+			switch ev.Outcome {
+			case result.Answered:
+				answered[ev.Req]++
+				if ev.RTT == nil || *ev.RTT <= 0 {
+					t.Errorf("%s %v -> %v answered without its round trip", ev.Req, ev.Initiator, ev.Recipient)
+				}
+			case result.Failed:
+				if explained(ev, cites) {
+					failed[ev.Cause]++
+				}
+			}
+		}
+	}
+	if established == 0 {
+		t.Error("no discv5 handshake established")
+	}
+	for _, req := range []string{"PING/v4", "FINDNODE/v4", "PING/v5", "FINDNODE/v5"} {
+		if answered[req] == 0 {
+			t.Errorf("no %s answered; answered: %v", req, answered)
+		}
+	}
+	for _, c := range []result.Cause{result.ICMPUnreachable, result.AppDrop, result.KernelDrop, result.Expired} {
+		if failed[c] == 0 {
+			t.Errorf("no discv4 PING failed with %s and its evidence; failures with evidence: %v, all causes: %v", c, failed, counts.Causes)
+		}
+	}
+	if counts.Drops["SOCKET_RCVBUFF"] == 0 {
+		t.Errorf("no SOCKET_RCVBUFF drop; drops: %v", counts.Drops)
+	}
+	checkCounts(t, counts, evs)
+
+	checkNothingLeft(t, out.programs, socketsBefore)
+}
+
+// explained reports whether a failed exchange is one the scenarios make, a discv4 PING,
+// with the evidence its cause rests on.
+func explained(ev *result.Exchange, cites func([]result.Evidence, func(*result.Observation) bool) bool) bool {
+	if ev.Req != "PING/v4" {
+		return false
+	}
+	switch ev.Cause {
+	case result.ICMPUnreachable:
+		return cites(ev.Evidence, func(o *result.Observation) bool {
+			return o.Record.Kind == record.ICMP && o.Record.ICMPType == 3 && o.Record.ICMPCode == 3 // port unreachable
+		})
+	case result.KernelDrop:
+		return cites(ev.Evidence, func(o *result.Observation) bool {
+			return o.Record.Kind == record.Drop && o.Record.Reason == "SOCKET_RCVBUFF"
+		})
+	case result.AppDrop:
+		return cites(ev.Evidence, func(o *result.Observation) bool { return o.Record.Kind == record.Read })
+	case result.Expired:
+		return len(ev.Evidence) > 0
+	}
+	return false
+}
+
+// checkCounts wants the counts Run returns to be those of the events it wrote.
+func checkCounts(t *testing.T, got *Counts, evs []result.Event) {
+	t.Helper()
+	want := newCounts()
+	for _, ev := range evs {
+		want.add(ev)
+	}
+	if fmt.Sprint(*got) != fmt.Sprint(*want) {
+		t.Errorf("counts %+v, the events written add up to %+v", *got, *want)
+	}
+}
+
+// programFreeWait bounds how long the kernel may take to free a program after its
+// last reference is closed.
+const programFreeWait = 10 * time.Second
+
+// checkNothingLeft fails for anything of the demo still there: a network namespace of
+// this process, a socket opened since before, a child process, a goroutine of a
+// go-ethereum node, a BPF program the demo loaded or a BPF object this process holds.
+func checkNothingLeft(t *testing.T, programs []ebpf.ProgramID, socketsBefore []string) {
+	t.Helper()
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	mine := fmt.Sprintf("dtlab-%d-", os.Getpid())
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), mine) {
+			t.Errorf("network namespace %s left behind", e.Name())
+		}
+	}
+	for _, s := range sockets(t) {
+		if !slices.Contains(socketsBefore, s) {
+			t.Errorf("socket %s left open", s)
+		}
+	}
+	if kids := children(t); len(kids) > 0 {
+		t.Errorf("child processes left: %v", kids)
+	}
+	buf := make([]byte, 1<<20)
+	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "go-ethereum/p2p/discover.") {
+		t.Errorf("a go-ethereum node is still running:\n%s", stacks)
+	}
+	if len(programs) == 0 {
+		t.Error("no BPF program was seen while the demo ran: nothing to check")
+	}
+	// The kernel frees a program once its last link and fd are gone, some of them after
+	// an RCU grace period or from a work queue: a program is left behind only if it stays.
+	for _, id := range programs {
+		for deadline := time.Now().Add(programFreeWait); ; time.Sleep(10 * time.Millisecond) {
+			p, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				break
+			}
+			info, _ := p.Info()
+			p.Close()
+			if time.Now().After(deadline) {
+				t.Errorf("BPF program %d (%v) still loaded %v after the demo ended", id, info.Name, programFreeWait)
+				break
+			}
+		}
+	}
+	if objs := bpfObjects(t); len(objs) > 0 {
+		t.Errorf("BPF objects still held: %v", objs)
+	}
+}
+
+// recordingOutput keeps the events, and the BPF programs this process holds when the
+// first event comes (the tracer's, then attached).
+type recordingOutput struct {
+	once     sync.Once
+	programs []ebpf.ProgramID
+	events   []result.Event
+}
+
+func (o *recordingOutput) Write(ev result.Event) error {
+	o.once.Do(func() { o.programs = heldPrograms() })
+	o.events = append(o.events, ev)
+	return nil
+}
+
+func (o *recordingOutput) Flush() error { return nil }
+
+// heldPrograms lists the BPF programs this process holds by a program or link fd.
+func heldPrograms() []ebpf.ProgramID {
+	var ids []ebpf.ProgramID
+	fds, _ := os.ReadDir("/proc/self/fdinfo")
+	for _, fd := range fds {
+		f, err := os.Open(filepath.Join("/proc/self/fdinfo", fd.Name()))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "prog_id:"); ok {
+				if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil && !slices.Contains(ids, ebpf.ProgramID(id)) {
+					ids = append(ids, ebpf.ProgramID(id))
+				}
+			}
+		}
+		f.Close()
+	}
+	return ids
+}
+
+// fdTargets lists what this process's fds point to, where the target has prefix.
+func fdTargets(t *testing.T, prefix string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(target, prefix) {
+			out = append(out, target)
+		}
+	}
+	return out
+}
+
+func sockets(t *testing.T) []string    { return fdTargets(t, "socket:") }
+func bpfObjects(t *testing.T) []string { return fdTargets(t, "anon_inode:bpf") }
+
+// children lists the pids of this process's child processes.
+func children(t *testing.T) []string {
+	t.Helper()
+	tasks, err := filepath.Glob("/proc/self/task/*/children")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []string
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err == nil {
+			kids = append(kids, strings.Fields(string(b))...)
+		}
+	}
+	return kids
+}
+
+// testLog writes the demo's progress lines to the test log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(b []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
