@@ -225,9 +225,12 @@ func processExists(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// ip runs iproute2's ip with args and returns its stderr in the error.
+// ip runs iproute2's ip with args and returns its stderr in the error. It runs in a
+// process group of its own: a Ctrl-C meant for its parent must not kill it halfway
+// through making or removing a namespace, which the parent then would not know of.
 func ip(args ...string) error {
 	cmd := exec.Command("ip", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
