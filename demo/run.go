@@ -48,7 +48,7 @@ const settleTime = decode.DefaultHandshakeTimeout + 2*decode.DefaultV5Timeout + 
 // Run plays every scenario while tracing it, writes the decoded events to cfg.Output and
 // returns their counts. It removes everything it made before it returns, on error and
 // when ctx is cancelled too (the counts are then of what was seen until then).
-func Run(ctx context.Context, cfg Config) (*Counts, error) {
+func Run(ctx context.Context, cfg Config) (_ *Counts, err error) {
 	log := cfg.Log
 	if log == nil {
 		log = io.Discard
@@ -99,7 +99,11 @@ func Run(ctx context.Context, cfg Config) (*Counts, error) {
 	if err != nil {
 		return counts, errors.Join(err, stopStream())
 	}
-	defer l.Close() // after the stage's sockets are closed: they keep a namespace alive
+	defer func() { // after the stage's sockets are closed: they keep a namespace alive
+		if cerr := l.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("remove the demo's network namespaces (`ip netns list` shows what is left): %w", cerr))
+		}
+	}()
 	s, err := setUp(l, c, log)
 	if err != nil {
 		return counts, errors.Join(fmt.Errorf("start the demo's nodes: %w", err), stopStream())
@@ -116,16 +120,18 @@ func Run(ctx context.Context, cfg Config) (*Counts, error) {
 			return counts, errors.Join(err, stopStream())
 		}
 	}
-	fmt.Fprintf(log, "demo: waiting %v for the last verdicts\n", settleTime)
-	select {
-	case <-ctx.Done():
-	case <-time.After(settleTime):
+	if ctx.Err() == nil {
+		fmt.Fprintf(log, "demo: waiting %v for the last verdicts\n", settleTime)
+		select {
+		case <-ctx.Done():
+		case <-time.After(settleTime):
+		}
 	}
 	if err := stopStream(); err != nil {
 		return counts, err
 	}
 	if err := ctx.Err(); err != nil {
-		return counts, fmt.Errorf("demo interrupted: %w", context.Cause(ctx))
+		return counts, fmt.Errorf("demo interrupted; what it made is removed: %w", context.Cause(ctx))
 	}
 	return counts, nil
 }

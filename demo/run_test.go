@@ -96,6 +96,25 @@ func TestDemo(t *testing.T) {
 	checkNothingLeft(t, out.programs, socketsBefore)
 }
 
+// Interrupted (Ctrl-C cancels the context) while its nodes talk, the demo stops, says so,
+// and still removes everything it made.
+func TestDemoInterrupted(t *testing.T) {
+	netlab.RequireRoot(t)
+	socketsBefore := sockets(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &recordingOutput{onEvent: func(ev result.Event) {
+		if _, ok := ev.(*result.Handshake); ok {
+			cancel() // mid-run: the healthy nodes have met
+		}
+	}}
+	_, err := Run(ctx, Config{Output: out, Log: testLog{t}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted demo returned %v, want an error saying it was interrupted", err)
+	}
+	checkNothingLeft(t, out.programs, socketsBefore)
+}
+
 // explained reports whether a failed exchange is one the scenarios make, a discv4 PING,
 // with the evidence its cause rests on.
 func explained(ev *result.Exchange, cites func([]result.Evidence, func(*result.Observation) bool) bool) bool {
@@ -192,11 +211,15 @@ type recordingOutput struct {
 	once     sync.Once
 	programs []ebpf.ProgramID
 	events   []result.Event
+	onEvent  func(result.Event) // when set, called with each event
 }
 
 func (o *recordingOutput) Write(ev result.Event) error {
 	o.once.Do(func() { o.programs = heldPrograms() })
 	o.events = append(o.events, ev)
+	if o.onEvent != nil {
+		o.onEvent(ev)
+	}
 	return nil
 }
 
