@@ -1,15 +1,12 @@
 package demo
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +16,7 @@ import (
 
 	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
+	"github.com/discotrace/discotrace/internal/leftovers"
 	"github.com/discotrace/discotrace/internal/netlab"
 )
 
@@ -159,22 +157,19 @@ const programFreeWait = 10 * time.Second
 // go-ethereum node, a BPF program the demo loaded or a BPF object this process holds.
 func checkNothingLeft(t *testing.T, programs []ebpf.ProgramID, socketsBefore []string) {
 	t.Helper()
-	entries, err := os.ReadDir("/run/netns")
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	namespaces, err := netlab.NamespacesOf(os.Getpid())
+	if err != nil {
 		t.Fatal(err)
 	}
-	mine := fmt.Sprintf("dtlab-%d-", os.Getpid())
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), mine) {
-			t.Errorf("network namespace %s left behind", e.Name())
-		}
+	for _, ns := range namespaces {
+		t.Errorf("network namespace %s left behind", ns)
 	}
 	for _, s := range sockets(t) {
 		if !slices.Contains(socketsBefore, s) {
 			t.Errorf("socket %s left open", s)
 		}
 	}
-	if kids := children(t); len(kids) > 0 {
+	if kids := leftovers.Children(0); len(kids) > 0 {
 		t.Errorf("child processes left: %v", kids)
 	}
 	buf := make([]byte, 1<<20)
@@ -184,23 +179,14 @@ func checkNothingLeft(t *testing.T, programs []ebpf.ProgramID, socketsBefore []s
 	if len(programs) == 0 {
 		t.Error("no BPF program was seen while the demo ran: nothing to check")
 	}
-	// The kernel frees a program once its last link and fd are gone, some of them after
-	// an RCU grace period or from a work queue: a program is left behind only if it stays.
-	for _, id := range programs {
-		for deadline := time.Now().Add(programFreeWait); ; time.Sleep(10 * time.Millisecond) {
-			p, err := ebpf.NewProgramFromID(id)
-			if err != nil {
-				break
-			}
-			info, _ := p.Info()
-			p.Close()
-			if time.Now().After(deadline) {
-				t.Errorf("BPF program %d (%v) still loaded %v after the demo ended", id, info.Name, programFreeWait)
-				break
-			}
-		}
+	if loaded := leftovers.StillLoaded(programs, programFreeWait); len(loaded) > 0 {
+		t.Errorf("BPF programs still loaded %v after the demo ended: %v", programFreeWait, loaded)
 	}
-	if objs := bpfObjects(t); len(objs) > 0 {
+	objs, err := leftovers.FDTargets(0, "anon_inode:bpf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) > 0 {
 		t.Errorf("BPF objects still held: %v", objs)
 	}
 }
@@ -215,7 +201,7 @@ type recordingOutput struct {
 }
 
 func (o *recordingOutput) Write(ev result.Event) error {
-	o.once.Do(func() { o.programs = heldPrograms() })
+	o.once.Do(func() { o.programs = leftovers.HeldPrograms(0) })
 	o.events = append(o.events, ev)
 	if o.onEvent != nil {
 		o.onEvent(ev)
@@ -225,63 +211,14 @@ func (o *recordingOutput) Write(ev result.Event) error {
 
 func (o *recordingOutput) Flush() error { return nil }
 
-// heldPrograms lists the BPF programs this process holds by a program or link fd.
-func heldPrograms() []ebpf.ProgramID {
-	var ids []ebpf.ProgramID
-	fds, _ := os.ReadDir("/proc/self/fdinfo")
-	for _, fd := range fds {
-		f, err := os.Open(filepath.Join("/proc/self/fdinfo", fd.Name()))
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "prog_id:"); ok {
-				if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil && !slices.Contains(ids, ebpf.ProgramID(id)) {
-					ids = append(ids, ebpf.ProgramID(id))
-				}
-			}
-		}
-		f.Close()
-	}
-	return ids
-}
-
-// fdTargets lists what this process's fds point to, where the target has prefix.
-func fdTargets(t *testing.T, prefix string) []string {
+// sockets lists this process's open sockets.
+func sockets(t *testing.T) []string {
 	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
+	s, err := leftovers.FDTargets(0, "socket:")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for _, fd := range fds {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
-		if err == nil && strings.HasPrefix(target, prefix) {
-			out = append(out, target)
-		}
-	}
-	return out
-}
-
-func sockets(t *testing.T) []string    { return fdTargets(t, "socket:") }
-func bpfObjects(t *testing.T) []string { return fdTargets(t, "anon_inode:bpf") }
-
-// children lists the pids of this process's child processes.
-func children(t *testing.T) []string {
-	t.Helper()
-	tasks, err := filepath.Glob("/proc/self/task/*/children")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kids []string
-	for _, task := range tasks {
-		b, err := os.ReadFile(task)
-		if err == nil {
-			kids = append(kids, strings.Fields(string(b))...)
-		}
-	}
-	return kids
+	return s
 }
 
 // testLog writes the demo's progress lines to the test log.

@@ -238,3 +238,21 @@ func ip(args ...string) error {
 	}
 	return nil
 }
+
+// NamespacesOf lists the namespaces netlab made in process pid that still exist.
+func NamespacesOf(pid int) ([]string, error) {
+	entries, err := os.ReadDir(netnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), fmt.Sprintf("%s%d-", namePrefix, pid)) {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
