@@ -24,7 +24,7 @@ import (
 )
 
 // ErrNotRoot says the demo cannot run: it needs root.
-var ErrNotRoot = errors.New("discotrace demo needs root: it creates network namespaces and loads BPF programs; run it in a root shell")
+var ErrNotRoot = errors.New("the demo needs root: it creates network namespaces and loads BPF programs; run it as root")
 
 // Config says where the demo's events and progress go.
 type Config struct {
@@ -61,7 +61,7 @@ func Run(ctx context.Context, cfg Config) (_ *Counts, err error) {
 		return counts, err
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		return counts, errors.New("discotrace demo needs iproute2's ip to build its network namespaces: install iproute2")
+		return counts, errors.New("the demo needs iproute2's ip to build its network namespaces: install iproute2")
 	}
 	if err := netlab.RemoveStale(); err != nil { // left by a run that was killed
 		fmt.Fprintf(log, "demo: could not remove the namespaces of an earlier run: %v\n", err)
