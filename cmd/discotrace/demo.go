@@ -33,7 +33,7 @@ answers port unreachable), a peer that reads and never answers, a peer whose rec
 buffer is full, and a peer whose clock is far behind. The events go to stdout as they
 are decided, what each step does to stderr, then a count of outcomes and causes.
 
-It takes about 15 seconds, then removes its namespaces, nodes and BPF programs, also
+It takes about 10 seconds, then removes its namespaces, nodes and BPF programs, also
 when interrupted. Needs root.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
