@@ -18,6 +18,7 @@ import (
 	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/internal/leftovers"
 	"github.com/discotrace/discotrace/internal/netlab"
+	"github.com/discotrace/discotrace/tracer"
 )
 
 // TestDemo runs the demo end to end on this kernel and checks, from the typed results,
@@ -111,6 +112,33 @@ func TestDemoInterrupted(t *testing.T) {
 		t.Fatalf("interrupted demo returned %v, want an error saying it was interrupted", err)
 	}
 	checkNothingLeft(t, out.programs, socketsBefore)
+}
+
+// Where the kernel cannot run the tracer (here: a backend it refuses), the demo fails
+// with one line saying so, before it makes anything.
+func TestDemoWhereTheKernelCannotTrace(t *testing.T) {
+	netlab.RequireRoot(t)
+	backend := ""
+	for _, b := range []string{tracer.BackendFentry, tracer.BackendKprobe} {
+		tr, err := tracer.Open(tracer.Config{Ports: []uint16{netlab.RandomHighPort()}, Backend: b})
+		if err == nil {
+			tr.Close()
+			continue
+		}
+		backend = b
+		break
+	}
+	if backend == "" {
+		t.Skip("this kernel runs every backend")
+	}
+	_, err := Run(context.Background(), Config{Output: &recordingOutput{}, Backend: backend})
+	t.Log(err)
+	if err == nil || !strings.Contains(err.Error(), "start tracing") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("demo with the %s backend this kernel refuses: %v, want one line saying tracing could not start", backend, err)
+	}
+	if ns, _ := netlab.NamespacesOf(os.Getpid()); len(ns) > 0 {
+		t.Errorf("namespaces made: %v", ns)
+	}
 }
 
 // explained reports whether a failed exchange is one the scenarios make, a discv4 PING,

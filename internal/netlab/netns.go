@@ -1,8 +1,9 @@
-// Package netlab builds real network scenarios for kernel tests: network namespaces joined
-// by veth pairs, sysctls inside them, raw senders of malformed or fragmented datagrams, and
-// the kernel's own counters (/proc/net/snmp, snmp6, netstat) read in a given namespace.
+// Package netlab builds real network scenarios for the kernel tests and for `discotrace
+// demo`: network namespaces joined by veth pairs and routed, sysctls inside them, raw
+// senders of malformed or fragmented datagrams, and the kernel's own counters
+// (/proc/net/snmp, snmp6, netstat) read in a given namespace.
 //
-// Everything it creates lives inside namespaces it created, under names carrying the test
+// Everything it creates lives inside namespaces it created, under names carrying the
 // process's pid, with addresses from 10.199.0.0/16 and fd00:199::/32 only, so parallel runs
 // do not collide and nothing leaks onto the host's own networks. Everything is removed
 // again by Close (or by the test's cleanup when made with the testing.TB helpers).
