@@ -84,12 +84,18 @@ func Run(ctx context.Context, cfg Config) (_ *Counts, err error) {
 	fmt.Fprintf(log, "demo: tracing UDP port %d in every network namespace; hooks attached in %v\n", port, time.Since(start).Round(time.Millisecond))
 
 	dec := decode.NewDecoder(decode.Config{Identity: decode.Identity{Keys: c.keys()}, LossReportDelay: lossReportDelay})
+	// A failed write (stdout closed) ends the stream, and with it the run.
+	ctx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
 	streamed := make(chan error, 1)
 	go func() {
 		_, err := live.Run(livetrace.Source{Tracer: tr}, dec, countingOutput{cfg.Output, counts}, live.Config{})
+		if err != nil {
+			stopRun(err)
+		}
 		streamed <- err
 	}()
-	// The stream ends when the tracer is closed; a failed write ends it before.
+	// The stream ends when the tracer is closed.
 	stopStream := func() error {
 		tr.Close()
 		return <-streamed

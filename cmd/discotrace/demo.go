@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/signal"
 	"sort"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -47,6 +49,11 @@ when interrupted. Needs root.`,
 func init() { rootCmd.AddCommand(newDemoCmd()) }
 
 func runDemo(ctx context.Context, stdout, stderr io.Writer, f *demoFlags) error {
+	// The demo removes what it made however it is stopped: a closed stdout (`| head`)
+	// ends it with a write error rather than killing it, a closed terminal like Ctrl-C.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
+	defer stop()
 	counts, err := demo.Run(ctx, demo.Config{Output: demoOutput(stdout, f), Log: stderr})
 	var perr *tracer.PrivilegeError
 	if errors.Is(err, demo.ErrNotRoot) || errors.As(err, &perr) {
