@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/discotrace/discotrace/tracer/internal/netlab"
+	"github.com/discotrace/discotrace/internal/netlab"
 )
 
 // functionClasses are the event classes the fentry and kprobe backends serve.

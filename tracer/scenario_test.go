@@ -19,8 +19,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
+	"github.com/discotrace/discotrace/internal/netlab"
 	"github.com/discotrace/discotrace/tracer"
-	"github.com/discotrace/discotrace/tracer/internal/netlab"
 )
 
 // capture is a tracer opened in the root namespace for one scenario, its events collected

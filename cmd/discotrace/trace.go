@@ -14,7 +14,7 @@ import (
 
 	"github.com/discotrace/discotrace/decode"
 	"github.com/discotrace/discotrace/decode/live"
-	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/internal/livetrace"
 	"github.com/discotrace/discotrace/report"
 	"github.com/discotrace/discotrace/tracer"
 )
@@ -176,7 +176,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 func stream(tr *tracer.Tracer, out *renderedOutput, stderr io.Writer, dec *decode.Decoder, ms *metricsServer) error {
 	summary := report.New(report.Options{})
 	out.summary = summary
-	st, err := live.Run(tracerSource{tr}, dec, ms.outputs(out), live.Config{})
+	st, err := live.Run(livetrace.Source{Tracer: tr}, dec, ms.outputs(out), live.Config{})
 	s := summary.Summary()
 	report.WriteClosing(stderr, &s, "discotrace: ")
 	if err != nil {
@@ -189,22 +189,6 @@ func stream(tr *tracer.Tracer, out *renderedOutput, stderr io.Writer, dec *decod
 	}
 	return nil
 }
-
-// tracerSource is the tracer as the live path's source of records.
-type tracerSource struct{ tr *tracer.Tracer }
-
-func (s tracerSource) Read() (record.Record, error) {
-	ev, err := s.tr.Read()
-	switch {
-	case errors.Is(err, tracer.ErrClosed):
-		return record.Record{}, io.EOF
-	case err != nil:
-		return record.Record{}, fmt.Errorf("read kernel events: %w", err)
-	}
-	return recordOf(&ev), nil
-}
-
-func (s tracerSource) DeliveredUntil() time.Time { return s.tr.DeliveredUntil() }
 
 // printPlan shows each event class's hooks, then each distinct reason a better backend was
 // not used, once, with the classes it applies to.

@@ -1,4 +1,4 @@
-package main
+package livetrace
 
 import (
 	"net/netip"
@@ -7,9 +7,9 @@ import (
 	"github.com/discotrace/discotrace/tracer"
 )
 
-// recordOf turns a kernel event into the decoder's observation, the same shape a pcap
+// RecordOf turns a kernel event into the decoder's observation, the same shape a pcap
 // gives, so that `trace` and `decode` print and decode alike.
-func recordOf(ev *tracer.Event) record.Record {
+func RecordOf(ev *tracer.Event) record.Record {
 	r := record.Record{
 		Time:    ev.Time,
 		Src:     ev.Src,

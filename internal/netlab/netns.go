@@ -1,8 +1,9 @@
-// Package netlab builds real network scenarios for kernel tests: network namespaces joined
-// by veth pairs, sysctls inside them, raw senders of malformed or fragmented datagrams, and
-// the kernel's own counters (/proc/net/snmp, snmp6, netstat) read in a given namespace.
+// Package netlab builds real network scenarios for the kernel tests and for `discotrace
+// demo`: network namespaces joined by veth pairs and routed, sysctls inside them, raw
+// senders of malformed or fragmented datagrams, and the kernel's own counters
+// (/proc/net/snmp, snmp6, netstat) read in a given namespace.
 //
-// Everything it creates lives inside namespaces it created, under names carrying the test
+// Everything it creates lives inside namespaces it created, under names carrying the
 // process's pid, with addresses from 10.199.0.0/16 and fd00:199::/32 only, so parallel runs
 // do not collide and nothing leaks onto the host's own networks. Everything is removed
 // again by Close (or by the test's cleanup when made with the testing.TB helpers).
@@ -225,13 +226,34 @@ func processExists(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// ip runs iproute2's ip with args and returns its stderr in the error.
+// ip runs iproute2's ip with args and returns its stderr in the error. It runs in a
+// process group of its own: a Ctrl-C meant for its parent must not kill it halfway
+// through making or removing a namespace, which the parent then would not know of.
 func ip(args ...string) error {
 	cmd := exec.Command("ip", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
+}
+
+// NamespacesOf lists the namespaces netlab made in process pid that still exist.
+func NamespacesOf(pid int) ([]string, error) {
+	entries, err := os.ReadDir(netnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), fmt.Sprintf("%s%d-", namePrefix, pid)) {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
 }
