@@ -1015,10 +1015,21 @@ static __always_inline void rxq_forget_read_drops(struct rx_queue *q)
 	bpf_map_delete_elem(&read_drops, &id);
 }
 
+/* A read is watched when its socket's ports are, or when watched datagrams were queued to
+ * the socket: a client on an ephemeral port talking to a watched one has an rx_queues
+ * entry (ingress made it), and its reads are what tells app_drop for its requests. */
 static __always_inline bool read_watched(const struct sock *sk, int flags, bool btf, __u16 *lport,
 					 __u16 *rport)
 {
-	return !(flags & MSG_ERRQUEUE_) && udp_sock_watched(sk, btf, lport, rport);
+	if (flags & MSG_ERRQUEUE_)
+		return false;
+	if (udp_sock_watched(sk, btf, lport, rport))
+		return true;
+	if (KREAD(btf, sk, sk_protocol) != IPPROTO_UDP_)
+		return false;
+	__u64 cookie = sock_cookie(sk, btf);
+
+	return cookie && bpf_map_lookup_elem(&rx_queues, &cookie);
 }
 
 /* A recvmsg on a UDP socket has returned ret (bytes read, or -errno). */

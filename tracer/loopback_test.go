@@ -168,3 +168,50 @@ func TestUnreadDatagramAtCloseIsNoDrop(t *testing.T) {
 		})
 	}
 }
+
+// A client on an ephemeral port asks a node on the watched port and reads the answers:
+// its reads are traced too (its socket was queued watched datagrams), linked to the
+// answer with its queue time, so that an answer read and ignored can be told from one
+// never delivered. Its other sockets' reads stay silent.
+func TestReadOnAClientSocket(t *testing.T) {
+	requireRoot(t)
+	const n = 3
+	const wait = 20 * time.Millisecond
+	port := freePort(t, "udp4")
+	c := openCollector(t, Config{Ports: []uint16{port}})
+	requireClass(t, c.tr, "read")
+	node := listen(t, "udp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
+	client := listen(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"))
+	other := listen(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"))
+	nodeAP, clientAP := localAddrPort(node), localAddrPort(client)
+	buf := make([]byte, 256)
+	for i := range n {
+		if _, err := node.WriteToUDPAddrPort(bytes.Repeat([]byte{'a' + byte(i)}, 100), clientAP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(wait)
+		if m, from, err := client.ReadFromUDPAddrPort(buf); err != nil || m != 100 || from != nodeAP {
+			t.Fatalf("client read %d: %d bytes from %v (%v)", i, m, from, err)
+		}
+		// Unwatched traffic to and read by another ephemeral socket.
+		if _, err := client.WriteToUDPAddrPort([]byte("unwatched"), localAddrPort(other)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := other.ReadFromUDPAddrPort(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := c.settle(300*time.Millisecond, 300*time.Millisecond, 5*time.Second, func(ev Event) bool {
+		return onPort(port)(ev) || ev.Kind == KindRead
+	})
+	reads := ofKind(evs, KindRead)
+	if len(reads) != n {
+		t.Fatalf("got %d reads, want %d, all of the client's answers from the node:\n%s", len(reads), n, dumpEvents(evs))
+	}
+	for i, r := range reads {
+		if r.Src != nodeAP || r.Dst != clientAP || r.Len != 100 || !r.HasQueueTime || r.QueueTime < wait || r.QueueTime > wait+time.Second {
+			t.Errorf("read %d: %v -> %v len %d, queue time %v (%v); want %v -> %v, 100 bytes, at least %v",
+				i, r.Src, r.Dst, r.Len, r.QueueTime, r.HasQueueTime, nodeAP, clientAP, wait)
+		}
+	}
+}
