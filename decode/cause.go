@@ -58,10 +58,20 @@ func (t *tracked) reported(d *Decoder, h *result.Head, evType string, initiator,
 		return
 	}
 	t.seq, t.evType, t.initiator, t.recipient, t.cause = h.Seq, evType, initiator, recipient, cause
-	if sd := t.awaiting; sd != nil && !sd.kept && t.revisable(result.FragmentLoss) {
+	if sd := t.awaiting; sd != nil && !sd.kept && fragmentable(sd) && t.revisable(result.FragmentLoss) {
 		sd.kept = true
 		d.late.insert(sd)
 	}
+}
+
+// fragmentable reports whether sd may have been fragmented on its way: longer than what
+// every IPv4 path carries whole (576 bytes, less the IP and UDP headers), or on IPv6
+// than its minimum MTU (1280) carries. Only those can have a fragment loss to learn of late.
+func fragmentable(sd *seenDatagram) bool {
+	if sd.dst.Addr().Is4() {
+		return sd.n > 576-20-8
+	}
+	return sd.n > 1280-40-8
 }
 
 // revisable reports whether a network cause seen after t's failure was reported

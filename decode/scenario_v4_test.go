@@ -9,6 +9,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
+	"github.com/ethereum/go-ethereum/rlp"
 
 	"github.com/discotrace/discotrace/decode/internal/disctest"
 	"github.com/discotrace/discotrace/decode/record"
@@ -451,6 +452,17 @@ func TestScenarioDropAtAnotherSocket(t *testing.T) {
 	checkFailed(t, s.only(ndjson.TypeExchange), string(result.KernelDrop))
 }
 
+// bigPing sends a PING of 1133 bytes (an extra RLP field, which geth ignores): more than
+// an MTU-576 path carries whole.
+func (s *scNet) bigPing(from, to *disctest.Node) []byte {
+	s.t.Helper()
+	pad, err := rlp.EncodeToBytes(make([]byte, 1000))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return s.v4(from, to, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(from.Addr, 0), To: v4wire.NewEndpoint(to.Addr, 0), Expiration: s.exp(), Rest: []rlp.RawValue{pad}}, record.DirOut)
+}
+
 // A PING too big for the path whose non-first fragments are lost: the request times out
 // as no_response at 0.5 s; the kernel gives the fragments up only after ipfrag_time (3 s
 // here), and the drop or the ICMP time exceeded that says so then revises the verdict,
@@ -461,7 +473,7 @@ func TestScenarioFragmentLossRevisesVerdict(t *testing.T) {
 		t.Run(via, func(t *testing.T) {
 			s := newScNet(t, Config{FragmentTimeout: 3 * time.Second})
 			a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
-			ping := s.ping(a, b, record.DirOut)
+			ping := s.bigPing(a, b)
 			s.after(time.Second)
 			s.tick(time.Second) // decided: no_response
 			ex := s.only(ndjson.TypeExchange)
@@ -486,7 +498,7 @@ func TestScenarioFragmentLossRevisesVerdict(t *testing.T) {
 	// Past ipfrag_time nothing is revised: what comes then is about something else.
 	s := newScNet(t, Config{FragmentTimeout: 3 * time.Second})
 	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
-	ping := s.ping(a, b, record.DirOut)
+	ping := s.bigPing(a, b)
 	s.tick(10 * time.Second)
 	s.feed(&record.Record{Kind: record.Drop, Src: a.Addr, Dst: b.Addr, Len: len(ping), Reason: "FRAG_REASM_TIMEOUT"})
 	if revs := s.ofType(ndjson.TypeRevision); len(revs) != 0 {
