@@ -237,49 +237,7 @@ func icmpDetail(r *record.Record) string {
 }
 
 func icmpName(r *record.Record) string {
-	if r.Src.Addr().Is6() && !r.Src.Addr().Is4In6() {
-		switch r.ICMPType {
-		case 1:
-			switch r.ICMPCode {
-			case 0:
-				return "no route"
-			case 1:
-				return "administratively prohibited"
-			case 3:
-				return "address unreachable"
-			case 4:
-				return "port unreachable"
-			}
-			return "destination unreachable"
-		case 2:
-			return "packet too big"
-		case 3:
-			return "time exceeded"
-		}
-		return ""
-	}
-	switch r.ICMPType {
-	case 3:
-		switch r.ICMPCode {
-		case 0:
-			return "net unreachable"
-		case 1:
-			return "host unreachable"
-		case 3:
-			return "port unreachable"
-		case 4:
-			return "fragmentation needed"
-		case 9, 10, 13:
-			return "administratively prohibited"
-		}
-		return "destination unreachable"
-	case 11:
-		if r.ICMPCode == 1 {
-			return "fragment reassembly time exceeded"
-		}
-		return "time exceeded"
-	}
-	return ""
+	return result.ICMPName(r.Src.Addr().Is6() && !r.Src.Addr().Is4In6(), r.ICMPType, r.ICMPCode)
 }
 
 // dropCause classifies a kernel drop by its reason name.

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/discotrace/discotrace/decode/result"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -240,50 +241,8 @@ func icmp(l *line, ev *ndjson.Event) {
 
 // icmpName names the ICMP errors that quote UDP datagrams.
 func icmpName(ev *ndjson.Event) string {
-	t, c := *ev.ICMPType, *ev.ICMPCode
-	if strings.HasPrefix(ev.Src, "[") || strings.HasPrefix(ev.QuotedSrc, "[") { // ICMPv6
-		switch t {
-		case 1:
-			switch c {
-			case 0:
-				return "no route"
-			case 1:
-				return "administratively prohibited"
-			case 3:
-				return "address unreachable"
-			case 4:
-				return "port unreachable"
-			}
-			return "destination unreachable"
-		case 2:
-			return "packet too big"
-		case 3:
-			return "time exceeded"
-		}
-		return ""
-	}
-	switch t {
-	case 3:
-		switch c {
-		case 0:
-			return "net unreachable"
-		case 1:
-			return "host unreachable"
-		case 3:
-			return "port unreachable"
-		case 4:
-			return "fragmentation needed"
-		case 9, 10, 13:
-			return "administratively prohibited"
-		}
-		return "destination unreachable"
-	case 11:
-		if c == 1 {
-			return "fragment reassembly time exceeded"
-		}
-		return "time exceeded"
-	}
-	return ""
+	v6 := strings.HasPrefix(ev.Src, "[") || strings.HasPrefix(ev.QuotedSrc, "[")
+	return result.ICMPName(v6, *ev.ICMPType, *ev.ICMPCode)
 }
 
 // drop is a line for a datagram (or fragment) the kernel freed, with the kernel's reason.

@@ -211,3 +211,50 @@ var (
 	_ Event = (*Exchange)(nil)
 	_ Event = (*Anomaly)(nil)
 )
+
+// ICMPName names the ICMP (v6: ICMPv6) errors that quote UDP datagrams, "" for others.
+func ICMPName(v6 bool, typ, code uint8) string {
+	if v6 {
+		switch typ {
+		case 1:
+			switch code {
+			case 0:
+				return "no route"
+			case 1:
+				return "administratively prohibited"
+			case 3:
+				return "address unreachable"
+			case 4:
+				return "port unreachable"
+			}
+			return "destination unreachable"
+		case 2:
+			return "packet too big"
+		case 3:
+			return "time exceeded"
+		}
+		return ""
+	}
+	switch typ {
+	case 3:
+		switch code {
+		case 0:
+			return "net unreachable"
+		case 1:
+			return "host unreachable"
+		case 3:
+			return "port unreachable"
+		case 4:
+			return "fragmentation needed"
+		case 9, 10, 13:
+			return "administratively prohibited"
+		}
+		return "destination unreachable"
+	case 11:
+		if code == 1 {
+			return "fragment reassembly time exceeded"
+		}
+		return "time exceeded"
+	}
+	return ""
+}
