@@ -129,7 +129,7 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{[]string{garbage, "--nodekey", secret}, "--nodekey #1: node key", 2},
 		{[]string{garbage, "--node-id", "abc"}, "--node-id: node ID", 2},
 		{[]string{garbage, "--enr", "enode://x"}, "--enr: ENR", 2},
-		{[]string{garbage, "--v5-timeout", "0s"}, "--v5-timeout must be positive", 2},
+		{[]string{garbage, "--v5-timeout", "0s"}, "--v5-timeout 0s: give a positive duration", 2},
 	}
 	for _, c := range cases {
 		_, err := runCLI(t, c.args...)

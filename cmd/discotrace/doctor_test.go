@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -114,20 +113,6 @@ func TestDoctorWithoutPrivilegesExits2(t *testing.T) {
 	stdout := runUnprivileged(t, "TestDoctorWithoutPrivilegesExits2", "doctor")
 	if !strings.Contains(stdout, "discotrace: privileges fail: missing CAP_BPF") {
 		t.Errorf("stdout does not show the failing privileges check:\n%s", stdout)
-	}
-}
-
-// A backend the tracer does not know fails with a message naming it, with status 1 (not a
-// privilege problem); a port out of range is a usage error, status 2.
-func TestDoctorBadFlags(t *testing.T) {
-	_, err := runDoctorCLI(t, "--backend", "no-such-backend")
-	var ee *exitError
-	if err == nil || !strings.Contains(err.Error(), `unknown backend "no-such-backend"`) || errors.As(err, &ee) {
-		t.Errorf("--backend no-such-backend: %v, want an unknown backend error with exit status 1", err)
-	}
-	_, err = runDoctorCLI(t, "--port", "70000")
-	if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), "--port 70000") {
-		t.Errorf("--port 70000: %v, want a usage error (exit status 2) naming the port", err)
 	}
 }
 

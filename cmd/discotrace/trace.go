@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -59,17 +60,19 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	fl.BoolVar(&f.raw, "raw", false, "print the kernel events alone, without decoding")
 	f.decoderFlags.register(fl)
 	f.hookFlags.register(fl)
-	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
-	fl.IntVar(&f.snapLen, "snaplen", tracer.MaxSnapLen, fmt.Sprintf("payload bytes captured per datagram (0-%d)", tracer.MaxSnapLen))
-	fl.IntVar(&f.ringSize, "ringbuf-size", tracer.DefaultRingSize, "ring buffer size in bytes: a power of two, at least a page")
-	fl.Uint32Var(&f.netns, "netns", 0, "only this network namespace (inode, as `ls -Li /proc/PID/ns/net` shows)")
-	fl.Uint32Var(&f.pid, "pid", 0, "only sends and reads of this process")
+	f.snapLen, f.ringSize = tracer.MaxSnapLen, tracer.DefaultRingSize
+	fl.Var(durationFlag{&f.duration, wantDuration}, "duration", "stop after this long (0: until interrupted)")
+	fl.Var(intFlag{&f.snapLen, wantSnapLen}, "snaplen", fmt.Sprintf("payload `BYTES` captured per datagram (0-%d)", tracer.MaxSnapLen))
+	fl.Var(intFlag{&f.ringSize, wantRingSize()}, "ringbuf-size", "ring buffer size in `BYTES`: a power of two, at least a page")
+	fl.Var(uint32Flag{&f.netns, wantNetNS}, "netns", "only the network namespace with this `INODE` (as ls -Li /proc/PID/ns/net shows)")
+	fl.Var(uint32Flag{&f.pid, wantPID}, "pid", "only sends and reads of process `PID`")
 	return cmd
 }
 
 func init() { rootCmd.AddCommand(newTraceCmd()) }
 
-// config turns the flags into a tracer configuration; bad values are usage errors.
+// config checks the flags and turns them into a tracer configuration; bad values are
+// usage errors, found before the tracer is opened (which checks them again).
 func (f *traceFlags) config() (tracer.Config, error) {
 	cfg := tracer.Config{
 		SnapLen:  f.snapLen,
@@ -80,11 +83,20 @@ func (f *traceFlags) config() (tracer.Config, error) {
 	if err := f.hookFlags.apply(&cfg); err != nil {
 		return cfg, err
 	}
-	if f.snapLen == 0 {
+	switch {
+	case f.snapLen < 0 || f.snapLen > tracer.MaxSnapLen:
+		return cfg, badFlag("snaplen", fmt.Sprint(f.snapLen), wantSnapLen)
+	case f.snapLen == 0:
 		cfg.SnapLen = tracer.NoPayload
 	}
+	if page := os.Getpagesize(); f.ringSize < page || f.ringSize > maxRingSize || f.ringSize&(f.ringSize-1) != 0 {
+		return cfg, badFlag("ringbuf-size", fmt.Sprint(f.ringSize), wantRingSize())
+	}
+	if f.pid > maxPID {
+		return cfg, badFlag("pid", fmt.Sprint(f.pid), wantPID)
+	}
 	if f.duration < 0 {
-		return cfg, &exitError{code: 2, err: fmt.Errorf("--duration %v is negative", f.duration)}
+		return cfg, badFlag("duration", f.duration.String(), wantDuration)
 	}
 	return cfg, nil
 }
@@ -94,12 +106,12 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	if err != nil {
 		return err
 	}
+	dcfg, err := f.decoderFlags.config() // checked with --raw too: a bad value is never ignored
+	if err != nil {
+		return err
+	}
 	var dec *decode.Decoder
 	if !f.raw {
-		dcfg, err := f.decoderFlags.config()
-		if err != nil {
-			return err
-		}
 		// A loss is reported at the next check of the counters, after the items it may
 		// explain timed out: they wait for it.
 		dcfg.LossReportDelay = tracer.DefaultLostInterval + tracer.MaxDeliveryDelay
