@@ -130,7 +130,7 @@ func runDoctor(stdout io.Writer, f *doctorFlags) error {
 	}
 	fmt.Fprintf(stdout, "discotrace: tracer opened for UDP ports %s with backend %s; hooks attached in %v\n",
 		portList(cfg.Ports), f.backend, attached)
-	printPlan(stdout, plan)
+	printPlan(stdout, plan, true)
 	return nil
 }
 

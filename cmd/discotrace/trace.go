@@ -24,6 +24,7 @@ type traceFlags struct {
 	decoderFlags
 	hookFlags
 	raw      bool
+	verbose  bool
 	duration time.Duration
 	snapLen  int
 	ringSize int
@@ -46,7 +47,9 @@ Each datagram's event carries the decoded discovery packet ("disc"), and the dec
 the discv5 handshakes, request/response exchanges and anomalies it reconstructs, with the
 cause of each failure (as ` + "`discotrace decode`" + ` does for a capture file). Give the local
 node's key (--nodekey) to decrypt the discv5 sessions it answers. --raw prints the kernel
-events alone, without decoding. The hooks chosen and the attach time go to stderr.
+events alone, without decoding. Stderr says when the hooks are attached and what is wrong:
+no socket on a watched port, events this kernel cannot capture; --verbose adds the hooks
+chosen for each event class.
 
 Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 		Example: `  sudo discotrace trace --nodekey /var/lib/geth/geth/nodekey
@@ -58,6 +61,7 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	}
 	fl := cmd.Flags()
 	fl.BoolVar(&f.raw, "raw", false, "print the kernel events alone, without decoding")
+	fl.BoolVar(&f.verbose, "verbose", false, "also show on stderr the hooks chosen for each event class, and why better ones were not used")
 	f.decoderFlags.register(fl)
 	f.hookFlags.register(fl)
 	f.snapLen, f.ringSize = tracer.MaxSnapLen, tracer.DefaultRingSize
@@ -128,7 +132,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	}
 	defer tr.Close()
 	fmt.Fprintf(stderr, "discotrace: watching UDP ports %s; hooks attached in %v\n", portList(cfg.Ports), time.Since(start).Round(time.Millisecond))
-	printPlan(stderr, tr.Plan())
+	printPlan(stderr, tr.Plan(), f.verbose)
 
 	if f.duration > 0 {
 		var cancel context.CancelFunc
@@ -186,15 +190,21 @@ func (s tracerSource) Read() (record.Record, error) {
 
 func (s tracerSource) DeliveredUntil() time.Time { return s.tr.DeliveredUntil() }
 
-// printPlan shows each event class's hooks, then each distinct reason a better backend was
-// not used, once, with the classes it applies to.
-func printPlan(w io.Writer, plan []tracer.HookChoice) {
+// printPlan shows what the kernel cannot capture and, with all, each event class's hooks,
+// then each distinct reason a better backend was not used, once, with the classes it
+// applies to. Without all, a healthy plan prints nothing: the hooks are the normal case.
+func printPlan(w io.Writer, plan []tracer.HookChoice, all bool) {
 	var reasons []string
 	classes := map[string][]string{}
 	for _, h := range plan {
-		fmt.Fprintf(w, "discotrace: %-8s %s: %s\n", h.Class, h.Backend, strings.Join(h.Hooks, ", "))
+		if all {
+			fmt.Fprintf(w, "discotrace: %-8s %s: %s\n", h.Class, h.Backend, strings.Join(h.Hooks, ", "))
+		}
 		for _, m := range h.Missing {
 			fmt.Fprintf(w, "discotrace: %-8s without %s\n", h.Class, m)
+		}
+		if !all {
+			continue
 		}
 		for _, r := range h.Rejected {
 			key := r.Backend + "\x00" + r.Reason
