@@ -29,7 +29,7 @@ func newDoctorCmd() *cobra.Command {
 		Short: "Check whether this host can trace, and with which hooks",
 		Long: `Doctor checks what ` + "`discotrace trace`" + ` needs from this host, one line per check saying
 what is wrong and what to do: privileges, kernel release, kernel BTF, the cgroup v2 mount,
-kernel lockdown and /proc/kallsyms. Then it opens the tracer as trace would, prints the
+kernel lockdown, /proc/kallsyms, and a socket bound to each watched port. Then it opens the tracer as trace would, prints the
 hooks chosen for each event class (and why better backends were not used), and closes it.
 
 Exit status: 0 when the tracer opened (missing hooks are shown as warnings), 2 without the
@@ -92,7 +92,7 @@ func runDoctor(stdout io.Writer, f *doctorFlags) error {
 	if err := f.hookFlags.apply(&cfg); err != nil {
 		return err
 	}
-	report := doctorReport{Checks: hostChecks(), Ports: cfg.Ports, Backend: f.backend}
+	report := doctorReport{Checks: append(hostChecks(), checkSockets(cfg.Ports)), Ports: cfg.Ports, Backend: f.backend}
 	if !f.json {
 		for _, c := range report.Checks {
 			fmt.Fprintf(stdout, "discotrace: %-10s %s: %s\n", c.Name, c.Status, c.Detail)
@@ -251,6 +251,31 @@ func lockdownCheck(state string) check {
 		c.Status, c.Detail = checkWarn, fmt.Sprintf("unknown state %q", strings.TrimSpace(state))
 	}
 	return c
+}
+
+// checkSockets looks for a UDP socket bound to each watched port, in every network
+// namespace: without one the tracer works and has nothing to show.
+func checkSockets(ports []uint16) check {
+	c := check{Name: "sockets", Status: checkOK}
+	b := findUDPBindings(ports, 0)
+	if problem := b.unbound(ports, 0); problem != "" {
+		c.Status, c.Detail = checkWarn, problem
+		return c
+	}
+	var bound []string
+	for _, p := range ports {
+		bound = append(bound, fmt.Sprintf("%d in network namespace %s", p, inodeList(b.netns[p])))
+	}
+	c.Detail = "UDP sockets bound to port " + strings.Join(bound, ", port ")
+	return c
+}
+
+func inodeList(inodes []uint64) string {
+	s := make([]string, len(inodes))
+	for i, n := range inodes {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, " and ")
 }
 
 func checkKallsyms() check {

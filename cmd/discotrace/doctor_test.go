@@ -58,7 +58,7 @@ func TestDoctorNamesTheTracersBackendPerClass(t *testing.T) {
 			if !strings.Contains(out, "discotrace: privileges ok: ") || !strings.Contains(out, "ports 30303, 30304 with backend "+backend) {
 				t.Errorf("doctor does not show the privileges check and what it opened:\n%s", out)
 			}
-			for _, name := range []string{"privileges", "kernel", "btf", "cgroup2", "lockdown", "kallsyms"} {
+			for _, name := range []string{"privileges", "kernel", "btf", "cgroup2", "lockdown", "kallsyms", "sockets"} {
 				if !strings.Contains(out, fmt.Sprintf("discotrace: %-10s ", name)) {
 					t.Errorf("doctor has no %s check:\n%s", name, out)
 				}
@@ -88,8 +88,8 @@ func TestDoctorJSON(t *testing.T) {
 	if dec.More() {
 		t.Errorf("more than one JSON value:\n%s", out)
 	}
-	if len(report.Checks) != 6 || report.Checks[0].Name != "privileges" || report.Checks[0].Status != checkOK {
-		t.Errorf("checks %+v: want six, privileges first and ok", report.Checks)
+	if len(report.Checks) != 7 || report.Checks[0].Name != "privileges" || report.Checks[0].Status != checkOK {
+		t.Errorf("checks %+v: want seven, privileges first and ok", report.Checks)
 	}
 	if report.Error != "" || report.Backend != tracer.BackendAuto || len(report.Ports) != 1 || report.Ports[0] != 30303 {
 		t.Errorf("report error %q, backend %q, ports %v: want no error, the defaults auto and 30303", report.Error, report.Backend, report.Ports)

@@ -133,6 +133,9 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	defer tr.Close()
 	fmt.Fprintf(stderr, "discotrace: watching UDP ports %s; hooks attached in %v\n", portList(cfg.Ports), time.Since(start).Round(time.Millisecond))
 	printPlan(stderr, tr.Plan(), f.verbose)
+	if problem := findUDPBindings(cfg.Ports, cfg.NetNS).unbound(cfg.Ports, cfg.NetNS); problem != "" {
+		fmt.Fprintln(stderr, "discotrace:", problem)
+	}
 
 	if f.duration > 0 {
 		var cancel context.CancelFunc

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -34,4 +40,110 @@ func TestTraceShowsThePlanOnlyWithVerbose(t *testing.T) {
 			t.Errorf("--verbose=%v: stderr says why better backends were not used: %v, want %v:\n%s", verbose, !verbose, verbose, out)
 		}
 	}
+}
+
+// A node in a container: trace and doctor say nothing of a watched port a socket is bound
+// to in another network namespace, and say on stderr, with what to do, when no socket in
+// any namespace has it.
+func TestTraceSaysWhenNoSocketIsBoundToAWatchedPort(t *testing.T) {
+	bindUDPInTheChild(t)
+	port := portWithNoListener(t)
+	const says = "no UDP socket is bound to port "
+	warned := func() (trace, doctor string) {
+		f := traceWith(100*time.Millisecond, port)
+		f.raw = true
+		_, stderr, done := startTrace(t, f)
+		if err := <-done; err != nil {
+			t.Fatalf("trace: %v (stderr: %s)", err, stderr.String())
+		}
+		out, err := runDoctorCLI(t, "--port", fmt.Sprint(port))
+		if err != nil {
+			t.Fatalf("doctor: %v\n%s", err, out)
+		}
+		return stderr.String(), out
+	}
+
+	trace, doctor := warned()
+	if !strings.Contains(trace, says+fmt.Sprint(port)+" in any network namespace") || !strings.Contains(trace, "--port") {
+		t.Errorf("nothing bound to port %d: trace does not say so, with what to do:\n%s", port, trace)
+	}
+	if !strings.Contains(doctor, "discotrace: sockets    warn: "+says+fmt.Sprint(port)) {
+		t.Errorf("nothing bound to port %d: doctor does not warn:\n%s", port, doctor)
+	}
+
+	netns := boundInNewNamespace(t, port)
+	if own := netnsOf(t, "/proc/self"); netns == own {
+		t.Fatalf("the child's network namespace %d is the test's own", netns)
+	}
+	b := findUDPBindings([]uint16{uint16(port)}, 0)
+	if got := b.netns[uint16(port)]; len(got) != 1 || got[0] != netns {
+		t.Errorf("port %d bound in network namespace %d: found in %v", port, netns, got)
+	}
+	trace, doctor = warned()
+	if strings.Contains(trace, says) {
+		t.Errorf("port %d bound in network namespace %d: trace says it is not:\n%s", port, netns, trace)
+	}
+	if want := fmt.Sprintf("discotrace: sockets    ok: UDP sockets bound to port %d in network namespace %d", port, netns); !strings.Contains(doctor, want) {
+		t.Errorf("port %d bound in network namespace %d: doctor does not say so (want %q):\n%s", port, netns, want, doctor)
+	}
+}
+
+// bindUDPInTheChild is the child of boundInNewNamespace, when the test binary runs as one:
+// it binds the UDP port it is given, says so on stdout and holds it until stdin closes.
+func bindUDPInTheChild(t *testing.T) {
+	port := os.Getenv("DISCOTRACE_TEST_BIND_UDP")
+	if port == "" {
+		return
+	}
+	c, err := net.ListenPacket("udp", ":"+port)
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	fmt.Println("bound")
+	io.Copy(io.Discard, os.Stdin)
+	c.Close()
+	os.Exit(0)
+}
+
+// boundInNewNamespace starts the test binary (the caller's test) in a network namespace of
+// its own (unshare --net) with a UDP socket bound to port, and returns the namespace's
+// inode; the process ends with the test.
+func boundInNewNamespace(t *testing.T, port int) uint64 {
+	t.Helper()
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("unshare (util-linux) is not installed")
+	}
+	cmd := exec.Command(unshare, "--net", os.Args[0], "-test.run=^"+t.Name()+"$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("DISCOTRACE_TEST_BIND_UDP=%d", port))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if line != "bound\n" {
+		t.Fatalf("the child in a new network namespace did not bind port %d: %q, %v", port, line, err)
+	}
+	return netnsOf(t, fmt.Sprintf("/proc/%d", cmd.Process.Pid)) // unshare execs the binary: same process
+}
+
+func netnsOf(t *testing.T, proc string) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(proc+"/ns/net", &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
 }
