@@ -60,9 +60,11 @@ func runDecode(out, diag io.Writer, path string, f *decoderFlags) error {
 	}
 
 	dec := decode.NewDecoder(cfg)
+	watch := newIdentityWatch(dec, cfg.Identity, diag, 0)
 	enc := ndjson.NewEncoder(out)
 	var writeErr error
 	emit := func(ev result.Event) {
+		watch.observe(ev)
 		if writeErr == nil {
 			writeErr = enc.Encode(ndjson.FromResult(ev, f.payload))
 		}
@@ -83,6 +85,7 @@ func runDecode(out, diag io.Writer, path string, f *decoderFlags) error {
 	if err != nil {
 		// Flush what was decoded before the damage, then say where it stopped.
 		dec.Flush(emit)
+		watch.finish("in the capture before the damage")
 		if ferr := enc.Flush(); ferr != nil {
 			return fmt.Errorf("cannot write the events: %w", ferr)
 		}
@@ -96,6 +99,7 @@ func runDecode(out, diag io.Writer, path string, f *decoderFlags) error {
 		return fmt.Errorf("cannot read the capture %s: %w", path, err)
 	}
 	dec.Flush(emit)
+	watch.finish("in this capture")
 	if writeErr != nil {
 		return fmt.Errorf("cannot write the events: %w", writeErr)
 	}

@@ -115,11 +115,13 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		return err
 	}
 	var dec *decode.Decoder
+	var watch *identityWatch
 	if !f.raw {
 		// A loss is reported at the next check of the counters, after the items it may
 		// explain timed out: they wait for it.
 		dcfg.LossReportDelay = tracer.DefaultLostInterval + tracer.MaxDeliveryDelay
 		dec = decode.NewDecoder(dcfg)
+		watch = newIdentityWatch(dec, dcfg.Identity, stderr, identityWatchAfter)
 	}
 	start := time.Now()
 	tr, err := tracer.Open(cfg)
@@ -146,19 +148,21 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, stdout, stderr, dec, f.payload)
+	return stream(tr, stdout, stderr, dec, watch, f.payload)
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
 // is nil (--raw), else what the decoder makes of them. The live path between the two
 // (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
-// could not keep up with as shed events, summed up on stderr at the end.
-func stream(tr *tracer.Tracer, stdout, stderr io.Writer, dec *decode.Decoder, withPayload bool) error {
-	st, err := live.Run(tracerSource{tr}, dec, ndjsonOutput{ndjson.NewEncoder(stdout), withPayload}, live.Config{})
+// could not keep up with as shed events, summed up on stderr at the end. watch, when not
+// nil, warns about local identities the decoded packets do not match.
+func stream(tr *tracer.Tracer, stdout, stderr io.Writer, dec *decode.Decoder, watch *identityWatch, withPayload bool) error {
+	st, err := live.Run(tracerSource{tr}, dec, watch.output(ndjsonOutput{ndjson.NewEncoder(stdout), withPayload}), live.Config{})
 	if err != nil {
 		tr.Close()
 		return err
 	}
+	watch.finish("while tracing")
 	if st.Dropped+st.Undecoded > 0 {
 		fmt.Fprintf(stderr, "discotrace: could not keep up with %d of %d kernel events: %d dropped, %d datagrams printed without decoding (shed events say when); --raw keeps up with more, --port or --netns narrows the input\n",
 			st.Dropped+st.Undecoded, st.Read, st.Dropped, st.Undecoded)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +13,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
+	"github.com/ethereum/go-ethereum/p2p/enode"
 )
 
 // What trace says on stderr is what is wrong, not what is normal: the hooks chosen for each
@@ -146,4 +152,58 @@ func netnsOf(t *testing.T, proc string) uint64 {
 		t.Fatal(err)
 	}
 	return st.Ino
+}
+
+// trace warns, when it stops, about a node key no traced packet matched, and not about the
+// key of the node that sent them.
+func TestTraceWarnsAboutANodeKeyThatMatchesNothing(t *testing.T) {
+	port := portWithNoListener(t)
+	sender, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key  *ecdsa.PrivateKey
+		warn bool
+	}{{sender, false}, {other, true}} {
+		f := traceWith(time.Second, port)
+		f.nodeKeys = []string{hex.EncodeToString(crypto.FromECDSA(tc.key))}
+		_, stderr, done := startTrace(t, f)
+		sendPing(t, sender, port)
+		if err := <-done; err != nil {
+			t.Fatalf("trace: %v (stderr: %s)", err, stderr.String())
+		}
+		out := stderr.String()
+		want := fmt.Sprintf("discotrace: --nodekey #1 (node %x) matches no node while tracing (1 discovery packet)", enode.PubkeyToIDV4(&tc.key.PublicKey).Bytes()[:4])
+		if strings.Contains(out, want) != tc.warn || strings.Contains(out, "matches no node") != tc.warn {
+			t.Errorf("key of the sender %v: stderr warns %v, want %v (%q):\n%s", !tc.warn, !tc.warn, tc.warn, want, out)
+		}
+	}
+}
+
+// sendPing sends a discv4 PING signed with key to port on the loopback.
+func sendPing(t *testing.T, key *ecdsa.PrivateKey, port int) {
+	t.Helper()
+	c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	from := c.LocalAddr().(*net.UDPAddr)
+	packet, _, err := v4wire.Encode(key, &v4wire.Ping{
+		Version:    4,
+		From:       v4wire.Endpoint{IP: from.IP, UDP: uint16(from.Port)},
+		To:         v4wire.Endpoint{IP: net.IPv4(127, 0, 0, 1), UDP: uint16(port)},
+		Expiration: uint64(time.Now().Add(20 * time.Second).Unix()),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(packet); err != nil {
+		t.Fatal(err)
+	}
 }
