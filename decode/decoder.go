@@ -156,6 +156,7 @@ type Decoder struct {
 	lost []lostMark
 
 	localIDs   map[enode.ID]bool
+	localSeen  map[enode.ID]bool // the local IDs a decoded packet came from or went to
 	localAddrs map[netip.AddrPort]bool
 	ids        *bounded.Map[netip.AddrPort, learnedID]
 	held       *bounded.Map[netip.AddrPort, []heldDatagram]
@@ -173,6 +174,7 @@ func NewDecoder(cfg Config) *Decoder {
 		v4:         discv4.NewDecoder(),
 		v5:         discv5.NewDecoder(cfg.Identity.Keys, cfg.HandshakeTimeout),
 		localIDs:   make(map[enode.ID]bool),
+		localSeen:  make(map[enode.ID]bool),
 		localAddrs: make(map[netip.AddrPort]bool),
 		ids:        bounded.New[netip.AddrPort, learnedID](maxLearnedIDs),
 		held:       bounded.New[netip.AddrPort, []heldDatagram](maxHeldAddrs),
@@ -453,6 +455,11 @@ func (d *Decoder) sweep() bool {
 
 // ---- identity learning ----
 
+// LocalIDSeen reports whether a packet decoded so far came from or went to id, one of the
+// local nodes of the configuration's Identity. A key or ID no packet matches decrypts and
+// unmasks nothing: most likely another node's, which the user should hear about.
+func (d *Decoder) LocalIDSeen(id enode.ID) bool { return d.localSeen[id] }
+
 type learnedID struct {
 	id enode.ID
 	t  time.Time
@@ -514,12 +521,14 @@ func (d *Decoder) learn(r *record.Record, p *packet.Packet) {
 		}
 		if d.localIDs[p.SrcID] {
 			d.addLocal(r.Src)
+			d.localSeen[p.SrcID] = true
 		}
 	}
 	if p.HasDstID {
 		d.learnID(r.Dst, p.DstID, r.Time)
 		if d.localIDs[p.DstID] {
 			d.addLocal(r.Dst)
+			d.localSeen[p.DstID] = true
 		}
 	}
 	for _, n := range p.Records {

@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"crypto/ecdsa"
 	"errors"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/decode/internal/disctest"
+	"github.com/discotrace/discotrace/decode/result"
 )
 
 const (
@@ -149,5 +151,27 @@ func TestIdentityENRMakesItsEndpointLocal(t *testing.T) {
 	ids := (&Identity{IDs: []enode.ID{a.ID()}, Nodes: []*enode.Node{a.LN.Node()}}).AllIDs()
 	if len(ids) != 1 || ids[0] != a.ID() {
 		t.Fatalf("AllIDs %v", ids)
+	}
+}
+
+// A capture of node A's traffic: A's key and its peer B's ID match packets of it; the key
+// of G, a node of another capture, matches none, whichever flag gives it.
+func TestLocalIDSeenOnlyForNodesOfTheTraffic(t *testing.T) {
+	keyA, _ := crypto.HexToECDSA(disctest.KeyA)
+	keyG, _ := crypto.HexToECDSA(disctest.KeyG)
+	keyB, _ := crypto.HexToECDSA(disctest.KeyB)
+	idA, idB, idG := enode.PubkeyToIDV4(&keyA.PublicKey), enode.PubkeyToIDV4(&keyB.PublicKey), enode.PubkeyToIDV4(&keyG.PublicKey)
+	d := NewDecoder(Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{keyA, keyG}, IDs: []enode.ID{idB, idG}}})
+	for _, id := range []enode.ID{idA, idB, idG} {
+		if d.LocalIDSeen(id) {
+			t.Fatalf("%v seen before any packet", id)
+		}
+	}
+	for _, r := range captureRecords(t, "devp2p-discovery.pcap") {
+		d.Feed(r, func(result.Event) {})
+	}
+	d.Flush(func(result.Event) {})
+	if !d.LocalIDSeen(idA) || !d.LocalIDSeen(idB) || d.LocalIDSeen(idG) {
+		t.Errorf("seen: A %v, B %v, G %v; want A and B, not G", d.LocalIDSeen(idA), d.LocalIDSeen(idB), d.LocalIDSeen(idG))
 	}
 }

@@ -106,8 +106,9 @@ func probeFentry(fn string) error {
 	})
 	if errors.Is(err, unix.EPERM) {
 		// cilium/ebpf's hint about MEMLOCK does not apply: root is refused fentry when
-		// kernel lockdown forbids it.
-		return fmt.Errorf("the kernel refuses fentry/%s with EPERM (kernel lockdown?)", fn)
+		// kernel lockdown forbids it, as it does on many distribution kernels: a normal
+		// state of the host, said as one.
+		return fmt.Errorf("this kernel does not allow fentry programs (EPERM on fentry/%s: kernel lockdown, or its distribution's policy)", fn)
 	}
 	if err != nil {
 		return fmt.Errorf("load fentry/%s: %w", fn, err)
@@ -138,7 +139,7 @@ func probeKprobe(fn string, ks *kernelSymbols) error {
 	l, err := link.Kprobe(fn, prog, nil)
 	if err != nil {
 		if !kprobesBuiltIn(ks) {
-			return errors.New("kprobes are not built into this kernel (no register_kprobe in /proc/kallsyms)")
+			return errors.New("this kernel is built without kprobes (no register_kprobe in /proc/kallsyms)")
 		}
 		return fmt.Errorf("attach kprobe/%s: %w", fn, err)
 	}

@@ -18,8 +18,10 @@ import (
 // was decoded before the damage is still emitted, then the error says where it stopped.
 func decodeCapture(in io.Reader, name string, cfg decode.Config, diag io.Writer, emit func(result.Event) error) error {
 	dec := decode.NewDecoder(cfg)
+	watch := newIdentityWatch(dec, cfg.Identity, diag, 0)
 	var writeErr error
 	feed := func(ev result.Event) {
+		watch.observe(ev)
 		if writeErr == nil {
 			writeErr = emit(ev)
 		}
@@ -36,6 +38,11 @@ func decodeCapture(in io.Reader, name string, cfg decode.Config, diag io.Writer,
 	}
 	if writeErr == nil {
 		dec.Flush(feed)
+		if err != nil {
+			watch.finish("in the capture before the damage")
+		} else {
+			watch.finish("in this capture")
+		}
 	}
 	if writeErr != nil {
 		return fmt.Errorf("cannot write the events: %w", writeErr)

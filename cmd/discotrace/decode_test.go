@@ -57,6 +57,17 @@ func runCommand(cmd *cobra.Command, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// runCommandSplit is runCommand with stdout and stderr apart.
+func runCommandSplit(cmd *cobra.Command, args ...string) (stdout, stderr string, err error) {
+	var out, diag bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&diag)
+	cmd.SetArgs(args)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err = cmd.Execute()
+	return out.String(), diag.String(), err
+}
+
 func TestDecodeCommandIsDeterministic(t *testing.T) {
 	path := testCapture(t, "devp2p-discovery.pcap")
 	first, err := runCLI(t, path, "--nodekey", testKeyA)
@@ -129,7 +140,7 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{[]string{garbage, "--nodekey", secret}, "--nodekey #1: node key", 2},
 		{[]string{garbage, "--node-id", "abc"}, "--node-id: node ID", 2},
 		{[]string{garbage, "--enr", "enode://x"}, "--enr: ENR", 2},
-		{[]string{garbage, "--v5-timeout", "0s"}, "--v5-timeout must be positive", 2},
+		{[]string{garbage, "--v5-timeout", "0s"}, "--v5-timeout 0s: give a positive duration", 2},
 	}
 	for _, c := range cases {
 		_, err := runCLI(t, c.args...)

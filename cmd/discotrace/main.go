@@ -30,8 +30,10 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 // usageError marks a mistake in the command line (an unknown flag, a missing or extra
-// argument): exit status 2, as for a bad flag value.
-func usageError(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} }
+// argument, a value that does not parse): exit status 2, as for a bad flag value.
+func usageError(_ *cobra.Command, err error) error {
+	return &exitError{code: 2, err: flagValueError(err)}
+}
 
 // usageArgs makes check's complaints usage errors.
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {

@@ -86,7 +86,7 @@ func TestMetricsAddrThatCannotBeServed(t *testing.T) {
 // where nothing listens (ICMP errors, a drop, a failed exchange). Scraped while trace
 // runs, /metrics must say what the NDJSON stream says: every series of every discotrace
 // counter and histogram equals the count (or sum) of the stream's events it counts, and
-// hook_attached is the plan trace printed.
+// hook_attached is the plan trace printed (with --verbose).
 //
 // Both are written from the same results, the stream at each burst's flush: they agree
 // whenever the stream is idle, so the test scrapes until a scrape finds the stream
@@ -102,6 +102,7 @@ func TestMetricsEndpointCountsTheTracedEvents(t *testing.T) {
 
 	f := traceWith(0, udpPort(v4b), udpPort(v5b), gone)
 	f.metricsAddr = "0" // a free port on 127.0.0.1
+	f.verbose = true    // the plan on stderr, to compare hook_attached with
 	f.nodeKeys = []string{hex.EncodeToString(crypto.FromECDSA(v5bKey))}
 	stdout := new(syncBuffer)
 	stderr := &statusWriter{attached: make(chan struct{})}

@@ -27,6 +27,7 @@ type traceFlags struct {
 	sinkFlags
 	format   formatFlag
 	raw      bool
+	verbose  bool
 	duration time.Duration
 	snapLen  int
 	ringSize int
@@ -49,7 +50,9 @@ Each datagram's event carries the decoded discovery packet ("disc"), and the dec
 the discv5 handshakes, request/response exchanges and anomalies it reconstructs, with the
 cause of each failure (as ` + "`discotrace decode`" + ` does for a capture file). Give the local
 node's key (--nodekey) to decrypt the discv5 sessions it answers. --raw prints the kernel
-events alone, without decoding. The hooks chosen and the attach time go to stderr.
+events alone, without decoding. Stderr says when the hooks are attached and what is wrong:
+no socket on a watched port, events this kernel cannot capture; --verbose adds the hooks
+chosen for each event class.
 
 --format text (the default on a terminal) prints one aligned line per event: time, type,
 endpoints, node IDs as geth logs them (8 hex), the packet's kind, round trips in ms or µs,
@@ -73,22 +76,25 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	fl := cmd.Flags()
 	f.format.register(cmd)
 	fl.BoolVar(&f.raw, "raw", false, "print the kernel events alone, without decoding")
+	fl.BoolVar(&f.verbose, "verbose", false, "also show on stderr the hooks chosen for each event class, and why better ones were not used")
 	f.decoderFlags.register(fl)
 	f.hookFlags.register(fl)
 	f.metricsFlags.register(fl)
 	f.sinkFlags.register(fl)
-	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
-	fl.IntVar(&f.snapLen, "snaplen", tracer.MaxSnapLen, fmt.Sprintf("payload bytes captured per datagram (0-%d)", tracer.MaxSnapLen))
-	fl.IntVar(&f.ringSize, "ringbuf-size", tracer.DefaultRingSize, "ring buffer size in bytes: a power of two, at least a page")
-	fl.Uint32Var(&f.netns, "netns", 0, "only this network namespace (inode, as `ls -Li /proc/PID/ns/net` shows)")
-	fl.Uint32Var(&f.pid, "pid", 0, "only sends and reads of this process")
+	f.snapLen, f.ringSize = tracer.MaxSnapLen, tracer.DefaultRingSize
+	fl.Var(durationFlag{&f.duration, wantDuration}, "duration", "stop after this long (0: until interrupted)")
+	fl.Var(intFlag{&f.snapLen, wantSnapLen}, "snaplen", fmt.Sprintf("payload `BYTES` captured per datagram (0-%d)", tracer.MaxSnapLen))
+	fl.Var(intFlag{&f.ringSize, wantRingSize()}, "ringbuf-size", "ring buffer size in `BYTES`: a power of two, at least a page")
+	fl.Var(uint32Flag{&f.netns, wantNetNS}, "netns", "only the network namespace with this `INODE` (as ls -Li /proc/PID/ns/net shows)")
+	fl.Var(uint32Flag{&f.pid, wantPID}, "pid", "only sends and reads of process `PID`")
 	completeBackend(cmd)
 	return cmd
 }
 
 func init() { rootCmd.AddCommand(newTraceCmd()) }
 
-// config turns the flags into a tracer configuration; bad values are usage errors.
+// config checks the flags and turns them into a tracer configuration; bad values are
+// usage errors, found before the tracer is opened (which checks them again).
 func (f *traceFlags) config() (tracer.Config, error) {
 	cfg := tracer.Config{
 		SnapLen:  f.snapLen,
@@ -99,11 +105,20 @@ func (f *traceFlags) config() (tracer.Config, error) {
 	if err := f.hookFlags.apply(&cfg); err != nil {
 		return cfg, err
 	}
-	if f.snapLen == 0 {
+	switch {
+	case f.snapLen < 0 || f.snapLen > tracer.MaxSnapLen:
+		return cfg, badFlag("snaplen", fmt.Sprint(f.snapLen), wantSnapLen)
+	case f.snapLen == 0:
 		cfg.SnapLen = tracer.NoPayload
 	}
+	if page := os.Getpagesize(); f.ringSize < page || f.ringSize > maxRingSize || f.ringSize&(f.ringSize-1) != 0 {
+		return cfg, badFlag("ringbuf-size", fmt.Sprint(f.ringSize), wantRingSize())
+	}
+	if f.pid > maxPID {
+		return cfg, badFlag("pid", fmt.Sprint(f.pid), wantPID)
+	}
 	if f.duration < 0 {
-		return cfg, &exitError{code: 2, err: fmt.Errorf("--duration %v is negative", f.duration)}
+		return cfg, badFlag("duration", f.duration.String(), wantDuration)
 	}
 	return cfg, nil
 }
@@ -113,17 +128,19 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	if err != nil {
 		return err
 	}
+	dcfg, err := f.decoderFlags.config() // checked with --raw too: a bad value is never ignored
+	if err != nil {
+		return err
+	}
 	var dec *decode.Decoder
+	var watch *identityWatch
 	if !f.raw {
-		dcfg, err := f.decoderFlags.config()
-		if err != nil {
-			return err
-		}
 		// A loss is reported at the next check of the counters, after the items it may
 		// explain timed out: they wait for it.
 		dcfg.LossReportDelay = tracer.DefaultLostInterval + tracer.MaxDeliveryDelay
 		dcfg.FragmentTimeout = fragmentTimeout()
 		dec = decode.NewDecoder(dcfg)
+		watch = newIdentityWatch(dec, dcfg.Identity, stderr, identityWatchAfter)
 	}
 	ms, err := f.metricsFlags.start(stderr)
 	if err != nil {
@@ -153,8 +170,11 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	}
 	defer tr.Close()
 	fmt.Fprintf(stderr, "discotrace: watching UDP ports %s; hooks attached in %v\n", portList(cfg.Ports), time.Since(start).Round(time.Millisecond))
-	printPlan(stderr, tr.Plan())
+	printPlan(stderr, tr.Plan(), f.verbose)
 	ms.setPlan(tr.Plan())
+	if problem := findUDPBindings(cfg.Ports, cfg.NetNS).unbound(cfg.Ports, cfg.NetNS); problem != "" {
+		fmt.Fprintln(stderr, "discotrace:", problem)
+	}
 
 	if f.duration > 0 {
 		var cancel context.CancelFunc
@@ -165,7 +185,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, out, stderr, dec, ms)
+	return stream(tr, out, stderr, dec, watch, ms)
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
@@ -173,16 +193,18 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 // (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
 // could not keep up with as shed events. What the events add up to (outcomes, causes,
 // losses) is summed up on stderr at the end; ms, when metrics are served, counts them too.
-func stream(tr *tracer.Tracer, out *renderedOutput, stderr io.Writer, dec *decode.Decoder, ms *metricsServer) error {
+// watch, when not nil, warns about local identities the decoded packets do not match.
+func stream(tr *tracer.Tracer, out *renderedOutput, stderr io.Writer, dec *decode.Decoder, watch *identityWatch, ms *metricsServer) error {
 	summary := report.New(report.Options{})
 	out.summary = summary
-	st, err := live.Run(livetrace.Source{Tracer: tr}, dec, ms.outputs(out), live.Config{})
+	st, err := live.Run(livetrace.Source{Tracer: tr}, dec, watch.output(ms.outputs(out)), live.Config{})
 	s := summary.Summary()
 	report.WriteClosing(stderr, &s, "discotrace: ")
 	if err != nil {
 		tr.Close()
 		return err
 	}
+	watch.finish("while tracing")
 	if st.Dropped+st.Undecoded > 0 {
 		fmt.Fprintf(stderr, "discotrace: could not keep up with %d of %d kernel events: %d dropped, %d datagrams printed without decoding (shed events say when); --raw keeps up with more, --port or --netns narrows the input\n",
 			st.Dropped+st.Undecoded, st.Read, st.Dropped, st.Undecoded)
@@ -190,15 +212,21 @@ func stream(tr *tracer.Tracer, out *renderedOutput, stderr io.Writer, dec *decod
 	return nil
 }
 
-// printPlan shows each event class's hooks, then each distinct reason a better backend was
-// not used, once, with the classes it applies to.
-func printPlan(w io.Writer, plan []tracer.HookChoice) {
+// printPlan shows what the kernel cannot capture and, with all, each event class's hooks,
+// then each distinct reason a better backend was not used, once, with the classes it
+// applies to. Without all, a healthy plan prints nothing: the hooks are the normal case.
+func printPlan(w io.Writer, plan []tracer.HookChoice, all bool) {
 	var reasons []string
 	classes := map[string][]string{}
 	for _, h := range plan {
-		fmt.Fprintf(w, "discotrace: %-8s %s: %s\n", h.Class, h.Backend, strings.Join(h.Hooks, ", "))
+		if all {
+			fmt.Fprintf(w, "discotrace: %-8s %s: %s\n", h.Class, h.Backend, strings.Join(h.Hooks, ", "))
+		}
 		for _, m := range h.Missing {
 			fmt.Fprintf(w, "discotrace: %-8s without %s\n", h.Class, m)
+		}
+		if !all {
+			continue
 		}
 		for _, r := range h.Rejected {
 			key := r.Backend + "\x00" + r.Reason
