@@ -24,6 +24,7 @@ type traceFlags struct {
 	decoderFlags
 	hookFlags
 	metricsFlags
+	attachFlags
 	format   formatFlag
 	raw      bool
 	duration time.Duration
@@ -62,6 +63,7 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
   sudo discotrace trace --format ndjson | jq 'select(.outcome == "failed")'`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.autoAttach = !cmd.Flags().Changed("port")
 			return runTrace(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), &f)
 		},
 	}
@@ -107,6 +109,8 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	if err != nil {
 		return err
 	}
+	var found decode.Identity // the keys of the nodes found running, without --port
+	f.attachToNodes(stderr, &cfg, &found)
 	var dec *decode.Decoder
 	if !f.raw {
 		dcfg, err := f.decoderFlags.config()
@@ -117,6 +121,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		// explain timed out: they wait for it.
 		dcfg.LossReportDelay = tracer.DefaultLostInterval + tracer.MaxDeliveryDelay
 		dcfg.FragmentTimeout = fragmentTimeout()
+		dcfg.Identity.Keys = append(dcfg.Identity.Keys, found.Keys...)
 		dec = decode.NewDecoder(dcfg)
 	}
 	ms, err := f.metricsFlags.start(stderr)
