@@ -20,7 +20,9 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode"
 	"github.com/discotrace/discotrace/ndjson"
+	"github.com/discotrace/discotrace/tracer"
 )
 
 // A geth node in a network namespace of its own, started as `geth --datadir D --port P`
@@ -212,4 +214,25 @@ func startV5(key *ecdsa.PrivateKey, port int) (*discover.UDPv5, error) {
 	ln.SetStaticIP(net.IPv4(127, 0, 0, 1))
 	ln.SetFallbackUDP(c.LocalAddr().(*net.UDPAddr).Port)
 	return discover.ListenV5(c, ln, discover.Config{PrivateKey: key, NoFindnodeLivenessCheck: true})
+}
+
+// With no Ethereum client running, trace keeps the default port and says so, and how
+// to choose another. (An empty /proc: no process owns a UDP socket.)
+func TestAttachFallsBackToTheDefaultPort(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: without the capabilities to trace, nothing is attached")
+	}
+	f := traceWith(0, 30303)
+	f.autoAttach, f.procRoot = true, t.TempDir()
+	cfg := tracer.Config{Ports: []uint16{30303}}
+	var id decode.Identity
+	var stderr strings.Builder
+	f.attachToNodes(&stderr, &cfg, &id)
+	if len(cfg.Ports) != 1 || cfg.Ports[0] != 30303 || len(id.Keys) != 0 {
+		t.Errorf("ports %v, %d keys; want the default port 30303 and no key", cfg.Ports, len(id.Keys))
+	}
+	want := "discotrace: no Ethereum client found among the 0 processes owning UDP sockets; watching the default UDP port 30303: give --port N (and --nodekey FILE) for your node\n"
+	if stderr.String() != want {
+		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
 }

@@ -23,8 +23,8 @@ type attachFlags struct {
 // nothing is decoded). It says on stderr what it attached to, never a key; with nothing
 // found, cfg keeps the default port and stderr says so.
 func (f *traceFlags) attachToNodes(stderr io.Writer, cfg *tracer.Config, id *decode.Identity) {
-	if !f.autoAttach {
-		return
+	if !f.autoAttach || tracer.CheckPrivileges() != nil {
+		return // without them, tracing stops at once and says why in one line
 	}
 	proc := f.procRoot
 	if proc == "" {
