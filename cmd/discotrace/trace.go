@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ type traceFlags struct {
 	hookFlags
 	metricsFlags
 	sinkFlags
+	attachFlags
 	format   formatFlag
 	raw      bool
 	verbose  bool
@@ -46,6 +48,10 @@ the socket), read (by the application, with the time it waited), icmp (errors qu
 watched datagram, in and out), drop (with the kernel's reason) and lost (events the ring
 buffer could not take). Traffic of every network namespace (containers) is seen.
 
+Without --port, trace attaches to the Ethereum nodes running on this host: it finds the
+clients owning UDP sockets, their discovery ports and (unless --nodekey is given) their
+node keys, and says on stderr what it found, never a key; with none found it watches 30303.
+
 Each datagram's event carries the decoded discovery packet ("disc"), and the decoder adds
 the discv5 handshakes, request/response exchanges and anomalies it reconstructs, with the
 cause of each failure (as ` + "`discotrace decode`" + ` does for a capture file). Give the local
@@ -65,11 +71,13 @@ logrotate, or rotated by --output-max-size), --listen serves them to any number 
 on a unix socket; "--output -" keeps stdout as well.
 
 Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
-		Example: `  sudo discotrace trace --nodekey /var/lib/geth/geth/nodekey
+		Example: `  sudo discotrace trace
+  sudo discotrace trace --port 30303 --nodekey /var/lib/geth/geth/nodekey
   sudo discotrace trace --raw --port 30303 --port 30304 --duration 1m --payload
   sudo discotrace trace --format ndjson | jq 'select(.outcome == "failed")'`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.autoAttach = !cmd.Flags().Changed("port")
 			return runTrace(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), &f)
 		},
 	}
@@ -79,6 +87,9 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	fl.BoolVar(&f.verbose, "verbose", false, "also show on stderr the hooks chosen for each event class, and why better ones were not used")
 	f.decoderFlags.register(fl)
 	f.hookFlags.register(fl)
+	port := fl.Lookup("port") // trace finds the ports itself when none is given
+	port.Usage = "UDP `PORT` to watch (repeatable; default: the discovery ports of the Ethereum nodes running here, else 30303)"
+	port.DefValue = ""
 	f.metricsFlags.register(fl)
 	f.sinkFlags.register(fl)
 	f.snapLen, f.ringSize = tracer.MaxSnapLen, tracer.DefaultRingSize
@@ -132,6 +143,8 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	if err != nil {
 		return err
 	}
+	var found decode.Identity // the keys of the nodes found running, without --port
+	f.attachToNodes(stderr, &cfg, &found)
 	var dec *decode.Decoder
 	var watch *identityWatch
 	if !f.raw {
@@ -139,8 +152,10 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		// explain timed out: they wait for it.
 		dcfg.LossReportDelay = tracer.DefaultLostInterval + tracer.MaxDeliveryDelay
 		dcfg.FragmentTimeout = fragmentTimeout()
+		flagged := dcfg.Identity // the watch names flags: a found key is said on stderr already
+		dcfg.Identity.Keys = append(slices.Clip(dcfg.Identity.Keys), found.Keys...)
 		dec = decode.NewDecoder(dcfg)
-		watch = newIdentityWatch(dec, dcfg.Identity, stderr, identityWatchAfter)
+		watch = newIdentityWatch(dec, flagged, stderr, identityWatchAfter)
 	}
 	ms, err := f.metricsFlags.start(stderr)
 	if err != nil {
