@@ -25,6 +25,7 @@ type traceFlags struct {
 	hookFlags
 	metricsFlags
 	sinkFlags
+	pcapOut  pcapOutFlag
 	format   formatFlag
 	raw      bool
 	duration time.Duration
@@ -77,6 +78,7 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	f.hookFlags.register(fl)
 	f.metricsFlags.register(fl)
 	f.sinkFlags.register(fl)
+	f.pcapOut.register(fl)
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fl.IntVar(&f.snapLen, "snaplen", tracer.MaxSnapLen, fmt.Sprintf("payload bytes captured per datagram (0-%d)", tracer.MaxSnapLen))
 	fl.IntVar(&f.ringSize, "ringbuf-size", tracer.DefaultRingSize, "ring buffer size in bytes: a power of two, at least a page")
@@ -138,6 +140,15 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		return err
 	}
 	defer closeOutputs()
+	pcap, err := f.pcapOut.open()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := pcap.close(); err != nil {
+			fmt.Fprintf(stderr, "discotrace: %v\n", err)
+		}
+	}()
 	out := &renderedOutput{withPayload: f.payload, writers: []eventWriter{fan}}
 	if toStdout && textOut {
 		out.writers = append(out.writers, f.format.textWriter(stdout))
@@ -165,18 +176,19 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, out, stderr, dec, ms)
+	return stream(tr, out, pcap, stderr, dec, ms)
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
 // is nil (--raw), else what the decoder makes of them. The live path between the two
 // (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
 // could not keep up with as shed events. What the events add up to (outcomes, causes,
-// losses) is summed up on stderr at the end; ms, when metrics are served, counts them too.
-func stream(tr *tracer.Tracer, out *renderedOutput, stderr io.Writer, dec *decode.Decoder, ms *metricsServer) error {
+// losses) is summed up on stderr at the end; ms, when metrics are served, counts them too,
+// and pcap, with --pcap-out, gets the datagrams and ICMP errors as pcapng.
+func stream(tr *tracer.Tracer, out *renderedOutput, pcap *pcapOutput, stderr io.Writer, dec *decode.Decoder, ms *metricsServer) error {
 	summary := report.New(report.Options{})
 	out.summary = summary
-	st, err := live.Run(livetrace.Source{Tracer: tr}, dec, ms.outputs(out), live.Config{})
+	st, err := live.Run(livetrace.Source{Tracer: tr}, dec, pcap.beside(ms.outputs(out)), live.Config{})
 	s := summary.Summary()
 	report.WriteClosing(stderr, &s, "discotrace: ")
 	if err != nil {

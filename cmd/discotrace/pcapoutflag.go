@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/discotrace/discotrace/decode/live"
+	"github.com/discotrace/discotrace/decode/result"
+	"github.com/discotrace/discotrace/pcapout"
+)
+
+// pcapOutFlag is --pcap-out FILE of trace and decode: the datagrams and ICMP errors also
+// written as pcapng, for Wireshark, each with its decoded summary as a packet comment.
+type pcapOutFlag struct{ path string }
+
+func (f *pcapOutFlag) register(fl *pflag.FlagSet) {
+	fl.StringVar(&f.path, "pcap-out", "", "also write every datagram and ICMP error to this file as pcapng, for Wireshark (mode 0600, replaced if it exists), each with its decoded packet and process as a packet comment")
+}
+
+// open creates the file; nil when --pcap-out was not given. A file that cannot be
+// created stops the command before it starts, naming the flag.
+func (f *pcapOutFlag) open() (*pcapOutput, error) {
+	if f.path == "" {
+		return nil, nil
+	}
+	file, err := os.OpenFile(f.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--pcap-out: cannot create the file: %w (give a writable path)", err)
+	}
+	bw := bufio.NewWriterSize(file, 64<<10)
+	w, err := pcapout.New(bw, "discotrace "+readVersion().Version)
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("--pcap-out %s: %w", f.path, err)
+	}
+	return &pcapOutput{Writer: w, buf: bw, file: file}, nil
+}
+
+// pcapOutput is the pcapng file, a live.Output.
+type pcapOutput struct {
+	*pcapout.Writer
+	buf  *bufio.Writer
+	file *os.File
+}
+
+// Write writes the packet of ev, if it has one; an error names the file.
+func (p *pcapOutput) Write(ev result.Event) error {
+	if err := p.Writer.Write(ev); err != nil {
+		return fmt.Errorf("--pcap-out %s: %w", p.file.Name(), err)
+	}
+	return nil
+}
+
+// Flush writes what is buffered to the file, so that a reader (Wireshark reloading it,
+// tail -f into tshark) sees each burst.
+func (p *pcapOutput) Flush() error {
+	if err := errors.Join(p.Writer.Flush(), p.buf.Flush()); err != nil {
+		return fmt.Errorf("--pcap-out %s: %w", p.file.Name(), err)
+	}
+	return nil
+}
+
+// close flushes and closes the file; nil does nothing.
+func (p *pcapOutput) close() error {
+	if p == nil {
+		return nil
+	}
+	return errors.Join(p.Flush(), p.file.Close())
+}
+
+// beside returns out with the pcapng file written after it, or out alone when there is
+// no file.
+func (p *pcapOutput) beside(out live.Output) live.Output {
+	if p == nil {
+		return out
+	}
+	return fanOut{out, p}
+}
