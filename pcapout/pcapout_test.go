@@ -2,6 +2,7 @@ package pcapout
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -27,10 +28,10 @@ var testKeys = []string{
 
 // writeAll writes events as pcapng to a file in t's temporary directory and returns its
 // path and the observations that must show as packets, in order.
-func writeAll(t *testing.T, events []result.Event) (string, []*result.Observation) {
+func writeAll(t *testing.T, events []result.Event, hold time.Duration) (string, []*result.Observation) {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := New(&buf, "discotrace test")
+	w, err := New(&buf, Options{Application: "discotrace test", Hold: hold})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func writeAll(t *testing.T, events []result.Event) (string, []*result.Observatio
 			want = append(want, o)
 		}
 	}
-	if err := w.Flush(); err != nil {
+	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "out.pcapng")
@@ -83,8 +84,8 @@ func requireShown(t *testing.T, got []tsharktest.Packet, want []*result.Observat
 		if p.SrcPort != strconv.Itoa(int(srcPort)) || p.DstPort != strconv.Itoa(int(dstPort)) {
 			t.Errorf("packet %d: ports %s > %s, want %d > %d", i+1, p.SrcPort, p.DstPort, srcPort, dstPort)
 		}
-		if want := Comment(o); p.Comment != want {
-			t.Errorf("packet %d: comment %q, want %q", i+1, p.Comment, want)
+		if want := Comment(o); !strings.HasPrefix(p.Comment, want) {
+			t.Errorf("packet %d: comment %q, want it to start with %q", i+1, p.Comment, want)
 		}
 		if o.Packet != nil && !strings.Contains(p.Comment, " "+o.Packet.Proto+" "+o.Packet.Kind) {
 			t.Errorf("packet %d: comment %q does not name the decoded %s %s", i+1, p.Comment, o.Packet.Proto, o.Packet.Kind)
@@ -130,7 +131,7 @@ func TestSharedCapturesReadBackByTshark(t *testing.T) {
 				t.Fatal(err)
 			}
 			dec.Flush(emit)
-			out, want := writeAll(t, events)
+			out, want := writeAll(t, events, 5*time.Second)
 			got := tsharktest.Read(t, out)
 			requireShown(t, got, want)
 			var decoded int
@@ -142,7 +143,39 @@ func TestSharedCapturesReadBackByTshark(t *testing.T) {
 			if decoded == 0 {
 				t.Fatal("no packet of the capture was decoded: the comments were not put to the test")
 			}
-			t.Logf("%d packets read back, %d decoded; first comment: %q", len(got), decoded, got[0].Comment)
+			// Every failure's cause is in the comments of the packets it cites: its
+			// evidence comes from within the decoder's timeouts, inside the hold time.
+			index := map[uint64]int{}
+			for i, o := range want {
+				index[o.Seq] = i
+			}
+			cited := 0
+			for _, ev := range events {
+				var evidence []result.Evidence
+				var note string
+				switch x := ev.(type) {
+				case *result.Exchange:
+					if x.Cause != "" {
+						evidence, note = x.Evidence, fmt.Sprintf("exchange #%d %s %s: %s", x.Seq, x.Req, x.Outcome, x.Cause)
+					}
+				case *result.Handshake:
+					if x.Cause != "" {
+						evidence, note = x.Evidence, fmt.Sprintf("handshake #%d %s: %s", x.Seq, x.Outcome, x.Cause)
+					}
+				}
+				for _, e := range evidence {
+					if i, ok := index[e.Seq]; ok && e.Seq > 0 {
+						cited++
+						if !strings.Contains(got[i].Comment, note) {
+							t.Errorf("packet %d: comment %q does not say it is cited by %q", i+1, got[i].Comment, note)
+						}
+					}
+				}
+			}
+			if filepath.Base(path) == "reject.pcap" && cited == 0 {
+				t.Error("no failure of reject.pcap cites a packet: the causes in comments were not put to the test")
+			}
+			t.Logf("%d packets read back, %d decoded, %d cited by failures; first comment: %q", len(got), decoded, cited, got[0].Comment)
 		})
 	}
 }
@@ -169,7 +202,7 @@ func TestRebuiltPackets(t *testing.T) {
 		&result.Exchange{Head: result.Head{Seq: 6, Time: at}, Req: "PING/v4", Outcome: result.Failed},                         // no packet
 		obs(7, record.Record{Kind: record.Datagram, Dir: record.DirOut, Src: v4a, Dst: v4b, HasSendRet: true, SendRet: -111}), // nothing left
 	}
-	out, want := writeAll(t, events)
+	out, want := writeAll(t, events, 0)
 	want = want[:len(want)-1] // the failed send is no packet
 	got := tsharktest.Read(t, out)
 	requireShown(t, got, want)
@@ -183,4 +216,32 @@ func TestRebuiltPackets(t *testing.T) {
 		t.Errorf("an ICMP error of unknown addresses: %s > %s, want it from the quoted destination 10.0.0.1 to 10.0.0.2", got[4].Src, got[4].Dst)
 	}
 	t.Logf("checksum verdicts: %q", []string{got[0].Checksums, got[1].Checksums, got[2].Checksums, got[3].Checksums, got[4].Checksums})
+}
+
+// A failure decided within the hold time adds its cause to the packets it cites; one
+// decided after they were written leaves them as they are.
+func TestFailureCauseInComments(t *testing.T) {
+	at := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	a, b := netip.MustParseAddrPort("10.0.0.1:30303"), netip.MustParseAddrPort("10.0.0.2:30303")
+	send := func(seq uint64, after time.Duration) *result.Observation {
+		r := record.Record{Kind: record.Datagram, Dir: record.DirOut, Time: at.Add(after), Src: a, Dst: b, Len: 1, Payload: []byte{1}}
+		return &result.Observation{Head: result.Head{Seq: seq, Time: r.Time}, Record: r}
+	}
+	failed := func(seq, cites uint64) *result.Exchange {
+		return &result.Exchange{Head: result.Head{Seq: seq, Time: at}, Req: "PING/v4", Outcome: result.Failed,
+			Cause: result.ICMPUnreachable, Evidence: []result.Evidence{{Seq: cites, Time: at, Observed: result.TypeSend}}}
+	}
+	events := []result.Event{
+		send(1, 0), send(2, time.Second), failed(3, 1),
+		send(4, 10*time.Second), failed(5, 2), // 2 was written when 4 came, 9 s after it
+	}
+	out, want := writeAll(t, events, 5*time.Second)
+	got := tsharktest.Read(t, out)
+	requireShown(t, got, want)
+	if got[0].Comment != "send #1; cited by exchange #3 PING/v4 failed: icmp_unreachable" {
+		t.Errorf("comment %q: want the cause of the failure citing it", got[0].Comment)
+	}
+	if got[1].Comment != "send #2" || got[2].Comment != "send #4" {
+		t.Errorf("comments %q, %q: want no cause on a packet written before the failure citing it", got[1].Comment, got[2].Comment)
+	}
 }

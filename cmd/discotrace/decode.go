@@ -61,7 +61,7 @@ func runDecode(stdout, diag io.Writer, path string, f *decoderFlags, format *for
 		in = file
 	}
 
-	pcap, err := pcapFlag.open()
+	pcap, err := pcapFlag.openForDecode(f)
 	if err != nil {
 		return err
 	}

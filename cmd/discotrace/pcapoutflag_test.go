@@ -90,7 +90,17 @@ func TestPcapOutDecode(t *testing.T) {
 				t.Fatalf("decode: %v\n%s", err, stderr.String())
 			}
 			n := requirePcapMatchesStream(t, out, stdout.Bytes())
-			t.Logf("%d packets in the pcapng match the stream", n)
+			cited := 0
+			for _, p := range tsharktest.Read(t, out) {
+				if strings.Contains(p.Comment, "; cited by exchange #") {
+					cited++
+				}
+			}
+			// geth behind a REJECT rule: the failed pings' cause is on the packets they cite.
+			if name == "reject.pcap" && cited == 0 {
+				t.Error("no packet of reject.pcap has the cause of a failed exchange citing it")
+			}
+			t.Logf("%d packets in the pcapng match the stream, %d cited by failed exchanges", n, cited)
 		})
 	}
 }
@@ -107,7 +117,8 @@ func TestPcapOutCannotCreate(t *testing.T) {
 // pinging each other, a discv5 node pinging one whose key trace holds (its messages
 // decrypted), and a discv4 PING to a port where nothing listens (ICMP errors). Every
 // datagram and ICMP error of the NDJSON stream is in the pcapng, as tshark reads it,
-// with the decoded packet and the process in its comment.
+// with the decoded packet and the process in its comment, and the gone peer's packets
+// with the failed ping's cause.
 func TestPcapOutTrace(t *testing.T) {
 	gone := portWithNoListener(t)
 	v4a, v4b := newDiscv4Socket(t), newDiscv4Socket(t)
@@ -139,8 +150,11 @@ func TestPcapOutTrace(t *testing.T) {
 	}
 	n := requirePcapMatchesStream(t, f.pcapOut.path, stdout.Bytes())
 	got := tsharktest.Read(t, f.pcapOut.path)
-	var icmp, decrypted int
+	var icmp, decrypted, cited int
 	for _, p := range got {
+		if strings.Contains(p.Comment, "cited by exchange #") && strings.Contains(p.Comment, "PING/v4 failed: icmp_unreachable") {
+			cited++
+		}
 		if p.ICMPType != "" {
 			icmp++
 		}
@@ -148,8 +162,8 @@ func TestPcapOutTrace(t *testing.T) {
 			decrypted++
 		}
 	}
-	if icmp == 0 || decrypted == 0 {
-		t.Errorf("%d ICMP errors and %d decrypted discv5 PONGs in the pcapng: want the gone peer's ICMP error and the discv5 ping's answer", icmp, decrypted)
+	if icmp == 0 || decrypted == 0 || cited == 0 {
+		t.Errorf("%d ICMP errors, %d decrypted discv5 PONGs and %d packets cited by a failed ping in the pcapng: want the gone peer's ICMP error, the discv5 ping's answer, and the gone peer's ping failure on its packets", icmp, decrypted, cited)
 	}
-	t.Logf("%d packets in the pcapng match the stream: %d ICMP errors, %d decrypted PONG/v5", n, icmp, decrypted)
+	t.Logf("%d packets in the pcapng match the stream: %d ICMP errors, %d decrypted PONG/v5, %d cited by the failed ping", n, icmp, decrypted, cited)
 }

@@ -140,7 +140,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		return err
 	}
 	defer closeOutputs()
-	pcap, err := f.pcapOut.open()
+	pcap, err := f.pcapOut.openForTrace(f)
 	if err != nil {
 		return err
 	}
