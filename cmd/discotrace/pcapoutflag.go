@@ -20,7 +20,7 @@ import (
 type pcapOutFlag struct{ path string }
 
 func (f *pcapOutFlag) register(fl *pflag.FlagSet) {
-	fl.StringVar(&f.path, "pcap-out", "", "also write every datagram and ICMP error to this file as pcapng, for Wireshark (mode 0600, replaced if it exists), each with its decoded packet, process and the failures citing it as a packet comment; packets are written a few seconds late, when the failures citing them are decided")
+	fl.StringVar(&f.path, "pcap-out", "", "also write every datagram and ICMP error to `FILE` as pcapng, for Wireshark (mode 0600, replaced if it exists), each with its decoded packet, process and the failures citing it as a packet comment; packets are written a few seconds late, when the failures citing them are decided")
 }
 
 // openForTrace opens the file for trace: packets wait for the failures that cite them as
