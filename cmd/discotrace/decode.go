@@ -11,6 +11,7 @@ import (
 func newDecodeCmd() *cobra.Command {
 	var f decoderFlags
 	var format formatFlag
+	var pcap pcapOutFlag
 	cmd := &cobra.Command{
 		Use:   "decode FILE",
 		Short: "Decode a pcap or pcapng capture of discovery traffic into events",
@@ -34,17 +35,18 @@ Capture the ICMP errors and the non-first fragments too (they carry no UDP heade
     discotrace decode --nodekey <datadir>/geth/nodekey -`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], &f, &format)
+			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], &f, &format, &pcap)
 		},
 	}
 	f.register(cmd.Flags())
 	format.register(cmd)
+	pcap.register(cmd.Flags())
 	return cmd
 }
 
 func init() { rootCmd.AddCommand(newDecodeCmd()) }
 
-func runDecode(stdout, diag io.Writer, path string, f *decoderFlags, format *formatFlag) error {
+func runDecode(stdout, diag io.Writer, path string, f *decoderFlags, format *formatFlag, pcapFlag *pcapOutFlag) error {
 	cfg, err := f.config()
 	if err != nil {
 		return err
@@ -59,11 +61,18 @@ func runDecode(stdout, diag io.Writer, path string, f *decoderFlags, format *for
 		in = file
 	}
 
+	pcap, err := pcapFlag.openForDecode(f)
+	if err != nil {
+		return err
+	}
 	out := format.output(stdout, f.payload)
-	err = decodeCapture(in, path, cfg, diag, out.Write)
+	err = decodeCapture(in, path, cfg, diag, pcap.beside(out).Write)
 	// What was decoded before a damaged part is written too.
 	if ferr := out.Flush(); ferr != nil && err == nil {
 		return fmt.Errorf("cannot write the events: %w", ferr)
+	}
+	if perr := pcap.close(); perr != nil && err == nil {
+		return perr
 	}
 	return err
 }

@@ -41,6 +41,7 @@ func TestDemoCommand(t *testing.T) {
 	if err := runDemo(context.Background(), &stdout, &stderr, &demoFlags{}); err != nil {
 		t.Fatalf("demo: %v\nstderr:\n%s", err, stderr.String())
 	}
+	requireSchemaValid(t, stdout.Bytes())
 	causes := map[string]int{}
 	causesOf := map[string]map[string]int{ndjson.TypeHandshake: {}, ndjson.TypeExchange: {}}
 	var established, answered, rcvbuff int

@@ -27,6 +27,7 @@ type traceFlags struct {
 	metricsFlags
 	sinkFlags
 	attachFlags
+	pcapOut  pcapOutFlag
 	format   formatFlag
 	raw      bool
 	verbose  bool
@@ -92,6 +93,7 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	port.DefValue = ""
 	f.metricsFlags.register(fl)
 	f.sinkFlags.register(fl)
+	f.pcapOut.register(fl)
 	f.snapLen, f.ringSize = tracer.MaxSnapLen, tracer.DefaultRingSize
 	fl.Var(durationFlag{&f.duration, wantDuration}, "duration", "stop after this long (0: until interrupted)")
 	fl.Var(intFlag{&f.snapLen, wantSnapLen}, "snaplen", fmt.Sprintf("payload `BYTES` captured per datagram (0-%d)", tracer.MaxSnapLen))
@@ -170,6 +172,15 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		return err
 	}
 	defer closeOutputs()
+	pcap, err := f.pcapOut.openForTrace(f)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := pcap.close(); err != nil {
+			fmt.Fprintf(stderr, "discotrace: %v\n", err)
+		}
+	}()
 	out := &renderedOutput{withPayload: f.payload, writers: []eventWriter{fan}}
 	if toStdout && textOut {
 		out.writers = append(out.writers, f.format.textWriter(stdout))
@@ -200,19 +211,20 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, out, stderr, dec, watch, ms)
+	return stream(tr, out, pcap, stderr, dec, watch, ms)
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
 // is nil (--raw), else what the decoder makes of them. The live path between the two
 // (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
 // could not keep up with as shed events. What the events add up to (outcomes, causes,
-// losses) is summed up on stderr at the end; ms, when metrics are served, counts them too.
-// watch, when not nil, warns about local identities the decoded packets do not match.
-func stream(tr *tracer.Tracer, out *renderedOutput, stderr io.Writer, dec *decode.Decoder, watch *identityWatch, ms *metricsServer) error {
+// losses) is summed up on stderr at the end; ms, when metrics are served, counts them too,
+// and pcap, with --pcap-out, gets the datagrams and ICMP errors as pcapng. watch, when not
+// nil, warns about local identities the decoded packets do not match.
+func stream(tr *tracer.Tracer, out *renderedOutput, pcap *pcapOutput, stderr io.Writer, dec *decode.Decoder, watch *identityWatch, ms *metricsServer) error {
 	summary := report.New(report.Options{})
 	out.summary = summary
-	st, err := live.Run(livetrace.Source{Tracer: tr}, dec, watch.output(ms.outputs(out)), live.Config{})
+	st, err := live.Run(livetrace.Source{Tracer: tr}, dec, watch.output(pcap.beside(ms.outputs(out))), live.Config{})
 	s := summary.Summary()
 	report.WriteClosing(stderr, &s, "discotrace: ")
 	if err != nil {

@@ -165,7 +165,7 @@ func startTrace(t *testing.T, f *traceFlags) (stdout *bytes.Buffer, stderr *stat
 	stdout = new(bytes.Buffer)
 	stderr = &statusWriter{attached: make(chan struct{})}
 	done = make(chan error, 1)
-	go func() { done <- runTrace(context.Background(), stdout, stderr, f) }()
+	go func() { done <- runTrace(context.Background(), schemaChecked(t, stdout), stderr, f) }()
 	select {
 	case <-stderr.attached:
 	case err := <-done:
