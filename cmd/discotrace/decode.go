@@ -11,6 +11,7 @@ import (
 func newDecodeCmd() *cobra.Command {
 	var f decoderFlags
 	var format formatFlag
+	var kl keylogFlag
 	cmd := &cobra.Command{
 		Use:   "decode FILE",
 		Short: "Decode a pcap or pcapng capture of discovery traffic into events",
@@ -34,18 +35,23 @@ Capture the ICMP errors and the non-first fragments too (they carry no UDP heade
     discotrace decode --nodekey <datadir>/geth/nodekey -`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], &f, &format)
+			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], &f, &format, &kl)
 		},
 	}
 	f.register(cmd.Flags())
 	format.register(cmd)
+	kl.register(cmd.Flags())
 	return cmd
 }
 
 func init() { rootCmd.AddCommand(newDecodeCmd()) }
 
-func runDecode(stdout, diag io.Writer, path string, f *decoderFlags, format *formatFlag) error {
+func runDecode(stdout, diag io.Writer, path string, f *decoderFlags, format *formatFlag, kl *keylogFlag) error {
 	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	closeKeylog, err := kl.open(&cfg)
 	if err != nil {
 		return err
 	}
@@ -64,6 +70,9 @@ func runDecode(stdout, diag io.Writer, path string, f *decoderFlags, format *for
 	// What was decoded before a damaged part is written too.
 	if ferr := out.Flush(); ferr != nil && err == nil {
 		return fmt.Errorf("cannot write the events: %w", ferr)
+	}
+	if kerr := closeKeylog(); kerr != nil && err == nil {
+		return kerr
 	}
 	return err
 }

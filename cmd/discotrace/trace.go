@@ -26,6 +26,7 @@ type traceFlags struct {
 	metricsFlags
 	sinkFlags
 	format   formatFlag
+	keylog   keylogFlag
 	raw      bool
 	duration time.Duration
 	snapLen  int
@@ -77,6 +78,7 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	f.hookFlags.register(fl)
 	f.metricsFlags.register(fl)
 	f.sinkFlags.register(fl)
+	f.keylog.register(fl)
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fl.IntVar(&f.snapLen, "snaplen", tracer.MaxSnapLen, fmt.Sprintf("payload bytes captured per datagram (0-%d)", tracer.MaxSnapLen))
 	fl.IntVar(&f.ringSize, "ringbuf-size", tracer.DefaultRingSize, "ring buffer size in bytes: a power of two, at least a page")
@@ -113,10 +115,17 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	if err != nil {
 		return err
 	}
+	if err := f.keylog.usableWith(f.raw); err != nil {
+		return err
+	}
 	var dec *decode.Decoder
+	closeKeylog := func() error { return nil }
 	if !f.raw {
 		dcfg, err := f.decoderFlags.config()
 		if err != nil {
+			return err
+		}
+		if closeKeylog, err = f.keylog.open(&dcfg); err != nil {
 			return err
 		}
 		// A loss is reported at the next check of the counters, after the items it may
@@ -165,7 +174,11 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, out, stderr, dec, ms)
+	err = stream(tr, out, stderr, dec, ms)
+	if kerr := closeKeylog(); kerr != nil && err == nil {
+		err = kerr
+	}
+	return err
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec
