@@ -765,8 +765,9 @@ local function dissect_any(tvb, pinfo, root, heuristic)
         guarded(dissect_v4, tvb, pinfo, root)
     elseif heuristic then
         return false
-    elseif n >= V4_HEAD + 1 and V4_TYPES[s:byte(V4_HEAD)] then
-        -- A discv4 type byte but no valid body: show it as a malformed discv4 packet.
+    elseif n >= V4_HEAD + 1 and (V4_TYPES[s:byte(V4_HEAD)] or rlp_whole(s, V4_HEAD + 1, n)) then
+        -- A discv4 type with a broken body, or a discv4 body with an unknown type: show
+        -- it as a malformed discv4 packet.
         guarded(dissect_v4, tvb, pinfo, root)
     elseif n >= MIN_V5 then
         guarded(dissect_masked, tvb, pinfo, root)
