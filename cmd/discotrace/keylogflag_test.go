@@ -48,3 +48,12 @@ func TestDecodeKeylog(t *testing.T) {
 		t.Errorf("--keylog into a missing folder: %v", err)
 	}
 }
+
+// TestTraceKeylogNeedsDecoder: trace --raw decodes nothing, so --keylog is refused before
+// any hook is attached.
+func TestTraceKeylogNeedsDecoder(t *testing.T) {
+	_, err := runCommand(newTraceCmd(), "--raw", "--keylog", filepath.Join(t.TempDir(), "keys"))
+	if err == nil || !strings.Contains(err.Error(), "--keylog needs the decoder") {
+		t.Fatalf("trace --raw --keylog: %v", err)
+	}
+}

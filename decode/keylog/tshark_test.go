@@ -493,7 +493,8 @@ func vectorFields(t *testing.T, name string) map[string]string {
 // TestDissectorSpecVectors checks the dissector's own AES (header masking and the
 // message's AES-GCM key stream) against the discv5 spec's test vectors, independently
 // of the decoder: each vector's header unmasks with its destination ID and its message
-// decrypts with its read-key, to the PING the spec states.
+// decrypts with its read-key, to the PING the spec states. They are sent between ports
+// other than 30303 and 9000, for the heuristic dissector.
 func TestDissectorSpecVectors(t *testing.T) {
 	for _, c := range []struct {
 		name, flag, enrSeq string
@@ -521,7 +522,8 @@ func TestDissectorSpecVectors(t *testing.T) {
 			if err := os.WriteFile(klPath, []byte(kl), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			src, dst := netip.MustParseAddrPort("10.99.0.2:30303"), netip.MustParseAddrPort("10.99.0.1:30303")
+			// Ports the dissector is not registered on: the heuristic must take it.
+			src, dst := netip.MustParseAddrPort("10.99.0.2:40404"), netip.MustParseAddrPort("10.99.0.1:40405")
 			frame := disctest.Frame{TS: disctest.T0, Data: disctest.Ethernet(layers.EthernetTypeIPv4, disctest.UDPPacket(t, src, dst, pkt))}
 			pcap := filepath.Join(dir, "vector.pcap")
 			if err := os.WriteFile(pcap, disctest.WritePcap(t, layers.LinkTypeEthernet, frame), 0o644); err != nil {
