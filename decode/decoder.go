@@ -57,6 +57,10 @@ const (
 type Config struct {
 	Identity Identity
 
+	// KeyObserver, when set, is told the discv5 local IDs and session keys the decoder
+	// learns (discotrace --keylog writes them for Wireshark).
+	KeyObserver discv5.KeyObserver
+
 	V4Timeout        time.Duration // a discv4 request's answer
 	V5Timeout        time.Duration // a discv5 request's answer, and a WHOAREYOU or response to a handshake
 	HandshakeTimeout time.Duration // a discv5 challenge's HANDSHAKE
@@ -187,6 +191,9 @@ func NewDecoder(cfg Config) *Decoder {
 	d.ex.init(d)
 	d.hs.init(d)
 	d.an.init(d)
+	if cfg.KeyObserver != nil {
+		d.v5.SetKeyObserver(cfg.KeyObserver)
+	}
 	for _, id := range cfg.Identity.AllIDs() {
 		d.localIDs[id] = true
 		d.v5.AddLocalID(id)

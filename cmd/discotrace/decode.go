@@ -12,6 +12,7 @@ func newDecodeCmd() *cobra.Command {
 	var f decoderFlags
 	var format formatFlag
 	var pcap pcapOutFlag
+	var kl keylogFlag
 	cmd := &cobra.Command{
 		Use:   "decode FILE",
 		Short: "Decode a pcap or pcapng capture of discovery traffic into events",
@@ -35,19 +36,24 @@ Capture the ICMP errors and the non-first fragments too (they carry no UDP heade
     discotrace decode --nodekey <datadir>/geth/nodekey -`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], &f, &format, &pcap)
+			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], &f, &format, &pcap, &kl)
 		},
 	}
 	f.register(cmd.Flags())
 	format.register(cmd)
 	pcap.register(cmd.Flags())
+	kl.register(cmd.Flags())
 	return cmd
 }
 
 func init() { rootCmd.AddCommand(newDecodeCmd()) }
 
-func runDecode(stdout, diag io.Writer, path string, f *decoderFlags, format *formatFlag, pcapFlag *pcapOutFlag) error {
+func runDecode(stdout, diag io.Writer, path string, f *decoderFlags, format *formatFlag, pcapFlag *pcapOutFlag, kl *keylogFlag) error {
 	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	closeKeylog, err := kl.open(&cfg)
 	if err != nil {
 		return err
 	}
@@ -69,10 +75,13 @@ func runDecode(stdout, diag io.Writer, path string, f *decoderFlags, format *for
 	err = decodeCapture(in, path, cfg, diag, pcap.beside(out).Write)
 	// What was decoded before a damaged part is written too.
 	if ferr := out.Flush(); ferr != nil && err == nil {
-		return fmt.Errorf("cannot write the events: %w", ferr)
+		err = fmt.Errorf("cannot write the events: %w", ferr)
 	}
 	if perr := pcap.close(); perr != nil && err == nil {
-		return perr
+		err = perr
+	}
+	if kerr := closeKeylog(); kerr != nil && err == nil {
+		err = kerr
 	}
 	return err
 }

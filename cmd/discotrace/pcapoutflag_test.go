@@ -86,7 +86,7 @@ func TestPcapOutDecode(t *testing.T) {
 					"2222222222222222222222222222222222222222222222222222222222222222",
 					"3333333333333333333333333333333333333333333333333333333333333333"}}
 			var stdout, stderr bytes.Buffer
-			if err := runDecode(&stdout, &stderr, capture, f, &formatFlag{value: formatNDJSON}, &pcapOutFlag{path: out}); err != nil {
+			if err := runDecode(&stdout, &stderr, capture, f, &formatFlag{value: formatNDJSON}, &pcapOutFlag{path: out}, &keylogFlag{}); err != nil {
 				t.Fatalf("decode: %v\n%s", err, stderr.String())
 			}
 			n := requirePcapMatchesStream(t, out, stdout.Bytes())

@@ -29,6 +29,7 @@ type traceFlags struct {
 	attachFlags
 	pcapOut  pcapOutFlag
 	format   formatFlag
+	keylog   keylogFlag
 	raw      bool
 	verbose  bool
 	duration time.Duration
@@ -94,6 +95,7 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	f.metricsFlags.register(fl)
 	f.sinkFlags.register(fl)
 	f.pcapOut.register(fl)
+	f.keylog.register(fl)
 	f.snapLen, f.ringSize = tracer.MaxSnapLen, tracer.DefaultRingSize
 	fl.Var(durationFlag{&f.duration, wantDuration}, "duration", "stop after this long (0: until interrupted)")
 	fl.Var(intFlag{&f.snapLen, wantSnapLen}, "snaplen", fmt.Sprintf("payload `BYTES` captured per datagram (0-%d)", tracer.MaxSnapLen))
@@ -145,11 +147,18 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	if err != nil {
 		return err
 	}
+	if err := f.keylog.usableWith(f.raw); err != nil {
+		return err
+	}
 	var found decode.Identity // the keys of the nodes found running, without --port
 	f.attachToNodes(stderr, &cfg, &found)
 	var dec *decode.Decoder
 	var watch *identityWatch
+	closeKeylog := func() error { return nil }
 	if !f.raw {
+		if closeKeylog, err = f.keylog.open(&dcfg); err != nil {
+			return err
+		}
 		// A loss is reported at the next check of the counters, after the items it may
 		// explain timed out: they wait for it.
 		dcfg.LossReportDelay = tracer.DefaultLostInterval + tracer.MaxDeliveryDelay
@@ -211,7 +220,11 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	return stream(tr, out, pcap, stderr, dec, watch, ms)
+	err = stream(tr, out, pcap, stderr, dec, watch, ms)
+	if kerr := closeKeylog(); kerr != nil && err == nil {
+		err = kerr
+	}
+	return err
 }
 
 // stream prints events until the tracer is closed: the kernel events themselves when dec

@@ -96,6 +96,9 @@ type Decoder struct {
 	handshakeTimeout time.Duration
 	lateHandshake    error
 
+	// keyObserver, when set, is told each local ID and each derived session.
+	keyObserver KeyObserver
+
 	mask  headerMask
 	probe [16]byte
 	hdr   []byte // the unmasked header of the packet being decoded
@@ -146,6 +149,9 @@ func (d *Decoder) AddLocalID(id enode.ID) {
 		return
 	}
 	d.pinned = append(d.pinned, candidate{id: id, block: newMaskBlock(id)})
+	if d.keyObserver != nil {
+		d.keyObserver.LocalID(id)
+	}
 }
 
 // AddLocalNode is AddLocalID for a local node's record (--enr), whose public key is

@@ -110,6 +110,9 @@ func (d *Decoder) decodeHandshake(p *packet.Packet, r *record.Record, dst enode.
 			continue
 		}
 		d.st.storeSession(src, dst, normalize(r.Src), normalize(r.Dst), keys)
+		if d.keyObserver != nil {
+			d.keyObserver.SessionKeys(SessionKeys{Nonce: nonce, Initiator: src, Recipient: dst, InitiatorKey: keys.initiator, RecipientKey: keys.recipient})
+		}
 		d.forgetLocalInitiated(src, dst)
 		// c decrypted the message: it is the challenge the handshake answers. The
 		// id-signature is checked when the initiator's key is known (its ENR in the
