@@ -312,3 +312,34 @@ func pingErr[T any](_ T, err error) error { return err }
 
 // itoa formats a namespace inode for --netns.
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+// wantFailed asserts that the exchanges of req from initiator to recipient exist and all
+// failed with cause, and returns them.
+func wantFailed(t *testing.T, evs events, req, initiator, recipient, cause string) events {
+	t.Helper()
+	ex := evs.exchanges(req, initiator, recipient)
+	if len(ex.list) == 0 {
+		t.Fatalf("no %s exchange %s > %s", req, initiator, recipient)
+	}
+	for i, ev := range ex.list {
+		if ev.Outcome != "failed" || ev.Cause != cause {
+			t.Errorf("want %s %s > %s failed with %s, got:\n%s", req, initiator, recipient, cause, ex.lines[i])
+		}
+	}
+	return ex
+}
+
+// citesEvidence reports whether ev's evidence cites an event of the stream that match
+// accepts.
+func citesEvidence(evs events, ev ndjson.Event, match func(ndjson.Event) bool) bool {
+	for _, e := range ev.Evidence {
+		if cited, ok := evs.bySeq(e.Seq); ok && match(cited) {
+			return true
+		}
+	}
+	return false
+}
+
+// verdictLinger is how long a trace runs on after the last request: the discv5 wait
+// (700 ms) plus the live decoder's wait for the loss report covering it (up to 1.1 s).
+const verdictLinger = 2500 * time.Millisecond
