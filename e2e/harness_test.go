@@ -343,3 +343,32 @@ func citesEvidence(evs events, ev ndjson.Event, match func(ndjson.Event) bool) b
 // verdictLinger is how long a trace runs on after the last request: the discv5 wait
 // (700 ms) plus the live decoder's wait for the loss report covering it (up to 1.1 s).
 const verdictLinger = 2500 * time.Millisecond
+
+// listenIn opens a bare UDP socket on addr inside ns, closed when the test ends: a peer
+// that is no discovery node (it stays silent, or sends hand-made packets).
+func listenIn(t *testing.T, ns *netlab.Netns, addr netip.AddrPort) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	if err := ns.Do(func() (err error) {
+		c, err = netlab.ListenUDP(addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// wantEvidenceOnce asserts that no handshake or exchange cites one event twice.
+func wantEvidenceOnce(t *testing.T, evs events) {
+	t.Helper()
+	for i, ev := range evs.list {
+		seen := map[uint64]bool{}
+		for _, e := range ev.Evidence {
+			if e.Seq != 0 && seen[e.Seq] {
+				t.Errorf("event %d cites event %d twice:\n%s", ev.Seq, e.Seq, evs.lines[i])
+			}
+			seen[e.Seq] = true
+		}
+	}
+}
