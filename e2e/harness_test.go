@@ -372,3 +372,19 @@ func wantEvidenceOnce(t *testing.T, evs events) {
 		}
 	}
 }
+
+// ipIn runs iproute2's ip with args inside ns.
+func ipIn(t *testing.T, ns *netlab.Netns, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", append([]string{"-n", ns.Name}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("ip -n %s %s: %v\n%s", ns.Name, strings.Join(args, " "), err, out)
+	}
+}
+
+// sysctl sets a sysctl of ns.
+func sysctl(t *testing.T, ns *netlab.Netns, key, value string) {
+	t.Helper()
+	if err := ns.SetSysctl(key, value); err != nil {
+		t.Fatal(err)
+	}
+}
