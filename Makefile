@@ -34,6 +34,7 @@ test-host:
 # with nft, traced by the discotrace binary. Needs root, iproute2, nftables and (for the
 # second discv5 implementation) node and npm; a missing one fails the run.
 e2e:
+	cd e2e/js && npm ci --no-audit --no-fund
 	$(GO) test -tags e2e -count=1 -v ./e2e/
 
 # Each fuzz target for FUZZTIME executions (they must never panic on any input).
