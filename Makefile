@@ -2,7 +2,7 @@
 # `make build` and `make test` need only Go; `make generate` needs clang-19 and llvm-strip-19.
 GO ?= go
 
-.PHONY: all generate check-generate build test test-host fuzz bench vmlinux
+.PHONY: all generate check-generate build test test-host e2e fuzz bench vmlinux
 
 all: build
 
@@ -22,13 +22,20 @@ export DISCOTRACE_TESTDATA ?= $(abspath $(CURDIR)/../shared/testdata)
 
 # Everything CI runs: the tests on this machine's kernel, bounded fuzzing, and the tracer's
 # tests on stock Debian kernels under qemu. Run as root: the kernel tests skip without it.
-test: test-host fuzz vmtest
+test: test-host e2e fuzz vmtest
 
 # vet, then every package's tests on the running kernel. -p 1: the kernel tests of
 # different packages compare host-wide counters (/proc/net/snmp), so they must not overlap.
 test-host:
 	$(GO) vet ./...
 	$(GO) test -p 1 -count=1 ./...
+
+# The end-to-end fault matrix: real discovery nodes in network namespaces, faults injected
+# with nft, traced by the discotrace binary. Needs root, iproute2, nftables and (for the
+# second discv5 implementation) node and npm; a missing one fails the run.
+e2e:
+	cd e2e/js && npm ci --no-audit --no-fund
+	$(GO) test -tags e2e -count=1 -v ./e2e/
 
 # Each fuzz target for FUZZTIME executions (they must never panic on any input).
 # FUZZTIME is a count, not a duration: with a duration, Go's fuzz coordinator can read its
