@@ -50,8 +50,8 @@ type Config struct {
 	HighWater int
 	// SkimWater is the queue length from which every datagram is (7/8 of the capacity).
 	SkimWater int
-	// GuardWater is the queue length from which the reader drops the datagrams and reads
-	// of heavy flows, keeping the rest for the others (3/4 of the capacity).
+	// GuardWater is the queue length from which the reader drops the datagrams, reads and
+	// kernel drops of heavy flows, keeping the rest for the others (3/4 of the capacity).
 	GuardWater int
 	// ReportEvery is the least record time between two shed reports (one second).
 	ReportEvery time.Duration

@@ -40,8 +40,9 @@ func (s *dropSpan) add(t time.Time) {
 
 // queue is the bounded queue between the reader and the consumer. push never waits: when
 // the queue is full the record is dropped and counted, and from its guard length on so
-// are the datagrams and reads of heavy flows, which keeps the rest of the
-// queue for the other peers: a flood cannot fill it alone.
+// are the datagrams, reads and kernel drops of heavy flows (a flood overflowing a receive
+// buffer makes as many drops as datagrams), which keeps the rest of the queue for the
+// other peers: a flood cannot fill it alone.
 type queue struct {
 	ch     chan item
 	guard  int
@@ -57,10 +58,10 @@ func newQueue(capacity, guard int) *queue {
 }
 
 // push queues r, carrying the drops before it, or drops it when the queue is full or r
-// is a heavy address's from the guard length on.
+// is a heavy flow's from the guard length on.
 func (q *queue) push(r *record.Record) {
 	q.pushed.Add(1)
-	heavy := (r.Kind == record.Datagram || r.Kind == record.Read) && q.load.add(flowOf(r))
+	heavy := (r.Kind == record.Datagram || r.Kind == record.Read || r.Kind == record.Drop) && q.load.add(flowOf(r))
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if heavy && len(q.ch) >= q.guard {
