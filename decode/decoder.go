@@ -164,6 +164,7 @@ type Decoder struct {
 	localAddrs map[netip.AddrPort]bool
 	ids        *bounded.Map[netip.AddrPort, learnedID]
 	held       *bounded.Map[netip.AddrPort, []heldDatagram]
+	nat        natAliases
 
 	ex exchanges
 	hs handshakes
@@ -187,6 +188,7 @@ func NewDecoder(cfg Config) *Decoder {
 	d.retention = max(2*longest+cfg.SettleDelay, 5*time.Second)
 	d.fragRetention = max(d.retention, cfg.FragmentTimeout+time.Second)
 	d.seen.init(maxSeen, false)
+	d.nat.init()
 	d.late.init(maxLate, true)
 	d.ex.init(d)
 	d.hs.init(d)
@@ -592,13 +594,17 @@ func (d *Decoder) feedDatagram(r *record.Record, emit func(result.Event)) {
 		second := d.seen.add(r, obs)
 		second.twin, first.twin = first, second
 		second.owners = first.owners
+		d.nat.link(first, r)
 		return
 	}
-	p := d.decodePacket(r)
-	d.learn(r, &p)
-	if _, ok := d.held.Get(unmapAP(r.Src)); ok && p.Proto != packet.ProtoUnknown {
+	// Decoded and tracked with the endpoints a NAT between traced namespaces aliases
+	// resolved; observed with those the kernel saw.
+	tr := d.nat.canonical(r)
+	p := d.decodePacket(tr)
+	d.learn(tr, &p)
+	if _, ok := d.held.Get(unmapAP(tr.Src)); ok && p.Proto != packet.ProtoUnknown {
 		// Before r, which may answer one of them, and which they may explain.
-		if d.replayHeld(r.Src, emit) {
+		if d.replayHeld(tr.Src, emit) {
 			d.v5.Reexplain(&p)
 		}
 	}
@@ -607,9 +613,9 @@ func (d *Decoder) feedDatagram(r *record.Record, emit func(result.Event)) {
 	emit(obs)
 	sd := d.seen.add(r, obs)
 	if p.Proto == packet.ProtoUnknown {
-		d.hold(r, sd)
+		d.hold(tr, sd)
 	}
-	d.track(r, &p, sd, emit)
+	d.track(tr, &p, sd, emit)
 }
 
 // track hands a decoded datagram to the exchange, handshake and anomaly trackers.

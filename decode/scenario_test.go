@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"reflect"
@@ -833,6 +834,71 @@ func TestScenarioBothEndsLocal(t *testing.T) {
 	}
 	if recvs[2].Disc.Msg != "PING/v5" || recvs[3].Disc.Msg != "PONG/v5" {
 		t.Errorf("decrypted: %q %q", recvs[2].Disc.Msg, recvs[3].Disc.Msg)
+	}
+}
+
+// B, behind a masquerading router, runs a discv5 handshake and PING with A; both are
+// traced on this host, in two namespaces, and each reads what it receives. A sees B at
+// the router's address, B sees itself at its own: one handshake, one answered exchange
+// (issue 9, item 1), whichever view of a datagram comes first.
+func TestScenarioV5NATBetweenTracedNamespaces(t *testing.T) {
+	for _, receiveFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("receive first %v", receiveFirst), func(t *testing.T) {
+			a, b := disctest.NewNode(t, disctest.KeyA, "10.98.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.98.1.2:30303")
+			router := netip.MustParseAddrPort("10.98.0.254:4290")
+			s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key, b.Key}}})
+			const nsA, nsB = 1, 2
+			view := func(src, dst netip.AddrPort, enc []byte, dir record.Direction, netns uint32) *record.Record {
+				r := scDatagram(src, dst, bytes.Clone(enc), dir)
+				r.NetNS = netns
+				return r
+			}
+			// Each datagram as its sender's namespace sees it, then as its receiver's, or the
+			// other way round; the receiver reads it.
+			twice := func(from, to *disctest.Node, p v5wire.Packet, challenge *v5wire.Whoareyou) v5wire.Packet {
+				enc, _, err := from.Codec.Encode(to.ID(), to.Addr.String(), p, challenge)
+				if err != nil {
+					t.Fatal(err)
+				}
+				enc = bytes.Clone(enc)
+				var sent, received *record.Record
+				if from == b {
+					sent, received = view(b.Addr, a.Addr, enc, record.DirOut, nsB), view(router, a.Addr, enc, record.DirIn, nsA)
+				} else {
+					sent, received = view(a.Addr, router, enc, record.DirOut, nsA), view(a.Addr, b.Addr, enc, record.DirIn, nsB)
+				}
+				first, second := sent, received
+				if receiveFirst {
+					first, second = received, sent
+				}
+				s.feed(first)
+				s.after(30 * time.Microsecond)
+				s.feed(second)
+				s.after(20 * time.Microsecond)
+				s.feed(&record.Record{Kind: record.Read, Src: received.Src, Dst: received.Dst, Len: len(enc), NetNS: received.NetNS})
+				s.after(time.Millisecond)
+				_, _, got, err := to.Codec.Decode(enc, from.Addr.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return got
+			}
+			ping := &v5wire.Ping{ReqID: []byte{1}, ENRSeq: 1}
+			unknown := twice(b, a, ping, nil).(*v5wire.Unknown)
+			w := twice(a, b, &v5wire.Whoareyou{Nonce: unknown.Nonce, IDNonce: [16]byte{3}}, nil).(*v5wire.Whoareyou)
+			w.Node = a.LN.Node()
+			twice(b, a, ping, w)
+			twice(a, b, &v5wire.Pong{ReqID: ping.ReqID, ENRSeq: 1, ToIP: net.IP(router.Addr().AsSlice()), ToPort: router.Port()}, nil)
+			s.tick(2 * time.Second)
+
+			hs := s.only(ndjson.TypeHandshake)
+			if hs.Outcome != string(result.Established) || hs.Attempts != 1 {
+				t.Fatalf("handshake %+v\n%s", hs, s.dump())
+			}
+			if ex := s.only(ndjson.TypeExchange); ex.Outcome != string(result.Answered) || ex.Req != "PING/v5" {
+				t.Fatalf("exchange %+v\n%s", ex, s.dump())
+			}
+		})
 	}
 }
 
