@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // udpBindings says in which network namespaces a UDP socket is bound to each watched port:
@@ -20,9 +23,10 @@ type udpBindings struct {
 }
 
 // findUDPBindings reads the socket tables (/proc/PID/net/udp and udp6) of every network
-// namespace a process is in, once per namespace, and notes where a socket's local port is
-// one of ports. With netns not 0 only that namespace is read. A namespace no process is in
-// (one kept by a bind mount alone, as `ip netns add` leaves it) is not seen.
+// namespace a process is in, once per namespace, and of those `ip netns add` pins under
+// /run/netns, and notes where a socket's local port is one of ports (a socket opened in a
+// pinned namespace by a process that left it is still there). With netns not 0 only that
+// namespace is read.
 func findUDPBindings(ports []uint16, netns uint32) udpBindings {
 	b := udpBindings{netns: map[uint16][]uint64{}}
 	procs, _ := filepath.Glob("/proc/[0-9]*")
@@ -45,13 +49,70 @@ func findUDPBindings(ports []uint16, netns uint32) udpBindings {
 			}
 			continue
 		}
-		read[st.Ino] = true
-		b.namespaces++
-		for _, p := range found {
-			b.netns[p] = append(b.netns[p], st.Ino)
+		b.note(read, st.Ino, found)
+	}
+	pinned, _ := filepath.Glob(pinnedNetnsDir + "/*")
+	for _, pin := range pinned {
+		var st syscall.Stat_t
+		if err := syscall.Stat(pin, &st); err != nil || read[st.Ino] || netns != 0 && st.Ino != uint64(netns) {
+			continue
 		}
+		found, err := boundPortsIn(pin, ports)
+		if err != nil {
+			b.unreadable++
+			continue
+		}
+		b.note(read, st.Ino, found)
 	}
 	return b
+}
+
+// pinnedNetnsDir is where `ip netns add` keeps the namespaces it names.
+const pinnedNetnsDir = "/run/netns"
+
+func (b *udpBindings) note(read map[uint64]bool, netns uint64, found []uint16) {
+	read[netns] = true
+	b.namespaces++
+	for _, p := range found {
+		b.netns[p] = append(b.netns[p], netns)
+	}
+}
+
+// boundPortsIn is boundPorts for the network namespace pinned at path, read by a thread
+// that enters it: /proc/thread-self/net shows that thread's namespace. The thread goes
+// back to its own namespace, or ends with its goroutine if it cannot.
+func boundPortsIn(path string, ports []uint16) ([]uint16, error) {
+	type result struct {
+		found []uint16
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			done <- result{err: err}
+			return // the thread is still in its own namespace; it ends locked all the same
+		}
+		defer own.Close()
+		target, err := os.Open(path)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- result{err: err}
+			return
+		}
+		found, err := boundPorts("/proc/thread-self", ports)
+		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		done <- result{found, err}
+	}()
+	r := <-done
+	return r.found, r.err
 }
 
 // boundPorts returns which of ports a UDP socket of proc's network namespace has as its
