@@ -78,6 +78,9 @@ const volatile bool cfg_skb_task_helpers = true;
 const volatile bool cfg_skb_probe_read = true;
 /* dt_error_report runs (inet_sk_error_report exists): icmp in can say "notified". */
 const volatile bool cfg_error_reports_seen = true;
+/* bpf_get_current_task_btf and bpf_task_pt_regs (Linux 5.15): a failed send carries what
+ * its system call asked to send. */
+const volatile bool cfg_send_call_regs = true;
 /* The tracepoint backend serves icmp in: the ICMP packet's free (consume_skb, or on older
  * kernels kfree_skb in icmpv6_rcv) reports it. Off when fexit or a kretprobe on the UDP
  * error handlers does, so that each error is reported once. */
@@ -839,7 +842,7 @@ static __always_inline void sock_addrs(struct dt_event *e, const struct sock *sk
 /* Reserves an event of a socket hook that runs in the owning task (send result, read),
  * with what all of them carry; NULL when the filters drop it or the ring is full. */
 static __always_inline struct dt_event *task_sock_event(const struct sock *sk, bool btf, __u8 kind,
-							 __u64 cookie, __u64 now)
+							 __u64 cookie, __u64 now, const __u32 capacity)
 {
 	if (!pid_passes())
 		return NULL;
@@ -847,7 +850,7 @@ static __always_inline struct dt_event *task_sock_event(const struct sock *sk, b
 
 	if (cfg_netns && netns != cfg_netns)
 		return NULL;
-	struct dt_event *e = reserve(sizeof(*e));
+	struct dt_event *e = reserve(sizeof(*e) + capacity);
 
 	if (!e)
 		return NULL;
@@ -869,7 +872,8 @@ struct named_dest {
 	__u8 addr[16];
 };
 
-static __always_inline void msg_dest(const struct msghdr *msg, bool btf, struct named_dest *d)
+/* Reads the sockaddr_in or sockaddr_in6 at name, in user memory or the kernel's. */
+static __always_inline void read_dest(const void *name, bool user, struct named_dest *d)
 {
 	struct {
 		__u16 family;
@@ -877,9 +881,10 @@ static __always_inline void msg_dest(const struct msghdr *msg, bool btf, struct 
 		__u8 v4[4]; /* sockaddr_in's address; sockaddr_in6's flowinfo */
 		__u8 v6[16];
 	} sa = {};
-	void *name = msg ? KREAD(btf, msg, msg_name) : NULL;
 
-	if (!name || bpf_probe_read_kernel(&sa, sizeof(sa), name))
+	if (!name)
+		return;
+	if (user ? bpf_probe_read_user(&sa, sizeof(sa), name) : bpf_probe_read_kernel(&sa, sizeof(sa), name))
 		return;
 	if (sa.family == AF_INET_)
 		__builtin_memcpy(d->addr, sa.v4, 4);
@@ -889,6 +894,104 @@ static __always_inline void msg_dest(const struct msghdr *msg, bool btf, struct 
 		return;
 	d->family = sa.family;
 	d->port = bpf_ntohs(sa.port);
+}
+
+static __always_inline void msg_dest(const struct msghdr *msg, bool btf, struct named_dest *d)
+{
+	read_dest(msg ? KREAD(btf, msg, msg_name) : NULL, false, d);
+}
+
+/*
+ * What the send system call the current task is in asked to send, from the user registers
+ * it entered with: sendto's buffer and address, write's buffer (a connected socket), or
+ * sendmsg's first iovec and msg_name (a datagram in several iovecs gives its first part).
+ * Other ways in (sendmmsg, writev, io_uring) are not read. One object serves x86-64 and arm64: CO-RE picks the registers.
+ */
+struct send_call {
+	const void *buf; /* user memory */
+	__u64 len;	 /* the datagram's length */
+	const void *name;
+};
+
+/* Registers, whatever the architecture: CO-RE picks the running kernel's layout of struct
+ * pt_regs (x86-64: di, si, dx, cx, r8, ax, orig_ax; arm64: regs[0..], syscallno), so the
+ * one object serves both: the kprobe backend's arguments, and the system call's. */
+struct pt_regs___x86 {
+	unsigned long di, si, dx, cx, r8, ax, orig_ax;
+} __attribute__((preserve_access_index));
+
+struct pt_regs___arm64 {
+	unsigned long regs[31];
+	int syscallno;
+} __attribute__((preserve_access_index));
+
+struct user_msghdr_ { /* the system call ABI's struct msghdr */
+	void *name;
+	int namelen;
+	void *iov;
+	__u64 iovlen;
+};
+
+struct user_iovec_ {
+	void *base;
+	__u64 len;
+};
+
+#define SEND_CALL_MAX_IOV 8
+
+static __always_inline bool current_send_call(struct send_call *c)
+{
+	long nr, write_nr, sendto_nr, sendmsg_nr;
+	unsigned long a1, a2, a4;
+
+	if (!cfg_send_call_regs)
+		return false;
+	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+
+	if (bpf_core_field_exists(((struct pt_regs___x86 *)0)->orig_ax)) {
+		struct pt_regs___x86 *r = regs;
+
+		nr = BPF_CORE_READ(r, orig_ax);
+		a1 = BPF_CORE_READ(r, si);
+		a2 = BPF_CORE_READ(r, dx);
+		a4 = BPF_CORE_READ(r, r8);
+		write_nr = 1, sendto_nr = 44, sendmsg_nr = 46;
+	} else if (bpf_core_field_exists(((struct pt_regs___arm64 *)0)->syscallno)) {
+		struct pt_regs___arm64 *r = regs;
+
+		nr = BPF_CORE_READ(r, syscallno);
+		a1 = BPF_CORE_READ(r, regs[1]);
+		a2 = BPF_CORE_READ(r, regs[2]);
+		a4 = BPF_CORE_READ(r, regs[4]);
+		write_nr = 64, sendto_nr = 206, sendmsg_nr = 211;
+	} else {
+		return false;
+	}
+	if (nr == sendto_nr || nr == write_nr) {
+		c->buf = (const void *)a1;
+		c->len = a2;
+		c->name = nr == sendto_nr ? (const void *)a4 : NULL;
+		return true;
+	}
+	if (nr != sendmsg_nr)
+		return false;
+	struct user_msghdr_ m;
+	struct user_iovec_ iov;
+
+	if (bpf_probe_read_user(&m, sizeof(m), (const void *)a1) || m.iovlen == 0 ||
+	    bpf_probe_read_user(&iov, sizeof(iov), m.iov))
+		return false;
+	c->buf = iov.base;
+	c->len = iov.len;
+	c->name = m.name;
+	for (int i = 1; i < SEND_CALL_MAX_IOV; i++) {
+		if (i >= m.iovlen)
+			break;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (struct user_iovec_ *)m.iov + i))
+			return false;
+		c->len += iov.len;
+	}
+	return m.iovlen <= SEND_CALL_MAX_IOV;
 }
 
 static __always_inline bool is_v4_mapped(const __u8 *a)
@@ -928,26 +1031,47 @@ static __always_inline bool send_watched(const struct sock *sk, const struct nam
 }
 
 /*
- * A failed sendmsg (ret < 0) on a watched UDP socket: what the socket and the call knew.
- * msg is NULL for the tracepoint backend (sock_send_length does not have it). Successful
- * sends are reported by cgroup egress with their tuple and payload.
+ * A failed sendmsg (ret < 0) on a watched UDP socket: what the socket and the call knew,
+ * with the datagram the system call asked to send, so that the request that never left
+ * is known. msg is NULL for the tracepoint backend (sock_send_length does not have it):
+ * the destination then comes from the system call too. Successful sends are reported by
+ * cgroup egress with their tuple and payload.
  */
 static __always_inline void send_failed(const struct sock *sk, const struct msghdr *msg, int ret,
 					bool btf, bool v6fn)
 {
 	struct named_dest d = {};
+	struct send_call call = {};
 	__u16 lport, rport;
 
 	if (ret >= 0)
 		return;
-	msg_dest(msg, btf, &d);
+	bool have_call = current_send_call(&call);
+
+	if (msg)
+		msg_dest(msg, btf, &d);
+	else if (have_call)
+		read_dest(call.name, true, &d);
 	if (!send_watched(sk, &d, btf, v6fn, &lport, &rport))
 		return;
-	struct dt_event *e =
-		task_sock_event(sk, btf, DT_KIND_SEND, sock_cookie(sk, btf), bpf_ktime_get_ns());
+	/* Failed sends are rare: one size class, the largest. */
+	struct dt_event *e = task_sock_event(sk, btf, DT_KIND_SEND, sock_cookie(sk, btf),
+					     bpf_ktime_get_ns(), DT_MAX_SNAP_LEN);
 
 	if (!e)
 		return;
+	if (have_call && call.len <= 0xffff) {
+		__u64 n = call.len;
+
+		e->len = n;
+		if (n > cfg_snap_len)
+			n = cfg_snap_len;
+		asm volatile("" : "+r"(n)); /* the verifier must see the clamp below */
+		if (n > DT_MAX_SNAP_LEN)
+			n = DT_MAX_SNAP_LEN;
+		if (n && bpf_probe_read_user(e->payload, n, call.buf) == 0)
+			e->cap_len = n;
+	}
 	sock_addrs(e, sk, true, btf);
 	if (d.family == AF_INET6_ || (d.family == AF_INET_ && e->family == 4)) {
 		__builtin_memcpy(e->daddr, d.addr, 16);
@@ -961,7 +1085,7 @@ static __always_inline void send_failed(const struct sock *sk, const struct msgh
 	e->dport = rport;
 	e->ret = ret;
 	e->flags |= DT_FLAG_RET;
-	submit(e, sizeof(*e));
+	submit(e, sizeof(*e) + DT_MAX_SNAP_LEN);
 }
 
 SEC("tp_btf/sock_send_length")
@@ -1080,7 +1204,7 @@ static __always_inline void on_read(const struct sock *sk, int ret, int flags, b
 			}
 		}
 	}
-	struct dt_event *e = task_sock_event(sk, btf, DT_KIND_READ, cookie, now);
+	struct dt_event *e = task_sock_event(sk, btf, DT_KIND_READ, cookie, now, 0);
 
 	if (!e)
 		return;
@@ -1504,19 +1628,10 @@ int BPF_PROG(dt_enqueue_fexit, struct sock *sk, struct sk_buff *skb, int ret)
  * does not nest on a CPU, so a per-CPU slot does.
  */
 
-/* Argument registers, whatever the architecture: CO-RE picks the running kernel's layout
- * of struct pt_regs (x86-64: di, si, dx, cx, r8; arm64: regs[0..]), so the one object
- * serves both. Read with bpf_probe_read_kernel, as libbpf's PT_REGS_PARM*_CORE do: clang
- * may fold the choice of register into the address, and the verifier allows no load
- * through a context pointer moved by a register. */
-struct pt_regs___x86 {
-	unsigned long di, si, dx, cx, r8, ax;
-} __attribute__((preserve_access_index));
-
-struct pt_regs___arm64 {
-	unsigned long regs[31];
-} __attribute__((preserve_access_index));
-
+/* Argument registers, whatever the architecture (struct pt_regs___x86 and ___arm64
+ * above). Read with bpf_probe_read_kernel, as libbpf's PT_REGS_PARM*_CORE do: clang may
+ * fold the choice of register into the address, and the verifier allows no load through
+ * a context pointer moved by a register. */
 static __always_inline __u64 kprobe_arg(struct pt_regs *ctx, const int n)
 {
 	struct pt_regs___x86 *x86 = (void *)ctx;

@@ -3,6 +3,7 @@ package decode
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -182,7 +183,7 @@ func (t *tracked) verdict() (result.Cause, []result.Evidence) {
 	ev := append([]result.Evidence(nil), t.sent...)
 	switch {
 	case t.netCause != "":
-		return t.netCause, append(ev, t.netEv...)
+		return t.netCause, withDetails(ev, t.netEv)
 	case t.expired != nil:
 		// Before app_drop: an expired request is read, then ignored for its expiration.
 		return result.Expired, append(ev, *t.expired)
@@ -192,6 +193,23 @@ func (t *tracked) verdict() (result.Cause, []result.Evidence) {
 		return result.AppDrop, append(ev, *t.read)
 	}
 	return result.NoResponse, ev
+}
+
+// withDetails appends more to list, except that an observation list cites already (a
+// send that failed is the datagram sent and the failure) gets the detail added to its
+// entry: each event is cited once.
+func withDetails(list, more []result.Evidence) []result.Evidence {
+	for _, e := range more {
+		i := slices.IndexFunc(list, func(l result.Evidence) bool { return e.Seq != 0 && l.Seq == e.Seq })
+		if i < 0 {
+			list = append(list, e)
+			continue
+		}
+		if !strings.Contains(list[i].Detail, e.Detail) {
+			list[i].Detail += "; " + e.Detail
+		}
+	}
+	return list
 }
 
 // icmpCause classifies an ICMP or ICMPv6 error: fragmentation trouble (needs

@@ -280,13 +280,18 @@ func (t *datagrams) twinOf(r *record.Record) *seenDatagram {
 		if r.Time.Sub(sd.t) > maxTwinDelay {
 			break
 		}
-		other := sd.sent && r.Dir == record.DirIn || sd.recv && r.Dir == record.DirOut
+		// A send the kernel reports failed after it left the socket (a device refusing it,
+		// with IP_RECVERR) is the datagram its egress showed.
+		failedAfter := sd.sent && r.Dir == record.DirOut && r.HasSendRet && r.SendRet < 0
+		other := sd.sent && r.Dir == record.DirIn || sd.recv && r.Dir == record.DirOut || failedAfter
 		if !other || sd.twin != nil || sd.n != r.Len || !sd.headMatches(r.Payload) {
 			continue
 		}
 		switch {
 		case sd.src == src && sd.dst == dst:
 			return sd
+		case failedAfter:
+			continue
 		case natted == nil && (sd.src == src) != (sd.dst == dst) && (sd.netns == 0 || r.NetNS == 0 || sd.netns != r.NetNS):
 			natted = sd
 		}

@@ -595,6 +595,7 @@ func (d *Decoder) feedDatagram(r *record.Record, emit func(result.Event)) {
 		second.twin, first.twin = first, second
 		second.owners = first.owners
 		d.nat.link(first, r)
+		d.sendFailed(r, second)
 		return
 	}
 	// Decoded and tracked with the endpoints a NAT between traced namespaces aliases
@@ -628,14 +629,19 @@ func (d *Decoder) track(r *record.Record, p *packet.Packet, sd *seenDatagram, em
 		d.ex.v5(r, p, sd, emit)
 	}
 	d.an.packet(r, p, sd, emit)
-	if r.HasSendRet && r.SendRet < 0 {
-		// The kernel refused to send it (a local firewall's EPERM, no route...): the
-		// peer never saw it.
-		e := sd.evidence(sendErrDetail(r.SendRet))
-		cause := sendErrCause(r.SendRet)
-		for _, o := range sd.owners {
-			o.network(cause, e, sd.is(o.answer))
-		}
+	d.sendFailed(r, sd)
+}
+
+// sendFailed tells the owners of sd when r, its observation, is a send the kernel refused
+// (a local firewall's EPERM, no route...): the peer never saw it.
+func (d *Decoder) sendFailed(r *record.Record, sd *seenDatagram) {
+	if !r.HasSendRet || r.SendRet >= 0 {
+		return
+	}
+	e := sd.evidence(sendErrDetail(r.SendRet))
+	cause := sendErrCause(r.SendRet)
+	for _, o := range sd.owners {
+		o.network(cause, e, sd.is(o.answer))
 	}
 }
 

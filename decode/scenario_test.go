@@ -720,6 +720,25 @@ func TestScenarioBoundedState(t *testing.T) {
 
 // The tracer sees sends fail: a local firewall (EPERM), a path MTU (EMSGSIZE), an
 // earlier ICMP error surfacing on a connected socket (ECONNREFUSED).
+// A send the kernel refuses after its egress was seen (a device's ENOBUFS, reported with
+// IP_RECVERR) is the same datagram: one request, sent once, that failed.
+func TestScenarioSendFailedAfterEgress(t *testing.T) {
+	s := newScNet(t, Config{})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	ping, _, _ := v4wire.Encode(a.Key, &v4wire.Ping{Version: 4, Expiration: s.exp()})
+	s.feed(scDatagram(a.Addr, b.Addr, bytes.Clone(ping), record.DirOut))
+	s.after(20 * time.Microsecond)
+	r := scDatagram(a.Addr, b.Addr, bytes.Clone(ping), record.DirOut)
+	r.HasSendRet, r.SendRet = true, -int64(syscall.ENOBUFS)
+	s.feed(r)
+	s.flush()
+	ex := s.only(ndjson.TypeExchange)
+	checkFailed(t, ex, string(result.KernelDrop), "send send failed: no buffer space available (-105)")
+	if ex.Attempts > 1 {
+		t.Errorf("one datagram counted as %d attempts", ex.Attempts)
+	}
+}
+
 func TestScenarioFailedSends(t *testing.T) {
 	for _, c := range []struct {
 		errno  syscall.Errno
@@ -737,7 +756,11 @@ func TestScenarioFailedSends(t *testing.T) {
 		r.HasSendRet, r.SendRet = true, -int64(c.errno)
 		s.feed(r)
 		s.flush()
-		checkFailed(t, s.only(ndjson.TypeExchange), c.cause, "send "+c.detail)
+		ex := s.only(ndjson.TypeExchange)
+		checkFailed(t, ex, c.cause, c.detail)
+		if len(ex.Evidence) != 1 {
+			t.Errorf("the failed send is cited %d times, want once: %+v", len(ex.Evidence), ex.Evidence)
+		}
 		if ret := s.only(ndjson.TypeSend).Ret; ret == nil || *ret != -int64(c.errno) {
 			t.Errorf("send event ret %v", ret)
 		}

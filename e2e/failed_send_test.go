@@ -10,8 +10,8 @@ import (
 )
 
 // Node A has no route to its peer: the send fails with ENETUNREACH, which geth reports
-// as an error of the PING. The trace shows the send with ret -101, and leaves out what
-// it does not know instead of zero-filling it.
+// as an error of the PING. The trace shows the send with ret -101 and the PING it would
+// have carried, and the PING's exchange failed, citing that send.
 func TestFailedSend(t *testing.T) {
 	p := newPair(t)
 	a := startNode(t, p.veth.A, p.a)
@@ -43,4 +43,12 @@ func TestFailedSend(t *testing.T) {
 			t.Errorf("a decode error on a failed send:\n%s", line)
 		}
 	}
+	for _, ev := range wantFailed(t, evs, "PING/v4", p.a.String(), unroutable.String(), "kernel_drop").list {
+		if !citesEvidence(evs, ev, func(cited ndjson.Event) bool {
+			return cited.Type == ndjson.TypeSend && cited.Ret != nil && *cited.Ret == -101
+		}) {
+			t.Errorf("PING/v4 exchange %d does not cite the failed send", ev.Seq)
+		}
+	}
+	wantEvidenceOnce(t, evs)
 }

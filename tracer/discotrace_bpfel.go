@@ -241,6 +241,7 @@ const (
 	discotraceVarCfgRecvmsgHasNoblock     = "cfg_recvmsg_has_noblock"
 	discotraceVarCfgRecvmsgHi             = "cfg_recvmsg_hi"
 	discotraceVarCfgRecvmsgLo             = "cfg_recvmsg_lo"
+	discotraceVarCfgSendCallRegs          = "cfg_send_call_regs"
 	discotraceVarCfgSkbProbeRead          = "cfg_skb_probe_read"
 	discotraceVarCfgSkbTaskHelpers        = "cfg_skb_task_helpers"
 	discotraceVarCfgSnapLen               = "cfg_snap_len"
@@ -365,6 +366,7 @@ type discotraceVariableSpecs struct {
 	CfgRecvmsgHasNoblock     *ebpf.VariableSpec `ebpf:"cfg_recvmsg_has_noblock"`
 	CfgRecvmsgHi             *ebpf.VariableSpec `ebpf:"cfg_recvmsg_hi"`
 	CfgRecvmsgLo             *ebpf.VariableSpec `ebpf:"cfg_recvmsg_lo"`
+	CfgSendCallRegs          *ebpf.VariableSpec `ebpf:"cfg_send_call_regs"`
 	CfgSkbProbeRead          *ebpf.VariableSpec `ebpf:"cfg_skb_probe_read"`
 	CfgSkbTaskHelpers        *ebpf.VariableSpec `ebpf:"cfg_skb_task_helpers"`
 	CfgSnapLen               *ebpf.VariableSpec `ebpf:"cfg_snap_len"`
@@ -453,6 +455,7 @@ type discotraceVariables struct {
 	CfgRecvmsgHasNoblock     *ebpf.Variable `ebpf:"cfg_recvmsg_has_noblock"`
 	CfgRecvmsgHi             *ebpf.Variable `ebpf:"cfg_recvmsg_hi"`
 	CfgRecvmsgLo             *ebpf.Variable `ebpf:"cfg_recvmsg_lo"`
+	CfgSendCallRegs          *ebpf.Variable `ebpf:"cfg_send_call_regs"`
 	CfgSkbProbeRead          *ebpf.Variable `ebpf:"cfg_skb_probe_read"`
 	CfgSkbTaskHelpers        *ebpf.Variable `ebpf:"cfg_skb_task_helpers"`
 	CfgSnapLen               *ebpf.Variable `ebpf:"cfg_snap_len"`

@@ -132,10 +132,12 @@ func loadKernelBTF() (*btf.Spec, error) {
 }
 
 // skbHelpers says which helpers beyond the basics the cgroup_skb programs may call on the
-// running kernel: the task helpers (sender pid/comm) came to cgroup_skb late.
+// running kernel: the task helpers (sender pid/comm) came to cgroup_skb late; and whether
+// the send-result hooks may read the system call's registers.
 type skbHelpers struct {
 	task      bool // bpf_get_current_pid_tgid and bpf_get_current_comm
 	probeRead bool // bpf_probe_read_kernel (the socket's network namespace)
+	sendCall  bool // bpf_get_current_task_btf and bpf_task_pt_regs (a failed send's datagram)
 }
 
 func probeSkbHelpers() skbHelpers {
@@ -144,9 +146,13 @@ func probeSkbHelpers() skbHelpers {
 	has := func(fn asm.BuiltinFunc) bool {
 		return !errors.Is(features.HaveProgramHelper(ebpf.CGroupSKB, fn), ebpf.ErrNotSupported)
 	}
+	tracing := func(fn asm.BuiltinFunc) bool {
+		return !errors.Is(features.HaveProgramHelper(ebpf.Kprobe, fn), ebpf.ErrNotSupported)
+	}
 	return skbHelpers{
 		task:      has(asm.FnGetCurrentPidTgid) && has(asm.FnGetCurrentComm),
 		probeRead: has(asm.FnProbeReadKernel),
+		sendCall:  tracing(asm.FnGetCurrentTaskBtf) && tracing(asm.FnTaskPtRegs),
 	}
 }
 
@@ -160,6 +166,9 @@ func (h skbHelpers) limits() map[string][]string {
 		for _, c := range []string{"send", "recv", "icmp-out"} {
 			l[c] = append(l[c], "the network namespace (cgroup_skb cannot call bpf_probe_read_kernel on this kernel; a netns filter drops these events)")
 		}
+	}
+	if !h.sendCall {
+		l["send"] = append(l["send"], "the datagram of a failed send, and its destination with the tracepoint backend (no bpf_task_pt_regs on this kernel): the request that never left is not known")
 	}
 	return l
 }

@@ -128,6 +128,9 @@ func TestPortUnreachableConnected(t *testing.T) {
 			if f.Ret != -int64(syscall.ECONNREFUSED) || f.Src != peerAP || f.Dst != nodeAP || !f.HasProc || f.Cookie != ofKind(evs, KindSend)[0].Cookie {
 				t.Errorf("failed send: ret %d %v -> %v proc %v cookie %d, want ret %d %v -> %v from this process and socket", f.Ret, f.Src, f.Dst, f.HasProc, f.Cookie, -int64(syscall.ECONNREFUSED), peerAP, nodeAP)
 			}
+			if f.Len != 4 || string(f.Payload) != "ping" { // write(2) on the connected socket
+				t.Errorf("failed send of %d bytes %q, want the 4 bytes \"ping\" it was asked to send", f.Len, f.Payload)
+			}
 		})
 	}
 }

@@ -36,7 +36,7 @@ type Tracer struct {
 	cfg          Config
 	plan         []HookChoice
 	coll         *ebpf.Collection // the programs this kernel can run, and the maps
-	helpers      skbHelpers       // what the cgroup_skb programs may call here
+	helpers      skbHelpers       // what the cgroup_skb and send-result programs may call here
 	events       *ebpf.Map
 	lostEvents   *ebpf.Map
 	watchedPorts *ebpf.Map
@@ -185,6 +185,7 @@ func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, 
 		"cfg_error_reports_seen":       missing["dt_error_report"] == "",
 		"cfg_skb_task_helpers":         helpers.task,
 		"cfg_skb_probe_read":           helpers.probeRead,
+		"cfg_send_call_regs":           helpers.sendCall,
 		// The tracepoint backend reports icmp in when the ICMP packet is freed; the
 		// others from the UDP error handlers (each error once).
 		"cfg_icmp_in_by_free":     ch.backend["icmp-in"] == BackendTracepoint,
