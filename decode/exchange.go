@@ -36,6 +36,10 @@ type exchange struct {
 	timeout  time.Duration
 	attempts int
 	answered bool
+	// awaitsCopy: a discv4 request whose answer was lost, still within its timeout: the
+	// requester waits on, and an identical answer to an identical copy (geth signs
+	// deterministically: its next PING within the second has the same bytes) satisfies it.
+	awaitsCopy bool
 	// nodes counts the entries of the NEIGHBORS packets a discv4 FINDNODE got so far,
 	// lastNeighbors is when the latest came.
 	nodes         int
@@ -126,11 +130,14 @@ func (x *exchanges) v4(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 	switch p.Kind {
 	case discv4.KindPing, discv4.KindENRRequest, discv4.KindFindnode:
 		key := v4ReqKey{string(p.Hash), r.Dst.Addr().Unmap()}
-		if ex, _ := x.byHash.Get(key); ex != nil && !ex.answered && !ex.done {
-			// The same bytes to the same peer again while it waits: a duplicate of the
-			// request, not a new one. (geth signs deterministically and expirations are
-			// whole seconds, so a new request within the second after an answer has the
-			// same bytes too.)
+		if ex, _ := x.byHash.Get(key); ex != nil && !ex.done && (!ex.answered || ex.answerLost) {
+			// The same bytes to the same peer again while it waits (its answer, if any,
+			// lost): a duplicate of the request, not a new one. (geth signs
+			// deterministically and expirations are whole seconds, so a new request within
+			// the second after an answer has the same bytes too.)
+			if ex.answered {
+				ex.answered, ex.answerLost, ex.awaitsCopy, ex.answer, ex.resp = false, false, false, nil, ""
+			}
 			ex.attempts++
 			ex.lastT = r.Time
 			ex.addSent(sd, "duplicate "+p.Kind)
@@ -192,7 +199,8 @@ func (x *exchanges) v4(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 		if x.expiredAnswer(ex, r, p, sd) {
 			return
 		}
-		ex.forget()
+		// Still indexed until its deadline: if this answer is lost, a copy of the request
+		// is a duplicate (awaitsCopy).
 		x.answer(ex, r, p, sd, v4Name(p.Kind))
 	case discv4.KindNeighbors:
 		list, _ := x.findnode.Get(flowOf(r.Dst, r.Src))
@@ -296,7 +304,7 @@ func (x *exchanges) open(r *record.Record, p *packet.Packet, sd *seenDatagram, n
 	x.d.after(deadline, func(emit func(result.Event), atEnd bool) {
 		x.d.pending--
 		ex.forget() // a FINDNODE answered in part stops taking NEIGHBORS here too
-		if ex.answered || ex.done {
+		if ex.answered && !ex.awaitsCopy || ex.done {
 			return
 		}
 		if atEnd && !ex.decisive() {
@@ -323,7 +331,12 @@ func (x *exchanges) answer(ex *exchange, r *record.Record, p *packet.Packet, sd 
 	if p.HasSrcID {
 		ex.toID, ex.hasTo = p.SrcID, true
 	}
+	deadline := ex.t.Add(ex.timeout)
 	ex.settleAnswer(x.d, sd, r.Time, result.Answered, func(outcome result.Outcome, emit func(result.Event)) {
+		if outcome == result.Failed && ex.answerLost && p.Proto == packet.ProtoV4 && p.Kind != discv4.KindNeighbors && x.d.now.Before(deadline) {
+			ex.awaitsCopy = true // the deadline decides, unless a copy is answered first
+			return
+		}
 		x.emit(ex, outcome, emit)
 	})
 }

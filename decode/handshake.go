@@ -280,17 +280,32 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 			st.msgs = compactMsgs(st.msgs)
 			return
 		}
-		// Before the HANDSHAKE: packets that crossed the challenge, part of this attempt.
-		a.challenges++
-		a.addSent(sd, "WHOAREYOU resent")
-		sd.own(&a.tracked)
-		if a.state == stateChallenged {
-			a.awaiting, a.read = sd, nil
+		// Before the HANDSHAKE: packets that crossed the challenge, part of this attempt;
+		// but a packet sent after the initiator gave up waiting for the challenge (it never
+		// came, or came too late) starts a new call, whose first packet meets this stale
+		// challenge: the initiator ignores a WHOAREYOU for another packet's nonce.
+		began := a.challengeT
+		if a.hasStart {
+			began = a.start
 		}
+		ev := sd.evidence("the recipient repeated its challenge to an earlier packet (the initiator's earlier call gave up on it): the sender ignores a challenge for another packet's nonce")
+		crossed := false
 		for _, m := range st.msgs {
-			if !m.t.After(r.Time) && m.t.After(a.challengeT) {
-				m.done = true
+			if m.done || m.t.After(r.Time) || !m.t.After(a.challengeT) {
+				continue
 			}
+			if m.t.Sub(began) <= h.d.cfg.V5Timeout {
+				m.done, crossed = true, true
+				continue
+			}
+			m.rejected = ptr(ev)
+			sd.own(&m.tracked)
+		}
+		if crossed || len(st.msgs) == 0 {
+			a.challenges++
+			a.addSent(sd, "WHOAREYOU resent")
+			sd.own(&a.tracked)
+			a.awaiting, a.read = sd, nil
 		}
 		st.msgs = compactMsgs(st.msgs)
 		return

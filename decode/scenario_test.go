@@ -501,6 +501,61 @@ func TestScenarioV5FirstPacketUnreachable(t *testing.T) {
 	}
 }
 
+// The initiator leaves a challenge unanswered and starts again 700 ms later (its call
+// timed out): the first attempt is reported failed, the second on its own (found by the
+// e2e random-loss test, where the first attempt had no event at all).
+func TestScenarioV5ChallengeUnansweredThenNewAttempt(t *testing.T) {
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{LossReportDelay: 1100 * time.Millisecond, Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key, b.Key}}})
+	s.challenge(a, b, &v5wire.Ping{ReqID: []byte{1}})
+	s.after(709 * time.Millisecond)
+	s.pingHandshake(a, b, 300*time.Microsecond)
+	s.tick(3 * time.Second)
+	hs := s.ofType(ndjson.TypeHandshake)
+	if len(hs) != 2 {
+		t.Fatalf("%d handshakes, want 2:\n%s", len(hs), s.dump())
+	}
+	if hs[0].Time > hs[1].Time {
+		hs[0], hs[1] = hs[1], hs[0]
+	}
+	if hs[0].Outcome != string(result.Failed) || hs[1].Outcome != string(result.Established) {
+		t.Fatalf("handshakes %s, %s; want failed, established:\n%s", hs[0].Outcome, hs[1].Outcome, s.dump())
+	}
+}
+
+// The challenge to A's first packet is dropped; 700 ms later A's next call sends a new
+// random packet, and B, still holding its challenge, repeats it byte for byte: A ignores
+// it (its nonce is the old packet's). Two attempts, each failed on its own: the first by
+// the drop, the second rejected by the stale challenge, never merged (issue 10, item 2).
+func TestScenarioV5StaleChallengeAfterDrop(t *testing.T) {
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{LossReportDelay: 1100 * time.Millisecond, Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key, b.Key}}})
+	nonce := s.randomPacket(a, b, &v5wire.Ping{ReqID: []byte{1}})
+	s.after(100 * time.Microsecond)
+	w, _, err := b.Codec.Encode(a.ID(), a.Addr.String(), &v5wire.Whoareyou{Nonce: nonce, IDNonce: [16]byte{7}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = bytes.Clone(w)
+	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(w), record.DirUnknown))
+	s.after(5 * time.Microsecond)
+	s.feed(&record.Record{Kind: record.Drop, Src: b.Addr, Dst: a.Addr, Len: len(w), Reason: "NETFILTER_DROP"})
+	s.after(709 * time.Millisecond)
+	s.randomPacket(a, b, &v5wire.Ping{ReqID: []byte{2}})
+	s.after(100 * time.Microsecond)
+	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(w), record.DirUnknown))
+	s.tick(4 * time.Second)
+	hs := s.ofType(ndjson.TypeHandshake)
+	if len(hs) != 2 {
+		t.Fatalf("%d handshakes, want 2:\n%s", len(hs), s.dump())
+	}
+	if hs[0].Time > hs[1].Time {
+		hs[0], hs[1] = hs[1], hs[0]
+	}
+	checkFailed(t, hs[0], string(result.KernelDrop), "NETFILTER_DROP")
+	checkFailed(t, hs[1], string(result.Rejected), "repeated its challenge to an earlier packet")
+}
+
 func TestScenarioV5InitiatorNeverAnswersChallenge(t *testing.T) {
 	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 	s := newScNet(t, Config{HandshakeTimeout: 300 * time.Millisecond, Identity: Identity{IDs: []enode.ID{b.ID()}}})
