@@ -80,7 +80,12 @@ func TestTraceSinksAsAService(t *testing.T) {
 		return func() {
 			ping()
 			if pings++; pings%100 == 0 {
+				stuck := time.Now().Add(time.Minute) // a hang guard, not a timing
 				for fastReader.n.Load() < fileSize(out+".1")+fileSize(out) {
+					if time.Now().After(stuck) { // Errorf: ping runs in a goroutine too
+						t.Errorf("after %d pings the reader that keeps up has %d bytes, the files %d, for a minute: the stream stopped for it", pings, fastReader.n.Load(), fileSize(out+".1")+fileSize(out))
+						return
+					}
 					time.Sleep(5 * time.Millisecond) // waiting for the reader, not timing it
 				}
 			}
