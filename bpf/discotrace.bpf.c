@@ -286,14 +286,22 @@ static __always_inline void *reserve(__u32 size)
 	return e;
 }
 
-/* Submits a record of size bytes, waking the reader only past the batching threshold. */
+/* Submits a record of size bytes. The reader is woken at once when the ring held nothing
+ * else (it is idle and caught up: an event reaches it within microseconds at low load),
+ * and otherwise only past the batching threshold, so that under load records batch. */
 static __always_inline void submit(void *e, __u32 size)
 {
 	__u32 zero = 0;
 	__u64 *unwoken = bpf_map_lookup_elem(&unwoken_bytes, &zero);
 	__u64 flags = BPF_RB_NO_WAKEUP;
+	/* This record with its 8-byte header, rounded to 8: all the ring holds if alone. */
+	__u64 alone = (size + 8 + 7) & ~7;
 
-	if (unwoken) {
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) <= alone) {
+		flags = BPF_RB_FORCE_WAKEUP;
+		if (unwoken)
+			*unwoken = 0;
+	} else if (unwoken) {
 		*unwoken += size;
 		if (*unwoken >= cfg_wakeup_bytes) {
 			*unwoken = 0;
