@@ -205,7 +205,10 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		if m.done {
 			return
 		}
-		m.done = true // it leaves fwd.msgs at the next compaction
+		m.done = true
+		// Out of the pair's list at once: a finished message there would keep its
+		// datagram and decoded packet in memory until the next sweep.
+		fwd.msgs = compactMsgs(fwd.msgs)
 		if !m.random {
 			if !m.decrypted && (!m.inSession && !m.peerRecent || m.rejected != nil) {
 				// A request in a session this capture cannot decrypt: not a handshake,
