@@ -38,7 +38,7 @@ type seenDatagram struct {
 	headLen  uint8
 	evType   string         // its event's type
 	seq      uint64         // its event's seq
-	pkt      *packet.Packet // what it decoded as; nil until it decodes
+	pkt      *packet.Packet // what it decoded as; nil until it decodes, and once evicted
 	inbound  bool           // may be queued on a local socket (Dir in, or unknown)
 	sent     bool           // Dir out: a local send
 	recv     bool           // Dir in: a local receive
@@ -245,7 +245,9 @@ func (t *datagrams) expire(cut time.Time) {
 		sd := t.all.at(0)
 		t.all.pop()
 		if !t.late {
-			sd.evicted = true
+			// Reads and twins find only the datagrams of the table: the trackers still
+			// holding it need its evidence, not its decoded packet.
+			sd.evicted, sd.pkt = true, nil
 		}
 		flow := flowKey{sd.src, sd.dst}
 		popFrom(t.byHead, headKey(sd.head), sd, !t.late)

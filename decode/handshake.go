@@ -51,6 +51,7 @@ type attempt struct {
 	challenges                 int    // the first WHOAREYOU and its identical resends
 	hsNonce                    []byte
 	challengeNonce             []byte // the nonce the first WHOAREYOU echoes
+	answerNonce                []byte // the answer's (its datagram forgets its packet)
 }
 
 // v5Msg is a MESSAGE nothing has answered yet.
@@ -141,7 +142,7 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 	// A HANDSHAKE that was dropped, or that an ICMP error quotes, set up no session:
 	// the peer's messages after it belong to an older one (issue 10, item 1).
 	if a := rev.att; a != nil && !random && !a.done && a.state == stateHandshakeSent && !a.awaiting.lost {
-		a.state, a.respT = stateEstablished, r.Time
+		a.state, a.respT, a.answerNonce = stateEstablished, r.Time, p.Nonce
 		if p.HasSrcID {
 			a.recipID, a.hasRecipID = p.SrcID, true
 		}
@@ -374,7 +375,7 @@ func (h *handshakes) unanswer(r *record.Record, p *packet.Packet) *seenDatagram 
 		return nil
 	}
 	a := st.att
-	if a.done || a.state != stateEstablished || a.answer == nil || a.answer.pkt == nil || !bytes.Equal(a.answer.pkt.Nonce, p.Nonce) {
+	if a.done || a.state != stateEstablished || a.answer == nil || !bytes.Equal(a.answerNonce, p.Nonce) {
 		return nil
 	}
 	answer := a.answer
