@@ -85,8 +85,9 @@ type handshakes struct {
 	pairs *bounded.Map[flowKey, *pairState]
 }
 
-// maxPairs bounds the endpoint pairs followed: a few thousand peers, both directions.
-const maxPairs = 32768
+// maxPairs bounds the endpoint pairs followed: a few thousand peers, both directions (a
+// pair is made by a packet in its direction: a peer the local node never answers costs one).
+const maxPairs = 16384
 
 func (h *handshakes) init(d *Decoder) {
 	h.d = d
@@ -117,8 +118,6 @@ func (h *handshakes) sweep(cut time.Time) {
 // packet tracks one discv5 packet.
 func (h *handshakes) packet(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(result.Event)) {
 	fwd := h.pair(r.Src, r.Dst)
-	rev := h.pair(r.Dst, r.Src)
-	prevFromPeer := rev.last
 	defer func() {
 		if r.Time.After(fwd.last) {
 			fwd.last = r.Time
@@ -126,9 +125,15 @@ func (h *handshakes) packet(r *record.Record, p *packet.Packet, sd *seenDatagram
 	}()
 	switch p.Kind {
 	case discv5.KindMessage:
-		h.message(r, p, sd, fwd, rev, prevFromPeer, emit)
+		// The reverse pair is only read: a peer that never answers costs one pair, not two.
+		var none pairState
+		rev, _ := h.pairs.Get(flowOf(r.Dst, r.Src))
+		if rev == nil {
+			rev = &none
+		}
+		h.message(r, p, sd, fwd, rev, rev.last, emit)
 	case discv5.KindWhoareyou:
-		h.whoareyou(r, p, sd, rev, emit)
+		h.whoareyou(r, p, sd, h.pair(r.Dst, r.Src), emit)
 	case discv5.KindHandshake:
 		h.handshake(r, p, sd, fwd, emit)
 	}
@@ -269,6 +274,9 @@ func compactMsgs(list []*v5Msg) []*v5Msg {
 	}
 	for i := len(out); i < len(list); i++ {
 		list[i] = nil
+	}
+	if len(out) == 0 {
+		return nil // an idle pair keeps no array
 	}
 	return out
 }
