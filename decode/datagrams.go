@@ -167,6 +167,10 @@ type datagrams struct {
 	// the main table holds too, which its evictions must leave unmarked.
 	bound int
 	late  bool
+	// noReads: no read records follow (a capture), so nothing is queued for one.
+	noReads bool
+	// inserts counts insertions since the index maps were last copied (compact).
+	inserts int
 
 	all    sdQueue // every datagram, oldest first: expiry and the count bound
 	byHead map[headKey]*sdQueue
@@ -215,7 +219,7 @@ func popFrom[K comparable](m map[K]*sdQueue, k K, sd *seenDatagram, skipEvicted 
 func (t *datagrams) add(r *record.Record, obs *result.Observation) *seenDatagram {
 	sd := &seenDatagram{
 		t: r.Time, src: unmapAP(r.Src), dst: unmapAP(r.Dst), n: r.Len, evType: result.TypeOf(r), seq: obs.Seq, pkt: obs.Packet,
-		inbound: r.Dir != record.DirOut, sent: r.Dir == record.DirOut, recv: r.Dir == record.DirIn,
+		inbound: r.Dir != record.DirOut && !t.noReads, sent: r.Dir == record.DirOut, recv: r.Dir == record.DirIn,
 		cookie: r.Cookie, netns: r.NetNS,
 	}
 	sd.headLen = uint8(copy(sd.head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)]))
@@ -230,6 +234,9 @@ func (t *datagrams) insert(sd *seenDatagram) {
 	if t.all.len() > t.bound {
 		t.expire(time.Time{})
 	}
+	if t.inserts++; t.inserts >= 4*t.bound {
+		t.compact()
+	}
 	pushTo(t.byHead, headKey(sd.head), sd)
 	pushTo(t.byFlow, flow, sd)
 	pushTo(t.byPair, pairOf(sd.src, sd.dst), sd)
@@ -237,6 +244,27 @@ func (t *datagrams) insert(sd *seenDatagram) {
 		pushTo(t.unread, readKey{flow, sd.n}, sd)
 		pushTo(t.unreadAny, flow, sd)
 	}
+}
+
+// compact copies the index maps into fresh ones sized for what they hold. Go maps never
+// shrink, and the churn of keys (every datagram's head, the flows of many peers) leaves
+// tombstones that grow their tables: copied every few turns of the table, they stay at
+// the size of their contents. O(1) per insertion, amortized.
+func (t *datagrams) compact() {
+	t.inserts = 0
+	t.byHead = copyMap(t.byHead)
+	t.byFlow = copyMap(t.byFlow)
+	t.byPair = copyMap(t.byPair)
+	t.unread = copyMap(t.unread)
+	t.unreadAny = copyMap(t.unreadAny)
+}
+
+func copyMap[K comparable](m map[K]*sdQueue) map[K]*sdQueue {
+	c := make(map[K]*sdQueue, len(m))
+	for k, q := range m {
+		c[k] = q
+	}
+	return c
 }
 
 // expire forgets the datagrams older than cut, and the oldest beyond maxSeen.
