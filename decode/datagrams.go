@@ -36,14 +36,16 @@ type seenDatagram struct {
 	n        int
 	head     [quoteLen]byte
 	headLen  uint8
-	evType   string         // its event's type
-	seq      uint64         // its event's seq
-	pkt      *packet.Packet // what it decoded as; nil until it decodes, and once evicted
-	inbound  bool           // may be queued on a local socket (Dir in, or unknown)
-	sent     bool           // Dir out: a local send
-	recv     bool           // Dir in: a local receive
-	read     bool
-	evicted  bool
+	evType   string // its event's type
+	seq      uint64 // its event's seq
+	// pkt is what it decoded as, for a read or a twin to report: nil until it decodes,
+	// once evicted, and in a capture (datagrams.noReads), which has neither.
+	pkt     *packet.Packet
+	inbound bool // may be queued on a local socket (Dir in, or unknown)
+	sent    bool // Dir out: a local send
+	recv    bool // Dir in: a local receive
+	read    bool
+	evicted bool
 	// dropped: a kernel drop was attributed to it; a drop is one datagram.
 	dropped bool
 	// lost: a drop or an ICMP error says it never reached its receiver's application.
@@ -221,6 +223,11 @@ func (t *datagrams) add(r *record.Record, obs *result.Observation) *seenDatagram
 		t: r.Time, src: unmapAP(r.Src), dst: unmapAP(r.Dst), n: r.Len, evType: result.TypeOf(r), seq: obs.Seq, pkt: obs.Packet,
 		inbound: r.Dir != record.DirOut && !t.noReads, sent: r.Dir == record.DirOut, recv: r.Dir == record.DirIn,
 		cookie: r.Cookie, netns: r.NetNS,
+	}
+	if t.noReads && r.Dir == record.DirUnknown {
+		// Only a read or a twin (the other observation of a datagram whose direction
+		// is known) is given a seen datagram's packet: a capture's needs none.
+		sd.pkt = nil
 	}
 	sd.headLen = uint8(copy(sd.head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)]))
 	t.insert(sd)
