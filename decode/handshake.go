@@ -204,10 +204,12 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 	m.awaiting = sd
 	sd.own(&m.tracked)
 	fwd.msgs = appendMsg(fwd.msgs, m)
-	initiator, recipient := r.Src, r.Dst
-	deadline := r.Time.Add(h.d.cfg.V5Timeout)
-	h.d.after(deadline, func(emit func(result.Event), atEnd bool) {
+	// Its endpoints are kept in tracked's fields for its report, not in the closure: of
+	// thousands pending, every byte per message counts.
+	m.initiator, m.recipient = r.Src, r.Dst
+	h.d.after(r.Time.Add(h.d.cfg.V5Timeout), func(emit func(result.Event), atEnd bool) {
 		h.d.pending--
+		initiator, recipient, deadline := m.initiator, m.recipient, m.t.Add(h.d.cfg.V5Timeout)
 		if m.done {
 			return
 		}
