@@ -2,7 +2,7 @@
 # `make build` and `make test` need only Go; `make generate` needs clang-19 and llvm-strip-19.
 GO ?= go
 
-.PHONY: all generate check-generate build test test-host e2e fuzz bench vmlinux
+.PHONY: all generate check-generate build test test-host e2e fuzz bench bench-decode vmlinux
 
 all: build
 
@@ -58,6 +58,13 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./decode/...
 	bench/run.sh
+
+# `discotrace decode` of 600,000 packets from 100,000 peers and a flood (bench/decodeload):
+# packets/s, CPU and peak RSS of this tree's binary, three runs; BASELINE=path/to/discotrace
+# runs another binary beside it in every run. No root needed.
+bench-decode:
+	$(GO) run ./bench/decodeload -runs 3 $(if $(BASELINE),-baseline $(BASELINE))
+	$(GO) run ./bench/decodeload -hostile -runs 3 $(if $(BASELINE),-baseline $(BASELINE))
 
 include vmtest/vmtest.mk
 

@@ -36,14 +36,16 @@ type seenDatagram struct {
 	n        int
 	head     [quoteLen]byte
 	headLen  uint8
-	evType   string         // its event's type
-	seq      uint64         // its event's seq
-	pkt      *packet.Packet // what it decoded as; nil until it decodes
-	inbound  bool           // may be queued on a local socket (Dir in, or unknown)
-	sent     bool           // Dir out: a local send
-	recv     bool           // Dir in: a local receive
-	read     bool
-	evicted  bool
+	evType   string // its event's type
+	seq      uint64 // its event's seq
+	// pkt is what it decoded as, for a read or a twin to report: nil until it decodes,
+	// once evicted, and in a capture (datagrams.noReads), which has neither.
+	pkt     *packet.Packet
+	inbound bool // may be queued on a local socket (Dir in, or unknown)
+	sent    bool // Dir out: a local send
+	recv    bool // Dir in: a local receive
+	read    bool
+	evicted bool
 	// dropped: a kernel drop was attributed to it; a drop is one datagram.
 	dropped bool
 	// lost: a drop or an ICMP error says it never reached its receiver's application.
@@ -167,6 +169,10 @@ type datagrams struct {
 	// the main table holds too, which its evictions must leave unmarked.
 	bound int
 	late  bool
+	// noReads: no read records follow (a capture), so nothing is queued for one.
+	noReads bool
+	// inserts counts insertions since the index maps were last copied (compact).
+	inserts int
 
 	all    sdQueue // every datagram, oldest first: expiry and the count bound
 	byHead map[headKey]*sdQueue
@@ -215,8 +221,13 @@ func popFrom[K comparable](m map[K]*sdQueue, k K, sd *seenDatagram, skipEvicted 
 func (t *datagrams) add(r *record.Record, obs *result.Observation) *seenDatagram {
 	sd := &seenDatagram{
 		t: r.Time, src: unmapAP(r.Src), dst: unmapAP(r.Dst), n: r.Len, evType: result.TypeOf(r), seq: obs.Seq, pkt: obs.Packet,
-		inbound: r.Dir != record.DirOut, sent: r.Dir == record.DirOut, recv: r.Dir == record.DirIn,
+		inbound: r.Dir != record.DirOut && !t.noReads, sent: r.Dir == record.DirOut, recv: r.Dir == record.DirIn,
 		cookie: r.Cookie, netns: r.NetNS,
+	}
+	if t.noReads && r.Dir == record.DirUnknown {
+		// Only a read or a twin (the other observation of a datagram whose direction
+		// is known) is given a seen datagram's packet: a capture's needs none.
+		sd.pkt = nil
 	}
 	sd.headLen = uint8(copy(sd.head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)]))
 	t.insert(sd)
@@ -230,6 +241,9 @@ func (t *datagrams) insert(sd *seenDatagram) {
 	if t.all.len() > t.bound {
 		t.expire(time.Time{})
 	}
+	if t.inserts++; t.inserts >= 4*t.bound {
+		t.compact()
+	}
 	pushTo(t.byHead, headKey(sd.head), sd)
 	pushTo(t.byFlow, flow, sd)
 	pushTo(t.byPair, pairOf(sd.src, sd.dst), sd)
@@ -239,13 +253,36 @@ func (t *datagrams) insert(sd *seenDatagram) {
 	}
 }
 
+// compact copies the index maps into fresh ones sized for what they hold. Go maps never
+// shrink, and the churn of keys (every datagram's head, the flows of many peers) leaves
+// tombstones that grow their tables: copied every few turns of the table, they stay at
+// the size of their contents. O(1) per insertion, amortized.
+func (t *datagrams) compact() {
+	t.inserts = 0
+	t.byHead = copyMap(t.byHead)
+	t.byFlow = copyMap(t.byFlow)
+	t.byPair = copyMap(t.byPair)
+	t.unread = copyMap(t.unread)
+	t.unreadAny = copyMap(t.unreadAny)
+}
+
+func copyMap[K comparable](m map[K]*sdQueue) map[K]*sdQueue {
+	c := make(map[K]*sdQueue, len(m))
+	for k, q := range m {
+		c[k] = q
+	}
+	return c
+}
+
 // expire forgets the datagrams older than cut, and the oldest beyond maxSeen.
 func (t *datagrams) expire(cut time.Time) {
 	for t.all.len() > 0 && (t.all.len() > t.bound || t.all.at(0).t.Before(cut)) {
 		sd := t.all.at(0)
 		t.all.pop()
 		if !t.late {
-			sd.evicted = true
+			// Reads and twins find only the datagrams of the table: the trackers still
+			// holding it need its evidence, not its decoded packet.
+			sd.evicted, sd.pkt = true, nil
 		}
 		flow := flowKey{sd.src, sd.dst}
 		popFrom(t.byHead, headKey(sd.head), sd, !t.late)

@@ -79,6 +79,10 @@ type Config struct {
 	// of the item it belonged to (a revision event).
 	FragmentTimeout time.Duration
 
+	// Capture says the records come from a capture file, which has no reads: datagrams
+	// are not queued for one (a read record is then matched to nothing).
+	Capture bool
+
 	// LossReportDelay is how long after they happen the source reports lost
 	// observations at the latest (a live tracer checks its loss counters periodically;
 	// zero for a capture). An item about to fail for want of an answer waits that long
@@ -188,6 +192,7 @@ func NewDecoder(cfg Config) *Decoder {
 	d.retention = max(2*longest+cfg.SettleDelay, 5*time.Second)
 	d.fragRetention = max(d.retention, cfg.FragmentTimeout+time.Second)
 	d.seen.init(maxSeen, false)
+	d.seen.noReads = cfg.Capture
 	d.nat.init()
 	d.late.init(maxLate, true)
 	d.ex.init(d)

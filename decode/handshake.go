@@ -51,6 +51,7 @@ type attempt struct {
 	challenges                 int    // the first WHOAREYOU and its identical resends
 	hsNonce                    []byte
 	challengeNonce             []byte // the nonce the first WHOAREYOU echoes
+	answerNonce                []byte // the answer's (its datagram forgets its packet)
 }
 
 // v5Msg is a MESSAGE nothing has answered yet.
@@ -84,8 +85,9 @@ type handshakes struct {
 	pairs *bounded.Map[flowKey, *pairState]
 }
 
-// maxPairs bounds the endpoint pairs followed: a few thousand peers, both directions.
-const maxPairs = 32768
+// maxPairs bounds the endpoint pairs followed: a few thousand peers, both directions (a
+// pair is made by a packet in its direction: a peer the local node never answers costs one).
+const maxPairs = 16384
 
 func (h *handshakes) init(d *Decoder) {
 	h.d = d
@@ -116,8 +118,6 @@ func (h *handshakes) sweep(cut time.Time) {
 // packet tracks one discv5 packet.
 func (h *handshakes) packet(r *record.Record, p *packet.Packet, sd *seenDatagram, emit func(result.Event)) {
 	fwd := h.pair(r.Src, r.Dst)
-	rev := h.pair(r.Dst, r.Src)
-	prevFromPeer := rev.last
 	defer func() {
 		if r.Time.After(fwd.last) {
 			fwd.last = r.Time
@@ -125,9 +125,15 @@ func (h *handshakes) packet(r *record.Record, p *packet.Packet, sd *seenDatagram
 	}()
 	switch p.Kind {
 	case discv5.KindMessage:
-		h.message(r, p, sd, fwd, rev, prevFromPeer, emit)
+		// The reverse pair is only read: a peer that never answers costs one pair, not two.
+		var none pairState
+		rev, _ := h.pairs.Get(flowOf(r.Dst, r.Src))
+		if rev == nil {
+			rev = &none
+		}
+		h.message(r, p, sd, fwd, rev, rev.last, emit)
 	case discv5.KindWhoareyou:
-		h.whoareyou(r, p, sd, rev, emit)
+		h.whoareyou(r, p, sd, h.pair(r.Dst, r.Src), emit)
 	case discv5.KindHandshake:
 		h.handshake(r, p, sd, fwd, emit)
 	}
@@ -141,7 +147,7 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 	// A HANDSHAKE that was dropped, or that an ICMP error quotes, set up no session:
 	// the peer's messages after it belong to an older one (issue 10, item 1).
 	if a := rev.att; a != nil && !random && !a.done && a.state == stateHandshakeSent && !a.awaiting.lost {
-		a.state, a.respT = stateEstablished, r.Time
+		a.state, a.respT, a.answerNonce = stateEstablished, r.Time, p.Nonce
 		if p.HasSrcID {
 			a.recipID, a.hasRecipID = p.SrcID, true
 		}
@@ -198,14 +204,19 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 	m.awaiting = sd
 	sd.own(&m.tracked)
 	fwd.msgs = appendMsg(fwd.msgs, m)
-	initiator, recipient := r.Src, r.Dst
-	deadline := r.Time.Add(h.d.cfg.V5Timeout)
-	h.d.after(deadline, func(emit func(result.Event), atEnd bool) {
+	// Its endpoints are kept in tracked's fields for its report, not in the closure: of
+	// thousands pending, every byte per message counts.
+	m.initiator, m.recipient = r.Src, r.Dst
+	h.d.after(r.Time.Add(h.d.cfg.V5Timeout), func(emit func(result.Event), atEnd bool) {
 		h.d.pending--
+		initiator, recipient, deadline := m.initiator, m.recipient, m.t.Add(h.d.cfg.V5Timeout)
 		if m.done {
 			return
 		}
-		m.done = true // it leaves fwd.msgs at the next compaction
+		m.done = true
+		// Out of the pair's list at once: a finished message there would keep its
+		// datagram and decoded packet in memory until the next sweep.
+		fwd.msgs = compactMsgs(fwd.msgs)
 		if !m.random {
 			if !m.decrypted && (!m.inSession && !m.peerRecent || m.rejected != nil) {
 				// A request in a session this capture cannot decrypt: not a handshake,
@@ -265,6 +276,9 @@ func compactMsgs(list []*v5Msg) []*v5Msg {
 	}
 	for i := len(out); i < len(list); i++ {
 		list[i] = nil
+	}
+	if len(out) == 0 {
+		return nil // an idle pair keeps no array
 	}
 	return out
 }
@@ -386,7 +400,7 @@ func (h *handshakes) unanswer(r *record.Record, p *packet.Packet) *seenDatagram 
 		return nil
 	}
 	a := st.att
-	if a.done || a.state != stateEstablished || a.answer == nil || a.answer.pkt == nil || !bytes.Equal(a.answer.pkt.Nonce, p.Nonce) {
+	if a.done || a.state != stateEstablished || a.answer == nil || !bytes.Equal(a.answerNonce, p.Nonce) {
 		return nil
 	}
 	answer := a.answer

@@ -12,6 +12,8 @@
 //
 //	go run ./bench/decodeload
 //	go run ./bench/decodeload -hostile -runs 3
+//	go run ./bench/decodeload -baseline /tmp/old/discotrace -runs 3     # old and new side by side
+//	go run ./bench/decodeload -hostile -peers 0 -flood 6000000 -rss-every 5s  # RSS over a long flood
 package main
 
 import (
@@ -25,12 +27,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/bench/internal/childproc"
 	"github.com/discotrace/discotrace/bench/internal/v5message"
+)
+
+var (
+	baseline string
+	rssEvery time.Duration
 )
 
 type options struct {
@@ -52,6 +60,8 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the IDs, nonces and bodies")
 	runs := flag.Int("runs", 2, "times to decode the capture")
 	bin := flag.String("discotrace", "", "discotrace binary to measure (default: build ./cmd/discotrace)")
+	flag.StringVar(&baseline, "baseline", "", "a second discotrace binary (another commit's), run before the first in every run, so that both meet the same machine load")
+	flag.DurationVar(&rssEvery, "rss-every", 0, "print each decode's RSS at this interval while it runs (0: only the peak)")
 	capture := flag.String("capture", "", "write the capture here and keep it (default: a temporary file)")
 	flag.Parse()
 	if err := run(o, *runs, *bin, *capture); err != nil {
@@ -86,15 +96,29 @@ func run(o options, runs int, bin, capture string) error {
 	fmt.Printf("capture %s: %d packets of %d bytes (%s), written in %.1f s\n",
 		capture, packets, o.size, shape, time.Since(start).Seconds())
 	fmt.Printf("command: %s decode --node-id %s %s\n", bin, local, capture)
+	bins := []string{bin}
+	if baseline != "" {
+		bins = []string{baseline, bin}
+		fmt.Printf("baseline: %s\n", baseline)
+	}
 	for r := range runs {
-		u, out, err := decode(bin, local, capture)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("run %d: %.0f packets/s; %s; %d events %v\n",
-			r+1, float64(packets)/u.Wall.Seconds(), u, out.lines, out.types)
-		if out.types["packet"] != packets {
-			return fmt.Errorf("decode reported %d packet events for %d packets in the capture", out.types["packet"], packets)
+		for _, b := range bins {
+			u, out, series, err := decode(b, local, capture)
+			if err != nil {
+				return err
+			}
+			name := ""
+			if baseline != "" {
+				name = map[bool]string{true: " baseline", false: " measured"}[b == baseline]
+			}
+			fmt.Printf("run %d%s: %.0f packets/s; %s; %d events %v\n",
+				r+1, name, float64(packets)/u.Wall.Seconds(), u, out.lines, out.types)
+			if len(series) > 0 {
+				fmt.Printf("  RSS MiB every %s: %s\n", rssEvery, series)
+			}
+			if out.types["packet"] != packets {
+				return fmt.Errorf("decode reported %d packet events for %d packets in the capture", out.types["packet"], packets)
+			}
 		}
 	}
 	return nil
@@ -135,18 +159,39 @@ func (c *outputCount) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func decode(bin string, local enode.ID, capture string) (childproc.Usage, *outputCount, error) {
+// decode runs bin's decode on the capture, and with -rss-every samples its RSS meanwhile.
+func decode(bin string, local enode.ID, capture string) (childproc.Usage, *outputCount, string, error) {
 	out := &outputCount{types: map[string]int{}}
 	var stderr bytes.Buffer
 	cmd := exec.Command(bin, "decode", "--node-id", local.String(), capture)
 	cmd.Stdout, cmd.Stderr = out, &stderr
 	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
-	if err != nil {
-		return childproc.Usage{}, nil, fmt.Errorf("%s: %v\n%s", cmd, err, stderr.String())
+	if err := cmd.Start(); err != nil {
+		return childproc.Usage{}, nil, "", fmt.Errorf("%s: %v", cmd, err)
 	}
-	return childproc.UsageOf(cmd.ProcessState, wall), out, nil
+	var series strings.Builder
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var tick <-chan time.Time
+	if rssEvery > 0 {
+		t := time.NewTicker(rssEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case err := <-done:
+			wall := time.Since(start)
+			if err != nil {
+				return childproc.Usage{}, nil, "", fmt.Errorf("%s: %v\n%s", cmd, err, stderr.String())
+			}
+			return childproc.UsageOf(cmd.ProcessState, wall), out, strings.TrimSpace(series.String()), nil
+		case <-tick:
+			if rss, err := childproc.RSS(cmd.Process.Pid); err == nil {
+				fmt.Fprintf(&series, "%.0f ", float64(rss)/(1<<20))
+			}
+		}
+	}
 }
 
 // writeCapture writes the load as a pcap file of raw IPv4 packets and returns the local

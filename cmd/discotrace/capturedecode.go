@@ -17,6 +17,7 @@ import (
 // error from emit stops it and comes back as a write error. On a damaged capture, what
 // was decoded before the damage is still emitted, then the error says where it stopped.
 func decodeCapture(in io.Reader, name string, cfg decode.Config, diag io.Writer, emit func(result.Event) error) error {
+	cfg.Capture = true
 	dec := decode.NewDecoder(cfg)
 	watch := newIdentityWatch(dec, cfg.Identity, diag, 0)
 	var writeErr error

@@ -39,6 +39,21 @@ func (b *Map[K, V]) Put(k K, v V) {
 		b.next = (b.next + 1) % b.max
 	}
 	b.m[k] = v
+	if b.next == 0 && len(b.order) == b.max {
+		b.compact()
+	}
+}
+
+// compact copies the map into a new one sized for what it holds, once per turn of the
+// ring. Go maps never shrink, and under a steady churn of new keys the deletions leave
+// tombstones that make the table grow: without this, a full map of small entries takes
+// about twice the memory it needs. O(max) once per max insertions.
+func (b *Map[K, V]) compact() {
+	m := make(map[K]V, len(b.m))
+	for k, v := range b.m {
+		m[k] = v
+	}
+	b.m = m
 }
 
 // Delete forgets k.

@@ -1,6 +1,10 @@
 package bounded
 
-import "testing"
+import (
+	"encoding/binary"
+	"runtime"
+	"testing"
+)
 
 func TestMapForgetsOldestInsertionFirst(t *testing.T) {
 	m := New[int, string](3)
@@ -39,4 +43,34 @@ func TestMapStaysBoundedUnderAFloodOfNewKeys(t *testing.T) {
 	if m.Len() > 1000 || len(m.order) > 1000 {
 		t.Fatalf("%d entries and a ring of %d after a flood, want at most 1000", m.Len(), len(m.order))
 	}
+}
+
+func TestMapMemoryStaysFlatUnderChurn(t *testing.T) {
+	// A flood of new keys (nonces, spoofed addresses) through a full map.
+	type value struct{ a, b [32]byte }
+	const max = 16384
+	m := New[[12]byte, value](max)
+	key := func(i uint32) (k [12]byte) {
+		binary.LittleEndian.PutUint32(k[:], i)
+		return k
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	for i := range uint32(max) {
+		m.Put(key(i), value{})
+	}
+	full := heap()
+	for i := uint32(max); i < 120*max; i++ {
+		m.Put(key(i), value{})
+	}
+	after := heap()
+	// Grown by deletions' tombstones, the table doubles: over 2 MiB more here.
+	if after > full+max*32 {
+		t.Errorf("heap grew from %d to %d bytes over 119 turns of a full map of %d entries", full, after, max)
+	}
+	runtime.KeepAlive(m)
 }
