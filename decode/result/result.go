@@ -109,7 +109,8 @@ const (
 	// unconnected socket) only ever saw a timeout.
 	ICMPUnreachable Cause = "icmp_unreachable"
 	// KernelDrop: a kernel the tracer watches dropped the request or its answer before
-	// the application read it (the drop says why).
+	// the application read it (the drop says why), or refused to send the request (the
+	// failed send's errno says why).
 	KernelDrop Cause = "kernel_drop"
 	// FragmentLoss: fragment reassembly failed, or the path needs a smaller packet.
 	FragmentLoss Cause = "fragment_loss"
