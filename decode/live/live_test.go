@@ -360,72 +360,44 @@ func TestSourceLoadIsBoundedAndKeepsTheHeavy(t *testing.T) {
 	}
 }
 
-// The kernel's drops of a flood (its receive buffer overflowing) are the flood's too: they
-// do not fill the queue past its guard either, and the other peers' datagrams are kept.
-func TestAFloodsDropsCannotFillTheQueue(t *testing.T) {
-	keyB, keyF := newKey(t), newKey(t)
-	src := &fakeSource{}
-	out := &collected{}
-	p := newPipeline(src, decode.NewDecoder(decode.Config{}), out, Config{Capacity: 64})
-	fromB, fromF := ping(t, keyB, peerB, local), ping(t, keyF, flood, local)
-	at := t0
-	for i := range 1000 {
-		at = at.Add(time.Millisecond)
-		r := datagram(at, record.DirIn, flood, local, fromF)
-		if i%2 == 1 {
-			r = record.Record{Kind: record.Drop, Time: at, Src: flood, Dst: local, Reason: "SOCKET_RCVBUFF"}
-		}
-		if i%100 == 99 {
-			r = datagram(at, record.DirIn, peerB, local, fromB)
-		}
-		p.q.push(&r)
-	}
-	if n := len(p.q.ch); n >= 64 {
-		t.Fatalf("the flood's drops filled the queue: %d of 64", n)
-	}
-	p.takeAll()
-	p.finish()
-	b := 0
-	for _, ev := range out.ofType(ndjson.TypeRecv) {
-		if ev.Src == peerB.String() {
-			b++
-		}
-	}
-	if b != 10 {
-		t.Errorf("%d of B's 10 datagrams written; stats %+v", b, p.stats())
-	}
-}
-
 // A flood fills the queue only up to its guard length: the rest stays for the other
-// peers, whose datagrams are queued while the flood's are dropped and counted.
+// peers, whose datagrams are queued while the flood's are dropped and counted. The
+// kernel's drops of a flood (its receive buffer overflowing) are the flood's too.
 func TestAFloodCannotFillTheQueue(t *testing.T) {
-	keyB, keyF := newKey(t), newKey(t)
-	src := &fakeSource{}
-	out := &collected{}
-	p := newPipeline(src, decode.NewDecoder(decode.Config{}), out, Config{Capacity: 64})
-	fromB, fromF := ping(t, keyB, peerB, local), ping(t, keyF, flood, local)
-	at := t0
-	for i := range 1000 {
-		at = at.Add(time.Millisecond)
-		r := datagram(at, record.DirIn, flood, local, fromF)
-		if i%100 == 99 {
-			r = datagram(at, record.DirIn, peerB, local, fromB)
-		}
-		p.q.push(&r)
-	}
-	if n := len(p.q.ch); n >= 64 {
-		t.Fatalf("the flood filled the queue: %d of 64", n)
-	}
-	p.takeAll()
-	p.finish()
-	b := 0
-	for _, ev := range out.ofType(ndjson.TypeRecv) {
-		if ev.Src == peerB.String() {
-			b++
-		}
-	}
-	st := p.stats()
-	if b != 10 || st.Dropped == 0 || st.Read != st.Fed+st.Undecoded+st.Dropped {
-		t.Errorf("%d of B's 10 datagrams written; stats %+v", b, st)
+	for _, withDrops := range []bool{false, true} {
+		t.Run(fmt.Sprintf("with kernel drops %v", withDrops), func(t *testing.T) {
+			keyB, keyF := newKey(t), newKey(t)
+			src := &fakeSource{}
+			out := &collected{}
+			p := newPipeline(src, decode.NewDecoder(decode.Config{}), out, Config{Capacity: 64})
+			fromB, fromF := ping(t, keyB, peerB, local), ping(t, keyF, flood, local)
+			at := t0
+			for i := range 1000 {
+				at = at.Add(time.Millisecond)
+				r := datagram(at, record.DirIn, flood, local, fromF)
+				if withDrops && i%2 == 1 {
+					r = record.Record{Kind: record.Drop, Time: at, Src: flood, Dst: local, Reason: "SOCKET_RCVBUFF"}
+				}
+				if i%100 == 99 {
+					r = datagram(at, record.DirIn, peerB, local, fromB)
+				}
+				p.q.push(&r)
+			}
+			if n := len(p.q.ch); n >= 64 {
+				t.Fatalf("the flood filled the queue: %d of 64", n)
+			}
+			p.takeAll()
+			p.finish()
+			b := 0
+			for _, ev := range out.ofType(ndjson.TypeRecv) {
+				if ev.Src == peerB.String() {
+					b++
+				}
+			}
+			st := p.stats()
+			if b != 10 || st.Dropped == 0 || st.Read != st.Fed+st.Undecoded+st.Dropped {
+				t.Errorf("%d of B's 10 datagrams written; stats %+v", b, st)
+			}
+		})
 	}
 }
