@@ -47,6 +47,10 @@ func events() []result.Event {
 			Evidence: []result.Evidence{{Seq: 2, Time: t0, Observed: result.TypeRecv}}},
 		&result.Observation{Record: record.Record{Kind: record.Drop, Dir: record.DirIn, Time: t0.Add(2 * time.Second), Src: remote, Dst: local, Reason: "SOCKET_RCVBUFF"}},
 		&result.Observation{Record: record.Record{Kind: record.Lost, Time: t0.Add(3 * time.Second), Count: 7}},
+		// A router's port unreachable about the PING this host sent.
+		&result.Observation{Record: record.Record{Kind: record.ICMP, Dir: record.DirIn, Time: t0.Add(4 * time.Second),
+			Src: netip.MustParseAddrPort("192.0.2.1:0"), Dst: netip.AddrPortFrom(local.Addr(), 0), ICMPType: 3, ICMPCode: 3,
+			QuotedSrc: local, QuotedDst: remote}},
 	}
 	for i, ev := range evs {
 		ev.EventHead().Seq = uint64(i + 1)
@@ -139,7 +143,7 @@ func TestExportToCollector(t *testing.T) {
 			if s := recv.Services(); s[0] != "discotrace" {
 				t.Errorf("service.name %q", s[0])
 			}
-			send, exch, unanswered, drop, lost := recs[0], recs[2], recs[3], recs[4], recs[5]
+			send, exch, unanswered, drop, lost, icmp := recs[0], recs[2], recs[3], recs[4], recs[5], recs[6]
 			for _, c := range []struct{ got, want any }{
 				{send.GetBody().GetStringValue(), "send"},
 				{send.GetSeverityNumber(), logspb.SeverityNumber_SEVERITY_NUMBER_INFO},
@@ -169,6 +173,12 @@ func TestExportToCollector(t *testing.T) {
 				{str(drop, "error.type"), "SOCKET_RCVBUFF"},
 				{drop.GetSeverityNumber(), logspb.SeverityNumber_SEVERITY_NUMBER_WARN},
 				{num(lost, "discotrace.count"), int64(7)},
+				{lost.GetSeverityNumber(), logspb.SeverityNumber_SEVERITY_NUMBER_WARN},
+				{str(icmp, "network.peer.address"), "10.0.0.2"},
+				{num(icmp, "network.peer.port"), int64(30304)},
+				{str(icmp, "network.local.address"), "10.0.0.1"},
+				{str(icmp, "discotrace.icmp.from"), "192.0.2.1"},
+				{num(icmp, "discotrace.icmp.code"), int64(3)},
 			} {
 				if c.got != c.want {
 					t.Errorf("got %v, want %v", c.got, c.want)

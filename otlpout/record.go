@@ -154,6 +154,10 @@ func (b *builder) build(r *log.Record, ev result.Event) {
 // kernel refused, an ICMP error, a drop, events lost or shed.
 func (b *builder) observation(o *result.Observation) (warn bool) {
 	r := &o.Record
+	dir := r.Dir
+	if r.Kind == record.Read {
+		dir = record.DirIn // the application reading a datagram this host received
+	}
 	switch r.Kind {
 	case record.Lost, record.Shed:
 		b.kv = append(b.kv, attribute.Int64(keyCount, int64(r.Count)))
@@ -170,21 +174,28 @@ func (b *builder) observation(o *result.Observation) (warn bool) {
 	case record.ICMP:
 		// The datagram it quotes is the exchange it broke: its sides are the peer and
 		// the local node; the error's own sender is a router or the peer's host.
-		b.datagramSides(r.QuotedSrc, r.QuotedDst, r.Dir)
+		quoted := record.DirUnknown
+		switch r.Dir {
+		case record.DirIn: // an error this host received, about a datagram it sent
+			quoted = record.DirOut
+		case record.DirOut:
+			quoted = record.DirIn
+		}
+		b.datagramSides(r.QuotedSrc, r.QuotedDst, quoted)
 		b.kv = append(b.kv, attribute.Int(keyICMPType, int(r.ICMPType)), attribute.Int(keyICMPCode, int(r.ICMPCode)))
 		if a := r.Src.Addr(); a.IsValid() {
 			b.kv = append(b.kv, attribute.String(keyICMPFrom, a.Unmap().String()))
 		}
 		warn = true
 	case record.Drop:
-		b.datagramSides(r.Src, r.Dst, r.Dir)
+		b.datagramSides(r.Src, r.Dst, dir)
 		b.kv = append(b.kv, attribute.String(keyReason, r.Reason), attribute.String(keyErrorType, r.Reason))
 		if r.Location != "" {
 			b.kv = append(b.kv, attribute.String(keyLocation, r.Location))
 		}
 		warn = true
 	default:
-		b.datagramSides(r.Src, r.Dst, r.Dir)
+		b.datagramSides(r.Src, r.Dst, dir)
 	}
 	b.kv = append(b.kv, attribute.String(keyTransport, "udp"))
 	if (r.Kind == record.Datagram || r.Kind == record.Read) && !r.FailedUnseen() {
@@ -204,7 +215,7 @@ func (b *builder) observation(o *result.Observation) (warn bool) {
 		b.kv = append(b.kv, attribute.Int(keyPID, int(r.PID)), attribute.Int(keyTID, int(r.TID)), attribute.String(keyThreadName, r.Comm))
 	}
 	if p := o.Packet; p != nil {
-		b.packet(p, r.Dir)
+		b.packet(p, dir)
 	}
 	return warn
 }
