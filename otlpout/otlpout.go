@@ -108,6 +108,8 @@ type Stats struct {
 	Unsent uint64
 	// LogExportFailures and MetricExportFailures count the export requests that failed.
 	LogExportFailures, MetricExportFailures uint64
+	// LastError is the last export's error, "" when it succeeded.
+	LastError string
 }
 
 // Exporter writes each result as a log record (it is a live.Output). Write and Stats may
@@ -195,14 +197,16 @@ func (e *Exporter) Stats() Stats {
 		Failed:   e.logExp.failed.Load(),
 		Unsent:   e.unsent,
 	}
-	s.LogExportFailures, s.MetricExportFailures = e.health.failures()
+	s.LogExportFailures, s.MetricExportFailures, s.LastError = e.health.failures()
 	return s
 }
 
 // Close exports what is queued and the metrics a last time, giving up when ctx is done,
-// and stops the exporters. It returns the final counts.
+// and stops the exporters. It returns the final counts, for the caller to report: the
+// failures of these last exports are not reported on their own.
 func (e *Exporter) Close(ctx context.Context) Stats {
 	e.closeOnce.Do(func() {
+		e.health.close()
 		var wg sync.WaitGroup
 		wg.Go(func() { e.logs.Shutdown(ctx) })
 		if e.meters != nil {
@@ -227,6 +231,8 @@ type health struct {
 	mu      sync.Mutex
 	failing map[string]bool
 	count   map[string]uint64
+	last    error
+	closing bool // Close reports what the last exports cost
 }
 
 func newHealth(endpoint string, l *stdlog.Logger) *health {
@@ -237,26 +243,36 @@ func (h *health) note(signal string, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	wasDown := h.down()
+	h.last = err
 	if err != nil {
 		h.count[signal]++
 		h.failing[signal] = true
-		if !wasDown {
+		if !wasDown && !h.closing {
 			h.log.Printf("OTLP export to %s failed (%s): %v; tracing goes on, the export is retried, and what cannot wait is dropped and counted", h.endpoint, signal, err)
 		}
 		return
 	}
 	delete(h.failing, signal)
-	if wasDown && !h.down() {
+	if wasDown && !h.down() && !h.closing {
 		h.log.Printf("OTLP export to %s works again", h.endpoint)
 	}
 }
 
 func (h *health) down() bool { return len(h.failing) > 0 }
 
-func (h *health) failures() (logs, metrics uint64) {
+func (h *health) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.count[SignalLogs], h.count[SignalMetrics]
+	h.closing = true
+}
+
+func (h *health) failures() (logs, metrics uint64, last string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.last != nil {
+		last = h.last.Error()
+	}
+	return h.count[SignalLogs], h.count[SignalMetrics], last
 }
 
 // logExporter counts the records of every export, and notes its outcome.

@@ -92,8 +92,14 @@ func (o *otlpOutput) close(stderr io.Writer) {
 	ctx, cancel := context.WithTimeout(context.Background(), otlpCloseDeadline)
 	defer cancel()
 	s := o.Close(ctx)
-	if lost := s.Dropped + s.Failed + s.Unsent; lost > 0 {
-		fmt.Fprintf(stderr, "discotrace: OTLP export to %s: %d of %d log records not delivered: %d dropped (the queue was full), %d in failed exports, %d unsent at exit\n",
-			o.endpoint, lost, s.Queued+s.Dropped, s.Dropped, s.Failed, s.Unsent)
+	lost := s.Dropped + s.Failed + s.Unsent
+	if lost == 0 && s.MetricExportFailures == 0 {
+		return
 	}
+	msg := fmt.Sprintf("discotrace: OTLP export to %s: %d of %d log records not delivered (%d dropped: the queue was full, %d in failed exports, %d unsent at exit), %d metric exports failed",
+		o.endpoint, lost, s.Queued+s.Dropped, s.Dropped, s.Failed, s.Unsent, s.MetricExportFailures)
+	if s.LastError != "" {
+		msg += "; last error: " + s.LastError
+	}
+	fmt.Fprintln(stderr, msg)
 }
