@@ -71,6 +71,7 @@ func TestBadFlagValuesExit2WithOneLine(t *testing.T) {
 		{append(trace, "--otlp-endpoint", "grpc://collector:0"), `--otlp-endpoint grpc://collector:0: port "0" is not 1-65535: ` + otlp},
 		{append(trace, "--otlp-endpoint", "grpc://collector:4317/v1"), "--otlp-endpoint grpc://collector:4317/v1: a gRPC endpoint has no path: " + otlp},
 		{append(trace, "--otlp-endpoint", "https://"), "--otlp-endpoint https://: no host: " + otlp},
+		{append(trace, "--output-max-age", "daily"), "--output-max-age daily: give a positive duration, such as 1h or 24h"},
 		{append(decode, "--v4-timeout", "abc"), "--v4-timeout abc: " + positive},
 		{append(decode, "--v5-timeout", "0s"), "--v5-timeout 0s: " + positive},
 		{append(decode, "--handshake-timeout", "-1ms"), "--handshake-timeout -1ms: " + positive},
