@@ -8,6 +8,7 @@ package otlpout
 
 import (
 	"context"
+	"io"
 	stdlog "log"
 	"net/netip"
 	"sync"
@@ -89,13 +90,9 @@ func (c *Config) setDefaults() {
 		c.MetricInterval = DefaultMetricInterval
 	}
 	if c.Log == nil {
-		c.Log = stdlog.New(discard{}, "", 0)
+		c.Log = stdlog.New(io.Discard, "", 0)
 	}
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // Stats counts what an Exporter did with the log records, and its failed exports.
 // After Close, Queued = Exported + Failed + Unsent.
@@ -123,9 +120,8 @@ type Exporter struct {
 	health *health
 	b      builder
 
-	queued, dropped atomic.Uint64
-	closeOnce       sync.Once
-	unsent          uint64
+	queued, dropped, unsent atomic.Uint64
+	closeOnce               sync.Once
 }
 
 var _ live.Output = (*Exporter)(nil)
@@ -180,8 +176,8 @@ func (e *Exporter) Write(ev result.Event) error {
 	}
 	var r log.Record
 	e.b.build(&r, ev)
+	e.queued.Add(1) // before the exporter can count it done
 	e.logger.Emit(context.Background(), r)
-	e.queued.Add(1)
 	return nil
 }
 
@@ -195,7 +191,7 @@ func (e *Exporter) Stats() Stats {
 		Dropped:  e.dropped.Load(),
 		Exported: e.logExp.exported.Load(),
 		Failed:   e.logExp.failed.Load(),
-		Unsent:   e.unsent,
+		Unsent:   e.unsent.Load(),
 	}
 	s.LogExportFailures, s.MetricExportFailures, s.LastError = e.health.failures()
 	return s
@@ -216,7 +212,7 @@ func (e *Exporter) Close(ctx context.Context) Stats {
 		// Shutdown returns at the deadline, the export it waited for still under way:
 		// what it has not finished is unsent.
 		if q, d := e.queued.Load(), e.logExp.done(); q > d {
-			e.unsent = q - d
+			e.unsent.Store(q - d)
 		}
 	})
 	return e.Stats()

@@ -71,9 +71,9 @@ and for a failed handshake or exchange its cause and best evidence; failures are
 the complete events, one JSON object per line, for programs.
 
 --output appends the events to a file instead, as NDJSON (reopened on SIGHUP, for
-logrotate, or rotated by --output-max-size or --output-max-age), --listen serves them to any number of readers
-on a unix socket; "--output -" keeps stdout as well. --otlp-endpoint also sends each event
-as an OpenTelemetry log record, and the metrics, to a collector.
+logrotate, or rotated by --output-max-size or --output-max-age), --listen serves them to
+any number of readers on a unix socket; "--output -" keeps stdout as well. --otlp-endpoint
+also sends each event as an OpenTelemetry log record, and the metrics, to a collector.
 
 Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 		Example: `  sudo discotrace trace
