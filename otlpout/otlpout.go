@@ -147,7 +147,9 @@ func New(cfg Config) (*Exporter, error) {
 	}
 	e := &Exporter{cfg: cfg, health: h, b: builder{isLocal: cfg.IsLocal}}
 	e.logExp = &logExporter{Exporter: le, health: h}
-	e.logs = sdklog.NewLoggerProvider(sdklog.WithResource(res), sdklog.WithProcessor(sdklog.NewBatchProcessor(e.logExp,
+	// The builder adds each key once: the SDK's deduplication, a map per record, is
+	// most of the cost of a record.
+	e.logs = sdklog.NewLoggerProvider(sdklog.WithResource(res), sdklog.WithAllowKeyDuplication(), sdklog.WithProcessor(sdklog.NewBatchProcessor(e.logExp,
 		sdklog.WithMaxQueueSize(cfg.QueueSize), sdklog.WithExportMaxBatchSize(cfg.BatchSize),
 		sdklog.WithExportInterval(cfg.BatchInterval), sdklog.WithExportTimeout(cfg.ExportTimeout))))
 	e.logger = e.logs.Logger("github.com/discotrace/discotrace/otlpout", log.WithInstrumentationVersion(cfg.Version))

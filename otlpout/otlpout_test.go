@@ -136,6 +136,13 @@ func TestExportToCollector(t *testing.T) {
 				if got := num(r, "discotrace.seq"); got != int64(i+1) {
 					t.Errorf("record %d: seq %d", i, got)
 				}
+				seen := map[string]bool{}
+				for _, kv := range r.GetAttributes() {
+					if seen[kv.GetKey()] {
+						t.Errorf("record %d: attribute %s twice", i, kv.GetKey())
+					}
+					seen[kv.GetKey()] = true
+				}
 				if got, want := time.Unix(0, int64(r.GetTimeUnixNano())), evs[i].EventHead().Time; !got.Equal(want) {
 					t.Errorf("record %d: time %v, want %v", i, got, want)
 				}

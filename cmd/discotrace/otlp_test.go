@@ -133,6 +133,13 @@ func compareRecord(ev *ndjson.Event, r *logspb.LogRecord) string {
 			diffs = append(diffs, what+" "+strconv.Quote(got)+", want "+strconv.Quote(want))
 		}
 	}
+	seen := map[string]bool{} // the exporter leaves deduplication to the record's builder
+	for _, kv := range r.GetAttributes() {
+		if seen[kv.GetKey()] {
+			diffs = append(diffs, "attribute "+kv.GetKey()+" twice")
+		}
+		seen[kv.GetKey()] = true
+	}
 	check("body", r.GetBody().GetStringValue(), ev.Type)
 	check("seq", attr("discotrace.seq"), strconv.FormatUint(ev.Seq, 10))
 	check("time", ndjson.Time(time.Unix(0, int64(r.GetTimeUnixNano()))), ev.Time)

@@ -30,6 +30,9 @@ type Receiver struct {
 	// Refuse makes every export fail with an error the exporters do not retry (HTTP 400,
 	// gRPC InvalidArgument), as a collector rejecting them.
 	Refuse atomic.Bool
+	// Discard counts the log records without keeping them (benchmarks).
+	Discard bool
+	count   atomic.Uint64
 
 	mu      sync.Mutex
 	records []*logspb.LogRecord
@@ -43,6 +46,9 @@ func (r *Receiver) Records() []*logspb.LogRecord {
 	defer r.mu.Unlock()
 	return append([]*logspb.LogRecord(nil), r.records...)
 }
+
+// Count returns how many log records were received.
+func (r *Receiver) Count() uint64 { return r.count.Load() }
 
 // Services returns the service.name of each record's resource.
 func (r *Receiver) Services() []string {
@@ -64,6 +70,10 @@ func (r *Receiver) takeLogs(req *collogs.ExportLogsServiceRequest) {
 	for _, rl := range req.GetResourceLogs() {
 		name := Attr(rl.GetResource().GetAttributes(), "service.name").GetStringValue()
 		for _, sl := range rl.GetScopeLogs() {
+			r.count.Add(uint64(len(sl.GetLogRecords())))
+			if r.Discard {
+				continue
+			}
 			for _, lr := range sl.GetLogRecords() {
 				r.records = append(r.records, lr)
 				r.service = append(r.service, name)
