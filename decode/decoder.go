@@ -488,6 +488,11 @@ func (d *Decoder) addLocal(a netip.AddrPort) {
 
 func (d *Decoder) isLocal(a netip.AddrPort) bool { return d.localAddrs[unmapAP(a)] }
 
+// IsLocal reports whether a is the endpoint of a local node, as learned so far from the
+// datagrams sent and received and the local identity. Like the decoder's other methods,
+// it is called from the goroutine that feeds it (outputs writing its events may).
+func (d *Decoder) IsLocal(a netip.AddrPort) bool { return d.isLocal(a) }
+
 // isLocalIP reports whether a local node uses the IP of a (ICMP errors have no ports).
 func (d *Decoder) isLocalIP(a netip.AddrPort) bool {
 	ip := a.Addr().Unmap()

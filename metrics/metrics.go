@@ -401,3 +401,40 @@ func (s *peerSet) count() int {
 	}
 	return s.order.Len()
 }
+
+// OTLPStats is what the OTLP export (trace --otlp-endpoint, package otlpout) lost.
+type OTLPStats struct {
+	// Log records dropped because the export queue was full, and lost in exports that
+	// failed after the exporter's retries.
+	QueueFull, ExportFailed uint64
+	// Export requests that failed, by signal.
+	LogExportFailures, MetricExportFailures uint64
+}
+
+// Label values of the OTLP export's counters.
+const (
+	SignalLogs       = "logs"
+	SignalMetrics    = "metrics"
+	LostQueueFull    = "queue_full"
+	LostExportFailed = "export_failed"
+)
+
+// WatchOTLP adds the OTLP export's counters, read from stats at each collection.
+func (e *Exporter) WatchOTLP(stats func() OTLPStats) {
+	const (
+		lost     = "otlp_log_records_lost_total"
+		lostHelp = "Log records the OTLP export (--otlp-endpoint) lost, by reason: queue_full (not queued: the collector was down or too slow), export_failed (in exports that failed after the exporter's retries)."
+		failed   = "otlp_export_failures_total"
+		failHelp = "OTLP export requests (--otlp-endpoint) that failed after the exporter's retries, by signal (logs, metrics)."
+	)
+	counter := func(name, help, label, value string, get func(*OTLPStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help,
+			ConstLabels: prometheus.Labels{label: value}}, func() float64 { s := stats(); return float64(get(&s)) })
+	}
+	e.reg.MustRegister(
+		counter(lost, lostHelp, "reason", LostQueueFull, func(s *OTLPStats) uint64 { return s.QueueFull }),
+		counter(lost, lostHelp, "reason", LostExportFailed, func(s *OTLPStats) uint64 { return s.ExportFailed }),
+		counter(failed, failHelp, "signal", SignalLogs, func(s *OTLPStats) uint64 { return s.LogExportFailures }),
+		counter(failed, failHelp, "signal", SignalMetrics, func(s *OTLPStats) uint64 { return s.MetricExportFailures }),
+	)
+}

@@ -393,3 +393,22 @@ func allSeries(t *testing.T, e *Exporter) {
 	)
 	e.SetPlan([]tracer.HookChoice{{Class: "send", Backend: tracer.BackendTracepoint}})
 }
+
+// The OTLP export's counters read what the export reports at each collection.
+func TestOTLPCounters(t *testing.T) {
+	e := New()
+	st := OTLPStats{QueueFull: 3, ExportFailed: 5, LogExportFailures: 2}
+	e.WatchOTLP(func() OTLPStats { return st })
+	st.MetricExportFailures = 1 // read at collection, not at WatchOTLP
+	v := Values(t, e.Registry())
+	for series, want := range map[string]float64{
+		`discotrace_otlp_log_records_lost_total{reason="queue_full"}`:    3,
+		`discotrace_otlp_log_records_lost_total{reason="export_failed"}`: 5,
+		`discotrace_otlp_export_failures_total{signal="logs"}`:           2,
+		`discotrace_otlp_export_failures_total{signal="metrics"}`:        1,
+	} {
+		if got, ok := v[series]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", series, got, ok, want)
+		}
+	}
+}

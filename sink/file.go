@@ -23,12 +23,18 @@ type FileConfig struct {
 	// MaxSize rotates the file before a line would take it past this many bytes
 	// (0: never; logrotate can rotate it instead, with Reopen).
 	MaxSize int64
+	// MaxAge rotates the file at the first write once its current segment is this old
+	// (0: never). A segment starts when the file is opened, reopened or rotated, or, in
+	// an empty file, at its first line.
+	MaxAge time.Duration
 	// Keep is how many rotated files are kept: Path.1 (the newest) to Path.Keep.
 	Keep int
 	// RetryDelay is how long after a failure the next write reopens the file
 	// (DefaultRetryDelay when zero; negative: at once).
 	RetryDelay time.Duration
 	Log        *log.Logger
+	// Now is the clock of MaxAge (time.Now when nil).
+	Now func() time.Time
 }
 
 // FileStats counts a file sink's failures.
@@ -38,10 +44,10 @@ type FileStats struct {
 }
 
 // File appends lines to a file created with mode 0600. Reopen (SIGHUP) reopens the path,
-// so that logrotate can move the file away; with MaxSize it rotates the file itself.
-// After a failure it counts the events it cannot write and reopens the file at the first
-// write RetryDelay later, where it first writes a lost event (where "file") saying how
-// many it missed.
+// so that logrotate can move the file away; with MaxSize or MaxAge it rotates the file
+// itself. After a failure it counts the events it cannot write and reopens the file at
+// the first write RetryDelay later, where it first writes a lost event (where "file")
+// saying how many it missed.
 type File struct {
 	cfg  FileConfig
 	name string
@@ -49,9 +55,10 @@ type File struct {
 	mu      sync.Mutex
 	f       *os.File // nil while failed
 	w       *bufio.Writer
-	size    int64  // the file's size, with what w holds
-	pending uint64 // lines w holds
-	warned  bool   // about the mode of a file others can read
+	size    int64     // the file's size, with what w holds
+	segment time.Time // when the current segment started, for MaxAge
+	pending uint64    // lines w holds
+	warned  bool      // about the mode of a file others can read
 
 	failedAt  time.Time // when the current failure started; zero when writing
 	retryAt   time.Time
@@ -67,6 +74,9 @@ type File struct {
 func OpenFile(cfg FileConfig) (*File, error) {
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = DefaultRetryDelay
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	s := &File{cfg: cfg, name: "--output " + cfg.Path}
 	if err := s.open(); err != nil {
@@ -96,15 +106,15 @@ func (s *File) open() error {
 	if !fi.Mode().IsRegular() {
 		// A device or a pipe cannot be rotated; appending to it works, and a
 		// directory was refused by the open.
-		if s.cfg.MaxSize > 0 {
+		if s.cfg.MaxSize > 0 || s.cfg.MaxAge > 0 {
 			f.Close()
-			return fmt.Errorf("%s is not a regular file: it cannot be rotated by size", s.cfg.Path)
+			return fmt.Errorf("%s is not a regular file: it cannot be rotated", s.cfg.Path)
 		}
 	} else if perm := fi.Mode().Perm(); perm&0o077 != 0 && !s.warned {
 		s.warned = true
 		s.cfg.Log.Printf("%s: the file has mode %04o: other users can read the events (chmod 600 %s)", s.name, perm, s.cfg.Path)
 	}
-	s.f, s.size = f, fi.Size()
+	s.f, s.size, s.segment = f, fi.Size(), s.cfg.Now()
 	if s.w == nil {
 		s.w = bufio.NewWriterSize(f, 64<<10)
 	} else {
@@ -113,7 +123,8 @@ func (s *File) open() error {
 	return nil
 }
 
-// WriteLine appends line, rotating first when it would take the file past MaxSize.
+// WriteLine appends line, rotating first when it would take the file past MaxSize or the
+// current segment is MaxAge old.
 func (s *File) WriteLine(line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -121,7 +132,15 @@ func (s *File) WriteLine(line []byte) error {
 		s.lose(1)
 		return nil
 	}
-	if s.cfg.MaxSize > 0 && s.size > 0 && s.size+int64(len(line)) > s.cfg.MaxSize {
+	var aged bool
+	if s.cfg.MaxAge > 0 {
+		now := s.cfg.Now()
+		if s.size == 0 {
+			s.segment = now // an empty file's segment starts with its first line
+		}
+		aged = now.Sub(s.segment) >= s.cfg.MaxAge
+	}
+	if s.size > 0 && (aged || s.cfg.MaxSize > 0 && s.size+int64(len(line)) > s.cfg.MaxSize) {
 		if err := s.rotate(); err != nil {
 			s.fail(fmt.Errorf("rotate: %w", err))
 			s.lose(1)

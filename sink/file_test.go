@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/discotrace/discotrace/ndjson"
 )
@@ -218,6 +219,46 @@ func TestFileRotatesBySize(t *testing.T) {
 		t.Errorf("%s.%d: %v; want only %d rotated files kept", path, keep+1, err, keep)
 	}
 	wantSeqs(t, "rotated files, oldest first, then the current", all, n-uint64(len(all))+1, n)
+}
+
+// With an age limit the sink rotates at the first write once the file's segment is that
+// old, by the clock it is given: a segment starts when the file is opened (an empty one
+// at its first line) and at each rotation; lines are never split, and none is lost.
+func TestFileRotatesByAge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.ndjson")
+	_, lg := newTestLog()
+	now := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	s, err := OpenFile(FileConfig{Path: path, MaxAge: time.Hour, Keep: 5, Log: lg, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(3 * time.Hour) // an empty file: its segment starts with line 1
+	seq := 0
+	write := func(n int, step time.Duration) {
+		for range n {
+			seq++
+			s.WriteLine(numbered(seq))
+			now = now.Add(step)
+		}
+		s.Flush()
+	}
+	write(6, 10*time.Minute) // lines 1-6 in 50 min: one segment, the clock at 60 min after it started
+	write(1, 0)              // line 7: the segment is an hour old, so it goes to a new file
+	write(3, 30*time.Minute) // lines 8-9 within the hour of line 7's segment; 10 past it
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		path  string
+		first uint64
+		last  uint64
+	}{{path + ".2", 1, 6}, {path + ".1", 7, 9}, {path, 10, 10}} {
+		wantSeqs(t, f.path, seqs(readEvents(t, readFile(t, f.path))), f.first, f.last)
+	}
+	if _, err := os.Stat(path + ".3"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s.3: %v; want two rotations", path, err)
+	}
 }
 
 // A disk that fills up: the sink reports once, counts what it cannot write, and at the

@@ -29,6 +29,7 @@ func TestBadFlagValuesExit2WithOneLine(t *testing.T) {
 		nodeKey  = "node key: want 64 hex characters (32 bytes), got 3"
 		nodeID   = "node ID: want 64 hex characters or an enode:// URL, got 3 characters"
 		enr      = `ENR: want the text form "enr:..."`
+		otlp     = "give grpc://HOST:PORT (OTLP/gRPC; grpcs:// for TLS) or http://HOST:PORT (OTLP/HTTP; https:// for TLS)"
 	)
 	trace := []string{"trace", "--duration", "1ms"}
 	decode := []string{"decode", "no-such-capture.pcap"}
@@ -66,6 +67,11 @@ func TestBadFlagValuesExit2WithOneLine(t *testing.T) {
 		{append(trace, "--raw", "--nodekey", "abc"), "--nodekey #1: " + nodeKey},
 		{append(trace, "--node-id", "abc"), "--node-id: " + nodeID},
 		{append(trace, "--enr", "abc"), "--enr: " + enr},
+		{append(trace, "--otlp-endpoint", "localhost:4317"), `--otlp-endpoint localhost:4317: unknown scheme "localhost": ` + otlp},
+		{append(trace, "--otlp-endpoint", "grpc://collector:0"), `--otlp-endpoint grpc://collector:0: port "0" is not 1-65535: ` + otlp},
+		{append(trace, "--otlp-endpoint", "grpc://collector:4317/v1"), "--otlp-endpoint grpc://collector:4317/v1: a gRPC endpoint has no path: " + otlp},
+		{append(trace, "--otlp-endpoint", "https://"), "--otlp-endpoint https://: no host: " + otlp},
+		{append(trace, "--output-max-age", "daily"), "--output-max-age daily: give a positive duration, such as 1h or 24h"},
 		{append(decode, "--v4-timeout", "abc"), "--v4-timeout abc: " + positive},
 		{append(decode, "--v5-timeout", "0s"), "--v5-timeout 0s: " + positive},
 		{append(decode, "--handshake-timeout", "-1ms"), "--handshake-timeout -1ms: " + positive},

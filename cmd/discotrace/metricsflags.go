@@ -51,10 +51,14 @@ type metricsServer struct {
 	url string
 }
 
-// start listens on --metrics-addr and serves /metrics; it returns nil when the flag is
-// not given. An address that cannot be listened on fails here, before any tracing.
-func (f *metricsFlags) start(stderr io.Writer) (*metricsServer, error) {
+// start listens on --metrics-addr and serves /metrics; without the flag, it returns the
+// metrics unserved when another output (the OTLP export) wants them, else nil. An
+// address that cannot be listened on fails here, before any tracing.
+func (f *metricsFlags) start(stderr io.Writer, wanted bool) (*metricsServer, error) {
 	if f.metricsAddr == "" {
+		if wanted {
+			return &metricsServer{Exporter: metrics.New()}, nil
+		}
 		return nil, nil
 	}
 	addr, err := metricsListenAddr(f.metricsAddr)
@@ -86,7 +90,7 @@ func unwrapOpError(err error) error {
 
 // close stops serving; a scrape under way gets a second to finish.
 func (s *metricsServer) close() {
-	if s == nil {
+	if s == nil || s.srv == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

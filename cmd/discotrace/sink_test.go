@@ -420,6 +420,8 @@ func TestTraceSinkOpenFailures(t *testing.T) {
 		{[]string{"--listen", "unix:" + filepath.Join(dir, "s"), "--listen-buffer", "0"}, 2, `--listen-buffer "0"`},
 		{[]string{"--output", "a", "--output", "a"}, 2, "--output a is given twice"},
 		{[]string{"--output-max-size", "1MiB"}, 2, "--output-max-size rotates an --output file"},
+		{[]string{"--output-max-age", "1h"}, 2, "--output-max-age rotates an --output file"},
+		{[]string{"--output", filepath.Join(dir, "x"), "--output-max-age", "-1h"}, 2, "--output-max-age -1h0m0s: " + wantMaxAge},
 	} {
 		f := traceWith(time.Second)
 		fl := pflag.NewFlagSet("trace", pflag.ContinueOnError)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -21,18 +22,22 @@ import (
 type sinkFlags struct {
 	outputs      []string
 	maxSize      string
+	maxAge       time.Duration
 	keep         int
 	listens      []string
 	readerBuffer string
 }
 
-// defaultKeep is how many size-rotated files are kept.
+// defaultKeep is how many rotated files are kept.
 const defaultKeep = 5
+
+const wantMaxAge = "give a positive duration, such as 1h or 24h"
 
 func (f *sinkFlags) register(fl *pflag.FlagSet) {
 	fl.StringArrayVar(&f.outputs, "output", nil, `append the events to `+"`FILE`"+` (created 0600; reopened on SIGHUP), "-" for stdout; repeatable`)
 	fl.StringVar(&f.maxSize, "output-max-size", "", "rotate an --output file before it grows past `SIZE` (e.g. 100MiB; default: never, leave it to logrotate)")
-	fl.IntVar(&f.keep, "output-keep", defaultKeep, "rotated files kept by --output-max-size: FILE.1 (newest) to FILE.`N`")
+	fl.Var(durationFlag{&f.maxAge, wantMaxAge}, "output-max-age", "rotate an --output file at the first event once it has been written to for `DURATION` (e.g. 24h; default: never)")
+	fl.IntVar(&f.keep, "output-keep", defaultKeep, "rotated files kept by --output-max-size and --output-max-age: FILE.1 (newest) to FILE.`N`")
 	fl.StringArrayVar(&f.listens, "listen", nil, "serve the live stream to any number of readers on a unix socket, `unix:PATH` (created 0600); repeatable")
 	fl.StringVar(&f.readerBuffer, "listen-buffer", "4MiB", "`SIZE` of the events queued per --listen reader before they are dropped for it (a slow reader is told what it lost)")
 }
@@ -65,7 +70,7 @@ func (f *sinkFlags) open(stdout, stderr io.Writer, withPayload, textStdout bool)
 		if o == "-" {
 			continue
 		}
-		s, err := sink.OpenFile(sink.FileConfig{Path: o, MaxSize: maxSize, Keep: keep, Log: logger})
+		s, err := sink.OpenFile(sink.FileConfig{Path: o, MaxSize: maxSize, MaxAge: f.maxAge, Keep: keep, Log: logger})
 		if err != nil {
 			return nil, false, nil, fmt.Errorf("--output %s: %w", o, err)
 		}
@@ -138,6 +143,14 @@ func (f *sinkFlags) check() (maxSize int64, keep, readerBuffer int, err error) {
 		}
 		if maxSize, err = parseSize(f.maxSize); err != nil || maxSize <= 0 {
 			return 0, 0, 0, usage("--output-max-size %q: want a positive size such as 100MiB", f.maxSize)
+		}
+	}
+	if f.maxAge != 0 {
+		if !slices.ContainsFunc(f.outputs, func(o string) bool { return o != "-" }) {
+			return 0, 0, 0, usage("--output-max-age rotates an --output file: give one")
+		}
+		if f.maxAge < 0 {
+			return 0, 0, 0, badFlag("output-max-age", f.maxAge.String(), wantMaxAge)
 		}
 	}
 	if f.keep < 0 {

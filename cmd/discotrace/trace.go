@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -28,6 +29,7 @@ type traceFlags struct {
 	sinkFlags
 	attachFlags
 	pcapOut  pcapOutFlag
+	otlp     otlpFlag
 	format   formatFlag
 	keylog   keylogFlag
 	raw      bool
@@ -69,8 +71,9 @@ and for a failed handshake or exchange its cause and best evidence; failures are
 the complete events, one JSON object per line, for programs.
 
 --output appends the events to a file instead, as NDJSON (reopened on SIGHUP, for
-logrotate, or rotated by --output-max-size), --listen serves them to any number of readers
-on a unix socket; "--output -" keeps stdout as well.
+logrotate, or rotated by --output-max-size or --output-max-age), --listen serves them to
+any number of readers on a unix socket; "--output -" keeps stdout as well. --otlp-endpoint
+also sends each event as an OpenTelemetry log record, and the metrics, to a collector.
 
 Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 		Example: `  sudo discotrace trace
@@ -95,6 +98,7 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	f.metricsFlags.register(fl)
 	f.sinkFlags.register(fl)
 	f.pcapOut.register(fl)
+	f.otlp.register(fl)
 	f.keylog.register(fl)
 	f.snapLen, f.ringSize = tracer.MaxSnapLen, tracer.DefaultRingSize
 	fl.Var(durationFlag{&f.duration, wantDuration}, "duration", "stop after this long (0: until interrupted)")
@@ -135,6 +139,11 @@ func (f *traceFlags) config() (tracer.Config, error) {
 	if f.duration < 0 {
 		return cfg, badFlag("duration", f.duration.String(), wantDuration)
 	}
+	if f.otlp.given() {
+		if _, err := f.otlp.check(); err != nil {
+			return cfg, err
+		}
+	}
 	return cfg, nil
 }
 
@@ -168,7 +177,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		dec = decode.NewDecoder(dcfg)
 		watch = newIdentityWatch(dec, flagged, stderr, identityWatchAfter)
 	}
-	ms, err := f.metricsFlags.start(stderr)
+	ms, err := f.metricsFlags.start(stderr, f.otlp.given())
 	if err != nil {
 		return err
 	}
@@ -190,6 +199,15 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 			fmt.Fprintf(stderr, "discotrace: %v\n", err)
 		}
 	}()
+	var isLocal func(netip.AddrPort) bool
+	if dec != nil {
+		isLocal = dec.IsLocal
+	}
+	otlp, err := f.otlp.open(stderr, ms, isLocal)
+	if err != nil {
+		return err
+	}
+	defer otlp.close(stderr) // after the stream ended: every event was queued
 	out := &renderedOutput{withPayload: f.payload, writers: []eventWriter{fan}}
 	if toStdout && textOut {
 		out.writers = append(out.writers, f.format.textWriter(stdout))
@@ -220,7 +238,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 		<-ctx.Done()
 		tr.Close()
 	}()
-	err = stream(tr, out, pcap, stderr, dec, watch, ms)
+	err = stream(tr, out, pcap, otlp, stderr, dec, watch, ms)
 	if kerr := closeKeylog(); kerr != nil && err == nil {
 		err = kerr
 	}
@@ -232,12 +250,13 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 // (decode/live) never lets decoding hold up the ring buffer's reader, and reports what it
 // could not keep up with as shed events. What the events add up to (outcomes, causes,
 // losses) is summed up on stderr at the end; ms, when metrics are served, counts them too,
-// and pcap, with --pcap-out, gets the datagrams and ICMP errors as pcapng. watch, when not
-// nil, warns about local identities the decoded packets do not match.
-func stream(tr *tracer.Tracer, out *renderedOutput, pcap *pcapOutput, stderr io.Writer, dec *decode.Decoder, watch *identityWatch, ms *metricsServer) error {
+// pcap, with --pcap-out, gets the datagrams and ICMP errors as pcapng, and otlp, with
+// --otlp-endpoint, every event as a log record. watch, when not nil, warns about local
+// identities the decoded packets do not match. Every output is composed here.
+func stream(tr *tracer.Tracer, out *renderedOutput, pcap *pcapOutput, otlp *otlpOutput, stderr io.Writer, dec *decode.Decoder, watch *identityWatch, ms *metricsServer) error {
 	summary := report.New(report.Options{})
 	out.summary = summary
-	st, err := live.Run(livetrace.Source{Tracer: tr}, dec, watch.output(pcap.beside(ms.outputs(out))), live.Config{})
+	st, err := live.Run(livetrace.Source{Tracer: tr}, dec, watch.output(otlp.beside(pcap.beside(ms.outputs(out)))), live.Config{})
 	s := summary.Summary()
 	report.WriteClosing(stderr, &s, "discotrace: ")
 	if err != nil {
