@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,18 +23,22 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/spf13/pflag"
 
+	"github.com/discotrace/discotrace/internal/otlptest"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
-// `discotrace trace` run as a service, with a file and a socket, beside two go-ethereum
+// `discotrace trace` run as a service with every sink at once (a file, a socket, the
+// Prometheus endpoint, an OTLP collector and a pcapng file), beside two go-ethereum
 // discv4 nodes pinging each other, in its own process so that it gets real signals:
 //   - the file is created 0600; logrotate renames it and sends SIGHUP while events keep
 //     coming: the renamed file and the new one hold every event once, in order;
 //   - of two socket readers, one reads all along and gets every event from when it
 //     connected; the other reads nothing for a while: events are dropped for it alone, and
 //     its stream says how many at the place they are missing;
+//   - once the stream settles, /metrics counts the events the file holds;
 //   - on SIGTERM it exits 0, every reader's stream ends, the socket file is gone, and none
-//     of its BPF programs is left in the kernel.
+//     of its BPF programs is left in the kernel; the collector got one log record per
+//     event, and the pcapng, read back by tshark, holds every datagram.
 func TestTraceSinksAsAService(t *testing.T) {
 	if os.Getenv("DISCOTRACE_TEST_MAIN") == t.Name() {
 		os.Args = append([]string{"discotrace"}, strings.Split(os.Getenv("DISCOTRACE_TEST_ARGS"), "\n")...)
@@ -44,11 +49,18 @@ func TestTraceSinksAsAService(t *testing.T) {
 	portWithNoListener(t) // skips without root
 	dir := t.TempDir()
 	out, sock := filepath.Join(dir, "events.ndjson"), filepath.Join(dir, "events.sock")
+	pcap := filepath.Join(dir, "trace.pcapng")
+	collector := otlptest.StartGRPC(t)
 
 	child := startTraceProcess(t, "--payload",
 		"--port", strconv.Itoa(pinger.LocalAddr().(*net.UDPAddr).Port),
 		"--port", strconv.Itoa(pinged.LocalAddr().(*net.UDPAddr).Port),
-		"--output", out, "--listen", "unix:"+sock, "--listen-buffer", "2MiB")
+		"--output", out, "--listen", "unix:"+sock, "--listen-buffer", "2MiB",
+		"--metrics-addr", "0", "--otlp-endpoint", collector.URL, "--pcap-out", pcap)
+	metricsURL := regexp.MustCompile(`metrics at (http://\S+)`).FindStringSubmatch(child.stderr.String())
+	if metricsURL == nil {
+		t.Fatalf("trace did not say where its metrics are:\n%s", child.stderr.String())
+	}
 	links, progs := bpfObjectsOf(t, child.cmd.Process.Pid)
 	for _, p := range []string{out, sock} {
 		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
@@ -125,6 +137,27 @@ func TestTraceSinksAsAService(t *testing.T) {
 	slow := readToEnd(slowConn)
 	for range 50 {
 		ping()
+	}
+
+	// Once no event has come for a while (the last verdicts are in), /metrics counts the
+	// events the file holds.
+	var counted float64
+	var lines int
+	for settled := time.Now().Add(time.Minute); ; time.Sleep(300 * time.Millisecond) {
+		before := fileSize(out)
+		counted = 0
+		for name, v := range scrape(t, metricsURL[1]) {
+			if strings.HasPrefix(name, "discotrace_events_total") {
+				counted += v
+			}
+		}
+		lines = bytes.Count(readFileOrEmpty(t, out+".1"), []byte("\n")) + bytes.Count(readFileOrEmpty(t, out), []byte("\n"))
+		if fileSize(out) == before && counted == float64(lines) {
+			break
+		}
+		if time.Now().After(settled) { // a hang guard, not a timing
+			t.Fatalf("/metrics counts %v events, the files hold %d, and they never agreed", counted, lines)
+		}
 	}
 
 	if err := child.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -219,6 +252,13 @@ func TestTraceSinksAsAService(t *testing.T) {
 	}
 	t.Logf("%d events: %d before the reopen, %d after; fast reader %d bytes; slow reader got %d, told of %d lost",
 		last, len(rotatedEvs), len(currentEvs), len(fastData), received, told)
+
+	// The collector and the pcapng: every event, every datagram.
+	if n := len(collector.Records()); n != len(allEvs) {
+		t.Errorf("the OTLP collector got %d log records for %d events; stderr:\n%s", n, len(allEvs), stderr)
+	}
+	packets := requirePcapMatchesStream(t, pcap, all)
+	t.Logf("/metrics counted %v events before SIGTERM; %d OTLP records; %d packets in the pcapng", counted, len(collector.Records()), packets)
 }
 
 // traceProcess is `discotrace trace` running in a child process (the test binary).
