@@ -38,7 +38,7 @@ func TestAttachFindsAGethNodeInANamespace(t *testing.T) {
 		t.Skip("needs root to make a network namespace and attach BPF programs")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2's ip")
+		t.Fatal("iproute2's ip is needed (apt-get install iproute2; .ci/run installs it)")
 	}
 	dir := t.TempDir()
 	datadir := filepath.Join(dir, "data")

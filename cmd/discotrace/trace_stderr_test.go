@@ -119,7 +119,7 @@ func boundInNewNamespace(t *testing.T, port int) uint64 {
 	t.Helper()
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
-		t.Skip("unshare (util-linux) is not installed")
+		t.Fatal("unshare is needed (apt-get install util-linux; .ci/run installs it)")
 	}
 	cmd := exec.Command(unshare, "--net", os.Args[0], "-test.run=^"+t.Name()+"$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("DISCOTRACE_TEST_BIND_UDP=%d", port))
