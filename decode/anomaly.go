@@ -17,10 +17,6 @@ import (
 	"github.com/discotrace/discotrace/decode/result"
 )
 
-// v4ExpirationWindow is how far in the future go-ethereum sets discv4 expirations. The
-// offset of a sender's clock is estimated as expiration - window - capture time.
-const v4ExpirationWindow = 20 * time.Second
-
 // Clock offset estimation: the median of a peer's last skewSamples packets, reported
 // once per peer when there are at least skewMinSamples: one packet with an odd
 // expiration (test tools send them on purpose) moves the median of three by nothing.
@@ -171,7 +167,8 @@ func (an *anomalies) clockSkew(r *record.Record, p *packet.Packet, sd *seenDatag
 		return
 	}
 	// Expirations are whole seconds, truncated: +0.5 s centres the estimate.
-	off := p.Expiration.Add(500*time.Millisecond).Sub(r.Time) - v4ExpirationWindow
+	window := an.d.cfg.V4ExpirationWindow
+	off := p.Expiration.Add(500*time.Millisecond).Sub(r.Time) - window
 	if len(s.samples) == skewSamples {
 		s.samples = append(s.samples[:0], s.samples[1:]...) // the latest samples: a clock can change
 	}
@@ -198,9 +195,9 @@ func (an *anomalies) clockSkew(r *record.Record, p *packet.Packet, sd *seenDatag
 	if median < 0 {
 		dir = "behind"
 	}
-	ev.Detail = fmt.Sprintf("the peer's clock is about %s %s the capture's (median of %d discv4 expirations, assuming go-ethereum's %s expiration window)",
-		median.Abs().Round(time.Second), dir, len(s.samples), v4ExpirationWindow)
-	if median <= -v4ExpirationWindow {
+	ev.Detail = fmt.Sprintf("the peer's clock is about %s %s the capture's (median of %d discv4 expirations, assuming a %s expiration window: --v4-expiration-window)",
+		median.Abs().Round(time.Second), dir, len(s.samples), window)
+	if median <= -window {
 		ev.Detail += "; its packets arrive already expired and are ignored"
 	}
 	ev.Evidence = []result.Evidence{an.evidence(sd, fmt.Sprintf("%s expiration %s", p.Kind, p.Expiration.UTC().Format(time.RFC3339)))}

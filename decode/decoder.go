@@ -43,6 +43,9 @@ const (
 	DefaultV4Timeout        = 500 * time.Millisecond // discv4 respTimeout
 	DefaultV5Timeout        = 700 * time.Millisecond // discv5 respTimeoutV5
 	DefaultHandshakeTimeout = time.Second            // discv5 handshakeTimeout
+	// DefaultV4ExpirationWindow is how far ahead of its clock go-ethereum (also reth and
+	// Erigon) sets a discv4 packet's expiration; other clients use other windows (README).
+	DefaultV4ExpirationWindow = 20 * time.Second
 	// DefaultSettleDelay is how long an answer waits for an ICMP error or a drop saying
 	// it never reached the application (a local firewall rejecting it, a full buffer).
 	// Both come from the receiving host itself, so within microseconds of the answer.
@@ -65,6 +68,10 @@ type Config struct {
 	V5Timeout        time.Duration // a discv5 request's answer, and a WHOAREYOU or response to a handshake
 	HandshakeTimeout time.Duration // a discv5 challenge's HANDSHAKE
 	SettleDelay      time.Duration
+
+	// V4ExpirationWindow is how far ahead of their clocks peers set discv4 expirations:
+	// a peer's clock offset is estimated as expiration - window - record time.
+	V4ExpirationWindow time.Duration
 
 	// ClockSkewThreshold: how far a peer's estimated clock offset may be before a
 	// clock_skew anomaly.
@@ -102,6 +109,7 @@ func (c *Config) setDefaults() {
 	def(&c.SettleDelay, DefaultSettleDelay)
 	def(&c.FragmentTimeout, DefaultFragmentTimeout)
 	def(&c.ClockSkewThreshold, DefaultClockSkewThreshold)
+	def(&c.V4ExpirationWindow, DefaultV4ExpirationWindow)
 	def(&c.StormWindow, DefaultStormWindow)
 	if c.StormThreshold <= 0 {
 		c.StormThreshold = DefaultStormThreshold

@@ -624,6 +624,29 @@ func TestScenarioClockSkew(t *testing.T) {
 	}
 }
 
+// Besu sets discv4 expirations 60 s ahead, not geth's 20 s: with the default window its
+// correct clock reads 40 s ahead; told the window, it reads right.
+func TestScenarioClockSkewExpirationWindow(t *testing.T) {
+	for _, c := range []struct {
+		window time.Duration
+		skew   bool
+	}{{0, true}, {60 * time.Second, false}} {
+		s := newScNet(t, Config{V4ExpirationWindow: c.window})
+		a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+		for i := 0; i < 3; i++ {
+			s.v4(b, a, &v4wire.Ping{Version: 4, Expiration: uint64(s.now.Add(60 * time.Second).Unix())}, record.DirIn)
+			s.after(time.Second)
+		}
+		ans := s.ofType(ndjson.TypeAnomaly)
+		switch {
+		case !c.skew && len(ans) != 0:
+			t.Errorf("window %s: %+v", c.window, ans)
+		case c.skew && (len(ans) != 1 || *ans[0].OffsetNs != int64(40500*time.Millisecond) || !strings.Contains(ans[0].Detail, "assuming a 20s expiration window")):
+			t.Errorf("default window: %+v", ans)
+		}
+	}
+}
+
 func TestScenarioENRSeqRegression(t *testing.T) {
 	s := newScNet(t, Config{})
 	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")

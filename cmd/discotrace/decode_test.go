@@ -117,6 +117,15 @@ func TestDecodeCommandFlags(t *testing.T) {
 	if n := strings.Count(out, `"outcome":"answered"`); n != 2 {
 		t.Errorf("%d answered exchanges, want the 2 discv5 ones", n)
 	}
+	// geth's peers set expirations 20 s ahead: assuming Besu's 60 s makes their clocks
+	// read 40 s behind.
+	out, err = runCLI(t, path, "--v4-expiration-window", "60s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out, `"anomaly":"clock_skew","peer":`); n != 2 || !strings.Contains(out, "about 40s behind the capture's") {
+		t.Errorf("--v4-expiration-window 60s: %d clock_skew anomalies, want 2 saying 40s behind:\n%s", n, out)
+	}
 }
 
 func TestDecodeCommandErrors(t *testing.T) {

@@ -14,17 +14,25 @@ type decoderFlags struct {
 	nodeKeys, nodeIDs, enrs []string
 	v4Timeout, v5Timeout    time.Duration
 	handshakeTimeout        time.Duration
+	v4ExpirationWindow      time.Duration
 	payload                 bool
 }
 
+// defaultDecoderFlags are the flags' values when none is given: go-ethereum's.
+func defaultDecoderFlags() decoderFlags {
+	return decoderFlags{v4Timeout: decode.DefaultV4Timeout, v5Timeout: decode.DefaultV5Timeout,
+		handshakeTimeout: decode.DefaultHandshakeTimeout, v4ExpirationWindow: decode.DefaultV4ExpirationWindow}
+}
+
 func (f *decoderFlags) register(fl *pflag.FlagSet) {
+	*f = defaultDecoderFlags()
 	fl.StringArrayVar(&f.nodeKeys, "nodekey", nil, "local node private key: 64 hex characters or a file holding them (repeatable)")
 	fl.StringArrayVar(&f.nodeIDs, "node-id", nil, "local node ID: 64 hex characters or an enode:// URL (repeatable)")
 	fl.StringArrayVar(&f.enrs, "enr", nil, `local node record, "enr:..." (repeatable)`)
-	f.v4Timeout, f.v5Timeout, f.handshakeTimeout = decode.DefaultV4Timeout, decode.DefaultV5Timeout, decode.DefaultHandshakeTimeout
 	fl.Var(durationFlag{&f.v4Timeout, wantPositive}, "v4-timeout", "how long a discv4 request waits for its answer")
 	fl.Var(durationFlag{&f.v5Timeout, wantPositive}, "v5-timeout", "how long a discv5 request or handshake step waits for its answer")
 	fl.Var(durationFlag{&f.handshakeTimeout, wantPositive}, "handshake-timeout", "how long a discv5 challenge (WHOAREYOU) waits for the HANDSHAKE")
+	fl.Var(durationFlag{&f.v4ExpirationWindow, wantPositive}, "v4-expiration-window", "how far ahead of their clocks the peers set discv4 expirations (geth, reth, Erigon 20s; Nethermind 30s; Besu 60s): the clock_skew estimate assumes it")
 	fl.BoolVar(&f.payload, "payload", false, "add each datagram's payload, hex, to its event")
 }
 
@@ -34,7 +42,7 @@ func (f *decoderFlags) config() (decode.Config, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"v4-timeout", f.v4Timeout}, {"v5-timeout", f.v5Timeout}, {"handshake-timeout", f.handshakeTimeout}} {
+	}{{"v4-timeout", f.v4Timeout}, {"v5-timeout", f.v5Timeout}, {"handshake-timeout", f.handshakeTimeout}, {"v4-expiration-window", f.v4ExpirationWindow}} {
 		if d.v <= 0 {
 			return decode.Config{}, badFlag(d.name, d.v.String(), wantPositive)
 		}
@@ -48,6 +56,8 @@ func (f *decoderFlags) config() (decode.Config, error) {
 		V4Timeout:        f.v4Timeout,
 		V5Timeout:        f.v5Timeout,
 		HandshakeTimeout: f.handshakeTimeout,
+
+		V4ExpirationWindow: f.v4ExpirationWindow,
 	}, nil
 }
 

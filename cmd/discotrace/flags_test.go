@@ -75,6 +75,7 @@ func TestBadFlagValuesExit2WithOneLine(t *testing.T) {
 		{append(decode, "--v4-timeout", "abc"), "--v4-timeout abc: " + positive},
 		{append(decode, "--v5-timeout", "0s"), "--v5-timeout 0s: " + positive},
 		{append(decode, "--handshake-timeout", "-1ms"), "--handshake-timeout -1ms: " + positive},
+		{append(decode, "--v4-expiration-window", "0"), "--v4-expiration-window 0s: " + positive},
 		{append(decode, "--payload=yes"), "--payload yes: " + boolean},
 		{append(decode, "--nodekey", "abc"), "--nodekey #1: " + nodeKey},
 		{append(decode, "--node-id", "abc"), "--node-id: " + nodeID},

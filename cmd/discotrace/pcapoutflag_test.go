@@ -13,7 +13,6 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 
-	"github.com/discotrace/discotrace/decode"
 	"github.com/discotrace/discotrace/internal/tsharktest"
 	"github.com/discotrace/discotrace/ndjson"
 )
@@ -81,12 +80,12 @@ func TestPcapOutDecode(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			capture := testCapture(t, name)
 			out := filepath.Join(t.TempDir(), "decoded.pcapng")
-			f := &decoderFlags{v4Timeout: decode.DefaultV4Timeout, v5Timeout: decode.DefaultV5Timeout,
-				handshakeTimeout: decode.DefaultHandshakeTimeout, nodeKeys: []string{testKeyA,
-					"2222222222222222222222222222222222222222222222222222222222222222",
-					"3333333333333333333333333333333333333333333333333333333333333333"}}
+			f := defaultDecoderFlags()
+			f.nodeKeys = []string{testKeyA,
+				"2222222222222222222222222222222222222222222222222222222222222222",
+				"3333333333333333333333333333333333333333333333333333333333333333"}
 			var stdout, stderr bytes.Buffer
-			if err := runDecode(&stdout, &stderr, capture, f, &formatFlag{value: formatNDJSON}, &pcapOutFlag{path: out}, &keylogFlag{}); err != nil {
+			if err := runDecode(&stdout, &stderr, capture, &f, &formatFlag{value: formatNDJSON}, &pcapOutFlag{path: out}, &keylogFlag{}); err != nil {
 				t.Fatalf("decode: %v\n%s", err, stderr.String())
 			}
 			n := requirePcapMatchesStream(t, out, stdout.Bytes())

@@ -18,7 +18,6 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
 
-	"github.com/discotrace/discotrace/decode"
 	"github.com/discotrace/discotrace/ndjson"
 	"github.com/discotrace/discotrace/tracer"
 )
@@ -27,8 +26,7 @@ import (
 // ports, for d.
 func traceWith(d time.Duration, ports ...int) *traceFlags {
 	f := &traceFlags{duration: d, snapLen: tracer.MaxSnapLen, ringSize: tracer.DefaultRingSize,
-		hookFlags: hookFlags{backend: "auto"}, decoderFlags: decoderFlags{v4Timeout: decode.DefaultV4Timeout,
-			v5Timeout: decode.DefaultV5Timeout, handshakeTimeout: decode.DefaultHandshakeTimeout}}
+		hookFlags: hookFlags{backend: "auto"}, decoderFlags: defaultDecoderFlags()}
 	for _, p := range ports {
 		f.ports = append(f.ports, uint(p))
 	}
