@@ -24,9 +24,17 @@ import (
 //	recipient → initiator  MESSAGE (the first response: the recipient accepted)
 //
 // A different WHOAREYOU answering the HANDSHAKE means the recipient could not verify
-// it (rejected). A MESSAGE that nothing answers is a failed handshake when it was a
-// handshake's first packet (random: go-ethereum sends 20 random bytes when it has no
-// session), or when nothing suggests it answered something itself.
+// it (rejected).
+//
+// A handshake's first packet is random bytes of a size the implementation chooses
+// (go-ethereum: 20, others more), so no size tells it from a short message of a session
+// this capture cannot open (a 91-byte TALKRESP has a 20-byte message too). It is known
+// for one by what the spec guarantees: a WHOAREYOU echoing its nonce answers it, and a
+// HANDSHAKE follows it. Nothing else makes a MESSAGE a first packet, with one exception
+// for what nothing answered at all: a first contact (no HANDSHAKE of the pair, no packet
+// of the peer shortly before, so it can be no response) of go-ethereum's size is
+// reported as a failed handshake, since that is all the size can hint at; any other
+// undecryptable MESSAGE is a message of a session (a response, or a request).
 
 type attemptState uint8
 
@@ -59,8 +67,10 @@ type v5Msg struct {
 	tracked
 	t         time.Time
 	nonce     []byte
-	random    bool // undecryptable by design: a handshake's first packet
 	decrypted bool
+	// sizeHint: undecryptable and of go-ethereum's random packet size. A hint only:
+	// it decides nothing a WHOAREYOU, a HANDSHAKE or a session can decide.
+	sizeHint  bool
 	inSession bool // sent after a handshake of the same pair
 	// peerRecent says the peer sent a discv5 packet to the sender shortly before: an
 	// undecryptable message is then more likely a response than a request.
@@ -141,12 +151,13 @@ func (h *handshakes) packet(r *record.Record, p *packet.Packet, sd *seenDatagram
 
 func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagram, fwd, rev *pairState, prevFromPeer time.Time, emit func(result.Event)) {
 	// As an answer: the recipient of a handshake responds, or a peer in session answers.
-	// A random packet answers nothing: its sender has no session.
-	random := errors.Is(p.Err, discv5.ErrRandomPacket)
+	// Whatever its size, a MESSAGE from the recipient after the HANDSHAKE, instead of a
+	// new WHOAREYOU, proves that it derived the keys; should the initiator challenge it
+	// (it was the recipient's own first contact), unanswer takes that back.
 	firstResponse := false
 	// A HANDSHAKE that was dropped, or that an ICMP error quotes, set up no session:
 	// the peer's messages after it belong to an older one (issue 10, item 1).
-	if a := rev.att; a != nil && !random && !a.done && a.state == stateHandshakeSent && !a.awaiting.lost {
+	if a := rev.att; a != nil && !a.done && a.state == stateHandshakeSent && !a.awaiting.lost {
 		a.state, a.respT, a.answerNonce = stateEstablished, r.Time, p.Nonce
 		if p.HasSrcID {
 			a.recipID, a.hasRecipID = p.SrcID, true
@@ -158,11 +169,13 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		// late it came, it is no request of its own.
 		firstResponse = p.Msg == nil
 	}
+	sizeHint := errors.Is(p.Err, discv5.ErrRandomPacket)
+	ownFirst := sizeHint && prevFromPeer.IsZero() && fwd.att == nil // the peer's own first contact, by the hint
 	for _, m := range rev.msgs {
-		// A message from the peer answers the sender's earlier messages when they were
-		// in a session; a random first packet wants a WHOAREYOU, and nothing else
-		// answers it.
-		if !random && !m.random && !m.t.After(r.Time) {
+		// A message from the peer answers the sender's earlier messages that reached it
+		// (a peer without a session answers WHOAREYOU instead), unless both look like
+		// first packets crossing.
+		if !m.t.After(r.Time) && !(m.awaiting != nil && m.awaiting.lost) && !(ownFirst && m.sizeHint && m.firstContact()) {
 			m.done = true
 		}
 	}
@@ -191,8 +204,7 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		return
 	}
 	m := &v5Msg{
-		t: r.Time, nonce: p.Nonce, decrypted: p.Msg != nil,
-		random:     random,
+		t: r.Time, nonce: p.Nonce, decrypted: p.Msg != nil, sizeHint: sizeHint,
 		peerRecent: !prevFromPeer.IsZero() && r.Time.Sub(prevFromPeer) < h.d.cfg.V5Timeout,
 		srcID:      p.SrcID, hasSrcID: p.HasSrcID, dstID: p.DstID, hasDstID: p.HasDstID,
 	}
@@ -217,8 +229,8 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		// Out of the pair's list at once: a finished message there would keep its
 		// datagram and decoded packet in memory until the next sweep.
 		fwd.msgs = compactMsgs(fwd.msgs)
-		if !m.random {
-			if !m.decrypted && (!m.inSession && !m.peerRecent || m.rejected != nil) {
+		if !m.firstContact() || !m.sizeHint {
+			if !m.decrypted && (m.firstContact() || m.rejected != nil) {
 				// A request in a session this capture cannot decrypt: not a handshake,
 				// but an exchange nothing answered (or that met a stale challenge).
 				if atEnd && !m.decisive() {
@@ -245,6 +257,12 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 			h.emit(a, result.Failed, emit)
 		})
 	})
+}
+
+// firstContact reports whether m is undecryptable and neither in a session the capture
+// saw set up nor after a packet of the peer (which it could answer).
+func (m *v5Msg) firstContact() bool {
+	return !m.decrypted && !m.inSession && !m.peerRecent
 }
 
 // maxPendingMsgs bounds the unanswered messages followed per pair: of a peer flooding
@@ -500,12 +518,12 @@ func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatag
 		if a != nil && !a.done && a.state == stateHandshakeSent {
 			h.emit(a, result.Failed, emit) // a second HANDSHAKE without a new challenge
 		}
-		// The challenge was not captured. The initiator's random packets shortly before,
-		// still unanswered, are what it answered: the recipient challenged the first
+		// The challenge was not captured. The initiator's undecryptable packets shortly
+		// before, outside a session and still unanswered, are what it answered: the recipient challenged the first
 		// and repeated that challenge to the others, so the first starts the attempt.
 		a = &attempt{initiator: r.Src, recipient: r.Dst}
 		for _, m := range st.msgs {
-			if !m.random || m.done || r.Time.Sub(m.t) > h.d.cfg.HandshakeTimeout {
+			if m.decrypted || m.inSession || m.done || r.Time.Sub(m.t) > h.d.cfg.HandshakeTimeout {
 				continue
 			}
 			if !a.hasStart {
