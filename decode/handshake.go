@@ -60,6 +60,9 @@ type attempt struct {
 	hsNonce                    []byte
 	challengeNonce             []byte // the nonce the first WHOAREYOU echoes
 	answerNonce                []byte // the answer's (its datagram forgets its packet)
+	// carried is the exchange of the request its HANDSHAKE carries, when this capture
+	// cannot decrypt it: the first response answers it.
+	carried *exchange
 }
 
 // v5Msg is a MESSAGE nothing has answered yet.
@@ -93,6 +96,8 @@ type pairState struct {
 type handshakes struct {
 	d     *Decoder
 	pairs *bounded.Map[flowKey, *pairState]
+	// lastCarried is, per pair, the latest request a HANDSHAKE carried undecrypted.
+	lastCarried *bounded.Map[flowKey, *exchange]
 }
 
 // maxPairs bounds the endpoint pairs followed: a few thousand peers, both directions (a
@@ -102,6 +107,7 @@ const maxPairs = 16384
 func (h *handshakes) init(d *Decoder) {
 	h.d = d
 	h.pairs = bounded.New[flowKey, *pairState](maxPairs)
+	h.lastCarried = bounded.New[flowKey, *exchange](maxPairs)
 }
 
 func (h *handshakes) pair(from, to netip.AddrPort) *pairState {
@@ -166,8 +172,12 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 			h.emit(a, outcome, emit)
 		})
 		// The recipient's first response: when this capture cannot open it, however
-		// late it came, it is no request of its own.
+		// late it came, it is no request of its own, but the answer to the request
+		// the HANDSHAKE carried.
 		firstResponse = p.Msg == nil
+		if ex := a.carried; ex != nil && firstResponse {
+			h.d.ex.answer(ex, r, p, sd, undecryptedName)
+		}
 	}
 	sizeHint := errors.Is(p.Err, discv5.ErrRandomPacket)
 	ownFirst := sizeHint && prevFromPeer.IsZero() && fwd.att == nil // the peer's own first contact, by the hint
@@ -551,11 +561,53 @@ func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatag
 	}
 	a.awaiting, a.read = sd, nil
 	sd.own(&a.tracked)
+	if p.Msg == nil {
+		h.carry(a, r, p, sd)
+	}
 	// The request in the HANDSHAKE times out at the initiator, but the session it set up
 	// stands: a later response still shows the handshake established, slowly, and is
 	// not taken for a request of its own.
 	hsT := r.Time
 	h.expire(a, hsT, h.d.cfg.V5Timeout, func() bool { return a.state == stateHandshakeSent && a.hsT == hsT })
+}
+
+// carry follows the request in a HANDSHAKE this capture cannot decrypt (the initiator's
+// ephemeral secret is never stored; a key that would open it is not given) as a
+// MESSAGE/v5 exchange: a HANDSHAKE always carries a message, and a session proves it was
+// a request by its first response, which answers it. Its copy in a later HANDSHAKE (to a
+// new challenge of the same pair) is the same request tried again, as go-ethereum does.
+func (h *handshakes) carry(a *attempt, r *record.Record, p *packet.Packet, sd *seenDatagram) {
+	var refused *result.Evidence
+	if v5HandshakeRefused(p) {
+		refused = ptr(sd.evidence("carried by a HANDSHAKE the recipient cannot accept: " + p.Err.Error()))
+	}
+	if ex := h.carriedBefore(r); ex != nil {
+		ex.attempts++
+		ex.lastT = r.Time
+		ex.addSent(sd, "HANDSHAKE "+undecryptedName+" again")
+		ex.awaiting, ex.read, ex.rejected = sd, nil, refused
+		sd.own(&ex.tracked)
+		a.carried = ex
+		return
+	}
+	if !h.d.follow(r) {
+		return
+	}
+	ex := h.d.ex.open(r, p, sd, undecryptedName, h.d.cfg.V5Timeout)
+	ex.forget = func() {}
+	ex.rejected = refused
+	a.carried = ex
+	h.lastCarried.Put(flowOf(r.Src, r.Dst), ex)
+}
+
+// carriedBefore returns the request of the pair's previous HANDSHAKE still waiting for
+// its answer: a HANDSHAKE to a new challenge resends it.
+func (h *handshakes) carriedBefore(r *record.Record) *exchange {
+	ex, _ := h.lastCarried.Get(flowOf(r.Src, r.Dst))
+	if ex == nil || ex.done || ex.answered {
+		return nil
+	}
+	return ex
 }
 
 // emit reports an attempt. Its time is when it started: the packet the first challenge
