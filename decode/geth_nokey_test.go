@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/p2p/discover"
+	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/decode/internal/disctest"
@@ -75,5 +76,61 @@ func TestGethDiscv5WithoutTheRecipientsKey(t *testing.T) {
 		if established == 0 || carried != established {
 			t.Errorf("%s: %d handshakes from a established, %d requests carried in them answered", name, established, carried)
 		}
+	}
+}
+
+// With no key and no ID given, a's discv5 traffic with b is held undecoded until
+// something names the nodes: here b's discv4 PING, 600 ms later, names b, whose ID
+// unmasks a's packets, whose src-id names a, whose ID unmasks b's. Replayed in the
+// order they happened, both directions interleaved, they give the verdicts of IDs known
+// all along: the ~ms handshake established in ~ms, its request answered, nothing
+// failed (issue 10, item 7: replayed one direction at a time, the handshake took
+// 622 ms and failed, and its PONG and NODES became failed requests).
+func TestGethDiscv5HeldBothWaysReplayedInOrder(t *testing.T) {
+	a, b := newGethNode(t, disctest.KeyA), newGethNode(t, disctest.KeyB)
+	udpA, err := discover.ListenV5(a.conn, a.ln, a.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udpA.Close()
+	udpB, err := discover.ListenV5(b.conn, b.ln, b.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udpB.Close()
+	if _, err := udpA.Findnode(udpB.Self(), []uint{256}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := udpA.Ping(udpB.Self()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	recs := a.conn.records()
+	last := recs[len(recs)-1].Time
+	ping, _, err := v4wire.Encode(b.key, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(b.conn.local, 0), To: v4wire.NewEndpoint(a.conn.local, 0),
+		Expiration: uint64(last.Add(20 * time.Second).Unix())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = append(recs, &record.Record{Kind: record.Datagram, Time: last.Add(600 * time.Millisecond), Dir: record.DirIn,
+		Src: b.conn.local, Dst: a.conn.local, Len: len(ping), Payload: ping})
+
+	evs := decodeGethIdentity(t, Identity{}, recs)
+	established, answered := 0, 0
+	for _, ev := range evs {
+		switch {
+		case ev.Type == ndjson.TypeHandshake && ev.Outcome == string(result.Established):
+			established++
+			if *ev.TotalNs > int64(100*time.Millisecond) {
+				t.Errorf("handshake took %d ns on loopback", *ev.TotalNs)
+			}
+		case ev.Type == ndjson.TypeExchange && ev.Outcome == string(result.Answered):
+			answered++
+		case (ev.Type == ndjson.TypeHandshake || ev.Type == ndjson.TypeExchange) && ev.Req != "PING/v4":
+			t.Errorf("%s %s %s %s %s > %s", ev.Type, ev.Req, ev.Outcome, ev.Cause, ev.Initiator, ev.Recipient)
+		}
+	}
+	if established != 1 || answered == 0 {
+		t.Errorf("%d handshakes established, %d exchanges answered; want 1 and some", established, answered)
 	}
 }
