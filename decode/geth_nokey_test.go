@@ -2,6 +2,9 @@ package decode
 
 import (
 	"crypto/ecdsa"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,4 +136,87 @@ func TestGethDiscv5HeldBothWaysReplayedInOrder(t *testing.T) {
 	if established != 1 || answered == 0 {
 		t.Errorf("%d handshakes established, %d exchanges answered; want 1 and some", established, answered)
 	}
+}
+
+// Under loss (every third datagram reaching a dropped by its firewall), a's calls to b
+// meet timeouts, repeated challenges and requests resent in HANDSHAKEs. Decoded with
+// b's key (the recipient's: everything opens) and with only a's ID (nothing of the
+// sessions a starts opens), the verdicts must agree: the same handshakes with the same
+// outcomes, each request a HANDSHAKE carried once, with its decrypted twin's outcome,
+// and no failure the keyed decode does not have. A handshake whose response the
+// firewall dropped is established all the same: the recipient sent it, so it derived the
+// keys, and the session carries a's next requests (issue 10, item 5); the request the
+// HANDSHAKE carried is what failed.
+func TestGethDiscv5UnderLossWithAndWithoutKey(t *testing.T) {
+	a, b := newGethNode(t, disctest.KeyA), newGethNode(t, disctest.KeyB)
+	var n int
+	a.conn.lose = func() bool { n++; return n%3 == 2 }
+	udpA, err := discover.ListenV5(a.conn, a.ln, a.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udpA.Close()
+	udpB, err := discover.ListenV5(b.conn, b.ln, b.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udpB.Close()
+	calls := map[bool]int{}
+	for i := 0; i < 6; i++ {
+		_, err := udpA.Findnode(udpB.Self(), []uint{256})
+		calls[err == nil]++
+	}
+	t.Logf("a's FINDNODE calls: %d answered, %d failed", calls[true], calls[false])
+	time.Sleep(50 * time.Millisecond)
+	recs := a.conn.records()
+	type key struct{ typ, t, req, outcome, cause string }
+	summary := func(id Identity) (map[key]int, []string) {
+		m := make(map[key]int)
+		var lines []string
+		for _, ev := range decodeGethIdentity(t, id, recs) {
+			if ev.Type != ndjson.TypeHandshake && ev.Type != ndjson.TypeExchange || ev.Initiator != a.conn.local.String() {
+				continue
+			}
+			m[key{ev.Type, ev.Time, ev.Req, ev.Outcome, ev.Cause}]++
+			lines = append(lines, fmt.Sprintf("%s %s %s %s %s", ev.Type, ev.Time[17:], ev.Req, ev.Outcome, ev.Cause))
+		}
+		return m, lines
+	}
+	keyed, keyedLines := summary(Identity{Keys: []*ecdsa.PrivateKey{b.key}})
+	blind, blindLines := summary(Identity{IDs: []enode.ID{a.ln.ID()}})
+	report := func() string {
+		return "with b's key:\n  " + strings.Join(keyedLines, "\n  ") + "\nwith a's ID:\n  " + strings.Join(blindLines, "\n  ")
+	}
+	for k, n := range blind {
+		want := k
+		if k.typ == ndjson.TypeExchange {
+			// Its decrypted twin, at the same time: the FINDNODE.
+			want.req = "FINDNODE/v5"
+		}
+		if keyed[want] < n {
+			t.Errorf("%d × %+v without the key, not with it\n%s", n, k, report())
+		}
+	}
+	// A session that carries answered requests was established, whatever happened to
+	// the response to its HANDSHAKE: the latest handshake before each is.
+	var keys []key
+	for k := range keyed {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y key) int { return strings.Compare(x.t, y.t) })
+	var latest *key
+	for i, k := range keys {
+		switch {
+		case k.typ == ndjson.TypeHandshake:
+			latest = &keys[i]
+		case k.outcome == string(result.Answered) && latest != nil && latest.outcome != string(result.Established):
+			t.Errorf("%s answered at %s in a session whose handshake is reported %s %s\n%s", k.req, k.t, latest.outcome, latest.cause, report())
+		}
+	}
+	for k, n := range keyed {
+		if k.typ == ndjson.TypeHandshake && blind[k] != n {
+			t.Errorf("%d × %+v with the key, %d without\n%s", n, k, blind[k], report())
+		}
+	}
+	t.Log(report())
 }

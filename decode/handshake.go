@@ -168,8 +168,13 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		if p.HasSrcID {
 			a.recipID, a.hasRecipID = p.SrcID, true
 		}
-		a.settleAnswer(h.d, sd, r.Time, result.Established, func(outcome result.Outcome, emit func(result.Event)) {
-			h.emit(a, outcome, emit)
+		// Established even when the response never reached the initiator's application
+		// (dropped, or quoted by an ICMP error): sent, it proves the recipient derived
+		// the keys, and the initiator holds them since its HANDSHAKE, so the session
+		// stands and carries what follows. The request the HANDSHAKE carried is what
+		// failed, and its exchange says so.
+		a.settleAnswer(h.d, sd, r.Time, result.Established, func(_ result.Outcome, emit func(result.Event)) {
+			h.emit(a, result.Established, emit)
 		})
 		// The recipient's first response: when this capture cannot open it, however
 		// late it came, it is no request of its own, but the answer to the request
