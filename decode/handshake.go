@@ -96,7 +96,8 @@ type pairState struct {
 type handshakes struct {
 	d     *Decoder
 	pairs *bounded.Map[flowKey, *pairState]
-	// lastCarried is, per pair, the latest request a HANDSHAKE carried undecrypted.
+	// lastCarried is, per pair, the latest request a HANDSHAKE carried undecrypted,
+	// while it waits for its answer.
 	lastCarried *bounded.Map[flowKey, *exchange]
 }
 
@@ -181,6 +182,7 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		// the HANDSHAKE carried.
 		firstResponse = p.Msg == nil
 		if ex := a.carried; ex != nil && firstResponse {
+			ex.forget()
 			h.d.ex.answer(ex, r, p, sd, undecryptedName)
 		}
 	}
@@ -599,10 +601,15 @@ func (h *handshakes) carry(a *attempt, r *record.Record, p *packet.Packet, sd *s
 		return
 	}
 	ex := h.d.ex.open(r, p, sd, undecryptedName, h.d.cfg.V5Timeout)
-	ex.forget = func() {}
+	k := flowOf(r.Src, r.Dst)
+	ex.forget = func() { // at its deadline, or answered: a later HANDSHAKE starts another
+		if e, _ := h.lastCarried.Get(k); e == ex {
+			h.lastCarried.Delete(k)
+		}
+	}
 	ex.rejected = refused
 	a.carried = ex
-	h.lastCarried.Put(flowOf(r.Src, r.Dst), ex)
+	h.lastCarried.Put(k, ex)
 }
 
 // carriedBefore returns the request of the pair's previous HANDSHAKE still waiting for

@@ -463,6 +463,11 @@ func TestScenarioV5HandshakeRejected(t *testing.T) {
 	if hss[1].Outcome != string(result.Established) || *hss[1].WhoareyouRTTNs != int64(time.Millisecond) || hss[1].Time != ndjson.Time(scT0.Add(2*time.Millisecond)) {
 		t.Fatalf("second attempt starts with the rejected HANDSHAKE: %+v", hss[1])
 	}
+	// The PING, which no key here opens, rode in both HANDSHAKEs: one request, tried
+	// twice, answered by the PONG.
+	if ex := s.only(ndjson.TypeExchange); ex.Req != undecryptedName || ex.Outcome != string(result.Answered) || ex.Attempts != 2 || *ex.RTTNs != int64(time.Millisecond) {
+		t.Fatalf("exchange %+v, want the PING in both HANDSHAKEs answered once", ex)
+	}
 }
 
 // A random first packet to a peer whose port is closed.
