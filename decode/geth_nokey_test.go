@@ -33,6 +33,17 @@ func decodeGethIdentity(t *testing.T, id Identity, recs []*record.Record) []*ndj
 	return evs
 }
 
+// establishedTotals lists the total_ns of the established handshakes, in output order.
+func establishedTotals(evs []*ndjson.Event) []int64 {
+	var out []int64
+	for _, ev := range evs {
+		if ev.Type == ndjson.TypeHandshake && ev.Outcome == string(result.Established) {
+			out = append(out, *ev.TotalNs)
+		}
+	}
+	return out
+}
+
 // The local go-ethereum node a starts a session with b by asking it for nodes: its
 // FINDNODE rides in the HANDSHAKE, and b's NODES answers it. Without b's key nothing of
 // that session decrypts (a's keys come from an ephemeral secret): given only a's ID, or
@@ -55,6 +66,7 @@ func TestGethDiscv5WithoutTheRecipientsKey(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	recs := a.conn.records()
+	want := establishedTotals(decodeGethIdentity(t, Identity{Keys: []*ecdsa.PrivateKey{b.key}}, recs))
 	for name, id := range map[string]Identity{
 		"a's ID":  {IDs: []enode.ID{a.ln.ID()}},
 		"a's key": {Keys: []*ecdsa.PrivateKey{a.key}},
@@ -67,9 +79,6 @@ func TestGethDiscv5WithoutTheRecipientsKey(t *testing.T) {
 			switch {
 			case ev.Type == ndjson.TypeHandshake && ev.Outcome == string(result.Established) && ev.Initiator == a.conn.local.String():
 				established++
-				if *ev.TotalNs > int64(100*time.Millisecond) {
-					t.Errorf("%s: handshake took %d ns on loopback", name, *ev.TotalNs)
-				}
 			case ev.Type == ndjson.TypeExchange && ev.Req == undecryptedName && ev.Outcome == string(result.Answered) && ev.Initiator == a.conn.local.String():
 				carried++
 			case ev.Outcome == string(result.Failed):
@@ -79,6 +88,9 @@ func TestGethDiscv5WithoutTheRecipientsKey(t *testing.T) {
 		if established == 0 || carried != established {
 			t.Errorf("%s: %d handshakes from a established, %d requests carried in them answered", name, established, carried)
 		}
+		if got := establishedTotals(evs); !slices.Equal(got, want) {
+			t.Errorf("%s: handshakes established in %v ns, with b's key in %v", name, got, want)
+		}
 	}
 }
 
@@ -86,8 +98,8 @@ func TestGethDiscv5WithoutTheRecipientsKey(t *testing.T) {
 // something names the nodes: here b's discv4 PING, 600 ms later, names b, whose ID
 // unmasks a's packets, whose src-id names a, whose ID unmasks b's. Replayed in the
 // order they happened, both directions interleaved, they give the verdicts of IDs known
-// all along: the ~ms handshake established in ~ms, its request answered, nothing
-// failed (issue 10, item 7: replayed one direction at a time, the handshake took
+// all along: the handshake established with the round trips of IDs known up front, its
+// request answered, nothing failed (issue 10, item 7: replayed one direction at a time, the handshake took
 // 622 ms and failed, and its PONG and NODES became failed requests).
 func TestGethDiscv5HeldBothWaysReplayedInOrder(t *testing.T) {
 	a, b := newGethNode(t, disctest.KeyA), newGethNode(t, disctest.KeyB)
@@ -119,14 +131,16 @@ func TestGethDiscv5HeldBothWaysReplayedInOrder(t *testing.T) {
 		Src: b.conn.local, Dst: a.conn.local, Len: len(ping), Payload: ping})
 
 	evs := decodeGethIdentity(t, Identity{}, recs)
+	// The round trips of IDs known all along.
+	want := establishedTotals(decodeGethIdentity(t, Identity{IDs: []enode.ID{a.ln.ID(), b.ln.ID()}}, recs))
+	if got := establishedTotals(evs); len(want) != 1 || !slices.Equal(got, want) {
+		t.Errorf("handshakes established in %v ns, with the IDs known all along in %v", got, want)
+	}
 	established, answered := 0, 0
 	for _, ev := range evs {
 		switch {
 		case ev.Type == ndjson.TypeHandshake && ev.Outcome == string(result.Established):
 			established++
-			if *ev.TotalNs > int64(100*time.Millisecond) {
-				t.Errorf("handshake took %d ns on loopback", *ev.TotalNs)
-			}
 		case ev.Type == ndjson.TypeExchange && ev.Outcome == string(result.Answered):
 			answered++
 		case (ev.Type == ndjson.TypeHandshake || ev.Type == ndjson.TypeExchange) && ev.Req != "PING/v4":
