@@ -184,11 +184,14 @@ func TestCaptureDevp2pDiscovery(t *testing.T) {
 }
 
 // Without any key, handshakes are still followed from the headers (node IDs come from
-// the discv4 traffic first); only the messages inside stay closed.
+// the discv4 traffic first); only the messages inside stay closed. The request each
+// HANDSHAKE carries (B's PING and FINDNODE) is an exchange all the same, answered by the
+// recipient's first response.
 func TestCaptureDevp2pDiscoveryWithoutKeys(t *testing.T) {
 	evs := decodeCapture(t, "devp2p-discovery.pcap")
 	checkCounts(t, "outcomes", outcomes(evs), map[string]int{
 		"exchange PING/v4 answered": 4, "exchange ENRREQUEST/v4 answered": 2, "handshake established": 2,
+		"exchange MESSAGE/v5 answered": 2,
 	})
 	checkCounts(t, "packets", packetKinds(evs), map[string]int{
 		"discv4/PING": 4, "discv4/PONG": 4, "discv4/ENRREQUEST": 2, "discv4/ENRRESPONSE": 2,
@@ -298,6 +301,8 @@ func TestCaptureConformanceSuites(t *testing.T) {
 		"exchange PING/v5 answered": 17, "exchange PING/v5 failed rejected": 1,
 		"exchange FINDNODE/v5 answered": 6, "exchange FINDNODE/v5 failed rejected": 1, "exchange TALKREQ/v5 answered": 2,
 		"handshake established": 15, "handshake failed no_response": 3, "handshake failed rejected": 1,
+		// The PING with a 9-byte request ID in a HANDSHAKE: A refuses the message.
+		"exchange MESSAGE/v5 failed rejected": 1,
 		// No anomaly: the testers' PINGs inside HANDSHAKEs carry an enr-seq one below
 		// the record beside them, which is not a regression.
 	})

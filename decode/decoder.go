@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"syscall"
 	"time"
 
@@ -695,24 +696,58 @@ func (d *Decoder) hold(r *record.Record, sd *seenDatagram) {
 }
 
 // replayHeld decodes again what was held for addr, now that a packet from addr taught
-// the decoder more, and tracks what decodes, in order, each at its own time. The timers
-// that sets and that are already due fire before the packet that triggered the replay,
-// which gives the verdicts of an ID known all along. (They are not interleaved with the
-// held datagrams themselves: no case was found where that would change a verdict.) It
-// reports whether anything was tracked.
+// the decoder more, and tracks what decodes, in the order it happened, each at its own
+// time. What addr sent to those peers is held too when the peers' IDs were unknown
+// (nothing named either node yet): the first packet that decodes names its sender, whose
+// ID unmasks the other direction, so both directions are replayed together, interleaved
+// by time (one direction before the other makes a WHOAREYOU come after the HANDSHAKE
+// that answered it: a handshake of milliseconds reported failed after hundreds). The
+// timers that sets and that are already due fire before the packet that triggered the
+// replay, which gives the verdicts of IDs known all along. (They are not interleaved
+// with the held datagrams themselves: no case was found where that would change a
+// verdict.) It reports whether anything was tracked.
 func (d *Decoder) replayHeld(addr netip.AddrPort, emit func(result.Event)) bool {
 	k := unmapAP(addr)
 	list, _ := d.held.Get(k)
 	d.held.Delete(k)
-	var still []heldDatagram
-	tracked := false
+	// The reverse flows: what addr sent to the peers that sent these, held under each peer.
+	var replay []heldDatagram
+	replay = append(replay, list...)
 	for _, h := range list {
+		peer := unmapAP(h.r.Src)
+		rev, ok := d.held.Get(peer)
+		if !ok || peer == k {
+			continue
+		}
+		var keep []heldDatagram
+		for _, x := range rev {
+			if unmapAP(x.r.Src) == k {
+				replay = append(replay, x)
+			} else {
+				keep = append(keep, x)
+			}
+		}
+		if len(keep) == len(rev) {
+			continue
+		}
+		if len(keep) > 0 {
+			d.held.Put(peer, keep)
+		} else {
+			d.held.Delete(peer)
+		}
+	}
+	slices.SortStableFunc(replay, func(x, y heldDatagram) int { return x.r.Time.Compare(y.r.Time) })
+	tracked := false
+	for _, h := range replay {
 		if d.now.Sub(h.r.Time) > d.cfg.HandshakeTimeout+d.cfg.V5Timeout {
 			continue // whatever it started has been decided
 		}
 		p, ok := d.v5.Decode(&h.r)
 		if !ok {
-			still = append(still, h) // a WHOAREYOU names no sender: wait for more
+			// A WHOAREYOU names no sender: wait for more.
+			dst := unmapAP(h.r.Dst)
+			still, _ := d.held.Get(dst)
+			d.held.Put(dst, append(still, h))
 			continue
 		}
 		d.learn(&h.r, &p)
@@ -721,9 +756,6 @@ func (d *Decoder) replayHeld(addr netip.AddrPort, emit func(result.Event)) bool 
 		tracked = true
 	}
 	d.fire(emit, false)
-	if len(still) > 0 {
-		d.held.Put(k, still)
-	}
 	return tracked
 }
 

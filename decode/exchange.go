@@ -22,6 +22,9 @@ import (
 // discv5 message name, each with its protocol version so that one field says both.
 func v4Name(kind string) string { return kind + "/v4" }
 
+// undecryptedName names a discv5 message this capture cannot decrypt, as request or response.
+const undecryptedName = "MESSAGE/v5"
+
 // exchange is one request and its response (or failure).
 type exchange struct {
 	tracked
@@ -374,7 +377,7 @@ func (x *exchanges) emit(ex *exchange, outcome result.Outcome, emit func(result.
 // handshake's random first packet, and that nothing answered: a request of a session the
 // capture cannot decrypt.
 func (x *exchanges) undecrypted(m *v5Msg, from, to netip.AddrPort, atEnd bool, emit func(result.Event)) {
-	ex := &exchange{tracked: m.tracked, req: "MESSAGE/v5", from: from, to: to, t: m.t, attempts: 1}
+	ex := &exchange{tracked: m.tracked, req: undecryptedName, from: from, to: to, t: m.t, attempts: 1}
 	ex.done = false
 	ex.fromID, ex.hasFrom = m.srcID, m.hasSrcID
 	ex.toID, ex.hasTo = m.dstID, m.hasDstID

@@ -34,6 +34,10 @@ type recordingConn struct {
 
 	mu   sync.Mutex
 	recs []*record.Record
+	// lose, when set, says whether the kernel drops a datagram that reached the host
+	// before the node reads it (a firewall's drop): it is kept, with the drop, and the
+	// node never gets it.
+	lose func() bool
 }
 
 func (c *recordingConn) keep(dir record.Direction, src, dst netip.AddrPort, b []byte) {
@@ -43,11 +47,19 @@ func (c *recordingConn) keep(dir record.Direction, src, dst netip.AddrPort, b []
 }
 
 func (c *recordingConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
-	n, from, err := c.UDPConn.ReadFromUDPAddrPort(b)
-	if err == nil {
+	for {
+		n, from, err := c.UDPConn.ReadFromUDPAddrPort(b)
+		if err != nil {
+			return n, from, err
+		}
 		c.keep(record.DirIn, from, c.local, b[:n])
+		if c.lose == nil || !c.lose() {
+			return n, from, err
+		}
+		c.mu.Lock()
+		c.recs = append(c.recs, &record.Record{Kind: record.Drop, Time: time.Now(), Src: from, Dst: c.local, Len: n, Reason: "NETFILTER_DROP"})
+		c.mu.Unlock()
 	}
-	return n, from, err
 }
 
 func (c *recordingConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {

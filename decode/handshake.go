@@ -24,9 +24,17 @@ import (
 //	recipient → initiator  MESSAGE (the first response: the recipient accepted)
 //
 // A different WHOAREYOU answering the HANDSHAKE means the recipient could not verify
-// it (rejected). A MESSAGE that nothing answers is a failed handshake when it was a
-// handshake's first packet (random: go-ethereum sends 20 random bytes when it has no
-// session), or when nothing suggests it answered something itself.
+// it (rejected).
+//
+// A handshake's first packet is random bytes of a size the implementation chooses
+// (go-ethereum: 20, others more), so no size tells it from a short message of a session
+// this capture cannot open (a 91-byte TALKRESP has a 20-byte message too). It is known
+// for one by what the spec guarantees: a WHOAREYOU echoing its nonce answers it, and a
+// HANDSHAKE follows it. Nothing else makes a MESSAGE a first packet, with one exception
+// for what nothing answered at all: a first contact (no HANDSHAKE of the pair, no packet
+// of the peer shortly before, so it can be no response) of go-ethereum's size is
+// reported as a failed handshake, since that is all the size can hint at; any other
+// undecryptable MESSAGE is a message of a session (a response, or a request).
 
 type attemptState uint8
 
@@ -52,6 +60,9 @@ type attempt struct {
 	hsNonce                    []byte
 	challengeNonce             []byte // the nonce the first WHOAREYOU echoes
 	answerNonce                []byte // the answer's (its datagram forgets its packet)
+	// carried is the exchange of the request its HANDSHAKE carries, when this capture
+	// cannot decrypt it: the first response answers it.
+	carried *exchange
 }
 
 // v5Msg is a MESSAGE nothing has answered yet.
@@ -59,8 +70,10 @@ type v5Msg struct {
 	tracked
 	t         time.Time
 	nonce     []byte
-	random    bool // undecryptable by design: a handshake's first packet
 	decrypted bool
+	// sizeHint: undecryptable and of go-ethereum's random packet size. A hint only:
+	// it decides nothing a WHOAREYOU, a HANDSHAKE or a session can decide.
+	sizeHint  bool
 	inSession bool // sent after a handshake of the same pair
 	// peerRecent says the peer sent a discv5 packet to the sender shortly before: an
 	// undecryptable message is then more likely a response than a request.
@@ -83,6 +96,9 @@ type pairState struct {
 type handshakes struct {
 	d     *Decoder
 	pairs *bounded.Map[flowKey, *pairState]
+	// lastCarried is, per pair, the latest request a HANDSHAKE carried undecrypted,
+	// while it waits for its answer.
+	lastCarried *bounded.Map[flowKey, *exchange]
 }
 
 // maxPairs bounds the endpoint pairs followed: a few thousand peers, both directions (a
@@ -92,6 +108,7 @@ const maxPairs = 16384
 func (h *handshakes) init(d *Decoder) {
 	h.d = d
 	h.pairs = bounded.New[flowKey, *pairState](maxPairs)
+	h.lastCarried = bounded.New[flowKey, *exchange](maxPairs)
 }
 
 func (h *handshakes) pair(from, to netip.AddrPort) *pairState {
@@ -141,28 +158,41 @@ func (h *handshakes) packet(r *record.Record, p *packet.Packet, sd *seenDatagram
 
 func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagram, fwd, rev *pairState, prevFromPeer time.Time, emit func(result.Event)) {
 	// As an answer: the recipient of a handshake responds, or a peer in session answers.
-	// A random packet answers nothing: its sender has no session.
-	random := errors.Is(p.Err, discv5.ErrRandomPacket)
+	// Whatever its size, a MESSAGE from the recipient after the HANDSHAKE, instead of a
+	// new WHOAREYOU, proves that it derived the keys; should the initiator challenge it
+	// (it was the recipient's own first contact), unanswer takes that back.
 	firstResponse := false
 	// A HANDSHAKE that was dropped, or that an ICMP error quotes, set up no session:
 	// the peer's messages after it belong to an older one (issue 10, item 1).
-	if a := rev.att; a != nil && !random && !a.done && a.state == stateHandshakeSent && !a.awaiting.lost {
+	if a := rev.att; a != nil && !a.done && a.state == stateHandshakeSent && !a.awaiting.lost {
 		a.state, a.respT, a.answerNonce = stateEstablished, r.Time, p.Nonce
 		if p.HasSrcID {
 			a.recipID, a.hasRecipID = p.SrcID, true
 		}
-		a.settleAnswer(h.d, sd, r.Time, result.Established, func(outcome result.Outcome, emit func(result.Event)) {
-			h.emit(a, outcome, emit)
+		// Established even when the response never reached the initiator's application
+		// (dropped, or quoted by an ICMP error): sent, it proves the recipient derived
+		// the keys, and the initiator holds them since its HANDSHAKE, so the session
+		// stands and carries what follows. The request the HANDSHAKE carried is what
+		// failed, and its exchange says so.
+		a.settleAnswer(h.d, sd, r.Time, result.Established, func(_ result.Outcome, emit func(result.Event)) {
+			h.emit(a, result.Established, emit)
 		})
 		// The recipient's first response: when this capture cannot open it, however
-		// late it came, it is no request of its own.
+		// late it came, it is no request of its own, but the answer to the request
+		// the HANDSHAKE carried.
 		firstResponse = p.Msg == nil
+		if ex := a.carried; ex != nil && firstResponse {
+			ex.forget()
+			h.d.ex.answer(ex, r, p, sd, undecryptedName)
+		}
 	}
+	sizeHint := errors.Is(p.Err, discv5.ErrRandomPacket)
+	ownFirst := sizeHint && prevFromPeer.IsZero() && fwd.att == nil // the peer's own first contact, by the hint
 	for _, m := range rev.msgs {
-		// A message from the peer answers the sender's earlier messages when they were
-		// in a session; a random first packet wants a WHOAREYOU, and nothing else
-		// answers it.
-		if !random && !m.random && !m.t.After(r.Time) {
+		// A message from the peer answers the sender's earlier messages that reached it
+		// (a peer without a session answers WHOAREYOU instead), unless both look like
+		// first packets crossing.
+		if !m.t.After(r.Time) && !(m.awaiting != nil && m.awaiting.lost) && !(ownFirst && m.sizeHint && m.firstContact()) {
 			m.done = true
 		}
 	}
@@ -191,8 +221,7 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		return
 	}
 	m := &v5Msg{
-		t: r.Time, nonce: p.Nonce, decrypted: p.Msg != nil,
-		random:     random,
+		t: r.Time, nonce: p.Nonce, decrypted: p.Msg != nil, sizeHint: sizeHint,
 		peerRecent: !prevFromPeer.IsZero() && r.Time.Sub(prevFromPeer) < h.d.cfg.V5Timeout,
 		srcID:      p.SrcID, hasSrcID: p.HasSrcID, dstID: p.DstID, hasDstID: p.HasDstID,
 	}
@@ -217,8 +246,8 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		// Out of the pair's list at once: a finished message there would keep its
 		// datagram and decoded packet in memory until the next sweep.
 		fwd.msgs = compactMsgs(fwd.msgs)
-		if !m.random {
-			if !m.decrypted && (!m.inSession && !m.peerRecent || m.rejected != nil) {
+		if !m.firstContact() || !m.sizeHint {
+			if !m.decrypted && (m.firstContact() || m.rejected != nil) {
 				// A request in a session this capture cannot decrypt: not a handshake,
 				// but an exchange nothing answered (or that met a stale challenge).
 				if atEnd && !m.decisive() {
@@ -245,6 +274,12 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 			h.emit(a, result.Failed, emit)
 		})
 	})
+}
+
+// firstContact reports whether m is undecryptable and neither in a session the capture
+// saw set up nor after a packet of the peer (which it could answer).
+func (m *v5Msg) firstContact() bool {
+	return !m.decrypted && !m.inSession && !m.peerRecent
 }
 
 // maxPendingMsgs bounds the unanswered messages followed per pair: of a peer flooding
@@ -500,12 +535,12 @@ func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatag
 		if a != nil && !a.done && a.state == stateHandshakeSent {
 			h.emit(a, result.Failed, emit) // a second HANDSHAKE without a new challenge
 		}
-		// The challenge was not captured. The initiator's random packets shortly before,
-		// still unanswered, are what it answered: the recipient challenged the first
+		// The challenge was not captured. The initiator's undecryptable packets shortly
+		// before, outside a session and still unanswered, are what it answered: the recipient challenged the first
 		// and repeated that challenge to the others, so the first starts the attempt.
 		a = &attempt{initiator: r.Src, recipient: r.Dst}
 		for _, m := range st.msgs {
-			if !m.random || m.done || r.Time.Sub(m.t) > h.d.cfg.HandshakeTimeout {
+			if m.decrypted || m.inSession || m.done || r.Time.Sub(m.t) > h.d.cfg.HandshakeTimeout {
 				continue
 			}
 			if !a.hasStart {
@@ -533,11 +568,58 @@ func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatag
 	}
 	a.awaiting, a.read = sd, nil
 	sd.own(&a.tracked)
+	if p.Msg == nil {
+		h.carry(a, r, p, sd)
+	}
 	// The request in the HANDSHAKE times out at the initiator, but the session it set up
 	// stands: a later response still shows the handshake established, slowly, and is
 	// not taken for a request of its own.
 	hsT := r.Time
 	h.expire(a, hsT, h.d.cfg.V5Timeout, func() bool { return a.state == stateHandshakeSent && a.hsT == hsT })
+}
+
+// carry follows the request in a HANDSHAKE this capture cannot decrypt (the initiator's
+// ephemeral secret is never stored; a key that would open it is not given) as a
+// MESSAGE/v5 exchange: a HANDSHAKE always carries a message, and a session proves it was
+// a request by its first response, which answers it. Its copy in a later HANDSHAKE (to a
+// new challenge of the same pair) is the same request tried again, as go-ethereum does.
+func (h *handshakes) carry(a *attempt, r *record.Record, p *packet.Packet, sd *seenDatagram) {
+	var refused *result.Evidence
+	if v5HandshakeRefused(p) {
+		refused = ptr(sd.evidence("carried by a HANDSHAKE the recipient cannot accept: " + p.Err.Error()))
+	}
+	if ex := h.carriedBefore(r); ex != nil {
+		ex.attempts++
+		ex.lastT = r.Time
+		ex.addSent(sd, "HANDSHAKE "+undecryptedName+" again")
+		ex.awaiting, ex.read, ex.rejected = sd, nil, refused
+		sd.own(&ex.tracked)
+		a.carried = ex
+		return
+	}
+	if !h.d.follow(r) {
+		return
+	}
+	ex := h.d.ex.open(r, p, sd, undecryptedName, h.d.cfg.V5Timeout)
+	k := flowOf(r.Src, r.Dst)
+	ex.forget = func() { // at its deadline, or answered: a later HANDSHAKE starts another
+		if e, _ := h.lastCarried.Get(k); e == ex {
+			h.lastCarried.Delete(k)
+		}
+	}
+	ex.rejected = refused
+	a.carried = ex
+	h.lastCarried.Put(k, ex)
+}
+
+// carriedBefore returns the request of the pair's previous HANDSHAKE still waiting for
+// its answer: a HANDSHAKE to a new challenge resends it.
+func (h *handshakes) carriedBefore(r *record.Record) *exchange {
+	ex, _ := h.lastCarried.Get(flowOf(r.Src, r.Dst))
+	if ex == nil || ex.done || ex.answered {
+		return nil
+	}
+	return ex
 }
 
 // emit reports an attempt. Its time is when it started: the packet the first challenge

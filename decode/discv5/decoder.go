@@ -43,7 +43,8 @@ import (
 //   - sessions whose handshake happened before the capture started (or whose WHOAREYOU
 //     was not captured: the challenge-data is the HKDF salt);
 //   - the first MESSAGE of a new contact, which is random bytes on purpose: the sender has
-//     no session and wants a WHOAREYOU.
+//     no session and wants a WHOAREYOU (of any size; go-ethereum's 20 bytes are only
+//     reported as a hint, ErrRandomPacket).
 //
 // Such packets still come back with every header field decoded and Err saying why.
 
@@ -68,7 +69,8 @@ const (
 	// arriving later is dropped (v5wire handshakeTimeout). NewDecoder takes another.
 	defaultHandshakeTimeout = time.Second
 	// randomMessageSize is how many random bytes go-ethereum sends as the message of a
-	// packet that asks for a handshake (v5wire randomPacketMsgSize).
+	// packet that asks for a handshake (v5wire randomPacketMsgSize): a hint, not a
+	// classification (other implementations send other sizes, a short message this one).
 	randomMessageSize = 20
 )
 

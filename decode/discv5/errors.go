@@ -17,8 +17,10 @@ func (e *caseError) Unwrap() error { return e.class }
 // Why a discv5 packet could not be (fully) decoded. These are the texts of disc.error.
 var (
 	ErrNoKey = errors.New("no session key: the session started before the capture or the node key is unknown")
-	// ErrRandomPacket is a case of ErrNoKey.
-	ErrRandomPacket = &caseError{"random packet: the sender has no session and asks for a handshake (undecryptable by design)", ErrNoKey}
+	// ErrRandomPacket is a case of ErrNoKey: a hint from the size alone, which a short
+	// message of a session shares (a TALKRESP of 91 bytes); the decoder's trackers
+	// know a first packet by the WHOAREYOU that echoes its nonce.
+	ErrRandomPacket = &caseError{"no session key; 20 bytes, like go-ethereum's random first packet of a handshake (it is one if a WHOAREYOU echoes its nonce)", ErrNoKey}
 	// errInitiatorSide is a case of ErrNoKey.
 	errInitiatorSide = &caseError{"handshake sent by a local node: its keys come from an ephemeral secret that is never stored; give the remote node's key (--nodekey) to decrypt the session", ErrNoKey}
 	// errNoChallenge is a case of ErrNoKey.
