@@ -114,7 +114,7 @@ func run(o options, runs int, bin, capture string) error {
 			fmt.Printf("run %d%s: %.0f packets/s; %s; %d events %v\n",
 				r+1, name, float64(packets)/u.Wall.Seconds(), u, out.lines, out.types)
 			if len(series) > 0 {
-				fmt.Printf("  RSS MiB every %s: %s\n", rssEvery, series)
+				fmt.Printf("  RSS MiB (anon+file) every %s: %s\n", rssEvery, series)
 			}
 			if out.types["packet"] != packets {
 				return fmt.Errorf("decode reported %d packet events for %d packets in the capture", out.types["packet"], packets)
@@ -187,8 +187,8 @@ func decode(bin string, local enode.ID, capture string) (childproc.Usage, *outpu
 			}
 			return childproc.UsageOf(cmd.ProcessState, wall), out, strings.TrimSpace(series.String()), nil
 		case <-tick:
-			if rss, err := childproc.RSS(cmd.Process.Pid); err == nil {
-				fmt.Fprintf(&series, "%.0f ", float64(rss)/(1<<20))
+			if m, err := childproc.MemoryOf(cmd.Process.Pid); err == nil {
+				fmt.Fprintf(&series, "%.0f(%.0f+%.0f) ", float64(m.RSS)/(1<<20), float64(m.Anon)/(1<<20), float64(m.File)/(1<<20))
 			}
 		}
 	}

@@ -12,7 +12,9 @@
 //	peers   paced, from -sources (100,000) distinct 127.0.0.0/8 addresses, each its own node ID
 //	flood   unpaced: as fast as one thread sends, from one peer
 //	rss     unpaced, a random node ID in every packet, for -rss-duration, printing the
-//	        tracer's RSS every -rss-every (not in the default set: give -modes rss)
+//	        tracer's RSS (anon and file pages) every -rss-every, and its Go heap still in
+//	        use after each collection over that interval (the tracer runs with
+//	        GODEBUG=gctrace=1; not in the default set: give -modes rss)
 //
 // It asserts no timing. It exits non-zero if the tracer fails, or if the events written,
 // lost and shed do not account for every datagram. Run as root from the repository root:
@@ -32,6 +34,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -173,7 +176,7 @@ func runMode(o options, mode, outPath string) (accounted bool, err error) {
 		return false, err
 	}
 	defer unix.Close(rx.FD)
-	tr, err := startTracer(o.bin, rx.Port, local, outPath)
+	tr, err := startTracer(o.bin, rx.Port, local, outPath, mode == "rss")
 	if err != nil {
 		return false, err
 	}
@@ -181,7 +184,7 @@ func runMode(o options, mode, outPath string) (accounted bool, err error) {
 
 	var stopRSS func()
 	if mode == "rss" {
-		stopRSS = printRSS(tr.cmd.Process.Pid, o.rssEvery)
+		stopRSS = printRSS(tr.cmd.Process.Pid, o.rssEvery, &tr.gc)
 	}
 	res, err := send(rx, ld, o.rate)
 	if stopRSS != nil {
@@ -207,9 +210,49 @@ type tracer struct {
 	out    *os.File
 	stderr *lockedBuffer
 	start  time.Time
+	gc     gcStats // with gctrace: the collections since the last look
 }
 
-func startTracer(bin string, port uint16, local enode.ID, outPath string) (*tracer, error) {
+// gcStats sums up the gctrace lines of an interval: how many collections, and the
+// smallest and largest heap still in use after one (MB, as the runtime prints them).
+type gcStats struct {
+	mu       sync.Mutex
+	n        int
+	min, max int
+}
+
+// gcLine matches the heap sizes of a gctrace line: "..., 11->12->8 MB, 12 MB goal, ...".
+var gcLine = regexp.MustCompile(`^gc \d+ .* (\d+)->(\d+)->(\d+) MB, `)
+
+// note takes a gctrace line, reporting whether it was one.
+func (g *gcStats) note(line string) bool {
+	m := gcLine.FindStringSubmatch(line)
+	if m == nil {
+		return false
+	}
+	live, _ := strconv.Atoi(m[3])
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n == 0 || live < g.min {
+		g.min = live
+	}
+	if g.n == 0 || live > g.max {
+		g.max = live
+	}
+	g.n++
+	return true
+}
+
+// take returns the interval's figures and starts the next one.
+func (g *gcStats) take() (n, min, max int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n, min, max = g.n, g.min, g.max
+	g.n = 0
+	return
+}
+
+func startTracer(bin string, port uint16, local enode.ID, outPath string, gctrace bool) (*tracer, error) {
 	out, err := os.Create(outPath)
 	if err != nil {
 		return nil, err
@@ -217,6 +260,13 @@ func startTracer(bin string, port uint16, local enode.ID, outPath string) (*trac
 	t := &tracer{out: out, stderr: &lockedBuffer{}}
 	t.cmd = exec.Command(bin, "trace", "--port", strconv.Itoa(int(port)), "--node-id", local.String())
 	t.cmd.Stdout = out
+	if gctrace {
+		godebug := "gctrace=1"
+		if v := os.Getenv("GODEBUG"); v != "" {
+			godebug = v + "," + godebug
+		}
+		t.cmd.Env = append(os.Environ(), "GODEBUG="+godebug)
+	}
 	pipe, err := t.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -230,6 +280,9 @@ func startTracer(bin string, port uint16, local enode.ID, outPath string) (*trac
 		sc := bufio.NewScanner(pipe)
 		signaled := false
 		for sc.Scan() {
+			if gctrace && t.gc.note(sc.Text()) {
+				continue
+			}
 			t.stderr.WriteString(sc.Text() + "\n")
 			if !signaled && strings.Contains(sc.Text(), "hooks attached in") {
 				attached <- true
@@ -295,8 +348,9 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// printRSS prints the process's RSS every interval until stopped.
-func printRSS(pid int, every time.Duration) (stop func()) {
+// printRSS prints the process's RSS every interval until stopped, with what gc saw of
+// its heap in the interval.
+func printRSS(pid int, every time.Duration, gc *gcStats) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -310,9 +364,15 @@ func printRSS(pid int, every time.Duration) (stop func()) {
 			case <-done:
 				return
 			case <-tick.C:
-				if rss, err := childproc.RSS(pid); err == nil {
-					fmt.Printf("rss: %4.0f s  tracer RSS %.1f MiB\n", time.Since(start).Seconds(), float64(rss)/(1<<20))
+				m, err := childproc.MemoryOf(pid)
+				if err != nil {
+					continue
 				}
+				heap := "no collection"
+				if n, lo, hi := gc.take(); n > 0 {
+					heap = fmt.Sprintf("heap in use after GC %d-%d MB over %d collections", lo, hi, n)
+				}
+				fmt.Printf("rss: %4.0f s  tracer RSS %s; %s\n", time.Since(start).Seconds(), m, heap)
 			}
 		}
 	}()

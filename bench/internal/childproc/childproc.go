@@ -56,17 +56,45 @@ func UsageOf(ps *os.ProcessState, wall time.Duration) Usage {
 
 // RSS is a running process's resident set size now, from /proc/PID/status (VmRSS).
 func RSS(pid int) (int64, error) {
+	m, err := MemoryOf(pid)
+	return m.RSS, err
+}
+
+// Memory is a running process's resident memory, in bytes: RSS is Anon (heap, stacks,
+// the Go runtime's own) plus File (pages of mapped files: mostly the binary's code and
+// read-only data, which the kernel's readahead may map whole) plus Shmem.
+type Memory struct{ RSS, Anon, File int64 }
+
+func (m Memory) String() string {
+	return fmt.Sprintf("%.1f MiB (anon %.1f, file %.1f)",
+		float64(m.RSS)/(1<<20), float64(m.Anon)/(1<<20), float64(m.File)/(1<<20))
+}
+
+// MemoryOf reads VmRSS, RssAnon and RssFile from /proc/PID/status.
+func MemoryOf(pid int) (Memory, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return Memory{}, err
 	}
 	defer f.Close()
+	var m Memory
+	found := false
+	fields := map[string]*int64{"VmRSS:": &m.RSS, "RssAnon:": &m.Anon, "RssFile:": &m.File}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kib << 10, err
+		for name, dst := range fields {
+			if v, ok := strings.CutPrefix(sc.Text(), name); ok {
+				kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				if err != nil {
+					return Memory{}, fmt.Errorf("/proc/%d/status: %s %v", pid, name, err)
+				}
+				*dst = kib << 10
+				found = found || name == "VmRSS:"
+			}
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	if !found {
+		return Memory{}, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	}
+	return m, sc.Err()
 }
