@@ -131,8 +131,75 @@ func (tr *trace) stop(t *testing.T, linger time.Duration) events {
 	if err := <-tr.done; err != nil {
 		t.Fatalf("discotrace: %v\n%s", err, tr.stderr.String())
 	}
+	evs := parseEvents(t, tr.stdout.Bytes())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("discotrace stderr:\n%s\nevents:\n%s", tr.stderr.String(), strings.Join(evs.lines, "\n"))
+		}
+	})
+	return evs
+}
+
+// decodeCapture runs `discotrace decode` on a capture file and returns its events.
+func decodeCapture(t *testing.T, path string, args ...string) events {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(discotraceBin, append([]string{"decode", "--format", "ndjson", path}, args...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("discotrace decode %s: %v\n%s", path, err, stderr.String())
+	}
+	evs := parseEvents(t, stdout.Bytes())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("decode of %s, stderr:\n%s\nevents:\n%s", path, stderr.String(), strings.Join(evs.lines, "\n"))
+		}
+	})
+	return evs
+}
+
+// startDumpcap captures the UDP traffic to and from port in ns with Wireshark's dumpcap
+// (as a capture an operator would take) into file; the returned stop ends it.
+func startDumpcap(t *testing.T, ns *netlab.Netns, port uint16, file string) (stop func()) {
+	t.Helper()
+	stderr := &lockedBuffer{}
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, "dumpcap", "-q", "-i", "any", "-f", fmt.Sprintf("udp port %d", port), "-w", file)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start dumpcap (Debian's wireshark-common, installed with tshark): %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "Capturing on"); {
+		select {
+		case err := <-done:
+			t.Fatalf("dumpcap ended before capturing: %v\n%s", err, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dumpcap did not start within 30 s:\n%s", stderr.String())
+		}
+	}
+	return func() {
+		t.Helper()
+		cmd.Process.Signal(syscall.SIGINT)
+		if err := <-done; err != nil {
+			t.Fatalf("dumpcap: %v\n%s", err, stderr.String())
+		}
+	}
+}
+
+// parseEvents reads an NDJSON event stream.
+func parseEvents(t *testing.T, out []byte) events {
+	t.Helper()
 	var evs events
-	sc := bufio.NewScanner(bytes.NewReader(tr.stdout.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var ev ndjson.Event
@@ -142,11 +209,6 @@ func (tr *trace) stop(t *testing.T, linger time.Duration) events {
 		evs.list = append(evs.list, ev)
 		evs.lines = append(evs.lines, sc.Text())
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("discotrace stderr:\n%s\nevents:\n%s", tr.stderr.String(), strings.Join(evs.lines, "\n"))
-		}
-	})
 	return evs
 }
 

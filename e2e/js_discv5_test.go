@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -116,7 +117,11 @@ func TestJSDiscv5(t *testing.T) {
 	a := startNode(t, p.veth.A, p.a)
 	b := startNode(t, bLink.B, bAddr)
 	j, jKey := startJSNode(t, p.veth.B, p.b)
-	tr := startTrace(t, "--port", p.portArg(), "--nodekey", a.keyHex(), "--nodekey", b.keyHex(), "--nodekey", jKey)
+	keys := []string{"--nodekey", a.keyHex(), "--nodekey", b.keyHex(), "--nodekey", jKey}
+	// The JS node's namespace sees every datagram once, on its way in or out.
+	capture := filepath.Join(t.TempDir(), "js.pcapng")
+	stopCapture := startDumpcap(t, p.veth.B, p.port, capture)
+	tr := startTrace(t, append([]string{"--port", p.portArg()}, keys...)...)
 
 	for _, op := range []string{"ping", "findnode"} {
 		if r := j.do(t, op, a.Self()); !r.OK {
@@ -133,8 +138,18 @@ func TestJSDiscv5(t *testing.T) {
 		t.Fatalf("geth node B's PING of the JS node: %v", err)
 	}
 	evs := tr.stop(t, verdictLinger)
+	stopCapture()
 
-	aID, bID, jID := a.Self().ID().String(), b.Self().ID().String(), j.record.ID().String()
+	// The same verdicts live and from a capture of the same traffic.
+	ids := [3]string{a.Self().ID().String(), b.Self().ID().String(), j.record.ID().String()}
+	t.Run("live", func(t *testing.T) { checkJSVerdicts(t, evs, ids) })
+	t.Run("capture", func(t *testing.T) { checkJSVerdicts(t, decodeCapture(t, capture, keys...), ids) })
+}
+
+// checkJSVerdicts checks that every exchange between geth nodes A, B and the JS node J
+// was answered and that J>A and B>J each established one handshake.
+func checkJSVerdicts(t *testing.T, evs events, ids [3]string) {
+	aID, bID, jID := ids[0], ids[1], ids[2]
 	answered := func(req, from, to string) {
 		t.Helper()
 		ex := evs.where(func(ev ndjson.Event) bool {
