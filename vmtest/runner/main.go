@@ -378,7 +378,7 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 		if o.res.Rebooted {
 			verdict += " (second boot: the first died before /init)"
 		}
-		fmt.Fprintf(os.Stderr, "%-16s %-58s %-32s total %-8s %s\n", o.spec, o.what, boot, o.res.Wall.Round(100*time.Millisecond), verdict)
+		fmt.Fprintf(os.Stderr, "%-22s %-58s %-32s total %-8s %s\n", o.spec, o.what, boot, o.res.Wall.Round(100*time.Millisecond), verdict)
 	}
 	if len(outcomes) < len(runs) {
 		fmt.Fprintf(os.Stderr, "interrupted: %d of %d runs not done\n", len(runs)-len(outcomes), len(runs))
