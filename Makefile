@@ -21,13 +21,16 @@ build:
 export DISCOTRACE_TESTDATA ?= $(abspath $(CURDIR)/../shared/testdata)
 
 # Everything CI runs: the tests on this machine's kernel, bounded fuzzing, and the tracer's
-# tests on stock Debian kernels under qemu. Run as root: the kernel tests skip without it.
-test: test-host e2e fuzz vmtest
+# tests on stock Debian kernels under qemu, amd64 and arm64. Run as root: the kernel tests
+# skip without it.
+test: test-host e2e fuzz vmtest vmtest-arm64
 
-# vet, then every package's tests on the running kernel. -p 1: the kernel tests of
-# different packages compare host-wide counters (/proc/net/snmp), so they must not overlap.
+# vet (built for amd64 and for arm64), then every package's tests on the running kernel.
+# -p 1: the kernel tests of different packages compare host-wide counters (/proc/net/snmp),
+# so they must not overlap.
 test-host:
 	$(GO) vet ./...
+	GOARCH=arm64 $(GO) vet ./...
 	$(GO) test -p 1 -count=1 ./...
 
 # The end-to-end fault matrix: real discovery nodes in network namespaces, faults injected

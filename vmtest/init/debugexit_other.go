@@ -2,9 +2,7 @@
 
 package main
 
-import "errors"
-
-// debugExit needs an x86 I/O port; other guests report through the console marker only.
-func debugExit(uint32) error {
-	return errors.New("isa-debug-exit exists only on x86")
-}
+// debugExit is x86's isa-debug-exit, which other machines lack: there the console marker
+// alone carries the status and finish powers the machine off (on arm64 PSCI SYSTEM_OFF,
+// after which qemu exits 0). It does nothing.
+func debugExit(uint32) error { return nil }

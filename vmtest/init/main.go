@@ -1,7 +1,7 @@
 // Command init is PID 1 of the vmtest guest: it mounts the kernel filesystems a BPF test
 // needs, loads the kernel modules the runner packed, brings loopback up, runs the job (a test
 // binary) as a child, and hands the child's exit status to the host through qemu's
-// isa-debug-exit device and a marker line on the serial console.
+// isa-debug-exit device (x86) and a marker line on the serial console, then powers off.
 //
 // The job runs as a child rather than being exec'ed because libraries probe the system at
 // package init (cilium/ebpf's rlimit package among them) and cache the result: that probe
@@ -225,6 +225,8 @@ func finish(status int) {
 			logf("draining the console: %v", err)
 		}
 	}
+	// On x86, qemu exits at the port write with the status in its exit code; elsewhere
+	// (and if the write did nothing) the power-off ends the run.
 	if err := debugExit(job.DebugExitValue(status)); err != nil {
 		logf("%v; powering off instead (the runner then relies on the console marker)", err)
 	}

@@ -23,6 +23,12 @@ type kernelSpec struct {
 	Pattern string // Debian package name glob
 }
 
+// forArch fills in the architecture where the glob says $ARCH.
+func (s kernelSpec) forArch(arch string) kernelSpec {
+	s.Pattern = strings.ReplaceAll(s.Pattern, "$ARCH", arch)
+	return s
+}
+
 func readKernelsConf(file string) ([]kernelSpec, error) {
 	f, err := os.Open(file)
 	if err != nil {
@@ -63,16 +69,46 @@ func (k *kernel) modulesDir() string { return filepath.Join(k.dir, "lib", "modul
 type aptConfig struct {
 	name string   // for messages
 	opts []string // -o options
+	base string   // the private configuration's directory; "" for the machine's
 }
 
 var systemApt = aptConfig{name: "the machine's apt sources"}
 
-// privateApt is an apt configuration of the harness's own: its sources list, lists and
-// archive cache under the vmtest cache. It never touches the machine's apt state.
-func privateApt(cacheDir, sourcesList string) aptConfig {
-	base := filepath.Join(cacheDir, "apt")
+// kernelSource says where kernels come from: the cache, and the harness's private apt
+// configuration for arch, whose sources list is the template vmtest/apt-sources.list with
+// the machine's Debian mirrors (or Mirrors, when set) filled in.
+type kernelSource struct {
+	CacheDir string
+	Arch     *guestArch
+	Template string        // vmtest/apt-sources.list
+	Mirrors  debianMirrors // MIRROR= and SECURITY_MIRROR=; empty fields come from the machine
+}
+
+// privateApt is an apt configuration of the harness's own, for one architecture: its
+// sources list, lists and archive cache under the vmtest cache (apt-<arch>). It never
+// touches the machine's apt state.
+func (src kernelSource) privateApt() (aptConfig, error) {
+	base := filepath.Join(src.CacheDir, "apt-"+src.Arch.Name)
+	sourcesList := filepath.Join(base, "sources.list")
+	m := src.Mirrors
+	if m.Archive == "" || m.Security == "" {
+		found, err := machineMirrors()
+		if err != nil {
+			return aptConfig{}, err
+		}
+		if m.Archive == "" {
+			m.Archive = found.Archive
+		}
+		if m.Security == "" {
+			m.Security = found.Security
+		}
+	}
+	if err := writeSourcesList(src.Template, sourcesList, m); err != nil {
+		return aptConfig{}, err
+	}
 	return aptConfig{
-		name: "vmtest's own apt sources (" + sourcesList + ")",
+		name: fmt.Sprintf("vmtest's own %s apt sources (%s from %s and %s)", src.Arch.Name, src.Template, m.Archive, m.Security),
+		base: base,
 		opts: []string{
 			"-o", "Dir::Etc::SourceList=" + sourcesList,
 			"-o", "Dir::Etc::SourceParts=" + filepath.Join(base, "sources.list.d"),
@@ -80,8 +116,12 @@ func privateApt(cacheDir, sourcesList string) aptConfig {
 			"-o", "Dir::Cache=" + filepath.Join(base, "cache"),
 			"-o", "Dir::State::status=/dev/null",
 			"-o", "Debug::NoLocking=true",
+			"-o", "APT::Architecture=" + src.Arch.Name,
+			"-o", "APT::Architectures=" + src.Arch.Name,
+			// The appstream metadata some machines' apt fetches by default: not needed.
+			"-o", "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false",
 		},
-	}
+	}, nil
 }
 
 func (a aptConfig) command(tool string, args ...string) *exec.Cmd {
@@ -96,21 +136,15 @@ func (a aptConfig) command(tool string, args ...string) *exec.Cmd {
 // privateListsMaxAge is how long the private apt lists are trusted before the next update.
 const privateListsMaxAge = 12 * time.Hour
 
-// update runs apt-get update for the private configuration, unless its lists are younger than
-// privateListsMaxAge and than the sources list itself.
-func (a aptConfig) update(cacheDir, sourcesList string) error {
-	base := filepath.Join(cacheDir, "apt")
-	if src, err := os.Stat(sourcesList); err == nil {
-		if lists, err := os.ReadDir(filepath.Join(base, "lists")); err == nil {
-			var newest time.Time
-			for _, e := range lists {
-				if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.ModTime().After(newest) {
-					newest = info.ModTime()
-				}
-			}
-			if time.Since(newest) < privateListsMaxAge && newest.After(src.ModTime()) {
-				return nil
-			}
+// update runs apt-get update for the private configuration, unless the last one succeeded
+// less than privateListsMaxAge ago and after the sources list last changed. (The lists' own
+// times are the mirror's, not the download's: the stamp file keeps the latter.)
+func (a aptConfig) update() error {
+	base := a.base
+	stamp := filepath.Join(base, "updated")
+	if src, err := os.Stat(filepath.Join(base, "sources.list")); err == nil {
+		if st, err := os.Stat(stamp); err == nil && time.Since(st.ModTime()) < privateListsMaxAge && st.ModTime().After(src.ModTime()) {
+			return nil
 		}
 	}
 	for _, d := range []string{"sources.list.d", "lists/partial", "cache/archives/partial"} {
@@ -123,7 +157,7 @@ func (a aptConfig) update(cacheDir, sourcesList string) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("apt-get update with %s: %w", a.name, err)
 	}
-	return nil
+	return os.WriteFile(stamp, nil, 0o644)
 }
 
 type aptPackage struct{ Name, Version string }
@@ -173,16 +207,25 @@ func (a aptConfig) candidates(pattern string) ([]aptPackage, error) {
 // resolveKernel finds the newest package for spec, downloads and unpacks it into the cache
 // unless it is there already, and returns it. Without any apt source offering the package it
 // falls back to the newest cached one, so runs work offline once the cache is warm.
-func resolveKernel(spec kernelSpec, cacheDir, sourcesList string) (*kernel, error) {
+func resolveKernel(spec kernelSpec, src kernelSource) (*kernel, error) {
+	cacheDir := src.CacheDir
+	var pkgs []aptPackage
+	var err error
 	apt := systemApt
-	pkgs, err := apt.candidates(spec.Pattern)
-	if err != nil {
-		return nil, fmt.Errorf("%v (is this a Debian system with apt?)", err)
+	// The machine's own lists hold its own architecture's packages only.
+	if src.Arch.native() {
+		pkgs, err = apt.candidates(spec.Pattern)
+		if err != nil {
+			return nil, fmt.Errorf("%v (is this a Debian system with apt?)", err)
+		}
 	}
 	if len(pkgs) == 0 {
-		logf("no %s in %s; trying %s", spec.Pattern, systemApt.name, sourcesList)
-		apt = privateApt(cacheDir, sourcesList)
-		if err := apt.update(cacheDir, sourcesList); err != nil {
+		if src.Arch.native() {
+			logf("no %s in %s; trying vmtest's own apt configuration", spec.Pattern, systemApt.name)
+		}
+		if apt, err = src.privateApt(); err != nil {
+			logf("%v", err)
+		} else if err = apt.update(); err != nil {
 			logf("%v", err)
 		} else if pkgs, err = apt.candidates(spec.Pattern); err != nil {
 			logf("%v", err)
@@ -193,11 +236,10 @@ func resolveKernel(spec kernelSpec, cacheDir, sourcesList string) (*kernel, erro
 			logf("kernel %s: no apt source offers %s now; using the cached %s %s", spec.Name, spec.Pattern, k.Package, k.Version)
 			return k, nil
 		}
-		return nil, fmt.Errorf("kernel %s: no package matching %s in %s nor in %s, and none cached in %s.\n"+
+		return nil, fmt.Errorf("kernel %s: no package matching %s in the machine's apt sources nor in vmtest's own (%s on the machine's Debian mirrors), and none cached in %s.\n"+
 			"Debian ships the 6.1 cloud kernels in bookworm and bookworm-security, the 6.12 ones (+deb12) in bookworm-security and 5.10 in bullseye(-security): "+
-			"check that deb.debian.org is reachable, or add `deb http://deb.debian.org/debian-security bookworm-security main` (and bookworm) to the apt sources, "+
-			"run `apt-get update`, and check the name with `apt-cache search cloud-amd64-unsigned`",
-			spec.Name, spec.Pattern, systemApt.name, sourcesList, filepath.Join(cacheDir, "kernels"))
+			"check that the machine's Debian mirror is reachable (`apt-get update`), and the name with `apt-cache search cloud-%s-unsigned`",
+			spec.Name, spec.Pattern, src.Template, filepath.Join(cacheDir, "kernels"), src.Arch.Name)
 	}
 	// Newest first; a mirror that lists a version but cannot serve it yet (404) falls back
 	// to the next one, loudly.

@@ -88,16 +88,36 @@ func TestParseArgs(t *testing.T) {
 		t.Errorf("target %q args %q", cfg.target, cfg.args)
 	}
 	for _, bad := range [][]string{
-		{"KERNEL=6.1"},                    // no target
-		{"KERNEL=6.1", "--"},              // no target
-		{"NOPE=1", "--", "./tracer"},      // unknown key
-		{"6.1", "--", "./tracer"},         // not KEY=VALUE
-		{"TIMEOUT=soon", "--", "./x"},     // bad duration
-		{"ENV=novalue", "--", "./tracer"}, // ENV without =
+		{"KERNEL=6.1"},                     // no target
+		{"KERNEL=6.1", "--"},               // no target
+		{"NOPE=1", "--", "./tracer"},       // unknown key
+		{"6.1", "--", "./tracer"},          // not KEY=VALUE
+		{"TIMEOUT=soon", "--", "./x"},      // bad duration
+		{"ENV=novalue", "--", "./tracer"},  // ENV without =
+		{"ARCH=riscv64", "--", "./tracer"}, // no such guest
 	} {
 		if _, err := parseArgs(bad); err == nil {
 			t.Errorf("parseArgs(%q) accepted bad input", bad)
 		}
+	}
+}
+
+func TestParseArgsArch(t *testing.T) {
+	cfg, err := parseArgs([]string{"ARCH=arm64", "MIRROR=http://m/debian", "SECURITY_MIRROR=http://m/debian-security", "--", "./tracer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.arch.Name != "arm64" || cfg.vm.Arch != cfg.arch || cfg.arch.Qemu != "qemu-system-aarch64" {
+		t.Errorf("ARCH=arm64 gave %+v", cfg.arch)
+	}
+	if cfg.mirrors != (debianMirrors{Archive: "http://m/debian", Security: "http://m/debian-security"}) {
+		t.Errorf("mirrors %+v", cfg.mirrors)
+	}
+	if got := (kernelSpec{Name: "6.1", Pattern: "linux-image-6.1.0-*-cloud-$ARCH-unsigned"}).forArch("arm64").Pattern; got != "linux-image-6.1.0-*-cloud-arm64-unsigned" {
+		t.Errorf("forArch: %s", got)
+	}
+	if got := (runSpec{kernel: "6.12", arch: "arm64", backend: "kprobe"}).String(); got != "6.12-arm64/kprobe" {
+		t.Errorf("run name %s", got)
 	}
 }
 

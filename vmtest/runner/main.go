@@ -8,6 +8,7 @@
 //
 //	KERNEL=6.1,6.12   names from vmtest/kernels.conf, full package names, or "host"
 //	                  (default: every kernel in kernels.conf)
+//	ARCH=arm64        the guest's architecture, amd64 or arm64 (default: this machine's)
 //	BACKEND="a b"     run each kernel once per value, with BACKEND_ENV=value in the guest
 //	BACKEND_ENV=NAME  the variable BACKEND sets (default DISCOTRACE_TEST_BACKEND)
 //	ENV=K=V           extra environment for the job (repeatable)
@@ -19,6 +20,9 @@
 //	TOOLS=ip          host programs to copy into the guest with their libraries
 //	APPEND=...        extra kernel command line
 //	CACHE=.vmtest-cache
+//	MIRROR=URL SECURITY_MIRROR=URL
+//	                  the Debian mirrors vmtest's own apt configuration fetches kernels
+//	                  from (default: the machine's, as its apt sources name them)
 //
 // It exits 0 when every run's job exited 0, 1 when any failed, 2 on a usage error.
 package main
@@ -35,6 +39,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,6 +61,8 @@ type config struct {
 	modules    []string
 	tools      []string
 	cacheDir   string
+	arch       *guestArch
+	mirrors    debianMirrors
 	target     string
 	args       []string
 }
@@ -95,6 +102,7 @@ func parseArgs(argv []string) (*config, error) {
 	if cfg.root == "" {
 		cfg.root = "."
 	}
+	archName := ""
 	i := 0
 	for ; i < len(argv) && argv[i] != "--"; i++ {
 		key, value, ok := strings.Cut(argv[i], "=")
@@ -137,10 +145,21 @@ func parseArgs(argv []string) (*config, error) {
 			cfg.vm.Append = value
 		case "CACHE":
 			cfg.cacheDir = value
+		case "ARCH":
+			archName = value
+		case "MIRROR":
+			cfg.mirrors.Archive = value
+		case "SECURITY_MIRROR":
+			cfg.mirrors.Security = value
 		default:
-			return nil, fmt.Errorf("unknown setting %s (known: KERNEL BACKEND BACKEND_ENV ENV DIR TIMEOUT MEM SMP MODULES TOOLS APPEND CACHE)", key)
+			return nil, fmt.Errorf("unknown setting %s (known: KERNEL ARCH BACKEND BACKEND_ENV ENV DIR TIMEOUT MEM SMP MODULES TOOLS APPEND CACHE MIRROR SECURITY_MIRROR)", key)
 		}
 	}
+	arch, err := lookupArch(archName)
+	if err != nil {
+		return nil, err
+	}
+	cfg.arch, cfg.vm.Arch = arch, arch
 	if i >= len(argv)-1 {
 		return nil, errors.New("no target: name a package directory or a static test binary after `--`")
 	}
@@ -153,14 +172,19 @@ func parseArgs(argv []string) (*config, error) {
 // runSpec is one cell of the matrix.
 type runSpec struct {
 	kernel  string
+	arch    string // "" for amd64, which names have always meant
 	backend string
 }
 
 func (r runSpec) String() string {
-	if r.backend == "" {
-		return r.kernel
+	name := r.kernel
+	if r.arch != "" {
+		name += "-" + r.arch
 	}
-	return r.kernel + "/" + r.backend
+	if r.backend == "" {
+		return name
+	}
+	return name + "/" + r.backend
 }
 
 func run(ctx context.Context, cfg *config) (bool, error) {
@@ -176,9 +200,12 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 	needVM := false
 	for _, k := range cfg.kernels {
 		needVM = needVM || k != "host"
+		if k == "host" && !cfg.arch.native() {
+			return false, fmt.Errorf("KERNEL=host with ARCH=%s: this machine is %s", cfg.arch.Name, runtime.GOARCH)
+		}
 	}
 	if needVM {
-		if err := checkQemu(); err != nil {
+		if err := cfg.arch.checkQemu(); err != nil {
 			return false, err
 		}
 	}
@@ -203,13 +230,22 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 	}
 	cfg.args = withTestTimeout(testBin, cfg.args, cfg.timeout)
 
+	src := kernelSource{
+		CacheDir: cacheDir,
+		Arch:     cfg.arch,
+		Template: filepath.Join(cfg.root, "vmtest", "apt-sources.list"),
+		Mirrors:  cfg.mirrors,
+	}
 	var base, tools, payload string
 	if needVM {
-		if base, err = buildBaseArchive(cfg.root, buildDir); err != nil {
+		if base, err = buildBaseArchive(cfg.root, buildDir, cfg.arch); err != nil {
 			return false, err
 		}
 		if tools, err = buildArchive(filepath.Join(buildDir, "tools.cpio"), func(c *cpioWriter) error {
-			return addHostTools(c, cfg.tools)
+			if cfg.arch.native() {
+				return addHostTools(c, cfg.tools)
+			}
+			return addDebianTools(c, cfg.tools, src)
 		}); err != nil {
 			return false, err
 		}
@@ -222,12 +258,16 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 	}
 
 	var runs []runSpec
+	archLabel := ""
+	if cfg.arch.Name != "amd64" {
+		archLabel = cfg.arch.Name
+	}
 	for _, k := range cfg.kernels {
 		if len(cfg.backends) == 0 {
-			runs = append(runs, runSpec{kernel: k})
+			runs = append(runs, runSpec{kernel: k, arch: archLabel})
 		}
 		for _, b := range cfg.backends {
-			runs = append(runs, runSpec{kernel: k, backend: b})
+			runs = append(runs, runSpec{kernel: k, arch: archLabel, backend: b})
 		}
 	}
 
@@ -258,7 +298,7 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		k, err := resolveKernel(spec, cacheDir, filepath.Join(cfg.root, "vmtest", "apt-sources.list"))
+		k, err := resolveKernel(spec.forArch(cfg.arch.Name), src)
 		if err != nil {
 			return false, err
 		}
@@ -300,8 +340,8 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		fmt.Fprintf(os.Stderr, "=== vmtest %s: booting %s %s (%s) under TCG, timeout %s; console log %s\n",
-			r, k.Package, k.Version, k.Release, cfg.timeout, logFile)
+		fmt.Fprintf(os.Stderr, "=== vmtest %s: booting %s %s (%s) in %s under TCG, timeout %s; console log %s\n",
+			r, k.Package, k.Version, k.Release, cfg.arch.Qemu, cfg.timeout, logFile)
 		res := bootVM(ctx, k.vmlinuz(), initrd, cfg.vm, "["+r.String()+"] ", os.Stdout, lf)
 		if res.DiedBooting {
 			// The job never started, so a second boot cannot hide a failure of ours; a
@@ -338,7 +378,7 @@ func run(ctx context.Context, cfg *config) (bool, error) {
 		if o.res.Rebooted {
 			verdict += " (second boot: the first died before /init)"
 		}
-		fmt.Fprintf(os.Stderr, "%-16s %-58s %-32s total %-8s %s\n", o.spec, o.what, boot, o.res.Wall.Round(100*time.Millisecond), verdict)
+		fmt.Fprintf(os.Stderr, "%-22s %-58s %-32s total %-8s %s\n", o.spec, o.what, boot, o.res.Wall.Round(100*time.Millisecond), verdict)
 	}
 	if len(outcomes) < len(runs) {
 		fmt.Fprintf(os.Stderr, "interrupted: %d of %d runs not done\n", len(runs)-len(outcomes), len(runs))
@@ -393,11 +433,11 @@ func prepareTarget(cfg *config, buildDir string) (bin, hostDir, guestDir string,
 			build = []string{"build"}
 			bin = filepath.Join(buildDir, filepath.Base(hostDir))
 		}
-		fmt.Fprintf(os.Stderr, "=== vmtest: go %s %s (CGO_ENABLED=0)\n", strings.Join(build, " "), cfg.target)
+		fmt.Fprintf(os.Stderr, "=== vmtest: go %s %s (CGO_ENABLED=0 GOARCH=%s)\n", strings.Join(build, " "), cfg.target, cfg.arch.Name)
 		os.Remove(bin)
 		cmd := exec.Command("go", append(build, "-o", bin, ".")...)
 		cmd.Dir = hostDir
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+cfg.arch.Name)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return "", "", "", fmt.Errorf("go %s %s: %w", strings.Join(build, " "), cfg.target, err)
@@ -415,7 +455,7 @@ func prepareTarget(cfg *config, buildDir string) (bin, hostDir, guestDir string,
 			}
 		}
 	}
-	if err := checkStatic(bin); err != nil {
+	if err := checkStatic(bin, cfg.arch); err != nil {
 		return "", "", "", err
 	}
 	guestDir = "/"
@@ -457,14 +497,14 @@ func withTestTimeout(bin string, args []string, timeout time.Duration) []string 
 }
 
 // checkStatic refuses dynamically linked binaries: the guest has no libc for them.
-func checkStatic(bin string) error {
+func checkStatic(bin string, arch *guestArch) error {
 	f, err := elf.Open(bin)
 	if err != nil {
 		return fmt.Errorf("%s: not an ELF binary: %w", bin, err)
 	}
 	defer f.Close()
-	if f.Machine != elf.EM_X86_64 {
-		return fmt.Errorf("%s is built for %s; the guest is x86_64", bin, f.Machine)
+	if f.Machine != arch.ELF {
+		return fmt.Errorf("%s is built for %s; the guest is %s (build it with GOARCH=%s, or set ARCH=)", bin, f.Machine, arch.ELF, arch.Name)
 	}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
@@ -509,11 +549,11 @@ func addTestdata(c *cpioWriter, hostDir, guestDir string) error {
 
 // buildBaseArchive builds the fixed part of every initramfs: the static /init, the console
 // node the kernel opens for it, and /etc/hosts.
-func buildBaseArchive(root, buildDir string) (string, error) {
+func buildBaseArchive(root, buildDir string, arch *guestArch) (string, error) {
 	initBin := filepath.Join(buildDir, "init")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", initBin, "./vmtest/init")
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch.Name)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("building vmtest/init: %w", err)

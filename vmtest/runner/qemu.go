@@ -16,14 +16,13 @@ import (
 	"github.com/discotrace/discotrace/vmtest/internal/job"
 )
 
-const qemuBinary = "qemu-system-x86_64"
-
 // vmOptions are the machine settings for one boot.
 type vmOptions struct {
 	Memory  string        // qemu -m, e.g. "1G"
 	CPUs    int           // qemu -smp
 	Timeout time.Duration // whole boot, from qemu start to its exit
 	Append  string        // extra kernel command line
+	Arch    *guestArch
 }
 
 // runResult is what one run (a VM boot or a host run) produced.
@@ -39,22 +38,17 @@ type runResult struct {
 	Rebooted    bool // this is a second boot's result; the first died booting
 }
 
-func checkQemu() error {
-	if _, err := exec.LookPath(qemuBinary); err != nil {
-		return fmt.Errorf("%s is not installed: apt-get install qemu-system-x86", qemuBinary)
-	}
-	return nil
-}
-
 // bootVM boots kernel with initrd under TCG and streams the serial console to console (each
 // line prefixed) and to log. The guest's /init reports the job's status with a marker line
-// and through isa-debug-exit; qemu's own exit code says nothing about the guest otherwise.
+// and, on x86, through isa-debug-exit; qemu's own exit code says nothing about the guest
+// otherwise.
 func bootVM(ctx context.Context, vmlinuz, initrd string, opt vmOptions, prefix string, console, log io.Writer) runResult {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 	defer cancel()
 
-	cmdline := "console=ttyS0 panic=-1 loglevel=4 mitigations=off"
+	arch := opt.Arch
+	cmdline := "console=" + arch.Console + " panic=-1 loglevel=4 mitigations=off"
 	if opt.Append != "" {
 		cmdline += " " + opt.Append
 	}
@@ -62,19 +56,20 @@ func bootVM(ctx context.Context, vmlinuz, initrd string, opt vmOptions, prefix s
 		// /dev/kvm here cannot run stock kernels, and CI machines may have none: TCG always,
 		// one host thread per vCPU.
 		"-accel", "tcg,thread=multi",
-		"-cpu", "max",
+	}
+	args = append(args, arch.Machine...)
+	args = append(args,
 		"-m", opt.Memory,
 		"-smp", strconv.Itoa(opt.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-serial", "stdio",
 		"-net", "none",
 		"-no-reboot",
-		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
 		"-kernel", vmlinuz,
 		"-initrd", initrd,
 		"-append", cmdline,
-	}
-	cmd := exec.CommandContext(ctx, qemuBinary, args...)
+	)
+	cmd := exec.CommandContext(ctx, arch.Qemu, args...)
 	// qemu must not outlive the runner, whatever kills the runner.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stdin = nil
@@ -85,7 +80,7 @@ func bootVM(ctx context.Context, vmlinuz, initrd string, opt vmOptions, prefix s
 		return runResult{Err: err}
 	}
 	if err := cmd.Start(); err != nil {
-		return runResult{Err: fmt.Errorf("starting %s: %w", qemuBinary, err)}
+		return runResult{Err: fmt.Errorf("starting %s: %w", arch.Qemu, err)}
 	}
 
 	res := runResult{Status: -1}
@@ -135,26 +130,34 @@ func bootVM(ctx context.Context, vmlinuz, initrd string, opt vmOptions, prefix s
 			time.Since(start).Round(time.Second), opt.Timeout, lastLines)
 	case ctx.Err() != nil:
 		res.Err = fmt.Errorf("interrupted; qemu killed")
-	case marker:
+	case marker && arch.DebugExit:
 		// The marker has the exact status; isa-debug-exit carries it clamped to 0-127.
 		if code&1 == 1 && uint32(code>>1) != job.DebugExitValue(res.Status) {
 			logf("warning: console says status %d but qemu exited with %d (debug-exit value %d)", res.Status, code, code>>1)
 		}
 		res.Err = nil
-	case code&1 == 1 && code > 1:
+	case marker:
+		// No debug-exit device: the guest powered off after the marker, and qemu exits 0
+		// on a power-off. Anything else means qemu itself failed after the guest reported.
+		if code != 0 {
+			logf("warning: console says status %d but %s exited with %d after it (want 0, the guest's power-off): %s",
+				res.Status, arch.Qemu, code, strings.TrimSpace(stderr.String()))
+		}
+		res.Err = nil
+	case arch.DebugExit && code&1 == 1 && code > 1:
 		// The marker got lost on the console but the debug-exit device carried a status.
 		res.Status = code >> 1
 		res.Err = nil
 	case code == 0:
 		res.DiedBooting = res.BootTime == 0
 		res.Err = fmt.Errorf("the guest stopped without reporting a status (kernel panic, or /init crashed). Last console lines: %s", lastLines)
-	case code == 1 && res.BootTime > 0:
+	case arch.DebugExit && code == 1 && res.BootTime > 0:
 		// isa-debug-exit with 0 and a qemu error both exit 1: without the marker, the
 		// run cannot count as a pass.
 		res.Err = fmt.Errorf("qemu exited with 1 (the guest's status 0, or a qemu error: %q) but the console carried no %q marker; last console lines: %s",
 			strings.TrimSpace(stderr.String()), job.ExitPrefix, lastLines)
 	default:
-		res.Err = fmt.Errorf("%s failed with exit code %d before the guest reported: %s", qemuBinary, code, strings.TrimSpace(stderr.String()))
+		res.Err = fmt.Errorf("%s failed with exit code %d before the guest reported: %s", arch.Qemu, code, strings.TrimSpace(stderr.String()))
 	}
 	return res
 }
