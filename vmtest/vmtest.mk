@@ -9,7 +9,7 @@
 #   make vmtest VMTEST_ARGS="-test.v -test.run TestLoopbackExchange"
 #   make vmtest-probe                    which BPF hooks each kernel offers, counted
 
-VMTEST_KERNELS  ?= 6.1 6.12
+VMTEST_KERNELS  ?= 5.10 6.1 6.12
 KERNEL          ?= $(VMTEST_KERNELS)
 VMTEST_PKG      ?= ./tracer
 VMTEST_ARGS     ?= -test.v
