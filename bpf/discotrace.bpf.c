@@ -13,7 +13,8 @@
  *   icmp out  cgroup_skb/egress: the kernel's own ICMP/ICMPv6 errors quoting a watched port
  *   icmp in   tp_btf/consume_skb at the end of icmp_rcv/icmpv6_rcv, plus
  *             tp_btf/inet_sk_error_report to tell whether the socket was notified
- *   drop      tp_btf/kfree_skb with the kernel's drop reason
+ *   drop      tp_btf/kfree_skb with the kernel's drop reason; before Linux 5.17 (no reason)
+ *             tp_btf/udp_fail_queue_rcv_skb tells a full receive buffer's
  *
  * Backends "fentry" and "kprobe" (at the end of this file) serve send ret, read and icmp in
  * from the kernel functions themselves (udp_sendmsg, udp_recvmsg and their IPv6 twins,
@@ -37,6 +38,7 @@ const enum dt_kind *unused_kind __attribute__((unused));
 const enum dt_flag *unused_flag __attribute__((unused));
 const enum dt_icmp_dir *unused_icmp_dir __attribute__((unused));
 const enum dt_limits *unused_limits __attribute__((unused));
+const enum dt_inferred_reason *unused_inferred_reason __attribute__((unused));
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -72,6 +74,13 @@ const volatile __u64 cfg_recvmsg_lo[2] = {}, cfg_recvmsg_hi[2] = {};
 /* Tracepoint arguments newer kernels added (user space reads the kernel's BTF). */
 const volatile bool cfg_consume_skb_has_location = true;
 const volatile bool cfg_kfree_skb_has_rx_sk = true;
+/* kfree_skb's reason argument (Linux 5.17); without it a drop carries its location, and a
+ * reason only where dt_fail_queue infers one (cfg_infer_queue_reason). */
+const volatile bool cfg_kfree_skb_has_reason = true;
+/* dt_fail_queue runs: drops by udp_queue_rcv_one_skb and udpv6_queue_rcv_one_skb (and the
+ * __udp*_queue_rcv_skb they call, where not inlined), at these text ranges, wait for it. */
+const volatile bool cfg_infer_queue_reason = false;
+const volatile __u64 cfg_queue_rcv_lo[4] = {}, cfg_queue_rcv_hi[4] = {};
 /* Helpers cgroup_skb programs may call on this kernel (task helpers since Linux 6.x):
  * without them sends carry no process and the netns of send/recv is unknown (0). */
 const volatile bool cfg_skb_task_helpers = true;
@@ -91,6 +100,13 @@ const volatile bool cfg_unpush_by_enqueue = false;
 /* udp_recvmsg and udpv6_recvmsg take (sk, msg, len, noblock, flags, addr_len) before
  * Linux 5.19, (sk, msg, len, flags, addr_len) since. */
 const volatile bool cfg_recvmsg_has_noblock = false;
+/* Tracing programs may call bpf_get_current_task_btf (Linux 5.11). */
+const volatile bool cfg_task_btf = true;
+/* The verifier knows atomic fetch operations (Linux 5.12). */
+const volatile bool cfg_atomic_fetch = true;
+/* Tracing programs may call bpf_get_socket_cookie (Linux 5.12); before, they read the
+ * cookie the socket has (cgroup_skb's calls made it). */
+const volatile bool cfg_tracing_socket_cookie = true;
 /* enum skb_drop_reason values of drops that happen after cgroup ingress saw the datagram
  * (read from the kernel's BTF by user space; ~0 when the kernel lacks one). */
 const volatile __u32 cfg_reason_not_specified = ~0U;
@@ -659,7 +675,17 @@ static __always_inline void rxq_push(__u64 cookie, __u64 now, const struct ip_in
 	}
 	if (q->overflow)
 		return;
-	__u32 tail = __sync_fetch_and_add(&q->tail, 1);
+	__u32 tail;
+
+	if (cfg_atomic_fetch) {
+		tail = __sync_fetch_and_add(&q->tail, 1);
+	} else {
+		/* Before Linux 5.12 the verifier knows no atomic fetch: user space rewrites the
+		 * instruction above (never run there) into a plain atomic add. Two ingresses
+		 * to one socket at the same instant on two CPUs may then share a slot. */
+		tail = q->tail;
+		__sync_fetch_and_add(&q->tail, 1);
+	}
 
 	if (tail - q->head >= RXQ_SLOTS) {
 		q->overflow = 1;
@@ -824,7 +850,7 @@ static __always_inline bool udp_sock_watched(const struct sock *sk, bool btf, __
  * a watched datagram reached), else 0. */
 static __always_inline __u64 sock_cookie(const struct sock *sk, bool btf)
 {
-	if (btf)
+	if (btf && cfg_tracing_socket_cookie)
 		return bpf_get_socket_cookie((struct sock *)sk);
 	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 }
@@ -1369,22 +1395,72 @@ static __always_inline void rxq_unpush(__u64 cookie)
 		__sync_fetch_and_add(&q->tail, -1);
 }
 
+/* A drop by the queueing functions that udp_fail_queue_rcv_skb follows at once on this
+ * CPU (softirq), waiting there for the reason its return code tells (kernels whose
+ * kfree_skb names none). kind is 0 when the slot is empty. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dt_event);
+} pending_drop SEC(".maps");
+
+/* Whether a drop at loc by a queueing function is the socket queue's refusal, which
+ * udp_fail_queue_rcv_skb reports next. udp_queue_rcv_one_skb frees at two places: before
+ * udp_csum_pull_header (policy, socket filter, checksum: skb->data at the UDP header) and,
+ * in __udp_queue_rcv_skb (inlined or not), after it when __udp_enqueue_schedule_skb
+ * failed: skb->data past the UDP header. The same holds for udpv6. */
+static __always_inline bool queue_refusal(const struct sk_buff *skb, __u64 loc)
+{
+	if (!cfg_infer_queue_reason)
+		return false;
+	if (!in_range(loc, cfg_queue_rcv_lo[0], cfg_queue_rcv_hi[0]) &&
+	    !in_range(loc, cfg_queue_rcv_lo[1], cfg_queue_rcv_hi[1]) &&
+	    !in_range(loc, cfg_queue_rcv_lo[2], cfg_queue_rcv_hi[2]) &&
+	    !in_range(loc, cfg_queue_rcv_lo[3], cfg_queue_rcv_hi[3]))
+		return false;
+	return skb->data == skb->head + skb->transport_header + 8;
+}
+
+static __always_inline void fill_drop(struct dt_event *e, const struct ip_info *ip,
+				      const struct udp_info *udp, __u64 cookie, __u32 netns,
+				      __u32 ifindex, __u32 reason, __u64 loc)
+{
+	zero_header(e);
+	e->kind = DT_KIND_DROP;
+	e->time_ns = bpf_ktime_get_ns();
+	e->cookie = cookie;
+	e->netns = netns;
+	e->ifindex = ifindex;
+	copy_addrs(e, ip);
+	e->sport = udp->sport;
+	e->dport = udp->dport;
+	e->len = udp->len;
+	e->reason = reason;
+	e->location = loc;
+}
+
 SEC("tp_btf/kfree_skb")
-int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+int BPF_PROG(dt_drop, struct sk_buff *skb, void *location)
 {
 	__u64 loc = (__u64)location;
-	/* The receiving socket, an argument since Linux 6.11: read only when there. */
+	/* The receiving socket, an argument since Linux 6.11, and the reason, since 5.17:
+	 * read only when there (the verifier refuses an argument the tracepoint lacks). */
 	struct sock *rx_sk = NULL;
+	__u32 reason = ~0U;
 
 	if (cfg_kfree_skb_has_rx_sk)
 		rx_sk = (struct sock *)ctx[3];
+	if (cfg_kfree_skb_has_reason)
+		reason = (__u32)ctx[2];
 
 	if (in_range(loc, cfg_close_free_lo[0], cfg_close_free_hi[0]) ||
 	    in_range(loc, cfg_close_free_lo[1], cfg_close_free_hi[1]))
 		return 0;
 	/* Before Linux 6.x icmpv6_rcv frees every ICMPv6 error it handled with kfree_skb
-	 * (NOT_SPECIFIED, "assume failure"): that is an icmp in, not a drop. */
-	if (reason == cfg_reason_not_specified &&
+	 * (NOT_SPECIFIED, "assume failure"; no reason at all before 5.17): that is an icmp
+	 * in, not a drop. */
+	if ((reason == cfg_reason_not_specified || !cfg_kfree_skb_has_reason) &&
 	    (in_range(loc, cfg_icmpv6_rcv_lo, cfg_icmpv6_rcv_hi) ||
 	     in_range(loc, cfg_icmp_rcv_lo, cfg_icmp_rcv_hi)))
 		return cfg_icmp_in_by_free ? icmp_in(skb, true) : 0;
@@ -1448,10 +1524,15 @@ int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 	    in_range(loc, cfg_recvmsg_lo[1], cfg_recvmsg_hi[1])) {
 		/* Freed by the reader's recvmsg: this task's netns is the socket's, and the
 		 * datagram must leave the socket's rx_queues entry (dt_read does it). */
-		struct task_struct *task = bpf_get_current_task_btf();
+		if (!netns && cfg_task_btf) {
+			struct task_struct *task = bpf_get_current_task_btf();
 
-		if (!netns)
 			netns = task->nsproxy->net_ns->ns.inum; /* NULL pointers load 0 */
+		} else if (!netns) {
+			struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+			netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+		}
 		__u64 id = bpf_get_current_pid_tgid();
 		struct read_drops *d = bpf_map_lookup_elem(&read_drops, &id);
 
@@ -1466,22 +1547,51 @@ int BPF_PROG(dt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 	}
 	if (cfg_netns && netns != cfg_netns)
 		return 0;
+	if (queue_refusal(skb, loc)) {
+		__u32 zero = 0;
+		struct dt_event *p = bpf_map_lookup_elem(&pending_drop, &zero);
+
+		if (p) {
+			fill_drop(p, &ip, &udp, cookie, netns, ifindex, reason, loc);
+			return 0;
+		}
+	}
 	struct dt_event *e = reserve(sizeof(*e));
 
 	if (!e)
 		return 0;
-	zero_header(e);
+	fill_drop(e, &ip, &udp, cookie, netns, ifindex, reason, loc);
+	submit(e, sizeof(*e));
+	return 0;
+}
+
+/* The socket queue's refusal that dt_drop holds, with its reason inferred from rc (kernels
+ * whose kfree_skb names none). Arguments (rc, sk) on every kernel; skb follows since 6.x. */
+SEC("tp_btf/udp_fail_queue_rcv_skb")
+int BPF_PROG(dt_fail_queue, int rc, struct sock *sk)
+{
+	__u32 zero = 0;
+	struct dt_event *p = bpf_map_lookup_elem(&pending_drop, &zero);
+
+	if (!p || !p->kind)
+		return 0;
+	p->kind = 0;
+	/* The cookie exists: cgroup ingress asked for it before the queue refused. */
+	__u64 cookie = sock_cookie(sk, false);
+
+	if (!cfg_unpush_by_enqueue)
+		rxq_unpush(cookie);
+	struct dt_event *e = reserve(sizeof(*e));
+
+	if (!e)
+		return 0;
+	__builtin_memcpy(e, p, sizeof(*e));
 	e->kind = DT_KIND_DROP;
-	e->time_ns = bpf_ktime_get_ns();
 	e->cookie = cookie;
-	e->netns = netns;
-	e->ifindex = ifindex;
-	copy_addrs(e, &ip);
-	e->sport = udp.sport;
-	e->dport = udp.dport;
-	e->len = udp.len;
-	e->reason = reason;
-	e->location = loc;
+	if (!e->netns)
+		e->netns = sock_netns(sk);
+	e->flags |= DT_FLAG_REASON_INFERRED;
+	e->reason = rc == -12 /* ENOMEM */ ? DT_INFERRED_SOCKET_RCVBUFF : DT_INFERRED_PROTO_MEM;
 	submit(e, sizeof(*e));
 	return 0;
 }
@@ -1511,18 +1621,24 @@ int BPF_PROG(dt_send6_fexit, struct sock *sk, struct msghdr *msg, size_t len, in
 
 /* The Linux 5.19+ argument list; user space does not pick fexit for older kernels. */
 SEC("fexit/udp_recvmsg")
-int BPF_PROG(dt_read_fexit, struct sock *sk, struct msghdr *msg, size_t len, int flags,
-	     int *addr_len, int ret)
+int BPF_PROG(dt_read_fexit, struct sock *sk)
 {
-	on_read(sk, ret, flags, true);
+	/* (sk, msg, len, noblock, flags, addr_len) before Linux 5.19, then ret. */
+	if (cfg_recvmsg_has_noblock)
+		on_read(sk, (int)ctx[6], (int)ctx[4], true);
+	else
+		on_read(sk, (int)ctx[5], (int)ctx[3], true);
 	return 0;
 }
 
 SEC("fexit/udpv6_recvmsg")
-int BPF_PROG(dt_read6_fexit, struct sock *sk, struct msghdr *msg, size_t len, int flags,
-	     int *addr_len, int ret)
+int BPF_PROG(dt_read6_fexit, struct sock *sk)
 {
-	on_read(sk, ret, flags, true);
+	/* (sk, msg, len, noblock, flags, addr_len) before Linux 5.19, then ret. */
+	if (cfg_recvmsg_has_noblock)
+		on_read(sk, (int)ctx[6], (int)ctx[4], true);
+	else
+		on_read(sk, (int)ctx[5], (int)ctx[3], true);
 	return 0;
 }
 

@@ -30,6 +30,17 @@ enum dt_flag {
 	DT_FLAG_QUEUE_TIME = 4,	     /* queue_ns holds the time a read datagram waited */
 	DT_FLAG_NOTIFIED_KNOWN = 8,  /* the notified bit below is meaningful */
 	DT_FLAG_NOTIFIED = 16,	     /* the owning socket was told of the ICMP error */
+	DT_FLAG_REASON_INFERRED = 32, /* reason is an enum dt_inferred_reason, not the kernel's */
+};
+
+/*
+ * Drop reasons discotrace infers on kernels whose kfree_skb names none (before Linux 5.17),
+ * only where the kernel's code leaves no doubt: a datagram the socket's queue refused, told
+ * by udp_fail_queue_rcv_skb's return code as 5.17's kernel itself tells it.
+ */
+enum dt_inferred_reason {
+	DT_INFERRED_SOCKET_RCVBUFF = 1, /* -ENOMEM: the receive buffer was full */
+	DT_INFERRED_PROTO_MEM = 2,	/* any other error (-ENOBUFS): UDP's memory limit */
 };
 
 enum dt_icmp_dir {
@@ -52,7 +63,8 @@ struct dt_event {
 	__u32 tid;
 	__u32 netns;   /* network namespace inode */
 	__u32 ifindex; /* device the packet came in or went out on, 0 when unknown */
-	__u32 reason;  /* drop: enum skb_drop_reason value (names from the kernel's BTF) */
+	__u32 reason;  /* drop: enum skb_drop_reason value (names from the kernel's BTF), or
+			* with DT_FLAG_REASON_INFERRED an enum dt_inferred_reason */
 	__u16 len;     /* UDP payload length (icmp: of the quoted datagram) */
 	__u16 cap_len; /* payload bytes following this header */
 	__u16 sport;

@@ -44,6 +44,9 @@ func appendEvent(b []byte, ev *Event) []byte {
 	}
 
 	b = appendStr(b, `,"reason":`, ev.Reason)
+	if ev.ReasonInferred != nil {
+		b = strconv.AppendBool(append(b, `,"reason_inferred":`...), *ev.ReasonInferred)
+	}
 	b = appendStr(b, `,"location":`, ev.Location)
 
 	b = appendUintPtr(b, `,"count":`, ev.Count)

@@ -73,8 +73,11 @@ type Event struct {
 	Notified *bool `json:"notified,omitempty"`
 
 	// Drops.
-	Reason   string `json:"reason,omitempty"`   // the kernel's skb_drop_reason name, e.g. SOCKET_RCVBUFF
-	Location string `json:"location,omitempty"` // kernel function that dropped it, when known
+	Reason string `json:"reason,omitempty"` // the kernel's skb_drop_reason name, e.g. SOCKET_RCVBUFF
+	// ReasonInferred is true when the kernel named no reason (before Linux 5.17) and the
+	// tracer inferred it where the kernel's code leaves no doubt (a full receive buffer).
+	ReasonInferred *bool  `json:"reason_inferred,omitempty"`
+	Location       string `json:"location,omitempty"` // kernel function that dropped it, when known
 
 	// Lost and shed events: how many, and since when (the span they happened in ends at
 	// "time"). Undecoded is, for shed, how many records were reported without "disc".

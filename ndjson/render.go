@@ -80,6 +80,9 @@ func observation(o *result.Observation, withPayload bool) *Event {
 		}
 	case record.Drop:
 		ev.Reason, ev.Location = r.Reason, r.Location
+		if r.ReasonInferred {
+			ev.ReasonInferred = Ptr(true)
+		}
 	case record.Lost, record.Shed:
 		ev.Count = Ptr(r.Count)
 		if !r.Since.IsZero() {

@@ -249,9 +249,15 @@ func TestFailedSendNamesItsDestination(t *testing.T) {
 	netlab.RequireRoot(t)
 	port := freePort(t, "udp4")
 	c := openCollector(t, Config{Ports: []uint16{port}})
+	// Kernels before 5.15 cannot read the system call's registers: the failed send
+	// carries its destination (from the msghdr) but not the datagram, as the plan says.
+	datagramKnown := true
 	for _, h := range c.tr.Plan() {
 		if h.Class == "send" && h.Backend == BackendTracepoint && slices.ContainsFunc(h.Missing, func(m string) bool { return strings.HasPrefix(m, "dt_send_result ") }) {
 			t.Skip("no failed sends on this kernel with the tracepoint backend (no sock_send_length), as the README's kernel table says")
+		}
+		if h.Class == "send" && slices.ContainsFunc(h.Missing, func(m string) bool { return strings.HasPrefix(m, "the datagram of a failed send") }) {
+			datagramKnown = false
 		}
 	}
 	ns := netlab.NewNetns(t) // only lo: no route to 192.0.2.1
@@ -272,8 +278,12 @@ func TestFailedSendNamesItsDestination(t *testing.T) {
 		t.Fatalf("send to %v in a namespace with no route: %v, want ENETUNREACH", dst, sendErr)
 	}
 	evs := c.settle(200*time.Millisecond, 200*time.Millisecond, 5*time.Second, onPort(port))
+	wantLen, wantPayload := 4, "lost"
+	if !datagramKnown {
+		wantLen, wantPayload = 0, ""
+	}
 	if len(evs) != 1 || evs[0].Kind != KindSend || !evs[0].HasRet || evs[0].Ret != -int64(syscall.ENETUNREACH) ||
-		evs[0].Dst != dst || evs[0].NetNS != ns.Inode || evs[0].Len != 4 || string(evs[0].Payload) != "lost" {
-		t.Fatalf("got:\n%swant one failed send of \"lost\" to %v with -ENETUNREACH in netns %d", dumpEvents(evs), dst, ns.Inode)
+		evs[0].Dst != dst || evs[0].NetNS != ns.Inode || evs[0].Len != wantLen || string(evs[0].Payload) != wantPayload {
+		t.Fatalf("got:\n%swant one failed send of %q (%d bytes) to %v with -ENETUNREACH in netns %d", dumpEvents(evs), wantPayload, wantLen, dst, ns.Inode)
 	}
 }

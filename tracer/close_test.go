@@ -23,6 +23,15 @@ import (
 func (t *Tracer) programIDs() ([]ebpf.ProgramID, error) {
 	var ids []ebpf.ProgramID
 	found := 0
+	// Before Linux 5.15 a kprobe attaches through its perf event, not a BPF link (the
+	// link has no info): such attachments are not among the system's links, and go with
+	// the tracer's files all the same. Their programs are left out here.
+	kprobeLinks := true
+	for _, l := range t.links {
+		if _, err := l.Info(); err != nil {
+			kprobeLinks = false
+		}
+	}
 	for _, p := range programs {
 		prog := t.coll.Programs[p.name]
 		if prog == nil {
@@ -40,6 +49,9 @@ func (t *Tracer) programIDs() ([]ebpf.ProgramID, error) {
 		attachments := 1
 		if p.backend == BackendKprobe {
 			attachments = len(p.functions)
+			if !kprobeLinks {
+				attachments = 0
+			}
 		}
 		for range attachments {
 			ids = append(ids, id)

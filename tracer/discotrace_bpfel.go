@@ -58,11 +58,12 @@ type discotraceDtEvent struct {
 type discotraceDtFlag uint32
 
 const (
-	discotraceDtFlagDT_FLAG_PROC           discotraceDtFlag = 1
-	discotraceDtFlagDT_FLAG_RET            discotraceDtFlag = 2
-	discotraceDtFlagDT_FLAG_QUEUE_TIME     discotraceDtFlag = 4
-	discotraceDtFlagDT_FLAG_NOTIFIED_KNOWN discotraceDtFlag = 8
-	discotraceDtFlagDT_FLAG_NOTIFIED       discotraceDtFlag = 16
+	discotraceDtFlagDT_FLAG_PROC            discotraceDtFlag = 1
+	discotraceDtFlagDT_FLAG_RET             discotraceDtFlag = 2
+	discotraceDtFlagDT_FLAG_QUEUE_TIME      discotraceDtFlag = 4
+	discotraceDtFlagDT_FLAG_NOTIFIED_KNOWN  discotraceDtFlag = 8
+	discotraceDtFlagDT_FLAG_NOTIFIED        discotraceDtFlag = 16
+	discotraceDtFlagDT_FLAG_REASON_INFERRED discotraceDtFlag = 32
 )
 
 type discotraceDtIcmpDir uint32
@@ -70,6 +71,13 @@ type discotraceDtIcmpDir uint32
 const (
 	discotraceDtIcmpDirDT_ICMP_IN  discotraceDtIcmpDir = 1
 	discotraceDtIcmpDirDT_ICMP_OUT discotraceDtIcmpDir = 2
+)
+
+type discotraceDtInferredReason uint32
+
+const (
+	discotraceDtInferredReasonDT_INFERRED_SOCKET_RCVBUFF discotraceDtInferredReason = 1
+	discotraceDtInferredReasonDT_INFERRED_PROTO_MEM      discotraceDtInferredReason = 2
 )
 
 type discotraceDtKind uint32
@@ -188,6 +196,7 @@ const (
 	discotraceMapEvents                   = "events"
 	discotraceMapLastErrorReport          = "last_error_report"
 	discotraceMapLostEvents               = "lost_events"
+	discotraceMapPendingDrop              = "pending_drop"
 	discotraceMapPendingIcmp              = "pending_icmp"
 	discotraceMapReadDrops                = "read_drops"
 	discotraceMapRxQueueZero              = "rx_queue_zero"
@@ -201,6 +210,7 @@ const (
 	discotraceProgDtEnqueueKprobe         = "dt_enqueue_kprobe"
 	discotraceProgDtEnqueueKretprobe      = "dt_enqueue_kretprobe"
 	discotraceProgDtErrorReport           = "dt_error_report"
+	discotraceProgDtFailQueue             = "dt_fail_queue"
 	discotraceProgDtIcmp6RcvFentry        = "dt_icmp6_rcv_fentry"
 	discotraceProgDtIcmp6RcvFexit         = "dt_icmp6_rcv_fexit"
 	discotraceProgDtIcmpIn                = "dt_icmp_in"
@@ -220,6 +230,7 @@ const (
 	discotraceProgDtSendKprobe            = "dt_send_kprobe"
 	discotraceProgDtSendKretprobe         = "dt_send_kretprobe"
 	discotraceProgDtSendResult            = "dt_send_result"
+	discotraceVarCfgAtomicFetch           = "cfg_atomic_fetch"
 	discotraceVarCfgCloseFreeHi           = "cfg_close_free_hi"
 	discotraceVarCfgCloseFreeLo           = "cfg_close_free_lo"
 	discotraceVarCfgConsumeSkbHasLocation = "cfg_consume_skb_has_location"
@@ -229,11 +240,15 @@ const (
 	discotraceVarCfgIcmpRcvLo             = "cfg_icmp_rcv_lo"
 	discotraceVarCfgIcmpv6RcvHi           = "cfg_icmpv6_rcv_hi"
 	discotraceVarCfgIcmpv6RcvLo           = "cfg_icmpv6_rcv_lo"
+	discotraceVarCfgInferQueueReason      = "cfg_infer_queue_reason"
+	discotraceVarCfgKfreeSkbHasReason     = "cfg_kfree_skb_has_reason"
 	discotraceVarCfgKfreeSkbHasRxSk       = "cfg_kfree_skb_has_rx_sk"
 	discotraceVarCfgNetns                 = "cfg_netns"
 	discotraceVarCfgPid                   = "cfg_pid"
 	discotraceVarCfgPortMax               = "cfg_port_max"
 	discotraceVarCfgPortMin               = "cfg_port_min"
+	discotraceVarCfgQueueRcvHi            = "cfg_queue_rcv_hi"
+	discotraceVarCfgQueueRcvLo            = "cfg_queue_rcv_lo"
 	discotraceVarCfgReasonNotSpecified    = "cfg_reason_not_specified"
 	discotraceVarCfgReasonProtoMem        = "cfg_reason_proto_mem"
 	discotraceVarCfgReasonRcvbuff         = "cfg_reason_rcvbuff"
@@ -245,11 +260,14 @@ const (
 	discotraceVarCfgSkbProbeRead          = "cfg_skb_probe_read"
 	discotraceVarCfgSkbTaskHelpers        = "cfg_skb_task_helpers"
 	discotraceVarCfgSnapLen               = "cfg_snap_len"
+	discotraceVarCfgTaskBtf               = "cfg_task_btf"
+	discotraceVarCfgTracingSocketCookie   = "cfg_tracing_socket_cookie"
 	discotraceVarCfgUnpushByEnqueue       = "cfg_unpush_by_enqueue"
 	discotraceVarCfgWakeupBytes           = "cfg_wakeup_bytes"
 	discotraceVarUnusedEvent              = "unused_event"
 	discotraceVarUnusedFlag               = "unused_flag"
 	discotraceVarUnusedIcmpDir            = "unused_icmp_dir"
+	discotraceVarUnusedInferredReason     = "unused_inferred_reason"
 	discotraceVarUnusedKind               = "unused_kind"
 	discotraceVarUnusedLimits             = "unused_limits"
 )
@@ -302,6 +320,7 @@ type discotraceProgramSpecs struct {
 	DtEnqueueKprobe    *ebpf.ProgramSpec `ebpf:"dt_enqueue_kprobe"`
 	DtEnqueueKretprobe *ebpf.ProgramSpec `ebpf:"dt_enqueue_kretprobe"`
 	DtErrorReport      *ebpf.ProgramSpec `ebpf:"dt_error_report"`
+	DtFailQueue        *ebpf.ProgramSpec `ebpf:"dt_fail_queue"`
 	DtIcmp6RcvFentry   *ebpf.ProgramSpec `ebpf:"dt_icmp6_rcv_fentry"`
 	DtIcmp6RcvFexit    *ebpf.ProgramSpec `ebpf:"dt_icmp6_rcv_fexit"`
 	DtIcmpIn           *ebpf.ProgramSpec `ebpf:"dt_icmp_in"`
@@ -332,6 +351,7 @@ type discotraceMapSpecs struct {
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	LastErrorReport *ebpf.MapSpec `ebpf:"last_error_report"`
 	LostEvents      *ebpf.MapSpec `ebpf:"lost_events"`
+	PendingDrop     *ebpf.MapSpec `ebpf:"pending_drop"`
 	PendingIcmp     *ebpf.MapSpec `ebpf:"pending_icmp"`
 	ReadDrops       *ebpf.MapSpec `ebpf:"read_drops"`
 	RxQueueZero     *ebpf.MapSpec `ebpf:"rx_queue_zero"`
@@ -345,6 +365,7 @@ type discotraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type discotraceVariableSpecs struct {
+	CfgAtomicFetch           *ebpf.VariableSpec `ebpf:"cfg_atomic_fetch"`
 	CfgCloseFreeHi           *ebpf.VariableSpec `ebpf:"cfg_close_free_hi"`
 	CfgCloseFreeLo           *ebpf.VariableSpec `ebpf:"cfg_close_free_lo"`
 	CfgConsumeSkbHasLocation *ebpf.VariableSpec `ebpf:"cfg_consume_skb_has_location"`
@@ -354,11 +375,15 @@ type discotraceVariableSpecs struct {
 	CfgIcmpRcvLo             *ebpf.VariableSpec `ebpf:"cfg_icmp_rcv_lo"`
 	CfgIcmpv6RcvHi           *ebpf.VariableSpec `ebpf:"cfg_icmpv6_rcv_hi"`
 	CfgIcmpv6RcvLo           *ebpf.VariableSpec `ebpf:"cfg_icmpv6_rcv_lo"`
+	CfgInferQueueReason      *ebpf.VariableSpec `ebpf:"cfg_infer_queue_reason"`
+	CfgKfreeSkbHasReason     *ebpf.VariableSpec `ebpf:"cfg_kfree_skb_has_reason"`
 	CfgKfreeSkbHasRxSk       *ebpf.VariableSpec `ebpf:"cfg_kfree_skb_has_rx_sk"`
 	CfgNetns                 *ebpf.VariableSpec `ebpf:"cfg_netns"`
 	CfgPid                   *ebpf.VariableSpec `ebpf:"cfg_pid"`
 	CfgPortMax               *ebpf.VariableSpec `ebpf:"cfg_port_max"`
 	CfgPortMin               *ebpf.VariableSpec `ebpf:"cfg_port_min"`
+	CfgQueueRcvHi            *ebpf.VariableSpec `ebpf:"cfg_queue_rcv_hi"`
+	CfgQueueRcvLo            *ebpf.VariableSpec `ebpf:"cfg_queue_rcv_lo"`
 	CfgReasonNotSpecified    *ebpf.VariableSpec `ebpf:"cfg_reason_not_specified"`
 	CfgReasonProtoMem        *ebpf.VariableSpec `ebpf:"cfg_reason_proto_mem"`
 	CfgReasonRcvbuff         *ebpf.VariableSpec `ebpf:"cfg_reason_rcvbuff"`
@@ -370,11 +395,14 @@ type discotraceVariableSpecs struct {
 	CfgSkbProbeRead          *ebpf.VariableSpec `ebpf:"cfg_skb_probe_read"`
 	CfgSkbTaskHelpers        *ebpf.VariableSpec `ebpf:"cfg_skb_task_helpers"`
 	CfgSnapLen               *ebpf.VariableSpec `ebpf:"cfg_snap_len"`
+	CfgTaskBtf               *ebpf.VariableSpec `ebpf:"cfg_task_btf"`
+	CfgTracingSocketCookie   *ebpf.VariableSpec `ebpf:"cfg_tracing_socket_cookie"`
 	CfgUnpushByEnqueue       *ebpf.VariableSpec `ebpf:"cfg_unpush_by_enqueue"`
 	CfgWakeupBytes           *ebpf.VariableSpec `ebpf:"cfg_wakeup_bytes"`
 	UnusedEvent              *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedFlag               *ebpf.VariableSpec `ebpf:"unused_flag"`
 	UnusedIcmpDir            *ebpf.VariableSpec `ebpf:"unused_icmp_dir"`
+	UnusedInferredReason     *ebpf.VariableSpec `ebpf:"unused_inferred_reason"`
 	UnusedKind               *ebpf.VariableSpec `ebpf:"unused_kind"`
 	UnusedLimits             *ebpf.VariableSpec `ebpf:"unused_limits"`
 }
@@ -404,6 +432,7 @@ type discotraceMaps struct {
 	Events          *ebpf.Map `ebpf:"events"`
 	LastErrorReport *ebpf.Map `ebpf:"last_error_report"`
 	LostEvents      *ebpf.Map `ebpf:"lost_events"`
+	PendingDrop     *ebpf.Map `ebpf:"pending_drop"`
 	PendingIcmp     *ebpf.Map `ebpf:"pending_icmp"`
 	ReadDrops       *ebpf.Map `ebpf:"read_drops"`
 	RxQueueZero     *ebpf.Map `ebpf:"rx_queue_zero"`
@@ -420,6 +449,7 @@ func (m *discotraceMaps) Close() error {
 		m.Events,
 		m.LastErrorReport,
 		m.LostEvents,
+		m.PendingDrop,
 		m.PendingIcmp,
 		m.ReadDrops,
 		m.RxQueueZero,
@@ -434,6 +464,7 @@ func (m *discotraceMaps) Close() error {
 //
 // It can be passed to loadDiscotraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type discotraceVariables struct {
+	CfgAtomicFetch           *ebpf.Variable `ebpf:"cfg_atomic_fetch"`
 	CfgCloseFreeHi           *ebpf.Variable `ebpf:"cfg_close_free_hi"`
 	CfgCloseFreeLo           *ebpf.Variable `ebpf:"cfg_close_free_lo"`
 	CfgConsumeSkbHasLocation *ebpf.Variable `ebpf:"cfg_consume_skb_has_location"`
@@ -443,11 +474,15 @@ type discotraceVariables struct {
 	CfgIcmpRcvLo             *ebpf.Variable `ebpf:"cfg_icmp_rcv_lo"`
 	CfgIcmpv6RcvHi           *ebpf.Variable `ebpf:"cfg_icmpv6_rcv_hi"`
 	CfgIcmpv6RcvLo           *ebpf.Variable `ebpf:"cfg_icmpv6_rcv_lo"`
+	CfgInferQueueReason      *ebpf.Variable `ebpf:"cfg_infer_queue_reason"`
+	CfgKfreeSkbHasReason     *ebpf.Variable `ebpf:"cfg_kfree_skb_has_reason"`
 	CfgKfreeSkbHasRxSk       *ebpf.Variable `ebpf:"cfg_kfree_skb_has_rx_sk"`
 	CfgNetns                 *ebpf.Variable `ebpf:"cfg_netns"`
 	CfgPid                   *ebpf.Variable `ebpf:"cfg_pid"`
 	CfgPortMax               *ebpf.Variable `ebpf:"cfg_port_max"`
 	CfgPortMin               *ebpf.Variable `ebpf:"cfg_port_min"`
+	CfgQueueRcvHi            *ebpf.Variable `ebpf:"cfg_queue_rcv_hi"`
+	CfgQueueRcvLo            *ebpf.Variable `ebpf:"cfg_queue_rcv_lo"`
 	CfgReasonNotSpecified    *ebpf.Variable `ebpf:"cfg_reason_not_specified"`
 	CfgReasonProtoMem        *ebpf.Variable `ebpf:"cfg_reason_proto_mem"`
 	CfgReasonRcvbuff         *ebpf.Variable `ebpf:"cfg_reason_rcvbuff"`
@@ -459,11 +494,14 @@ type discotraceVariables struct {
 	CfgSkbProbeRead          *ebpf.Variable `ebpf:"cfg_skb_probe_read"`
 	CfgSkbTaskHelpers        *ebpf.Variable `ebpf:"cfg_skb_task_helpers"`
 	CfgSnapLen               *ebpf.Variable `ebpf:"cfg_snap_len"`
+	CfgTaskBtf               *ebpf.Variable `ebpf:"cfg_task_btf"`
+	CfgTracingSocketCookie   *ebpf.Variable `ebpf:"cfg_tracing_socket_cookie"`
 	CfgUnpushByEnqueue       *ebpf.Variable `ebpf:"cfg_unpush_by_enqueue"`
 	CfgWakeupBytes           *ebpf.Variable `ebpf:"cfg_wakeup_bytes"`
 	UnusedEvent              *ebpf.Variable `ebpf:"unused_event"`
 	UnusedFlag               *ebpf.Variable `ebpf:"unused_flag"`
 	UnusedIcmpDir            *ebpf.Variable `ebpf:"unused_icmp_dir"`
+	UnusedInferredReason     *ebpf.Variable `ebpf:"unused_inferred_reason"`
 	UnusedKind               *ebpf.Variable `ebpf:"unused_kind"`
 	UnusedLimits             *ebpf.Variable `ebpf:"unused_limits"`
 }
@@ -478,6 +516,7 @@ type discotracePrograms struct {
 	DtEnqueueKprobe    *ebpf.Program `ebpf:"dt_enqueue_kprobe"`
 	DtEnqueueKretprobe *ebpf.Program `ebpf:"dt_enqueue_kretprobe"`
 	DtErrorReport      *ebpf.Program `ebpf:"dt_error_report"`
+	DtFailQueue        *ebpf.Program `ebpf:"dt_fail_queue"`
 	DtIcmp6RcvFentry   *ebpf.Program `ebpf:"dt_icmp6_rcv_fentry"`
 	DtIcmp6RcvFexit    *ebpf.Program `ebpf:"dt_icmp6_rcv_fexit"`
 	DtIcmpIn           *ebpf.Program `ebpf:"dt_icmp_in"`
@@ -507,6 +546,7 @@ func (p *discotracePrograms) Close() error {
 		p.DtEnqueueKprobe,
 		p.DtEnqueueKretprobe,
 		p.DtErrorReport,
+		p.DtFailQueue,
 		p.DtIcmp6RcvFentry,
 		p.DtIcmp6RcvFexit,
 		p.DtIcmpIn,

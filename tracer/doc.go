@@ -49,7 +49,9 @@
 //	          kprobe      kprobe + kretprobe on the same functions
 //	          tracepoint  tp_btf/consume_skb in icmp_rcv/icmpv6_rcv
 //	icmp out  cgroup_skb/egress: the kernel's own ICMP/ICMPv6 errors
-//	drop      tp_btf/kfree_skb, reason names from the kernel's BTF enum skb_drop_reason
+//	drop      tp_btf/kfree_skb, reason names from the kernel's BTF enum skb_drop_reason;
+//	          before Linux 5.17 (no reasons) tp_btf/udp_fail_queue_rcv_skb too, whose
+//	          return code tells a full receive buffer's drop (Event.ReasonInferred)
 //
 // The function backends run only for UDP (the tracepoints fire for every socket), exist
 // before Linux 6.3's sock_send_length and sock_recv_length, and see the destination a
@@ -61,7 +63,11 @@
 // name the sending process in cgroup_skb; 6.1 also has no sock_send_length and
 // sock_recv_length (no read events and no failed sends with the tracepoint backend: the
 // fentry and kprobe backends restore them) and frees handled ICMPv6 errors with
-// kfree_skb, which is recognised.
+// kfree_skb, which is recognised. Debian's 5.10 also has no drop reasons (drops carry
+// their location; a full receive buffer's reason is inferred), no inet_sk_error_report,
+// no socket cookie or BTF task helper in tracing programs (the cookie is read from the
+// socket) and no atomic fetch in its verifier (the one use is rewritten into an add the
+// programs do not run there); kernelPlans in the tests holds each kernel's plan.
 //
 // Traffic of other network namespaces is seen from the root one: the tracepoints fire in
 // every namespace, and cgroup membership does not depend on the namespace.

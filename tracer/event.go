@@ -83,9 +83,13 @@ type Event struct {
 	Notified    bool
 
 	// Drop: the kernel's reason name (from its BTF enum skb_drop_reason, without the
-	// SKB_DROP_REASON_ prefix) and the kernel function that freed it, when known.
-	Reason   string
-	Location string
+	// SKB_DROP_REASON_ prefix) and the kernel function that freed it, when known. A
+	// kernel before Linux 5.17 names no reason: Reason is then empty, or, where the
+	// tracer could tell it for certain (a full receive buffer), the name later kernels
+	// give, with ReasonInferred set.
+	Reason         string
+	ReasonInferred bool
+	Location       string
 
 	// Lost: how many events could not be delivered since the last report. They were lost
 	// between LostSince (the previous check of the counters, or Open) and Time.

@@ -21,7 +21,7 @@ cp -R "$repo/bpf" "$build/bpf"
 cd "$build/tracer"
 "$build/bpf2go" -go-package tracer -tags linux -cc clang-19 -strip llvm-strip-19 -target bpfel \
 	-cflags "-O2 -mcpu=v3 -Wall -Werror" \
-	-type dt_event -type dt_kind -type dt_flag -type dt_icmp_dir -type dt_limits \
+	-type dt_event -type dt_kind -type dt_flag -type dt_icmp_dir -type dt_limits -type dt_inferred_reason \
 	discotrace ../bpf/discotrace.bpf.c -- -I../bpf/headers
 cp discotrace_bpfel.o discotrace_bpfel.go "$here/"
 rm -rf "$build"

@@ -3,6 +3,7 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -32,6 +33,7 @@ var programs = []program{
 	{name: "dt_error_report", backend: BackendTracepoint, tracepoint: "inet_sk_error_report", since: "5.14"},
 	{name: "dt_icmp_in", backend: BackendTracepoint, tracepoint: "consume_skb"},
 	{name: "dt_drop", backend: BackendTracepoint, tracepoint: "kfree_skb"},
+	{name: "dt_fail_queue", backend: BackendTracepoint, tracepoint: "udp_fail_queue_rcv_skb", since: "3.6"},
 
 	{name: "dt_send_fexit", backend: BackendFentry, functions: []string{"udp_sendmsg"}, ret: true},
 	{name: "dt_send6_fexit", backend: BackendFentry, functions: []string{"udpv6_sendmsg"}, ret: true},
@@ -138,6 +140,10 @@ type skbHelpers struct {
 	task      bool // bpf_get_current_pid_tgid and bpf_get_current_comm
 	probeRead bool // bpf_probe_read_kernel (the socket's network namespace)
 	sendCall  bool // bpf_get_current_task_btf and bpf_task_pt_regs (a failed send's datagram)
+	// tracingCookie: tracing programs may call bpf_get_socket_cookie (Linux 5.12).
+	tracingCookie bool
+	// taskBTF: tracing programs may call bpf_get_current_task_btf (Linux 5.11).
+	taskBTF bool
 }
 
 func probeSkbHelpers() skbHelpers {
@@ -153,7 +159,58 @@ func probeSkbHelpers() skbHelpers {
 		task:      has(asm.FnGetCurrentPidTgid) && has(asm.FnGetCurrentComm),
 		probeRead: has(asm.FnProbeReadKernel),
 		sendCall:  tracing(asm.FnGetCurrentTaskBtf) && tracing(asm.FnTaskPtRegs),
+		taskBTF:   tracing(asm.FnGetCurrentTaskBtf),
+
+		tracingCookie: !verifierSays(&ebpf.ProgramSpec{
+			// A tp_btf program calling the helper with no socket: a kernel that has the
+			// helper for tracing programs refuses the argument, one without it the call.
+			Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp, AttachTo: "kfree_skb", License: "GPL",
+			Instructions: asm.Instructions{
+				asm.Mov.Imm(asm.R1, 0),
+				asm.FnGetSocketCookie.Call(),
+				asm.Return(),
+			},
+		}, "unknown func"),
 	}
+}
+
+// verifierSays tells whether the kernel refuses spec with a verifier message containing
+// msg. Any other outcome (loaded, or refused for another reason) is no: the load of the
+// real programs will tell.
+func verifierSays(spec *ebpf.ProgramSpec, msg string) bool {
+	prog, err := ebpf.NewProgram(spec)
+	if err == nil {
+		prog.Close()
+		return false
+	}
+	return verifierSaid(err, msg)
+}
+
+// verifierSaid tells whether err is the verifier's refusal with a message containing msg.
+func verifierSaid(err error, msg string) bool {
+	var verr *ebpf.VerifierError
+	return errors.As(err, &verr) && slices.ContainsFunc(verr.Log, func(l string) bool { return strings.Contains(l, msg) })
+}
+
+// withoutAtomicFetch rewrites the atomic fetch-and-add instructions of spec's programs
+// into plain atomic adds and clears cfg_atomic_fetch, for a kernel whose verifier refuses
+// the fetch (before Linux 5.12) even where it is never run: the programs run them only
+// with cfg_atomic_fetch set.
+func withoutAtomicFetch(spec *ebpf.CollectionSpec) error {
+	if err := spec.Variables["cfg_atomic_fetch"].Set(false); err != nil {
+		return fmt.Errorf("set cfg_atomic_fetch: %w", err)
+	}
+	for _, p := range spec.Programs {
+		for i, ins := range p.Instructions {
+			if ins.OpCode.AtomicOp() == asm.FetchAdd {
+				// The loader keeps the operation in the opcode and in the constant
+				// (the instruction's imm field): both.
+				p.Instructions[i].OpCode = ins.OpCode.SetAtomicOp(asm.AddAtomic)
+				p.Instructions[i].Constant = 0
+			}
+		}
+	}
+	return nil
 }
 
 // limits says, per event class, what these helpers' absence costs.

@@ -72,7 +72,8 @@ var hookClasses = []hookClass{
 		BackendTracepoint: {"dt_icmp_in", "dt_error_report"},
 	}, map[string]string{"dt_error_report": "whether the socket was notified is unknown"}},
 	{"icmp-out", map[string][]string{BackendTracepoint: {"dt_egress"}}, nil},
-	{"drop", map[string][]string{BackendTracepoint: {"dt_drop"}}, nil},
+	{"drop", map[string][]string{BackendTracepoint: {"dt_drop", "dt_fail_queue"}},
+		map[string]string{"dt_fail_queue": "a full receive buffer's drop carries no reason on this kernel"}},
 }
 
 // functionBackends are the backends that hook kernel functions, best first.
@@ -215,9 +216,6 @@ func (s backendSupport) missingFunction(b, fn string) error {
 	if err := s.kernel.TypeByName(fn, &f); err != nil {
 		return fmt.Errorf("no function %s in the kernel's BTF (inlined or renamed in this kernel)", fn)
 	}
-	if (fn == "udp_recvmsg" || fn == "udpv6_recvmsg") && recvmsgHasNoblock(s.kernel) {
-		return fmt.Errorf("%s takes a noblock argument on this kernel (before Linux 5.19); the fexit program follows 5.19's arguments", fn)
-	}
 	// A function in BTF may still refuse a trampoline (a static one the compiler cloned
 	// or partly inlined): try it.
 	return probeFentryOnce(fn)
@@ -279,25 +277,49 @@ func chooseBackends(backend string, s backendSupport) (choice, error) {
 	return ch, nil
 }
 
-// programsToLoad returns the programs the chosen backends use.
-func (ch choice) programsToLoad() map[string]bool {
+// programsToLoad returns the programs the chosen backends use, less those this kernel
+// does not need (unneeded).
+func (ch choice) programsToLoad(unneeded map[string]bool) map[string]bool {
 	load := map[string]bool{}
 	for _, c := range hookClasses {
 		for _, p := range c.backends[ch.backend[c.name]] {
-			load[p] = true
+			if !unneeded[p] {
+				load[p] = true
+			}
 		}
 	}
 	return load
 }
 
+// unneededPrograms returns the programs that add nothing on this kernel: dt_fail_queue
+// infers the reason of a drop only where kfree_skb names none (before Linux 5.17).
+func unneededPrograms(reasons dropReasons) map[string]bool {
+	return map[string]bool{"dt_fail_queue": len(reasons) > 0}
+}
+
+// reasonLimits says, for the drop class, what a kernel without drop reasons cannot tell.
+func reasonLimits(reasons dropReasons, failQueueMissing bool) map[string][]string {
+	if len(reasons) > 0 {
+		return nil
+	}
+	what := "a full receive buffer's drop is reported with its reason inferred (reason_inferred)"
+	if failQueueMissing {
+		what = "no reason is inferred either"
+	}
+	return map[string][]string{"drop": {"the kernel's drop reasons (no enum skb_drop_reason before Linux 5.17): drops carry only the kernel function that freed them; " + what}}
+}
+
 // makePlan describes, per class, the backend chosen, its programs and where they attach,
 // what the kernel lacks of them (missing: program -> why) and the limits of this kernel.
-func makePlan(ch choice, attachPoints, missing map[string]string, limits map[string][]string) []HookChoice {
+func makePlan(ch choice, unneeded map[string]bool, attachPoints, missing map[string]string, limits map[string][]string) []HookChoice {
 	plan := make([]HookChoice, 0, len(hookClasses))
 	for _, c := range hookClasses {
 		b := ch.backend[c.name]
 		h := HookChoice{Class: c.name, Backend: b, Rejected: ch.rejected[c.name]}
 		for i, p := range c.backends[b] {
+			if unneeded[p] {
+				continue
+			}
 			if why, ok := missing[p]; ok {
 				if i == 0 { // the essential program: the class cannot be captured
 					h.Backend = BackendNone

@@ -113,7 +113,11 @@ func (t *Tracer) parseRecord(raw []byte) (Event, error) {
 			ev.Notified = flags&discotraceDtFlagDT_FLAG_NOTIFIED != 0
 		}
 	case KindDrop:
-		ev.Reason = t.reasons.name(h.Reason)
+		if flags&discotraceDtFlagDT_FLAG_REASON_INFERRED != 0 {
+			ev.Reason, ev.ReasonInferred = inferredReason(h.Reason), true
+		} else {
+			ev.Reason = t.reasons.name(h.Reason)
+		}
 		ev.Location = t.symbols.name(h.Location)
 	default:
 		return Event{}, fmt.Errorf("ring buffer record of unknown kind %d", h.Kind)

@@ -44,7 +44,10 @@ type Tracer struct {
 	reader       *ringbuf.Reader
 	clock        monoClock
 	reasons      dropReasons
-	symbols      *kernelSymbols
+	// inferQueueReason: the kernel names no drop reasons, and dt_fail_queue tells a full
+	// receive buffer's.
+	inferQueueReason bool
+	symbols          *kernelSymbols
 
 	readMu        sync.Mutex // held by Read; Close takes it to free what Read uses
 	rec           ringbuf.Record
@@ -116,9 +119,10 @@ func Open(cfg Config) (*Tracer, error) {
 	// is why they were not chosen). A program whose tracepoint this kernel lacks is left
 	// out too; the plan says what that costs. The rest must load.
 	missing := unavailable(tpArgs)
-	load := ch.programsToLoad()
+	unneeded := unneededPrograms(t.reasons)
+	load := ch.programsToLoad(unneeded)
 	t.helpers = probeSkbHelpers()
-	if err := t.setConstants(spec, tpArgs, missing, t.helpers, ch, kernel); err != nil {
+	if err := t.setConstants(spec, tpArgs, missing, load, t.helpers, ch, kernel); err != nil {
 		return nil, err
 	}
 	for name := range spec.Programs {
@@ -126,7 +130,16 @@ func Open(cfg Config) (*Tracer, error) {
 			delete(spec.Programs, name)
 		}
 	}
-	if t.coll, err = ebpf.NewCollection(spec); err != nil {
+	t.coll, err = ebpf.NewCollection(spec)
+	if err != nil && verifierSaid(err, "BPF_STX uses reserved fields") {
+		// A verifier without atomic fetch operations (before Linux 5.12) refuses them
+		// before looking at anything else: load the programs without them.
+		if err := withoutAtomicFetch(spec); err != nil {
+			return nil, err
+		}
+		t.coll, err = ebpf.NewCollection(spec)
+	}
+	if err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("the kernel rejected the BPF programs: %+v", verr)
@@ -153,13 +166,17 @@ func Open(cfg Config) (*Tracer, error) {
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
 	t.rec.RawSample = make([]byte, 0, recordBufferSize)
-	t.plan = makePlan(ch, attachPoints, missing, t.helpers.limits())
+	limits := t.helpers.limits()
+	for class, l := range reasonLimits(t.reasons, !t.inferQueueReason) {
+		limits[class] = append(limits[class], l...)
+	}
+	t.plan = makePlan(ch, unneeded, attachPoints, missing, limits)
 	t.lastLostCheck = time.Now()
 	t.nextLostCheck = t.lastLostCheck.Add(cfg.LostInterval)
 	return t, nil
 }
 
-func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, missing map[string]string, helpers skbHelpers, ch choice, kernel *btf.Spec) error {
+func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, missing map[string]string, load map[string]bool, helpers skbHelpers, ch choice, kernel *btf.Spec) error {
 	// Each CPU wakes the reader after writing its share of a quarter of the ring, so the
 	// ring is at most about a quarter full when the reader is woken.
 	cpus, err := ebpf.PossibleCPU()
@@ -182,10 +199,13 @@ func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, 
 		// (skb, location) since Linux 6.3; (skb, location, reason, rx_sk) since 6.11.
 		"cfg_consume_skb_has_location": tpArgs["consume_skb"] >= 2,
 		"cfg_kfree_skb_has_rx_sk":      tpArgs["kfree_skb"] >= 4,
+		"cfg_kfree_skb_has_reason":     tpArgs["kfree_skb"] >= 3,
 		"cfg_error_reports_seen":       missing["dt_error_report"] == "",
 		"cfg_skb_task_helpers":         helpers.task,
 		"cfg_skb_probe_read":           helpers.probeRead,
 		"cfg_send_call_regs":           helpers.sendCall,
+		"cfg_tracing_socket_cookie":    helpers.tracingCookie,
+		"cfg_task_btf":                 helpers.taskBTF,
 		// The tracepoint backend reports icmp in when the ICMP packet is freed; the
 		// others from the UDP error handlers (each error once).
 		"cfg_icmp_in_by_free":     ch.backend["icmp-in"] == BackendTracepoint,
@@ -211,6 +231,15 @@ func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, 
 		recvLo[i], recvHi[i], _ = t.symbols.span(fn)
 	}
 	consts["cfg_recvmsg_lo"], consts["cfg_recvmsg_hi"] = recvLo, recvHi
+	// Where the socket queue's refusal is freed, for dt_fail_queue to name its reason on
+	// kernels without reasons (the __ functions are usually inlined into the others).
+	var queueLo, queueHi [4]uint64
+	for i, fn := range []string{"udp_queue_rcv_one_skb", "__udp_queue_rcv_skb", "udpv6_queue_rcv_one_skb", "__udpv6_queue_rcv_skb"} {
+		queueLo[i], queueHi[i], _ = t.symbols.span(fn)
+	}
+	consts["cfg_queue_rcv_lo"], consts["cfg_queue_rcv_hi"] = queueLo, queueHi
+	t.inferQueueReason = tpArgs["kfree_skb"] < 3 && load["dt_fail_queue"] && missing["dt_fail_queue"] == "" && queueLo != [4]uint64{}
+	consts["cfg_infer_queue_reason"] = t.inferQueueReason
 	for name, v := range consts {
 		vs, ok := spec.Variables[name]
 		if !ok {

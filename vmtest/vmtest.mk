@@ -13,7 +13,7 @@
 #   make vmtest-arm64 VMTEST_ARM64_RUNS=6.12:kprobe
 #   make vmtest-probe-arm64              the hooks of the arm64 kernels
 
-VMTEST_KERNELS  ?= 6.1 6.12
+VMTEST_KERNELS  ?= 5.10 6.1 6.12
 KERNEL          ?= $(VMTEST_KERNELS)
 VMTEST_PKG      ?= ./tracer
 VMTEST_ARGS     ?= -test.v

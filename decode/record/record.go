@@ -79,9 +79,11 @@ type Record struct {
 	Notified    bool
 
 	// Drops: the kernel's reason name (SOCKET_RCVBUFF, UDP_CSUM, NO_SOCKET,
-	// ReasonFragReasmTimeout, ...) and where it happened.
-	Reason   string
-	Location string
+	// ReasonFragReasmTimeout, ...) and where it happened. ReasonInferred: the kernel
+	// named no reason (before Linux 5.17) and the tracer inferred it where certain.
+	Reason         string
+	ReasonInferred bool
+	Location       string
 
 	// Lost and Shed: how many observations were lost or shed, between Since and Time
 	// (a Lost record is stamped when the loss was noticed; it happened in that span).

@@ -50,7 +50,7 @@ func RecordOf(ev *tracer.Event) record.Record {
 		r.HasNotified, r.Notified = ev.HasNotified, ev.Notified
 	case tracer.KindDrop:
 		r.Kind = record.Drop
-		r.Reason, r.Location = ev.Reason, ev.Location
+		r.Reason, r.ReasonInferred, r.Location = ev.Reason, ev.ReasonInferred, ev.Location
 	case tracer.KindLost:
 		r.Kind = record.Lost
 		r.Count, r.Since = ev.Lost, ev.LostSince
