@@ -36,7 +36,8 @@ type Config struct {
 	// processes in them or below them are seen sending and receiving, and the rest of the
 	// host never runs those programs. The other programs (read, drop, icmp-in) hook the
 	// whole host whatever this says. ICMP errors the kernel sends itself leave through
-	// its own socket, which is seldom in these cgroups (see the plan's icmp-out).
+	// its own socket, which is seldom in these cgroups (see the plan's icmp-out). The
+	// cgroup v2 root among them means the whole host.
 	Cgroups []string
 	// LostInterval is how often the per-CPU lost-event counters are checked and reported.
 	// 0 means one second.

@@ -99,13 +99,16 @@ func Open(cfg Config) (*Tracer, error) {
 		return nil, err
 	}
 	tpArgs := tracepointArgs(kernel)
+	cgroupRoot, err := Cgroup2Root()
+	if err != nil {
+		return nil, err
+	}
+	if slices.Contains(cfg.Cgroups, cgroupRoot) {
+		cfg.Cgroups = nil // the whole host, as without
+	}
 	cgroups := cfg.Cgroups
 	if len(cgroups) == 0 {
-		root, err := Cgroup2Root()
-		if err != nil {
-			return nil, err
-		}
-		cgroups = []string{root}
+		cgroups = []string{cgroupRoot}
 	}
 	spec, err := loadDiscotrace()
 	if err != nil {

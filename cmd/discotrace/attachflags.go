@@ -41,12 +41,19 @@ func (f *traceFlags) scopeToNodes(stderr io.Writer, cfg *tracer.Config) {
 	if f.wholeHost || len(pids) == 0 {
 		return
 	}
+	root, err := tracer.Cgroup2Root()
+	if err != nil {
+		return // Open says why
+	}
 	var dirs []string
 	for _, pid := range pids {
 		dir, err := tracer.CgroupOf(f.proc(), pid)
 		if err != nil {
 			fmt.Fprintf(stderr, "discotrace: cannot find the cgroup of pid %d (%v): sends and receives are traced for the whole host\n", pid, err)
 			return
+		}
+		if dir == root {
+			return // a node in the root cgroup: the whole host it is
 		}
 		dirs = append(dirs, dir)
 	}

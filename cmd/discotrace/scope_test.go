@@ -18,7 +18,7 @@ func TestTraceScopesToTheNodesCgroup(t *testing.T) {
 		t.Skip("no cgroup v2 mount here:", err)
 	}
 	proc := t.TempDir()
-	for pid, line := range map[string]string{"42": "0::/system.slice/geth.service\n", "43": "0::/user.slice\n", "44": "0::/system.slice/geth.service/sub\n"} {
+	for pid, line := range map[string]string{"42": "0::/system.slice/geth.service\n", "43": "0::/user.slice\n", "44": "0::/system.slice/geth.service/sub\n", "45": "0::/\n"} {
 		os.MkdirAll(filepath.Join(proc, pid), 0o755)
 		if err := os.WriteFile(filepath.Join(proc, pid, "cgroup"), []byte("4:memory:/x\n"+line), 0o644); err != nil {
 			t.Fatal(err)
@@ -38,6 +38,7 @@ func TestTraceScopesToTheNodesCgroup(t *testing.T) {
 		{name: "--pid wins over the nodes found", pid: 43, found: []int{42}, want: []string{user}},
 		{name: "nodes found", found: []int{42, 43, 44}, want: []string{geth, user, geth + "/sub"}},
 		{name: "--whole-host", pid: 42, wholeHost: true},
+		{name: "a node in the root cgroup", found: []int{42, 45}},
 		{name: "unreadable cgroup", found: []int{42, 99}, stderr: "cannot find the cgroup of pid 99"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
