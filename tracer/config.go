@@ -31,6 +31,14 @@ type Config struct {
 	NetNS uint32
 	// PID, when not 0, keeps only send and read events of this process (tgid).
 	PID uint32
+	// Cgroups, when not empty, are the cgroup v2 directories the send and recv programs
+	// (cgroup_skb) attach to, instead of the cgroup v2 root: only sockets created by
+	// processes in them or below them are seen sending and receiving, and the rest of the
+	// host never runs those programs. The other programs (read, drop, icmp-in) hook the
+	// whole host whatever this says. ICMP errors the kernel sends itself leave through
+	// its own socket, which is seldom in these cgroups (see the plan's icmp-out). The
+	// cgroup v2 root among them means the whole host.
+	Cgroups []string
 	// LostInterval is how often the per-CPU lost-event counters are checked and reported.
 	// 0 means one second.
 	LostInterval time.Duration
@@ -82,6 +90,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	default:
 		return cfg, fmt.Errorf("unknown backend %q: use %q, %q, %q or %q", cfg.Backend, BackendAuto, BackendFentry, BackendKprobe, BackendTracepoint)
 	}
+	cfg.Cgroups = outermostCgroups(cfg.Cgroups)
 	if cfg.LostInterval == 0 {
 		cfg.LostInterval = DefaultLostInterval
 	}

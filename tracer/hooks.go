@@ -16,7 +16,7 @@ import (
 type program struct {
 	name       string
 	backend    string          // BackendTracepoint (tracepoints and cgroup_skb), BackendFentry or BackendKprobe
-	cgroup     ebpf.AttachType // cgroup_skb programs: egress or ingress, on the cgroup v2 root
+	cgroup     ebpf.AttachType // cgroup_skb programs: egress or ingress, on the cgroup v2 root or Config.Cgroups
 	tracepoint string          // tp_btf programs: the tracepoint
 	since      string          // the Linux version that added the tracepoint, for messages
 	// functions are the kernel functions of an fentry/fexit program (one: its section
@@ -65,8 +65,9 @@ func programByName(name string) program {
 	panic("tracer: no program " + name)
 }
 
-// attachPoint says where p attaches, as the plan shows it.
-func (p program) attachPoint(cgroupRoot string) string {
+// attachPoint says where p attaches, as the plan shows it; cgroups lists the cgroup
+// directories the cgroup programs attach to.
+func (p program) attachPoint(cgroups string) string {
 	switch {
 	case p.tracepoint != "":
 		return "tp_btf/" + p.tracepoint
@@ -81,9 +82,9 @@ func (p program) attachPoint(cgroupRoot string) string {
 		}
 		return kind + strings.Join(p.functions, ", "+kind)
 	case p.cgroup == ebpf.AttachCGroupInetEgress:
-		return "cgroup_skb/egress on " + cgroupRoot
+		return "cgroup_skb/egress on " + cgroups
 	default:
-		return "cgroup_skb/ingress on " + cgroupRoot
+		return "cgroup_skb/ingress on " + cgroups
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,6 +106,13 @@ func Open(cfg Config) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if slices.Contains(cfg.Cgroups, cgroupRoot) {
+		cfg.Cgroups = nil // the whole host, as without
+	}
+	cgroups := cfg.Cgroups
+	if len(cgroups) == 0 {
+		cgroups = []string{cgroupRoot}
+	}
 	spec, err := loadDiscotrace()
 	if err != nil {
 		return nil, fmt.Errorf("read the embedded BPF object: %w", err)
@@ -154,7 +162,7 @@ func Open(cfg Config) (*Tracer, error) {
 		t.coll.Close()
 		return nil, err
 	}
-	attachPoints, err := t.attach(cgroupRoot)
+	attachPoints, err := t.attach(cgroups)
 	if err != nil {
 		t.detach()
 		t.coll.Close()
@@ -169,6 +177,9 @@ func Open(cfg Config) (*Tracer, error) {
 	limits := t.helpers.limits()
 	for class, l := range reasonLimits(t.reasons, !t.inferQueueReason) {
 		limits[class] = append(limits[class], l...)
+	}
+	if len(cfg.Cgroups) > 0 {
+		limits["icmp-out"] = append(limits["icmp-out"], "the ICMP errors the kernel sends itself (port unreachable): they leave through its own socket, which is outside the traced cgroups unless it was created in one")
 	}
 	t.plan = makePlan(ch, unneeded, attachPoints, missing, limits)
 	t.lastLostCheck = time.Now()
@@ -269,14 +280,24 @@ func (t *Tracer) watchPorts() error {
 	return nil
 }
 
-// attach links every loaded program; it returns each one's attach point for the plan.
-func (t *Tracer) attach(cgroupRoot string) (map[string]string, error) {
+// attach links every loaded program, the cgroup programs to each of cgroups; it returns
+// each one's attach point for the plan.
+func (t *Tracer) attach(cgroups []string) (map[string]string, error) {
 	points := map[string]string{}
-	cg, err := os.Open(cgroupRoot)
-	if err != nil {
-		return nil, fmt.Errorf("open cgroup v2 root %s: %w", cgroupRoot, err)
+	var cgs []*os.File
+	defer func() {
+		for _, cg := range cgs {
+			cg.Close()
+		}
+	}()
+	for _, dir := range cgroups {
+		cg, err := openCgroup(dir)
+		if err != nil {
+			return nil, err
+		}
+		cgs = append(cgs, cg)
 	}
-	defer cg.Close()
+	cgroupList := strings.Join(cgroups, ", ")
 	for _, p := range programs {
 		prog := t.coll.Programs[p.name]
 		if prog == nil {
@@ -288,7 +309,7 @@ func (t *Tracer) attach(cgroupRoot string) (map[string]string, error) {
 		case p.tracepoint != "" || p.backend == BackendFentry:
 			l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 			if err != nil {
-				return nil, fmt.Errorf("attach %s to %s: %w", p.name, p.attachPoint(cgroupRoot), err)
+				return nil, fmt.Errorf("attach %s to %s: %w", p.name, p.attachPoint(cgroupList), err)
 			}
 			t.links = append(t.links, l)
 		case p.backend == BackendKprobe:
@@ -304,13 +325,15 @@ func (t *Tracer) attach(cgroupRoot string) (map[string]string, error) {
 				t.links = append(t.links, l)
 			}
 		default:
-			l, err := link.AttachRawLink(link.RawLinkOptions{Target: int(cg.Fd()), Program: prog, Attach: p.cgroup})
-			if err != nil {
-				return nil, fmt.Errorf("attach %s to cgroup %s: %w", p.name, cgroupRoot, err)
+			for _, cg := range cgs {
+				l, err := link.AttachRawLink(link.RawLinkOptions{Target: int(cg.Fd()), Program: prog, Attach: p.cgroup})
+				if err != nil {
+					return nil, fmt.Errorf("attach %s to cgroup %s: %w", p.name, cg.Name(), err)
+				}
+				t.links = append(t.links, l)
 			}
-			t.links = append(t.links, l)
 		}
-		points[p.name] = p.attachPoint(cgroupRoot)
+		points[p.name] = p.attachPoint(cgroupList)
 	}
 	return points, nil
 }

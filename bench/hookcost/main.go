@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -209,17 +210,35 @@ type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
 
-// realTracer opens discotrace watching a port the benchmark does not use, and finds its
-// programs (the ones that appeared while it opened) for statistics.
-func realTracer(port uint16) func() (*attached, error) {
+// realTracer opens discotrace watching port, and finds its programs (the ones that
+// appeared while it opened) for statistics. With elsewhere, its cgroup programs attach to
+// a cgroup of their own that holds no process (the node's, scoped: this traffic is the
+// rest of the host's).
+func realTracer(port uint16, elsewhere bool) func() (*attached, error) {
 	return func() (*attached, error) {
+		var cgroups []string
+		if elsewhere {
+			root, err := tracer.Cgroup2Root()
+			if err != nil {
+				return nil, err
+			}
+			dir := filepath.Join(root, fmt.Sprintf("discotrace-hookcost-%d", os.Getpid()))
+			if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
+				return nil, err
+			}
+			cgroups = []string{dir}
+		}
 		before := progIDs()
-		tr, err := tracer.Open(tracer.Config{Ports: []uint16{port}, RingSize: *ringSize, SnapLen: *snapLen})
+		tr, err := tracer.Open(tracer.Config{Ports: []uint16{port}, RingSize: *ringSize, SnapLen: *snapLen, Cgroups: cgroups})
 		if err != nil {
 			return nil, err
 		}
 		a := &attached{progs: map[string]*ebpf.Program{}}
 		a.closers = append(a.closers, closerFunc(tr.Close))
+		if elsewhere {
+			// Closed last (closers run backwards): after the programs let go of it.
+			a.closers = append([]io.Closer{closerFunc(func() error { return os.Remove(cgroups[0]) })}, a.closers...)
+		}
 		for _, id := range progIDs() {
 			if slices.Contains(before, id) {
 				continue
@@ -291,8 +310,9 @@ func setups(rxPort uint16) []setup {
 		{"ring16", "tp_btf sock_send_length reserving and submitting 16 bytes of a ring buffer, read concurrently", ringTracing("sock_send_length", 16, true)},
 		{"ring456", "tp_btf sock_send_length reserving and submitting 456 bytes of a ring buffer, read concurrently", ringTracing("sock_send_length", 456, true)},
 		{"ring16u", "as ring16, the ring not read during the measurement", ringTracing("sock_send_length", 16, false)},
-		{"tracer", "discotrace, watching a port this traffic does not use", realTracer(9)},
-		{"watched", "discotrace, watching this traffic's port (its events read and dropped)", realTracer(rxPort)},
+		{"tracer", "discotrace, watching a port this traffic does not use", realTracer(9, false)},
+		{"tracernode", "discotrace, watching a port this traffic does not use, scoped to another cgroup (the node's)", realTracer(9, true)},
+		{"watched", "discotrace, watching this traffic's port (its events read and dropped)", realTracer(rxPort, false)},
 	}
 }
 

@@ -16,6 +16,48 @@ import (
 type attachFlags struct {
 	autoAttach bool
 	procRoot   string // where procfs is mounted; "" is /proc (tests give a fake tree)
+	wholeHost  bool   // --whole-host: the send and recv programs on the root cgroup
+	nodePIDs   []int  // the nodes found running, whose cgroups trace is scoped to
+}
+
+// proc returns where procfs is mounted.
+func (f *attachFlags) proc() string {
+	if f.procRoot == "" {
+		return "/proc"
+	}
+	return f.procRoot
+}
+
+// scopeToNodes attaches the send and recv programs (cgroup_skb) to the cgroups of the
+// node being traced, --pid or the nodes found running, instead of the root cgroup: the
+// rest of the host's traffic then never runs them. Without a known node, with
+// --whole-host, or when a node's cgroup cannot be found (said on stderr), they stay on the
+// root cgroup and see the whole host.
+func (f *traceFlags) scopeToNodes(stderr io.Writer, cfg *tracer.Config) {
+	pids := f.nodePIDs
+	if f.pid != 0 {
+		pids = []int{int(f.pid)}
+	}
+	if f.wholeHost || len(pids) == 0 {
+		return
+	}
+	root, err := tracer.Cgroup2Root()
+	if err != nil {
+		return // Open says why
+	}
+	var dirs []string
+	for _, pid := range pids {
+		dir, err := tracer.CgroupOf(f.proc(), pid)
+		if err != nil {
+			fmt.Fprintf(stderr, "discotrace: cannot find the cgroup of pid %d (%v): sends and receives are traced for the whole host\n", pid, err)
+			return
+		}
+		if dir == root {
+			return // a node in the root cgroup: the whole host it is
+		}
+		dirs = append(dirs, dir)
+	}
+	cfg.Cgroups = dirs
 }
 
 // attachToNodes finds the Ethereum clients owning UDP sockets and sets cfg to watch
@@ -26,10 +68,7 @@ func (f *traceFlags) attachToNodes(stderr io.Writer, cfg *tracer.Config, id *dec
 	if !f.autoAttach || tracer.CheckPrivileges() != nil {
 		return // without them, tracing stops at once and says why in one line
 	}
-	proc := f.procRoot
-	if proc == "" {
-		proc = "/proc"
-	}
+	proc := f.proc()
 	loadKeys := !f.raw && len(f.nodeKeys) == 0
 	res, err := attach.Find(proc, attach.Filter{PID: f.pid, NetNS: uint64(f.netns)}, loadKeys)
 	if err != nil {
@@ -43,6 +82,7 @@ func (f *traceFlags) attachToNodes(stderr io.Writer, cfg *tracer.Config, id *dec
 	}
 	cfg.Ports = nil
 	for _, n := range res.Nodes {
+		f.nodePIDs = append(f.nodePIDs, n.PID)
 		for _, p := range n.Ports {
 			if !slices.Contains(cfg.Ports, p) {
 				cfg.Ports = append(cfg.Ports, p)

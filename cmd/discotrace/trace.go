@@ -105,7 +105,8 @@ Needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.`,
 	fl.Var(intFlag{&f.snapLen, wantSnapLen}, "snaplen", fmt.Sprintf("payload `BYTES` captured per datagram (0-%d)", tracer.MaxSnapLen))
 	fl.Var(intFlag{&f.ringSize, wantRingSize()}, "ringbuf-size", "ring buffer size in `BYTES`: a power of two, at least a page")
 	fl.Var(uint32Flag{&f.netns, wantNetNS}, "netns", "only the network namespace with this `INODE` (as ls -Li /proc/PID/ns/net shows)")
-	fl.Var(uint32Flag{&f.pid, wantPID}, "pid", "only sends and reads of process `PID`")
+	fl.Var(uint32Flag{&f.pid, wantPID}, "pid", "only sends and reads of process `PID` (and, unless --whole-host, receives by sockets of its cgroup)")
+	fl.BoolVar(&f.wholeHost, "whole-host", false, "trace sends and receives of every process on the watched ports, not only those of the node's cgroup (--pid, or the nodes found running)")
 	completeBackend(cmd)
 	return cmd
 }
@@ -161,6 +162,7 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	}
 	var found decode.Identity // the keys of the nodes found running, without --port
 	f.attachToNodes(stderr, &cfg, &found)
+	f.scopeToNodes(stderr, &cfg)
 	var dec *decode.Decoder
 	var watch *identityWatch
 	closeKeylog := func() error { return nil }
@@ -223,6 +225,9 @@ func runTrace(ctx context.Context, stdout, stderr io.Writer, f *traceFlags) erro
 	}
 	defer tr.Close()
 	fmt.Fprintf(stderr, "discotrace: watching UDP ports %s; hooks attached in %v\n", portList(cfg.Ports), time.Since(start).Round(time.Millisecond))
+	if len(cfg.Cgroups) > 0 {
+		fmt.Fprintf(stderr, "discotrace: sends and receives traced in the node's cgroup only (%s): --whole-host for every process's\n", strings.Join(cfg.Cgroups, ", "))
+	}
 	printPlan(stderr, tr.Plan(), f.verbose)
 	ms.setPlan(tr.Plan())
 	if problem := findUDPBindings(cfg.Ports, cfg.NetNS).unbound(cfg.Ports, cfg.NetNS); problem != "" {
