@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum/p2p/discover"
 	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
@@ -51,16 +50,8 @@ func establishedTotals(evs []*ndjson.Event) []int64 {
 // HANDSHAKE carried answered, one exchange per HANDSHAKE, and nothing failed.
 func TestGethDiscv5WithoutTheRecipientsKey(t *testing.T) {
 	a, b := newGethNode(t, disctest.KeyA), newGethNode(t, disctest.KeyB)
-	udpA, err := discover.ListenV5(a.conn, a.ln, a.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udpA.Close()
-	udpB, err := discover.ListenV5(b.conn, b.ln, b.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udpB.Close()
+	udpA := a.listenV5(t)
+	udpB := b.listenV5(t)
 	if _, err := udpA.Findnode(udpB.Self(), []uint{256}); err != nil {
 		t.Fatal(err)
 	}
@@ -103,16 +94,8 @@ func TestGethDiscv5WithoutTheRecipientsKey(t *testing.T) {
 // 622 ms and failed, and its PONG and NODES became failed requests).
 func TestGethDiscv5HeldBothWaysReplayedInOrder(t *testing.T) {
 	a, b := newGethNode(t, disctest.KeyA), newGethNode(t, disctest.KeyB)
-	udpA, err := discover.ListenV5(a.conn, a.ln, a.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udpA.Close()
-	udpB, err := discover.ListenV5(b.conn, b.ln, b.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udpB.Close()
+	udpA := a.listenV5(t)
+	udpB := b.listenV5(t)
 	if _, err := udpA.Findnode(udpB.Self(), []uint{256}); err != nil {
 		t.Fatal(err)
 	}
@@ -165,16 +148,8 @@ func TestGethDiscv5UnderLossWithAndWithoutKey(t *testing.T) {
 	a, b := newGethNode(t, disctest.KeyA), newGethNode(t, disctest.KeyB)
 	var n int
 	a.conn.lose = func() bool { n++; return n%3 == 2 }
-	udpA, err := discover.ListenV5(a.conn, a.ln, a.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udpA.Close()
-	udpB, err := discover.ListenV5(b.conn, b.ln, b.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udpB.Close()
+	udpA := a.listenV5(t)
+	udpB := b.listenV5(t)
 	calls := map[bool]int{}
 	for i := 0; i < 6; i++ {
 		_, err := udpA.Findnode(udpB.Self(), []uint{256})

@@ -105,6 +105,17 @@ func newGethNode(t *testing.T, keyHex string) *gethNode {
 	return &gethNode{key: key, ln: ln, conn: &recordingConn{UDPConn: socket, local: addr}}
 }
 
+// listenV5 runs go-ethereum's discv5 on the node's socket until the test ends.
+func (n *gethNode) listenV5(t *testing.T) *discover.UDPv5 {
+	t.Helper()
+	udp, err := discover.ListenV5(n.conn, n.ln, n.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(udp.Close)
+	return udp
+}
+
 func (n *gethNode) config() discover.Config {
 	return discover.Config{PrivateKey: n.key, NoFindnodeLivenessCheck: true}
 }
@@ -157,21 +168,9 @@ func checkGethDecoded(t *testing.T, evs []*ndjson.Event, proto string) int {
 // second peer itself, whose ID the decoder learns only from its answer.
 func TestGethDiscv5(t *testing.T) {
 	a, b, c := newGethNode(t, disctest.KeyA), newGethNode(t, disctest.KeyB), newGethNode(t, disctest.KeyC)
-	udpA, err := discover.ListenV5(a.conn, a.ln, a.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udpA.Close()
-	udpB, err := discover.ListenV5(b.conn, b.ln, b.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udpB.Close()
-	udpC, err := discover.ListenV5(c.conn, c.ln, c.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udpC.Close()
+	udpA := a.listenV5(t)
+	udpB := b.listenV5(t)
+	udpC := c.listenV5(t)
 
 	if _, err := udpB.Ping(udpA.Self()); err != nil { // b starts the session
 		t.Fatal(err)
