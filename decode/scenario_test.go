@@ -1477,17 +1477,7 @@ func TestScenarioV5ChallengedPacketIsNoResponse(t *testing.T) {
 	s.v5(a, b, ping, w)
 	s.after(time.Millisecond)
 
-	nonce := v5wire.Nonce{9, 9, 9}
-	head := v5wire.Header{
-		IV:           [16]byte{5},
-		StaticHeader: v5wire.StaticHeader{ProtocolID: [6]byte{'d', 'i', 's', 'c', 'v', '5'}, Version: 1, Flag: 0, Nonce: nonce, AuthSize: 32},
-		AuthData:     b.ID().Bytes(),
-	}
-	random, err := b.Codec.EncodeRaw(a.ID(), head, bytes.Repeat([]byte{0x5a}, 44))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(random), record.DirUnknown))
+	nonce := s.otherFirstPacket(b, a)
 	s.after(300 * time.Microsecond)
 	challenge, _, err := a.Codec.Encode(b.ID(), b.Addr.String(), &v5wire.Whoareyou{Nonce: nonce, IDNonce: [16]byte{8}}, nil)
 	if err != nil {

@@ -23,6 +23,19 @@ var toolPackages = map[string]string{
 	"bpftool": "bpftool",
 }
 
+// lookTool finds a host program TOOLS names, or says which package installs it.
+func lookTool(tool string) (string, error) {
+	bin, err := exec.LookPath(tool)
+	if err != nil {
+		hint := ""
+		if pkg, ok := toolPackages[tool]; ok {
+			hint = fmt.Sprintf(" (apt-get install %s)", pkg)
+		}
+		return "", fmt.Errorf("TOOLS: %s is not installed on this host%s", tool, hint)
+	}
+	return bin, nil
+}
+
 // addHostTools copies host programs into the archive at their host paths, with the shared
 // libraries and dynamic loader ldd says they need, so tests that shell out (netlab runs
 // iproute2's ip) work in the guest. Guest and host then run the same userspace binaries on
@@ -30,13 +43,9 @@ var toolPackages = map[string]string{
 func addHostTools(c *cpioWriter, tools []string) error {
 	added := map[string]bool{}
 	for _, tool := range tools {
-		bin, err := exec.LookPath(tool)
+		bin, err := lookTool(tool)
 		if err != nil {
-			hint := ""
-			if pkg, ok := toolPackages[tool]; ok {
-				hint = fmt.Sprintf(" (apt-get install %s)", pkg)
-			}
-			return fmt.Errorf("TOOLS: %s is not installed on this host%s", tool, hint)
+			return err
 		}
 		bin, err = filepath.Abs(bin)
 		if err != nil {
@@ -98,13 +107,9 @@ func addDebianTools(c *cpioWriter, tools []string, src kernelSource) error {
 	}
 	pkgs := map[string]bool{}
 	for _, tool := range tools {
-		bin, err := exec.LookPath(tool)
+		bin, err := lookTool(tool)
 		if err != nil {
-			hint := ""
-			if pkg, ok := toolPackages[tool]; ok {
-				hint = fmt.Sprintf(" (apt-get install %s)", pkg)
-			}
-			return fmt.Errorf("TOOLS: %s is not installed on this host%s; the %s guest gets the same Debian package's %s build", tool, hint, src.Arch.Name, src.Arch.Name)
+			return fmt.Errorf("%w; the %s guest gets the same Debian package's %s build", err, src.Arch.Name, src.Arch.Name)
 		}
 		libs, err := sharedLibraries(bin)
 		if err != nil {
