@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/discotrace/discotrace/decode/internal/addrkey"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
@@ -146,8 +147,8 @@ func (q *sdQueue) pop() {
 
 // Index keys.
 type (
-	// ipPair keys datagrams by addresses only: fragment drops do not know the ports.
-	ipPair struct{ src, dst netip.Addr }
+	// ipPair keys datagrams by addresses only (port 0): fragment drops do not know the ports.
+	ipPair struct{ src, dst addrkey.Key }
 	// headKey is a datagram's identity: its first bytes (a discv4 hash, a discv5
 	// masking IV), which NAT leaves alone; lookups check the endpoints they know.
 	headKey [quoteLen]byte
@@ -159,7 +160,7 @@ type (
 )
 
 func pairOf(src, dst netip.AddrPort) ipPair {
-	return ipPair{src.Addr().Unmap(), dst.Addr().Unmap()}
+	return ipPair{addrkey.Of(netip.AddrPortFrom(src.Addr().Unmap(), 0)), addrkey.Of(netip.AddrPortFrom(dst.Addr().Unmap(), 0))}
 }
 
 // datagrams is the table of datagrams seen within the retention time (and maxSeen), or,
@@ -236,7 +237,7 @@ func (t *datagrams) add(r *record.Record, obs *result.Observation) *seenDatagram
 
 // insert indexes sd, forgetting the oldest beyond the count bound.
 func (t *datagrams) insert(sd *seenDatagram) {
-	flow := flowKey{sd.src, sd.dst}
+	flow := flowOf(sd.src, sd.dst)
 	t.all.push(sd)
 	if t.all.len() > t.bound {
 		t.expire(time.Time{})
@@ -284,7 +285,7 @@ func (t *datagrams) expire(cut time.Time) {
 			// holding it need its evidence, not its decoded packet.
 			sd.evicted, sd.pkt = true, nil
 		}
-		flow := flowKey{sd.src, sd.dst}
+		flow := flowOf(sd.src, sd.dst)
 		popFrom(t.byHead, headKey(sd.head), sd, !t.late)
 		popFrom(t.byFlow, flow, sd, !t.late)
 		popFrom(t.byPair, pairOf(sd.src, sd.dst), sd, !t.late)
@@ -378,7 +379,7 @@ func (t *datagrams) quoted(r *record.Record) *seenDatagram {
 		}
 	}
 	if ports {
-		return newestMatching(t.byFlow[flowKey{src, dst}], r) // a shorter quote, or datagrams kept without payload
+		return newestMatching(t.byFlow[flowOf(src, dst)], r) // a shorter quote, or datagrams kept without payload
 	}
 	return newestMatching(t.byPair[pairOf(src, dst)], r)
 }
@@ -403,7 +404,7 @@ func newestMatching(q *sdQueue, r *record.Record) *seenDatagram {
 // seen between from and to, newest first, at most lookBack of them.
 func (t *datagrams) newestOf(src, dst netip.AddrPort, from, to time.Time, fn func(*seenDatagram)) {
 	src, dst = unmapAP(src), unmapAP(dst)
-	q := t.byFlow[flowKey{src, dst}]
+	q := t.byFlow[flowOf(src, dst)]
 	if src.Port() == 0 || dst.Port() == 0 {
 		q = t.byPair[pairOf(src, dst)]
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/internal/addrkey"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
 )
@@ -289,7 +290,7 @@ func (d *Decoder) Decode(r *record.Record) (packet.Packet, bool) {
 func (d *Decoder) findDestination(dstAddr netip.AddrPort, data []byte) (enode.ID, cipher.Block, bool) {
 	var tried enode.ID
 	var triedOne bool
-	if id, ok := d.st.addrs.Get(dstAddr); ok {
+	if id, ok := d.st.addrs.Get(addrkey.Of(dstAddr)); ok {
 		block := d.blockFor(id)
 		if d.unmasks(block, data) {
 			return id, block, true
@@ -398,11 +399,11 @@ func (d *Decoder) learnAddr(addr netip.AddrPort, id enode.ID) {
 		return
 	}
 	addr = normalize(addr)
-	if cur, ok := d.st.addrs.Get(addr); ok && cur == id {
+	if cur, ok := d.st.addrs.Get(addrkey.Of(addr)); ok && cur == id {
 		return // the common case: nothing new, and one map lookup instead of three
 	}
 	d.blockFor(id)
-	d.st.addrs.Put(addr, id)
+	d.st.addrs.Put(addrkey.Of(addr), id)
 }
 
 // learnSender remembers what a MESSAGE or HANDSHAKE tells: its sender's ID and address,

@@ -10,6 +10,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/internal/addrkey"
 	"github.com/discotrace/discotrace/decode/internal/bounded"
 )
 
@@ -115,7 +116,7 @@ type seenChallenge struct {
 // state is the decoder's memory.
 type state struct {
 	known      knownIDs // IDs to try, with their masking block
-	addrs      *bounded.Map[netip.AddrPort, enode.ID]
+	addrs      *bounded.Map[addrkey.Key, enode.ID]
 	sessions   *bounded.Map[sessionID, *keyRing]
 	pairs      *bounded.Map[direction, *keyRing]        // the same keys by node pair, any endpoints
 	challenges *bounded.Map[enode.ID, []*seenChallenge] // by challenged node, newest first
@@ -129,7 +130,7 @@ type state struct {
 func newState() state {
 	return state{
 		known:      knownIDs{index: make(map[enode.ID]int)},
-		addrs:      bounded.New[netip.AddrPort, enode.ID](maxAddrs),
+		addrs:      bounded.New[addrkey.Key, enode.ID](maxAddrs),
 		sessions:   bounded.New[sessionID, *keyRing](maxSessions),
 		pairs:      bounded.New[direction, *keyRing](maxSessions),
 		challenges: bounded.New[enode.ID, []*seenChallenge](maxChallenged),
