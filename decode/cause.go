@@ -69,10 +69,10 @@ func (t *tracked) reported(d *Decoder, h *result.Head, evType string, initiator,
 // every IPv4 path carries whole (576 bytes, less the IP and UDP headers), or on IPv6
 // than its minimum MTU (1280) carries. Only those can have a fragment loss to learn of late.
 func fragmentable(sd *seenDatagram) bool {
-	if sd.dst.Addr().Is4() {
-		return sd.n > 576-20-8
+	if sd.dst.AddrPort().Addr().Is4() {
+		return int(sd.n) > 576-20-8
 	}
-	return sd.n > 1280-40-8
+	return int(sd.n) > 1280-40-8
 }
 
 // revisable reports whether a network cause seen after t's failure was reported

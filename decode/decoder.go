@@ -860,7 +860,7 @@ func (d *Decoder) feedDrop(r *record.Record, emit func(result.Event)) {
 func (d *Decoder) dropIn(t *datagrams, r *record.Record, window time.Time, cause result.Cause, e result.Evidence, emit func(result.Event)) bool {
 	var unread, read *seenDatagram
 	t.newestOf(r.Src, r.Dst, window, r.Time, func(sd *seenDatagram) {
-		if unread != nil || sd.dropped || r.Len != 0 && r.Len != sd.n || !sameSocket(r.Cookie, sd.socketOf(false)) {
+		if unread != nil || sd.dropped || r.Len != 0 && r.Len != int(sd.n) || !sameSocket(r.Cookie, sd.socketOf(false)) {
 			return
 		}
 		if !sd.wasRead() {
