@@ -9,6 +9,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/internal/addrkey"
 	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
 )
@@ -21,8 +22,6 @@ const maxSentEvidence = 16
 // unanswered discv5 messages: what was sent, and what the network, the kernel and the
 // application said about it.
 type tracked struct {
-	done bool
-
 	// sent lists the item's datagrams: the evidence behind no_response.
 	sent []result.Evidence
 	// netCause is the strongest network cause seen (ICMP error, kernel drop), netEv the
@@ -33,23 +32,39 @@ type tracked struct {
 	// application read it (tracer only).
 	awaiting *seenDatagram
 	read     *result.Evidence
-	// answer is the datagram that completed the item; answerLost says an ICMP error or
-	// a drop shows it never reached the application.
-	answer     *seenDatagram
-	answerLost bool
+	// answer is the datagram that completed the item.
+	answer *seenDatagram
 	// rejected, when set, is the observation showing the peer refused a handshake.
 	rejected *result.Evidence
 	// expired, when set, is a discv4 request or answer that arrived already expired.
 	expired *result.Evidence
-	// more counts the observations left out of sent and netEv (evidence_more).
-	more int
 
 	// Once reported failed: its event (seq, type, endpoints) and cause, which evidence
 	// coming later may still revise (Decoder.attribute).
 	seq                  uint64
-	evType               string
-	initiator, recipient netip.AddrPort
 	cause                result.Cause
+	initiator, recipient addrkey.Key
+	evType               uint8 // an index of failureTypes
+
+	done bool
+	// answerLost says an ICMP error or a drop shows the answer never reached the
+	// application.
+	answerLost bool
+	// more counts the observations left out of sent and netEv (evidence_more).
+	more int32
+}
+
+// failureTypes are the event types a tracked item is reported failed as; tracked.evType
+// is an index (thousands are pending: every byte of them counts).
+var failureTypes = [...]string{"", result.TypeHandshake, result.TypeExchange}
+
+func failureType(evType string) uint8 {
+	for i, t := range failureTypes {
+		if t == evType {
+			return uint8(i)
+		}
+	}
+	panic("decode: " + evType + " is not a failure event type")
 }
 
 // reported notes the failure event t was reported as, and keeps the datagram it waited
@@ -58,7 +73,7 @@ func (t *tracked) reported(d *Decoder, h *result.Head, evType string, initiator,
 	if outcome != result.Failed {
 		return
 	}
-	t.seq, t.evType, t.initiator, t.recipient, t.cause = h.Seq, evType, initiator, recipient, cause
+	t.seq, t.evType, t.initiator, t.recipient, t.cause = h.Seq, failureType(evType), addrkey.Of(initiator), addrkey.Of(recipient), cause
 	if sd := t.awaiting; sd != nil && !sd.kept && fragmentable(sd) && t.revisable(result.FragmentLoss) {
 		sd.kept = true
 		d.late.insert(sd)

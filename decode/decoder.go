@@ -925,7 +925,7 @@ func (d *Decoder) attribute(o *tracked, cause result.Cause, e result.Evidence, o
 	o.cause = cause
 	emit(&result.Revision{
 		Head:    result.Head{Time: e.Time},
-		Revises: o.seq, Of: o.evType, Initiator: o.initiator, Recipient: o.recipient,
+		Revises: o.seq, Of: failureTypes[o.evType], Initiator: o.initiator.AddrPort(), Recipient: o.recipient.AddrPort(),
 		Cause: cause, Evidence: []result.Evidence{e},
 	})
 }

@@ -370,7 +370,7 @@ func (x *exchanges) emit(ex *exchange, outcome result.Outcome, emit func(result.
 		ev.Evidence = append(ev.Evidence, ex.sent...)
 	}
 	if len(ev.Evidence) > 0 {
-		ev.EvidenceMore = ex.more
+		ev.EvidenceMore = int(ex.more)
 	}
 	emit(ev)
 	ex.reported(x.d, &ev.Head, result.TypeExchange, ex.from, ex.to, outcome, ev.Cause)
