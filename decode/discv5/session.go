@@ -49,33 +49,37 @@ type knownIDs struct {
 
 type candidate struct {
 	id    enode.ID
-	block cipher.Block
+	block cipher.Block // nil until first needed (maskBlock)
 }
 
-func (k *knownIDs) get(id enode.ID) (cipher.Block, bool) {
+// maskBlock returns c's masking block, made on first use: most candidates are senders
+// whose packets never need unmasking as a destination, and an AES schedule costs
+// hundreds of bytes.
+func (c *candidate) maskBlock() cipher.Block {
+	if c.block == nil {
+		c.block = newMaskBlock(c.id)
+	}
+	return c.block
+}
+
+// add makes id a candidate, forgetting the oldest beyond maxKnownIDs, and returns it.
+func (k *knownIDs) add(id enode.ID) *candidate {
 	if i, ok := k.index[id]; ok {
-		return k.ids[i].block, true
+		return &k.ids[i]
 	}
-	return nil, false
-}
-
-// add makes id a candidate, forgetting the oldest beyond maxKnownIDs.
-func (k *knownIDs) add(id enode.ID) cipher.Block {
-	if block, ok := k.get(id); ok {
-		return block
-	}
-	c := candidate{id: id, block: newMaskBlock(id)}
+	c := candidate{id: id}
 	if len(k.ids) < maxKnownIDs {
 		k.ids = append(k.ids, c)
 		k.index[id] = len(k.ids) - 1
 		k.next = len(k.ids) % maxKnownIDs
-		return c.block
+		return &k.ids[len(k.ids)-1]
 	}
-	delete(k.index, k.ids[k.next].id)
-	k.ids[k.next] = c
-	k.index[id] = k.next
+	i := k.next
+	delete(k.index, k.ids[i].id)
+	k.ids[i] = c
+	k.index[id] = i
 	k.next = (k.next + 1) % maxKnownIDs
-	return c.block
+	return &k.ids[i]
 }
 
 // newest returns the i-th most recently added candidate, 0 <= i < len(k.ids).
