@@ -922,7 +922,7 @@ func (d *Decoder) attribute(o *tracked, cause result.Cause, e result.Evidence, o
 	if onAnswer || !o.revisable(cause) {
 		return
 	}
-	o.cause = cause
+	o.cause = codeOf(cause)
 	emit(&result.Revision{
 		Head:    result.Head{Time: e.Time},
 		Revises: o.seq, Of: failureTypes[o.evType], Initiator: o.initiator.AddrPort(), Recipient: o.recipient.AddrPort(),

@@ -73,7 +73,7 @@ type v5Msg struct {
 	srcID enode.ID
 	dstID enode.ID
 	// nonce is its header nonce (nonceLen bytes of it: 12), kept inline: thousands of
-	// messages are pending, and v5Msg fits a 288-byte allocation.
+	// messages are pending, and v5Msg fits a 256-byte allocation.
 	nonce     [12]byte
 	nonceLen  uint8
 	decrypted bool
