@@ -9,6 +9,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/internal/addrkey"
 	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
 )
@@ -21,35 +22,67 @@ const maxSentEvidence = 16
 // unanswered discv5 messages: what was sent, and what the network, the kernel and the
 // application said about it.
 type tracked struct {
-	done bool
-
 	// sent lists the item's datagrams: the evidence behind no_response.
 	sent []result.Evidence
-	// netCause is the strongest network cause seen (ICMP error, kernel drop), netEv the
-	// observations behind it.
-	netCause result.Cause
-	netEv    []result.Evidence
+	// netEv are the observations behind netCause.
+	netEv []result.Evidence
 	// awaiting is the datagram whose receiver must act next; read says the local
 	// application read it (tracer only).
 	awaiting *seenDatagram
 	read     *result.Evidence
-	// answer is the datagram that completed the item; answerLost says an ICMP error or
-	// a drop shows it never reached the application.
-	answer     *seenDatagram
-	answerLost bool
+	// answer is the datagram that completed the item.
+	answer *seenDatagram
 	// rejected, when set, is the observation showing the peer refused a handshake.
 	rejected *result.Evidence
 	// expired, when set, is a discv4 request or answer that arrived already expired.
 	expired *result.Evidence
-	// more counts the observations left out of sent and netEv (evidence_more).
-	more int
 
 	// Once reported failed: its event (seq, type, endpoints) and cause, which evidence
 	// coming later may still revise (Decoder.attribute).
 	seq                  uint64
-	evType               string
-	initiator, recipient netip.AddrPort
-	cause                result.Cause
+	initiator, recipient addrkey.Key
+	evType               uint8 // an index of failureTypes
+	cause                causeCode
+	// netCause is the strongest network cause seen (ICMP error, kernel drop).
+	netCause causeCode
+
+	done bool
+	// answerLost says an ICMP error or a drop shows the answer never reached the
+	// application.
+	answerLost bool
+	// more counts the observations left out of sent and netEv (evidence_more).
+	more int32
+}
+
+// causeCode is a result.Cause as an index of causes: a tracked item keeps two, and
+// thousands are pending.
+type causeCode uint8
+
+var causes = [...]result.Cause{"", result.NoResponse, result.ICMPUnreachable, result.KernelDrop,
+	result.FragmentLoss, result.Rejected, result.AppDrop, result.Expired}
+
+func codeOf(c result.Cause) causeCode {
+	for i, k := range causes {
+		if k == c {
+			return causeCode(i)
+		}
+	}
+	panic("decode: " + string(c) + " is not a result.Cause")
+}
+
+func (c causeCode) cause() result.Cause { return causes[c] }
+
+// failureTypes are the event types a tracked item is reported failed as; tracked.evType
+// is an index (thousands are pending: every byte of them counts).
+var failureTypes = [...]string{"", result.TypeHandshake, result.TypeExchange}
+
+func failureType(evType string) uint8 {
+	for i, t := range failureTypes {
+		if t == evType {
+			return uint8(i)
+		}
+	}
+	panic("decode: " + evType + " is not a failure event type")
 }
 
 // reported notes the failure event t was reported as, and keeps the datagram it waited
@@ -58,7 +91,7 @@ func (t *tracked) reported(d *Decoder, h *result.Head, evType string, initiator,
 	if outcome != result.Failed {
 		return
 	}
-	t.seq, t.evType, t.initiator, t.recipient, t.cause = h.Seq, evType, initiator, recipient, cause
+	t.seq, t.evType, t.initiator, t.recipient, t.cause = h.Seq, failureType(evType), addrkey.Of(initiator), addrkey.Of(recipient), codeOf(cause)
 	if sd := t.awaiting; sd != nil && !sd.kept && fragmentable(sd) && t.revisable(result.FragmentLoss) {
 		sd.kept = true
 		d.late.insert(sd)
@@ -69,19 +102,19 @@ func (t *tracked) reported(d *Decoder, h *result.Head, evType string, initiator,
 // every IPv4 path carries whole (576 bytes, less the IP and UDP headers), or on IPv6
 // than its minimum MTU (1280) carries. Only those can have a fragment loss to learn of late.
 func fragmentable(sd *seenDatagram) bool {
-	if sd.dst.Addr().Is4() {
-		return sd.n > 576-20-8
+	if sd.dst.AddrPort().Addr().Is4() {
+		return int(sd.n) > 576-20-8
 	}
-	return sd.n > 1280-40-8
+	return int(sd.n) > 1280-40-8
 }
 
 // revisable reports whether a network cause seen after t's failure was reported
 // explains it better: silence, or a drop, that a fragment loss or an ICMP error turns
 // out to be behind.
 func (t *tracked) revisable(cause result.Cause) bool {
-	switch t.cause {
+	switch t.cause.cause() {
 	case result.NoResponse, result.KernelDrop, result.ICMPUnreachable:
-		return t.seq != 0 && causeRank(cause) > causeRank(t.cause)
+		return t.seq != 0 && causeRank(cause) > causeRank(t.cause.cause())
 	}
 	return false
 }
@@ -164,8 +197,8 @@ func (t *tracked) network(cause result.Cause, ev result.Evidence, onAnswer bool)
 	if t.done {
 		return
 	}
-	if causeRank(cause) > causeRank(t.netCause) {
-		t.netCause = cause
+	if causeRank(cause) > causeRank(t.netCause.cause()) {
+		t.netCause = codeOf(cause)
 	}
 	t.keep(&t.netEv, ev)
 	if onAnswer {
@@ -175,15 +208,15 @@ func (t *tracked) network(cause result.Cause, ev result.Evidence, onAnswer bool)
 
 // decisive reports whether the item has failed whatever comes next.
 func (t *tracked) decisive() bool {
-	return t.netCause != "" || t.rejected != nil || t.expired != nil
+	return t.netCause != 0 || t.rejected != nil || t.expired != nil
 }
 
 // verdict returns the best-supported cause of the item's failure and its evidence.
 func (t *tracked) verdict() (result.Cause, []result.Evidence) {
 	ev := append([]result.Evidence(nil), t.sent...)
 	switch {
-	case t.netCause != "":
-		return t.netCause, withDetails(ev, t.netEv)
+	case t.netCause != 0:
+		return t.netCause.cause(), withDetails(ev, t.netEv)
 	case t.expired != nil:
 		// Before app_drop: an expired request is read, then ignored for its expiration.
 		return result.Expired, append(ev, *t.expired)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/discotrace/discotrace/decode/internal/addrkey"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
@@ -30,37 +31,50 @@ const maxSeen = 16384
 // looks for came within milliseconds, so it is among the newest.
 const lookBack = 32
 
+// seenDatagram is one datagram record (its event is a send, a receive or a captured
+// packet). Tens of thousands are kept under load: its fields are ordered so that it packs
+// into 176 bytes, and its endpoints are pointer-free keys.
 type seenDatagram struct {
-	t        time.Time
-	src, dst netip.AddrPort // unmapped
-	n        int
-	head     [quoteLen]byte
-	headLen  uint8
-	evType   string // its event's type
-	seq      uint64 // its event's seq
+	t   time.Time
+	seq uint64 // its event's seq
 	// pkt is what it decoded as, for a read or a twin to report: nil until it decodes,
 	// once evicted, and in a capture (datagrams.noReads), which has neither.
-	pkt     *packet.Packet
-	inbound bool // may be queued on a local socket (Dir in, or unknown)
-	sent    bool // Dir out: a local send
-	recv    bool // Dir in: a local receive
-	read    bool
-	evicted bool
+	pkt *packet.Packet
+	// cookie is the socket it was sent from (sent) or queued on (recv), 0 if unknown.
+	cookie uint64
+	owners []*tracked
+	// twin is, for the receive of a datagram sent by this same host (both ends local),
+	// the send record: one datagram, observed twice.
+	twin *seenDatagram
+	// unowned are ICMP errors about it that came while nothing tracked it.
+	unowned  []netObservation
+	n        int32       // UDP payload length
+	netns    uint32      // the network namespace it was seen in, 0 if unknown
+	src, dst addrkey.Key // unmapped
+	head     [quoteLen]byte
+	headLen  uint8
+	inbound  bool // may be queued on a local socket (Dir in, or unknown)
+	sent     bool // Dir out: a local send
+	recv     bool // Dir in: a local receive
+	read     bool
+	evicted  bool
 	// dropped: a kernel drop was attributed to it; a drop is one datagram.
 	dropped bool
 	// lost: a drop or an ICMP error says it never reached its receiver's application.
 	lost bool
 	// kept: it is in the late table too.
 	kept bool
-	// cookie is the socket it was sent from (sent) or queued on (recv), 0 if unknown.
-	cookie uint64
-	netns  uint32 // the network namespace it was seen in, 0 if unknown
-	owners []*tracked
-	// twin is, for the receive of a datagram sent by this same host (both ends local),
-	// the send record: one datagram, observed twice.
-	twin *seenDatagram
-	// unowned are ICMP errors about it that came while nothing tracked it.
-	unowned []netObservation
+}
+
+// evType is its event's type, which its direction decides (result.TypeOf).
+func (sd *seenDatagram) evType() string {
+	switch {
+	case sd.sent:
+		return result.TypeSend
+	case sd.recv:
+		return result.TypeRecv
+	}
+	return result.TypePacket
 }
 
 // socketOf returns the cookie of the socket that sent sd (sending) or queued it
@@ -99,7 +113,7 @@ func (sd *seenDatagram) own(t *tracked) {
 
 // evidence is an observation about sd, citing its event.
 func (sd *seenDatagram) evidence(detail string) result.Evidence {
-	return result.Evidence{Seq: sd.seq, Time: sd.t, Observed: sd.evType, Detail: detail}
+	return result.Evidence{Seq: sd.seq, Time: sd.t, Observed: sd.evType(), Detail: detail}
 }
 
 // headMatches reports whether sd starts with the bytes of prefix (as far as both go).
@@ -146,8 +160,8 @@ func (q *sdQueue) pop() {
 
 // Index keys.
 type (
-	// ipPair keys datagrams by addresses only: fragment drops do not know the ports.
-	ipPair struct{ src, dst netip.Addr }
+	// ipPair keys datagrams by addresses only (port 0): fragment drops do not know the ports.
+	ipPair struct{ src, dst addrkey.Key }
 	// headKey is a datagram's identity: its first bytes (a discv4 hash, a discv5
 	// masking IV), which NAT leaves alone; lookups check the endpoints they know.
 	headKey [quoteLen]byte
@@ -159,7 +173,7 @@ type (
 )
 
 func pairOf(src, dst netip.AddrPort) ipPair {
-	return ipPair{src.Addr().Unmap(), dst.Addr().Unmap()}
+	return ipPair{addrkey.Of(netip.AddrPortFrom(src.Addr().Unmap(), 0)), addrkey.Of(netip.AddrPortFrom(dst.Addr().Unmap(), 0))}
 }
 
 // datagrams is the table of datagrams seen within the retention time (and maxSeen), or,
@@ -220,7 +234,7 @@ func popFrom[K comparable](m map[K]*sdQueue, k K, sd *seenDatagram, skipEvicted 
 
 func (t *datagrams) add(r *record.Record, obs *result.Observation) *seenDatagram {
 	sd := &seenDatagram{
-		t: r.Time, src: unmapAP(r.Src), dst: unmapAP(r.Dst), n: r.Len, evType: result.TypeOf(r), seq: obs.Seq, pkt: obs.Packet,
+		t: r.Time, src: addrkey.Of(unmapAP(r.Src)), dst: addrkey.Of(unmapAP(r.Dst)), n: int32(r.Len), seq: obs.Seq, pkt: obs.Packet,
 		inbound: r.Dir != record.DirOut && !t.noReads, sent: r.Dir == record.DirOut, recv: r.Dir == record.DirIn,
 		cookie: r.Cookie, netns: r.NetNS,
 	}
@@ -246,9 +260,9 @@ func (t *datagrams) insert(sd *seenDatagram) {
 	}
 	pushTo(t.byHead, headKey(sd.head), sd)
 	pushTo(t.byFlow, flow, sd)
-	pushTo(t.byPair, pairOf(sd.src, sd.dst), sd)
+	pushTo(t.byPair, pairOf(sd.src.AddrPort(), sd.dst.AddrPort()), sd)
 	if sd.inbound {
-		pushTo(t.unread, readKey{flow, sd.n}, sd)
+		pushTo(t.unread, readKey{flow, int(sd.n)}, sd)
 		pushTo(t.unreadAny, flow, sd)
 	}
 }
@@ -287,9 +301,9 @@ func (t *datagrams) expire(cut time.Time) {
 		flow := flowKey{sd.src, sd.dst}
 		popFrom(t.byHead, headKey(sd.head), sd, !t.late)
 		popFrom(t.byFlow, flow, sd, !t.late)
-		popFrom(t.byPair, pairOf(sd.src, sd.dst), sd, !t.late)
+		popFrom(t.byPair, pairOf(sd.src.AddrPort(), sd.dst.AddrPort()), sd, !t.late)
 		if sd.inbound {
-			popFrom(t.unread, readKey{flow, sd.n}, sd, !t.late)
+			popFrom(t.unread, readKey{flow, int(sd.n)}, sd, !t.late)
 			popFrom(t.unreadAny, flow, sd, !t.late)
 		}
 	}
@@ -310,7 +324,7 @@ func (t *datagrams) twinOf(r *record.Record) *seenDatagram {
 	if q == nil {
 		return nil
 	}
-	src, dst := unmapAP(r.Src), unmapAP(r.Dst)
+	src, dst := addrkey.Of(unmapAP(r.Src)), addrkey.Of(unmapAP(r.Dst))
 	var natted *seenDatagram
 	for i := 0; i < min(q.len(), lookBack); i++ {
 		sd := q.newest(i)
@@ -321,7 +335,7 @@ func (t *datagrams) twinOf(r *record.Record) *seenDatagram {
 		// with IP_RECVERR) is the datagram its egress showed.
 		failedAfter := sd.sent && r.Dir == record.DirOut && r.HasSendRet && r.SendRet < 0
 		other := sd.sent && r.Dir == record.DirIn || sd.recv && r.Dir == record.DirOut || failedAfter
-		if !other || sd.twin != nil || sd.n != r.Len || !sd.headMatches(r.Payload) {
+		if !other || sd.twin != nil || int(sd.n) != r.Len || !sd.headMatches(r.Payload) {
 			continue
 		}
 		switch {
@@ -378,7 +392,7 @@ func (t *datagrams) quoted(r *record.Record) *seenDatagram {
 		}
 	}
 	if ports {
-		return newestMatching(t.byFlow[flowKey{src, dst}], r) // a shorter quote, or datagrams kept without payload
+		return newestMatching(t.byFlow[flowOf(src, dst)], r) // a shorter quote, or datagrams kept without payload
 	}
 	return newestMatching(t.byPair[pairOf(src, dst)], r)
 }
@@ -392,7 +406,7 @@ func newestMatching(q *sdQueue, r *record.Record) *seenDatagram {
 	src, dst := unmapAP(r.QuotedSrc), unmapAP(r.QuotedDst)
 	for i := 0; i < min(q.len(), lookBack); i++ {
 		sd := q.newest(i)
-		if !sd.t.After(r.Time) && sameEndpoint(sd.src, src) && sameEndpoint(sd.dst, dst) && sd.headMatches(r.Payload) {
+		if !sd.t.After(r.Time) && sameEndpoint(sd.src.AddrPort(), src) && sameEndpoint(sd.dst.AddrPort(), dst) && sd.headMatches(r.Payload) {
 			return sd
 		}
 	}
@@ -403,7 +417,7 @@ func newestMatching(q *sdQueue, r *record.Record) *seenDatagram {
 // seen between from and to, newest first, at most lookBack of them.
 func (t *datagrams) newestOf(src, dst netip.AddrPort, from, to time.Time, fn func(*seenDatagram)) {
 	src, dst = unmapAP(src), unmapAP(dst)
-	q := t.byFlow[flowKey{src, dst}]
+	q := t.byFlow[flowOf(src, dst)]
 	if src.Port() == 0 || dst.Port() == 0 {
 		q = t.byPair[pairOf(src, dst)]
 	}
@@ -418,7 +432,7 @@ func (t *datagrams) newestOf(src, dst netip.AddrPort, from, to time.Time, fn fun
 		if sd.t.Before(from) {
 			return
 		}
-		if sameEndpoint(sd.src, src) && sameEndpoint(sd.dst, dst) {
+		if sameEndpoint(sd.src.AddrPort(), src) && sameEndpoint(sd.dst.AddrPort(), dst) {
 			fn(sd)
 			seen++
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/discotrace/discotrace/decode/discv4"
 	"github.com/discotrace/discotrace/decode/discv5"
+	"github.com/discotrace/discotrace/decode/internal/addrkey"
 	"github.com/discotrace/discotrace/decode/internal/bounded"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
@@ -175,7 +176,7 @@ type Decoder struct {
 	localIDs   map[enode.ID]bool
 	localSeen  map[enode.ID]bool // the local IDs a decoded packet came from or went to
 	localAddrs map[netip.AddrPort]bool
-	ids        *bounded.Map[netip.AddrPort, learnedID]
+	ids        *bounded.Map[addrkey.Key, learnedID]
 	held       *bounded.Map[netip.AddrPort, []heldDatagram]
 	nat        natAliases
 
@@ -194,7 +195,7 @@ func NewDecoder(cfg Config) *Decoder {
 		localIDs:   make(map[enode.ID]bool),
 		localSeen:  make(map[enode.ID]bool),
 		localAddrs: make(map[netip.AddrPort]bool),
-		ids:        bounded.New[netip.AddrPort, learnedID](maxLearnedIDs),
+		ids:        bounded.New[addrkey.Key, learnedID](maxLearnedIDs),
 		held:       bounded.New[netip.AddrPort, []heldDatagram](maxHeldAddrs),
 	}
 	longest := max(cfg.V4Timeout, cfg.V5Timeout, cfg.HandshakeTimeout)
@@ -485,7 +486,7 @@ func (d *Decoder) LocalIDSeen(id enode.ID) bool { return d.localSeen[id] }
 
 type learnedID struct {
 	id enode.ID
-	t  time.Time
+	t  int64 // when, in Unix nanoseconds: a time.Time would hold a pointer and 16 bytes more
 }
 
 func (d *Decoder) addLocal(a netip.AddrPort) {
@@ -521,13 +522,13 @@ func (d *Decoder) learnID(a netip.AddrPort, id enode.ID, t time.Time) {
 	if !a.IsValid() {
 		return
 	}
-	d.ids.Put(unmapAP(a), learnedID{id, t})
+	d.ids.Put(addrkey.Of(unmapAP(a)), learnedID{id, t.UnixNano()})
 }
 
 // idAt returns the node ID last seen at a, if any.
 func (d *Decoder) idAt(a netip.AddrPort) (enode.ID, bool) {
-	l, ok := d.ids.Get(unmapAP(a))
-	if !ok || d.now.Sub(l.t) > idRetention {
+	l, ok := d.ids.Get(addrkey.Of(unmapAP(a)))
+	if !ok || time.Duration(d.now.UnixNano()-l.t) > idRetention {
 		return enode.ID{}, false
 	}
 	return l.id, true
@@ -859,7 +860,7 @@ func (d *Decoder) feedDrop(r *record.Record, emit func(result.Event)) {
 func (d *Decoder) dropIn(t *datagrams, r *record.Record, window time.Time, cause result.Cause, e result.Evidence, emit func(result.Event)) bool {
 	var unread, read *seenDatagram
 	t.newestOf(r.Src, r.Dst, window, r.Time, func(sd *seenDatagram) {
-		if unread != nil || sd.dropped || r.Len != 0 && r.Len != sd.n || !sameSocket(r.Cookie, sd.socketOf(false)) {
+		if unread != nil || sd.dropped || r.Len != 0 && r.Len != int(sd.n) || !sameSocket(r.Cookie, sd.socketOf(false)) {
 			return
 		}
 		if !sd.wasRead() {
@@ -921,10 +922,10 @@ func (d *Decoder) attribute(o *tracked, cause result.Cause, e result.Evidence, o
 	if onAnswer || !o.revisable(cause) {
 		return
 	}
-	o.cause = cause
+	o.cause = codeOf(cause)
 	emit(&result.Revision{
 		Head:    result.Head{Time: e.Time},
-		Revises: o.seq, Of: o.evType, Initiator: o.initiator, Recipient: o.recipient,
+		Revises: o.seq, Of: failureTypes[o.evType], Initiator: o.initiator.AddrPort(), Recipient: o.recipient.AddrPort(),
 		Cause: cause, Evidence: []result.Evidence{e},
 	})
 }

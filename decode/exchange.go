@@ -12,6 +12,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/decode/discv4"
+	"github.com/discotrace/discotrace/decode/internal/addrkey"
 	"github.com/discotrace/discotrace/decode/internal/bounded"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
@@ -50,10 +51,12 @@ type exchange struct {
 	forget        func() // removes the exchange from its indexes
 }
 
-// flowKey is a directed pair of endpoints.
-type flowKey struct{ from, to netip.AddrPort }
+// flowKey is a directed pair of endpoints (unmapped), packed without pointers.
+type flowKey struct{ from, to addrkey.Key }
 
-func flowOf(from, to netip.AddrPort) flowKey { return flowKey{unmapAP(from), unmapAP(to)} }
+func flowOf(from, to netip.AddrPort) flowKey {
+	return flowKey{addrkey.Of(unmapAP(from)), addrkey.Of(unmapAP(to))}
+}
 
 // v4ReqKey finds a discv4 request by its hash and the IP it went to: requests without
 // a destination in their bytes (ENRREQUEST, a FINDNODE's repeated target) are identical
@@ -367,7 +370,7 @@ func (x *exchanges) emit(ex *exchange, outcome result.Outcome, emit func(result.
 		ev.Evidence = append(ev.Evidence, ex.sent...)
 	}
 	if len(ev.Evidence) > 0 {
-		ev.EvidenceMore = ex.more
+		ev.EvidenceMore = int(ex.more)
 	}
 	emit(ev)
 	ex.reported(x.d, &ev.Head, result.TypeExchange, ex.from, ex.to, outcome, ev.Cause)

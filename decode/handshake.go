@@ -10,6 +10,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/decode/discv5"
+	"github.com/discotrace/discotrace/decode/internal/addrkey"
 	"github.com/discotrace/discotrace/decode/internal/bounded"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
@@ -68,8 +69,13 @@ type attempt struct {
 // v5Msg is a MESSAGE nothing has answered yet.
 type v5Msg struct {
 	tracked
-	t         time.Time
-	nonce     []byte
+	t     time.Time
+	srcID enode.ID
+	dstID enode.ID
+	// nonce is its header nonce (nonceLen bytes of it: 12), kept inline: thousands of
+	// messages are pending, and v5Msg fits a 256-byte allocation.
+	nonce     [12]byte
+	nonceLen  uint8
 	decrypted bool
 	// sizeHint: undecryptable and of go-ethereum's random packet size. A hint only:
 	// it decides nothing a WHOAREYOU, a HANDSHAKE or a session can decide.
@@ -78,9 +84,7 @@ type v5Msg struct {
 	// peerRecent says the peer sent a discv5 packet to the sender shortly before: an
 	// undecryptable message is then more likely a response than a request.
 	peerRecent bool
-	srcID      enode.ID
 	hasSrcID   bool
-	dstID      enode.ID
 	hasDstID   bool
 }
 
@@ -221,10 +225,11 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		return
 	}
 	m := &v5Msg{
-		t: r.Time, nonce: p.Nonce, decrypted: p.Msg != nil, sizeHint: sizeHint,
+		t: r.Time, decrypted: p.Msg != nil, sizeHint: sizeHint,
 		peerRecent: !prevFromPeer.IsZero() && r.Time.Sub(prevFromPeer) < h.d.cfg.V5Timeout,
 		srcID:      p.SrcID, hasSrcID: p.HasSrcID, dstID: p.DstID, hasDstID: p.HasDstID,
 	}
+	m.nonceLen = uint8(copy(m.nonce[:], p.Nonce))
 	if a := fwd.att; a != nil && (a.state == stateHandshakeSent || a.state == stateEstablished) &&
 		r.Time.Sub(a.hsT) < h.d.retention {
 		m.inSession = true
@@ -235,10 +240,10 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 	fwd.msgs = appendMsg(fwd.msgs, m)
 	// Its endpoints are kept in tracked's fields for its report, not in the closure: of
 	// thousands pending, every byte per message counts.
-	m.initiator, m.recipient = r.Src, r.Dst
+	m.initiator, m.recipient = addrkey.Of(r.Src), addrkey.Of(r.Dst)
 	h.d.after(r.Time.Add(h.d.cfg.V5Timeout), func(emit func(result.Event), atEnd bool) {
 		h.d.pending--
-		initiator, recipient, deadline := m.initiator, m.recipient, m.t.Add(h.d.cfg.V5Timeout)
+		initiator, recipient, deadline := m.initiator.AddrPort(), m.recipient.AddrPort(), m.t.Add(h.d.cfg.V5Timeout)
 		if m.done {
 			return
 		}
@@ -396,7 +401,7 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 		a.recipID, a.hasRecipID = h.d.idAt(r.Src)
 	}
 	for _, m := range st.msgs {
-		if !m.done && bytes.Equal(m.nonce, p.Nonce) {
+		if !m.done && bytes.Equal(m.nonce[:m.nonceLen], p.Nonce) {
 			// A request the recipient could not decrypt: it has no session (any more).
 			if m.awaiting != nil {
 				for _, o := range m.awaiting.owners {
@@ -662,7 +667,7 @@ func (h *handshakes) emit(a *attempt, outcome result.Outcome, emit func(result.E
 		ev.Evidence = append(ev.Evidence, a.sent...)
 	}
 	if len(ev.Evidence) > 0 {
-		ev.EvidenceMore = a.more
+		ev.EvidenceMore = int(a.more)
 	}
 	emit(ev)
 	a.reported(h.d, &ev.Head, result.TypeHandshake, a.initiator, a.recipient, outcome, ev.Cause)

@@ -56,7 +56,7 @@ func (n *natAliases) resolve(a netip.AddrPort, now time.Time) netip.AddrPort {
 // link learns, from r and the earlier observation first of the same datagram, the
 // endpoint a NAT rewrote: r's differs from what first's is known by.
 func (n *natAliases) link(first *seenDatagram, r *record.Record) {
-	for _, e := range [2][2]netip.AddrPort{{first.src, r.Src}, {first.dst, r.Dst}} {
+	for _, e := range [2][2]netip.AddrPort{{first.src.AddrPort(), r.Src}, {first.dst.AddrPort(), r.Dst}} {
 		known, other := n.resolve(e[0], r.Time), unmapAP(e[1])
 		if other != known && n.resolve(other, r.Time) != known {
 			n.m.Put(other, natAlias{to: known, used: r.Time})

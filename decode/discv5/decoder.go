@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/internal/addrkey"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
 )
@@ -140,7 +141,7 @@ func NewDecoder(keys []*ecdsa.PrivateKey, handshakeTimeout time.Duration) *Decod
 // AddKnownID makes id a candidate destination for unmasking (IDs from flags, ENRs,
 // discv4 senders...).
 func (d *Decoder) AddKnownID(id enode.ID) {
-	d.blockFor(id)
+	d.addCandidate(id)
 }
 
 // AddLocalID makes id a local node whose key is not held (--node-id): its inbound
@@ -289,7 +290,7 @@ func (d *Decoder) Decode(r *record.Record) (packet.Packet, bool) {
 func (d *Decoder) findDestination(dstAddr netip.AddrPort, data []byte) (enode.ID, cipher.Block, bool) {
 	var tried enode.ID
 	var triedOne bool
-	if id, ok := d.st.addrs.Get(dstAddr); ok {
+	if id, ok := d.st.addrs.Get(addrkey.Of(dstAddr)); ok {
 		block := d.blockFor(id)
 		if d.unmasks(block, data) {
 			return id, block, true
@@ -325,7 +326,7 @@ func (d *Decoder) findDestination(dstAddr netip.AddrPort, data []byte) (enode.ID
 		if triedOne && c.id == tried {
 			continue
 		}
-		if d.unmasks(c.block, data) {
+		if d.unmasks(c.maskBlock(), data) {
 			return c.id, c.block, true
 		}
 	}
@@ -390,7 +391,14 @@ func (d *Decoder) blockFor(id enode.ID) cipher.Block {
 	if block := d.pinnedBlock(id); block != nil {
 		return block
 	}
-	return d.st.known.add(id)
+	return d.st.known.add(id).maskBlock()
+}
+
+// addCandidate makes id a known candidate, as blockFor does, without making its block.
+func (d *Decoder) addCandidate(id enode.ID) {
+	if d.local(id) == nil && d.pinnedBlock(id) == nil {
+		d.st.known.add(id)
+	}
 }
 
 func (d *Decoder) learnAddr(addr netip.AddrPort, id enode.ID) {
@@ -398,11 +406,11 @@ func (d *Decoder) learnAddr(addr netip.AddrPort, id enode.ID) {
 		return
 	}
 	addr = normalize(addr)
-	if cur, ok := d.st.addrs.Get(addr); ok && cur == id {
+	if cur, ok := d.st.addrs.Get(addrkey.Of(addr)); ok && cur == id {
 		return // the common case: nothing new, and one map lookup instead of three
 	}
-	d.blockFor(id)
-	d.st.addrs.Put(addr, id)
+	d.addCandidate(id)
+	d.st.addrs.Put(addrkey.Of(addr), id)
 }
 
 // learnSender remembers what a MESSAGE or HANDSHAKE tells: its sender's ID and address,
@@ -416,7 +424,7 @@ func (d *Decoder) learnNode(n *enode.Node) {
 	if pub := n.Pubkey(); pub != nil {
 		d.st.pubkeys.Put(n.ID(), pub)
 	}
-	d.blockFor(n.ID())
+	d.addCandidate(n.ID())
 	if ep, ok := n.UDPEndpoint(); ok {
 		d.learnAddr(ep, n.ID())
 	}

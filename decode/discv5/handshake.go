@@ -11,6 +11,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/enr"
 	"github.com/ethereum/go-ethereum/rlp"
 
+	"github.com/discotrace/discotrace/decode/internal/addrkey"
 	"github.com/discotrace/discotrace/decode/packet"
 	"github.com/discotrace/discotrace/decode/record"
 )
@@ -28,7 +29,7 @@ func (d *Decoder) decodeWhoareyou(p *packet.Packet, r *record.Record, nonce v5wi
 	// recipient is the challenger; failing that, the node last seen at its address.
 	if sent, ok := d.st.nonces.Get(nonce); ok && sent.src == p.DstID {
 		p.SrcID, p.HasSrcID = sent.dst, true
-	} else if id, ok := d.st.addrs.Get(normalize(r.Src)); ok {
+	} else if id, ok := d.st.addrs.Get(addrkey.Of(normalize(r.Src))); ok {
 		p.SrcID, p.HasSrcID = id, true
 	}
 	d.st.storeChallenge(p.DstID, seenChallenge{

@@ -10,6 +10,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
+	"github.com/discotrace/discotrace/decode/internal/addrkey"
 	"github.com/discotrace/discotrace/decode/internal/bounded"
 )
 
@@ -48,33 +49,37 @@ type knownIDs struct {
 
 type candidate struct {
 	id    enode.ID
-	block cipher.Block
+	block cipher.Block // nil until first needed (maskBlock)
 }
 
-func (k *knownIDs) get(id enode.ID) (cipher.Block, bool) {
+// maskBlock returns c's masking block, made on first use: most candidates are senders
+// whose packets never need unmasking as a destination, and an AES schedule costs
+// hundreds of bytes.
+func (c *candidate) maskBlock() cipher.Block {
+	if c.block == nil {
+		c.block = newMaskBlock(c.id)
+	}
+	return c.block
+}
+
+// add makes id a candidate, forgetting the oldest beyond maxKnownIDs, and returns it.
+func (k *knownIDs) add(id enode.ID) *candidate {
 	if i, ok := k.index[id]; ok {
-		return k.ids[i].block, true
+		return &k.ids[i]
 	}
-	return nil, false
-}
-
-// add makes id a candidate, forgetting the oldest beyond maxKnownIDs.
-func (k *knownIDs) add(id enode.ID) cipher.Block {
-	if block, ok := k.get(id); ok {
-		return block
-	}
-	c := candidate{id: id, block: newMaskBlock(id)}
+	c := candidate{id: id}
 	if len(k.ids) < maxKnownIDs {
 		k.ids = append(k.ids, c)
 		k.index[id] = len(k.ids) - 1
 		k.next = len(k.ids) % maxKnownIDs
-		return c.block
+		return &k.ids[len(k.ids)-1]
 	}
-	delete(k.index, k.ids[k.next].id)
-	k.ids[k.next] = c
-	k.index[id] = k.next
+	i := k.next
+	delete(k.index, k.ids[i].id)
+	k.ids[i] = c
+	k.index[id] = i
 	k.next = (k.next + 1) % maxKnownIDs
-	return c.block
+	return &k.ids[i]
 }
 
 // newest returns the i-th most recently added candidate, 0 <= i < len(k.ids).
@@ -115,7 +120,7 @@ type seenChallenge struct {
 // state is the decoder's memory.
 type state struct {
 	known      knownIDs // IDs to try, with their masking block
-	addrs      *bounded.Map[netip.AddrPort, enode.ID]
+	addrs      *bounded.Map[addrkey.Key, enode.ID]
 	sessions   *bounded.Map[sessionID, *keyRing]
 	pairs      *bounded.Map[direction, *keyRing]        // the same keys by node pair, any endpoints
 	challenges *bounded.Map[enode.ID, []*seenChallenge] // by challenged node, newest first
@@ -129,7 +134,7 @@ type state struct {
 func newState() state {
 	return state{
 		known:      knownIDs{index: make(map[enode.ID]int)},
-		addrs:      bounded.New[netip.AddrPort, enode.ID](maxAddrs),
+		addrs:      bounded.New[addrkey.Key, enode.ID](maxAddrs),
 		sessions:   bounded.New[sessionID, *keyRing](maxSessions),
 		pairs:      bounded.New[direction, *keyRing](maxSessions),
 		challenges: bounded.New[enode.ID, []*seenChallenge](maxChallenged),

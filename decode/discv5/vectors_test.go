@@ -558,7 +558,7 @@ func TestStateBounds(t *testing.T) {
 		t.Fatalf("%d candidates (%d indexed), want %d", len(k.ids), len(k.index), maxKnownIDs)
 	}
 	for i := 0; i < 5; i++ {
-		if _, ok := k.get(id(i)); ok {
+		if _, ok := k.index[id(i)]; ok {
 			t.Errorf("oldest ID %d still a candidate", i)
 		}
 	}

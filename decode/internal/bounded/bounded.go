@@ -7,66 +7,90 @@ package bounded
 // Map is a map that forgets its oldest insertions beyond max entries. Updating a key
 // keeps its place; deleting a key leaves its slot in the ring, so a key deleted and
 // added again may be forgotten earlier than strictly necessary, never later.
+//
+// The entries live in the insertion ring; the map only indexes them (key -> slot). A Go
+// map full at a count bound such as 16,384 has twice as many slots as entries, and a
+// slot of the index is the key and an int32, where a slot of a map[K]V would hold the
+// value too.
 type Map[K comparable, V any] struct {
-	m     map[K]V
-	order []K // insertion ring
-	next  int // the slot the next insertion overwrites once the ring is full
+	index map[K]int32
+	ring  []entry[K, V] // insertion ring; a slot whose key the index does not point to is dead
+	next  int           // the slot the next insertion overwrites once the ring is full
 	max   int
 }
 
-// New returns a Map of at most max entries (max >= 1).
+type entry[K comparable, V any] struct {
+	k K
+	v V
+}
+
+// New returns a Map of at most max entries (1 <= max <= 1<<31-1).
 func New[K comparable, V any](max int) *Map[K, V] {
-	return &Map[K, V]{m: make(map[K]V), max: max}
+	return &Map[K, V]{index: make(map[K]int32), max: max}
 }
 
 // Get returns the value of k.
 func (b *Map[K, V]) Get(k K) (V, bool) {
-	v, ok := b.m[k]
-	return v, ok
+	if i, ok := b.index[k]; ok {
+		return b.ring[i].v, true
+	}
+	var zero V
+	return zero, false
 }
 
 // Put sets k to v, forgetting the oldest insertion when the map is full.
 func (b *Map[K, V]) Put(k K, v V) {
-	if _, ok := b.m[k]; ok {
-		b.m[k] = v
+	if i, ok := b.index[k]; ok {
+		b.ring[i].v = v
 		return
 	}
-	if len(b.order) < b.max {
-		b.order = append(b.order, k)
+	var i int
+	if len(b.ring) < b.max {
+		i = len(b.ring)
+		b.ring = append(b.ring, entry[K, V]{})
 	} else {
-		delete(b.m, b.order[b.next])
-		b.order[b.next] = k
+		i = b.next
+		// The slot's key is forgotten, even when it was deleted and added again since
+		// (it then lives in a later slot, which dies with it).
+		b.Delete(b.ring[i].k)
 		b.next = (b.next + 1) % b.max
 	}
-	b.m[k] = v
-	if b.next == 0 && len(b.order) == b.max {
+	b.ring[i] = entry[K, V]{k, v}
+	b.index[k] = int32(i)
+	if b.next == 0 && len(b.ring) == b.max {
 		b.compact()
 	}
 }
 
-// compact copies the map into a new one sized for what it holds, once per turn of the
+// compact copies the index into a new map sized for what it holds, once per turn of the
 // ring. Go maps never shrink, and under a steady churn of new keys the deletions leave
 // tombstones that make the table grow: without this, a full map of small entries takes
 // about twice the memory it needs. O(max) once per max insertions.
 func (b *Map[K, V]) compact() {
-	m := make(map[K]V, len(b.m))
-	for k, v := range b.m {
-		m[k] = v
+	m := make(map[K]int32, len(b.index))
+	for k, i := range b.index {
+		m[k] = i
 	}
-	b.m = m
+	b.index = m
 }
 
 // Delete forgets k.
-func (b *Map[K, V]) Delete(k K) { delete(b.m, k) }
+func (b *Map[K, V]) Delete(k K) {
+	if i, ok := b.index[k]; ok {
+		delete(b.index, k)
+		var zero V
+		b.ring[i].v = zero // nothing it points to is kept alive
+	}
+}
 
 // Len is the number of entries.
-func (b *Map[K, V]) Len() int { return len(b.m) }
+func (b *Map[K, V]) Len() int { return len(b.index) }
 
 // All calls fn for each entry, in no order, until fn returns false. Deleting the
 // current entry from fn is allowed.
 func (b *Map[K, V]) All(fn func(K, V) bool) {
-	for k, v := range b.m {
-		if !fn(k, v) {
+	for k, i := range b.index {
+		if !fn(k, b.ring[i].v) {
 			return
 		}
 	}

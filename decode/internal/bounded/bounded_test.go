@@ -40,8 +40,8 @@ func TestMapStaysBoundedUnderAFloodOfNewKeys(t *testing.T) {
 			m.Delete(k - 1)
 		}
 	}
-	if m.Len() > 1000 || len(m.order) > 1000 {
-		t.Fatalf("%d entries and a ring of %d after a flood, want at most 1000", m.Len(), len(m.order))
+	if m.Len() > 1000 || len(m.ring) > 1000 {
+		t.Fatalf("%d entries and a ring of %d after a flood, want at most 1000", m.Len(), len(m.ring))
 	}
 }
 
