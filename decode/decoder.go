@@ -406,18 +406,22 @@ func (d *Decoder) Flush(emit func(result.Event)) {
 
 // timer is a deadline in record time. fire runs when a record later than at arrives
 // (atEnd false) or at Flush (atEnd true: at may not have passed).
+// timer is a pending action at a record time (Unix nanoseconds): fire, or, for the many
+// pending discv5 messages, the end of msg's wait (no closure to allocate per message).
 type timer struct {
-	at   time.Time
+	at   int64
 	seq  uint64
 	fire func(emit func(result.Event), atEnd bool)
+	msg  *v5Msg
+	pair *pairState
 }
 
 type timerHeap []timer
 
 func (h timerHeap) Len() int { return len(h) }
 func (h timerHeap) Less(i, j int) bool {
-	if !h[i].at.Equal(h[j].at) {
-		return h[i].at.Before(h[j].at)
+	if h[i].at != h[j].at {
+		return h[i].at < h[j].at
 	}
 	return h[i].seq < h[j].seq
 }
@@ -435,18 +439,29 @@ func (h *timerHeap) Pop() any {
 // then do nothing: cheaper than removal, and bounded by the longest timeout.
 func (d *Decoder) after(t time.Time, fn func(emit func(result.Event), atEnd bool)) {
 	d.seq++
-	heap.Push(&d.timers, timer{at: t, seq: d.seq, fire: fn})
+	heap.Push(&d.timers, timer{at: t.UnixNano(), seq: d.seq, fire: fn})
+}
+
+// afterMsg schedules the end of m's wait for an answer at t (handshakes.messageTimeout).
+func (d *Decoder) afterMsg(t time.Time, m *v5Msg, pair *pairState) {
+	d.seq++
+	heap.Push(&d.timers, timer{at: t.UnixNano(), seq: d.seq, msg: m, pair: pair})
 }
 
 // fire runs the timers whose time has passed (all of them atEnd), earliest first.
 func (d *Decoder) fire(emit func(result.Event), atEnd bool) {
 	for d.timers.Len() > 0 {
 		t := d.timers[0]
-		if !atEnd && !t.at.Before(d.now) {
+		if !atEnd && t.at >= d.now.UnixNano() {
 			return
 		}
 		heap.Pop(&d.timers)
-		t.fire(emit, atEnd && !t.at.Before(d.now))
+		end := atEnd && t.at >= d.now.UnixNano()
+		if t.msg != nil {
+			d.hs.messageTimeout(t.msg, t.pair, emit, end)
+		} else {
+			t.fire(emit, end)
+		}
 	}
 }
 

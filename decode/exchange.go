@@ -380,7 +380,7 @@ func (x *exchanges) emit(ex *exchange, outcome result.Outcome, emit func(result.
 // handshake's random first packet, and that nothing answered: a request of a session the
 // capture cannot decrypt.
 func (x *exchanges) undecrypted(m *v5Msg, from, to netip.AddrPort, atEnd bool, emit func(result.Event)) {
-	ex := &exchange{tracked: m.tracked, req: undecryptedName, from: from, to: to, t: m.t, attempts: 1}
+	ex := &exchange{tracked: m.tracked, req: undecryptedName, from: from, to: to, t: m.sentAt(), attempts: 1}
 	ex.done = false
 	ex.fromID, ex.hasFrom = m.srcID, m.hasSrcID
 	ex.toID, ex.hasTo = m.dstID, m.hasDstID
