@@ -809,7 +809,7 @@ func (d *Decoder) feedRead(r *record.Record, emit func(result.Event)) {
 	e := result.Evidence{Seq: obs.Seq, Time: r.Time, Observed: result.TypeRead, Detail: readDetail(r)}
 	for _, o := range sd.owners {
 		if !o.done && sd.is(o.awaiting) {
-			o.read = &e
+			o.setRead(&e)
 		}
 	}
 }

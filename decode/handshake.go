@@ -270,7 +270,7 @@ func (h *handshakes) messageTimeout(m *v5Msg, fwd *pairState, emit func(result.E
 	// datagram and decoded packet in memory until the next sweep.
 	fwd.msgs = compactMsgs(fwd.msgs)
 	if !m.firstContact() || !m.sizeHint {
-		if !m.decrypted && (m.firstContact() || m.rejected != nil) {
+		if !m.decrypted && (m.firstContact() || m.rejected() != nil) {
 			// A request in a session this capture cannot decrypt: not a handshake,
 			// but an exchange nothing answered (or that met a stale challenge).
 			if atEnd && !m.decisive() {
@@ -284,7 +284,7 @@ func (h *handshakes) messageTimeout(m *v5Msg, fwd *pairState, emit func(result.E
 		return // a decrypted message's exchange reports it
 	}
 	a := &attempt{
-		tracked: m.tracked, initiator: initiator, recipient: recipient,
+		tracked: m.tracked.clone(), initiator: initiator, recipient: recipient,
 		initID: m.srcID, hasInitID: m.hasSrcID, recipID: m.dstID, hasRecipID: m.hasDstID,
 		start: m.sentAt(), hasStart: true,
 	}
@@ -372,14 +372,15 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 				m.done, crossed = true, true
 				continue
 			}
-			m.rejected = ptr(ev)
+			m.note().rejected = ptr(ev)
 			sd.own(&m.tracked)
 		}
 		if crossed || len(st.msgs) == 0 {
 			a.challenges++
 			a.addSent(sd, "WHOAREYOU resent")
 			sd.own(&a.tracked)
-			a.awaiting, a.read = sd, nil
+			a.awaiting = sd
+			a.setRead(nil)
 		}
 		st.msgs = compactMsgs(st.msgs)
 		return
@@ -397,7 +398,7 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 		case stateHandshakeSent:
 			// A new challenge instead of a response: the recipient could not use the
 			// handshake.
-			a.rejected = ptr(sd.evidence("a new WHOAREYOU answered the HANDSHAKE"))
+			a.note().rejected = ptr(sd.evidence("a new WHOAREYOU answered the HANDSHAKE"))
 			h.emit(a, result.Failed, emit)
 			if bytes.Equal(a.hsNonce, p.Nonce) {
 				start, hasStart = a.hsT, true
@@ -426,13 +427,14 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 			if m.awaiting != nil {
 				for _, o := range m.awaiting.owners {
 					if o != &m.tracked && !o.done && o.answer == nil {
-						o.rejected = ptr(sd.evidence("the recipient answered the request with WHOAREYOU: it has no session with the sender"))
+						o.note().rejected = ptr(sd.evidence("the recipient answered the request with WHOAREYOU: it has no session with the sender"))
 					}
 				}
 			}
 			a.start, a.hasStart = m.sentAt(), true
 			a.absorb(&m.tracked)
-			a.netEv, a.netCause = m.netEv, m.netCause
+			a.setNetEv(m.netEv())
+			a.netCause = m.netCause
 			if !a.hasRecipID && m.hasDstID {
 				a.recipID, a.hasRecipID = m.dstID, true
 			}
@@ -492,11 +494,11 @@ func (h *handshakes) repeatedChallenge(a *attempt, r *record.Record, sd *seenDat
 			continue
 		}
 		stale = true
-		m.rejected = ptr(ev)
+		m.note().rejected = ptr(ev)
 		if m.awaiting != nil {
 			for _, o := range m.awaiting.owners {
 				if !o.done && o.answer == nil {
-					o.rejected = ptr(ev) // the exchange of a decrypted request
+					o.note().rejected = ptr(ev) // the exchange of a decrypted request
 				}
 			}
 		}
@@ -510,8 +512,8 @@ func (h *handshakes) repeatedChallenge(a *attempt, r *record.Record, sd *seenDat
 		}
 		return
 	}
-	if !a.done && a.state == stateHandshakeSent && a.rejected == nil {
-		a.rejected = ptr(sd.evidence("the recipient repeated its challenge after the HANDSHAKE: it never took the HANDSHAKE"))
+	if !a.done && a.state == stateHandshakeSent && a.rejected() == nil {
+		a.note().rejected = ptr(sd.evidence("the recipient repeated its challenge after the HANDSHAKE: it never took the HANDSHAKE"))
 	}
 }
 
@@ -551,7 +553,7 @@ func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatag
 		// The answer to a challenge the recipient has already dropped: it ignores it.
 		a.addSent(sd, "HANDSHAKE to "+addrText(r.Dst))
 		sd.own(&a.tracked)
-		a.rejected = ptr(sd.evidence(fmt.Sprintf("the HANDSHAKE came %s after the challenge; the recipient keeps a challenge for %s and ignores it",
+		a.note().rejected = ptr(sd.evidence(fmt.Sprintf("the HANDSHAKE came %s after the challenge; the recipient keeps a challenge for %s and ignores it",
 			r.Time.Sub(a.challengeT).Round(time.Millisecond), h.d.cfg.HandshakeTimeout)))
 		h.emit(a, result.Failed, emit)
 		return
@@ -570,7 +572,8 @@ func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatag
 			}
 			if !a.hasStart {
 				a.start, a.hasStart = m.sentAt(), true
-				a.netEv, a.netCause = m.netEv, m.netCause
+				a.setNetEv(m.netEv())
+				a.netCause = m.netCause
 			}
 			a.absorb(&m.tracked)
 			m.done = true
@@ -589,9 +592,10 @@ func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatag
 	if v5HandshakeRefused(p) {
 		// The recipient's own checks fail on these bytes (bad id-signature, record or
 		// message): it drops the HANDSHAKE and will not answer.
-		a.rejected = ptr(sd.evidence("the recipient cannot accept this HANDSHAKE: " + p.Err.Error()))
+		a.note().rejected = ptr(sd.evidence("the recipient cannot accept this HANDSHAKE: " + p.Err.Error()))
 	}
-	a.awaiting, a.read = sd, nil
+	a.awaiting = sd
+	a.setRead(nil)
 	sd.own(&a.tracked)
 	if p.Msg == nil {
 		h.carry(a, r, p, sd)
@@ -617,7 +621,9 @@ func (h *handshakes) carry(a *attempt, r *record.Record, p *packet.Packet, sd *s
 		ex.attempts++
 		ex.lastT = r.Time
 		ex.addSent(sd, "HANDSHAKE "+undecryptedName+" again")
-		ex.awaiting, ex.read, ex.rejected = sd, nil, refused
+		ex.awaiting = sd
+		ex.setRead(nil)
+		ex.setRejected(refused)
 		sd.own(&ex.tracked)
 		a.carried = ex
 		return
@@ -632,7 +638,7 @@ func (h *handshakes) carry(a *attempt, r *record.Record, p *packet.Packet, sd *s
 			h.lastCarried.Delete(k)
 		}
 	}
-	ex.rejected = refused
+	ex.setRejected(refused)
 	a.carried = ex
 	h.lastCarried.Put(k, ex)
 }
