@@ -43,11 +43,9 @@ type seenDatagram struct {
 	// cookie is the socket it was sent from (sent) or queued on (recv), 0 if unknown.
 	cookie uint64
 	owners []*tracked
-	// twin is, for the receive of a datagram sent by this same host (both ends local),
-	// the send record: one datagram, observed twice.
-	twin *seenDatagram
-	// unowned are ICMP errors about it that came while nothing tracked it.
-	unowned  []netObservation
+	// rare holds what few datagrams have (a twin, ICMP errors nothing tracked): nil
+	// for most.
+	rare     *sdRare
 	n        int32       // UDP payload length
 	netns    uint32      // the network namespace it was seen in, 0 if unknown
 	src, dst addrkey.Key // unmapped
@@ -66,6 +64,31 @@ type seenDatagram struct {
 	kept bool
 }
 
+// sdRare is what few seen datagrams have.
+type sdRare struct {
+	// twin is, for the receive of a datagram sent by this same host (both ends local),
+	// the send record: one datagram, observed twice.
+	twin *seenDatagram
+	// unowned are ICMP errors about it that came while nothing tracked it.
+	unowned []netObservation
+}
+
+// rareOf returns sd.rare, made when first needed.
+func (sd *seenDatagram) rareOf() *sdRare {
+	if sd.rare == nil {
+		sd.rare = &sdRare{}
+	}
+	return sd.rare
+}
+
+// twin returns the other observation of sd's datagram (sdRare.twin), or nil.
+func (sd *seenDatagram) twin() *seenDatagram {
+	if sd.rare == nil {
+		return nil
+	}
+	return sd.rare.twin
+}
+
 // evType is its event's type, which its direction decides (result.TypeOf).
 func (sd *seenDatagram) evType() string {
 	switch {
@@ -80,7 +103,7 @@ func (sd *seenDatagram) evType() string {
 // socketOf returns the cookie of the socket that sent sd (sending) or queued it
 // (receiving), from whichever of its observations saw that socket; 0 if unknown.
 func (sd *seenDatagram) socketOf(sending bool) uint64 {
-	for _, o := range [2]*seenDatagram{sd, sd.twin} {
+	for _, o := range [2]*seenDatagram{sd, sd.twin()} {
 		if o != nil && o.cookie != 0 && (sending && o.sent || !sending && o.recv) {
 			return o.cookie
 		}
@@ -91,12 +114,12 @@ func (sd *seenDatagram) socketOf(sending bool) uint64 {
 // wasRead reports whether the application read sd (as the receive of a datagram this
 // host also sent, the read is marked on that observation).
 func (sd *seenDatagram) wasRead() bool {
-	return sd.read || sd.twin != nil && sd.twin.read
+	return sd.read || sd.twin() != nil && sd.twin().read
 }
 
 // is reports whether sd is x or x's other observation.
 func (sd *seenDatagram) is(x *seenDatagram) bool {
-	return x != nil && (sd == x || sd.twin == x || x.twin == sd)
+	return x != nil && (sd == x || sd.twin() == x || x.twin() == sd)
 }
 
 func (sd *seenDatagram) own(t *tracked) {
@@ -106,7 +129,10 @@ func (sd *seenDatagram) own(t *tracked) {
 		}
 	}
 	sd.owners = append(sd.owners, t)
-	for _, ob := range sd.unowned {
+	if sd.rare == nil {
+		return
+	}
+	for _, ob := range sd.rare.unowned {
 		t.network(ob.cause, ob.ev, sd.is(t.answer))
 	}
 }
@@ -383,7 +409,7 @@ func (t *datagrams) twinOf(r *record.Record) *seenDatagram {
 		// with IP_RECVERR) is the datagram its egress showed.
 		failedAfter := sd.sent && r.Dir == record.DirOut && r.HasSendRet && r.SendRet < 0
 		other := sd.sent && r.Dir == record.DirIn || sd.recv && r.Dir == record.DirOut || failedAfter
-		if !other || sd.twin != nil || int(sd.n) != r.Len || !sd.headMatches(r.Payload) {
+		if !other || sd.twin() != nil || int(sd.n) != r.Len || !sd.headMatches(r.Payload) {
 			continue
 		}
 		switch {

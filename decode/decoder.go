@@ -627,7 +627,7 @@ func (d *Decoder) feedDatagram(r *record.Record, emit func(result.Event)) {
 		obs.Packet, obs.PacketTime = first.pkt, first.t
 		emit(obs)
 		second := d.seen.add(r, obs)
-		second.twin, first.twin = first, second
+		second.rareOf().twin, first.rareOf().twin = first, second
 		second.owners = first.owners
 		d.nat.link(first, r)
 		d.sendFailed(r, second)
@@ -836,16 +836,16 @@ func (d *Decoder) feedICMP(r *record.Record, emit func(result.Event)) {
 		return
 	}
 	sd.lost = true
-	if sd.twin != nil {
-		sd.twin.lost = true
+	if tw := sd.twin(); tw != nil {
+		tw.lost = true
 	}
 	cause := icmpCause(r)
 	e := result.Evidence{Seq: obs.Seq, Time: r.Time, Observed: result.TypeICMP, Detail: icmpDetail(r)}
 	for _, o := range sd.owners {
 		d.attribute(o, cause, e, sd.is(o.answer), emit)
 	}
-	if len(sd.owners) == 0 && len(sd.unowned) < maxSentEvidence {
-		sd.unowned = append(sd.unowned, netObservation{cause, e})
+	if len(sd.owners) == 0 && (sd.rare == nil || len(sd.rare.unowned) < maxSentEvidence) {
+		sd.rareOf().unowned = append(sd.rareOf().unowned, netObservation{cause, e})
 	}
 }
 
@@ -911,8 +911,8 @@ func (d *Decoder) dropIn(t *datagrams, r *record.Record, window time.Time, cause
 // dropped attributes a drop to sd, the datagram it is.
 func (d *Decoder) dropped(sd *seenDatagram, cause result.Cause, e result.Evidence, emit func(result.Event)) {
 	sd.dropped, sd.lost = true, true
-	if sd.twin != nil {
-		sd.twin.dropped, sd.twin.lost = true, true
+	if tw := sd.twin(); tw != nil {
+		tw.dropped, tw.lost = true, true
 	}
 	for _, o := range sd.owners {
 		switch {
