@@ -24,18 +24,14 @@ const maxSentEvidence = 16
 type tracked struct {
 	// sent lists the item's datagrams: the evidence behind no_response.
 	sent []result.Evidence
-	// netEv are the observations behind netCause.
-	netEv []result.Evidence
 	// awaiting is the datagram whose receiver must act next; read says the local
 	// application read it (tracer only).
 	awaiting *seenDatagram
-	read     *result.Evidence
 	// answer is the datagram that completed the item.
 	answer *seenDatagram
-	// rejected, when set, is the observation showing the peer refused a handshake.
-	rejected *result.Evidence
-	// expired, when set, is a discv4 request or answer that arrived already expired.
-	expired *result.Evidence
+	// notes are the observations few items get (netEv, read, rejected, expired): one
+	// pointer, nil for most, instead of four fields in each of thousands pending.
+	notes *trackedNotes
 
 	// Once reported failed: its event (seq, type, endpoints) and cause, which evidence
 	// coming later may still revise (Decoder.attribute).
@@ -52,6 +48,86 @@ type tracked struct {
 	answerLost bool
 	// more counts the observations left out of sent and netEv (evidence_more).
 	more int32
+}
+
+// trackedNotes are a tracked item's rarer observations.
+type trackedNotes struct {
+	// netEv are the observations behind netCause.
+	netEv []result.Evidence
+	// read says the local application read the awaited datagram (tracer only).
+	read *result.Evidence
+	// rejected, when set, is the observation showing the peer refused a handshake.
+	rejected *result.Evidence
+	// expired, when set, is a discv4 request or answer that arrived already expired.
+	expired *result.Evidence
+}
+
+// note returns t's notes, made when first needed.
+func (t *tracked) note() *trackedNotes {
+	if t.notes == nil {
+		t.notes = &trackedNotes{}
+	}
+	return t.notes
+}
+
+func (t *tracked) netEv() []result.Evidence {
+	if t.notes == nil {
+		return nil
+	}
+	return t.notes.netEv
+}
+
+func (t *tracked) read() *result.Evidence {
+	if t.notes == nil {
+		return nil
+	}
+	return t.notes.read
+}
+
+func (t *tracked) rejected() *result.Evidence {
+	if t.notes == nil {
+		return nil
+	}
+	return t.notes.rejected
+}
+
+func (t *tracked) expired() *result.Evidence {
+	if t.notes == nil {
+		return nil
+	}
+	return t.notes.expired
+}
+
+// setRead sets (or, with nil, clears) the read observation.
+func (t *tracked) setRead(e *result.Evidence) {
+	if e != nil || t.notes != nil {
+		t.note().read = e
+	}
+}
+
+// setRejected sets (or, with nil, clears) the refusal observation.
+func (t *tracked) setRejected(e *result.Evidence) {
+	if e != nil || t.notes != nil {
+		t.note().rejected = e
+	}
+}
+
+// setNetEv sets the network observations (netCause's evidence).
+func (t *tracked) setNetEv(list []result.Evidence) {
+	if list != nil || t.notes != nil {
+		t.note().netEv = list
+	}
+}
+
+// clone returns a copy of t that shares no notes with it: an item taking over another's
+// state (a message becoming an attempt or an exchange) records its own from then on.
+func (t *tracked) clone() tracked {
+	c := *t
+	if t.notes != nil {
+		n := *t.notes
+		c.notes = &n
+	}
+	return c
 }
 
 // causeCode is a result.Cause as an index of causes: a tracked item keeps two, and
@@ -200,7 +276,7 @@ func (t *tracked) network(cause result.Cause, ev result.Evidence, onAnswer bool)
 	if causeRank(cause) > causeRank(t.netCause.cause()) {
 		t.netCause = codeOf(cause)
 	}
-	t.keep(&t.netEv, ev)
+	t.keep(&t.note().netEv, ev)
 	if onAnswer {
 		t.answerLost = true
 	}
@@ -208,7 +284,7 @@ func (t *tracked) network(cause result.Cause, ev result.Evidence, onAnswer bool)
 
 // decisive reports whether the item has failed whatever comes next.
 func (t *tracked) decisive() bool {
-	return t.netCause != 0 || t.rejected != nil || t.expired != nil
+	return t.netCause != 0 || t.rejected() != nil || t.expired() != nil
 }
 
 // verdict returns the best-supported cause of the item's failure and its evidence.
@@ -216,14 +292,14 @@ func (t *tracked) verdict() (result.Cause, []result.Evidence) {
 	ev := append([]result.Evidence(nil), t.sent...)
 	switch {
 	case t.netCause != 0:
-		return t.netCause.cause(), withDetails(ev, t.netEv)
-	case t.expired != nil:
+		return t.netCause.cause(), withDetails(ev, t.netEv())
+	case t.expired() != nil:
 		// Before app_drop: an expired request is read, then ignored for its expiration.
-		return result.Expired, append(ev, *t.expired)
-	case t.rejected != nil:
-		return result.Rejected, append(ev, *t.rejected)
-	case t.read != nil:
-		return result.AppDrop, append(ev, *t.read)
+		return result.Expired, append(ev, *t.expired())
+	case t.rejected() != nil:
+		return result.Rejected, append(ev, *t.rejected())
+	case t.read() != nil:
+		return result.AppDrop, append(ev, *t.read())
 	}
 	return result.NoResponse, ev
 }

@@ -43,11 +43,9 @@ type seenDatagram struct {
 	// cookie is the socket it was sent from (sent) or queued on (recv), 0 if unknown.
 	cookie uint64
 	owners []*tracked
-	// twin is, for the receive of a datagram sent by this same host (both ends local),
-	// the send record: one datagram, observed twice.
-	twin *seenDatagram
-	// unowned are ICMP errors about it that came while nothing tracked it.
-	unowned  []netObservation
+	// rare holds what few datagrams have (a twin, ICMP errors nothing tracked): nil
+	// for most.
+	rare     *sdRare
 	n        int32       // UDP payload length
 	netns    uint32      // the network namespace it was seen in, 0 if unknown
 	src, dst addrkey.Key // unmapped
@@ -66,6 +64,31 @@ type seenDatagram struct {
 	kept bool
 }
 
+// sdRare is what few seen datagrams have.
+type sdRare struct {
+	// twin is, for the receive of a datagram sent by this same host (both ends local),
+	// the send record: one datagram, observed twice.
+	twin *seenDatagram
+	// unowned are ICMP errors about it that came while nothing tracked it.
+	unowned []netObservation
+}
+
+// rareOf returns sd.rare, made when first needed.
+func (sd *seenDatagram) rareOf() *sdRare {
+	if sd.rare == nil {
+		sd.rare = &sdRare{}
+	}
+	return sd.rare
+}
+
+// twin returns the other observation of sd's datagram (sdRare.twin), or nil.
+func (sd *seenDatagram) twin() *seenDatagram {
+	if sd.rare == nil {
+		return nil
+	}
+	return sd.rare.twin
+}
+
 // evType is its event's type, which its direction decides (result.TypeOf).
 func (sd *seenDatagram) evType() string {
 	switch {
@@ -80,7 +103,7 @@ func (sd *seenDatagram) evType() string {
 // socketOf returns the cookie of the socket that sent sd (sending) or queued it
 // (receiving), from whichever of its observations saw that socket; 0 if unknown.
 func (sd *seenDatagram) socketOf(sending bool) uint64 {
-	for _, o := range [2]*seenDatagram{sd, sd.twin} {
+	for _, o := range [2]*seenDatagram{sd, sd.twin()} {
 		if o != nil && o.cookie != 0 && (sending && o.sent || !sending && o.recv) {
 			return o.cookie
 		}
@@ -91,12 +114,12 @@ func (sd *seenDatagram) socketOf(sending bool) uint64 {
 // wasRead reports whether the application read sd (as the receive of a datagram this
 // host also sent, the read is marked on that observation).
 func (sd *seenDatagram) wasRead() bool {
-	return sd.read || sd.twin != nil && sd.twin.read
+	return sd.read || sd.twin() != nil && sd.twin().read
 }
 
 // is reports whether sd is x or x's other observation.
 func (sd *seenDatagram) is(x *seenDatagram) bool {
-	return x != nil && (sd == x || sd.twin == x || x.twin == sd)
+	return x != nil && (sd == x || sd.twin() == x || x.twin() == sd)
 }
 
 func (sd *seenDatagram) own(t *tracked) {
@@ -106,7 +129,10 @@ func (sd *seenDatagram) own(t *tracked) {
 		}
 	}
 	sd.owners = append(sd.owners, t)
-	for _, ob := range sd.unowned {
+	if sd.rare == nil {
+		return
+	}
+	for _, ob := range sd.rare.unowned {
 		t.network(ob.cause, ob.ev, sd.is(t.answer))
 	}
 }
@@ -158,6 +184,69 @@ func (q *sdQueue) pop() {
 	}
 }
 
+// sdSlot is an index entry: the one datagram of its key, or, once a second came, a
+// queue. Most keys (a payload head, a flow of a peer seen once) have one datagram, and
+// a queue object with its array for each would cost more than the datagram's index
+// entries themselves.
+type sdSlot struct {
+	one *seenDatagram
+	q   *sdQueue
+}
+
+func (s sdSlot) len() int {
+	if s.q != nil {
+		return s.q.len()
+	}
+	if s.one != nil {
+		return 1
+	}
+	return 0
+}
+
+// at returns the i-th datagram from the oldest.
+func (s sdSlot) at(i int) *seenDatagram {
+	if s.q != nil {
+		return s.q.at(i)
+	}
+	return s.one
+}
+
+// newest returns the i-th datagram from the newest.
+func (s sdSlot) newest(i int) *seenDatagram {
+	if s.q != nil {
+		return s.q.newest(i)
+	}
+	return s.one
+}
+
+// sdIndex is the datagrams of each key, oldest first.
+type sdIndex[K comparable] map[K]sdSlot
+
+func (m sdIndex[K]) push(k K, sd *seenDatagram) {
+	s := m[k]
+	switch {
+	case s.q != nil:
+		s.q.push(sd)
+	case s.one != nil:
+		m[k] = sdSlot{q: &sdQueue{list: []*seenDatagram{s.one, sd}}}
+	default:
+		m[k] = sdSlot{one: sd}
+	}
+}
+
+// pop removes the oldest datagram of k, and k with its last one.
+func (m sdIndex[K]) pop(k K) {
+	s := m[k]
+	if s.q == nil {
+		delete(m, k)
+		return
+	}
+	s.q.pop()
+	if s.q.len() == 0 {
+		delete(m, k)
+	}
+}
+
 // Index keys.
 type (
 	// ipPair keys datagrams by addresses only (port 0): fragment drops do not know the ports.
@@ -189,46 +278,34 @@ type datagrams struct {
 	inserts int
 
 	all    sdQueue // every datagram, oldest first: expiry and the count bound
-	byHead map[headKey]*sdQueue
-	byFlow map[flowKey]*sdQueue
-	byPair map[ipPair]*sdQueue
+	byHead sdIndex[headKey]
+	byFlow sdIndex[flowKey]
+	byPair sdIndex[ipPair]
 	// unread are the inbound datagrams not read yet, per socket queue (and per flow,
 	// for a read that does not know the length), in arrival order: a socket queue is FIFO.
-	unread    map[readKey]*sdQueue
-	unreadAny map[flowKey]*sdQueue
+	unread    sdIndex[readKey]
+	unreadAny sdIndex[flowKey]
 }
 
 func (t *datagrams) init(bound int, late bool) {
 	t.bound, t.late = bound, late
-	t.byHead = make(map[headKey]*sdQueue)
-	t.byFlow = make(map[flowKey]*sdQueue)
-	t.byPair = make(map[ipPair]*sdQueue)
-	t.unread = make(map[readKey]*sdQueue)
-	t.unreadAny = make(map[flowKey]*sdQueue)
-}
-
-func pushTo[K comparable](m map[K]*sdQueue, k K, sd *seenDatagram) {
-	q := m[k]
-	if q == nil {
-		q = &sdQueue{}
-		m[k] = q
-	}
-	q.push(sd)
+	t.byHead = make(sdIndex[headKey])
+	t.byFlow = make(sdIndex[flowKey])
+	t.byPair = make(sdIndex[ipPair])
+	t.unread = make(sdIndex[readKey])
+	t.unreadAny = make(sdIndex[flowKey])
 }
 
 // popFrom removes sd from the front of its queue in m, with whatever read or evicted
 // datagrams precede it (skipEvicted: the main table's marks); sd is the oldest datagram
 // of the table, so nothing else does.
-func popFrom[K comparable](m map[K]*sdQueue, k K, sd *seenDatagram, skipEvicted bool) {
-	q := m[k]
-	if q == nil {
-		return
-	}
-	for q.len() > 0 && (q.at(0) == sd || skipEvicted && q.at(0).evicted) {
-		q.pop()
-	}
-	if q.len() == 0 {
-		delete(m, k)
+func popFrom[K comparable](m sdIndex[K], k K, sd *seenDatagram, skipEvicted bool) {
+	for {
+		s := m[k]
+		if s.len() == 0 || !(s.at(0) == sd || skipEvicted && s.at(0).evicted) {
+			return
+		}
+		m.pop(k)
 	}
 }
 
@@ -258,12 +335,12 @@ func (t *datagrams) insert(sd *seenDatagram) {
 	if t.inserts++; t.inserts >= 4*t.bound {
 		t.compact()
 	}
-	pushTo(t.byHead, headKey(sd.head), sd)
-	pushTo(t.byFlow, flow, sd)
-	pushTo(t.byPair, pairOf(sd.src.AddrPort(), sd.dst.AddrPort()), sd)
+	t.byHead.push(headKey(sd.head), sd)
+	t.byFlow.push(flow, sd)
+	t.byPair.push(pairOf(sd.src.AddrPort(), sd.dst.AddrPort()), sd)
 	if sd.inbound {
-		pushTo(t.unread, readKey{flow, int(sd.n)}, sd)
-		pushTo(t.unreadAny, flow, sd)
+		t.unread.push(readKey{flow, int(sd.n)}, sd)
+		t.unreadAny.push(flow, sd)
 	}
 }
 
@@ -280,8 +357,8 @@ func (t *datagrams) compact() {
 	t.unreadAny = copyMap(t.unreadAny)
 }
 
-func copyMap[K comparable](m map[K]*sdQueue) map[K]*sdQueue {
-	c := make(map[K]*sdQueue, len(m))
+func copyMap[K comparable](m sdIndex[K]) sdIndex[K] {
+	c := make(sdIndex[K], len(m))
 	for k, q := range m {
 		c[k] = q
 	}
@@ -321,9 +398,6 @@ func (t *datagrams) twinOf(r *record.Record) *seenDatagram {
 	var head [quoteLen]byte
 	copy(head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)])
 	q := t.byHead[headKey(head)]
-	if q == nil {
-		return nil
-	}
 	src, dst := addrkey.Of(unmapAP(r.Src)), addrkey.Of(unmapAP(r.Dst))
 	var natted *seenDatagram
 	for i := 0; i < min(q.len(), lookBack); i++ {
@@ -335,7 +409,7 @@ func (t *datagrams) twinOf(r *record.Record) *seenDatagram {
 		// with IP_RECVERR) is the datagram its egress showed.
 		failedAfter := sd.sent && r.Dir == record.DirOut && r.HasSendRet && r.SendRet < 0
 		other := sd.sent && r.Dir == record.DirIn || sd.recv && r.Dir == record.DirOut || failedAfter
-		if !other || sd.twin != nil || int(sd.n) != r.Len || !sd.headMatches(r.Payload) {
+		if !other || sd.twin() != nil || int(sd.n) != r.Len || !sd.headMatches(r.Payload) {
 			continue
 		}
 		switch {
@@ -357,27 +431,30 @@ const maxTwinDelay = time.Second
 // unread one of its flow with its length (any length when the read does not say), or nil.
 func (t *datagrams) takeRead(r *record.Record) *seenDatagram {
 	flow := flowOf(r.Src, r.Dst)
-	var q *sdQueue
 	if r.Len > 0 {
-		q = t.unread[readKey{flow, r.Len}]
-	} else {
-		q = t.unreadAny[flow]
+		return takeFrom(t.unread, readKey{flow, r.Len}, r.Time)
 	}
-	if q == nil {
-		return nil
-	}
-	for q.len() > 0 {
-		sd := q.at(0)
-		if sd.t.After(r.Time) {
+	return takeFrom(t.unreadAny, flow, r.Time)
+}
+
+// takeFrom returns the oldest datagram of k not read yet and not after at, taking it
+// (and what precedes it) from the index, or nil.
+func takeFrom[K comparable](m sdIndex[K], k K, at time.Time) *seenDatagram {
+	for {
+		q := m[k]
+		if q.len() == 0 {
 			return nil
 		}
-		q.pop()
+		sd := q.at(0)
+		if sd.t.After(at) {
+			return nil
+		}
+		m.pop(k)
 		if !sd.read && !sd.evicted {
 			sd.read = true
 			return sd
 		}
 	}
-	return nil
 }
 
 // quoted returns the datagram an ICMP error quotes: the newest one of the quoted flow
@@ -399,10 +476,7 @@ func (t *datagrams) quoted(r *record.Record) *seenDatagram {
 
 // newestMatching returns the newest datagram of q, among the lookBack newest, that an
 // ICMP error r can quote.
-func newestMatching(q *sdQueue, r *record.Record) *seenDatagram {
-	if q == nil {
-		return nil
-	}
+func newestMatching(q sdSlot, r *record.Record) *seenDatagram {
 	src, dst := unmapAP(r.QuotedSrc), unmapAP(r.QuotedDst)
 	for i := 0; i < min(q.len(), lookBack); i++ {
 		sd := q.newest(i)
@@ -420,9 +494,6 @@ func (t *datagrams) newestOf(src, dst netip.AddrPort, from, to time.Time, fn fun
 	q := t.byFlow[flowOf(src, dst)]
 	if src.Port() == 0 || dst.Port() == 0 {
 		q = t.byPair[pairOf(src, dst)]
-	}
-	if q == nil {
-		return
 	}
 	for i, seen := 0, 0; i < min(q.len(), 4*lookBack) && seen < lookBack; i++ {
 		sd := q.newest(i)

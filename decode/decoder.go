@@ -406,18 +406,22 @@ func (d *Decoder) Flush(emit func(result.Event)) {
 
 // timer is a deadline in record time. fire runs when a record later than at arrives
 // (atEnd false) or at Flush (atEnd true: at may not have passed).
+// timer is a pending action at a record time (Unix nanoseconds): fire, or, for the many
+// pending discv5 messages, the end of msg's wait (no closure to allocate per message).
 type timer struct {
-	at   time.Time
+	at   int64
 	seq  uint64
 	fire func(emit func(result.Event), atEnd bool)
+	msg  *v5Msg
+	pair *pairState
 }
 
 type timerHeap []timer
 
 func (h timerHeap) Len() int { return len(h) }
 func (h timerHeap) Less(i, j int) bool {
-	if !h[i].at.Equal(h[j].at) {
-		return h[i].at.Before(h[j].at)
+	if h[i].at != h[j].at {
+		return h[i].at < h[j].at
 	}
 	return h[i].seq < h[j].seq
 }
@@ -435,18 +439,29 @@ func (h *timerHeap) Pop() any {
 // then do nothing: cheaper than removal, and bounded by the longest timeout.
 func (d *Decoder) after(t time.Time, fn func(emit func(result.Event), atEnd bool)) {
 	d.seq++
-	heap.Push(&d.timers, timer{at: t, seq: d.seq, fire: fn})
+	heap.Push(&d.timers, timer{at: t.UnixNano(), seq: d.seq, fire: fn})
+}
+
+// afterMsg schedules the end of m's wait for an answer at t (handshakes.messageTimeout).
+func (d *Decoder) afterMsg(t time.Time, m *v5Msg, pair *pairState) {
+	d.seq++
+	heap.Push(&d.timers, timer{at: t.UnixNano(), seq: d.seq, msg: m, pair: pair})
 }
 
 // fire runs the timers whose time has passed (all of them atEnd), earliest first.
 func (d *Decoder) fire(emit func(result.Event), atEnd bool) {
 	for d.timers.Len() > 0 {
 		t := d.timers[0]
-		if !atEnd && !t.at.Before(d.now) {
+		if !atEnd && t.at >= d.now.UnixNano() {
 			return
 		}
 		heap.Pop(&d.timers)
-		t.fire(emit, atEnd && !t.at.Before(d.now))
+		end := atEnd && t.at >= d.now.UnixNano()
+		if t.msg != nil {
+			d.hs.messageTimeout(t.msg, t.pair, emit, end)
+		} else {
+			t.fire(emit, end)
+		}
 	}
 }
 
@@ -612,7 +627,7 @@ func (d *Decoder) feedDatagram(r *record.Record, emit func(result.Event)) {
 		obs.Packet, obs.PacketTime = first.pkt, first.t
 		emit(obs)
 		second := d.seen.add(r, obs)
-		second.twin, first.twin = first, second
+		second.rareOf().twin, first.rareOf().twin = first, second
 		second.owners = first.owners
 		d.nat.link(first, r)
 		d.sendFailed(r, second)
@@ -794,7 +809,7 @@ func (d *Decoder) feedRead(r *record.Record, emit func(result.Event)) {
 	e := result.Evidence{Seq: obs.Seq, Time: r.Time, Observed: result.TypeRead, Detail: readDetail(r)}
 	for _, o := range sd.owners {
 		if !o.done && sd.is(o.awaiting) {
-			o.read = &e
+			o.setRead(&e)
 		}
 	}
 }
@@ -821,16 +836,16 @@ func (d *Decoder) feedICMP(r *record.Record, emit func(result.Event)) {
 		return
 	}
 	sd.lost = true
-	if sd.twin != nil {
-		sd.twin.lost = true
+	if tw := sd.twin(); tw != nil {
+		tw.lost = true
 	}
 	cause := icmpCause(r)
 	e := result.Evidence{Seq: obs.Seq, Time: r.Time, Observed: result.TypeICMP, Detail: icmpDetail(r)}
 	for _, o := range sd.owners {
 		d.attribute(o, cause, e, sd.is(o.answer), emit)
 	}
-	if len(sd.owners) == 0 && len(sd.unowned) < maxSentEvidence {
-		sd.unowned = append(sd.unowned, netObservation{cause, e})
+	if len(sd.owners) == 0 && (sd.rare == nil || len(sd.rare.unowned) < maxSentEvidence) {
+		sd.rareOf().unowned = append(sd.rareOf().unowned, netObservation{cause, e})
 	}
 }
 
@@ -896,8 +911,8 @@ func (d *Decoder) dropIn(t *datagrams, r *record.Record, window time.Time, cause
 // dropped attributes a drop to sd, the datagram it is.
 func (d *Decoder) dropped(sd *seenDatagram, cause result.Cause, e result.Evidence, emit func(result.Event)) {
 	sd.dropped, sd.lost = true, true
-	if sd.twin != nil {
-		sd.twin.dropped, sd.twin.lost = true, true
+	if tw := sd.twin(); tw != nil {
+		tw.dropped, tw.lost = true, true
 	}
 	for _, o := range sd.owners {
 		switch {

@@ -235,8 +235,8 @@ func (x *exchanges) expiredAnswer(ex *exchange, r *record.Record, p *packet.Pack
 	if !p.ExpiredAt(r.Time) {
 		return false
 	}
-	if ex.expired == nil {
-		ex.expired = expiredEvidence(r, sd, fmt.Sprintf("%s from %s", p.Kind, addrText(r.Src)), "requester")
+	if ex.expired() == nil {
+		ex.note().expired = expiredEvidence(r, sd, fmt.Sprintf("%s from %s", p.Kind, addrText(r.Src)), "requester")
 	}
 	sd.own(&ex.tracked)
 	return true
@@ -269,7 +269,9 @@ func (x *exchanges) v5(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 			ex.attempts++
 			ex.lastT = r.Time
 			ex.addSent(sd, p.Kind+" "+p.Msg.Name())
-			ex.awaiting, ex.read, ex.rejected = sd, nil, refused // the challenge was answered
+			ex.awaiting = sd // the challenge was answered
+			ex.setRead(nil)
+			ex.setRejected(refused)
 			sd.own(&ex.tracked)
 			return
 		}
@@ -283,7 +285,7 @@ func (x *exchanges) v5(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 				x.v5reqs.Delete(k)
 			}
 		}
-		ex.rejected = refused
+		ex.setRejected(refused)
 	case *v5wire.Pong, *v5wire.Nodes, *v5wire.TalkResponse:
 		if ex, _ := x.v5reqs.Get(v5ReqKey{flowOf(r.Dst, r.Src), reqID}); ex != nil {
 			ex.forget()
@@ -302,7 +304,7 @@ func (x *exchanges) open(r *record.Record, p *packet.Packet, sd *seenDatagram, n
 	detail := fmt.Sprintf("%s to %s", name, addrText(r.Dst))
 	ex.addSent(sd, detail)
 	if p.ExpiredAt(r.Time) {
-		ex.expired = expiredEvidence(r, sd, fmt.Sprintf("%s to %s", name, addrText(r.Dst)), "receiver")
+		ex.note().expired = expiredEvidence(r, sd, fmt.Sprintf("%s to %s", name, addrText(r.Dst)), "receiver")
 	}
 	ex.awaiting = sd
 	sd.own(&ex.tracked)
@@ -380,7 +382,7 @@ func (x *exchanges) emit(ex *exchange, outcome result.Outcome, emit func(result.
 // handshake's random first packet, and that nothing answered: a request of a session the
 // capture cannot decrypt.
 func (x *exchanges) undecrypted(m *v5Msg, from, to netip.AddrPort, atEnd bool, emit func(result.Event)) {
-	ex := &exchange{tracked: m.tracked, req: undecryptedName, from: from, to: to, t: m.t, attempts: 1}
+	ex := &exchange{tracked: m.tracked.clone(), req: undecryptedName, from: from, to: to, t: m.sentAt(), attempts: 1}
 	ex.done = false
 	ex.fromID, ex.hasFrom = m.srcID, m.hasSrcID
 	ex.toID, ex.hasTo = m.dstID, m.hasDstID

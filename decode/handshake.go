@@ -68,8 +68,8 @@ type attempt struct {
 
 // v5Msg is a MESSAGE nothing has answered yet.
 type v5Msg struct {
+	// tracked.awaiting is the message's datagram, set once: its time is the message's.
 	tracked
-	t     time.Time
 	srcID enode.ID
 	dstID enode.ID
 	// nonce is its header nonce (nonceLen bytes of it: 12), kept inline: thousands of
@@ -103,6 +103,19 @@ type handshakes struct {
 	// lastCarried is, per pair, the latest request a HANDSHAKE carried undecrypted,
 	// while it waits for its answer.
 	lastCarried *bounded.Map[flowKey, *exchange]
+	// msgTo is the latest "MESSAGE to ADDR" evidence detail and msgToAddr its address:
+	// the messages of many peers go to the same few local addresses, and thousands are
+	// pending, each of which would otherwise keep its own copy of the text.
+	msgTo     string
+	msgToAddr netip.AddrPort
+}
+
+// msgDetail returns "MESSAGE to " and dst's text, shared with the previous message to dst.
+func (h *handshakes) msgDetail(dst netip.AddrPort) string {
+	if h.msgTo == "" || h.msgToAddr != dst {
+		h.msgTo, h.msgToAddr = "MESSAGE to "+addrText(dst), dst
+	}
+	return h.msgTo
 }
 
 // maxPairs bounds the endpoint pairs followed: a few thousand peers, both directions (a
@@ -196,7 +209,7 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		// A message from the peer answers the sender's earlier messages that reached it
 		// (a peer without a session answers WHOAREYOU instead), unless both look like
 		// first packets crossing.
-		if !m.t.After(r.Time) && !(m.awaiting != nil && m.awaiting.lost) && !(ownFirst && m.sizeHint && m.firstContact()) {
+		if !m.sentAt().After(r.Time) && !(m.awaiting != nil && m.awaiting.lost) && !(ownFirst && m.sizeHint && m.firstContact()) {
 			m.done = true
 		}
 	}
@@ -210,7 +223,7 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		// The packet the challenge answered, decoded only now (the decoder learned its
 		// recipient's ID after it went out): the attempt's first packet.
 		a.start, a.hasStart = r.Time, true
-		first := sd.evidence("MESSAGE to " + addrText(r.Dst))
+		first := sd.evidence(h.msgDetail(r.Dst))
 		if len(a.sent) >= maxSentEvidence {
 			a.sent = a.sent[:maxSentEvidence-1]
 			a.more++
@@ -225,61 +238,68 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 		return
 	}
 	m := &v5Msg{
-		t: r.Time, decrypted: p.Msg != nil, sizeHint: sizeHint,
+		decrypted: p.Msg != nil, sizeHint: sizeHint,
 		peerRecent: !prevFromPeer.IsZero() && r.Time.Sub(prevFromPeer) < h.d.cfg.V5Timeout,
 		srcID:      p.SrcID, hasSrcID: p.HasSrcID, dstID: p.DstID, hasDstID: p.HasDstID,
 	}
+	m.awaiting = sd
 	m.nonceLen = uint8(copy(m.nonce[:], p.Nonce))
 	if a := fwd.att; a != nil && (a.state == stateHandshakeSent || a.state == stateEstablished) &&
 		r.Time.Sub(a.hsT) < h.d.retention {
 		m.inSession = true
 	}
-	m.addSent(sd, "MESSAGE to "+addrText(r.Dst))
-	m.awaiting = sd
+	m.addSent(sd, h.msgDetail(r.Dst))
 	sd.own(&m.tracked)
 	fwd.msgs = appendMsg(fwd.msgs, m)
-	// Its endpoints are kept in tracked's fields for its report, not in the closure: of
-	// thousands pending, every byte per message counts.
+	// Its endpoints are kept in tracked's fields for its report, and its timer names it
+	// and its pair instead of a closure capturing them: of thousands pending, every byte
+	// per message counts.
 	m.initiator, m.recipient = addrkey.Of(r.Src), addrkey.Of(r.Dst)
-	h.d.after(r.Time.Add(h.d.cfg.V5Timeout), func(emit func(result.Event), atEnd bool) {
-		h.d.pending--
-		initiator, recipient, deadline := m.initiator.AddrPort(), m.recipient.AddrPort(), m.t.Add(h.d.cfg.V5Timeout)
-		if m.done {
-			return
-		}
-		m.done = true
-		// Out of the pair's list at once: a finished message there would keep its
-		// datagram and decoded packet in memory until the next sweep.
-		fwd.msgs = compactMsgs(fwd.msgs)
-		if !m.firstContact() || !m.sizeHint {
-			if !m.decrypted && (m.firstContact() || m.rejected != nil) {
-				// A request in a session this capture cannot decrypt: not a handshake,
-				// but an exchange nothing answered (or that met a stale challenge).
-				if atEnd && !m.decisive() {
-					h.d.ex.undecrypted(m, initiator, recipient, true, emit)
-					return
-				}
-				h.d.awaitLoss(deadline, !m.decisive(), emit, func(emit func(result.Event)) {
-					h.d.ex.undecrypted(m, initiator, recipient, false, emit)
-				})
+	h.d.afterMsg(r.Time.Add(h.d.cfg.V5Timeout), m, fwd)
+}
+
+// messageTimeout is the end of a message's wait for an answer (its timer).
+func (h *handshakes) messageTimeout(m *v5Msg, fwd *pairState, emit func(result.Event), atEnd bool) {
+	h.d.pending--
+	initiator, recipient, deadline := m.initiator.AddrPort(), m.recipient.AddrPort(), m.sentAt().Add(h.d.cfg.V5Timeout)
+	if m.done {
+		return
+	}
+	m.done = true
+	// Out of the pair's list at once: a finished message there would keep its
+	// datagram and decoded packet in memory until the next sweep.
+	fwd.msgs = compactMsgs(fwd.msgs)
+	if !m.firstContact() || !m.sizeHint {
+		if !m.decrypted && (m.firstContact() || m.rejected() != nil) {
+			// A request in a session this capture cannot decrypt: not a handshake,
+			// but an exchange nothing answered (or that met a stale challenge).
+			if atEnd && !m.decisive() {
+				h.d.ex.undecrypted(m, initiator, recipient, true, emit)
+				return
 			}
-			return // a decrypted message's exchange reports it
+			h.d.awaitLoss(deadline, !m.decisive(), emit, func(emit func(result.Event)) {
+				h.d.ex.undecrypted(m, initiator, recipient, false, emit)
+			})
 		}
-		a := &attempt{
-			tracked: m.tracked, initiator: initiator, recipient: recipient,
-			initID: m.srcID, hasInitID: m.hasSrcID, recipID: m.dstID, hasRecipID: m.hasDstID,
-			start: m.t, hasStart: true,
-		}
-		a.done = false // the attempt takes over the message's evidence
-		if atEnd && !a.decisive() {
-			h.emit(a, result.Open, emit)
-			return
-		}
-		h.d.awaitLoss(deadline, !a.decisive(), emit, func(emit func(result.Event)) {
-			h.emit(a, result.Failed, emit)
-		})
+		return // a decrypted message's exchange reports it
+	}
+	a := &attempt{
+		tracked: m.tracked.clone(), initiator: initiator, recipient: recipient,
+		initID: m.srcID, hasInitID: m.hasSrcID, recipID: m.dstID, hasRecipID: m.hasDstID,
+		start: m.sentAt(), hasStart: true,
+	}
+	a.done = false // the attempt takes over the message's evidence
+	if atEnd && !a.decisive() {
+		h.emit(a, result.Open, emit)
+		return
+	}
+	h.d.awaitLoss(deadline, !a.decisive(), emit, func(emit func(result.Event)) {
+		h.emit(a, result.Failed, emit)
 	})
 }
+
+// sentAt is when m was sent.
+func (m *v5Msg) sentAt() time.Time { return m.awaiting.t }
 
 // firstContact reports whether m is undecryptable and neither in a session the capture
 // saw set up nor after a packet of the peer (which it could answer).
@@ -345,21 +365,22 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 		ev := sd.evidence("the recipient repeated its challenge to an earlier packet (the initiator's earlier call gave up on it): the sender ignores a challenge for another packet's nonce")
 		crossed := false
 		for _, m := range st.msgs {
-			if m.done || m.t.After(r.Time) || !m.t.After(a.challengeT) {
+			if m.done || m.sentAt().After(r.Time) || !m.sentAt().After(a.challengeT) {
 				continue
 			}
-			if m.t.Sub(began) <= h.d.cfg.V5Timeout {
+			if m.sentAt().Sub(began) <= h.d.cfg.V5Timeout {
 				m.done, crossed = true, true
 				continue
 			}
-			m.rejected = ptr(ev)
+			m.note().rejected = ptr(ev)
 			sd.own(&m.tracked)
 		}
 		if crossed || len(st.msgs) == 0 {
 			a.challenges++
 			a.addSent(sd, "WHOAREYOU resent")
 			sd.own(&a.tracked)
-			a.awaiting, a.read = sd, nil
+			a.awaiting = sd
+			a.setRead(nil)
 		}
 		st.msgs = compactMsgs(st.msgs)
 		return
@@ -377,7 +398,7 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 		case stateHandshakeSent:
 			// A new challenge instead of a response: the recipient could not use the
 			// handshake.
-			a.rejected = ptr(sd.evidence("a new WHOAREYOU answered the HANDSHAKE"))
+			a.note().rejected = ptr(sd.evidence("a new WHOAREYOU answered the HANDSHAKE"))
 			h.emit(a, result.Failed, emit)
 			if bytes.Equal(a.hsNonce, p.Nonce) {
 				start, hasStart = a.hsT, true
@@ -406,13 +427,14 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 			if m.awaiting != nil {
 				for _, o := range m.awaiting.owners {
 					if o != &m.tracked && !o.done && o.answer == nil {
-						o.rejected = ptr(sd.evidence("the recipient answered the request with WHOAREYOU: it has no session with the sender"))
+						o.note().rejected = ptr(sd.evidence("the recipient answered the request with WHOAREYOU: it has no session with the sender"))
 					}
 				}
 			}
-			a.start, a.hasStart = m.t, true
+			a.start, a.hasStart = m.sentAt(), true
 			a.absorb(&m.tracked)
-			a.netEv, a.netCause = m.netEv, m.netCause
+			a.setNetEv(m.netEv())
+			a.netCause = m.netCause
 			if !a.hasRecipID && m.hasDstID {
 				a.recipID, a.hasRecipID = m.dstID, true
 			}
@@ -462,21 +484,21 @@ func (h *handshakes) repeatedChallenge(a *attempt, r *record.Record, sd *seenDat
 	ev := sd.evidence("the recipient repeated its challenge to an earlier packet: it has no session with the sender, and the sender ignores a challenge for another packet's nonce")
 	stale := false
 	for _, m := range st.msgs {
-		if m.done || m.t.After(r.Time) || !m.t.After(a.challengeT) {
+		if m.done || m.sentAt().After(r.Time) || !m.sentAt().After(a.challengeT) {
 			continue
 		}
-		if !m.t.After(since) {
+		if !m.sentAt().After(since) {
 			if !a.done && a.state == stateHandshakeSent {
 				m.done = true // it crossed the challenge: part of the attempt, as resends are
 			}
 			continue
 		}
 		stale = true
-		m.rejected = ptr(ev)
+		m.note().rejected = ptr(ev)
 		if m.awaiting != nil {
 			for _, o := range m.awaiting.owners {
 				if !o.done && o.answer == nil {
-					o.rejected = ptr(ev) // the exchange of a decrypted request
+					o.note().rejected = ptr(ev) // the exchange of a decrypted request
 				}
 			}
 		}
@@ -490,8 +512,8 @@ func (h *handshakes) repeatedChallenge(a *attempt, r *record.Record, sd *seenDat
 		}
 		return
 	}
-	if !a.done && a.state == stateHandshakeSent && a.rejected == nil {
-		a.rejected = ptr(sd.evidence("the recipient repeated its challenge after the HANDSHAKE: it never took the HANDSHAKE"))
+	if !a.done && a.state == stateHandshakeSent && a.rejected() == nil {
+		a.note().rejected = ptr(sd.evidence("the recipient repeated its challenge after the HANDSHAKE: it never took the HANDSHAKE"))
 	}
 }
 
@@ -531,7 +553,7 @@ func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatag
 		// The answer to a challenge the recipient has already dropped: it ignores it.
 		a.addSent(sd, "HANDSHAKE to "+addrText(r.Dst))
 		sd.own(&a.tracked)
-		a.rejected = ptr(sd.evidence(fmt.Sprintf("the HANDSHAKE came %s after the challenge; the recipient keeps a challenge for %s and ignores it",
+		a.note().rejected = ptr(sd.evidence(fmt.Sprintf("the HANDSHAKE came %s after the challenge; the recipient keeps a challenge for %s and ignores it",
 			r.Time.Sub(a.challengeT).Round(time.Millisecond), h.d.cfg.HandshakeTimeout)))
 		h.emit(a, result.Failed, emit)
 		return
@@ -545,12 +567,13 @@ func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatag
 		// and repeated that challenge to the others, so the first starts the attempt.
 		a = &attempt{initiator: r.Src, recipient: r.Dst}
 		for _, m := range st.msgs {
-			if m.decrypted || m.inSession || m.done || r.Time.Sub(m.t) > h.d.cfg.HandshakeTimeout {
+			if m.decrypted || m.inSession || m.done || r.Time.Sub(m.sentAt()) > h.d.cfg.HandshakeTimeout {
 				continue
 			}
 			if !a.hasStart {
-				a.start, a.hasStart = m.t, true
-				a.netEv, a.netCause = m.netEv, m.netCause
+				a.start, a.hasStart = m.sentAt(), true
+				a.setNetEv(m.netEv())
+				a.netCause = m.netCause
 			}
 			a.absorb(&m.tracked)
 			m.done = true
@@ -569,9 +592,10 @@ func (h *handshakes) handshake(r *record.Record, p *packet.Packet, sd *seenDatag
 	if v5HandshakeRefused(p) {
 		// The recipient's own checks fail on these bytes (bad id-signature, record or
 		// message): it drops the HANDSHAKE and will not answer.
-		a.rejected = ptr(sd.evidence("the recipient cannot accept this HANDSHAKE: " + p.Err.Error()))
+		a.note().rejected = ptr(sd.evidence("the recipient cannot accept this HANDSHAKE: " + p.Err.Error()))
 	}
-	a.awaiting, a.read = sd, nil
+	a.awaiting = sd
+	a.setRead(nil)
 	sd.own(&a.tracked)
 	if p.Msg == nil {
 		h.carry(a, r, p, sd)
@@ -597,7 +621,9 @@ func (h *handshakes) carry(a *attempt, r *record.Record, p *packet.Packet, sd *s
 		ex.attempts++
 		ex.lastT = r.Time
 		ex.addSent(sd, "HANDSHAKE "+undecryptedName+" again")
-		ex.awaiting, ex.read, ex.rejected = sd, nil, refused
+		ex.awaiting = sd
+		ex.setRead(nil)
+		ex.setRejected(refused)
 		sd.own(&ex.tracked)
 		a.carried = ex
 		return
@@ -612,7 +638,7 @@ func (h *handshakes) carry(a *attempt, r *record.Record, p *packet.Packet, sd *s
 			h.lastCarried.Delete(k)
 		}
 	}
-	ex.rejected = refused
+	ex.setRejected(refused)
 	a.carried = ex
 	h.lastCarried.Put(k, ex)
 }
