@@ -60,6 +60,9 @@ type trackedNotes struct {
 	rejected *result.Evidence
 	// expired, when set, is a discv4 request or answer that arrived already expired.
 	expired *result.Evidence
+	// challenge is the WHOAREYOU that answered the request for want of a session: lost
+	// on its way back, it is why the request failed.
+	challenge *seenDatagram
 }
 
 // note returns t's notes, made when first needed.
@@ -82,6 +85,13 @@ func (t *tracked) read() *result.Evidence {
 		return nil
 	}
 	return t.notes.read
+}
+
+func (t *tracked) challenge() *seenDatagram {
+	if t.notes == nil {
+		return nil
+	}
+	return t.notes.challenge
 }
 
 func (t *tracked) rejected() *result.Evidence {

@@ -916,7 +916,7 @@ func (d *Decoder) dropped(sd *seenDatagram, cause result.Cause, e result.Evidenc
 	}
 	for _, o := range sd.owners {
 		switch {
-		case sd.is(o.answer):
+		case sd.is(o.answer), sd.is(o.challenge()):
 			d.attribute(o, cause, e, true, emit) // the answer itself, seen and then dropped
 		case o.answer == nil && sd.is(o.awaiting) && !sd.wasRead():
 			// The request, dropped before its receiver read it (a read request is not

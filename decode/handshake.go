@@ -428,6 +428,8 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 				for _, o := range m.awaiting.owners {
 					if o != &m.tracked && !o.done && o.answer == nil {
 						o.note().rejected = ptr(sd.evidence("the recipient answered the request with WHOAREYOU: it has no session with the sender"))
+						o.note().challenge = sd
+						sd.own(o)
 					}
 				}
 			}

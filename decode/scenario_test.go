@@ -1542,3 +1542,39 @@ func TestScenarioEndpointMismatchAgainstRecord(t *testing.T) {
 		}
 	}
 }
+
+// The recipient restarted and answers a request of the old session with WHOAREYOU, which
+// a firewall drops on its way back: the initiator never saw the challenge, so the drop,
+// not the recipient's missing session, is why the request failed (as geth's timeout says).
+func TestScenarioV5ChallengeToARequestDropped(t *testing.T) {
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key, b.Key}}})
+	s.pingHandshake(a, b, time.Millisecond)
+	s.after(time.Second)
+
+	b2 := disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303") // no sessions
+	u, ok := s.v5(a, b2, &v5wire.Ping{ReqID: []byte{7}, ENRSeq: 1}, nil).(*v5wire.Unknown)
+	if !ok {
+		t.Fatal("the restarted recipient decrypted a request of the old session")
+	}
+	s.after(200 * time.Microsecond)
+	w, _, err := b2.Codec.Encode(a.ID(), a.Addr.String(), &v5wire.Whoareyou{Nonce: u.Nonce, IDNonce: [16]byte{3}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.feed(scDatagram(b2.Addr, a.Addr, bytes.Clone(w), record.DirUnknown))
+	s.feed(&record.Record{Kind: record.Drop, Src: b2.Addr, Dst: a.Addr, Len: len(w), Reason: "NETFILTER_DROP"})
+	s.tick(3 * time.Second)
+	s.flush()
+
+	var pings []*ndjson.Event
+	for _, ex := range s.ofType(ndjson.TypeExchange) {
+		if ex.Req == "PING/v5" && ex.Outcome == string(result.Failed) {
+			pings = append(pings, ex)
+		}
+	}
+	if len(pings) != 1 {
+		t.Fatalf("%d failed PING/v5 exchanges, want 1:\n%s", len(pings), s.dump())
+	}
+	checkFailed(t, pings[0], string(result.KernelDrop), "NETFILTER_DROP")
+}
