@@ -307,6 +307,20 @@ func (m *v5Msg) firstContact() bool {
 	return !m.decrypted && !m.inSession && !m.peerRecent
 }
 
+// reject marks m, and the exchange of its request when the decoder could decrypt it, as
+// rejected by the challenge sd, which the sender ignores.
+func (m *v5Msg) reject(ev result.Evidence, sd *seenDatagram) {
+	m.note().rejected = ptr(ev)
+	if m.awaiting != nil {
+		for _, o := range m.awaiting.owners {
+			if !o.done && o.answer == nil {
+				o.note().rejected = ptr(ev)
+			}
+		}
+	}
+	sd.own(&m.tracked)
+}
+
 // maxPendingMsgs bounds the unanswered messages followed per pair: of a peer flooding
 // messages the latest are followed; older ones keep their timers and are reported, but
 // can no longer be answered or challenged. It keeps each message's cost O(1).
@@ -372,8 +386,7 @@ func (h *handshakes) whoareyou(r *record.Record, p *packet.Packet, sd *seenDatag
 				m.done, crossed = true, true
 				continue
 			}
-			m.note().rejected = ptr(ev)
-			sd.own(&m.tracked)
+			m.reject(ev, sd)
 		}
 		if crossed || len(st.msgs) == 0 {
 			a.challenges++
@@ -496,15 +509,7 @@ func (h *handshakes) repeatedChallenge(a *attempt, r *record.Record, sd *seenDat
 			continue
 		}
 		stale = true
-		m.note().rejected = ptr(ev)
-		if m.awaiting != nil {
-			for _, o := range m.awaiting.owners {
-				if !o.done && o.answer == nil {
-					o.note().rejected = ptr(ev) // the exchange of a decrypted request
-				}
-			}
-		}
-		sd.own(&m.tracked)
+		m.reject(ev, sd)
 	}
 	if !stale {
 		if !a.done && a.state == stateHandshakeSent {

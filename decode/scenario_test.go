@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -1577,4 +1578,45 @@ func TestScenarioV5ChallengeToARequestDropped(t *testing.T) {
 		t.Fatalf("%d failed PING/v5 exchanges, want 1:\n%s", len(pings), s.dump())
 	}
 	checkFailed(t, pings[0], string(result.KernelDrop), "NETFILTER_DROP")
+}
+
+// A is in session, B lost it: A's PING (which the decoder, having seen the handshake,
+// decrypts) meets a challenge that is dropped; A's call gives up, and its next PING,
+// 700 ms later, meets B's repeat of that challenge, which A ignores. The second
+// request's exchange is rejected by the stale challenge, not "read, never answered"
+// (seen live under 50 % loss).
+func TestScenarioV5StaleChallengeToADecryptedRequest(t *testing.T) {
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	s := newScNet(t, Config{LossReportDelay: 1100 * time.Millisecond, Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key, b.Key}}})
+	s.pingHandshake(a, b, time.Millisecond)
+	s.after(2 * time.Second)
+	b = disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303") // restarted: no session
+	first := s.v5(a, b, &v5wire.Ping{ReqID: []byte{2, 2, 2, 2, 2, 2, 2, 2}, ENRSeq: 1}, nil)
+	u, ok := first.(*v5wire.Unknown)
+	if !ok {
+		t.Fatalf("B decoded %T, want a packet it cannot decrypt", first)
+	}
+	s.after(100 * time.Microsecond)
+	w, _, err := b.Codec.Encode(a.ID(), a.Addr.String(), &v5wire.Whoareyou{Nonce: u.Nonce, IDNonce: [16]byte{7}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = bytes.Clone(w)
+	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(w), record.DirUnknown))
+	s.after(5 * time.Microsecond)
+	s.feed(&record.Record{Kind: record.Drop, Src: b.Addr, Dst: a.Addr, Len: len(w), Reason: "NETFILTER_DROP"})
+	s.after(700*time.Millisecond + 100*time.Microsecond)
+	s.v5(a, b, &v5wire.Ping{ReqID: []byte{3, 3, 3, 3, 3, 3, 3, 3}, ENRSeq: 1}, nil)
+	s.after(100 * time.Microsecond)
+	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(w), record.DirUnknown))
+	s.tick(4 * time.Second)
+	s.flush()
+
+	exs := s.ofType(ndjson.TypeExchange)
+	if len(exs) != 3 {
+		t.Fatalf("%d exchanges, want the handshake's PING and two more:\n%s", len(exs), s.dump())
+	}
+	slices.SortFunc(exs, func(x, y *ndjson.Event) int { return strings.Compare(x.Time, y.Time) })
+	checkFailed(t, exs[1], string(result.KernelDrop), "NETFILTER_DROP")
+	checkFailed(t, exs[2], string(result.Rejected), "repeated its challenge to an earlier packet")
 }
