@@ -1183,11 +1183,12 @@ static __always_inline bool read_watched(const struct sock *sk, int flags, bool 
 		return false;
 	if (udp_sock_watched(sk, btf, lport, rport))
 		return true;
-	if (KREAD(btf, sk, sk_protocol) != IPPROTO_UDP_)
-		return false;
-	__u64 cookie = sock_cookie(sk, btf);
+	/* The cookie field, not the helper: a socket ingress never gave a cookie (most of the
+	 * host's) has none and so no entry, and needs neither a cookie made nor a lookup. */
+	__u64 cookie = KREAD(btf, sk, __sk_common.skc_cookie.counter);
 
-	return cookie && bpf_map_lookup_elem(&rx_queues, &cookie);
+	return cookie && KREAD(btf, sk, sk_protocol) == IPPROTO_UDP_ &&
+	       bpf_map_lookup_elem(&rx_queues, &cookie);
 }
 
 /* A recvmsg on a UDP socket has returned ret (bytes read, or -errno). */
