@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/discotrace/discotrace/bench/internal/irqwork"
 	"github.com/discotrace/discotrace/tracer"
 )
 
@@ -99,6 +100,11 @@ func measure(rate int, d time.Duration) error {
 	defer conn.Close()
 	payload := make([]byte, 64)
 	interval := time.Second / time.Duration(rate)
+	iwi0, err := irqwork.Count()
+	if err != nil {
+		tr.Close()
+		return err
+	}
 	start := time.Now()
 	for i := range n {
 		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
@@ -114,8 +120,12 @@ func measure(rate int, d time.Duration) error {
 		}
 	}
 	time.Sleep(300 * time.Millisecond) // longer than the reader's poll: the last events come
+	iwi1, err := irqwork.Count()
 	tr.Close()
 	<-done
+	if err != nil {
+		return err
+	}
 
 	slices.Sort(delays)
 	pct := func(p float64) time.Duration {
@@ -124,8 +134,10 @@ func measure(rate int, d time.Duration) error {
 		}
 		return delays[min(len(delays)-1, int(p*float64(len(delays))))]
 	}
-	fmt.Printf("%6d datagrams/s for %v: %d of %d send events (lost %d); delay p50 %v p90 %v p99 %v max %v\n",
+	// Each datagram makes three records (send, recv, read): a wakeup per record would be
+	// three irq_work interrupts per datagram.
+	fmt.Printf("%6d datagrams/s for %v: %d of %d send events (lost %d); delay p50 %v p90 %v p99 %v max %v; irq_work interrupts %d (%.2f per datagram)\n",
 		rate, d, len(delays), n, lost, pct(0.5).Round(time.Microsecond), pct(0.9).Round(time.Microsecond),
-		pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond))
+		pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond), iwi1-iwi0, float64(iwi1-iwi0)/float64(n))
 	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/discotrace/discotrace/bench/internal/childproc"
+	"github.com/discotrace/discotrace/bench/internal/irqwork"
 	"github.com/discotrace/discotrace/bench/internal/udpload"
 	"github.com/discotrace/discotrace/tracer"
 )
@@ -189,7 +190,8 @@ type result struct {
 	tcp                float64 // bits/s, 0 when not measured
 	events             counts
 	unwatchedEvents    int
-	traced             bool // a tracer of discotrace's: its events must account
+	traced             bool   // a tracer of discotrace's: its events must account
+	irqWork            uint64 // the host's irq_work interrupts while the watched port was loaded
 }
 
 // measure runs the load once under s.
@@ -215,9 +217,18 @@ func (b *bench) measure(s setup) (result, error) {
 			r.settle()
 			res.unwatchedEvents = r.take().unwatched
 		}
+		iwi0, err := irqwork.Count()
+		if err != nil {
+			return err
+		}
 		if res.watched, err = udpload.Blast(b.watched, b.n, b.size); err != nil {
 			return err
 		}
+		iwi1, err := irqwork.Count()
+		if err != nil {
+			return err
+		}
+		res.irqWork = iwi1 - iwi0
 		if r != nil {
 			r.settle() // its backlog must not load the TCP measurement
 		}
@@ -338,12 +349,13 @@ func summarize(setups []setup, results map[string][]result) error {
 	accounted := true
 	fmt.Println("per setup, traced/untraced of the same round: median [min-max]")
 	for _, s := range setups[1:] {
-		var uw, w, tcp []float64
+		var uw, w, tcp, iwi []float64
 		var sent, send, recv, read, unwatchedEvents int
 		var lost uint64
 		for i, r := range results[s.name] {
 			uw = append(uw, r.unwatched.Rate()/base[i].unwatched.Rate())
 			w = append(w, r.watched.Rate()/base[i].watched.Rate())
+			iwi = append(iwi, float64(r.irqWork)/float64(r.watched.Sent))
 			if base[i].tcp > 0 {
 				tcp = append(tcp, r.tcp/base[i].tcp)
 			}
@@ -375,6 +387,7 @@ func summarize(setups []setup, results map[string][]result) error {
 		if len(tcp) > 0 {
 			line += ", TCP " + spread(tcp)
 		}
+		line += ", irq_work interrupts per watched datagram " + spread(iwi)
 		if base0 := results[s.name]; len(base0) > 0 && base0[0].traced {
 			line += fmt.Sprintf("; watched: %d sent, events %d send, %d recv, %d read, %d lost; unwatched: %d events", sent, send, recv, read, lost, unwatchedEvents)
 		}
