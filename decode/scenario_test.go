@@ -181,6 +181,23 @@ func (s *scNet) unseenChallenge(b, a *disctest.Node, nonce v5wire.Nonce) *v5wire
 	return w
 }
 
+// droppedChallenge is b's WHOAREYOU for a's packet with nonce, 100 µs after it, which the
+// capture sees sent and then dropped (a never gets it). It returns the challenge's bytes,
+// which b repeats as they are.
+func (s *scNet) droppedChallenge(b, a *disctest.Node, nonce v5wire.Nonce) []byte {
+	s.t.Helper()
+	s.after(100 * time.Microsecond)
+	w, _, err := b.Codec.Encode(a.ID(), a.Addr.String(), &v5wire.Whoareyou{Nonce: nonce, IDNonce: [16]byte{7}}, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	w = bytes.Clone(w)
+	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(w), record.DirUnknown))
+	s.after(5 * time.Microsecond)
+	s.feed(&record.Record{Kind: record.Drop, Src: b.Addr, Dst: a.Addr, Len: len(w), Reason: "NETFILTER_DROP"})
+	return w
+}
+
 // pingHandshake runs a's PING to b through a whole handshake, as go-ethereum does it:
 // the random packet, b's WHOAREYOU, a's HANDSHAKE with the PING 1 ms later, and b's
 // PONG pongAfter after that. It returns the PING.
@@ -537,15 +554,7 @@ func TestScenarioV5StaleChallengeAfterDrop(t *testing.T) {
 	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
 	s := newScNet(t, Config{LossReportDelay: 1100 * time.Millisecond, Identity: Identity{Keys: []*ecdsa.PrivateKey{a.Key, b.Key}}})
 	nonce := s.randomPacket(a, b, &v5wire.Ping{ReqID: []byte{1}})
-	s.after(100 * time.Microsecond)
-	w, _, err := b.Codec.Encode(a.ID(), a.Addr.String(), &v5wire.Whoareyou{Nonce: nonce, IDNonce: [16]byte{7}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w = bytes.Clone(w)
-	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(w), record.DirUnknown))
-	s.after(5 * time.Microsecond)
-	s.feed(&record.Record{Kind: record.Drop, Src: b.Addr, Dst: a.Addr, Len: len(w), Reason: "NETFILTER_DROP"})
+	w := s.droppedChallenge(b, a, nonce)
 	s.after(709 * time.Millisecond)
 	s.randomPacket(a, b, &v5wire.Ping{ReqID: []byte{2}})
 	s.after(100 * time.Microsecond)
@@ -1596,15 +1605,7 @@ func TestScenarioV5StaleChallengeToADecryptedRequest(t *testing.T) {
 	if !ok {
 		t.Fatalf("B decoded %T, want a packet it cannot decrypt", first)
 	}
-	s.after(100 * time.Microsecond)
-	w, _, err := b.Codec.Encode(a.ID(), a.Addr.String(), &v5wire.Whoareyou{Nonce: u.Nonce, IDNonce: [16]byte{7}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w = bytes.Clone(w)
-	s.feed(scDatagram(b.Addr, a.Addr, bytes.Clone(w), record.DirUnknown))
-	s.after(5 * time.Microsecond)
-	s.feed(&record.Record{Kind: record.Drop, Src: b.Addr, Dst: a.Addr, Len: len(w), Reason: "NETFILTER_DROP"})
+	w := s.droppedChallenge(b, a, u.Nonce)
 	s.after(700*time.Millisecond + 100*time.Microsecond)
 	s.v5(a, b, &v5wire.Ping{ReqID: []byte{3, 3, 3, 3, 3, 3, 3, 3}, ENRSeq: 1}, nil)
 	s.after(100 * time.Microsecond)
