@@ -348,6 +348,12 @@ func summarize(setups []setup, results map[string][]result) error {
 	base := results["untraced"]
 	accounted := true
 	fmt.Println("per setup, traced/untraced of the same round: median [min-max]")
+	// The host's own irq_work, for the setups' figures to be read against.
+	var baseIWI []float64
+	for _, r := range base {
+		baseIWI = append(baseIWI, float64(r.irqWork)/float64(r.watched.Sent))
+	}
+	fmt.Printf("%-16s irq_work interrupts per watched datagram %s\n", "untraced", spread(baseIWI))
 	for _, s := range setups[1:] {
 		var uw, w, tcp, iwi []float64
 		var sent, send, recv, read, unwatchedEvents int

@@ -22,12 +22,11 @@ func Count() (uint64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 || !strings.HasSuffix(sc.Text(), "IRQ work interrupts") {
+		if !strings.HasSuffix(sc.Text(), "IRQ work interrupts") {
 			continue
 		}
 		var sum uint64
-		for _, s := range fields[1:] {
+		for _, s := range strings.Fields(sc.Text())[1:] {
 			n, err := strconv.ParseUint(s, 10, 64)
 			if err != nil {
 				break // the description after the per-CPU counts
