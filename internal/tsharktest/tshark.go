@@ -32,7 +32,11 @@ func Read(t *testing.T, path string) []Packet {
 	}
 	fields := []string{"frame.comment", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "udp.srcport", "udp.dstport", "icmp.type", "icmpv6.type", "frame.len", "frame.cap_len", "_ws.malformed",
 		"ip.checksum.status", "udp.checksum.status", "icmp.checksum.status", "icmpv6.checksum.status"}
+	// Only the layers a pcapng writer is answerable for are dissected: a discovery
+	// datagram on an ephemeral port that another protocol registered is not that
+	// protocol, and its dissector would call it malformed.
 	args := []string{"-r", path, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a",
+		"--disable-protocol", "ALL", "--enable-protocol", "frame,raw,eth,ethertype,sll,ip,ipv6,udp,icmp,icmpv6,data",
 		"-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"}
 	for _, f := range fields {
 		args = append(args, "-e", f)
