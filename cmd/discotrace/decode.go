@@ -30,6 +30,9 @@ Give the local node's key (--nodekey, as geth keeps it in <datadir>/geth/nodekey
 decrypt the discv5 sessions it answered; --node-id and --enr tell which side is local
 and let its discv5 headers unmask without the key. Keys are never printed.
 
+The decoder's memory is bounded; decode keeps the Go runtime under a soft limit of 40 MiB
+(GOMEMLIMIT, if set, replaces it; GOMEMLIMIT=off lifts it) for some CPU.
+
 Capture the ICMP errors and the non-first fragments too (they carry no UDP header):
 
   tcpdump -i any -U -w - 'udp port 30303 or icmp or icmp6 or (ip[6:2] & 0x1fff != 0) or ip6[6] == 44' |
@@ -71,6 +74,7 @@ func runDecode(stdout, diag io.Writer, path string, f *decoderFlags, format *for
 	if err != nil {
 		return err
 	}
+	defer limitDecodeMemory()()
 	out := format.output(stdout, f.payload)
 	err = decodeCapture(in, path, cfg, diag, pcap.beside(out).Write)
 	// What was decoded before a damaged part is written too.
