@@ -59,10 +59,6 @@ const volatile __u32 cfg_pid = 0;   /* only this tgid for task events, 0 = all *
 /* The smallest and largest watched port: ports outside are not looked up in the bitmap,
  * so most unwatched packets leave on two compares with constants. */
 const volatile __u16 cfg_port_min = 0, cfg_port_max = 0xffff;
-/* Wake the reader once a CPU has written this much since it last did; below it, the
- * reader's own periodic deadline collects events, so a busy ring costs few wakeups and a
- * quiet one stays prompt. */
-const volatile __u64 cfg_wakeup_bytes = 64 << 10;
 /* Kernel text ranges [lo, hi) from /proc/kallsyms, 0 when unknown. */
 const volatile __u64 cfg_icmp_rcv_lo = 0, cfg_icmp_rcv_hi = 0;
 const volatile __u64 cfg_icmpv6_rcv_lo = 0, cfg_icmpv6_rcv_hi = 0;
@@ -129,14 +125,27 @@ struct {
 	__type(value, __u64);
 } lost_events SEC(".maps");
 
-/* Bytes this CPU submitted since it last woke the reader. Counted here rather than asking
- * the ring (BPF_RB_AVAIL_DATA), which reads the consumer's cache line on every event. */
+/*
+ * 1 while the reader sleeps until woken, 0 while it polls the ring on its own (it does so
+ * as long as each poll finds records). Only a sleeping reader is woken, once: a wakeup is
+ * an interrupt and a task switch, which cost the traced CPU more than writing the record
+ * when it came every few records. User space maps it to store its side without a syscall.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u32);
+} reader_sleeping SEC(".maps");
+
+/* A slot of this CPU's own for the atomic operation that orders memory in submit. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
-} unwoken_bytes SEC(".maps");
+} fence_slot SEC(".maps");
 
 /* Watched UDP ports as a bitmap: bit (port & 63) of word (port >> 6). */
 struct {
@@ -302,27 +311,30 @@ static __always_inline void *reserve(__u32 size)
 	return e;
 }
 
-/* Submits a record of size bytes. The reader is woken at once when the ring held nothing
- * else (it is idle and caught up: an event reaches it within microseconds at low load),
- * and otherwise only past the batching threshold, so that under load records batch. */
-static __always_inline void submit(void *e, __u32 size)
+/*
+ * Submits a record, waking the reader only if it sleeps. The reader stores 1 in
+ * reader_sleeping and then loads the ring's producer position; here the reservation has
+ * stored the producer position and the flag is loaded after it. With a full barrier on
+ * both sides (Dekker's), either the reader sees this record and stays awake or this sees
+ * the flag and wakes it: no record waits for the reader's next timeout. The barrier is an
+ * atomic fetch-add on a per-CPU slot (BPF has no fence; a fetch is fully ordered). Before
+ * Linux 5.12 the fetch becomes a plain atomic add, still a full barrier on x86 (lock
+ * prefix) but not on arm64, where a wakeup can then come only at the reader's timeout.
+ */
+static __always_inline void submit(void *e)
 {
 	__u32 zero = 0;
-	__u64 *unwoken = bpf_map_lookup_elem(&unwoken_bytes, &zero);
+	__u64 *fence = bpf_map_lookup_elem(&fence_slot, &zero);
+	__u32 *sleeping = bpf_map_lookup_elem(&reader_sleeping, &zero);
 	__u64 flags = BPF_RB_NO_WAKEUP;
-	/* This record with its 8-byte header, rounded to 8: all the ring holds if alone. */
-	__u64 alone = (size + 8 + 7) & ~7;
 
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) <= alone) {
+	/* The result is used so that clang emits the fetch form. */
+	if (fence)
+		asm volatile("" : : "r"(__sync_fetch_and_add(fence, 1)) : "memory");
+	/* Two CPUs may both see 1 and both wake it: a spare wakeup, never a missed one. */
+	if (sleeping && *sleeping) {
+		*sleeping = 0;
 		flags = BPF_RB_FORCE_WAKEUP;
-		if (unwoken)
-			*unwoken = 0;
-	} else if (unwoken) {
-		*unwoken += size;
-		if (*unwoken >= cfg_wakeup_bytes) {
-			*unwoken = 0;
-			flags = BPF_RB_FORCE_WAKEUP;
-		}
 	}
 	bpf_ringbuf_submit(e, flags);
 }
@@ -634,7 +646,7 @@ static __always_inline void emit_datagram_class(struct __sk_buff *skb, const str
 	if (bpf_skb_load_bytes(skb, ip->l4_off + 8, e->payload, n) == 0)
 		e->cap_len = n;
 out:
-	submit(e, sizeof(*e) + capacity);
+	submit(e);
 }
 
 /* now and cookie are the event's time and socket cookie (ingress also queues them). */
@@ -811,7 +823,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, bool egress)
 	struct dt_event *e = reserve_icmp(&ip, &icmp, DT_ICMP_OUT, skb_sock_netns(skb), skb->ifindex);
 
 	if (e)
-		submit(e, sizeof(*e));
+		submit(e);
 	return 1;
 }
 
@@ -1119,7 +1131,7 @@ static __always_inline void send_failed(const struct sock *sk, const struct msgh
 	e->dport = rport;
 	e->ret = ret;
 	e->flags |= DT_FLAG_RET;
-	submit(e, sizeof(*e) + DT_MAX_SNAP_LEN);
+	submit(e);
 }
 
 SEC("tp_btf/sock_send_length")
@@ -1257,7 +1269,7 @@ static __always_inline void on_read(const struct sock *sk, int ret, int flags, b
 		e->sport = rport;
 		e->dport = lport;
 	}
-	submit(e, sizeof(*e));
+	submit(e);
 }
 
 SEC("tp_btf/sock_recv_length")
@@ -1356,7 +1368,7 @@ static __always_inline void emit_icmp_in(const struct ip_info *ip, const struct 
 		e->cookie = r->cookie;
 		r->time_ns = 0;
 	}
-	submit(e, sizeof(*e));
+	submit(e);
 }
 
 /* Reports an ICMP/ICMPv6 error the kernel has just handled, if it quotes a watched port. */
@@ -1562,7 +1574,7 @@ int BPF_PROG(dt_drop, struct sk_buff *skb, void *location)
 	if (!e)
 		return 0;
 	fill_drop(e, &ip, &udp, cookie, netns, ifindex, reason, loc);
-	submit(e, sizeof(*e));
+	submit(e);
 	return 0;
 }
 
@@ -1593,7 +1605,7 @@ int BPF_PROG(dt_fail_queue, int rc, struct sock *sk)
 		e->netns = sock_netns(sk);
 	e->flags |= DT_FLAG_REASON_INFERRED;
 	e->reason = rc == -12 /* ENOMEM */ ? DT_INFERRED_SOCKET_RCVBUFF : DT_INFERRED_PROTO_MEM;
-	submit(e, sizeof(*e));
+	submit(e);
 	return 0;
 }
 

@@ -194,14 +194,15 @@ const (
 	discotraceMapCalls                    = "calls"
 	discotraceMapEnqueueSock              = "enqueue_sock"
 	discotraceMapEvents                   = "events"
+	discotraceMapFenceSlot                = "fence_slot"
 	discotraceMapLastErrorReport          = "last_error_report"
 	discotraceMapLostEvents               = "lost_events"
 	discotraceMapPendingDrop              = "pending_drop"
 	discotraceMapPendingIcmp              = "pending_icmp"
 	discotraceMapReadDrops                = "read_drops"
+	discotraceMapReaderSleeping           = "reader_sleeping"
 	discotraceMapRxQueueZero              = "rx_queue_zero"
 	discotraceMapRxQueues                 = "rx_queues"
-	discotraceMapUnwokenBytes             = "unwoken_bytes"
 	discotraceMapWatchedFrags             = "watched_frags"
 	discotraceMapWatchedPorts             = "watched_ports"
 	discotraceProgDtDrop                  = "dt_drop"
@@ -263,7 +264,6 @@ const (
 	discotraceVarCfgTaskBtf               = "cfg_task_btf"
 	discotraceVarCfgTracingSocketCookie   = "cfg_tracing_socket_cookie"
 	discotraceVarCfgUnpushByEnqueue       = "cfg_unpush_by_enqueue"
-	discotraceVarCfgWakeupBytes           = "cfg_wakeup_bytes"
 	discotraceVarUnusedEvent              = "unused_event"
 	discotraceVarUnusedFlag               = "unused_flag"
 	discotraceVarUnusedIcmpDir            = "unused_icmp_dir"
@@ -349,14 +349,15 @@ type discotraceMapSpecs struct {
 	Calls           *ebpf.MapSpec `ebpf:"calls"`
 	EnqueueSock     *ebpf.MapSpec `ebpf:"enqueue_sock"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
+	FenceSlot       *ebpf.MapSpec `ebpf:"fence_slot"`
 	LastErrorReport *ebpf.MapSpec `ebpf:"last_error_report"`
 	LostEvents      *ebpf.MapSpec `ebpf:"lost_events"`
 	PendingDrop     *ebpf.MapSpec `ebpf:"pending_drop"`
 	PendingIcmp     *ebpf.MapSpec `ebpf:"pending_icmp"`
 	ReadDrops       *ebpf.MapSpec `ebpf:"read_drops"`
+	ReaderSleeping  *ebpf.MapSpec `ebpf:"reader_sleeping"`
 	RxQueueZero     *ebpf.MapSpec `ebpf:"rx_queue_zero"`
 	RxQueues        *ebpf.MapSpec `ebpf:"rx_queues"`
-	UnwokenBytes    *ebpf.MapSpec `ebpf:"unwoken_bytes"`
 	WatchedFrags    *ebpf.MapSpec `ebpf:"watched_frags"`
 	WatchedPorts    *ebpf.MapSpec `ebpf:"watched_ports"`
 }
@@ -398,7 +399,6 @@ type discotraceVariableSpecs struct {
 	CfgTaskBtf               *ebpf.VariableSpec `ebpf:"cfg_task_btf"`
 	CfgTracingSocketCookie   *ebpf.VariableSpec `ebpf:"cfg_tracing_socket_cookie"`
 	CfgUnpushByEnqueue       *ebpf.VariableSpec `ebpf:"cfg_unpush_by_enqueue"`
-	CfgWakeupBytes           *ebpf.VariableSpec `ebpf:"cfg_wakeup_bytes"`
 	UnusedEvent              *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedFlag               *ebpf.VariableSpec `ebpf:"unused_flag"`
 	UnusedIcmpDir            *ebpf.VariableSpec `ebpf:"unused_icmp_dir"`
@@ -430,14 +430,15 @@ type discotraceMaps struct {
 	Calls           *ebpf.Map `ebpf:"calls"`
 	EnqueueSock     *ebpf.Map `ebpf:"enqueue_sock"`
 	Events          *ebpf.Map `ebpf:"events"`
+	FenceSlot       *ebpf.Map `ebpf:"fence_slot"`
 	LastErrorReport *ebpf.Map `ebpf:"last_error_report"`
 	LostEvents      *ebpf.Map `ebpf:"lost_events"`
 	PendingDrop     *ebpf.Map `ebpf:"pending_drop"`
 	PendingIcmp     *ebpf.Map `ebpf:"pending_icmp"`
 	ReadDrops       *ebpf.Map `ebpf:"read_drops"`
+	ReaderSleeping  *ebpf.Map `ebpf:"reader_sleeping"`
 	RxQueueZero     *ebpf.Map `ebpf:"rx_queue_zero"`
 	RxQueues        *ebpf.Map `ebpf:"rx_queues"`
-	UnwokenBytes    *ebpf.Map `ebpf:"unwoken_bytes"`
 	WatchedFrags    *ebpf.Map `ebpf:"watched_frags"`
 	WatchedPorts    *ebpf.Map `ebpf:"watched_ports"`
 }
@@ -447,14 +448,15 @@ func (m *discotraceMaps) Close() error {
 		m.Calls,
 		m.EnqueueSock,
 		m.Events,
+		m.FenceSlot,
 		m.LastErrorReport,
 		m.LostEvents,
 		m.PendingDrop,
 		m.PendingIcmp,
 		m.ReadDrops,
+		m.ReaderSleeping,
 		m.RxQueueZero,
 		m.RxQueues,
-		m.UnwokenBytes,
 		m.WatchedFrags,
 		m.WatchedPorts,
 	)
@@ -497,7 +499,6 @@ type discotraceVariables struct {
 	CfgTaskBtf               *ebpf.Variable `ebpf:"cfg_task_btf"`
 	CfgTracingSocketCookie   *ebpf.Variable `ebpf:"cfg_tracing_socket_cookie"`
 	CfgUnpushByEnqueue       *ebpf.Variable `ebpf:"cfg_unpush_by_enqueue"`
-	CfgWakeupBytes           *ebpf.Variable `ebpf:"cfg_wakeup_bytes"`
 	UnusedEvent              *ebpf.Variable `ebpf:"unused_event"`
 	UnusedFlag               *ebpf.Variable `ebpf:"unused_flag"`
 	UnusedIcmpDir            *ebpf.Variable `ebpf:"unused_icmp_dir"`

@@ -21,16 +21,13 @@ import (
 // ErrClosed is returned by Read once the Tracer is closed.
 var ErrClosed = errors.New("tracer closed")
 
-// pollInterval bounds how long an event waits in the ring buffer when traffic is too low
-// to reach the kernel side's wakeup threshold (cfg_wakeup_bytes).
+// pollInterval bounds a sleeping reader's wait: the programs wake it at its first record,
+// and this is the backstop should a wakeup not come (see submit in bpf/discotrace.bpf.c).
 const pollInterval = 100 * time.Millisecond
 
 // MaxDeliveryDelay bounds how long after it happened an event is returned by Read (while
 // the reader keeps up): consumers that judge timeouts by the wall clock allow for it.
 const MaxDeliveryDelay = pollInterval
-
-// maxWakeupBytes caps the data one CPU writes before it wakes the reader.
-const maxWakeupBytes = 1 << 20
 
 // Tracer is an attached set of programs and the ring buffer they fill.
 type Tracer struct {
@@ -43,6 +40,7 @@ type Tracer struct {
 	watchedPorts *ebpf.Map
 	links        []link.Link
 	reader       *ringbuf.Reader
+	sleepFlag    *sleepFlag
 	clock        monoClock
 	reasons      dropReasons
 	// inferQueueReason: the kernel names no drop reasons, and dt_fail_queue tells a full
@@ -57,9 +55,12 @@ type Tracer struct {
 	lastLostCheck time.Time // when the lost counters were last read: a loss reported next happened after it
 	lostReported  uint64
 	lostPerCPU    []uint64
-	drainDone     bool    // the ring buffer was emptied into drained after Close
-	drained       []Event // what Read returns after Close, before ErrClosed
-	undecodable   uint64  // drained records that did not decode, reported as lost
+	drainDone     bool          // the ring buffer was emptied into drained after Close
+	sleeping      bool          // the programs were told to wake Read at the next record
+	sleepPoll     time.Duration // pollInterval; a test lengthens it so that only a wakeup ends the wait
+	gotSincePoll  bool          // Read returned a record since its last wait ran out
+	drained       []Event       // what Read returns after Close, before ErrClosed
+	undecodable   uint64        // drained records that did not decode, reported as lost
 
 	// caughtUp is when (Unix ns) a Read last began a wait that then found the ring empty
 	// without returning anything in between (see DeliveredUntil).
@@ -173,6 +174,12 @@ func Open(cfg Config) (*Tracer, error) {
 		t.coll.Close()
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
+	if t.sleepFlag, err = mapSleepFlag(t.coll.Maps["reader_sleeping"]); err != nil {
+		t.detach()
+		t.reader.Close()
+		t.coll.Close()
+		return nil, err
+	}
 	t.rec.RawSample = make([]byte, 0, recordBufferSize)
 	limits := t.helpers.limits()
 	for class, l := range reasonLimits(t.reasons, !t.inferQueueReason) {
@@ -182,27 +189,19 @@ func Open(cfg Config) (*Tracer, error) {
 		limits["icmp-out"] = append(limits["icmp-out"], "the ICMP errors the kernel sends itself (port unreachable): they leave through its own socket, which is outside the traced cgroups unless it was created in one")
 	}
 	t.plan = makePlan(ch, unneeded, attachPoints, missing, limits)
+	t.sleepPoll = pollInterval
 	t.lastLostCheck = time.Now()
 	t.nextLostCheck = t.lastLostCheck.Add(cfg.LostInterval)
 	return t, nil
 }
 
 func (t *Tracer) setConstants(spec *ebpf.CollectionSpec, tpArgs map[string]int, missing map[string]string, load map[string]bool, helpers skbHelpers, ch choice, kernel *btf.Spec) error {
-	// Each CPU wakes the reader after writing its share of a quarter of the ring, so the
-	// ring is at most about a quarter full when the reader is woken.
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		return fmt.Errorf("count CPUs: %w", err)
-	}
-	wakeup := uint64(t.cfg.RingSize / 4 / cpus)
-	wakeup = max(min(wakeup, maxWakeupBytes), 1)
 	consts := map[string]any{
 		"cfg_snap_len":             t.cfg.snapLen(),
 		"cfg_netns":                t.cfg.NetNS,
 		"cfg_pid":                  t.cfg.PID,
 		"cfg_port_min":             slices.Min(t.cfg.Ports),
 		"cfg_port_max":             slices.Max(t.cfg.Ports),
-		"cfg_wakeup_bytes":         wakeup,
 		"cfg_reason_not_specified": t.reasons.value("NOT_SPECIFIED"),
 		"cfg_reason_rcvbuff":       t.reasons.value("SOCKET_RCVBUFF"),
 		"cfg_reason_proto_mem":     t.reasons.value("PROTO_MEM"),
@@ -396,7 +395,10 @@ func (t *Tracer) Read() (Event, error) {
 				return Event{Kind: KindLost, Time: now, Lost: lost, LostSince: since}, nil
 			}
 		}
-		deadline := now.Add(pollInterval)
+		deadline := now.Add(busyPoll)
+		if t.sleeping {
+			deadline = now.Add(t.sleepPoll)
+		}
 		if t.nextLostCheck.Before(deadline) {
 			deadline = t.nextLostCheck
 		}
@@ -404,17 +406,38 @@ func (t *Tracer) Read() (Event, error) {
 		err := t.reader.ReadInto(&t.rec)
 		switch {
 		case err == nil:
+			if t.sleeping {
+				t.sleeping = false
+				t.sleepFlag.set(0)
+			}
+			t.gotSincePoll = true
 			return t.parseRecord(t.rec.RawSample)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// The reader returns this only once it has read the ring empty: everything
 			// written before now was returned, by this call or earlier ones.
 			t.caughtUp.Store(now.UnixNano())
+			if !t.sleeping && !t.gotSincePoll {
+				t.sleep()
+			}
+			t.gotSincePoll = false
 		case errors.Is(err, ringbuf.ErrFlushed):
 			// Woken by Close to drain.
 		default:
 			return Event{}, fmt.Errorf("read ring buffer: %w", err)
 		}
 	}
+}
+
+// sleep tells the programs to wake Read at the next record, once a wait of busyPoll found
+// none: from then on Read waits up to pollInterval. The ring is looked at after the flag
+// is stored, so a record that came before it is read rather than slept on.
+func (t *Tracer) sleep() {
+	t.sleepFlag.set(1)
+	if t.reader.AvailableBytes() > 0 {
+		t.sleepFlag.set(0)
+		return
+	}
+	t.sleeping = true
 }
 
 // DeliveredUntil returns a time before which every event has been returned by Read, with
@@ -482,7 +505,7 @@ func (t *Tracer) Close() error {
 		errs = append(errs, t.reader.Flush()) // wake a blocked Read
 		t.readMu.Lock()
 		t.drainLocked()
-		errs = append(errs, t.reader.Close())
+		errs = append(errs, t.reader.Close(), t.sleepFlag.close())
 		t.coll.Close()
 		t.readMu.Unlock()
 		t.closeErr = errors.Join(errs...)

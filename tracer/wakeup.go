@@ -1,0 +1,39 @@
+package tracer
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// busyPoll is how often a reader that is not asleep looks at the ring on its own: while
+// each look finds records the programs never wake it (see submit in bpf/discotrace.bpf.c),
+// so an event waits at most this long under load. epoll counts whole milliseconds and
+// rounds a deadline down: 2 ms ahead is a wait of 1-2 ms.
+const busyPoll = 2 * time.Millisecond
+
+// sleepFlag is the reader's side of the programs' wakeup protocol: the reader_sleeping
+// map, mapped into this process so that storing it costs no system call.
+type sleepFlag struct {
+	mem  []byte
+	flag *uint32
+}
+
+func mapSleepFlag(m *ebpf.Map) (*sleepFlag, error) {
+	mem, err := unix.Mmap(m.FD(), 0, os.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map reader_sleeping: %w", err)
+	}
+	return &sleepFlag{mem: mem, flag: (*uint32)(unsafe.Pointer(&mem[0]))}, nil
+}
+
+// set stores v with a full barrier (sync/atomic is sequentially consistent), so that a
+// load of the ring's producer position after it cannot be served before it.
+func (f *sleepFlag) set(v uint32) { atomic.StoreUint32(f.flag, v) }
+
+func (f *sleepFlag) close() error { return unix.Munmap(f.mem) }
