@@ -44,6 +44,10 @@ func main() {
 	tcpSecs := flag.Float64("tcp", 0, "also measure TCP bulk throughput with iperf3 for this many seconds per measurement (0: not)")
 	discotrace := flag.String("discotrace", "", "the discotrace binary for the trace setups (default: built from this tree)")
 	flag.Parse()
+	// The sender and reader threads keep their Ps through their system calls: two more
+	// Ps give the in-process tracer's goroutines the CPUs' worth a daemon has of its own
+	// (at GOMAXPROCS = CPUs it waited for a P behind them).
+	runtime.GOMAXPROCS(runtime.NumCPU() + 2)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
