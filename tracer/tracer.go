@@ -393,11 +393,16 @@ func (t *Tracer) Read() (Event, error) {
 			// The ring holds more, so ReadInto returns a record without waiting: the
 			// clock, the lost check and the deadline can wait a few records.
 			t.readsSinceClock++
-			if err := t.reader.ReadInto(&t.rec); err == nil {
+			err := t.reader.ReadInto(&t.rec)
+			if err == nil {
 				t.gotSincePoll = true
 				return t.parseRecord(t.rec.RawSample)
 			}
-			t.rec.Remaining = 0 // and the full path below says what went wrong
+			t.rec.Remaining = 0
+			if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, ringbuf.ErrFlushed) {
+				return Event{}, fmt.Errorf("read ring buffer: %w", err)
+			}
+			continue // Close's flush is seen at the top; a wait ran out is the full path's
 		}
 		t.readsSinceClock = 0
 		now := time.Now()
