@@ -110,6 +110,18 @@ func (c *collector) settle(minWait, quiet, timeout time.Duration, match func(Eve
 	}
 }
 
+// waitUntil polls cond until it holds, failing the test after limit.
+func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", limit, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func filterEvents(evs []Event, match func(Event) bool) []Event {
 	var out []Event
 	for _, ev := range evs {

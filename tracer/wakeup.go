@@ -13,8 +13,8 @@ import (
 
 // busyPoll is how often a reader that is not asleep looks at the ring on its own: while
 // each look finds records the programs never wake it (see submit in bpf/discotrace.bpf.c),
-// so an event waits at most this long under load. epoll counts whole milliseconds and
-// rounds a deadline down: 2 ms ahead is a wait of 1-2 ms.
+// so an event waits at most about this long under load. The ring reader gives epoll whole
+// milliseconds, rounded down: 2 ms ahead is a wait of about 1 ms.
 const busyPoll = 2 * time.Millisecond
 
 // sleepFlag is the reader's side of the programs' wakeup protocol: the reader_sleeping
