@@ -314,6 +314,13 @@ func (t *tracked) verdict() (result.Cause, []result.Evidence) {
 	return result.NoResponse, ev
 }
 
+// fromSilence reports whether cause was concluded from an answer not seen (none came, or
+// the application read the request and sent nothing): observations lost or shed meanwhile
+// may be that answer, so the verdict cites them.
+func fromSilence(cause result.Cause) bool {
+	return cause == result.NoResponse || cause == result.AppDrop
+}
+
 // withDetails appends more to list, except that an observation list cites already (a
 // send that failed is the datagram sent and the failure) gets the detail added to its
 // entry: each event is cited once.

@@ -365,7 +365,7 @@ func (x *exchanges) emit(ex *exchange, outcome result.Outcome, emit func(result.
 	}
 	if outcome == result.Failed {
 		ev.Cause, ev.Evidence = ex.verdict()
-		if ev.Cause == result.NoResponse {
+		if fromSilence(ev.Cause) {
 			ev.Evidence = append(ev.Evidence, x.d.lostEvidence(ex.t, ex.t.Add(ex.timeout))...)
 		}
 	} else if outcome == result.Open {

@@ -81,6 +81,21 @@ func TestScenarioLossNoticedLateQualifiesNoResponse(t *testing.T) {
 	}
 }
 
+// A request the application read and seemingly never answered, while the tracer lost
+// events: the answer may be among them, so app_drop cites the loss too.
+func TestScenarioLossQualifiesAppDrop(t *testing.T) {
+	s := newScNet(t, Config{LossReportDelay: 1100 * time.Millisecond})
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	start := s.now
+	ping := s.ping(b, a, record.DirIn)
+	s.after(300 * time.Microsecond)
+	s.feed(&record.Record{Kind: record.Read, Src: b.Addr, Dst: a.Addr, Len: len(ping), HasProc: true, PID: 4242, Comm: "geth"})
+	s.after(900 * time.Millisecond)
+	s.feed(&record.Record{Kind: record.Lost, Count: 2, Since: start})
+	s.tick(time.Second)
+	checkFailed(t, s.only(ndjson.TypeExchange), string(result.AppDrop), "read read by pid 4242 (geth)", "lost 2 observations lost by the tracer meanwhile")
+}
+
 // A request resent many times lists the first copies as evidence and counts the rest.
 func TestScenarioEvidenceIsCapped(t *testing.T) {
 	s := newScNet(t, Config{})

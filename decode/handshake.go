@@ -694,6 +694,8 @@ func (h *handshakes) emit(a *attempt, outcome result.Outcome, emit func(result.E
 		ev.Cause, ev.Evidence = a.verdict()
 		if ev.Cause == result.NoResponse {
 			ev.Evidence = append(ev.Evidence, result.Evidence{Time: t, Observed: result.TypeHandshake, Detail: a.stalled()})
+		}
+		if fromSilence(ev.Cause) {
 			ev.Evidence = append(ev.Evidence, h.d.lostEvidence(t, h.d.now)...)
 		}
 	case result.Open:

@@ -97,6 +97,7 @@ func TestTraceReportsGethPingsDuringAFlood(t *testing.T) {
 		otherwise++
 		if !slices.ContainsFunc(ev.Evidence, func(e ndjson.Evidence) bool { return e.Type == ndjson.TypeLost || e.Type == ndjson.TypeShed }) {
 			withoutLoss++
+			t.Logf("reported %s (%s) without lost or shed evidence: %+v", ev.Outcome, ev.Cause, ev.Evidence)
 		}
 	}
 	floodMissing := 2*sent + read - (acc.sends + acc.recvs + acc.reads)
