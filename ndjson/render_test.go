@@ -1,7 +1,9 @@
 package ndjson
 
 import (
+	"encoding/json"
 	"math"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -12,6 +14,8 @@ import (
 
 	"github.com/discotrace/discotrace/decode/discv4"
 	"github.com/discotrace/discotrace/decode/packet"
+	"github.com/discotrace/discotrace/decode/record"
+	"github.com/discotrace/discotrace/decode/result"
 )
 
 // disc names what a packet says beyond its kind: a FINDNODE target as the node ID an
@@ -34,6 +38,38 @@ func TestDiscFields(t *testing.T) {
 	for proto, want := range map[string]string{"portal": "portal", "a b~": "a b~", "\x00\x01": "0x0001", "é": "0xc3a9"} {
 		if got := disc(&packet.Packet{Proto: packet.ProtoV5, Msg: &v5wire.TalkRequest{Protocol: proto}}, at).TalkProtocol; got != want {
 			t.Errorf("TALKREQ protocol %q shows as %q, want %q", proto, got, want)
+		}
+	}
+}
+
+// A Renderer reuses its event: each rendering must equal FromResult's, with nothing
+// left over from the one before (a disc, evidence, a count).
+func TestRendererLeavesNothingOver(t *testing.T) {
+	at := time.Unix(1795463766, 0)
+	peer, local := netip.MustParseAddrPort("10.0.0.2:30303"), netip.MustParseAddrPort("10.0.0.1:30303")
+	id := enode.ID{1, 2, 3}
+	results := []result.Event{
+		&result.Observation{Head: result.Head{Seq: 1, Time: at}, Record: record.Record{Kind: record.Datagram, Dir: record.DirIn, Src: peer, Dst: local, Len: 3, Payload: []byte{1, 2, 3}},
+			Packet: &packet.Packet{Proto: packet.ProtoV4, Kind: discv4.KindPing, SrcID: id, HasSrcID: true}, PacketTime: at},
+		&result.Exchange{Head: result.Head{Seq: 2, Time: at}, Initiator: local, Recipient: peer, RecipientID: &id, Req: "PING/v4", Outcome: result.Failed, Cause: result.NoResponse,
+			Evidence: []result.Evidence{{Seq: 1, Time: at, Observed: result.TypeSend, Detail: "PING/v4"}, {Seq: 0, Time: at, Observed: result.TypeLost, Detail: "2 lost"}}},
+		&result.Observation{Head: result.Head{Seq: 3, Time: at}, Record: record.Record{Kind: record.Lost, Count: 2, Since: at}},
+		&result.Exchange{Head: result.Head{Seq: 4, Time: at}, Initiator: local, Recipient: peer, Req: "PING/v4", Outcome: result.Failed, Cause: result.AppDrop,
+			Evidence: []result.Evidence{{Seq: 1, Time: at, Observed: result.TypeRead, Detail: "read"}}},
+		&result.Observation{Head: result.Head{Seq: 5, Time: at}, Record: record.Record{Kind: record.Read, Src: peer, Dst: local, Len: 3}},
+	}
+	var r Renderer
+	for _, res := range results {
+		got, err := json.Marshal(r.Render(res, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(FromResult(res, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("rendered after others:\n%s\nwant\n%s", got, want)
 		}
 	}
 }

@@ -48,8 +48,9 @@ type Fanout struct {
 	withPayload bool
 	log         *log.Logger
 	// enc renders into line: each event is encoded once, for every sink.
-	enc  *ndjson.Encoder
-	line bytes.Buffer
+	enc    *ndjson.Encoder
+	line   bytes.Buffer
+	render ndjson.Renderer
 }
 
 // NewFanout writes to sinks; withPayload adds each datagram's payload to its event.
@@ -62,7 +63,7 @@ func NewFanout(logger *log.Logger, withPayload bool, sinks ...Sink) *Fanout {
 
 // Write renders ev and hands the line to every sink. It fails only when no sink is left.
 func (f *Fanout) Write(ev result.Event) error {
-	return f.WriteEvent(ndjson.FromResult(ev, f.withPayload))
+	return f.WriteEvent(f.render.Render(ev, f.withPayload))
 }
 
 // WriteEvent encodes an event already rendered (with or without its payload, as the

@@ -72,8 +72,9 @@ func run(path, nodeID, cpu, mem string, every int) error {
 	runtime.MemProfileRate = 64 << 10
 	dec := decode.NewDecoder(cfg)
 	enc := ndjson.NewEncoder(bufio.NewWriter(io.Discard))
+	var render ndjson.Renderer
 	emit := func(ev result.Event) {
-		if err := enc.Encode(ndjson.FromResult(ev, false)); err != nil {
+		if err := enc.Encode(render.Render(ev, false)); err != nil {
 			panic(err) // io.Discard does not fail
 		}
 	}

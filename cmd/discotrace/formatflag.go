@@ -83,17 +83,19 @@ type textWriter struct{ *textview.Writer }
 func (w textWriter) WriteEvent(ev *ndjson.Event) error { return w.Write(ev) }
 
 // renderedOutput is the live path's output (live.Output): each result is rendered once
-// to the schema value (ndjson.FromResult), written to every writer and, when summary is
-// set, counted for trace's closing summary: rendering is most of an output's cost.
+// to the schema value (ndjson.Renderer), written to every writer and, when summary is
+// set, counted for trace's closing summary: rendering is most of an output's cost. No
+// writer keeps the value: the next result is rendered into it.
 type renderedOutput struct {
 	writers     []eventWriter
 	withPayload bool
 	summary     *report.Aggregator
+	render      ndjson.Renderer
 }
 
 // Write writes ev to every writer; the first error is returned, after all were tried.
 func (o *renderedOutput) Write(ev result.Event) error {
-	line := ndjson.FromResult(ev, o.withPayload)
+	line := o.render.Render(ev, o.withPayload)
 	if o.summary != nil {
 		o.summary.Add(line)
 	}
