@@ -27,7 +27,7 @@ func captureRecords(tb testing.TB, name string) []*record.Record {
 	}
 	defer f.Close()
 	var recs []*record.Record
-	if err := capture.Read(f, func(r *record.Record) error { recs = append(recs, r); return nil }); err != nil {
+	if err := capture.Read(f, func(r *record.Record) error { recs = append(recs, r.Clone()); return nil }); err != nil {
 		tb.Fatal(err)
 	}
 	return recs

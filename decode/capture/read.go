@@ -64,7 +64,10 @@ type Stats struct {
 // from its fragments (Kind Drop, Reason FRAG_REASM_TIMEOUT, Location one of Frag*,
 // the UDP tuple, Len and payload prefix when the first fragment was seen).
 //
-// Records come in capture order, each owning its Payload. Time is the capture's time
+// Records come in capture order. A record and its Payload are valid only until emit
+// returns: the reader reuses both for the next (at hundreds of thousands of datagrams a
+// second, their allocation was a quarter of decode's), so emit copies what it keeps, as
+// the decoder does. Time is the capture's time
 // stamp. Len is the UDP payload length from the UDP header, never from the (possibly
 // padded) frame; Payload is clamped to what was captured. UDP checksums are not checked:
 // captures on the sending host see them before the NIC fills them in.
@@ -228,6 +231,10 @@ type parser struct {
 	whole bool
 
 	firstUnsupported layers.LinkType // the first link type counted in UnsupportedLink
+
+	// rec and payload are the record emitted and its payload, reused.
+	rec     record.Record
+	payload []byte
 
 	eth   layers.Ethernet
 	dot1q layers.Dot1Q
@@ -501,14 +508,13 @@ func (p *parser) transport(ip ipAddrs, proto layers.IPProtocol, data []byte, dec
 			return nil
 		}
 		p.stats.Datagrams++
-		return p.emit(&record.Record{
-			Kind:    record.Datagram,
-			Time:    ts,
-			Src:     netip.AddrPortFrom(ip.src, src),
-			Dst:     netip.AddrPortFrom(ip.dst, dst),
-			Len:     n,
-			Payload: bytes.Clone(payload),
-		})
+		return p.emitWith(record.Record{
+			Kind: record.Datagram,
+			Time: ts,
+			Src:  netip.AddrPortFrom(ip.src, src),
+			Dst:  netip.AddrPortFrom(ip.dst, dst),
+			Len:  n,
+		}, payload)
 	case proto == layers.IPProtocolICMPv4 && !ip.v6:
 		return p.icmpv4(ip, data, ts)
 	case proto == layers.IPProtocolICMPv6 && ip.v6:
@@ -633,7 +639,7 @@ func (p *parser) emitICMP(ip ipAddrs, typ, code uint8, qsrc, qdst netip.Addr, ud
 		return nil
 	}
 	p.stats.ICMPErrors++
-	return p.emit(&record.Record{
+	return p.emitWith(record.Record{
 		Kind:      record.ICMP,
 		Time:      ts,
 		Src:       netip.AddrPortFrom(ip.src, 0),
@@ -643,8 +649,16 @@ func (p *parser) emitICMP(ip ipAddrs, typ, code uint8, qsrc, qdst netip.Addr, ud
 		QuotedSrc: netip.AddrPortFrom(qsrc, sport),
 		QuotedDst: netip.AddrPortFrom(qdst, dport),
 		Len:       n,
-		Payload:   bytes.Clone(payload),
-	})
+	}, payload)
+}
+
+// emitWith emits rec with a copy of payload (which points into the frame), both in the
+// parser's own buffers, reused from one record to the next.
+func (p *parser) emitWith(rec record.Record, payload []byte) error {
+	p.payload = append(p.payload[:0], payload...)
+	p.rec = rec
+	p.rec.Payload = p.payload
+	return p.emit(&p.rec)
 }
 
 // addrOf converts a 4- or 16-byte IP from a decoded layer.

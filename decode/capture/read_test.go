@@ -27,7 +27,7 @@ func readAll(t testing.TB, data []byte) ([]*record.Record, Stats, error) {
 	t.Helper()
 	var recs []*record.Record
 	st, err := ReadStats(bytes.NewReader(data), func(r *record.Record) error {
-		recs = append(recs, r)
+		recs = append(recs, r.Clone())
 		return nil
 	})
 	if got := st.Datagrams + st.ICMPErrors + st.Fragments + st.Other + st.Malformed + st.UnsupportedLink; st.Frames+st.Reassembled != got {

@@ -382,7 +382,7 @@ func captureRecords(t testing.TB, name string) []*record.Record {
 	defer f.Close()
 	var recs []*record.Record
 	if err := capture.Read(f, func(r *record.Record) error {
-		recs = append(recs, r)
+		recs = append(recs, r.Clone())
 		return nil
 	}); err != nil {
 		t.Fatalf("%s: %v", name, err)

@@ -4,6 +4,7 @@
 package record
 
 import (
+	"bytes"
 	"net/netip"
 	"time"
 )
@@ -94,6 +95,14 @@ type Record struct {
 	// waiting for answers already).
 	Undecoded uint64
 	Untracked uint64
+}
+
+// Clone returns a copy of r that owns its payload: for a consumer that keeps a record a
+// reader lends it only for the call (capture.Read reuses its records).
+func (r *Record) Clone() *Record {
+	c := *r
+	c.Payload = bytes.Clone(r.Payload)
+	return &c
 }
 
 // ReasonFragReasmTimeout is the kernel's drop reason for a datagram whose fragments never
