@@ -46,7 +46,7 @@ func BenchmarkConsumer(b *testing.B) {
 	const n = 3 * 10_000
 	for b.Loop() {
 		src := &loopbackTriples{n: n, at: t0}
-		p := newPipeline(src, decode.NewDecoder(decode.Config{}), encoded{ndjson.NewEncoder(io.Discard)}, Config{Capacity: n, HighWater: n, SkimWater: n + 1})
+		p := newPipeline(src, decode.NewDecoder(decode.Config{}), encoded{ndjson.NewEncoder(io.Discard), new(ndjson.Renderer)}, Config{Capacity: n, HighWater: n, SkimWater: n + 1})
 		for {
 			r, err := src.Read()
 			if err != nil {
@@ -61,9 +61,12 @@ func BenchmarkConsumer(b *testing.B) {
 }
 
 // encoded is an Output that renders and encodes each event, as trace does.
-type encoded struct{ enc *ndjson.Encoder }
+type encoded struct {
+	enc    *ndjson.Encoder
+	render *ndjson.Renderer
+}
 
-func (e encoded) Write(ev result.Event) error { return e.enc.Encode(ndjson.FromResult(ev, false)) }
+func (e encoded) Write(ev result.Event) error { return e.enc.Encode(e.render.Render(ev, false)) }
 func (e encoded) Flush() error                { return e.enc.Flush() }
 
 // discard is an Output that writes nothing: what the queue itself costs.
