@@ -31,19 +31,19 @@ type Renderer struct {
 	evidence []Evidence
 }
 
-// Render renders res into r's event and returns it; it is valid until the next Render.
-func (r *Renderer) Render(res result.Event, withPayload bool) *Event {
-	ev := &r.ev
+// Render renders res into rd's event and returns it; it is valid until the next Render.
+func (rd *Renderer) Render(res result.Event, withPayload bool) *Event {
+	ev := &rd.ev
 	switch x := res.(type) {
 	case *result.Observation:
-		r.observation(x, withPayload)
+		rd.observation(x, withPayload)
 	case *result.Handshake:
 		*ev = Event{
 			Type: TypeHandshake, Initiator: Addr(x.Initiator), Recipient: Addr(x.Recipient),
 			InitiatorID: idString(x.InitiatorID), RecipientID: idString(x.RecipientID),
 			Outcome: string(x.Outcome), Cause: string(x.Cause), Attempts: x.Attempts,
 			WhoareyouRTTNs: nanos(x.WhoareyouRTT), HandshakeRTTNs: nanos(x.HandshakeRTT), TotalNs: nanos(x.Total),
-			Evidence: r.evidenceOf(x.Evidence), EvidenceMore: x.EvidenceMore,
+			Evidence: rd.evidenceOf(x.Evidence), EvidenceMore: x.EvidenceMore,
 		}
 	case *result.Exchange:
 		*ev = Event{
@@ -51,18 +51,18 @@ func (r *Renderer) Render(res result.Event, withPayload bool) *Event {
 			InitiatorID: idString(x.InitiatorID), RecipientID: idString(x.RecipientID),
 			Req: x.Req, Resp: x.Resp, Outcome: string(x.Outcome), Cause: string(x.Cause),
 			RTTNs: nanos(x.RTT), Attempts: x.Attempts,
-			Evidence: r.evidenceOf(x.Evidence), EvidenceMore: x.EvidenceMore,
+			Evidence: rd.evidenceOf(x.Evidence), EvidenceMore: x.EvidenceMore,
 		}
 	case *result.Anomaly:
 		*ev = Event{
 			Type: TypeAnomaly, Anomaly: string(x.Kind), Peer: Addr(x.Peer), PeerID: idString(x.PeerID),
-			OffsetNs: nanos(x.Offset), Detail: x.Detail, Evidence: r.evidenceOf(x.Evidence),
+			OffsetNs: nanos(x.Offset), Detail: x.Detail, Evidence: rd.evidenceOf(x.Evidence),
 		}
 	case *result.Revision:
 		*ev = Event{
 			Type: TypeRevision, Revises: x.Revises, RevisesType: x.Of,
 			Initiator: Addr(x.Initiator), Recipient: Addr(x.Recipient),
-			Cause: string(x.Cause), Evidence: r.evidenceOf(x.Evidence),
+			Cause: string(x.Cause), Evidence: rd.evidenceOf(x.Evidence),
 		}
 	default:
 		panic(fmt.Sprintf("ndjson: no rendering for %T", res))
@@ -199,16 +199,16 @@ func printableOrHex(s string) string {
 	return s
 }
 
-// evidenceOf renders list into r's evidence slice, reused from one event to the next.
-func (r *Renderer) evidenceOf(list []result.Evidence) []Evidence {
+// evidenceOf renders list into rd's evidence slice, reused from one event to the next.
+func (rd *Renderer) evidenceOf(list []result.Evidence) []Evidence {
 	if len(list) == 0 {
 		return nil
 	}
-	r.evidence = r.evidence[:0]
+	rd.evidence = rd.evidence[:0]
 	for _, e := range list {
-		r.evidence = append(r.evidence, Evidence{Seq: e.Seq, Time: Time(e.Time), Type: e.Observed, Detail: e.Detail})
+		rd.evidence = append(rd.evidence, Evidence{Seq: e.Seq, Time: Time(e.Time), Type: e.Observed, Detail: e.Detail})
 	}
-	return r.evidence
+	return rd.evidence
 }
 
 func idString(id *enode.ID) string {

@@ -67,10 +67,10 @@ type Stats struct {
 // Records come in capture order. A record and its Payload are valid only until emit
 // returns: the reader reuses both for the next (at hundreds of thousands of datagrams a
 // second, their allocation was a quarter of decode's), so emit copies what it keeps, as
-// the decoder does. Time is the capture's time
-// stamp. Len is the UDP payload length from the UDP header, never from the (possibly
-// padded) frame; Payload is clamped to what was captured. UDP checksums are not checked:
-// captures on the sending host see them before the NIC fills them in.
+// the decoder does. Time is the capture's time stamp. Len is the UDP payload length from
+// the UDP header, never from the (possibly padded) frame; Payload is clamped to what was
+// captured. UDP checksums are not checked: captures on the sending host see them before
+// the NIC fills them in.
 //
 // Supported: pcap (micro- and nanosecond, either byte order) and pcapng, gzip-compressed
 // or not; link types Ethernet (with 802.1Q/802.1ad tags), Linux cooked SLL and SLL2, raw
