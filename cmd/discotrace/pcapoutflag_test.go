@@ -67,7 +67,8 @@ func requirePcapMatchesStream(t *testing.T, path string, stream []byte) int {
 			t.Errorf("packet %d: comment %q does not name the process %d (%s)", i+1, p.Comment, *ev.PID, ev.Comm)
 		}
 		if p.Malformed {
-			t.Errorf("packet %d is malformed for tshark (event %d)", i+1, ev.Seq)
+			t.Errorf("packet %d is malformed for tshark (event %d: %s %s -> %s; frame %s of %s bytes captured, comment %q)",
+				i+1, ev.Seq, ev.Type, ev.Src, ev.Dst, p.CapLen, p.Len, p.Comment)
 		}
 	}
 	return len(want)
