@@ -109,40 +109,44 @@ func (ns *Netns) Do(fn func() error) error {
 	result := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// The thread goes back to its own namespace afterwards and is unlocked only if
-		// that worked; otherwise it stays locked and the Go runtime ends it with this
-		// goroutine. (Ending is not enough by itself: the process's main thread is never
-		// ended, only parked, and /proc/self/... would show the namespace it was left in.)
-		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			result <- fmt.Errorf("open this thread's namespace: %w", err)
-			return
-		}
-		defer unix.Close(home)
-		fd, err := unix.Open(ns.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			result <- fmt.Errorf("open namespace %s: %w", ns.path, err)
-			return
-		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if err != nil {
-			result <- fmt.Errorf("join namespace %s: %w", ns.Name, err)
-			return
-		}
-		defer func() {
-			if unix.Setns(home, unix.CLONE_NEWNET) == nil {
-				runtime.UnlockOSThread()
-			}
-		}()
-		defer func() {
-			if r := recover(); r != nil {
-				result <- fmt.Errorf("panic inside namespace %s: %v", ns.Name, r)
-			}
-		}()
-		result <- fn()
+		// Sent only once inside has returned, the thread back home: this may be the
+		// process's main thread, whose namespace /proc/self/ns/net shows the caller.
+		result <- ns.inside(fn)
 	}()
 	return <-result
+}
+
+// inside runs fn on the calling thread, locked to it, moved into the namespace, and moves
+// the thread back to its own namespace before it returns. The thread is unlocked only if
+// that worked; otherwise it stays locked and the Go runtime ends it with its goroutine.
+// (Ending is not enough by itself: the process's main thread is never ended, only parked,
+// and /proc/self/... would show the namespace it was left in.)
+func (ns *Netns) inside(fn func() error) (err error) {
+	home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open this thread's namespace: %w", err)
+	}
+	defer unix.Close(home)
+	fd, err := unix.Open(ns.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open namespace %s: %w", ns.path, err)
+	}
+	err = unix.Setns(fd, unix.CLONE_NEWNET)
+	unix.Close(fd)
+	if err != nil {
+		return fmt.Errorf("join namespace %s: %w", ns.Name, err)
+	}
+	defer func() {
+		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic inside namespace %s: %v", ns.Name, r)
+		}
+	}()
+	return fn()
 }
 
 // SetSysctl writes a sysctl of this namespace, e.g. SetSysctl("net.ipv4.ipfrag_time", "1").

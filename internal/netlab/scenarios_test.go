@@ -340,3 +340,33 @@ func TestABadChecksum(t *testing.T) {
 		})
 	}
 }
+
+// Do returns only once the thread it ran on is back home: that thread may be the main
+// one, whose namespace /proc/self/ns/net shows (a tracer test once read the inner
+// namespace there). Right after each Do, every thread of the process must be home.
+func TestDoReturnsWithTheThreadBackHome(t *testing.T) {
+	RequireRoot(t)
+	ns := NewNetns(t)
+	var root unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &root); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10000 {
+		if err := ns.Do(func() error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range tasks {
+			var st unix.Stat_t
+			if err := unix.Stat("/proc/self/task/"+task.Name()+"/ns/net", &st); err != nil {
+				continue // the thread ended meanwhile
+			}
+			if st.Ino != root.Ino {
+				t.Fatalf("after Do %d thread %s is in netns %d, not back in %d", i+1, task.Name(), st.Ino, root.Ino)
+			}
+		}
+	}
+}
