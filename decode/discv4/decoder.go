@@ -63,14 +63,25 @@ const (
 // bounded, the decoder's one policy for what the network chooses: here packet hashes).
 const cacheSize = 8192
 
+// keyCacheSize bounds each cache of work that repeats across packets whose hashes
+// differ: a sender's node ID (every packet of a peer), a NEIGHBORS entry's checked public
+// key (a node is listed again and again), an ENRRESPONSE's verified record (a peer
+// answers with the same record until its seq changes). Each hit saves a keccak, a point
+// decompression or a signature check; same policy as the packet cache.
+const keyCacheSize = 1024
+
 // Decoder decodes discv4 packets, caching signature recovery by packet hash (retransmits are common). Not safe for concurrent use.
 //
 // The cache keeps the whole decoded Packet: the packet hash covers every byte after it,
 // so a packet whose hash checks out and is already cached decodes to the same value.
 // Slices in returned Packets (Hash, ReplyTok, Target, Records) are shared between calls
-// for the same packet and must be treated as read-only.
+// for the same packet, and nodes in Records between packets: treat them as read-only.
 type Decoder struct {
 	cache *bounded.Map[[hashSize]byte, packet.Packet] // nil: no cache
+
+	senderIDs *bounded.Map[v4wire.Pubkey, enode.ID]
+	neighbors *bounded.Map[v4wire.Pubkey, *ecdsa.PublicKey]
+	records   *bounded.Map[string, *enode.Node] // by the record's RLP encoding
 
 	keccak crypto.KeccakState
 	digest [hashSize]byte
@@ -86,7 +97,12 @@ func NewDecoder() *Decoder {
 // newDecoder returns a decoder whose cache holds up to size packets; size 0 disables
 // the cache (benchmarks of the recovery path use it).
 func newDecoder(size int) *Decoder {
-	d := &Decoder{keccak: crypto.NewKeccakState()}
+	d := &Decoder{
+		keccak:    crypto.NewKeccakState(),
+		senderIDs: bounded.New[v4wire.Pubkey, enode.ID](keyCacheSize),
+		neighbors: bounded.New[v4wire.Pubkey, *ecdsa.PublicKey](keyCacheSize),
+		records:   bounded.New[string, *enode.Node](keyCacheSize),
+	}
 	if size > 0 {
 		d.cache = bounded.New[[hashSize]byte, packet.Packet](size)
 	}
@@ -143,7 +159,12 @@ func (d *Decoder) decodeVerified(buf []byte) packet.Packet {
 	}
 	var sender v4wire.Pubkey
 	copy(sender[:], pub[1:]) // drop the 0x04 uncompressed-point prefix
-	p.HasSrcID, p.SrcID = true, sender.ID()
+	id, ok := d.senderIDs.Get(sender)
+	if !ok {
+		id = sender.ID()
+		d.senderIDs.Put(sender, id)
+	}
+	p.HasSrcID, p.SrcID = true, id
 
 	ptype, body := sigdata[0], sigdata[1:]
 	switch ptype {
@@ -191,10 +212,14 @@ func (d *Decoder) decodeVerified(buf []byte) packet.Packet {
 		p.Records = make([]*enode.Node, 0, len(resp.Nodes))
 		bad := 0
 		for _, rn := range resp.Nodes {
-			pk, err := v4wire.DecodePubkey(crypto.S256(), rn.ID)
-			if err != nil {
-				bad++
-				continue
+			pk, ok := d.neighbors.Get(rn.ID)
+			if !ok {
+				var err error
+				if pk, err = v4wire.DecodePubkey(crypto.S256(), rn.ID); err != nil {
+					bad++
+					continue
+				}
+				d.neighbors.Put(rn.ID, pk)
 			}
 			p.Records = append(p.Records, neighborNode(rn, pk))
 		}
@@ -216,7 +241,7 @@ func (d *Decoder) decodeVerified(buf []byte) packet.Packet {
 		}
 		p.ReplyTok = bytes.Clone(resp.ReplyTok)
 		p.HasNodes, p.Nodes = true, 1
-		n, err := enode.New(enode.ValidSchemes, &resp.Record)
+		n, err := d.verifiedRecord(body, &resp.Record)
 		if err != nil {
 			p.Err = fmt.Errorf("%w: %w", ErrBadRecord, err)
 			return p
@@ -230,6 +255,41 @@ func (d *Decoder) decodeVerified(buf []byte) packet.Packet {
 		p.Err = fmt.Errorf("%w %d", ErrUnknownType, ptype)
 	}
 	return p
+}
+
+// verifiedRecord returns the node of an ENRRESPONSE's record r, checking its signature
+// unless the same encoding (body's second element) was checked before. Only valid records
+// are kept: each invalid one costs its check again.
+func (d *Decoder) verifiedRecord(body []byte, r *enr.Record) (*enode.Node, error) {
+	raw := secondElement(body)
+	if raw != nil {
+		if n, ok := d.records.Get(string(raw)); ok {
+			return n, nil
+		}
+	}
+	n, err := enode.New(enode.ValidSchemes, r)
+	if err == nil && raw != nil {
+		d.records.Put(string(raw), n)
+	}
+	return n, err
+}
+
+// secondElement is the encoding of the second element of the RLP list body starts with,
+// or nil.
+func secondElement(body []byte) []byte {
+	content, _, err := rlp.SplitList(body)
+	if err != nil {
+		return nil
+	}
+	_, _, rest, err := rlp.Split(content)
+	if err != nil {
+		return nil
+	}
+	_, _, after, err := rlp.Split(rest)
+	if err != nil {
+		return nil
+	}
+	return rest[:len(rest)-len(after)]
 }
 
 // neighborNode is a NEIGHBORS entry as a node: its ID, public key and endpoint.

@@ -372,6 +372,42 @@ func TestCacheIsBoundedAndServesRepeats(t *testing.T) {
 	}
 }
 
+// A record checked once is served again only for the same encoding: the same record in
+// another ENRRESPONSE is the same node, the same signature over a changed record is
+// refused.
+func TestVerifiedRecordsServeOnlyTheirEncoding(t *testing.T) {
+	keyB := disctest.Key(t, disctest.KeyB)
+	var recB enr.Record
+	recB.Set(enr.UDP(30303))
+	if err := enode.SignV4(&recB, keyB); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := rlp.EncodeToBytes(&recB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	response := func(tok byte, rec []byte) []byte {
+		body, err := rlp.EncodeToBytes([]any{bytes.Repeat([]byte{tok}, 32), rlp.RawValue(rec)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signedFrame(t, keyB, v4wire.ENRResponsePacket, body)
+	}
+	forged := bytes.Clone(raw)
+	forged[len(forged)-1] ^= 1 // the UDP port's last byte (the last key sorts last): signature kept
+
+	d := NewDecoder()
+	first, _ := d.Decode(datagram(response(1, raw)))
+	again, _ := d.Decode(datagram(response(2, raw)))
+	bad, _ := d.Decode(datagram(response(3, forged)))
+	if first.Err != nil || again.Err != nil || len(again.Records) != 1 || again.Records[0] != first.Records[0] {
+		t.Errorf("a record checked once is not served again: %v, %v", first.Err, again.Err)
+	}
+	if !errors.Is(bad.Err, ErrBadRecord) {
+		t.Errorf("the record changed under its signature: error %v, want %v", bad.Err, ErrBadRecord)
+	}
+}
+
 // captureRecords reads one shared capture with the capture reader.
 func captureRecords(t testing.TB, name string) []*record.Record {
 	t.Helper()
