@@ -111,8 +111,9 @@ func newDecoder(size int) *Decoder {
 }
 
 // Decode decodes r's payload as a discv4 packet.
-// It returns false when the payload is not discv4: shorter than hash, signature and type
-// byte, or the first 32 bytes are not keccak256 of the rest (discv5 and random data fail
+// It returns false when the payload is not discv4: shorter than hash, signature, type
+// byte and a list header, no RLP list after the type byte, or the first 32 bytes are not
+// keccak256 of the rest (discv5 and random data fail
 // this check). A truncated payload (len(Payload) < Len) cannot be checked and also gives
 // false. A hash-valid packet always gives true; when it cannot be decoded further
 // (bad signature, unknown type, RLP error, invalid record) Packet.Err says why and
@@ -122,7 +123,12 @@ func (d *Decoder) Decode(r *record.Record) (packet.Packet, bool) {
 	if r.Len > 0 && r.Len < len(buf) { // a producer's buffer longer than the datagram
 		buf = buf[:r.Len]
 	}
-	if len(buf) < headSize+1 || len(buf) < r.Len {
+	if len(buf) < headSize+2 || len(buf) < r.Len {
+		return packet.Packet{}, false
+	}
+	// Every discv4 body, of any type, is an RLP list: three in four discv5 packets (random
+	// bytes there) fail this before the hash, which every datagram would pay.
+	if buf[headSize+1] < 0xc0 {
 		return packet.Packet{}, false
 	}
 	d.keccak.Reset()
