@@ -3,6 +3,7 @@ package ndjson
 import (
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
@@ -29,6 +30,22 @@ type Renderer struct {
 	ev       Event
 	disc     Disc
 	evidence []Evidence
+
+	// What the last events shared with the next: a datagram's send, recv and read carry one
+	// packet, a stream names the same few addresses, and its times one second at a time.
+	// A packet is never changed once an observation carries it, so its pointer (with the
+	// time it is judged at) identifies its disc.
+	discOf   *packet.Packet
+	discAt   time.Time
+	addrs    [4]addrString
+	nextAddr int
+	second   int64  // the Unix second clock holds the date and time of
+	clock    []byte // "2006-01-02T15:04:05." of second
+}
+
+type addrString struct {
+	a netip.AddrPort
+	s string
 }
 
 // Render renders res into rd's event and returns it; it is valid until the next Render.
@@ -39,7 +56,7 @@ func (rd *Renderer) Render(res result.Event, withPayload bool) *Event {
 		rd.observation(x, withPayload)
 	case *result.Handshake:
 		*ev = Event{
-			Type: TypeHandshake, Initiator: Addr(x.Initiator), Recipient: Addr(x.Recipient),
+			Type: TypeHandshake, Initiator: rd.addr(x.Initiator), Recipient: rd.addr(x.Recipient),
 			InitiatorID: idString(x.InitiatorID), RecipientID: idString(x.RecipientID),
 			Outcome: string(x.Outcome), Cause: string(x.Cause), Attempts: x.Attempts,
 			WhoareyouRTTNs: nanos(x.WhoareyouRTT), HandshakeRTTNs: nanos(x.HandshakeRTT), TotalNs: nanos(x.Total),
@@ -47,7 +64,7 @@ func (rd *Renderer) Render(res result.Event, withPayload bool) *Event {
 		}
 	case *result.Exchange:
 		*ev = Event{
-			Type: TypeExchange, Initiator: Addr(x.Initiator), Recipient: Addr(x.Recipient),
+			Type: TypeExchange, Initiator: rd.addr(x.Initiator), Recipient: rd.addr(x.Recipient),
 			InitiatorID: idString(x.InitiatorID), RecipientID: idString(x.RecipientID),
 			Req: x.Req, Resp: x.Resp, Outcome: string(x.Outcome), Cause: string(x.Cause),
 			RTTNs: nanos(x.RTT), Attempts: x.Attempts,
@@ -55,20 +72,20 @@ func (rd *Renderer) Render(res result.Event, withPayload bool) *Event {
 		}
 	case *result.Anomaly:
 		*ev = Event{
-			Type: TypeAnomaly, Anomaly: string(x.Kind), Peer: Addr(x.Peer), PeerID: idString(x.PeerID),
+			Type: TypeAnomaly, Anomaly: string(x.Kind), Peer: rd.addr(x.Peer), PeerID: idString(x.PeerID),
 			OffsetNs: nanos(x.Offset), Detail: x.Detail, Evidence: rd.evidenceOf(x.Evidence),
 		}
 	case *result.Revision:
 		*ev = Event{
 			Type: TypeRevision, Revises: x.Revises, RevisesType: x.Of,
-			Initiator: Addr(x.Initiator), Recipient: Addr(x.Recipient),
+			Initiator: rd.addr(x.Initiator), Recipient: rd.addr(x.Recipient),
 			Cause: string(x.Cause), Evidence: rd.evidenceOf(x.Evidence),
 		}
 	default:
 		panic(fmt.Sprintf("ndjson: no rendering for %T", res))
 	}
 	h := res.EventHead()
-	ev.Seq, ev.Time = h.Seq, Time(h.Time)
+	ev.Seq, ev.Time = h.Seq, rd.time(h.Time)
 	return ev
 }
 
@@ -85,7 +102,7 @@ func (rd *Renderer) observation(o *result.Observation, withPayload bool) {
 		}
 	case record.ICMP:
 		ev.ICMPType, ev.ICMPCode = Ptr(r.ICMPType), Ptr(r.ICMPCode)
-		ev.QuotedSrc, ev.QuotedDst = Addr(r.QuotedSrc), Addr(r.QuotedDst)
+		ev.QuotedSrc, ev.QuotedDst = rd.addr(r.QuotedSrc), rd.addr(r.QuotedDst)
 		switch r.Dir {
 		case record.DirIn:
 			ev.Dir = "in"
@@ -113,7 +130,7 @@ func (rd *Renderer) observation(o *result.Observation, withPayload bool) {
 		}
 		return
 	}
-	ev.Src, ev.Dst = Addr(r.Src), Addr(r.Dst)
+	ev.Src, ev.Dst = rd.addr(r.Src), rd.addr(r.Dst)
 	if (r.Kind == record.Datagram || r.Kind == record.Read || r.Len > 0) && !r.FailedUnseen() {
 		ev.Len = Ptr(r.Len)
 	}
@@ -128,7 +145,9 @@ func (rd *Renderer) observation(o *result.Observation, withPayload bool) {
 		ev.Payload = hex.EncodeToString(r.Payload)
 	}
 	if o.Packet != nil {
-		rd.disc = disc(o.Packet, o.PacketTime)
+		if o.Packet != rd.discOf || !o.PacketTime.Equal(rd.discAt) {
+			rd.disc, rd.discOf, rd.discAt = disc(o.Packet, o.PacketTime), o.Packet, o.PacketTime
+		}
 		ev.Disc = &rd.disc
 	}
 }
@@ -206,9 +225,39 @@ func (rd *Renderer) evidenceOf(list []result.Evidence) []Evidence {
 	}
 	rd.evidence = rd.evidence[:0]
 	for _, e := range list {
-		rd.evidence = append(rd.evidence, Evidence{Seq: e.Seq, Time: Time(e.Time), Type: e.Observed, Detail: e.Detail})
+		rd.evidence = append(rd.evidence, Evidence{Seq: e.Seq, Time: rd.time(e.Time), Type: e.Observed, Detail: e.Detail})
 	}
 	return rd.evidence
+}
+
+// addr is Addr(a), from the last few addresses rendered when a is one of them.
+func (rd *Renderer) addr(a netip.AddrPort) string {
+	for i := range rd.addrs {
+		if rd.addrs[i].a == a && rd.addrs[i].s != "" {
+			return rd.addrs[i].s
+		}
+	}
+	s := Addr(a)
+	rd.addrs[rd.nextAddr] = addrString{a, s}
+	rd.nextAddr = (rd.nextAddr + 1) % len(rd.addrs)
+	return s
+}
+
+// time is Time(t), formatting the date and clock only when the second changes.
+func (rd *Renderer) time(t time.Time) string {
+	t = t.UTC()
+	if sec := t.Unix(); sec != rd.second || rd.clock == nil {
+		rd.second, rd.clock = sec, t.AppendFormat(rd.clock[:0], "2006-01-02T15:04:05.")
+	}
+	var b [len("2006-01-02T15:04:05.000000000Z") + 8]byte // room for years past 9999
+	out := append(b[:0], rd.clock...)
+	ns := t.Nanosecond()
+	var frac [9]byte
+	for i := len(frac) - 1; i >= 0; i-- {
+		frac[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	return string(append(append(out, frac[:]...), 'Z'))
 }
 
 func idString(id *enode.ID) string {

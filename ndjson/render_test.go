@@ -58,6 +58,15 @@ func TestRendererLeavesNothingOver(t *testing.T) {
 			Evidence: []result.Evidence{{Seq: 1, Time: at, Observed: result.TypeRead, Detail: "read"}}},
 		&result.Observation{Head: result.Head{Seq: 5, Time: at}, Record: record.Record{Kind: record.Read, Src: peer, Dst: local, Len: 3}},
 	}
+	// One packet judged at two times (expired at the second), and more addresses than
+	// the renderer remembers, at times a second and more apart.
+	ping := &packet.Packet{Proto: packet.ProtoV4, Kind: discv4.KindPing, Expiration: at.Add(time.Second)}
+	for i := range 12 {
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i % 6)}), 30303)
+		tm := at.Add(time.Duration(i) * 700 * time.Millisecond)
+		results = append(results, &result.Observation{Head: result.Head{Seq: uint64(6 + i), Time: tm},
+			Record: record.Record{Kind: record.Datagram, Dir: record.DirIn, Src: src, Dst: local, Len: 3}, Packet: ping, PacketTime: tm})
+	}
 	var r Renderer
 	for _, res := range results {
 		got, err := json.Marshal(r.Render(res, true))
@@ -70,6 +79,20 @@ func TestRendererLeavesNothingOver(t *testing.T) {
 		}
 		if string(got) != string(want) {
 			t.Errorf("rendered after others:\n%s\nwant\n%s", got, want)
+		}
+	}
+}
+
+func TestRendererTimeIsTime(t *testing.T) {
+	var r Renderer
+	east := time.FixedZone("east", 3*3600)
+	for _, tm := range []time.Time{
+		{}, time.Unix(0, 0), time.Unix(0, 1), time.Unix(1795463766, 999_999_999), time.Unix(1795463767, 0),
+		time.Unix(1795463767, 5).In(east), time.Unix(1795463767, 123_456_789), time.Unix(1795463766, 42),
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC), time.Date(12000, 1, 1, 0, 0, 0, 7, time.UTC),
+	} {
+		if got, want := r.time(tm), Time(tm); got != want {
+			t.Errorf("time %v: %q, want %q", tm, got, want)
 		}
 	}
 }
