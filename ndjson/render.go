@@ -35,17 +35,32 @@ type Renderer struct {
 	// packet, a stream names the same few addresses, and its times one second at a time.
 	// A packet is never changed once an observation carries it, so its pointer (with the
 	// time it is judged at) identifies its disc.
-	discOf   *packet.Packet
-	discAt   time.Time
-	addrs    [4]addrString
-	nextAddr int
-	second   int64  // the Unix second clock holds the date and time of
-	clock    []byte // "2006-01-02T15:04:05." of second
+	discOf *packet.Packet
+	discAt time.Time
+	addrs  recent[netip.AddrPort]
+	ids    recent[enode.ID]
+	second int64  // the Unix second clock holds the date and time of
+	clock  []byte // "2006-01-02T15:04:05." of second
 }
 
-type addrString struct {
-	a netip.AddrPort
-	s string
+// recent remembers the text of the last few values rendered.
+type recent[K comparable] struct {
+	keys  [4]K
+	texts [4]string
+	next  int
+}
+
+// text is format(k), from memory when k is one of the last few.
+func (m *recent[K]) text(k K, format func(K) string) string {
+	for i := range m.keys {
+		if m.keys[i] == k && m.texts[i] != "" {
+			return m.texts[i]
+		}
+	}
+	s := format(k)
+	m.keys[m.next], m.texts[m.next] = k, s
+	m.next = (m.next + 1) % len(m.keys)
+	return s
 }
 
 // Render renders res into rd's event and returns it; it is valid until the next Render.
@@ -57,7 +72,7 @@ func (rd *Renderer) Render(res result.Event, withPayload bool) *Event {
 	case *result.Handshake:
 		*ev = Event{
 			Type: TypeHandshake, Initiator: rd.addr(x.Initiator), Recipient: rd.addr(x.Recipient),
-			InitiatorID: idString(x.InitiatorID), RecipientID: idString(x.RecipientID),
+			InitiatorID: rd.id(x.InitiatorID), RecipientID: rd.id(x.RecipientID),
 			Outcome: string(x.Outcome), Cause: string(x.Cause), Attempts: x.Attempts,
 			WhoareyouRTTNs: nanos(x.WhoareyouRTT), HandshakeRTTNs: nanos(x.HandshakeRTT), TotalNs: nanos(x.Total),
 			Evidence: rd.evidenceOf(x.Evidence), EvidenceMore: x.EvidenceMore,
@@ -65,14 +80,14 @@ func (rd *Renderer) Render(res result.Event, withPayload bool) *Event {
 	case *result.Exchange:
 		*ev = Event{
 			Type: TypeExchange, Initiator: rd.addr(x.Initiator), Recipient: rd.addr(x.Recipient),
-			InitiatorID: idString(x.InitiatorID), RecipientID: idString(x.RecipientID),
+			InitiatorID: rd.id(x.InitiatorID), RecipientID: rd.id(x.RecipientID),
 			Req: x.Req, Resp: x.Resp, Outcome: string(x.Outcome), Cause: string(x.Cause),
 			RTTNs: nanos(x.RTT), Attempts: x.Attempts,
 			Evidence: rd.evidenceOf(x.Evidence), EvidenceMore: x.EvidenceMore,
 		}
 	case *result.Anomaly:
 		*ev = Event{
-			Type: TypeAnomaly, Anomaly: string(x.Kind), Peer: rd.addr(x.Peer), PeerID: idString(x.PeerID),
+			Type: TypeAnomaly, Anomaly: string(x.Kind), Peer: rd.addr(x.Peer), PeerID: rd.id(x.PeerID),
 			OffsetNs: nanos(x.Offset), Detail: x.Detail, Evidence: rd.evidenceOf(x.Evidence),
 		}
 	case *result.Revision:
@@ -146,14 +161,14 @@ func (rd *Renderer) observation(o *result.Observation, withPayload bool) {
 	}
 	if o.Packet != nil {
 		if o.Packet != rd.discOf || !o.PacketTime.Equal(rd.discAt) {
-			rd.disc, rd.discOf, rd.discAt = disc(o.Packet, o.PacketTime), o.Packet, o.PacketTime
+			rd.disc, rd.discOf, rd.discAt = rd.discFor(o.Packet, o.PacketTime), o.Packet, o.PacketTime
 		}
 		ev.Disc = &rd.disc
 	}
 }
 
-// disc is the "disc" object of a decoded packet received at t.
-func disc(p *packet.Packet, t time.Time) Disc {
+// discFor is the "disc" object of a decoded packet received at t.
+func (rd *Renderer) discFor(p *packet.Packet, t time.Time) Disc {
 	d := Disc{Proto: p.Proto, Kind: p.Kind}
 	if p.Msg != nil {
 		d.Msg = p.Msg.Name()
@@ -165,10 +180,10 @@ func disc(p *packet.Packet, t time.Time) Disc {
 		d.Nonce = hex.EncodeToString(p.Nonce)
 	}
 	if p.HasSrcID {
-		d.SrcID = idHex(&p.SrcID)
+		d.SrcID = rd.id(&p.SrcID)
 	}
 	if p.HasDstID {
-		d.DstID = idHex(&p.DstID)
+		d.DstID = rd.id(&p.DstID)
 	}
 	if p.HasENRSeq {
 		d.ENRSeq = Ptr(p.ENRSeq)
@@ -182,7 +197,7 @@ func disc(p *packet.Packet, t time.Time) Disc {
 	}
 	if len(p.Target) == len(v4wire.Pubkey{}) {
 		target := v4wire.Pubkey(p.Target).ID()
-		d.Target = idHex(&target)
+		d.Target = idHex(target)
 	}
 	switch m := p.Msg.(type) {
 	case *v5wire.Findnode:
@@ -230,17 +245,15 @@ func (rd *Renderer) evidenceOf(list []result.Evidence) []Evidence {
 	return rd.evidence
 }
 
-// addr is Addr(a), from the last few addresses rendered when a is one of them.
-func (rd *Renderer) addr(a netip.AddrPort) string {
-	for i := range rd.addrs {
-		if rd.addrs[i].a == a && rd.addrs[i].s != "" {
-			return rd.addrs[i].s
-		}
+// addr is Addr(a), remembered.
+func (rd *Renderer) addr(a netip.AddrPort) string { return rd.addrs.text(a, Addr) }
+
+// id is the node ID as hex, remembered; "" for none.
+func (rd *Renderer) id(id *enode.ID) string {
+	if id == nil {
+		return ""
 	}
-	s := Addr(a)
-	rd.addrs[rd.nextAddr] = addrString{a, s}
-	rd.nextAddr = (rd.nextAddr + 1) % len(rd.addrs)
-	return s
+	return rd.ids.text(*id, idHex)
 }
 
 // time is Time(t), formatting the date and clock only when the second changes.
@@ -260,16 +273,9 @@ func (rd *Renderer) time(t time.Time) string {
 	return string(append(append(out, frac[:]...), 'Z'))
 }
 
-func idString(id *enode.ID) string {
-	if id == nil {
-		return ""
-	}
-	return idHex(id)
-}
-
 // idHex is id as enode.ID.String writes it (lower-case hex), without fmt: two
 // allocations fewer, and most events name one or two IDs.
-func idHex(id *enode.ID) string {
+func idHex(id enode.ID) string {
 	var b [2 * len(enode.ID{})]byte
 	hex.Encode(b[:], id[:])
 	return string(b[:])

@@ -28,15 +28,15 @@ func TestDiscFields(t *testing.T) {
 	}
 	at := time.Unix(1795463766, 0)
 	target := v4wire.EncodePubkey(&key.PublicKey)
-	fn := disc(&packet.Packet{Proto: packet.ProtoV4, Kind: discv4.KindFindnode, Target: target[:], Expiration: discv4.ExpirationTime(1795463786)}, at)
+	fn := new(Renderer).discFor(&packet.Packet{Proto: packet.ProtoV4, Kind: discv4.KindFindnode, Target: target[:], Expiration: discv4.ExpirationTime(1795463786)}, at)
 	if want := enode.PubkeyToIDV4(&key.PublicKey).String(); fn.Target != want || fn.Expiration != "2026-11-23T19:56:26Z" {
 		t.Errorf("FINDNODE target %s expiration %s, want %s and 2026-11-23T19:56:26Z", fn.Target, fn.Expiration, want)
 	}
-	if far := disc(&packet.Packet{Proto: packet.ProtoV4, Kind: discv4.KindPing, Expiration: discv4.ExpirationTime(math.MaxUint64)}, at); far.Expiration != "" || far.Error == "" {
+	if far := new(Renderer).discFor(&packet.Packet{Proto: packet.ProtoV4, Kind: discv4.KindPing, Expiration: discv4.ExpirationTime(math.MaxUint64)}, at); far.Expiration != "" || far.Error == "" {
 		t.Errorf("expiration 2^64-1: %q, error %q; want none, and the expired-on-arrival error", far.Expiration, far.Error)
 	}
 	for proto, want := range map[string]string{"portal": "portal", "a b~": "a b~", "\x00\x01": "0x0001", "é": "0xc3a9"} {
-		if got := disc(&packet.Packet{Proto: packet.ProtoV5, Msg: &v5wire.TalkRequest{Protocol: proto}}, at).TalkProtocol; got != want {
+		if got := new(Renderer).discFor(&packet.Packet{Proto: packet.ProtoV5, Msg: &v5wire.TalkRequest{Protocol: proto}}, at).TalkProtocol; got != want {
 			t.Errorf("TALKREQ protocol %q shows as %q, want %q", proto, got, want)
 		}
 	}
@@ -58,14 +58,19 @@ func TestRendererLeavesNothingOver(t *testing.T) {
 			Evidence: []result.Evidence{{Seq: 1, Time: at, Observed: result.TypeRead, Detail: "read"}}},
 		&result.Observation{Head: result.Head{Seq: 5, Time: at}, Record: record.Record{Kind: record.Read, Src: peer, Dst: local, Len: 3}},
 	}
-	// One packet judged at two times (expired at the second), and more addresses than
-	// the renderer remembers, at times a second and more apart.
+	// One packet judged at several times (expired from the third), and more addresses and
+	// node IDs than the renderer remembers, at times a second and more apart.
 	ping := &packet.Packet{Proto: packet.ProtoV4, Kind: discv4.KindPing, Expiration: at.Add(time.Second)}
 	for i := range 12 {
 		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i % 6)}), 30303)
 		tm := at.Add(time.Duration(i) * 700 * time.Millisecond)
+		p := ping
+		if i%2 == 1 {
+			p = &packet.Packet{Proto: packet.ProtoV5, Kind: "MESSAGE", SrcID: enode.ID{byte(i % 5)}, HasSrcID: true, DstID: id, HasDstID: true}
+		}
 		results = append(results, &result.Observation{Head: result.Head{Seq: uint64(6 + i), Time: tm},
-			Record: record.Record{Kind: record.Datagram, Dir: record.DirIn, Src: src, Dst: local, Len: 3}, Packet: ping, PacketTime: tm})
+			Record: record.Record{Kind: record.Datagram, Dir: record.DirIn, Src: src, Dst: local, Len: 3}, Packet: p, PacketTime: tm},
+			&result.Exchange{Head: result.Head{Seq: uint64(100 + i), Time: tm}, Initiator: src, Recipient: local, InitiatorID: &enode.ID{byte(i % 6)}, Req: "PING/v4", Outcome: result.Open})
 	}
 	var r Renderer
 	for _, res := range results {
