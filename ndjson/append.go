@@ -186,6 +186,10 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0 // s[start:i] is pending, to be copied in one append
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) && plain8(s[i:i+8]) {
+			i += 8
+			continue
+		}
 		c := s[i]
 		if copiedAsIs[c] {
 			i++
@@ -233,6 +237,21 @@ func appendString(b []byte, s string) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// plain8 reports whether appendString copies all 8 bytes of s unchanged, eight at a time
+// (SWAR): no byte is 0x80 or above, below 0x20, '"' or '\\'. A byte that is zero after
+// subtracting 1 (or 0x20) from each sets its top bit in (x - k) &^ x; as a test of any byte
+// the borrow between bytes does not matter.
+func plain8(s string) bool {
+	const ones, tops = 0x0101010101010101, 0x8080808080808080
+	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	quote, backslash := x^('"'*ones), x^('\\'*ones)
+	ctl := (x - 0x20*ones) &^ x
+	q := (quote - ones) &^ quote
+	bs := (backslash - ones) &^ backslash
+	return (x|ctl|q|bs)&tops == 0
+}
 
 // copiedAsIs tells, for each byte, if appendString copies it unchanged: printable ASCII
 // but '"' and '\\'. One table load per byte is what makes the common case (hex, addresses) fast.

@@ -168,12 +168,19 @@ func TestEncoderMatchesEncodingJSON(t *testing.T) {
 	requireSameOutput(t, events)
 }
 
-// TestAppendStringEveryByte checks the escaper on each single byte and on every rune
-// near the ones it treats specially, where a table typo would hide.
+// TestAppendStringEveryByte checks the escaper on each single byte, alone and at each
+// place of a longer string, and on every rune near the ones it treats specially, where a
+// table typo would hide.
 func TestAppendStringEveryByte(t *testing.T) {
 	var events []*Event
 	for c := range 256 {
 		events = append(events, &Event{Detail: "x" + string([]byte{byte(c)}) + "y"})
+		// At every place of the eight bytes the escaper tests at once.
+		for at := range 17 {
+			b := []byte("0123456789abcdefg")
+			b[at] = byte(c)
+			events = append(events, &Event{Detail: string(b)})
+		}
 	}
 	for r := rune(0x2000); r < 0x2100; r++ {
 		events = append(events, &Event{Detail: string(r)})
