@@ -144,10 +144,18 @@ const (
 // (Head.Seq) so that evidence can cite them. Time is record time: timeouts fire when a
 // later record (or Flush) passes them, never on the wall clock, so the same input gives
 // the same output. Not safe for concurrent use.
+//
+// An Observation given to emit is lent for the call, as the record given to Feed is: the
+// decoder reuses it for the next record (an emit that keeps one keeps its Clone). The
+// other results are emit's to keep.
 type Decoder struct {
 	cfg Config
 	v4  *discv4.Decoder
 	v5  *discv5.Decoder
+
+	obs      result.Observation // the one lent to emit
+	out      func(result.Event) // the caller's emit, for the call under way
+	numbered func(result.Event) // out, after numbering: the emit everything inside gets
 
 	now       time.Time // the latest record time
 	nextSweep time.Time
@@ -243,11 +251,11 @@ func (d *Decoder) Feed(r *record.Record, emit func(result.Event)) {
 	case record.Drop:
 		d.feedDrop(r, emit)
 	case record.Lost, record.Shed:
-		obs := observe(r)
+		obs := d.observe(r)
 		emit(obs)
 		d.markLost(r, obs.Seq)
 	default:
-		emit(observe(r))
+		emit(d.observe(r))
 	}
 }
 
@@ -258,21 +266,27 @@ func (d *Decoder) Feed(r *record.Record, emit func(result.Event)) {
 func (d *Decoder) Skim(r *record.Record, emit func(result.Event)) {
 	emit = d.number(emit)
 	d.moveTo(r.Time, emit)
-	emit(observe(r))
+	emit(d.observe(r))
 }
 
-// number gives each event emit gets the stream's next sequence number.
+// number returns an emit that gives each event the stream's next sequence number and
+// hands it to emit: one function made once, not a closure per record.
 func (d *Decoder) number(emit func(result.Event)) func(result.Event) {
-	return func(ev result.Event) {
-		d.emitted++
-		ev.EventHead().Seq = d.emitted
-		emit(ev)
+	d.out = emit
+	if d.numbered == nil {
+		d.numbered = func(ev result.Event) {
+			d.emitted++
+			ev.EventHead().Seq = d.emitted
+			d.out(ev)
+		}
 	}
+	return d.numbered
 }
 
-// observe is the observation of r, before any decoding.
-func observe(r *record.Record) *result.Observation {
-	return &result.Observation{Head: result.Head{Time: r.Time}, Record: *r}
+// observe is the observation of r, before any decoding: the decoder's one, lent to emit.
+func (d *Decoder) observe(r *record.Record) *result.Observation {
+	d.obs = result.Observation{Head: result.Head{Time: r.Time}, Record: *r}
+	return &d.obs
 }
 
 // markLost keeps a loss (lost by the tracer, or dropped or left undecoded by a consumer
@@ -356,7 +370,7 @@ func (d *Decoder) reportUntracked(emit func(result.Event)) {
 	if d.untracked == 0 {
 		return
 	}
-	emit(observe(&record.Record{Kind: record.Shed, Time: d.now, Since: d.untrackedSince, Untracked: d.untracked}))
+	emit(d.observe(&record.Record{Kind: record.Shed, Time: d.now, Since: d.untrackedSince, Untracked: d.untracked}))
 	d.untracked = 0
 }
 
@@ -616,14 +630,14 @@ var errUnknownDestination = fmt.Errorf("%w: sent by a local node, so most likely
 func (d *Decoder) feedDatagram(r *record.Record, emit func(result.Event)) {
 	if r.FailedUnseen() {
 		// Nothing of it is known but that it did not leave: nothing to decode or track.
-		emit(observe(r))
+		emit(d.observe(r))
 		return
 	}
 	if first := d.seen.twinOf(r); first != nil {
 		// This host sent and received it: the same datagram, already decoded and
 		// tracked. Decoding it again would count it twice (a duplicate request, a
 		// resent challenge).
-		obs := observe(r)
+		obs := d.observe(r)
 		obs.Packet, obs.PacketTime = first.pkt, first.t
 		emit(obs)
 		second := d.seen.add(r, obs)
@@ -644,7 +658,7 @@ func (d *Decoder) feedDatagram(r *record.Record, emit func(result.Event)) {
 			d.v5.Reexplain(&p)
 		}
 	}
-	obs := observe(r)
+	obs := d.observe(r)
 	obs.Packet, obs.PacketTime = &p, r.Time
 	emit(obs)
 	sd := d.seen.add(r, obs)
@@ -797,7 +811,7 @@ func sendErrDetail(ret int64) string {
 // of the flow with its length: the socket queue is FIFO), and records that the local
 // application got it.
 func (d *Decoder) feedRead(r *record.Record, emit func(result.Event)) {
-	obs := observe(r)
+	obs := d.observe(r)
 	sd := d.seen.takeRead(r)
 	if sd != nil {
 		obs.Packet, obs.PacketTime = sd.pkt, sd.t
@@ -818,7 +832,7 @@ func (d *Decoder) feedRead(r *record.Record, emit func(result.Event)) {
 // match the quoted payload when the record carries it, else the latest one of the quoted
 // flow sent before the error.
 func (d *Decoder) feedICMP(r *record.Record, emit func(result.Event)) {
-	obs := observe(r)
+	obs := d.observe(r)
 	if r.Dir == record.DirUnknown {
 		switch {
 		case d.isLocalIP(r.Dst):
@@ -857,7 +871,7 @@ func (d *Decoder) feedICMP(r *record.Record, emit func(result.Event)) {
 // process's packet from the same peer is not this item's. A fragment loss, known only
 // after ipfrag_time, is also looked for among the failures already reported.
 func (d *Decoder) feedDrop(r *record.Record, emit func(result.Event)) {
-	obs := observe(r)
+	obs := d.observe(r)
 	emit(obs)
 	if !r.Src.Addr().IsValid() || !r.Dst.Addr().IsValid() {
 		return

@@ -230,7 +230,7 @@ type recordingOutput struct {
 
 func (o *recordingOutput) Write(ev result.Event) error {
 	o.once.Do(func() { o.programs = leftovers.HeldPrograms(0) })
-	o.events = append(o.events, ev)
+	o.events = append(o.events, result.Keep(ev))
 	if o.onEvent != nil {
 		o.onEvent(ev)
 	}

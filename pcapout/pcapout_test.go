@@ -126,7 +126,7 @@ func TestSharedCapturesReadBackByTshark(t *testing.T) {
 			defer f.Close()
 			var events []result.Event
 			dec := decode.NewDecoder(cfg)
-			emit := func(ev result.Event) { events = append(events, ev) }
+			emit := func(ev result.Event) { events = append(events, result.Keep(ev)) }
 			if _, err := capture.ReadStats(f, func(r *record.Record) error { dec.Feed(r, emit); return nil }); err != nil {
 				t.Fatal(err)
 			}

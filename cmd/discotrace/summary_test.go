@@ -27,7 +27,7 @@ func BenchmarkTraceOutput(b *testing.B) {
 	}
 	var events []result.Event
 	err = decodeCapture(f, path, decode.Config{Identity: decode.Identity{Keys: []*ecdsa.PrivateKey{key}}}, io.Discard, func(ev result.Event) error {
-		events = append(events, ev)
+		events = append(events, result.Keep(ev))
 		return nil
 	})
 	if err != nil {

@@ -88,6 +88,23 @@ type Observation struct {
 	PacketTime time.Time
 }
 
+// Clone returns a copy of o to keep: the decoder lends each Observation to emit for the
+// call only. The packet, never changed once observed, is shared.
+func (o *Observation) Clone() *Observation {
+	c := *o
+	c.Record = *o.Record.Clone()
+	return &c
+}
+
+// Keep returns ev as an emit that keeps it must: a lent Observation cloned, the other
+// results as they are.
+func Keep(ev Event) Event {
+	if o, ok := ev.(*Observation); ok {
+		return o.Clone()
+	}
+	return ev
+}
+
 // Outcome is how a handshake or an exchange ended.
 type Outcome string
 
