@@ -34,7 +34,7 @@ type Renderer struct {
 	// What the last events shared with the next: a datagram's send, recv and read carry one
 	// packet, a stream names the same few addresses, and its times one second at a time.
 	// A packet is never changed once an observation carries it, so its pointer (with the
-	// time it is judged at) identifies its disc.
+	// time it is judged at, when that expires it) identifies its disc.
 	discOf *packet.Packet
 	discAt time.Time
 	addrs  recent[netip.AddrPort]
@@ -160,7 +160,10 @@ func (rd *Renderer) observation(o *result.Observation, withPayload bool) {
 		ev.Payload = hex.EncodeToString(r.Payload)
 	}
 	if o.Packet != nil {
-		if o.Packet != rd.discOf || !o.PacketTime.Equal(rd.discAt) {
+		// The time counts only for a packet expired at one of them: a read's packet time is
+		// its datagram's receive, the receive's the send.
+		p, t := o.Packet, o.PacketTime
+		if p != rd.discOf || !t.Equal(rd.discAt) && (p.ExpiredAt(t) || p.ExpiredAt(rd.discAt)) {
 			rd.disc, rd.discOf, rd.discAt = rd.discFor(o.Packet, o.PacketTime), o.Packet, o.PacketTime
 		}
 		ev.Disc = &rd.disc
