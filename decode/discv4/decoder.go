@@ -64,10 +64,10 @@ const (
 const cacheSize = 8192
 
 // keyCacheSize bounds each cache of work that repeats across packets whose hashes
-// differ: a sender's node ID (every packet of a peer), a NEIGHBORS entry's checked public
-// key (a node is listed again and again), an ENRRESPONSE's verified record (a peer
-// answers with the same record until its seq changes). Each hit saves a keccak, a point
-// decompression or a signature check; same policy as the packet cache.
+// differ: a sender's node ID (every packet of a peer), a NEIGHBORS entry's node (a node is
+// listed again and again), an ENRRESPONSE's verified record (a peer answers with the same
+// record until its seq changes). Each hit saves a keccak, a point decompression and a
+// record, or a signature check; same policy as the packet cache.
 const keyCacheSize = 1024
 
 // Decoder decodes discv4 packets, caching signature recovery by packet hash (retransmits are common). Not safe for concurrent use.
@@ -80,7 +80,7 @@ type Decoder struct {
 	cache *bounded.Map[[hashSize]byte, packet.Packet] // nil: no cache
 
 	senderIDs *bounded.Map[v4wire.Pubkey, enode.ID]
-	neighbors *bounded.Map[v4wire.Pubkey, *ecdsa.PublicKey]
+	neighbors *bounded.Map[neighborKey, *enode.Node]
 	records   *bounded.Map[string, *enode.Node] // by the record's RLP encoding
 
 	keccak crypto.KeccakState
@@ -100,7 +100,7 @@ func newDecoder(size int) *Decoder {
 	d := &Decoder{
 		keccak:    crypto.NewKeccakState(),
 		senderIDs: bounded.New[v4wire.Pubkey, enode.ID](keyCacheSize),
-		neighbors: bounded.New[v4wire.Pubkey, *ecdsa.PublicKey](keyCacheSize),
+		neighbors: bounded.New[neighborKey, *enode.Node](keyCacheSize),
 		records:   bounded.New[string, *enode.Node](keyCacheSize),
 	}
 	if size > 0 {
@@ -218,16 +218,20 @@ func (d *Decoder) decodeVerified(buf []byte) packet.Packet {
 		p.Records = make([]*enode.Node, 0, len(resp.Nodes))
 		bad := 0
 		for _, rn := range resp.Nodes {
-			pk, ok := d.neighbors.Get(rn.ID)
-			if !ok {
-				var err error
-				if pk, err = v4wire.DecodePubkey(crypto.S256(), rn.ID); err != nil {
+			k, keyed := keyOf(rn)
+			n, ok := d.neighbors.Get(k)
+			if !ok || !keyed {
+				pk, err := v4wire.DecodePubkey(crypto.S256(), rn.ID)
+				if err != nil {
 					bad++
 					continue
 				}
-				d.neighbors.Put(rn.ID, pk)
+				n = neighborNode(rn, pk)
+				if keyed {
+					d.neighbors.Put(k, n)
+				}
 			}
-			p.Records = append(p.Records, neighborNode(rn, pk))
+			p.Records = append(p.Records, n)
 		}
 		if bad > 0 {
 			p.Err = fmt.Errorf("%w: %d of %d entries", ErrBadNeighbor, bad, len(resp.Nodes))
@@ -296,6 +300,23 @@ func secondElement(body []byte) []byte {
 		return nil
 	}
 	return rest[:len(rest)-len(after)]
+}
+
+// neighborKey is a NEIGHBORS entry as a map key: a node listed again with the same
+// endpoint is the same node.
+type neighborKey struct {
+	id       v4wire.Pubkey
+	ip       [16]byte
+	ipLen    uint8
+	udp, tcp uint16
+}
+
+// keyOf returns rn's key, and false for an IP of another length than 4 or 16 bytes
+// (which the key cannot tell apart).
+func keyOf(rn v4wire.Node) (neighborKey, bool) {
+	k := neighborKey{id: rn.ID, ipLen: uint8(len(rn.IP)), udp: rn.UDP, tcp: rn.TCP}
+	copy(k.ip[:], rn.IP)
+	return k, len(rn.IP) == 4 || len(rn.IP) == 16
 }
 
 // neighborNode is a NEIGHBORS entry as a node: its ID, public key and endpoint.

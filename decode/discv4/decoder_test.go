@@ -408,6 +408,36 @@ func TestVerifiedRecordsServeOnlyTheirEncoding(t *testing.T) {
 	}
 }
 
+// A NEIGHBORS entry listed again is the node built the first time, unless its endpoint
+// changed.
+func TestNeighborsRememberOnlyTheSameEntry(t *testing.T) {
+	keyB := disctest.Key(t, disctest.KeyB)
+	idA := disctest.ID(t, disctest.KeyA)
+	listed := v4wire.EncodePubkey(&disctest.Key(t, disctest.KeyA).PublicKey)
+	d := NewDecoder()
+	neighbors := func(exp uint64, ip net.IP, port uint16) *enode.Node {
+		pkt := disctest.V4Encode(t, keyB, &v4wire.Neighbors{Expiration: exp, Nodes: []v4wire.Node{{IP: ip, UDP: port, TCP: port, ID: listed}}})
+		p, ok := d.Decode(datagram(pkt))
+		if !ok || p.Err != nil || len(p.Records) != 1 {
+			t.Fatalf("NEIGHBORS not decoded: %v", p.Err)
+		}
+		return p.Records[0]
+	}
+	first := neighbors(1, net.IP{10, 0, 0, 1}, 30303)
+	if again := neighbors(2, net.IP{10, 0, 0, 1}, 30303); again != first {
+		t.Error("the same entry in another packet was built again")
+	}
+	for i, tc := range []struct {
+		ip   net.IP
+		port uint16
+	}{{net.IP{10, 0, 0, 1}, 30304}, {net.IP{10, 0, 0, 2}, 30303}, {net.ParseIP("fd00::1"), 30303}} {
+		n := neighbors(uint64(3+i), tc.ip, tc.port)
+		if n == first || n.ID() != idA || !n.IP().Equal(tc.ip) || n.UDP() != int(tc.port) || n.TCP() != int(tc.port) {
+			t.Errorf("entry %v:%d gave %v", tc.ip, tc.port, n.URLv4())
+		}
+	}
+}
+
 // captureRecords reads one shared capture with the capture reader.
 func captureRecords(t testing.TB, name string) []*record.Record {
 	t.Helper()
