@@ -113,11 +113,11 @@ func newDecoder(size int) *Decoder {
 // Decode decodes r's payload as a discv4 packet.
 // It returns false when the payload is not discv4: shorter than hash, signature, type
 // byte and a list header, no RLP list after the type byte, or the first 32 bytes are not
-// keccak256 of the rest (discv5 and random data fail
-// this check). A truncated payload (len(Payload) < Len) cannot be checked and also gives
-// false. A hash-valid packet always gives true; when it cannot be decoded further
-// (bad signature, unknown type, RLP error, invalid record) Packet.Err says why and
-// wraps one of the Err values.
+// keccak256 of the rest (discv5 and random data fail these checks). A truncated payload
+// (len(Payload) < Len) cannot be checked and also gives false. A hash-valid packet with
+// a list body always gives true; when it cannot be decoded further (bad signature,
+// unknown type, RLP error, invalid record) Packet.Err says why and wraps one of the Err
+// values.
 func (d *Decoder) Decode(r *record.Record) (packet.Packet, bool) {
 	buf := r.Payload
 	if r.Len > 0 && r.Len < len(buf) { // a producer's buffer longer than the datagram
