@@ -146,8 +146,8 @@ const (
 // the same output. Not safe for concurrent use.
 //
 // An Observation given to emit is lent for the call, as the record given to Feed is: the
-// decoder reuses it for the next record (an emit that keeps one keeps its Clone). The
-// other results are emit's to keep.
+// decoder reuses it for the next record (an emit that keeps events keeps result.Keep(ev)).
+// The other results are emit's to keep.
 type Decoder struct {
 	cfg Config
 	v4  *discv4.Decoder
@@ -209,6 +209,7 @@ func NewDecoder(cfg Config) *Decoder {
 	longest := max(cfg.V4Timeout, cfg.V5Timeout, cfg.HandshakeTimeout)
 	d.retention = max(2*longest+cfg.SettleDelay, 5*time.Second)
 	d.fragRetention = max(d.retention, cfg.FragmentTimeout+time.Second)
+	d.numbered = d.emitNumbered // made once: a method value per record would be a closure per record
 	d.seen.init(maxSeen, false)
 	d.seen.noReads = cfg.Capture
 	d.nat.init()
@@ -270,17 +271,16 @@ func (d *Decoder) Skim(r *record.Record, emit func(result.Event)) {
 }
 
 // number returns an emit that gives each event the stream's next sequence number and
-// hands it to emit: one function made once, not a closure per record.
+// hands it to emit (emitNumbered).
 func (d *Decoder) number(emit func(result.Event)) func(result.Event) {
 	d.out = emit
-	if d.numbered == nil {
-		d.numbered = func(ev result.Event) {
-			d.emitted++
-			ev.EventHead().Seq = d.emitted
-			d.out(ev)
-		}
-	}
 	return d.numbered
+}
+
+func (d *Decoder) emitNumbered(ev result.Event) {
+	d.emitted++
+	ev.EventHead().Seq = d.emitted
+	d.out(ev)
 }
 
 // observe is the observation of r, before any decoding: the decoder's one, lent to emit.

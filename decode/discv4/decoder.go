@@ -219,8 +219,11 @@ func (d *Decoder) decodeVerified(buf []byte) packet.Packet {
 		bad := 0
 		for _, rn := range resp.Nodes {
 			k, keyed := keyOf(rn)
-			n, ok := d.neighbors.Get(k)
-			if !ok || !keyed {
+			var n *enode.Node
+			if keyed {
+				n, _ = d.neighbors.Get(k)
+			}
+			if n == nil {
 				pk, err := v4wire.DecodePubkey(crypto.S256(), rn.ID)
 				if err != nil {
 					bad++
