@@ -4,8 +4,11 @@ package tsharktest
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -32,16 +35,13 @@ func Read(t *testing.T, path string) []Packet {
 	}
 	fields := []string{"frame.comment", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "udp.srcport", "udp.dstport", "icmp.type", "icmpv6.type", "frame.len", "frame.cap_len", "_ws.malformed",
 		"ip.checksum.status", "udp.checksum.status", "icmp.checksum.status", "icmpv6.checksum.status"}
-	// Only the layers a pcapng writer is answerable for are dissected: a discovery
-	// datagram on an ephemeral port that another protocol registered is not that
-	// protocol, and its dissector would call it malformed.
 	args := []string{"-r", path, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a",
-		"--disable-protocol", "ALL", "--enable-protocol", "frame,raw,eth,ethertype,sll,ip,ipv6,udp,icmp,icmpv6,data",
 		"-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"}
 	for _, f := range fields {
 		args = append(args, "-e", f)
 	}
 	cmd := exec.Command("tshark", args...)
+	cmd.Env = append(os.Environ(), "WIRESHARK_CONFIG_DIR="+onlyOwnLayers(t))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -72,4 +72,43 @@ func Read(t *testing.T, path string) []Packet {
 		})
 	}
 	return pkts
+}
+
+// ownLayers are the protocols a pcapng writer is answerable for (and Wireshark's own
+// pseudo-protocols, which report malformed packets). A discovery datagram on an
+// ephemeral port that another protocol registered, or whose bytes another protocol's
+// heuristic takes, is not that protocol, and its dissector would call it malformed.
+var ownLayers = map[string]bool{"frame": true, "raw": true, "eth": true, "ethertype": true,
+	"sll": true, "ip": true, "ipv6": true, "udp": true, "icmp": true, "icmpv6": true, "data": true}
+
+var otherLayers = sync.OnceValues(func() ([]byte, error) {
+	out, err := exec.Command("tshark", "-G", "protocols").Output()
+	if err != nil {
+		return nil, err
+	}
+	var list bytes.Buffer
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 3 || ownLayers[f[2]] || strings.HasPrefix(f[2], "_ws.") {
+			continue
+		}
+		list.WriteString(f[2] + "\n")
+	}
+	return list.Bytes(), nil
+})
+
+// onlyOwnLayers returns a Wireshark configuration directory that disables every other
+// protocol. It is a disabled_protos file because tshark 4.0 (Debian 12) takes neither
+// "--disable-protocol ALL" nor a list of names on the command line.
+func onlyOwnLayers(t *testing.T) string {
+	t.Helper()
+	list, err := otherLayers()
+	if err != nil {
+		t.Fatalf("tshark -G protocols: %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "disabled_protos"), list, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
