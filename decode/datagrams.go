@@ -33,7 +33,7 @@ const lookBack = 32
 
 // seenDatagram is one datagram record (its event is a send, a receive or a captured
 // packet). Tens of thousands are kept under load: its fields are ordered so that it packs
-// into 176 bytes, and its endpoints are pointer-free keys.
+// into 152 bytes, and its endpoints are pointer-free keys.
 type seenDatagram struct {
 	t   time.Time
 	seq uint64 // its event's seq
@@ -62,6 +62,9 @@ type seenDatagram struct {
 	lost bool
 	// kept: it is in the late table too.
 	kept bool
+	// viaTwin: it is the second observation of a datagram with its twin's endpoints,
+	// which the main table's head, flow and pair indexes hold for both (see addTwin).
+	viaTwin bool
 }
 
 // sdRare is what few seen datagrams have.
@@ -310,6 +313,12 @@ func popFrom[K comparable](m sdIndex[K], k K, sd *seenDatagram, skipEvicted bool
 }
 
 func (t *datagrams) add(r *record.Record, obs *result.Observation) *seenDatagram {
+	sd := t.newSeen(r, obs)
+	t.insert(sd)
+	return sd
+}
+
+func (t *datagrams) newSeen(r *record.Record, obs *result.Observation) *seenDatagram {
 	sd := &seenDatagram{
 		t: r.Time, src: addrkey.Of(unmapAP(r.Src)), dst: addrkey.Of(unmapAP(r.Dst)), n: int32(r.Len), seq: obs.Seq, pkt: obs.Packet,
 		inbound: r.Dir != record.DirOut && !t.noReads, sent: r.Dir == record.DirOut, recv: r.Dir == record.DirIn,
@@ -321,6 +330,18 @@ func (t *datagrams) add(r *record.Record, obs *result.Observation) *seenDatagram
 		sd.pkt = nil
 	}
 	sd.headLen = uint8(copy(sd.head[:], r.Payload[:min(len(r.Payload), r.Len, quoteLen)]))
+	return sd
+}
+
+// addTwin adds r, the other observation of first's datagram, and links the two. When r
+// has first's endpoints (no NAT between them), the head, flow and pair indexes keep
+// first alone: what looks a datagram up by them (ICMP errors, drops) reaches r through
+// it (is, socketOf, wasRead, and marks made on both), and a datagram between two local
+// sockets costs three index entries fewer.
+func (t *datagrams) addTwin(r *record.Record, obs *result.Observation, first *seenDatagram) *seenDatagram {
+	sd := t.newSeen(r, obs)
+	sd.rareOf().twin, first.rareOf().twin = first, sd
+	sd.viaTwin = sd.src == first.src && sd.dst == first.dst
 	t.insert(sd)
 	return sd
 }
@@ -335,14 +356,20 @@ func (t *datagrams) insert(sd *seenDatagram) {
 	if t.inserts++; t.inserts >= 4*t.bound {
 		t.compact()
 	}
-	t.byHead.push(headKey(sd.head), sd)
-	t.byFlow.push(flow, sd)
-	t.byPair.push(pairOf(sd.src.AddrPort(), sd.dst.AddrPort()), sd)
+	if !t.sharesEntries(sd) {
+		t.byHead.push(headKey(sd.head), sd)
+		t.byFlow.push(flow, sd)
+		t.byPair.push(pairOf(sd.src.AddrPort(), sd.dst.AddrPort()), sd)
+	}
 	if sd.inbound {
 		t.unread.push(readKey{flow, int(sd.n)}, sd)
 		t.unreadAny.push(flow, sd)
 	}
 }
+
+// sharesEntries reports whether sd is left out of the head, flow and pair indexes, its
+// twin's entries standing for it: in the main table only, where both observations are.
+func (t *datagrams) sharesEntries(sd *seenDatagram) bool { return sd.viaTwin && !t.late }
 
 // compact copies the index maps into fresh ones sized for what they hold. Go maps never
 // shrink, and the churn of keys (every datagram's head, the flows of many peers) leaves
@@ -376,9 +403,11 @@ func (t *datagrams) expire(cut time.Time) {
 			sd.evicted, sd.pkt = true, nil
 		}
 		flow := flowKey{sd.src, sd.dst}
-		popFrom(t.byHead, headKey(sd.head), sd, !t.late)
-		popFrom(t.byFlow, flow, sd, !t.late)
-		popFrom(t.byPair, pairOf(sd.src.AddrPort(), sd.dst.AddrPort()), sd, !t.late)
+		if !t.sharesEntries(sd) {
+			popFrom(t.byHead, headKey(sd.head), sd, !t.late)
+			popFrom(t.byFlow, flow, sd, !t.late)
+			popFrom(t.byPair, pairOf(sd.src.AddrPort(), sd.dst.AddrPort()), sd, !t.late)
+		}
 		if sd.inbound {
 			popFrom(t.unread, readKey{flow, int(sd.n)}, sd, !t.late)
 			popFrom(t.unreadAny, flow, sd, !t.late)

@@ -640,8 +640,7 @@ func (d *Decoder) feedDatagram(r *record.Record, emit func(result.Event)) {
 		obs := d.observe(r)
 		obs.Packet, obs.PacketTime = first.pkt, first.t
 		emit(obs)
-		second := d.seen.add(r, obs)
-		second.rareOf().twin, first.rareOf().twin = first, second
+		second := d.seen.addTwin(r, obs, first)
 		second.owners = first.owners
 		d.nat.link(first, r)
 		d.sendFailed(r, second)

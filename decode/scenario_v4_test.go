@@ -524,6 +524,32 @@ func TestScenarioDropCitedOnce(t *testing.T) {
 	}
 }
 
+// Both ends on this host, the drop naming the receiving socket: the receive of a local
+// datagram is looked up through its send (the indexes hold one observation of it), and
+// the socket it was queued on is the receive's.
+func TestScenarioDropAtReceivingSocketOfLocalDatagram(t *testing.T) {
+	for _, tc := range []struct {
+		cookie uint64
+		want   result.Cause
+	}{{9, result.KernelDrop}, {7, result.NoResponse}} {
+		s := newScNet(t, Config{})
+		a, b := disctest.NewNode(t, disctest.KeyA, "127.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "127.0.0.1:30304")
+		ping, _, err := v4wire.Encode(a.Key, &v4wire.Ping{Version: 4, From: v4wire.NewEndpoint(a.Addr, 0), To: v4wire.NewEndpoint(b.Addr, 0), Expiration: s.exp()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dir := range []record.Direction{record.DirOut, record.DirIn} {
+			r := scDatagram(a.Addr, b.Addr, bytes.Clone(ping), dir)
+			r.Cookie = map[record.Direction]uint64{record.DirOut: 7, record.DirIn: 9}[dir]
+			s.feed(r)
+			s.after(30 * time.Microsecond)
+		}
+		s.feed(&record.Record{Kind: record.Drop, Src: a.Addr, Dst: b.Addr, Len: len(ping), Reason: "SOCKET_RCVBUFF", Cookie: tc.cookie})
+		s.tick(time.Second)
+		checkFailed(t, s.only(ndjson.TypeExchange), string(tc.want))
+	}
+}
+
 // A drop at another socket of the same peer pair (another process of the host, talking
 // to the same peer) is not this request's answer (issue 10, item 4): the kernel names the
 // socket it dropped at, and the request went out of a different one.
