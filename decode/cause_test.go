@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"os"
 	"testing"
+	"time"
 
+	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
 )
 
@@ -34,5 +36,23 @@ func TestEveryCauseHasACode(t *testing.T) {
 	}
 	if len(causes) != len(enum)+1 {
 		t.Errorf("causes has %d entries, want the schema's %d and the empty one", len(causes), len(enum))
+	}
+}
+
+// A read's evidence says who read it and how long it waited, as far as the tracer knows.
+func TestReadDetail(t *testing.T) {
+	for _, tc := range []struct {
+		r    record.Record
+		want string
+	}{
+		{record.Record{HasProc: true, PID: 77, Comm: "geth", HasQueueTime: true, QueueTime: 35 * time.Microsecond},
+			"read by pid 77 (geth) after 35µs in the socket queue, never answered"},
+		{record.Record{HasProc: true, PID: 4294967295, Comm: "a b"}, "read by pid 4294967295 (a b), never answered"},
+		{record.Record{HasQueueTime: true, QueueTime: 1500 * time.Millisecond}, "read by the application after 1.5s in the socket queue, never answered"},
+		{record.Record{}, "read by the application, never answered"},
+	} {
+		if got := readDetail(&tc.r); got != tc.want {
+			t.Errorf("readDetail(%+v) = %q, want %q", tc.r, got, tc.want)
+		}
 	}
 }
