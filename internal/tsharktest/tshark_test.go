@@ -1,6 +1,8 @@
 package tsharktest
 
 import (
+	"bytes"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,7 +15,8 @@ import (
 
 // A datagram to a port another protocol registered (DNS) whose bytes are no such
 // message is read as data, not as a malformed packet of that protocol: ports here are
-// ephemeral, and a discv4 PING once landed on one a dissector claimed.
+// ephemeral, and a discv4 PING once landed on one a dissector claimed. A UDP header
+// claiming more bytes than its packet holds is still malformed: the check stays on.
 func TestReadDissectsOnlyOwnLayers(t *testing.T) {
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, Flags: layers.IPv4DontFragment,
 		SrcIP: []byte{127, 0, 0, 1}, DstIP: []byte{127, 0, 0, 1}}
@@ -38,14 +41,18 @@ func TestReadDissectsOnlyOwnLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 	frame := buf.Bytes()
-	if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(1, 0), CaptureLength: len(frame), Length: len(frame)}, frame); err != nil {
-		t.Fatal(err)
+	bad := bytes.Clone(frame)
+	binary.BigEndian.PutUint16(bad[20+4:], uint16(len(frame)-20+50)) // the UDP length
+	for _, p := range [][]byte{frame, bad} {
+		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(1, 0), CaptureLength: len(p), Length: len(p)}, p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
 	got := Read(t, path)
-	if len(got) != 1 || got[0].Malformed || got[0].DstPort != "53" || got[0].Checksums != "1,1" {
-		t.Fatalf("tshark read %+v; want one well-formed datagram to port 53 with good checksums", got)
+	if len(got) != 2 || got[0].Malformed || got[0].DstPort != "53" || got[0].Checksums != "1,1" || !got[1].Malformed {
+		t.Fatalf("tshark read %+v; want a well-formed datagram to port 53 with good checksums, then a malformed one", got)
 	}
 }
