@@ -538,12 +538,11 @@ func TestScenarioDropAtReceivingSocketOfLocalDatagram(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, dir := range []record.Direction{record.DirOut, record.DirIn} {
-			r := scDatagram(a.Addr, b.Addr, bytes.Clone(ping), dir)
-			r.Cookie = map[record.Direction]uint64{record.DirOut: 7, record.DirIn: 9}[dir]
-			s.feed(r)
-			s.after(30 * time.Microsecond)
-		}
+		send, recv := scDatagram(a.Addr, b.Addr, bytes.Clone(ping), record.DirOut), scDatagram(a.Addr, b.Addr, bytes.Clone(ping), record.DirIn)
+		send.Cookie, recv.Cookie = 7, 9
+		s.feed(send)
+		s.after(30 * time.Microsecond)
+		s.feed(recv)
 		s.feed(&record.Record{Kind: record.Drop, Src: a.Addr, Dst: b.Addr, Len: len(ping), Reason: "SOCKET_RCVBUFF", Cookie: tc.cookie})
 		s.tick(time.Second)
 		checkFailed(t, s.only(ndjson.TypeExchange), string(tc.want))

@@ -74,10 +74,11 @@ func Read(t *testing.T, path string) []Packet {
 	return pkts
 }
 
-// ownLayers are the protocols a pcapng writer is answerable for (and Wireshark's own
-// pseudo-protocols, which report malformed packets). A discovery datagram on an
-// ephemeral port that another protocol registered, or whose bytes another protocol's
+// ownLayers are the protocols a pcapng writer is answerable for. A discovery datagram on
+// an ephemeral port that another protocol registered, or whose bytes another protocol's
 // heuristic takes, is not that protocol, and its dissector would call it malformed.
+// Wireshark's own pseudo-protocols (_ws.*, which include the malformed flag read here)
+// are left on too.
 var ownLayers = map[string]bool{"frame": true, "raw": true, "eth": true, "ethertype": true,
 	"sll": true, "ip": true, "ipv6": true, "udp": true, "icmp": true, "icmpv6": true, "data": true}
 
