@@ -33,7 +33,7 @@ const lookBack = 32
 
 // seenDatagram is one datagram record (its event is a send, a receive or a captured
 // packet). Tens of thousands are kept under load: its fields are ordered so that it packs
-// into 152 bytes, and its endpoints are pointer-free keys.
+// into 160 bytes (a size class of Go's allocator), and its endpoints are pointer-free keys.
 type seenDatagram struct {
 	t   time.Time
 	seq uint64 // its event's seq
@@ -43,8 +43,11 @@ type seenDatagram struct {
 	// cookie is the socket it was sent from (sent) or queued on (recv), 0 if unknown.
 	cookie uint64
 	owners []*tracked
-	// rare holds what few datagrams have (a twin, ICMP errors nothing tracked): nil
-	// for most.
+	// twin is the other observation of a datagram between two local sockets (its send
+	// for a receive, and the reverse): one datagram, observed twice. On loopback that is
+	// every datagram, so it is not kept with the rare fields.
+	twin *seenDatagram
+	// rare holds what few datagrams have (ICMP errors nothing tracked): nil for most.
 	rare     *sdRare
 	n        int32       // UDP payload length
 	netns    uint32      // the network namespace it was seen in, 0 if unknown
@@ -69,9 +72,6 @@ type seenDatagram struct {
 
 // sdRare is what few seen datagrams have.
 type sdRare struct {
-	// twin is, for the receive of a datagram sent by this same host (both ends local),
-	// the send record: one datagram, observed twice.
-	twin *seenDatagram
 	// unowned are ICMP errors about it that came while nothing tracked it.
 	unowned []netObservation
 }
@@ -82,14 +82,6 @@ func (sd *seenDatagram) rareOf() *sdRare {
 		sd.rare = &sdRare{}
 	}
 	return sd.rare
-}
-
-// twin returns the other observation of sd's datagram (sdRare.twin), or nil.
-func (sd *seenDatagram) twin() *seenDatagram {
-	if sd.rare == nil {
-		return nil
-	}
-	return sd.rare.twin
 }
 
 // evType is its event's type, which its direction decides (result.TypeOf).
@@ -106,7 +98,7 @@ func (sd *seenDatagram) evType() string {
 // socketOf returns the cookie of the socket that sent sd (sending) or queued it
 // (receiving), from whichever of its observations saw that socket; 0 if unknown.
 func (sd *seenDatagram) socketOf(sending bool) uint64 {
-	for _, o := range [2]*seenDatagram{sd, sd.twin()} {
+	for _, o := range [2]*seenDatagram{sd, sd.twin} {
 		if o != nil && o.cookie != 0 && (sending && o.sent || !sending && o.recv) {
 			return o.cookie
 		}
@@ -117,12 +109,12 @@ func (sd *seenDatagram) socketOf(sending bool) uint64 {
 // wasRead reports whether the application read sd (as the receive of a datagram this
 // host also sent, the read is marked on that observation).
 func (sd *seenDatagram) wasRead() bool {
-	return sd.read || sd.twin() != nil && sd.twin().read
+	return sd.read || sd.twin != nil && sd.twin.read
 }
 
 // is reports whether sd is x or x's other observation.
 func (sd *seenDatagram) is(x *seenDatagram) bool {
-	return x != nil && (sd == x || sd.twin() == x || x.twin() == sd)
+	return x != nil && (sd == x || sd.twin == x || x.twin == sd)
 }
 
 func (sd *seenDatagram) own(t *tracked) {
@@ -340,7 +332,7 @@ func (t *datagrams) newSeen(r *record.Record, obs *result.Observation) *seenData
 // sockets costs three index entries fewer.
 func (t *datagrams) addTwin(r *record.Record, obs *result.Observation, first *seenDatagram) *seenDatagram {
 	sd := t.newSeen(r, obs)
-	sd.rareOf().twin, first.rareOf().twin = first, sd
+	sd.twin, first.twin = first, sd
 	sd.viaTwin = sd.src == first.src && sd.dst == first.dst
 	t.insert(sd)
 	return sd
@@ -438,7 +430,7 @@ func (t *datagrams) twinOf(r *record.Record) *seenDatagram {
 		// with IP_RECVERR) is the datagram its egress showed.
 		failedAfter := sd.sent && r.Dir == record.DirOut && r.HasSendRet && r.SendRet < 0
 		other := sd.sent && r.Dir == record.DirIn || sd.recv && r.Dir == record.DirOut || failedAfter
-		if !other || sd.twin() != nil || int(sd.n) != r.Len || !sd.headMatches(r.Payload) {
+		if !other || sd.twin != nil || int(sd.n) != r.Len || !sd.headMatches(r.Payload) {
 			continue
 		}
 		switch {

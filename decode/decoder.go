@@ -849,7 +849,7 @@ func (d *Decoder) feedICMP(r *record.Record, emit func(result.Event)) {
 		return
 	}
 	sd.lost = true
-	if tw := sd.twin(); tw != nil {
+	if tw := sd.twin; tw != nil {
 		tw.lost = true
 	}
 	cause := icmpCause(r)
@@ -924,7 +924,7 @@ func (d *Decoder) dropIn(t *datagrams, r *record.Record, window time.Time, cause
 // dropped attributes a drop to sd, the datagram it is.
 func (d *Decoder) dropped(sd *seenDatagram, cause result.Cause, e result.Evidence, emit func(result.Event)) {
 	sd.dropped, sd.lost = true, true
-	if tw := sd.twin(); tw != nil {
+	if tw := sd.twin; tw != nil {
 		tw.dropped, tw.lost = true, true
 	}
 	for _, o := range sd.owners {

@@ -97,7 +97,21 @@ func appendEvent(b []byte, ev *Event) []byte {
 	return append(b, '}')
 }
 
+// appendDisc appends d as JSON: from what its Renderer kept when d was written before.
 func appendDisc(b []byte, d *Disc) []byte {
+	if c := d.encoded; c != nil {
+		if c.valid {
+			return append(b, c.json...)
+		}
+		start := len(b)
+		b = appendDiscFields(b, d)
+		c.json, c.valid = append(c.json[:0], b[start:]...), true
+		return b
+	}
+	return appendDiscFields(b, d)
+}
+
+func appendDiscFields(b []byte, d *Disc) []byte {
 	b = appendString(append(b, `{"proto":`...), d.Proto)
 	b = appendStr(b, `,"kind":`, d.Kind)
 	b = appendStr(b, `,"msg":`, d.Msg)

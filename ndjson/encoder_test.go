@@ -64,6 +64,9 @@ func (f *eventFiller) fill(t testing.TB, v reflect.Value, path string) {
 	switch v.Kind() {
 	case reflect.Struct:
 		for i := range v.NumField() {
+			if !v.Type().Field(i).IsExported() {
+				continue // not in the schema: what the encoder keeps for itself
+			}
 			f.fill(t, v.Field(i), path+"."+v.Type().Field(i).Name)
 		}
 	case reflect.Pointer:

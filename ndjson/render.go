@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/ethereum/go-ethereum/p2p/discover/v4wire"
 	"github.com/ethereum/go-ethereum/p2p/discover/v5wire"
@@ -35,12 +36,27 @@ type Renderer struct {
 	// packet, a stream names the same few addresses, and its times one second at a time.
 	// A packet is never changed once an observation carries it, so its pointer (with the
 	// time it is judged at, when that expires it) identifies its disc.
-	discOf *packet.Packet
-	discAt time.Time
-	addrs  recent[netip.AddrPort]
-	ids    recent[enode.ID]
-	second int64  // the Unix second clock holds the date and time of
-	clock  []byte // "2006-01-02T15:04:05." of second
+	discOf   *packet.Packet
+	discAt   time.Time
+	discJSON encodedDisc // disc's, once written
+	addrs    recent[netip.AddrPort]
+	ids      recent[enode.ID]
+	second   int64  // the Unix second clock holds the date and time of
+	clock    []byte // "2006-01-02T15:04:05." of second
+
+	// The optional numbers of an observation point here rather than to values of their
+	// own, and times are cut from one block of text: an event then costs no allocation
+	// for them (they were most of what rendering allocated).
+	obs   obsNumbers
+	texts []byte // the unused rest of the current block of time strings
+}
+
+// obsNumbers are the values an observation's optional number fields point to.
+type obsNumbers struct {
+	len      int
+	pid, tid uint32
+	ret      int64
+	queueNs  int64
 }
 
 // recent remembers the text of the last few values rendered.
@@ -113,7 +129,8 @@ func (rd *Renderer) observation(o *result.Observation, withPayload bool) {
 	switch r.Kind {
 	case record.Read:
 		if r.HasQueueTime {
-			ev.QueueNs = Ptr(int64(r.QueueTime))
+			rd.obs.queueNs = int64(r.QueueTime)
+			ev.QueueNs = &rd.obs.queueNs
 		}
 	case record.ICMP:
 		ev.ICMPType, ev.ICMPCode = Ptr(r.ICMPType), Ptr(r.ICMPCode)
@@ -147,14 +164,17 @@ func (rd *Renderer) observation(o *result.Observation, withPayload bool) {
 	}
 	ev.Src, ev.Dst = rd.addr(r.Src), rd.addr(r.Dst)
 	if (r.Kind == record.Datagram || r.Kind == record.Read || r.Len > 0) && !r.FailedUnseen() {
-		ev.Len = Ptr(r.Len)
+		rd.obs.len = r.Len
+		ev.Len = &rd.obs.len
 	}
 	if r.HasProc {
-		ev.PID, ev.TID, ev.Comm = Ptr(r.PID), Ptr(r.TID), r.Comm
+		rd.obs.pid, rd.obs.tid = r.PID, r.TID
+		ev.PID, ev.TID, ev.Comm = &rd.obs.pid, &rd.obs.tid, r.Comm
 	}
 	ev.Cgroup, ev.NetNS, ev.Ifindex, ev.Cookie = r.Cgroup, r.NetNS, r.Ifindex, r.Cookie
 	if r.HasSendRet {
-		ev.Ret = Ptr(r.SendRet)
+		rd.obs.ret = r.SendRet
+		ev.Ret = &rd.obs.ret
 	}
 	if withPayload && len(r.Payload) > 0 {
 		ev.Payload = hex.EncodeToString(r.Payload)
@@ -165,6 +185,7 @@ func (rd *Renderer) observation(o *result.Observation, withPayload bool) {
 		p, t := o.Packet, o.PacketTime
 		if p != rd.discOf || !t.Equal(rd.discAt) && (p.ExpiredAt(t) || p.ExpiredAt(rd.discAt)) {
 			rd.disc, rd.discOf, rd.discAt = rd.discFor(o.Packet, o.PacketTime), o.Packet, o.PacketTime
+			rd.disc.encoded, rd.discJSON.valid = &rd.discJSON, false
 		}
 		ev.Disc = &rd.disc
 	}
@@ -273,7 +294,25 @@ func (rd *Renderer) time(t time.Time) string {
 		frac[i] = byte('0' + ns%10)
 		ns /= 10
 	}
-	return string(append(append(out, frac[:]...), 'Z'))
+	return rd.text(append(append(out, frac[:]...), 'Z'))
+}
+
+// textBlockSize is the size of the blocks time strings are cut from.
+const textBlockSize = 8 << 10
+
+// text returns b as a string cut from the current block of text. A block is never
+// written twice, so the string stays valid; a kept string keeps at most one block alive.
+func (rd *Renderer) text(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > len(rd.texts) {
+		rd.texts = make([]byte, textBlockSize)
+	}
+	n := copy(rd.texts, b)
+	s := unsafe.String(&rd.texts[0], n)
+	rd.texts = rd.texts[n:]
+	return s
 }
 
 // idHex is id as enode.ID.String writes it (lower-case hex), without fmt: two

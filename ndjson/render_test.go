@@ -1,9 +1,11 @@
 package ndjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,18 +74,44 @@ func TestRendererLeavesNothingOver(t *testing.T) {
 			Record: record.Record{Kind: record.Datagram, Dir: record.DirIn, Src: src, Dst: local, Len: 3}, Packet: p, PacketTime: tm},
 			&result.Exchange{Head: result.Head{Seq: uint64(100 + i), Time: tm}, Initiator: src, Recipient: local, InitiatorID: &enode.ID{byte(i % 6)}, Req: "PING/v4", Outcome: result.Open})
 	}
+	// The same packet twice in a row, the second time expired: its disc is written anew.
+	for _, tm := range []time.Time{at, at.Add(2 * time.Second)} {
+		results = append(results, &result.Observation{Head: result.Head{Seq: 200, Time: tm},
+			Record: record.Record{Kind: record.Datagram, Dir: record.DirIn, Src: peer, Dst: local, Len: 3}, Packet: ping, PacketTime: tm})
+	}
+	// Each is rendered twice, as a datagram's send and recv carry one packet, and written
+	// by one encoder (which writes a disc it wrote before from memory) and by
+	// encoding/json, against a fresh rendering.
 	var r Renderer
+	var lines bytes.Buffer
+	enc := NewEncoder(&lines)
 	for _, res := range results {
-		got, err := json.Marshal(r.Render(res, true))
+		fresh := FromResult(res, true)
+		want, err := json.Marshal(fresh)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := json.Marshal(FromResult(res, true))
+		fresh.V = SchemaVersion // as Encode sets it
+		wantLine, err := json.Marshal(fresh)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(got) != string(want) {
-			t.Errorf("rendered after others:\n%s\nwant\n%s", got, want)
+		for range 2 {
+			ev := r.Render(res, true)
+			got, err := json.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines.Reset()
+			if err := enc.Encode(ev); err != nil {
+				t.Fatal(err)
+			}
+			if err := enc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) || strings.TrimSuffix(lines.String(), "\n") != string(wantLine) {
+				t.Errorf("rendered after others:\n%s\nencoded\n%s\nwant\n%s", got, lines.String(), wantLine)
+			}
 		}
 	}
 }

@@ -64,6 +64,9 @@ func (s *schemaDoc) resolve(p map[string]any) map[string]any {
 func jsonKeys(typ reflect.Type) []string {
 	var keys []string
 	for i := range typ.NumField() {
+		if !typ.Field(i).IsExported() {
+			continue // not in the schema: what the encoder keeps for itself
+		}
 		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
 		keys = append(keys, name)
 	}
@@ -156,6 +159,9 @@ func TestFullEventsConform(t *testing.T) {
 func (s *schemaDoc) conform(t *testing.T, v reflect.Value, props map[string]any, i int) {
 	t.Helper()
 	for f := range v.NumField() {
+		if !v.Type().Field(f).IsExported() {
+			continue
+		}
 		key, _, _ := strings.Cut(v.Type().Field(f).Tag.Get("json"), ",")
 		p, ok := props[key].(map[string]any)
 		if !ok {
