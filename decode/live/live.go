@@ -103,26 +103,32 @@ func Run(src Source, dec *decode.Decoder, out Output, cfg Config) (Stats, error)
 		defer t.Stop()
 		ticks = t.C
 	}
+	var batch []item
 	for p.err == nil {
-		select {
-		case it, ok := <-p.q.ch:
-			if !ok {
-				p.finish()
-				st := p.stats()
-				if p.err != nil {
-					return st, fmt.Errorf("write events: %w", p.err)
-				}
-				if err := <-readErr; !errors.Is(err, io.EOF) {
-					return st, err // the source says what failed
-				}
-				return st, nil
+		var open bool
+		batch, open = p.q.take(batch)
+		if !open {
+			p.finish()
+			st := p.stats()
+			if p.err != nil {
+				return st, fmt.Errorf("write events: %w", p.err)
 			}
-			p.take(&it)
+			if err := <-readErr; !errors.Is(err, io.EOF) {
+				return st, err // the source says what failed
+			}
+			return st, nil
+		}
+		if len(batch) > 0 {
+			p.takeBatch(batch)
+			if p.q.len() == 0 && p.err == nil {
+				p.err = p.out.Flush() // a burst is written in one go, a lone event at once
+			}
+			continue
+		}
+		select {
+		case <-p.q.ready:
 		case <-ticks:
 			p.tick()
-		}
-		if len(p.q.ch) == 0 && p.err == nil {
-			p.err = p.out.Flush() // a burst is written in one go, a lone event at once
 		}
 	}
 	return p.stats(), fmt.Errorf("write events: %w", p.err)
@@ -170,6 +176,14 @@ func (p *pipeline) stats() Stats {
 	return st
 }
 
+// takeBatch processes the records of a batch taken from the queue, in order.
+func (p *pipeline) takeBatch(batch []item) {
+	for i := range batch {
+		p.q.taken()
+		p.take(&batch[i])
+	}
+}
+
 // take processes one queued record: decoded, or reported undecoded when the queue is
 // deep and it is a datagram worth shedding. Reads, ICMP errors, drops and lost records
 // are cheap, and always decoded: they are what explains a failure.
@@ -201,7 +215,7 @@ func (p *pipeline) take(it *item) {
 // its flow's load, so the heavy ones are known when the queue grows.
 func (p *pipeline) skim(r *record.Record) bool {
 	heavy := p.load.add(flowOf(r))
-	depth := len(p.q.ch)
+	depth := p.q.len()
 	switch {
 	case depth >= p.cfg.SkimWater:
 		return true
@@ -216,7 +230,7 @@ func (p *pipeline) skim(r *record.Record) bool {
 // queued (and time waits) or processed already.
 func (p *pipeline) tick() {
 	until := p.src.DeliveredUntil()
-	if len(p.q.ch) > 0 {
+	if p.q.len() > 0 {
 		return
 	}
 	if d := p.q.takeDrops(); d.count > 0 {

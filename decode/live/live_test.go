@@ -107,9 +107,8 @@ func (c *collected) dump() string {
 
 // takeAll processes everything queued, as Run does.
 func (p *pipeline) takeAll() {
-	for len(p.q.ch) > 0 {
-		it := <-p.q.ch
-		p.take(&it)
+	for batch, _ := p.q.take(nil); len(batch) > 0; batch, _ = p.q.take(batch) {
+		p.takeBatch(batch)
 	}
 }
 
@@ -383,7 +382,7 @@ func TestAFloodCannotFillTheQueue(t *testing.T) {
 				}
 				p.q.push(&r)
 			}
-			if n := len(p.q.ch); n >= 64 {
+			if n := p.q.len(); n >= 64 {
 				t.Fatalf("the flood filled the queue: %d of 64", n)
 			}
 			p.takeAll()

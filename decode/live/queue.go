@@ -9,8 +9,9 @@ import (
 )
 
 // DefaultCapacity is the queue's size in records. Chosen by memory: a slot is 440 bytes
-// (7 MiB allocated up front) and a queued record holds a payload copy of up to 1280 bytes
-// (the snap length), so a full queue takes at most about 28 MiB. At 200k kernel events/s
+// (7 MiB for each of the two arrays the reader and the consumer swap, once used) and a
+// queued record holds a payload copy of up to 1280 bytes (the snap length), so a full
+// queue takes at most about 35 MiB. At 200k kernel events/s
 // it is 80 ms of input: enough to ride out a GC pause or a slow batch. A longer gap is met
 // by shedding, not by queueing, which would only make every record older when decided.
 const DefaultCapacity = 16384
@@ -43,19 +44,30 @@ func (s *dropSpan) add(t time.Time) {
 // are the datagrams, reads and kernel drops of heavy flows (a flood overflowing a receive
 // buffer makes as many drops as datagrams), which keeps the rest of the queue for the
 // other peers: a flood cannot fill it alone.
+//
+// The consumer takes what was pushed a batch at a time (take): one lock and one copy a
+// record, where a channel cost two copies and a lock on each side.
 type queue struct {
-	ch     chan item
-	guard  int
-	load   *sourceLoad   // the reader's own estimate: only push uses it
-	pushed atomic.Uint64 // records offered to the queue, dropped or not
+	capacity, guard int
+	load            *sourceLoad   // the reader's own estimate: only push uses it
+	pushed          atomic.Uint64 // records offered to the queue, dropped or not
+	// depth counts the records queued and not yet taken one by one by the consumer: those
+	// pushed since its last take and the rest of the batch it works through.
+	depth atomic.Int64
+	ready chan struct{} // signalled when a push finds nothing pushed before it, and on close
 
-	mu      sync.Mutex // guards pending: push adds to it, the consumer may take it while idle
+	mu      sync.Mutex // guards what follows
+	in      []item     // pushed since the consumer's last take
 	pending dropSpan   // drops not yet attached to a queued record
+	closed  bool       // the reader ended
 }
 
 func newQueue(capacity, guard int) *queue {
-	return &queue{ch: make(chan item, capacity), guard: guard, load: newSourceLoad()}
+	return &queue{capacity: capacity, guard: guard, load: newSourceLoad(), ready: make(chan struct{}, 1)}
 }
+
+// len is how many records are queued.
+func (q *queue) len() int { return int(q.depth.Load()) }
 
 // push queues r, carrying the drops before it, or drops it when the queue is full or r
 // is a heavy flow's from the guard length on.
@@ -63,17 +75,48 @@ func (q *queue) push(r *record.Record) {
 	q.pushed.Add(1)
 	heavy := (r.Kind == record.Datagram || r.Kind == record.Read || r.Kind == record.Drop) && q.load.add(flowOf(r))
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	if heavy && len(q.ch) >= q.guard {
+	if depth := q.len(); depth >= q.capacity || heavy && depth >= q.guard {
 		q.pending.add(r.Time)
+		q.mu.Unlock()
 		return
 	}
-	select {
-	case q.ch <- item{rec: *r, drops: q.pending}:
-		q.pending = dropSpan{}
-	default:
-		q.pending.add(r.Time)
+	q.in = append(q.in, item{rec: *r, drops: q.pending})
+	q.pending = dropSpan{}
+	q.depth.Add(1)
+	first := len(q.in) == 1
+	q.mu.Unlock()
+	if first {
+		q.signal()
 	}
+}
+
+func (q *queue) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default: // a signal is pending already
+	}
+}
+
+// take returns the records pushed since the last take, in order, and whether the reader
+// may push more. done is the batch the consumer finished, whose array the next pushes
+// reuse; the consumer counts each record of the new batch with taken as it takes it.
+func (q *queue) take(done []item) (batch []item, open bool) {
+	clear(done) // the payloads it holds are garbage now
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	batch, q.in = q.in, done[:0]
+	return batch, !q.closed || len(batch) > 0
+}
+
+// taken counts one record of a batch as taken by the consumer.
+func (q *queue) taken() { q.depth.Add(-1) }
+
+// close ends the queue: what was pushed is still taken.
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.signal()
 }
 
 // takeDrops returns the drops no queued record carries, for the consumer to report while
@@ -89,7 +132,7 @@ func (q *queue) takeDrops() dropSpan {
 // fill reads src into the queue until src ends, then closes the queue and returns the
 // error that ended it.
 func (q *queue) fill(src Source) error {
-	defer close(q.ch)
+	defer q.close()
 	for {
 		r, err := src.Read()
 		if err != nil {
