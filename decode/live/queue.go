@@ -9,7 +9,7 @@ import (
 )
 
 // DefaultCapacity is the queue's size in records. Chosen by memory: a slot is 440 bytes
-// (7 MiB for each of the two arrays the reader and the consumer swap, once used) and a
+// (7 MiB for each of the two arrays the reader and the consumer swap) and a
 // queued record holds a payload copy of up to 1280 bytes (the snap length), so a full
 // queue takes at most about 35 MiB. At 200k kernel events/s
 // it is 80 ms of input: enough to ride out a GC pause or a slow batch. A longer gap is met
@@ -58,12 +58,17 @@ type queue struct {
 
 	mu      sync.Mutex // guards what follows
 	in      []item     // pushed since the consumer's last take
+	second  []item     // the array the first take hands the pushes, when none is done yet
 	pending dropSpan   // drops not yet attached to a queued record
 	closed  bool       // the reader ended
 }
 
+// newQueue allocates both arrays at their full size up front: growing one under the lock
+// would stall the reader, which then loses records in the kernel's ring (it did, at
+// start-up, before this). Their pages are the kernel's zero pages until used.
 func newQueue(capacity, guard int) *queue {
-	return &queue{capacity: capacity, guard: guard, load: newSourceLoad(), ready: make(chan struct{}, 1)}
+	return &queue{capacity: capacity, guard: guard, load: newSourceLoad(), ready: make(chan struct{}, 1),
+		in: make([]item, 0, capacity), second: make([]item, 0, capacity)}
 }
 
 // len is how many records are queued.
@@ -102,6 +107,9 @@ func (q *queue) signal() {
 // reuse; the consumer counts each record of the new batch with taken as it takes it.
 func (q *queue) take(done []item) (batch []item, open bool) {
 	clear(done) // the payloads it holds are garbage now
+	if done == nil {
+		done, q.second = q.second, nil
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	batch, q.in = q.in, done[:0]
