@@ -3,6 +3,7 @@ package live
 import (
 	"encoding/binary"
 	"io"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -108,4 +109,16 @@ func BenchmarkQueueHandoff(b *testing.B) {
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "offered/s")
 	b.ReportMetric(float64(taken)/b.Elapsed().Seconds(), "taken/s")
 	b.ReportMetric(float64(dropped)/float64(n*b.N), "dropped/record")
+}
+
+// BenchmarkSourceLoad is the load estimate's cost per datagram (the reader and the
+// consumer each pay it) when every datagram comes from an address of its own, as in a
+// flood of spoofed sources or a crowd of peers: each takes the least loaded counter.
+func BenchmarkSourceLoad(b *testing.B) {
+	l := newSourceLoad()
+	i := 0
+	for b.Loop() {
+		i++
+		l.add(flow{netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 30303), local})
+	}
 }

@@ -352,8 +352,9 @@ func TestSourceLoadIsBoundedAndKeepsTheHeavy(t *testing.T) {
 	if !heavy {
 		t.Fatal("a sender of a quarter of the datagrams is not heavy")
 	}
-	for i, c := range l.heap { // the heap and its index agree
-		if l.index[c.addr] != i || (i > 0 && l.heap[(i-1)/2].count > c.count) {
+	for i, slot := range l.heap { // the heap, the slots and the index agree
+		c := l.counts[slot]
+		if l.index[c.addr] != slot || int(c.pos) != i || (i > 0 && l.counts[l.heap[(i-1)/2]].count > c.count) {
 			t.Fatalf("heap broken at %d", i)
 		}
 	}

@@ -25,21 +25,27 @@ const (
 // the bottom of the heap, never grows it, and cannot evict a flow that has more than
 // 1/maxSources of the traffic. Every decayEvery datagrams all counts halve, so load is
 // recent load.
+//
+// The counters stay in their slots while the heap orders the slot numbers, so that
+// moving one in the heap writes two integers instead of two map entries: under a flood
+// of new addresses every datagram moves one from the root to the bottom.
 type sourceLoad struct {
-	heap  []sourceCount // min-heap by count
-	index map[flow]int  // flow -> position in heap
-	total uint64        // datagrams counted (halved with the counts)
-	since int           // datagrams since the last halving
+	counts [maxSources]sourceCount
+	heap   []int32        // slots in use, a min-heap by count
+	index  map[flow]int32 // flow -> its slot
+	total  uint64         // datagrams counted (halved with the counts)
+	since  int            // datagrams since the last halving
 }
 
 type sourceCount struct {
 	addr  flow
 	count uint64 // estimated datagrams, an overestimate by at most err
 	err   uint64
+	pos   int32 // its place in the heap
 }
 
 func newSourceLoad() *sourceLoad {
-	return &sourceLoad{index: make(map[flow]int, maxSources)}
+	return &sourceLoad{index: make(map[flow]int32, maxSources), heap: make([]int32, 0, maxSources)}
 }
 
 // flow is a datagram's sender and receiver: a read's is the datagram's it read.
@@ -53,30 +59,32 @@ func (l *sourceLoad) add(addr flow) (heavy bool) {
 	if l.since++; l.since >= decayEvery {
 		l.halve()
 	}
-	i, ok := l.index[addr]
+	slot, ok := l.index[addr]
 	switch {
 	case ok:
-		l.heap[i].count++
+		l.counts[slot].count++
+		l.down(int(l.counts[slot].pos)) // counts only grow here: it can only move away from the root
 	case len(l.heap) < maxSources:
-		i = len(l.heap)
-		l.heap = append(l.heap, sourceCount{addr: addr, count: 1})
-		l.index[addr] = i
-		l.up(i)
-		return l.isHeavy(l.index[addr])
+		slot = int32(len(l.heap))
+		l.counts[slot] = sourceCount{addr: addr, count: 1, pos: slot}
+		l.heap = append(l.heap, slot)
+		l.index[addr] = slot
+		l.up(int(slot))
 	default:
 		// Replace the least loaded address (the root).
-		delete(l.index, l.heap[0].addr)
-		floor := l.heap[0].count
-		l.heap[0] = sourceCount{addr: addr, count: floor + 1, err: floor}
-		l.index[addr] = 0
-		i = 0
+		slot = l.heap[0]
+		c := &l.counts[slot]
+		delete(l.index, c.addr)
+		floor := c.count
+		*c = sourceCount{addr: addr, count: floor + 1, err: floor, pos: 0}
+		l.index[addr] = slot
+		l.down(0)
 	}
-	l.down(i) // counts only grow here: the entry can only move away from the root
-	return l.isHeavy(l.index[addr])
+	return l.isHeavy(&l.counts[slot])
 }
 
-func (l *sourceLoad) isHeavy(i int) bool {
-	sure := l.heap[i].count - l.heap[i].err // datagrams certainly from this address
+func (l *sourceLoad) isHeavy(c *sourceCount) bool {
+	sure := c.count - c.err // datagrams certainly from this address
 	return sure >= heavyMin && sure*heavyShare >= l.total
 }
 
@@ -84,18 +92,20 @@ func (l *sourceLoad) isHeavy(i int) bool {
 func (l *sourceLoad) halve() {
 	l.since = 0
 	l.total /= 2
-	for i := range l.heap {
-		l.heap[i].count /= 2
-		l.heap[i].err /= 2
+	for _, slot := range l.heap {
+		l.counts[slot].count /= 2
+		l.counts[slot].err /= 2
 	}
 }
 
-func (l *sourceLoad) less(i, j int) bool { return l.heap[i].count < l.heap[j].count }
+func (l *sourceLoad) less(i, j int) bool {
+	return l.counts[l.heap[i]].count < l.counts[l.heap[j]].count
+}
 
 func (l *sourceLoad) swap(i, j int) {
 	l.heap[i], l.heap[j] = l.heap[j], l.heap[i]
-	l.index[l.heap[i].addr] = i
-	l.index[l.heap[j].addr] = j
+	l.counts[l.heap[i]].pos = int32(i)
+	l.counts[l.heap[j]].pos = int32(j)
 }
 
 func (l *sourceLoad) up(i int) {
