@@ -33,7 +33,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p/enode"
 
 	"github.com/discotrace/discotrace/bench/internal/childproc"
-	"github.com/discotrace/discotrace/bench/internal/v5message"
+	"github.com/discotrace/discotrace/internal/v5message"
 )
 
 var (

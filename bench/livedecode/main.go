@@ -47,7 +47,7 @@ import (
 
 	"github.com/discotrace/discotrace/bench/internal/childproc"
 	"github.com/discotrace/discotrace/bench/internal/udpload"
-	"github.com/discotrace/discotrace/bench/internal/v5message"
+	"github.com/discotrace/discotrace/internal/v5message"
 	"github.com/discotrace/discotrace/ndjson"
 )
 

@@ -7,9 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/p2p/enode"
+
 	"github.com/discotrace/discotrace/decode"
 	"github.com/discotrace/discotrace/decode/record"
 	"github.com/discotrace/discotrace/decode/result"
+	"github.com/discotrace/discotrace/internal/v5message"
 	"github.com/discotrace/discotrace/ndjson"
 )
 
@@ -51,27 +54,108 @@ func (s *loopbackTriples) DeliveredUntil() time.Time { return time.Time{} }
 // time, as the reader's bursts come (a queue holding the whole run would be the
 // collector's work, not the consumer's).
 func BenchmarkConsumer(b *testing.B) {
-	const n, batch = 3 * 40_000, 1024
+	const n = 3 * 40_000
 	for b.Loop() {
-		src := &loopbackTriples{n: n, at: t0}
-		p := newPipeline(src, decode.NewDecoder(decode.Config{}), encoded{ndjson.NewEncoder(io.Discard), new(ndjson.Renderer)}, Config{Capacity: batch, HighWater: batch, SkimWater: batch + 1, GuardWater: batch + 1})
-		for done := false; !done; {
-			for range batch {
-				r, err := src.Read()
-				if err != nil {
-					done = true
-					break
-				}
-				p.q.push(&r)
-			}
-			p.takeAll()
-		}
-		p.finish()
-		if st := p.stats(); st.Fed != n {
-			b.Fatalf("%d of %d records decoded: %+v", st.Fed, n, st)
-		}
+		consume(b, &loopbackTriples{n: n, at: t0}, decode.NewDecoder(decode.Config{}), n)
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// consume runs n records of src through a pipeline as Run's consumer takes them, and
+// fails unless every one was decoded.
+func consume(b *testing.B, src Source, dec *decode.Decoder, n int) {
+	const batch = 1024
+	p := newPipeline(src, dec, encoded{ndjson.NewEncoder(io.Discard), new(ndjson.Renderer)}, Config{Capacity: batch, HighWater: batch, SkimWater: batch + 1, GuardWater: batch + 1})
+	for done := false; !done; {
+		for range batch {
+			r, err := src.Read()
+			if err != nil {
+				done = true
+				break
+			}
+			p.q.push(&r)
+		}
+		p.takeAll()
+	}
+	p.finish()
+	if st := p.stats(); st.Fed != uint64(n) {
+		b.Fatalf("%d of %d records decoded: %+v", st.Fed, n, st)
+	}
+}
+
+// discv5Triples is livedecode's load (bench/livedecode): discv5 MESSAGE packets to the
+// local node, whose ID the decoder knows, each seen as send, recv and read, 15 us apart;
+// from one peer (pair) or each from a peer of its own (peers).
+type discv5Triples struct {
+	packets [][]byte
+	srcs    []netip.AddrPort
+	i       int
+	at      time.Time
+}
+
+func newDiscv5Triples(b *testing.B, local enode.ID, n int, peers bool) *discv5Triples {
+	build := v5message.NewBuilder(1)
+	s := &discv5Triples{at: t0}
+	peer := build.NodeID()
+	for i := range n {
+		src := peerB
+		if peers {
+			peer = build.NodeID()
+			src = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1 + byte(i>>16), byte(i >> 8), byte(i)}), 30303)
+		}
+		p, err := build.Message(local, peer, 256)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.packets, s.srcs = append(s.packets, p), append(s.srcs, src)
+	}
+	return s
+}
+
+func (s *discv5Triples) Read() (record.Record, error) {
+	if s.i >= 3*len(s.packets) {
+		return record.Record{}, io.EOF
+	}
+	k, d := s.i%3, s.i/3
+	s.i++
+	p, src := s.packets[d], s.srcs[d]
+	switch k {
+	case 0:
+		s.at = s.at.Add(15 * time.Microsecond)
+		r := datagram(s.at, record.DirOut, src, local, p)
+		r.HasProc, r.PID, r.TID, r.Comm, r.Cookie = true, 7, 7, "loadgen", 1
+		return r, nil
+	case 1:
+		r := datagram(s.at.Add(2*time.Microsecond), record.DirIn, src, local, p)
+		r.Cookie = 2
+		return r, nil
+	}
+	return record.Record{Kind: record.Read, Time: s.at.Add(5 * time.Microsecond), Src: src, Dst: local, Len: len(p),
+		HasProc: true, PID: 7, TID: 8, Comm: "loadgen", Cookie: 2, HasQueueTime: true, QueueTime: 3 * time.Microsecond}, nil
+}
+
+func (s *discv5Triples) DeliveredUntil() time.Time { return time.Time{} }
+
+// BenchmarkConsumerDiscv5 is BenchmarkConsumer on livedecode's traffic: headers unmasked
+// with the local node's ID, each MESSAGE awaiting an answer that does not come, and in
+// peers every datagram from a new address and node ID. 40,000 datagrams.
+func BenchmarkConsumerDiscv5(b *testing.B) {
+	const n = 40_000
+	localID := v5message.NewBuilder(2).NodeID()
+	for _, peers := range []bool{false, true} {
+		name := "pair"
+		if peers {
+			name = "peers"
+		}
+		b.Run(name, func(b *testing.B) {
+			src := newDiscv5Triples(b, localID, n, peers)
+			for b.Loop() {
+				src.i, src.at = 0, t0
+				consume(b, src, decode.NewDecoder(decode.Config{Identity: decode.Identity{IDs: []enode.ID{localID}}}), 3*n)
+			}
+			b.ReportMetric(float64(3*n*b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
 }
 
 // encoded is an Output that renders and encodes each event, as trace does.
