@@ -176,9 +176,13 @@ func (p *pipeline) stats() Stats {
 	return st
 }
 
-// takeBatch processes the records of a batch taken from the queue, in order.
+// takeBatch processes the records of a batch taken from the queue, in order, until a
+// write fails (Run then returns).
 func (p *pipeline) takeBatch(batch []item) {
 	for i := range batch {
+		if p.err != nil {
+			return
+		}
 		p.q.taken()
 		p.take(&batch[i])
 	}

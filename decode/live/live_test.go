@@ -2,9 +2,11 @@ package live
 
 import (
 	"crypto/ecdsa"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -399,5 +401,35 @@ func TestAFloodCannotFillTheQueue(t *testing.T) {
 				t.Errorf("%d of B's 10 datagrams written; stats %+v", b, st)
 			}
 		})
+	}
+}
+
+// failingOutput fails its failAt-th write, and counts the writes it was asked for.
+type failingOutput struct{ writes, failAt int }
+
+func (o *failingOutput) Write(result.Event) error {
+	o.writes++
+	if o.writes == o.failAt {
+		return errors.New("disk full")
+	}
+	return nil
+}
+
+func (o *failingOutput) Flush() error { return nil }
+
+// A write error ends Run at once, with the error: nothing is written after it, though the
+// rest of the batch it came in was queued already.
+func TestRunStopsAtAWriteError(t *testing.T) {
+	src := &fakeSource{done: make(chan struct{})}
+	for i := range 500 {
+		src.recs = append(src.recs, datagram(t0.Add(time.Duration(i)*time.Millisecond), record.DirIn, peerB, local, []byte("not discovery")))
+	}
+	out := &failingOutput{failAt: 3}
+	_, err := Run(src, nil, out, Config{Ticks: make(chan time.Time)})
+	if err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Run returned %v, want the write error", err)
+	}
+	if out.writes != 3 {
+		t.Errorf("%d writes asked for, want 3: none after the one that failed", out.writes)
 	}
 }
