@@ -45,10 +45,10 @@ type Renderer struct {
 	clock    []byte // "2006-01-02T15:04:05." of second
 
 	// The optional numbers of an observation point here rather than to values of their
-	// own, and times are cut from one block of text: an event then costs no allocation
-	// for them (they were most of what rendering allocated).
+	// own, and times and short hex strings are cut from one block of text: an event then
+	// costs no allocation for them (they were most of what rendering allocated).
 	obs   obsNumbers
-	texts []byte // the unused rest of the current block of time strings
+	texts []byte // the unused rest of the current block of text
 }
 
 // obsNumbers are the values an observation's optional number fields point to.
@@ -68,15 +68,28 @@ type recent[K comparable] struct {
 
 // text is format(k), from memory when k is one of the last few.
 func (m *recent[K]) text(k K, format func(K) string) string {
-	for i := range m.keys {
-		if m.keys[i] == k && m.texts[i] != "" {
-			return m.texts[i]
-		}
+	if s, ok := m.find(k); ok {
+		return s
 	}
 	s := format(k)
+	m.add(k, s)
+	return s
+}
+
+// find returns the text of k when it is one of the last few.
+func (m *recent[K]) find(k K) (string, bool) {
+	for i := range m.keys {
+		if m.keys[i] == k && m.texts[i] != "" {
+			return m.texts[i], true
+		}
+	}
+	return "", false
+}
+
+// add remembers s as the text of k, in place of the oldest.
+func (m *recent[K]) add(k K, s string) {
 	m.keys[m.next], m.texts[m.next] = k, s
 	m.next = (m.next + 1) % len(m.keys)
-	return s
 }
 
 // Render renders res into rd's event and returns it; it is valid until the next Render.
@@ -197,11 +210,11 @@ func (rd *Renderer) discFor(p *packet.Packet, t time.Time) Disc {
 	if p.Msg != nil {
 		d.Msg = p.Msg.Name()
 		if id := p.Msg.RequestID(); len(id) > 0 {
-			d.ReqID = hex.EncodeToString(id)
+			d.ReqID = rd.hex(id)
 		}
 	}
 	if len(p.Nonce) > 0 {
-		d.Nonce = hex.EncodeToString(p.Nonce)
+		d.Nonce = rd.hex(p.Nonce)
 	}
 	if p.HasSrcID {
 		d.SrcID = rd.id(&p.SrcID)
@@ -221,7 +234,7 @@ func (rd *Renderer) discFor(p *packet.Packet, t time.Time) Disc {
 	}
 	if len(p.Target) == len(v4wire.Pubkey{}) {
 		target := v4wire.Pubkey(p.Target).ID()
-		d.Target = idHex(target)
+		d.Target = rd.hex(target[:])
 	}
 	switch m := p.Msg.(type) {
 	case *v5wire.Findnode:
@@ -277,7 +290,22 @@ func (rd *Renderer) id(id *enode.ID) string {
 	if id == nil {
 		return ""
 	}
-	return rd.ids.text(*id, idHex)
+	if s, ok := rd.ids.find(*id); ok {
+		return s
+	}
+	s := rd.hex(id[:])
+	rd.ids.add(*id, s)
+	return s
+}
+
+// hex is b as lower-case hex, cut from the renderer's block of text when short (node
+// IDs, nonces, request IDs: a new peer's events name several).
+func (rd *Renderer) hex(b []byte) string {
+	var buf [2 * len(enode.ID{})]byte
+	if 2*len(b) > len(buf) {
+		return hex.EncodeToString(b)
+	}
+	return rd.text(hex.AppendEncode(buf[:0], b))
 }
 
 // time is Time(t), formatting the date and clock only when the second changes.
@@ -297,7 +325,7 @@ func (rd *Renderer) time(t time.Time) string {
 	return rd.text(append(append(out, frac[:]...), 'Z'))
 }
 
-// textBlockSize is the size of the blocks time strings are cut from.
+// textBlockSize is the size of the blocks Renderer.text cuts strings from.
 const textBlockSize = 8 << 10
 
 // text returns b as a string cut from the current block of text. A block is never
@@ -313,14 +341,6 @@ func (rd *Renderer) text(b []byte) string {
 	s := unsafe.String(&rd.texts[0], n)
 	rd.texts = rd.texts[n:]
 	return s
-}
-
-// idHex is id as enode.ID.String writes it (lower-case hex), without fmt: two
-// allocations fewer, and most events name one or two IDs.
-func idHex(id enode.ID) string {
-	var b [2 * len(enode.ID{})]byte
-	hex.Encode(b[:], id[:])
-	return string(b[:])
 }
 
 func nanos(d *time.Duration) *int64 {
