@@ -9,11 +9,11 @@ import (
 )
 
 // DefaultCapacity is the queue's size in records. Chosen by memory: a slot is 440 bytes
-// (7 MiB for each of the two arrays the reader and the consumer swap) and a
-// queued record holds a payload copy of up to 1280 bytes (the snap length), so a full
-// queue takes at most about 35 MiB. At 200k kernel events/s
-// it is 80 ms of input: enough to ride out a GC pause or a slow batch. A longer gap is met
-// by shedding, not by queueing, which would only make every record older when decided.
+// (7 MiB for each of the two arrays the reader and the consumer swap) and a queued record
+// holds a payload copy of up to 1280 bytes (the snap length), so a full queue takes at
+// most about 35 MiB. At 200k kernel events/s it is 80 ms of input: enough to ride out a
+// GC pause or a slow batch. A longer gap is met by shedding, not by queueing, which would
+// only make every record older when decided.
 const DefaultCapacity = 16384
 
 // item is one queued record, with the records dropped just before it because the queue
@@ -64,8 +64,8 @@ type queue struct {
 }
 
 // newQueue allocates both arrays at their full size up front: growing one under the lock
-// would stall the reader, which then loses records in the kernel's ring (it did, at
-// start-up, before this). Their pages are the kernel's zero pages until used.
+// stalls the reader long enough for the kernel's ring to overflow (seen at start-up).
+// Their pages are the kernel's zero pages until used.
 func newQueue(capacity, guard int) *queue {
 	return &queue{capacity: capacity, guard: guard, load: newSourceLoad(), ready: make(chan struct{}, 1),
 		in: make([]item, 0, capacity), second: make([]item, 0, capacity)}
