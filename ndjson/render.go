@@ -93,6 +93,8 @@ func (m *recent[K]) add(k K, s string) {
 }
 
 // Render renders res into rd's event and returns it; it is valid until the next Render.
+// Its strings stay valid, but some share a block of memory with other events' (times,
+// nonces): a reader that keeps one for long keeps a copy (strings.Clone).
 func (rd *Renderer) Render(res result.Event, withPayload bool) *Event {
 	ev := &rd.ev
 	switch x := res.(type) {
@@ -290,16 +292,18 @@ func (rd *Renderer) id(id *enode.ID) string {
 	if id == nil {
 		return ""
 	}
+	// Not from the text blocks: node IDs are what readers keep (the report's peer table),
+	// and a kept string keeps its whole block.
 	if s, ok := rd.ids.find(*id); ok {
 		return s
 	}
-	s := rd.hex(id[:])
+	s := idHex(*id)
 	rd.ids.add(*id, s)
 	return s
 }
 
-// hex is b as lower-case hex, cut from the renderer's block of text when short (node
-// IDs, nonces, request IDs: a new peer's events name several).
+// hex is b as lower-case hex, cut from the renderer's block of text when short (nonces,
+// request IDs, FINDNODE targets: one or two a packet).
 func (rd *Renderer) hex(b []byte) string {
 	var buf [2 * len(enode.ID{})]byte
 	if 2*len(b) > len(buf) {
@@ -348,4 +352,12 @@ func nanos(d *time.Duration) *int64 {
 		return nil
 	}
 	return Ptr(int64(*d))
+}
+
+// idHex is id as enode.ID.String writes it (lower-case hex), without fmt, in one
+// allocation.
+func idHex(id enode.ID) string {
+	var b [2 * len(enode.ID{})]byte
+	hex.Encode(b[:], id[:])
+	return string(b[:])
 }

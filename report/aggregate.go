@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/discotrace/discotrace/ndjson"
 )
@@ -117,7 +118,7 @@ func (a *Aggregator) Add(ev *ndjson.Event) {
 	// The schema writes times with a fixed nine-digit fraction, so they compare as text.
 	if ev.Time != "" {
 		if a.first == "" || ev.Time < a.first {
-			a.first = ev.Time
+			a.first = strings.Clone(ev.Time) // kept for the run: not the renderer's block
 		}
 		if ev.Time > a.last {
 			a.last = ev.Time
