@@ -103,10 +103,8 @@ func Run(src Source, dec *decode.Decoder, out Output, cfg Config) (Stats, error)
 		defer t.Stop()
 		ticks = t.C
 	}
-	var batch []item
 	for p.err == nil {
-		var open bool
-		batch, open = p.q.take(batch)
+		batch, open := p.q.take()
 		if !open {
 			p.finish()
 			st := p.stats()

@@ -109,7 +109,7 @@ func (c *collected) dump() string {
 
 // takeAll processes everything queued, as Run does.
 func (p *pipeline) takeAll() {
-	for batch, _ := p.q.take(nil); len(batch) > 0; batch, _ = p.q.take(batch) {
+	for batch, _ := p.q.take(); len(batch) > 0; batch, _ = p.q.take() {
 		p.takeBatch(batch)
 	}
 }
