@@ -100,12 +100,12 @@ func appendEvent(b []byte, ev *Event) []byte {
 // appendDisc appends d as JSON: from what its Renderer kept when d was written before.
 func appendDisc(b []byte, d *Disc) []byte {
 	if c := d.encoded; c != nil {
-		if c.valid {
-			return append(b, c.json...)
+		if len(*c) > 0 { // a JSON object is never empty
+			return append(b, *c...)
 		}
 		start := len(b)
 		b = appendDiscFields(b, d)
-		c.json, c.valid = append(c.json[:0], b[start:]...), true
+		*c = append(*c, b[start:]...)
 		return b
 	}
 	return appendDiscFields(b, d)
