@@ -101,7 +101,7 @@ func newDiscv5Triples(b *testing.B, local enode.ID, n int, peers bool) *discv5Tr
 		src := peerB
 		if peers {
 			peer = build.NodeID()
-			src = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1 + byte(i>>16), byte(i >> 8), byte(i)}), 30303)
+			src = peerNo(i)
 		}
 		p, err := build.Message(local, peer, 256)
 		if err != nil {
@@ -203,6 +203,6 @@ func BenchmarkSourceLoad(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		l.add(flow{netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 30303), local})
+		l.add(flow{peerNo(i), local})
 	}
 }

@@ -46,6 +46,12 @@ func datagram(at time.Time, dir record.Direction, src, dst netip.AddrPort, paylo
 	return record.Record{Kind: record.Datagram, Time: at, Dir: dir, Src: src, Dst: dst, Len: len(payload), Payload: payload}
 }
 
+// peerNo is the i-th of many peers, each an address of its own in 10.1.0.0 and up
+// (clear of local and peerB).
+func peerNo(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1 + byte(i>>16), byte(i >> 8), byte(i)}), 30303)
+}
+
 // fakeSource serves a script of records, and a DeliveredUntil the test sets.
 type fakeSource struct {
 	recs      []record.Record
@@ -343,7 +349,7 @@ func TestSourceLoadIsBoundedAndKeepsTheHeavy(t *testing.T) {
 			heavy = l.add(heavyAddr)
 			continue
 		}
-		spoofed := flow{netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 30303), local}
+		spoofed := flow{peerNo(i), local}
 		if l.add(spoofed) {
 			t.Fatalf("spoofed address %v, seen once, is heavy", spoofed)
 		}
