@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -426,10 +427,11 @@ func (o *failingOutput) Flush() error { return nil }
 // A write error ends Run at once, with the error: nothing is written after it, though the
 // rest of the batch it came in was queued already.
 func TestRunStopsAtAWriteError(t *testing.T) {
-	src := &fakeSource{done: make(chan struct{})}
+	var recs []record.Record
 	for i := range 500 {
-		src.recs = append(src.recs, datagram(t0.Add(time.Duration(i)*time.Millisecond), record.DirIn, peerB, local, []byte("not discovery")))
+		recs = append(recs, datagram(t0.Add(time.Duration(i)*time.Millisecond), record.DirIn, peerB, local, []byte("not discovery")))
 	}
+	src := &fakeSource{recs: slices.Clone(recs), done: make(chan struct{})}
 	out := &failingOutput{failAt: 3}
 	_, err := Run(src, nil, out, Config{Ticks: make(chan time.Time)})
 	if err == nil || !strings.Contains(err.Error(), "disk full") {
@@ -437,5 +439,16 @@ func TestRunStopsAtAWriteError(t *testing.T) {
 	}
 	if out.writes != 3 {
 		t.Errorf("%d writes asked for, want 3: none after the one that failed", out.writes)
+	}
+
+	// Queued as one batch, the records after the failed write are not even processed.
+	out = &failingOutput{failAt: 3}
+	p := newPipeline(&fakeSource{}, nil, out, Config{})
+	for _, r := range recs {
+		p.q.push(&r)
+	}
+	p.takeAll()
+	if st := p.stats(); st.Fed != 3 || out.writes != 3 {
+		t.Errorf("one batch of %d: %d processed, %d writes asked for; want 3 and 3", len(recs), st.Fed, out.writes)
 	}
 }
