@@ -100,12 +100,12 @@ func appendEvent(b []byte, ev *Event) []byte {
 // appendDisc appends d as JSON: from what its Renderer kept when d was written before.
 func appendDisc(b []byte, d *Disc) []byte {
 	if c := d.encoded; c != nil {
-		if len(*c) > 0 { // a JSON object is never empty
-			return append(b, *c...)
+		if c.valid {
+			return append(b, c.json...)
 		}
 		start := len(b)
 		b = appendDiscFields(b, d)
-		*c = append(*c, b[start:]...)
+		c.json, c.valid = append(c.json[:0], b[start:]...), true
 		return b
 	}
 	return appendDiscFields(b, d)

@@ -158,10 +158,15 @@ type Disc struct {
 	TalkProtocol string `json:"talk_protocol,omitempty"`
 	Error        string `json:"error,omitempty"` // why decoding (or decryption) failed
 
-	// encoded is where a Renderer keeps this object's JSON once it was written (empty
-	// until then), for the next events that carry the same packet (a datagram's send,
-	// recv and read).
-	encoded *[]byte
+	// encoded is where a Renderer keeps this object's JSON once it was written, for the
+	// next events that carry the same packet (a datagram's send, recv and read).
+	encoded *encodedDisc
+}
+
+// encodedDisc is a disc object's JSON, when valid.
+type encodedDisc struct {
+	valid bool
+	json  []byte
 }
 
 // Evidence is one observation behind a cause or anomaly.

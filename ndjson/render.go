@@ -38,7 +38,7 @@ type Renderer struct {
 	// time it is judged at, when that expires it) identifies its disc.
 	discOf   *packet.Packet
 	discAt   time.Time
-	discJSON []byte // disc's, once written
+	discJSON encodedDisc // disc's, once written
 	addrs    recent[netip.AddrPort]
 	ids      recent[enode.ID]
 	second   int64  // the Unix second clock holds the date and time of
@@ -200,7 +200,7 @@ func (rd *Renderer) observation(o *result.Observation, withPayload bool) {
 		p, t := o.Packet, o.PacketTime
 		if p != rd.discOf || !t.Equal(rd.discAt) && (p.ExpiredAt(t) || p.ExpiredAt(rd.discAt)) {
 			rd.disc, rd.discOf, rd.discAt = rd.discFor(o.Packet, o.PacketTime), o.Packet, o.PacketTime
-			rd.disc.encoded, rd.discJSON = &rd.discJSON, rd.discJSON[:0]
+			rd.disc.encoded, rd.discJSON.valid = &rd.discJSON, false
 		}
 		ev.Disc = &rd.disc
 	}

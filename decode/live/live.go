@@ -103,8 +103,10 @@ func Run(src Source, dec *decode.Decoder, out Output, cfg Config) (Stats, error)
 		defer t.Stop()
 		ticks = t.C
 	}
+	var batch []item
 	for p.err == nil {
-		batch, open := p.q.take()
+		var open bool
+		batch, open = p.q.take(batch)
 		if !open {
 			p.finish()
 			st := p.stats()

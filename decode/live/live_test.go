@@ -116,7 +116,7 @@ func (c *collected) dump() string {
 
 // takeAll processes everything queued, as Run does.
 func (p *pipeline) takeAll() {
-	for batch, _ := p.q.take(); len(batch) > 0; batch, _ = p.q.take() {
+	for batch, _ := p.q.take(nil); len(batch) > 0; batch, _ = p.q.take(batch) {
 		p.takeBatch(batch)
 	}
 }

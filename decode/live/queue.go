@@ -58,10 +58,9 @@ type queue struct {
 
 	mu      sync.Mutex // guards what follows
 	in      []item     // pushed since the consumer's last take
+	second  []item     // the array the first take hands the pushes, when none is done yet
 	pending dropSpan   // drops not yet attached to a queued record
 	closed  bool       // the reader ended
-
-	out []item // the consumer's batch: only take touches it
 }
 
 // newQueue allocates both arrays at their full size up front: growing one under the lock
@@ -69,7 +68,7 @@ type queue struct {
 // Their pages are the kernel's zero pages until used.
 func newQueue(capacity, guard int) *queue {
 	return &queue{capacity: capacity, guard: guard, load: newSourceLoad(), ready: make(chan struct{}, 1),
-		in: make([]item, 0, capacity), out: make([]item, 0, capacity)}
+		in: make([]item, 0, capacity), second: make([]item, 0, capacity)}
 }
 
 // len is how many records are queued.
@@ -104,14 +103,17 @@ func (q *queue) signal() {
 }
 
 // take returns the records pushed since the last take, in order, and whether the reader
-// may push more. The batch before it is done with: its array takes the next pushes. The
-// consumer counts each record of the new batch with taken as it takes it.
-func (q *queue) take() (batch []item, open bool) {
-	clear(q.out) // the payloads it holds are garbage now
+// may push more. done is the batch the consumer finished, whose array the next pushes
+// reuse; the consumer counts each record of the new batch with taken as it takes it.
+func (q *queue) take(done []item) (batch []item, open bool) {
+	clear(done) // the payloads it holds are garbage now
+	if done == nil {
+		done, q.second = q.second, nil
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.out, q.in = q.in, q.out[:0]
-	return q.out, !q.closed || len(q.out) > 0
+	batch, q.in = q.in, done[:0]
+	return batch, !q.closed || len(batch) > 0
 }
 
 // taken counts one record of a batch as taken by the consumer.
