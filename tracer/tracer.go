@@ -415,6 +415,16 @@ func (t *Tracer) Read() (Event, error) {
 				return Event{Kind: KindLost, Time: now, Lost: lost, LostSince: since}, nil
 			}
 		}
+		if !t.sleeping && t.reader.AvailableBytes() == 0 {
+			// Nothing reserved in the ring: everything written before now was returned.
+			t.caughtUp.Store(now.UnixNano())
+			if t.gotSincePoll {
+				t.gotSincePoll = false
+				time.Sleep(busyWait)
+				continue
+			}
+			t.sleep()
+		}
 		deadline := now.Add(busyPoll)
 		if t.sleeping {
 			deadline = now.Add(t.sleepPoll)

@@ -17,6 +17,12 @@ import (
 // milliseconds, rounded down: 2 ms ahead is a wait of about 1 ms.
 const busyPoll = 2 * time.Millisecond
 
+// busyWait is how long a reader that is not asleep waits once it has read the ring
+// empty. It waits on the runtime's timer, not in epoll: a thread blocked in a system call
+// keeps its P, and when every P is busy sysmon takes it back after 20 us, which costs a
+// handoff, a futex wakeup and a context switch each time.
+const busyWait = time.Millisecond
+
 // sleepFlag is the reader's side of the programs' wakeup protocol: the reader_sleeping
 // map, mapped into this process so that storing it costs no system call.
 type sleepFlag struct {
