@@ -229,19 +229,6 @@ func (m sdIndex[K]) push(k K, sd *seenDatagram) {
 	}
 }
 
-// pop removes the oldest datagram of k, and k with its last one.
-func (m sdIndex[K]) pop(k K) {
-	s := m[k]
-	if s.q == nil {
-		delete(m, k)
-		return
-	}
-	s.q.pop()
-	if s.q.len() == 0 {
-		delete(m, k)
-	}
-}
-
 // Index keys.
 type (
 	// ipPair keys datagrams by addresses only (port 0): fragment drops do not know the ports.
@@ -293,14 +280,25 @@ func (t *datagrams) init(bound int, late bool) {
 
 // popFrom removes sd from the front of its queue in m, with whatever read or evicted
 // datagrams precede it (skipEvicted: the main table's marks); sd is the oldest datagram
-// of the table, so nothing else does.
+// of the table, so nothing else does. Like takeFrom it looks k up once: with many peers
+// each lookup is likely a cache miss.
 func popFrom[K comparable](m sdIndex[K], k K, sd *seenDatagram, skipEvicted bool) {
-	for {
-		s := m[k]
-		if s.len() == 0 || !(s.at(0) == sd || skipEvicted && s.at(0).evicted) {
-			return
+	s, ok := m[k]
+	if !ok {
+		return
+	}
+	gone := func(x *seenDatagram) bool { return x == sd || skipEvicted && x.evicted }
+	if s.q == nil {
+		if gone(s.one) {
+			delete(m, k)
 		}
-		m.pop(k)
+		return
+	}
+	for s.q.len() > 0 && gone(s.q.at(0)) {
+		s.q.pop()
+	}
+	if s.q.len() == 0 {
+		delete(m, k)
 	}
 }
 
@@ -461,21 +459,36 @@ func (t *datagrams) takeRead(r *record.Record) *seenDatagram {
 // takeFrom returns the oldest datagram of k not read yet and not after at, taking it
 // (and what precedes it) from the index, or nil.
 func takeFrom[K comparable](m sdIndex[K], k K, at time.Time) *seenDatagram {
-	for {
-		q := m[k]
-		if q.len() == 0 {
-			return nil
-		}
-		sd := q.at(0)
-		if sd.t.After(at) {
-			return nil
-		}
-		m.pop(k)
-		if !sd.read && !sd.evicted {
-			sd.read = true
-			return sd
-		}
+	s, ok := m[k]
+	if !ok {
+		return nil
 	}
+	if s.q == nil {
+		if s.one.t.After(at) {
+			return nil
+		}
+		delete(m, k)
+		return markRead(s.one)
+	}
+	var sd *seenDatagram
+	for sd == nil && s.q.len() > 0 && !s.q.at(0).t.After(at) {
+		sd = markRead(s.q.at(0))
+		s.q.pop()
+	}
+	if s.q.len() == 0 {
+		delete(m, k)
+	}
+	return sd
+}
+
+// markRead marks sd read and returns it, or nil when a read took it already or it left
+// the table.
+func markRead(sd *seenDatagram) *seenDatagram {
+	if sd.read || sd.evicted {
+		return nil
+	}
+	sd.read = true
+	return sd
 }
 
 // quoted returns the datagram an ICMP error quotes: the newest one of the quoted flow
