@@ -405,12 +405,9 @@ func (d *Decoder) learnAddr(addr netip.AddrPort, id enode.ID) {
 	if !addr.IsValid() {
 		return
 	}
-	addr = normalize(addr)
-	if cur, ok := d.st.addrs.Get(addrkey.Of(addr)); ok && cur == id {
-		return // the common case: nothing new, and one map lookup instead of three
+	if cur, had := d.st.addrs.Swap(addrkey.Of(normalize(addr)), id); !had || cur != id {
+		d.addCandidate(id)
 	}
-	d.addCandidate(id)
-	d.st.addrs.Put(addrkey.Of(addr), id)
 }
 
 // learnSender remembers what a MESSAGE or HANDSHAKE tells: its sender's ID and address,

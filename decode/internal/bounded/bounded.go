@@ -5,8 +5,8 @@
 package bounded
 
 // Map is a map that forgets its oldest insertions beyond max entries. Updating a key
-// keeps its place; deleting a key leaves its slot in the ring, so a key deleted and
-// added again may be forgotten earlier than strictly necessary, never later.
+// keeps its place; deleting a key leaves its slot in the ring until its turn comes, and a
+// key deleted and added again takes a new slot.
 //
 // The entries live in the insertion ring; the map only indexes them (key -> slot). A Go
 // map full at a count bound such as 16,384 has twice as many slots as entries, and a
@@ -14,9 +14,12 @@ package bounded
 // value too.
 type Map[K comparable, V any] struct {
 	index map[K]int32
-	ring  []entry[K, V] // insertion ring; a slot whose key the index does not point to is dead
-	next  int           // the slot the next insertion overwrites once the ring is full
-	max   int
+	ring  []entry[K, V] // insertion ring
+	// dead marks the slots whose key was deleted: the index points to every other slot's
+	// key, so forgetting it costs one map operation, not a lookup and a delete.
+	dead []uint64
+	next int // the slot the next insertion overwrites once the ring is full
+	max  int
 }
 
 type entry[K comparable, V any] struct {
@@ -39,26 +42,46 @@ func (b *Map[K, V]) Get(k K) (V, bool) {
 }
 
 // Put sets k to v, forgetting the oldest insertion when the map is full.
-func (b *Map[K, V]) Put(k K, v V) {
+func (b *Map[K, V]) Put(k K, v V) { b.Swap(k, v) }
+
+// Swap sets k to v as Put does, and returns k's value before and whether it had one:
+// one lookup where Get and then Put take two.
+func (b *Map[K, V]) Swap(k K, v V) (old V, had bool) {
 	if i, ok := b.index[k]; ok {
-		b.ring[i].v = v
-		return
+		old, b.ring[i].v = b.ring[i].v, v
+		return old, true
 	}
 	var i int
 	if len(b.ring) < b.max {
 		i = len(b.ring)
 		b.ring = append(b.ring, entry[K, V]{})
+		if i%64 == 0 {
+			b.dead = append(b.dead, 0)
+		}
 	} else {
 		i = b.next
-		// The slot's key is forgotten, even when it was deleted and added again since
-		// (it then lives in a later slot, which dies with it).
-		b.Delete(b.ring[i].k)
+		if b.isDead(i) {
+			b.setDead(i, false)
+		} else {
+			delete(b.index, b.ring[i].k)
+		}
 		b.next = (b.next + 1) % b.max
 	}
 	b.ring[i] = entry[K, V]{k, v}
 	b.index[k] = int32(i)
 	if b.next == 0 && len(b.ring) == b.max {
 		b.compact()
+	}
+	return old, false
+}
+
+func (b *Map[K, V]) isDead(i int) bool { return b.dead[i/64]&(1<<(i%64)) != 0 }
+
+func (b *Map[K, V]) setDead(i int, dead bool) {
+	if dead {
+		b.dead[i/64] |= 1 << (i % 64)
+	} else {
+		b.dead[i/64] &^= 1 << (i % 64)
 	}
 }
 
@@ -78,8 +101,8 @@ func (b *Map[K, V]) compact() {
 func (b *Map[K, V]) Delete(k K) {
 	if i, ok := b.index[k]; ok {
 		delete(b.index, k)
-		var zero V
-		b.ring[i].v = zero // nothing it points to is kept alive
+		b.ring[i] = entry[K, V]{} // nothing it points to is kept alive
+		b.setDead(int(i), true)
 	}
 }
 

@@ -32,6 +32,29 @@ func TestMapForgetsOldestInsertionFirst(t *testing.T) {
 	}
 }
 
+func TestMapKeyAddedAgainLivesItsTurn(t *testing.T) {
+	m := New[int, string](3)
+	m.Put(1, "a")
+	m.Put(2, "b")
+	m.Delete(1)
+	m.Put(1, "A") // a new slot, the newest
+	m.Put(3, "c") // takes the deleted slot: the 1 added again stays
+	if old, had := m.Swap(1, "A2"); !had || old != "A" {
+		t.Errorf("Swap(1) = %q, %v; want \"A\", true", old, had)
+	}
+	if old, had := m.Swap(4, "d"); had || old != "" { // forgets 2, the oldest
+		t.Errorf("Swap of a new key = %q, %v; want \"\", false", old, had)
+	}
+	if _, ok := m.Get(2); ok {
+		t.Error("2 is still there")
+	}
+	for k, want := range map[int]string{1: "A2", 3: "c", 4: "d"} {
+		if v, ok := m.Get(k); !ok || v != want {
+			t.Errorf("Get(%d) = %q, %v; want %q", k, v, ok, want)
+		}
+	}
+}
+
 func TestMapStaysBoundedUnderAFloodOfNewKeys(t *testing.T) {
 	m := New[uint64, struct{}](1000)
 	for k := range uint64(1_000_000) {
