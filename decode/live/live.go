@@ -141,7 +141,6 @@ type pipeline struct {
 	out  Output
 	cfg  Config
 	q    *queue
-	load *sourceLoad
 	emit func(result.Event)
 	err  error // the first write error: nothing is written after it
 	// rawSeq numbers the events without a decoder (which numbers its own).
@@ -161,7 +160,7 @@ type shedSpan struct {
 
 func newPipeline(src Source, dec *decode.Decoder, out Output, cfg Config) *pipeline {
 	cfg.setDefaults()
-	p := &pipeline{src: src, dec: dec, out: out, cfg: cfg, q: newQueue(cfg.Capacity, cfg.GuardWater), load: newSourceLoad()}
+	p := &pipeline{src: src, dec: dec, out: out, cfg: cfg, q: newQueue(cfg.Capacity, cfg.GuardWater)}
 	p.emit = func(ev result.Event) {
 		if p.err == nil {
 			p.err = out.Write(ev)
@@ -203,7 +202,7 @@ func (p *pipeline) take(it *item) {
 	case p.dec == nil:
 		p.emitRaw(r)
 		p.st.Fed++
-	case r.Kind == record.Datagram && p.skim(r):
+	case r.Kind == record.Datagram && p.skim(it.heavy):
 		p.dec.Skim(r, p.emit)
 		p.noteShed(r.Time)
 		p.shed.undecoded++
@@ -215,10 +214,10 @@ func (p *pipeline) take(it *item) {
 	p.maybeReport()
 }
 
-// skim decides whether a datagram is reported undecoded. Every datagram counts toward
-// its flow's load, so the heavy ones are known when the queue grows.
-func (p *pipeline) skim(r *record.Record) bool {
-	heavy := p.load.add(flowOf(r))
+// skim decides whether a datagram is reported undecoded: heavy is the reader's load
+// estimate of its flow, which counts every record pushed, so the heavy flows are known
+// when the queue grows.
+func (p *pipeline) skim(heavy bool) bool {
 	depth := p.q.len()
 	switch {
 	case depth >= p.cfg.SkimWater:

@@ -21,6 +21,8 @@ const DefaultCapacity = 16384
 type item struct {
 	rec   record.Record
 	drops dropSpan
+	// heavy: the reader's load estimate counted rec's flow as heavy when it pushed it.
+	heavy bool
 }
 
 // dropSpan counts records dropped unseen and the record time they span.
@@ -49,7 +51,7 @@ func (s *dropSpan) add(t time.Time) {
 // record, where a channel cost two copies and a lock on each side.
 type queue struct {
 	capacity, guard int
-	load            *sourceLoad   // the reader's own estimate: only push uses it
+	load            *sourceLoad   // the reader's: only push uses it, and items carry its verdict
 	pushed          atomic.Uint64 // records offered to the queue, dropped or not
 	// depth counts the records queued and not yet taken one by one by the consumer: those
 	// pushed since its last take and the rest of the batch it works through.
@@ -85,7 +87,7 @@ func (q *queue) push(r *record.Record) {
 		q.mu.Unlock()
 		return
 	}
-	q.in = append(q.in, item{rec: *r, drops: q.pending})
+	q.in = append(q.in, item{rec: *r, drops: q.pending, heavy: heavy})
 	q.pending = dropSpan{}
 	q.depth.Add(1)
 	first := len(q.in) == 1
