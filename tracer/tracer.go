@@ -68,8 +68,8 @@ type Tracer struct {
 	drained         []Event       // what Read returns after Close, before ErrClosed
 	undecodable     uint64        // drained records that did not decode, reported as lost
 
-	// caughtUp is when (Unix ns) a Read last began a wait that then found the ring empty
-	// without returning anything in between (see DeliveredUntil).
+	// caughtUp is when (Unix ns) a Read last found the ring empty, or began a wait that
+	// then found it empty without returning anything in between (see DeliveredUntil).
 	caughtUp atomic.Int64
 
 	closed    atomic.Bool
@@ -461,7 +461,7 @@ func (t *Tracer) Read() (Event, error) {
 	}
 }
 
-// sleep tells the programs to wake Read at the next record, once a wait of busyPoll found
+// sleep tells the programs to wake Read at the next record, once a wait of busyWait found
 // none: from then on Read waits up to pollInterval. The ring is looked at after the flag
 // is stored, so a record that came before it is read rather than slept on.
 func (t *Tracer) sleep() {

@@ -11,17 +11,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// busyPoll is how often a reader that is not asleep looks at the ring on its own: while
-// each look finds records the programs never wake it (see submit in bpf/discotrace.bpf.c),
-// so an event waits at most about this long under load. The ring reader gives epoll whole
-// milliseconds, rounded down: 2 ms ahead is a wait of about 1 ms.
-const busyPoll = 2 * time.Millisecond
-
 // busyWait is how long a reader that is not asleep waits once it has read the ring
-// empty. It waits on the runtime's timer, not in epoll: a thread blocked in a system call
-// keeps its P, and when every P is busy sysmon takes it back after 20 us, which costs a
-// handoff, a futex wakeup and a context switch each time.
+// empty: while each look finds records the programs never wake it (see submit in
+// bpf/discotrace.bpf.c), so under load an event waits at most about this long. It waits
+// on the runtime's timer, not in epoll: a thread blocked in a system call keeps its P,
+// and when every P is busy sysmon takes it back after 20 us, which costs a handoff, a
+// futex wakeup and a context switch each time.
 const busyWait = time.Millisecond
+
+// busyPoll bounds the ring read of a reader that is not asleep. It reads only when the
+// ring holds a record, so the read returns at once; the bound is a backstop.
+const busyPoll = 2 * time.Millisecond
 
 // sleepFlag is the reader's side of the programs' wakeup protocol: the reader_sleeping
 // map, mapped into this process so that storing it costs no system call.
