@@ -174,6 +174,8 @@ type Decoder struct {
 	pending        int
 	untracked      uint64
 	untrackedSince time.Time
+	// shares counts, per requesting flow, what it has pending beyond maxPending/2.
+	shares *bounded.Map[flowKey, *flowShare]
 
 	seen datagrams
 	// late keeps the datagram each failure reported was waiting on, for what a
@@ -205,6 +207,7 @@ func NewDecoder(cfg Config) *Decoder {
 		localAddrs: make(map[netip.AddrPort]bool),
 		ids:        bounded.New[addrkey.Key, learnedID](maxLearnedIDs),
 		held:       bounded.New[netip.AddrPort, []heldDatagram](maxHeldAddrs),
+		shares:     bounded.New[flowKey, *flowShare](maxPending / 2),
 	}
 	longest := max(cfg.V4Timeout, cfg.V5Timeout, cfg.HandshakeTimeout)
 	d.retention = max(2*longest+cfg.SettleDelay, 5*time.Second)
@@ -350,18 +353,46 @@ func (d *Decoder) lostEvidence(from, to time.Time) []result.Evidence {
 // second, each waiting up to the response timeout (plus LossReportDelay live).
 const maxPending = 16384
 
+// maxFlowShare is how many requests and messages one flow (a requester and its peer)
+// may have followed beyond half of maxPending: past that half each flow gets a share, so
+// that a peer flooding requests cannot take every slot and blind the decoder to the
+// others until its requests time out.
+const maxFlowShare = 64
+
+// flowShare counts a flow's followed items admitted past half of maxPending.
+type flowShare struct{ n int }
+
 // follow reports whether a new request or message r can be followed, and counts it as
-// untracked when it cannot: too many are pending already.
-func (d *Decoder) follow(r *record.Record) bool {
-	if d.pending < maxPending {
-		d.pending++
-		return true
+// untracked when it cannot: too many are pending already, or, past half of them, too
+// many of r's flow. The share it returns (nil below half) goes back with release.
+func (d *Decoder) follow(r *record.Record) (share *flowShare, ok bool) {
+	if d.pending >= maxPending/2 && d.pending < maxPending {
+		k := flowOf(r.Src, r.Dst)
+		if share, _ = d.shares.Get(k); share == nil {
+			share = &flowShare{}
+			d.shares.Put(k, share)
+		}
 	}
-	if d.untracked == 0 {
-		d.untrackedSince = r.Time
+	if d.pending >= maxPending || share != nil && share.n >= maxFlowShare {
+		if d.untracked == 0 {
+			d.untrackedSince = r.Time
+		}
+		d.untracked++
+		return nil, false
 	}
-	d.untracked++
-	return false
+	d.pending++
+	if share != nil {
+		share.n++
+	}
+	return share, true
+}
+
+// release ends a followed item's wait: share is what follow returned for it.
+func (d *Decoder) release(share *flowShare) {
+	d.pending--
+	if share != nil {
+		share.n--
+	}
 }
 
 // reportUntracked emits what was not followed as a shed event, whose span starts at the

@@ -29,6 +29,7 @@ const undecryptedName = "MESSAGE/v5"
 // exchange is one request and its response (or failure).
 type exchange struct {
 	tracked
+	share          *flowShare // what follow gave it
 	req, resp      string
 	from, to       netip.AddrPort // requester, responder
 	fromID, toID   enode.ID
@@ -150,10 +151,12 @@ func (x *exchanges) v4(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 			sd.own(&ex.tracked)
 			return
 		}
-		if !x.d.follow(r) {
+		share, ok := x.d.follow(r)
+		if !ok {
 			return
 		}
 		ex := x.open(r, p, sd, v4Name(p.Kind), x.d.cfg.V4Timeout)
+		ex.share = share
 		x.byHash.Put(key, ex)
 		unindex := func() {
 			if e, _ := x.byHash.Get(key); e == ex { // not a newer request with the same bytes
@@ -275,10 +278,12 @@ func (x *exchanges) v5(r *record.Record, p *packet.Packet, sd *seenDatagram, emi
 			sd.own(&ex.tracked)
 			return
 		}
-		if !x.d.follow(r) {
+		share, ok := x.d.follow(r)
+		if !ok {
 			return
 		}
 		ex := x.open(r, p, sd, p.Msg.Name(), x.d.cfg.V5Timeout)
+		ex.share = share
 		x.v5reqs.Put(k, ex)
 		ex.forget = func() {
 			if e, _ := x.v5reqs.Get(k); e == ex {
@@ -310,7 +315,7 @@ func (x *exchanges) open(r *record.Record, p *packet.Packet, sd *seenDatagram, n
 	sd.own(&ex.tracked)
 	deadline := r.Time.Add(timeout)
 	x.d.after(deadline, func(emit func(result.Event), atEnd bool) {
-		x.d.pending--
+		x.d.release(ex.share)
 		ex.forget() // a FINDNODE answered in part stops taking NEIGHBORS here too
 		if ex.answered && !ex.awaitsCopy || ex.done {
 			return

@@ -185,13 +185,18 @@ func TestScenarioMessageFloodFromOnePeer(t *testing.T) {
 }
 
 // Past maxPending requests and messages waiting at once, new ones are decoded but not
-// followed: memory stays bounded, and a shed event counts them (untracked).
+// followed: memory stays bounded, and a shed event counts them (untracked). Here they
+// come from many peers, each within its share.
 func TestScenarioPendingIsBounded(t *testing.T) {
-	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	a := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303")
+	peers := make([]*disctest.Node, 2*maxPending/maxFlowShare) // enough shares for the second half
+	for i := range peers {
+		peers[i] = disctest.NewNode(t, disctest.KeyB, fmt.Sprintf("10.0.1.%d:%d", i%250+1, 30303+i/250))
+	}
 	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{a.ID()}}})
 	const n = maxPending + 1000
 	for i := range n {
-		s.randomPacket(b, a, &v5wire.Ping{ReqID: binary.BigEndian.AppendUint32(nil, uint32(i)), ENRSeq: 1})
+		s.randomPacket(peers[i%len(peers)], a, &v5wire.Ping{ReqID: binary.BigEndian.AppendUint32(nil, uint32(i)), ENRSeq: 1})
 		if s.dec.pending > maxPending {
 			t.Fatalf("%d pending after %d messages, bound %d", s.dec.pending, i+1, maxPending)
 		}
@@ -199,16 +204,42 @@ func TestScenarioPendingIsBounded(t *testing.T) {
 	}
 	s.tick(2 * time.Second)
 	s.flush()
-	var untracked uint64
-	for _, ev := range s.ofType(ndjson.TypeShed) {
-		if ev.Untracked != nil {
-			untracked += *ev.Untracked
-		}
-	}
-	if hs := len(s.ofType(ndjson.TypeHandshake)); hs != maxPending || untracked != n-maxPending {
+	if hs, untracked := len(s.ofType(ndjson.TypeHandshake)), s.untracked(); hs != maxPending || untracked != n-maxPending {
 		t.Errorf("%d handshakes reported and %d counted untracked, want %d and %d", hs, untracked, maxPending, n-maxPending)
 	}
 	if s.dec.pending != 0 {
 		t.Errorf("%d still pending at the end", s.dec.pending)
+	}
+}
+
+// A peer flooding messages takes at most half of maxPending and its share: the other
+// peers' requests meanwhile are followed, every one.
+func TestScenarioFloodLeavesRoomForTheOthers(t *testing.T) {
+	a, b := disctest.NewNode(t, disctest.KeyA, "10.0.0.1:30303"), disctest.NewNode(t, disctest.KeyB, "10.0.0.2:30303")
+	c := disctest.NewNode(t, disctest.KeyC, "10.0.0.3:30303")
+	s := newScNet(t, Config{Identity: Identity{IDs: []enode.ID{a.ID()}}})
+	const n = 50_000 // a second at 50,000 messages/s
+	pings := 0
+	for i := range n {
+		s.randomPacket(b, a, &v5wire.Ping{ReqID: binary.BigEndian.AppendUint32(nil, uint32(i)), ENRSeq: 1})
+		if i%2500 == 1000 {
+			s.ping(c, a, record.DirIn)
+			pings++
+		}
+		if most := maxPending/2 + maxFlowShare + pings; s.dec.pending > most {
+			t.Fatalf("%d pending after %d messages of the flood, want at most half of %d, a share of %d and the other peer's %d", s.dec.pending, i+1, maxPending, maxFlowShare, pings)
+		}
+		s.after(20 * time.Microsecond)
+	}
+	s.tick(2 * time.Second)
+	s.flush()
+	fromC := 0
+	for _, ev := range s.ofType(ndjson.TypeExchange) {
+		if ev.Initiator == c.Addr.String() {
+			fromC++
+		}
+	}
+	if fromC != pings {
+		t.Errorf("%d of the other peer's %d PINGs during the flood reported: the flood blinded the decoder", fromC, pings)
 	}
 }

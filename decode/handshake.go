@@ -70,6 +70,7 @@ type attempt struct {
 type v5Msg struct {
 	// tracked.awaiting is the message's datagram, set once: its time is the message's.
 	tracked
+	share *flowShare // what follow gave it
 	srcID enode.ID
 	dstID enode.ID
 	// nonce is its header nonce (nonceLen bytes of it: 12), kept inline: thousands of
@@ -234,10 +235,12 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 	}
 
 	// As a request.
-	if !h.d.follow(r) {
+	share, ok := h.d.follow(r)
+	if !ok {
 		return
 	}
 	m := &v5Msg{
+		share:     share,
 		decrypted: p.Msg != nil, sizeHint: sizeHint,
 		peerRecent: !prevFromPeer.IsZero() && r.Time.Sub(prevFromPeer) < h.d.cfg.V5Timeout,
 		srcID:      p.SrcID, hasSrcID: p.HasSrcID, dstID: p.DstID, hasDstID: p.HasDstID,
@@ -260,7 +263,7 @@ func (h *handshakes) message(r *record.Record, p *packet.Packet, sd *seenDatagra
 
 // messageTimeout is the end of a message's wait for an answer (its timer).
 func (h *handshakes) messageTimeout(m *v5Msg, fwd *pairState, emit func(result.Event), atEnd bool) {
-	h.d.pending--
+	h.d.release(m.share)
 	initiator, recipient, deadline := m.initiator.AddrPort(), m.recipient.AddrPort(), m.sentAt().Add(h.d.cfg.V5Timeout)
 	if m.done {
 		return
@@ -635,10 +638,12 @@ func (h *handshakes) carry(a *attempt, r *record.Record, p *packet.Packet, sd *s
 		a.carried = ex
 		return
 	}
-	if !h.d.follow(r) {
+	share, ok := h.d.follow(r)
+	if !ok {
 		return
 	}
 	ex := h.d.ex.open(r, p, sd, undecryptedName, h.d.cfg.V5Timeout)
+	ex.share = share
 	k := flowOf(r.Src, r.Dst)
 	ex.forget = func() { // at its deadline, or answered: a later HANDSHAKE starts another
 		if e, _ := h.lastCarried.Get(k); e == ex {

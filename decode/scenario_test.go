@@ -69,6 +69,17 @@ func (s *scNet) ofType(typ string) []*ndjson.Event {
 }
 
 // only returns the one event of typ, failing the test when there is not exactly one.
+// untracked sums the shed events' untracked counts.
+func (s *scNet) untracked() int {
+	n := 0
+	for _, ev := range s.ofType(ndjson.TypeShed) {
+		if ev.Untracked != nil {
+			n += int(*ev.Untracked)
+		}
+	}
+	return n
+}
+
 func (s *scNet) only(typ string) *ndjson.Event {
 	s.t.Helper()
 	evs := s.ofType(typ)
