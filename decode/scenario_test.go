@@ -68,7 +68,6 @@ func (s *scNet) ofType(typ string) []*ndjson.Event {
 	return out
 }
 
-// only returns the one event of typ, failing the test when there is not exactly one.
 // untracked sums the shed events' untracked counts.
 func (s *scNet) untracked() int {
 	n := 0
@@ -80,6 +79,7 @@ func (s *scNet) untracked() int {
 	return n
 }
 
+// only returns the one event of typ, failing the test when there is not exactly one.
 func (s *scNet) only(typ string) *ndjson.Event {
 	s.t.Helper()
 	evs := s.ofType(typ)
